@@ -1,0 +1,117 @@
+"""The detectron2 bootstrap: placeholder compiled ops, the install hint, the env report."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from als_d2 import compat
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+
+
+def test_detectron2_layers_import_after_als_d2():
+    proc = run_python(
+        """
+        import als_d2
+        import detectron2.layers
+        from detectron2.modeling import build_model
+        print("ok", detectron2.layers.ShapeSpec)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok")
+
+
+@pytest.mark.skipif(compat.HAS_COMPILED_OPS, reason="the installed detectron2 has real compiled ops")
+def test_placeholder_registered_and_names_the_op():
+    import detectron2
+    import detectron2.layers  # noqa: F401  (imports `_C` at module level)
+
+    placeholder = sys.modules["detectron2._C"]
+    assert detectron2._C is placeholder
+    with pytest.raises(RuntimeError, match=r"deform_conv_forward.*official build"):
+        placeholder.deform_conv_forward
+    # probing for dunders (hasattr, inspect, pickle) stays harmless
+    assert not hasattr(placeholder, "__wrapped__")
+
+
+@pytest.mark.skipif(compat.HAS_COMPILED_OPS, reason="the installed detectron2 has real compiled ops")
+def test_compiled_op_use_raises_clear_error():
+    import torch
+    from detectron2.layers.rotated_boxes import pairwise_iou_rotated
+
+    boxes = torch.tensor([[5.0, 5.0, 4.0, 4.0, 0.0]])
+    with pytest.raises(RuntimeError, match="box_iou_rotated"):
+        pairwise_iou_rotated(boxes, boxes)
+
+
+def test_no_placeholder_when_compiled_ops_exist():
+    """A detectron2._C that can be found is left alone (simulated by a meta-path finder)."""
+    proc = run_python(
+        """
+        import importlib.abc, importlib.util, sys, types
+
+        class CompiledOps(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+            def find_spec(self, name, path=None, target=None):
+                if name == "detectron2._C":
+                    return importlib.util.spec_from_loader(name, self)
+            def create_module(self, spec):
+                m = types.ModuleType(spec.name)
+                m.REAL = True
+                return m
+            def exec_module(self, module):
+                pass
+
+        sys.meta_path.insert(0, CompiledOps())
+        import als_d2
+        from als_d2 import compat
+        import detectron2.layers
+        assert compat.HAS_COMPILED_OPS is True
+        assert getattr(sys.modules["detectron2._C"], "REAL", False), type(sys.modules["detectron2._C"])
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_import_error_without_detectron2_says_how_to_install():
+    proc = run_python(
+        """
+        import sys
+        sys.modules["detectron2"] = None  # as if detectron2 were not installed
+        try:
+            import als_d2
+        except ImportError as e:
+            print(str(e))
+        else:
+            raise SystemExit("als_d2 imported without detectron2")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == compat.INSTALL_HINT.strip()
+    assert "git+https://github.com/facebookresearch/detectron2.git" in proc.stdout
+    assert "make setup" in proc.stdout
+
+
+def test_detectron2_env_report_works():
+    """default_setup() calls collect_env_info(); it must not crash on the placeholder."""
+    from detectron2.utils.collect_env import collect_env_info
+
+    info = collect_env_info()
+    assert "detectron2" in info
+    if not compat.HAS_COMPILED_OPS:
+        assert compat.PLACEHOLDER_NOTE in info
+
+
+def test_als_d2_env_cli():
+    proc = subprocess.run([sys.executable, "-m", "als_d2.env"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import torch
+
+    rows = dict(line.split(None, 1) for line in proc.stdout.splitlines() if line and not line.startswith(("detectron2 ", "torch CUDA", "CUDA dev", "CPU thr")))
+    assert rows["torch"].strip() == torch.__version__.split("+")[0]
+    assert "detectron2 compiled ops" in proc.stdout

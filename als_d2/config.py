@@ -1,0 +1,122 @@
+"""``add_als_config(cfg)``: the config keys of als-d2, and their validation.
+
+Keys (defaults are the paper's ImageNet ResNet-50 setting where it gives one):
+
+MODEL.CLASSIFIER   NUM_CLASSES, IN_FEATURE (backbone feature pooled into the head)
+MODEL.ALS          METHOD: hard | ls | als | cutmix | mixup | cutmix_als
+                   LS_ALPHA: uniform label smoothing alpha (paper: 0.1)
+                   LS_STYLE: "paper" (1-alpha on the true class, alpha/(K-1) elsewhere)
+                             | "torch" (torch's label_smoothing: alpha/K on every class)
+                   BETA: ALS blend, target = BETA * ALS + (1 - BETA) * hard, in [0, 1]
+                   UNBOXED_TARGET: target of samples whose objectness is unknown
+                             (images without boxes): hard | ls | uniform
+                   MIX_ALPHA: Beta(a, a) parameter of the CutMix/Mixup ratio
+                   MIX_PROB: probability that a batch is mixed
+MODEL.CHANNELS_LAST
+INPUT.CLS          CROP_SIZE (output side, pixels), CROP_SCALE / CROP_RATIO
+                   (RandomResizedCrop, torchvision semantics), TEST_RESIZE (shorter
+                   side before the centre crop), HFLIP_PROB, COLOR_JITTER
+                   (brightness, contrast, saturation; [] = off), LIGHTING_STD (AlexNet
+                   PCA lighting; 0 = off)
+                   VARIANT: none | mask | context
+                   CONTEXT_PROB: probability that a training sample has every object
+                   painted out and a uniform target ('context' variant; paper: 0.15)
+SOLVER             EPOCHS, STEPS_EPOCHS, WARMUP_EPOCHS: the schedule in epochs; when
+                   EPOCHS > 0, MAX_ITER / STEPS / WARMUP_ITERS are derived from the
+                   training set size and IMS_PER_BATCH at start-up
+                   LR_REFERENCE_BATCH: BASE_LR is the lr at this batch size and scales
+                   linearly with IMS_PER_BATCH (0 = no scaling)
+                   AMP.PRECISION: auto | bf16 | fp16 (with SOLVER.AMP.ENABLED)
+"""
+from detectron2.config import CfgNode as CN
+
+METHODS = ("hard", "ls", "als", "cutmix", "mixup", "cutmix_als")
+LS_STYLES = ("paper", "torch")
+UNBOXED_TARGETS = ("hard", "ls", "uniform")
+VARIANTS = ("none", "mask", "context")
+AMP_PRECISIONS = ("auto", "bf16", "fp16")
+
+
+def add_als_config(cfg: CN) -> None:
+    """Add als-d2's keys to a detectron2 config (in place), as d2 projects do."""
+    cfg.MODEL.CLASSIFIER = CN()
+    cfg.MODEL.CLASSIFIER.NUM_CLASSES = 1000
+    cfg.MODEL.CLASSIFIER.IN_FEATURE = "res5"
+    cfg.MODEL.CHANNELS_LAST = False
+
+    cfg.MODEL.ALS = CN()
+    cfg.MODEL.ALS.METHOD = "hard"
+    cfg.MODEL.ALS.LS_ALPHA = 0.1
+    cfg.MODEL.ALS.LS_STYLE = "paper"
+    cfg.MODEL.ALS.BETA = 1.0
+    cfg.MODEL.ALS.UNBOXED_TARGET = "hard"
+    cfg.MODEL.ALS.MIX_ALPHA = 1.0
+    cfg.MODEL.ALS.MIX_PROB = 1.0
+
+    cfg.INPUT.CLS = CN()
+    cfg.INPUT.CLS.CROP_SIZE = 224
+    cfg.INPUT.CLS.CROP_SCALE = (0.08, 1.0)
+    cfg.INPUT.CLS.CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+    cfg.INPUT.CLS.TEST_RESIZE = 256
+    cfg.INPUT.CLS.HFLIP_PROB = 0.5
+    cfg.INPUT.CLS.COLOR_JITTER = (0.4, 0.4, 0.4)
+    cfg.INPUT.CLS.LIGHTING_STD = 0.1
+    cfg.INPUT.CLS.VARIANT = "none"
+    cfg.INPUT.CLS.CONTEXT_PROB = 0.15
+
+    cfg.SOLVER.EPOCHS = 0
+    cfg.SOLVER.STEPS_EPOCHS = ()
+    cfg.SOLVER.WARMUP_EPOCHS = 0.0
+    cfg.SOLVER.LR_REFERENCE_BATCH = 0
+    if not hasattr(cfg.SOLVER, "AMP"):
+        cfg.SOLVER.AMP = CN({"ENABLED": False})
+    cfg.SOLVER.AMP.PRECISION = "auto"
+
+
+def _fail(key: str, value, why: str):
+    raise ValueError(f"config key {key} = {value!r}: {why}")
+
+
+def check_als_config(cfg: CN) -> None:
+    """Stop before training on out-of-range or conflicting values, naming the key."""
+    als, inp = cfg.MODEL.ALS, cfg.INPUT.CLS
+    if als.METHOD not in METHODS:
+        _fail("MODEL.ALS.METHOD", als.METHOD, f"unknown method; expected one of {METHODS}")
+    if als.LS_STYLE not in LS_STYLES:
+        _fail("MODEL.ALS.LS_STYLE", als.LS_STYLE, f"expected one of {LS_STYLES}")
+    if als.UNBOXED_TARGET not in UNBOXED_TARGETS:
+        _fail("MODEL.ALS.UNBOXED_TARGET", als.UNBOXED_TARGET, f"expected one of {UNBOXED_TARGETS}")
+    if not 0.0 <= als.LS_ALPHA <= 1.0:
+        _fail("MODEL.ALS.LS_ALPHA", als.LS_ALPHA, "must be in [0, 1]")
+    if not 0.0 <= als.BETA <= 1.0:
+        _fail("MODEL.ALS.BETA", als.BETA, "must be in [0, 1]")
+    if als.MIX_ALPHA <= 0.0:
+        _fail("MODEL.ALS.MIX_ALPHA", als.MIX_ALPHA, "must be > 0")
+    if not 0.0 <= als.MIX_PROB <= 1.0:
+        _fail("MODEL.ALS.MIX_PROB", als.MIX_PROB, "must be in [0, 1]")
+    if cfg.MODEL.CLASSIFIER.NUM_CLASSES < 2:
+        _fail("MODEL.CLASSIFIER.NUM_CLASSES", cfg.MODEL.CLASSIFIER.NUM_CLASSES, "must be >= 2")
+    if inp.VARIANT not in VARIANTS:
+        _fail("INPUT.CLS.VARIANT", inp.VARIANT, f"expected one of {VARIANTS}")
+    if not 0.0 <= inp.CONTEXT_PROB < 1.0:
+        _fail("INPUT.CLS.CONTEXT_PROB", inp.CONTEXT_PROB, "must be in [0, 1)")
+    if inp.CROP_SIZE <= 0:
+        _fail("INPUT.CLS.CROP_SIZE", inp.CROP_SIZE, "must be > 0")
+    if inp.TEST_RESIZE < inp.CROP_SIZE:
+        _fail("INPUT.CLS.TEST_RESIZE", inp.TEST_RESIZE, f"must be >= INPUT.CLS.CROP_SIZE ({inp.CROP_SIZE})")
+    lo, hi = inp.CROP_SCALE
+    if not 0.0 < lo <= hi <= 1.0:
+        _fail("INPUT.CLS.CROP_SCALE", inp.CROP_SCALE, "must satisfy 0 < min <= max <= 1")
+    lo, hi = inp.CROP_RATIO
+    if not 0.0 < lo <= hi:
+        _fail("INPUT.CLS.CROP_RATIO", inp.CROP_RATIO, "must satisfy 0 < min <= max")
+    if not 0.0 <= inp.HFLIP_PROB <= 1.0:
+        _fail("INPUT.CLS.HFLIP_PROB", inp.HFLIP_PROB, "must be in [0, 1]")
+    if len(inp.COLOR_JITTER) not in (0, 3) or any(v < 0 for v in inp.COLOR_JITTER):
+        _fail("INPUT.CLS.COLOR_JITTER", inp.COLOR_JITTER, "must be [] or [brightness, contrast, saturation] >= 0")
+    if cfg.SOLVER.AMP.PRECISION not in AMP_PRECISIONS:
+        _fail("SOLVER.AMP.PRECISION", cfg.SOLVER.AMP.PRECISION, f"expected one of {AMP_PRECISIONS}")
+    if cfg.SOLVER.EPOCHS < 0:
+        _fail("SOLVER.EPOCHS", cfg.SOLVER.EPOCHS, "must be >= 0")
+    if cfg.SOLVER.EPOCHS > 0 and any(not 0 < e < cfg.SOLVER.EPOCHS for e in cfg.SOLVER.STEPS_EPOCHS):
+        _fail("SOLVER.STEPS_EPOCHS", cfg.SOLVER.STEPS_EPOCHS, f"each must be in (0, SOLVER.EPOCHS={cfg.SOLVER.EPOCHS})")

@@ -1,0 +1,1 @@
+"""Data: ImageNet-with-boxes datasets in detectron2's catalog, box-aware transforms, the mapper."""

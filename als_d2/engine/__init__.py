@@ -1,0 +1,1 @@
+"""Engine: ClassificationTrainer (a DefaultTrainer) and launch helpers."""

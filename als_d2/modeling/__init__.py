@@ -1,0 +1,1 @@
+"""Modeling: the ImageClassifier meta-architecture, ALS/LS/hard/mixing targets, losses."""

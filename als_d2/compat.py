@@ -68,3 +68,44 @@ if not HAS_COMPILED_OPS and "detectron2._C" not in sys.modules:
     _placeholder.__file__ = __file__
     sys.modules["detectron2._C"] = _placeholder
     detectron2._C = _placeholder
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers for behaviour that differs between detectron2 versions.
+
+
+def launch_supports_cpu_workers() -> bool:
+    """Whether ``detectron2.engine.launch`` can start several CPU processes (over gloo).
+
+    detectron2 main picks gloo when CUDA is absent; v0.6 asserts CUDA in every worker.
+    Decided from the installed worker's code, not from a version string.
+    """
+    import inspect
+
+    from detectron2.engine import launch as launch_module
+
+    worker = getattr(launch_module, "_distributed_worker", None)
+    if worker is None:
+        return False
+    try:
+        source = inspect.getsource(worker)
+    except (OSError, TypeError):
+        return False
+    return "gloo" in source.lower()
+
+
+def create_ddp_model(model, **kwargs):
+    """Wrap ``model`` in DistributedDataParallel when there are several processes.
+
+    Unlike v0.6's ``create_ddp_model`` (which always passes ``device_ids``), this works
+    for CPU models over gloo too: ``device_ids`` is given only for a CUDA model.
+    """
+    from detectron2.utils import comm
+    from torch.nn.parallel import DistributedDataParallel
+
+    if comm.get_world_size() == 1:
+        return model
+    if "device_ids" not in kwargs and next(model.parameters()).is_cuda:
+        kwargs["device_ids"] = [comm.get_local_rank()]
+    return DistributedDataParallel(model, **kwargs)
+

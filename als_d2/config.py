@@ -21,9 +21,12 @@ INPUT.CLS          CROP_SIZE (output side, pixels), CROP_SCALE / CROP_RATIO
                    VARIANT: none | mask | context
                    CONTEXT_PROB: probability that a training sample has every object
                    painted out and a uniform target ('context' variant; paper: 0.15)
+TEST               IMS_PER_BATCH: evaluation batch size (per process)
 SOLVER             EPOCHS, STEPS_EPOCHS, WARMUP_EPOCHS: the schedule in epochs; when
                    EPOCHS > 0, MAX_ITER / STEPS / WARMUP_ITERS are derived from the
                    training set size and IMS_PER_BATCH at start-up
+                   CHECKPOINT_PERIOD_EPOCHS (and TEST.EVAL_PERIOD_EPOCHS): periods in
+                   epochs when > 0, overriding the iteration periods
                    LR_REFERENCE_BATCH: BASE_LR is the lr at this batch size and scales
                    linearly with IMS_PER_BATCH (0 = no scaling)
                    AMP.PRECISION: auto | bf16 | fp16 (with SOLVER.AMP.ENABLED)
@@ -68,6 +71,9 @@ def add_als_config(cfg: CN) -> None:
     cfg.SOLVER.STEPS_EPOCHS = ()
     cfg.SOLVER.WARMUP_EPOCHS = 0.0
     cfg.SOLVER.LR_REFERENCE_BATCH = 0
+    cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS = 0.0
+    cfg.TEST.EVAL_PERIOD_EPOCHS = 0.0
+    cfg.TEST.IMS_PER_BATCH = 64
     if not hasattr(cfg.SOLVER, "AMP"):
         cfg.SOLVER.AMP = CN({"ENABLED": False})
     cfg.SOLVER.AMP.PRECISION = "auto"

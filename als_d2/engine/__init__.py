@@ -1,1 +1,5 @@
-"""Engine: ClassificationTrainer (a DefaultTrainer) and launch helpers."""
+"""Engine: ClassificationTrainer (a DefaultTrainer), the epoch schedule, launch helpers."""
+from .schedule import apply_epoch_schedule
+from .trainer import ClassificationTrainer
+
+__all__ = ["ClassificationTrainer", "apply_epoch_schedule"]

@@ -1,0 +1,153 @@
+"""Classification data loaders built from detectron2's pieces, resumable to the sample.
+
+Training samples are drawn like d2's ``TrainingSampler`` (an endless stream of seeded
+permutations, sharded over ranks), but each sample also carries its position in the
+global stream, and the augmentation RNGs (python, numpy, torch) are seeded from
+(seed, position) right before the mapper runs. A sample's crop, flip, jitter and
+'context' draw therefore depend only on the seed and its position: not on the number of
+workers, and not on whether the run was interrupted and resumed (the loader of a
+resumed run starts at ``start_iter * IMS_PER_BATCH``).
+"""
+import itertools
+import logging
+import random
+from typing import Callable, Iterator, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.data.build import build_batch_data_loader, trivial_batch_collator
+from detectron2.data.common import DatasetFromList
+from detectron2.data.samplers import InferenceSampler
+from detectron2.utils import comm
+from torch.utils.data import Dataset, Sampler
+
+logger = logging.getLogger(__name__)
+
+
+def sample_seed(base_seed: int, position: int) -> int:
+    """A 32-bit seed for the sample at ``position`` of the stream of run ``base_seed``."""
+    return int(np.random.SeedSequence([base_seed % 2**63, position]).generate_state(1)[0])
+
+
+def seed_all(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (as d2's augmentations use them)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class PositionedTrainingSampler(Sampler):
+    """Endless stream of ``(index, position)`` pairs for this rank.
+
+    The global stream is the concatenation of permutations of ``range(size)`` drawn
+    from ``seed``; rank ``r`` of ``W`` takes positions ``r, r + W, ...`` and starts at
+    its ``start``-th element (``start = start_iter * batch_per_rank`` when resuming).
+    """
+
+    def __init__(self, size: int, seed: int, start: int = 0, shuffle: bool = True):
+        if size <= 0:
+            raise ValueError("PositionedTrainingSampler needs a non-empty dataset")
+        self._size, self._seed, self._start, self._shuffle = size, seed, start, shuffle
+        self._rank, self._world = comm.get_rank(), comm.get_world_size()
+
+    def _global_stream(self) -> Iterator[Tuple[int, int]]:
+        g = torch.Generator()
+        g.manual_seed(self._seed)
+        position = 0
+        while True:
+            order = torch.randperm(self._size, generator=g) if self._shuffle else torch.arange(self._size)
+            for index in order.tolist():
+                yield index, position
+                position += 1
+
+    def __iter__(self):
+        mine = itertools.islice(self._global_stream(), self._rank, None, self._world)
+        yield from itertools.islice(mine, self._start, None)
+
+
+class SeededMapDataset(Dataset):
+    """Maps ``dicts[index]`` with ``mapper`` after seeding the RNGs from the position.
+
+    Keys are ``(index, position)`` pairs. When the mapper returns None (a sample it
+    decided to skip), another index is drawn deterministically from the same seed.
+    """
+
+    def __init__(self, dicts: Sequence[dict], mapper: Callable[[dict], dict], base_seed: int):
+        self._dicts = dicts
+        self._mapper = mapper
+        self._base_seed = base_seed
+
+    def __len__(self) -> int:
+        return len(self._dicts)
+
+    def __getitem__(self, key: Tuple[int, int]) -> dict:
+        index, position = key
+        seed = sample_seed(self._base_seed, position)
+        for attempt in range(100):
+            seed_all(seed + attempt)
+            out = self._mapper(self._dicts[index])
+            if out is not None:
+                return out
+            logger.warning("mapper skipped dataset index %d; drawing another sample", index)
+            index = random.Random(seed + attempt).randrange(len(self._dicts))
+        raise RuntimeError(f"the mapper skipped 100 samples in a row (last index {index}); check the dataset")
+
+
+def load_dataset_dicts(names: Sequence[str]) -> List[dict]:
+    """Concatenate the dicts of the registered datasets ``names`` (with a clear error)."""
+    if isinstance(names, str):
+        names = [names]
+    dicts: List[dict] = []
+    for name in names:
+        part = DatasetCatalog.get(name)
+        if len(part) == 0:
+            raise ValueError(f"dataset {name!r} is empty")
+        dicts.extend(part)
+    return dicts
+
+
+def build_cls_train_loader(
+    dicts: Sequence[dict],
+    mapper: Callable[[dict], dict],
+    *,
+    total_batch_size: int,
+    seed: int,
+    start_iter: int = 0,
+    num_workers: int = 0,
+):
+    """Endless loader of batches (lists of mapped dicts) for this rank, starting at ``start_iter``."""
+    world = comm.get_world_size()
+    if total_batch_size % world != 0:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH={total_batch_size} is not divisible by the {world} processes")
+    sampler = PositionedTrainingSampler(len(dicts), seed, start=start_iter * (total_batch_size // world))
+    dataset = SeededMapDataset(DatasetFromList(list(dicts), copy=False), mapper, seed)
+    return build_batch_data_loader(
+        dataset, sampler, total_batch_size, aspect_ratio_grouping=False, num_workers=num_workers
+    )
+
+
+def build_cls_test_loader(dicts: Sequence[dict], mapper: Callable[[dict], dict], *, batch_size: int, num_workers: int = 0):
+    """Loader that visits every sample exactly once over all ranks (d2's InferenceSampler), in batches."""
+    dataset = _MapDataset(DatasetFromList(list(dicts), copy=False), mapper)
+    batch_sampler = torch.utils.data.BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=trivial_batch_collator
+    )
+
+
+class _MapDataset(Dataset):
+    """Evaluation mapping: every sample must map (None is an error, never a silent skip)."""
+
+    def __init__(self, dicts, mapper):
+        self._dicts, self._mapper = dicts, mapper
+
+    def __len__(self):
+        return len(self._dicts)
+
+    def __getitem__(self, index):
+        d = self._dicts[index]
+        out = self._mapper(d)
+        if out is None:
+            raise RuntimeError(f"evaluation sample {d.get('file_name', index)!r} could not be mapped")
+        return out

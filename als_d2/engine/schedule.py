@@ -1,0 +1,53 @@
+"""The paper states its schedule in epochs; detectron2 counts iterations.
+
+``apply_epoch_schedule(cfg, dataset_size)`` derives ``SOLVER.MAX_ITER``, ``STEPS``,
+``WARMUP_ITERS`` (and checkpoint/eval periods) from ``SOLVER.EPOCHS`` and friends,
+and scales ``BASE_LR`` linearly with ``IMS_PER_BATCH`` when ``LR_REFERENCE_BATCH`` is set.
+"""
+import logging
+
+from detectron2.config import CfgNode
+
+logger = logging.getLogger(__name__)
+
+
+def iterations_for(epochs: float, dataset_size: int, batch_size: int) -> int:
+    """Number of iterations of ``batch_size`` samples that make ``epochs`` passes (rounded)."""
+    return int(round(epochs * dataset_size / batch_size))
+
+
+def apply_epoch_schedule(cfg: CfgNode, dataset_size: int) -> CfgNode:
+    """Return a copy of ``cfg`` with the iteration schedule derived (and logged)."""
+    cfg = cfg.clone()
+    was_frozen = cfg.is_frozen()
+    cfg.defrost()
+    solver = cfg.SOLVER
+    batch = solver.IMS_PER_BATCH
+    if solver.LR_REFERENCE_BATCH > 0:
+        scaled = solver.BASE_LR * batch / solver.LR_REFERENCE_BATCH
+        logger.info(
+            f"Linear lr scaling: BASE_LR {solver.BASE_LR} at batch {solver.LR_REFERENCE_BATCH} "
+            f"-> {scaled:g} at IMS_PER_BATCH {batch}"
+        )
+        solver.BASE_LR = scaled
+        solver.LR_REFERENCE_BATCH = 0  # applied; a saved config must not scale twice
+    if solver.EPOCHS > 0:
+        per_epoch = dataset_size / batch
+        solver.MAX_ITER = iterations_for(solver.EPOCHS, dataset_size, batch)
+        solver.STEPS = tuple(iterations_for(e, dataset_size, batch) for e in solver.STEPS_EPOCHS)
+        solver.WARMUP_ITERS = iterations_for(solver.WARMUP_EPOCHS, dataset_size, batch)
+        if solver.CHECKPOINT_PERIOD_EPOCHS > 0:
+            solver.CHECKPOINT_PERIOD = max(1, iterations_for(solver.CHECKPOINT_PERIOD_EPOCHS, dataset_size, batch))
+        if cfg.TEST.EVAL_PERIOD_EPOCHS > 0:
+            cfg.TEST.EVAL_PERIOD = max(1, iterations_for(cfg.TEST.EVAL_PERIOD_EPOCHS, dataset_size, batch))
+        logger.info(
+            f"Epoch schedule: {dataset_size} samples / batch {batch} = {per_epoch:.1f} iterations per epoch; "
+            f"{solver.EPOCHS} epochs -> MAX_ITER {solver.MAX_ITER}, lr steps at epochs "
+            f"{list(solver.STEPS_EPOCHS)} -> iterations {list(solver.STEPS)}, warmup "
+            f"{solver.WARMUP_EPOCHS} epochs -> {solver.WARMUP_ITERS} iterations, checkpoint every "
+            f"{solver.CHECKPOINT_PERIOD}, eval every {cfg.TEST.EVAL_PERIOD} iterations"
+        )
+        solver.EPOCHS = 0  # applied: MAX_ITER etc. are now authoritative
+    if was_frozen:
+        cfg.freeze()
+    return cfg

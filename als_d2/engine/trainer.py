@@ -1,0 +1,191 @@
+"""``ClassificationTrainer``: detectron2's ``DefaultTrainer`` for image classification.
+
+What differs from training a detector:
+- the schedule may be stated in epochs (``SOLVER.EPOCHS``...), turned into iterations
+  from the training set size at start-up (``engine/schedule.py``);
+- the train loader is resumable to the sample (``data/build.py``): a run stopped after
+  checkpoint k and resumed sees the same samples and augmentations as an uninterrupted
+  one;
+- the training step can run under autocast in bf16 or fp16 (with a grad scaler), and
+  DDP wrapping works for CPU processes over gloo as well as GPUs.
+"""
+import logging
+import time
+import weakref
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from .. import compat
+from ..config import check_als_config
+from ..data.build import build_cls_test_loader, build_cls_train_loader, load_dataset_dicts, sample_seed
+from ..data.mapper import ClassificationDatasetMapper
+from ..evaluation import ClassificationEvaluator
+from .schedule import apply_epoch_schedule
+
+logger = logging.getLogger(__name__)
+
+
+def autocast_dtype(cfg, device_type: str):
+    """The autocast dtype the config asks for on ``device_type``, or None for float32."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return None
+    precision = cfg.SOLVER.AMP.PRECISION
+    if precision == "auto":
+        if device_type == "cuda" and not torch.cuda.is_bf16_supported():
+            precision = "fp16"
+        else:
+            precision = "bf16"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class ClassificationStepRunner(SimpleTrainer):
+    """d2's ``SimpleTrainer`` step with optional autocast (bf16, or fp16 with a grad scaler).
+
+    With ``step_seed`` set, torch's global RNG is seeded from (step_seed, iteration)
+    before each forward, so batch-level randomness (CutMix/Mixup pairing and ratio) is
+    a function of the iteration and survives kill-and-resume.
+    """
+
+    def __init__(self, model, data_loader, optimizer, *, amp_dtype=None, device_type="cpu", step_seed=None):
+        super().__init__(model, data_loader, optimizer)
+        self.amp_dtype = amp_dtype
+        self.device_type = device_type
+        self.step_seed = step_seed
+        self.grad_scaler = (
+            torch.amp.GradScaler(device_type) if amp_dtype == torch.float16 else None
+        )
+
+    def run_step(self):
+        assert self.model.training, "[ClassificationStepRunner] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        if self.step_seed is not None:
+            torch.manual_seed(sample_seed(self.step_seed, self.iter))
+        with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            loss_dict = self.model(data)
+        losses = sum(loss_dict.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(losses).backward()
+        else:
+            losses.backward()
+        self._write_metrics(loss_dict, data_time)
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+
+    def state_dict(self):
+        ret = super().state_dict()
+        if self.grad_scaler is not None:
+            ret["grad_scaler"] = self.grad_scaler.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if self.grad_scaler is not None and "grad_scaler" in state_dict:
+            self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
+
+
+class ThroughputHook(HookBase):
+    """Logs ``images_per_sec`` (whole job) from the iteration time of d2's IterationTimer."""
+
+    def __init__(self, total_batch_size: int):
+        self._batch = total_batch_size
+
+    def after_step(self):
+        history = self.trainer.storage.histories().get("time")
+        if history is not None and history.latest() > 0:
+            self.trainer.storage.put_scalar("images_per_sec", self._batch / history.latest())
+
+
+class _DeferredLoader:
+    """An iterable whose loader is built on first ``next()``, after ``resume_or_load``
+    has set the start iteration (d2's SimpleTrainer calls ``iter()`` on construction)."""
+
+    def __init__(self, build):
+        self._build = build
+
+    def __iter__(self):
+        yield from self._build()
+
+
+class ClassificationTrainer(DefaultTrainer):
+    """DefaultTrainer for ``ImageClassifier`` with the ALS data path (see module docstring)."""
+
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        check_als_config(cfg)
+        self.train_dicts = load_dataset_dicts(cfg.DATASETS.TRAIN)
+        logger.info(f"Training on {cfg.DATASETS.TRAIN}: {len(self.train_dicts)} samples")
+        cfg = apply_epoch_schedule(cfg, len(self.train_dicts))
+        self.cfg = cfg
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        device_type = torch.device(cfg.MODEL.DEVICE).type
+        data_loader = _DeferredLoader(
+            lambda: self.build_train_loader(cfg, start_iter=self.start_iter, dicts=self.train_dicts, seed=self.data_seed)
+        )
+        model = compat.create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = ClassificationStepRunner(
+            model,
+            data_loader,
+            optimizer,
+            amp_dtype=autocast_dtype(cfg, device_type),
+            device_type=device_type,
+            step_seed=self.data_seed + 1,
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        hooks = super().build_hooks()
+        hooks.insert(1, ThroughputHook(self.cfg.SOLVER.IMS_PER_BATCH))  # right after IterationTimer
+        return hooks
+
+    @classmethod
+    def build_train_loader(cls, cfg, start_iter: int = 0, dicts=None, seed=None):
+        """Endless batches of mapped training dicts for this rank, starting at ``start_iter``."""
+        if dicts is None:
+            dicts = load_dataset_dicts(cfg.DATASETS.TRAIN)
+        if seed is None:
+            seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        return build_cls_train_loader(
+            dicts,
+            ClassificationDatasetMapper(cfg, is_train=True),
+            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+            seed=seed,
+            start_iter=start_iter,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_cls_test_loader(
+            load_dataset_dicts([dataset_name]),
+            ClassificationDatasetMapper(cfg, is_train=False),
+            batch_size=cfg.TEST.IMS_PER_BATCH,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        import os
+
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return ClassificationEvaluator(dataset_name, distributed=True, output_dir=output_folder)

@@ -1,0 +1,116 @@
+"""``ImageClassifier``: a detectron2 backbone, global average pooling and a linear head."""
+import math
+from typing import Dict, List
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.utils.events import get_event_storage
+from torch import nn
+
+from .losses import soft_cross_entropy
+from .targets import TargetBuilder
+
+__all__ = ["ImageClassifier"]
+
+
+@META_ARCH_REGISTRY.register()
+class ImageClassifier(nn.Module):
+    """Classifies d2-style batches: ``list[dict]`` with ``image`` (3xHxW uint8, the
+    config's INPUT.FORMAT), and in training ``label`` (int), ``objectness`` (float in
+    [0, 1] or None when unknown), ``context`` (bool) and ``boxes`` (Mx4 XYXY pixels of
+    the output frame).
+
+    Pixels are normalised with ``pixel_mean``/``pixel_std`` inside the model, so loaders
+    move uint8. Training returns ``{"loss_cls": soft-target cross entropy}`` with the
+    targets of ``target_builder`` (hard, LS, ALS, CutMix, Mixup, box-aware CutMix);
+    inference returns one ``{"logits": K, "probs": K}`` dict per image.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        in_feature: str,
+        num_classes: int,
+        pixel_mean,
+        pixel_std,
+        target_builder: TargetBuilder,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.in_feature = in_feature
+        channels = backbone.output_shape()[in_feature].channels
+        self.head = nn.Linear(channels, num_classes)  # torchvision's fc init (nn.Linear's default)
+        self.num_classes = num_classes
+        self.target_builder = target_builder
+        self.channels_last = channels_last
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {
+            "backbone": build_backbone(cfg),
+            "in_feature": cfg.MODEL.CLASSIFIER.IN_FEATURE,
+            "num_classes": cfg.MODEL.CLASSIFIER.NUM_CLASSES,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "target_builder": TargetBuilder(cfg),
+            "channels_last": cfg.MODEL.CHANNELS_LAST,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess_image(self, batched_inputs: List[Dict]) -> torch.Tensor:
+        """Stack and normalise: N x 3 x H x W float32 on the model's device."""
+        images = torch.stack([x["image"] for x in batched_inputs]).to(self.device, non_blocking=True)
+        images = (images.float() - self.pixel_mean) / self.pixel_std
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """N x K logits of normalised images."""
+        features = self.backbone(images)[self.in_feature]
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1))
+
+    def forward(self, batched_inputs: List[Dict]):
+        images = self.preprocess_image(batched_inputs)
+        if not self.training:
+            logits = self.logits(images).float()
+            probs = logits.softmax(dim=1)
+            return [{"logits": l, "probs": p} for l, p in zip(logits, probs)]
+
+        labels = torch.as_tensor([x["label"] for x in batched_inputs], dtype=torch.long, device=self.device)
+        objectness = torch.tensor(
+            [math.nan if x.get("objectness") is None else float(x["objectness"]) for x in batched_inputs],
+            dtype=torch.float32,
+            device=self.device,
+        )
+        context = torch.tensor([bool(x.get("context", False)) for x in batched_inputs], device=self.device)
+        boxes = [x.get("boxes", torch.zeros(0, 4)).to(self.device) for x in batched_inputs]
+        images, targets = self.target_builder(images, labels, objectness, context, boxes)
+        logits = self.logits(images)
+        loss = soft_cross_entropy(logits.float(), targets)
+
+        with torch.no_grad():  # one device sync for the batch statistics
+            stats = torch.stack(
+                [
+                    objectness.nanmean(),
+                    targets.gather(1, labels[:, None]).mean(),
+                    context.float().mean(),
+                ]
+            ).tolist()
+        storage = get_event_storage()
+        if not math.isnan(stats[0]):
+            storage.put_scalar("als/mean_objectness", stats[0])
+        storage.put_scalar("als/mean_true_class_target", stats[1])
+        storage.put_scalar("als/context_fraction", stats[2])
+        return {"loss_cls": loss}

@@ -1,0 +1,58 @@
+"""The paper's epoch schedule turned into detectron2 iterations, and linear lr scaling."""
+import os
+
+import pytest
+from detectron2.config import get_cfg
+
+from als_d2.config import add_als_config, check_als_config
+from als_d2.engine import apply_epoch_schedule
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def r50_cfg(*opts):
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs/als_r50.yaml"))
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+@pytest.mark.parametrize("size", [474_000, 528_000])  # the paper's boxed and 'mask' sets (approx.)
+def test_paper_schedule_in_iterations(size):
+    cfg = apply_epoch_schedule(r50_cfg(), size)
+    per_epoch = size / 256
+    assert cfg.SOLVER.MAX_ITER == round(300 * per_epoch)
+    assert list(cfg.SOLVER.STEPS) == [round(75 * per_epoch), round(150 * per_epoch), round(225 * per_epoch)]
+    assert cfg.SOLVER.BASE_LR == pytest.approx(0.1)
+    assert cfg.SOLVER.CHECKPOINT_PERIOD == round(5 * per_epoch)
+    assert cfg.TEST.EVAL_PERIOD == round(25 * per_epoch)
+
+
+def test_linear_lr_scaling_and_batch():
+    cfg = apply_epoch_schedule(r50_cfg("SOLVER.IMS_PER_BATCH", 1024), 1_000_000)
+    assert cfg.SOLVER.BASE_LR == pytest.approx(0.4)
+    assert cfg.SOLVER.MAX_ITER == round(300 * 1_000_000 / 1024)
+    # applying twice does not scale twice
+    again = apply_epoch_schedule(cfg, 1_000_000)
+    assert again.SOLVER.BASE_LR == pytest.approx(0.4) and again.SOLVER.MAX_ITER == cfg.SOLVER.MAX_ITER
+
+
+def test_iteration_schedule_left_alone_without_epochs():
+    cfg = apply_epoch_schedule(r50_cfg("SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 123, "SOLVER.LR_REFERENCE_BATCH", 0), 10)
+    assert cfg.SOLVER.MAX_ITER == 123 and cfg.SOLVER.BASE_LR == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("MODEL.ALS.BETA", 1.5, "MODEL.ALS.BETA"),
+        ("MODEL.ALS.METHOD", "focal", "MODEL.ALS.METHOD"),
+        ("INPUT.CLS.CONTEXT_PROB", 1.0, "INPUT.CLS.CONTEXT_PROB"),
+        ("SOLVER.STEPS_EPOCHS", (75, 400), "SOLVER.STEPS_EPOCHS"),
+        ("SOLVER.AMP.PRECISION", "fp8", "SOLVER.AMP.PRECISION"),
+    ],
+)
+def test_bad_values_name_the_key(key, value, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        check_als_config(r50_cfg(key, value))

@@ -1,0 +1,31 @@
+"""ImageNet / ImageNetV2 readers and their registration in detectron2's DatasetCatalog.
+
+Importing this package registers the builtin names (:mod:`.builtin`), without touching
+the disk.
+"""
+from .ilsvrc_xml import IlsvrcAnnotation, IlsvrcXmlError, parse_ilsvrc_xml
+from .imagenet import (
+    LAYOUTS,
+    SPLITS,
+    SUBSETS,
+    get_imagenet_class_info,
+    load_imagenet_dicts,
+    load_imagenet_index,
+    register_imagenet,
+)
+from . import builtin as _builtin  # noqa: F401  (registers imagenet_* at import)
+from .builtin import register_all_imagenet
+
+__all__ = [
+    "IlsvrcAnnotation",
+    "IlsvrcXmlError",
+    "parse_ilsvrc_xml",
+    "LAYOUTS",
+    "SPLITS",
+    "SUBSETS",
+    "get_imagenet_class_info",
+    "load_imagenet_dicts",
+    "load_imagenet_index",
+    "register_imagenet",
+    "register_all_imagenet",
+]

@@ -123,7 +123,8 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 ]>
 <annotation>
 \t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>
-\t<object><name>&lol9;</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>
+\t<object><name>&lol9;</name>
+\t\t<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>
 </annotation>
 """
 
@@ -131,7 +132,8 @@ XXE = """<?xml version="1.0"?>
 <!DOCTYPE annotation [ <!ENTITY xxe SYSTEM "file://{target}"> ]>
 <annotation>
 \t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>
-\t<object><name>&xxe;</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>
+\t<object><name>&xxe;</name>
+\t\t<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>
 </annotation>
 """
 
@@ -217,7 +219,9 @@ class FixtureTree:
         folder = os.path.join(self.image_dir(split), wnid) if in_folder else self.image_dir(split)
         path = os.path.join(folder, stem + ".JPEG")
         write_jpeg(path, size, color=(n * 37 % 255, 90, 160))
-        im = FixtureImage(split, path, stem, wnid if label_known else None, tuple(size), list(objects))
+        im = FixtureImage(
+            split, path, stem, wnid if label_known else None, tuple(size), list(objects)
+        )
         if xml and objects:
             xml_size = tuple(xml_size or size)
             sub = wnid if split == "train" else ""

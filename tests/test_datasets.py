@@ -92,7 +92,9 @@ def check_against_fixture(dicts, tree, split):
 
 
 def test_class_list_from_synset_mapping_is_sorted_with_first_synonym(tmp_path):
-    tree = fx.make_imagenet_tree(str(tmp_path / "in"), n_classes=5, train_per_class=1, val_per_class=0)
+    tree = fx.make_imagenet_tree(
+        str(tmp_path / "in"), n_classes=5, train_per_class=1, val_per_class=0
+    )
     wnids, names = get_imagenet_class_info(tree.root)
     assert wnids == ["n01440764", "n01443537", "n02085620", "n02123045", "n04589890"]
     assert names == ["tench", "goldfish", "Chihuahua", "tabby", "window screen"]
@@ -143,7 +145,12 @@ def test_standard_val_labels_and_boxes_from_csv(tmp_path):
     tree = fx.make_imagenet_tree(str(tmp_path / "in"), n_classes=3, val_per_class=1, csv=True)
     w = tree.wnids
     csv_only = tree.add_image(
-        "val", w[1], (50, 40), [(w[1], (1, 2, 30, 20)), (w[1], (5, 5, 40, 39))], xml=False, csv_row=True
+        "val",
+        w[1],
+        (50, 40),
+        [(w[1], (1, 2, 30, 20)), (w[1], (5, 5, 40, 39))],
+        xml=False,
+        csv_row=True,
     )
     tree.write_csvs()
     rows = read_loc_solution_csv(tree.csv_path("val"))
@@ -154,7 +161,9 @@ def test_standard_val_labels_and_boxes_from_csv(tmp_path):
 
 
 def test_val_in_wnid_folders_with_flat_xmls(tmp_path):
-    tree = fx.make_imagenet_tree(str(tmp_path / "in"), n_classes=3, val_per_class=2, val_in_folders=True)
+    tree = fx.make_imagenet_tree(
+        str(tmp_path / "in"), n_classes=3, val_per_class=2, val_in_folders=True
+    )
     assert os.path.isdir(os.path.join(tree.root, "val", tree.wnids[0]))
     dicts = load_imagenet_dicts(tree.root, "val")
     check_against_fixture(dicts, tree, "val")
@@ -177,7 +186,9 @@ def test_kaggle_layout_train_and_val(tmp_path):
     tree = fx.make_imagenet_tree(str(tmp_path / "kaggle"), layout="kaggle", n_classes=3)
     w = tree.wnids
     # A train image that only the CSV annotates, and one whose XML and CSV disagree.
-    csv_only = tree.add_image("train", w[2], (60, 50), [(w[2], (3, 4, 50, 45))], xml=False, csv_row=True)
+    csv_only = tree.add_image(
+        "train", w[2], (60, 50), [(w[2], (3, 4, 50, 45))], xml=False, csv_row=True
+    )
     both = tree.add_image("train", w[0], (60, 50), [(w[0], (10, 10, 20, 20))], csv_row=True)
     both.csv_objects = [(w[0], (1, 1, 59, 49))]
     tree.write_csvs()
@@ -187,7 +198,9 @@ def test_kaggle_layout_train_and_val(tmp_path):
     check_against_fixture(train, tree, "train")
     assert boxes_of(by_id(train)[csv_only.stem]) == [(2, [3, 4, 50, 45])]
     assert boxes_of(by_id(train)[both.stem]) == [(0, [10, 10, 20, 20])]  # the XML wins
-    assert train[0]["file_name"].startswith(os.path.join(tree.root, "ILSVRC", "Data", "CLS-LOC", "train"))
+    assert train[0]["file_name"].startswith(
+        os.path.join(tree.root, "ILSVRC", "Data", "CLS-LOC", "train")
+    )
 
     val = load_imagenet_dicts(tree.root, "val", layout="kaggle")
     check_against_fixture(val, tree, "val")
@@ -195,13 +208,24 @@ def test_kaggle_layout_train_and_val(tmp_path):
 
 
 def test_kaggle_csv_ids_without_image_and_unknown_wnids_are_counted(tmp_path):
-    tree = fx.make_imagenet_tree(str(tmp_path / "kaggle"), layout="kaggle", n_classes=2, val_per_class=1)
+    tree = fx.make_imagenet_tree(
+        str(tmp_path / "kaggle"), layout="kaggle", n_classes=2, val_per_class=1
+    )
     w = tree.wnids
     im = tree.add_image(
-        "val", w[1], (40, 40), [(w[1], (1, 1, 20, 20)), ("n00000001", (2, 2, 9, 9))], xml=False, csv_row=True
+        "val",
+        w[1],
+        (40, 40),
+        [(w[1], (1, 1, 20, 20)), ("n00000001", (2, 2, 9, 9))],
+        xml=False,
+        csv_row=True,
     )
     rows = read_loc_solution_csv(tree.csv_path("val"))
-    rows = {**rows, im.stem: fx.prediction_string(im.objects), "ILSVRC2012_val_09999999": f"{w[0]} 1 1 5 5"}
+    rows = {
+        **rows,
+        im.stem: fx.prediction_string(im.objects),
+        "ILSVRC2012_val_09999999": f"{w[0]} 1 1 5 5",
+    }
     fx.write_loc_solution_csv(tree.csv_path("val"), rows)
     index = load_imagenet_index(tree.root, "val")
     assert index["stats"]["unknown_wnid"] == 1
@@ -256,12 +280,17 @@ def test_xml_size_mismatch_rescales_to_real_size(tmp_path, log_records):
     tree = fx.FixtureTree(str(tmp_path / "in"), "standard", fx.wnid_names(2))
     w = tree.wnids[1]
     # Real image 60x40; the XML claims 120x80 (half-size JPEG): boxes halve.
-    half = tree.add_image("train", w, (60, 40), [(w, (20, 10, 100, 70)), (w, (0, 0, 120, 80))], xml_size=(120, 80))
+    half = tree.add_image(
+        "train", w, (60, 40), [(w, (20, 10, 100, 70)), (w, (0, 0, 120, 80))], xml_size=(120, 80)
+    )
     # Non-uniform: XML says 30x80 for a 90x40 image: x * 3, y / 2; then clipping at 90.
     odd = tree.add_image("train", w, (90, 40), [(w, (5, 10, 35, 30))], xml_size=(30, 80))
     same = tree.add_image("train", w, (60, 40), [(w, (1, 2, 3, 4))])
     dicts = by_id(load_imagenet_dicts(tree.root, "train"))
-    assert boxes_of(dicts[half.stem]) == [(1, pytest.approx([10, 5, 50, 35])), (1, pytest.approx([0, 0, 60, 40]))]
+    assert boxes_of(dicts[half.stem]) == [
+        (1, pytest.approx([10, 5, 50, 35])),
+        (1, pytest.approx([0, 0, 60, 40])),
+    ]
     assert boxes_of(dicts[odd.stem]) == [(1, pytest.approx([15, 5, 90, 15]))]
     assert boxes_of(dicts[same.stem]) == [(1, [1, 2, 3, 4])]
     assert (dicts[half.stem]["width"], dicts[half.stem]["height"]) == (60, 40)
@@ -283,11 +312,16 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, log_records):
     fx.write_text(nosize.xml_path, text.replace("<width>40</width>", ""))
     # one object with a non-numeric coordinate, one without bndbox, one unknown wnid, one good
     mixed = tree.add_image(
-        "train", b, (40, 30), [(b, (1, 1, 10, 10)), (b, (2, 2, 12, 12)), ("n00000042", (1, 1, 5, 5)), (b, (3, 3, 9, 9))]
+        "train",
+        b,
+        (40, 30),
+        [(b, (1, 1, 10, 10)), (b, (2, 2, 12, 12)), ("n00000042", (1, 1, 5, 5)), (b, (3, 3, 9, 9))],
     )
     text = fx.ilsvrc_xml_text(b, mixed.stem, (40, 30), mixed.objects)
     text = text.replace("<xmin>1</xmin>", "<xmin>one</xmin>", 1)
-    text = text.replace("\t\t<bndbox>\n\t\t\t<xmin>2</xmin>", "\t\t<nobox>\n\t\t\t<xmin>2</xmin>", 1)
+    text = text.replace(
+        "\t\t<bndbox>\n\t\t\t<xmin>2</xmin>", "\t\t<nobox>\n\t\t\t<xmin>2</xmin>", 1
+    )
     text = text.replace("<ymax>12</ymax>\n\t\t</bndbox>", "<ymax>12</ymax>\n\t\t</nobox>", 1)
     fx.write_text(mixed.xml_path, text)
     # an annotated image that is not a JPEG at all
@@ -295,7 +329,10 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, log_records):
     with open(corrupt.path, "wb") as f:
         f.write(b"not an image")
     # an XML without image, a folder that is no class
-    fx.write_text(os.path.join(tree.ann_dir("train"), a, f"{a}_999999.xml"), fx.ilsvrc_xml_text(a, "x", (9, 9), []))
+    fx.write_text(
+        os.path.join(tree.ann_dir("train"), a, f"{a}_999999.xml"),
+        fx.ilsvrc_xml_text(a, "x", (9, 9), []),
+    )
     fx.write_jpeg(os.path.join(tree.image_dir("train"), "n55555555", "n55555555_1.JPEG"), (9, 9))
 
     dicts = by_id(load_imagenet_dicts(tree.root, "train"))
@@ -303,7 +340,14 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, log_records):
     assert dicts[broken.stem]["annotations"] == [] and dicts[nosize.stem]["annotations"] == []
     assert boxes_of(dicts[mixed.stem]) == [(1, [3, 3, 9, 9])]
     stats = load_imagenet_index(tree.root, "train")["stats"]
-    expected = dict(bad_xml=2, bad_objects=2, unknown_wnid=1, unreadable_images=1, orphan_xml=1, unknown_folders=1)
+    expected = dict(
+        bad_xml=2,
+        bad_objects=2,
+        unknown_wnid=1,
+        unreadable_images=1,
+        orphan_xml=1,
+        unknown_folders=1,
+    )
     assert {k: stats.get(k, 0) for k in expected} == expected
     messages = "\n".join(r.getMessage() for r in log_records if r.levelno >= logging.WARNING)
     for key, n in expected.items():
@@ -321,7 +365,9 @@ def multi_object_tree(tmp_path):
     a, b, c = tree.wnids
     tree.add_image("train", a, (50, 50), [(a, (0, 0, 10, 10))])
     tree.add_image("train", a, (50, 50), [])  # unboxed
-    three = tree.add_image("train", b, (50, 50), [(b, (0, 0, 10, 10)), (c, (5, 5, 30, 30)), (b, (20, 20, 40, 40))])
+    three = tree.add_image(
+        "train", b, (50, 50), [(b, (0, 0, 10, 10)), (c, (5, 5, 30, 30)), (b, (20, 20, 40, 40))]
+    )
     tree.add_image("train", c, (50, 50), [])
     for wnid in (a, b):
         tree.add_image("val", wnid, (50, 50), [(wnid, (1, 1, 9, 9))])
@@ -332,7 +378,9 @@ def multi_object_tree(tmp_path):
 def test_boxed_subset_keeps_only_images_with_boxes(multi_object_tree):
     tree, _ = multi_object_tree
     boxed = load_imagenet_dicts(tree.root, "train", subset="boxed")
-    assert sorted(d["image_id"] for d in boxed) == sorted(im.stem for im in tree.split_images("train") if im.objects)
+    assert sorted(d["image_id"] for d in boxed) == sorted(
+        im.stem for im in tree.split_images("train") if im.objects
+    )
     assert all(d["annotations"] for d in boxed)
     assert len(load_imagenet_dicts(tree.root, "train")) == 4
 
@@ -373,7 +421,9 @@ def test_unknown_subset_layout_split_rejected_at_registration():
 
 
 def test_imagenetv2_layout_and_class_names(tmp_path):
-    imagenet = fx.make_imagenet_tree(str(tmp_path / "imagenet"), n_classes=4, train_per_class=1, val_per_class=0)
+    imagenet = fx.make_imagenet_tree(
+        str(tmp_path / "imagenet"), n_classes=4, train_per_class=1, val_per_class=0
+    )
     v2_root = str(tmp_path / "imagenetv2-matched-frequency-format-val")
     written = fx.make_imagenetv2_tree(v2_root, n_classes=4, per_class=3)
     dicts = load_imagenet_dicts(v2_root, "val")  # layout auto-detected
@@ -413,7 +463,9 @@ def test_register_imagenet_catalog_and_metadata(tmp_path, monkeypatch, registere
     assert meta.get("thing_classes") is None  # lazily: nothing read at registration
 
     dicts = DatasetCatalog.get(name)
-    assert len(dicts) == len(tree.split_images("val")) and all(d["paint_all_objects"] for d in dicts)
+    assert len(dicts) == len(tree.split_images("val")) and all(
+        d["paint_all_objects"] for d in dicts
+    )
     assert meta.wnids == tree.wnids
     assert meta.thing_classes == [tree.names[w] for w in tree.wnids]
     assert meta.num_classes == 3
@@ -424,8 +476,12 @@ def test_builtin_names_under_detectron2_datasets(tmp_path):
     """A fresh interpreter: the builtin names appear at import, read nothing then, and
     resolve under $DETECTRON2_DATASETS when loaded."""
     built = tmp_path / "built"
-    imagenet = fx.make_imagenet_tree(str(built / "imagenet"), n_classes=3, train_per_class=4, val_per_class=2)
-    fx.make_imagenetv2_tree(str(built / "imagenetv2-matched-frequency-format-val"), n_classes=3, per_class=2)
+    imagenet = fx.make_imagenet_tree(
+        str(built / "imagenet"), n_classes=3, train_per_class=4, val_per_class=2
+    )
+    fx.make_imagenetv2_tree(
+        str(built / "imagenetv2-matched-frequency-format-val"), n_classes=3, per_class=2
+    )
     d2 = tmp_path / "d2"  # does not exist at import: registration must not need it
     code = f"""
 import json, os, als_d2
@@ -440,7 +496,9 @@ out["root"] = MetadataCatalog.get("imagenet_val").image_root
 print("RESULT" + json.dumps(out))
 """
     env = dict(os.environ, DETECTRON2_DATASETS=str(d2), PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     train = imagenet.split_images("train")

@@ -4,15 +4,20 @@ Expected trees (``root`` is what :func:`register_imagenet` gets; layout "auto" p
 "kaggle" when ``root/ILSVRC/Data/CLS-LOC`` exists, "imagenetv2" when every sub-folder of
 root is a number, else "standard")::
 
-    standard                                     kaggle (Kaggle "ImageNet localization")
-    root/                                        root/
-      train/<wnid>/<wnid>_<n>.JPEG                 ILSVRC/Data/CLS-LOC/train/<wnid>/<wnid>_<n>.JPEG
-      val/ILSVRC2012_val_<n>.JPEG  (flat, or       ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_<n>.JPEG
-          val/<wnid>/ILSVRC2012_val_<n>.JPEG)      ILSVRC/Annotations/CLS-LOC/train/<wnid>/<wnid>_<n>.xml
-      bbox/train/<wnid>/<wnid>_<n>.xml             ILSVRC/Annotations/CLS-LOC/val/ILSVRC2012_val_<n>.xml
-      bbox/val/ILSVRC2012_val_<n>.xml              LOC_synset_mapping.txt
-      LOC_synset_mapping.txt     (optional)        LOC_train_solution.csv
-      LOC_val_solution.csv       (optional)        LOC_val_solution.csv
+    standard (the official ILSVRC2012 tarballs)
+    root/train/<wnid>/<wnid>_<n>.JPEG
+    root/val/ILSVRC2012_val_<n>.JPEG             (flat, or val/<wnid>/ILSVRC2012_val_<n>.JPEG)
+    root/bbox/train/<wnid>/<wnid>_<n>.xml
+    root/bbox/val/ILSVRC2012_val_<n>.xml
+    root/LOC_synset_mapping.txt                  (optional: readable class names)
+    root/LOC_val_solution.csv                    (optional: val labels and boxes)
+
+    kaggle (the Kaggle "ImageNet Object Localization Challenge" download)
+    root/ILSVRC/Data/CLS-LOC/train/<wnid>/<wnid>_<n>.JPEG
+    root/ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_<n>.JPEG
+    root/ILSVRC/Annotations/CLS-LOC/train/<wnid>/<wnid>_<n>.xml
+    root/ILSVRC/Annotations/CLS-LOC/val/ILSVRC2012_val_<n>.xml
+    root/LOC_synset_mapping.txt, root/LOC_train_solution.csv, root/LOC_val_solution.csv
 
     imagenetv2 (the official "imagenetv2-matched-frequency-format-val" tarball)
     root/<class index 0..999>/<name>.jpeg
@@ -137,7 +142,8 @@ def load_imagenet_index(
         else:
             index = build_index(root, split, layout, class_root, **build)
             saved = index_cache.save_cached(path, INDEX_VERSION, key, fingerprint, index)
-            source = f"indexed in {index['seconds']:.1f}s" + (f", cached to {path}" if saved else "")
+            source = f"indexed in {index['seconds']:.1f}s"
+            source += f", cached to {path}" if saved else ""
     _log_index(index, root, split, layout, source)
     return index
 
@@ -179,13 +185,14 @@ def _dicts_from_index(index: dict, root: str, subset: str) -> List[dict]:
     for i in range(n):
         starts[i + 1] += starts[i]
 
+    prefix = os.path.join(root, "")  # root + separator: cheaper than a join per image
     dicts, off_label = [], 0
     for i in range(n):
         a, b = starts[i], starts[i + 1]
         if subset != "all" and a == b:
             continue
         record = {
-            "file_name": os.path.join(root, rel_paths[i]),
+            "file_name": prefix + rel_paths[i],
             "image_id": stems[i],
             "label": labels[i],
         }
@@ -194,7 +201,7 @@ def _dicts_from_index(index: dict, root: str, subset: str) -> List[dict]:
         anns = [
             {"bbox": xyxy[j], "bbox_mode": BoxMode.XYXY_ABS, "category_id": cats[j]}
             for j in range(a, b)
-        ]
+        ] if a != b else []
         if subset == "mask":
             for t in range(b - a):
                 if anns[t]["category_id"] != labels[i]:

@@ -163,8 +163,12 @@ def default_num_workers() -> int:
 _WORKER: Dict[str, object] = {}
 
 
-def _init_worker(root: str, wnid_to_idx, flat_xml, loose_csv) -> None:
-    _WORKER.update(root=root, wnid_to_idx=wnid_to_idx, flat_xml=flat_xml, loose_csv=loose_csv)
+def _context(root: str, wnid_to_idx, flat_xml, loose_csv) -> dict:
+    return dict(root=root, wnid_to_idx=wnid_to_idx, flat_xml=flat_xml, loose_csv=loose_csv)
+
+
+def _init_worker(*args) -> None:
+    _WORKER.update(_context(*args))
 
 
 class _Tally:
@@ -202,11 +206,13 @@ def _known_label(objects, wnid_to_idx) -> int:
     return -1
 
 
-def _index_task(task) -> dict:
+def _index_task(task, ctx: Optional[dict] = None) -> dict:
     """One class folder (``("folder", rel_dir, label, ann_dir, csv_rows)``: the worker lists
-    it) or one chunk of loose images (``("items", [rel_path, ...])``)."""
-    root, wnid_to_idx = _WORKER["root"], _WORKER["wnid_to_idx"]
-    flat_xml, loose_csv = _WORKER["flat_xml"], _WORKER["loose_csv"]
+    it) or one chunk of loose images (``("items", [rel_path, ...])``). ``ctx``: the lookup
+    tables of :func:`_init_worker` (default: those installed in this worker process)."""
+    ctx = _WORKER if ctx is None else ctx
+    root, wnid_to_idx = ctx["root"], ctx["wnid_to_idx"]
+    flat_xml, loose_csv = ctx["flat_xml"], ctx["loose_csv"]
     tally = _Tally()
     if task[0] == "folder":
         _, rel_dir, folder_label, ann_dir, csv_rows = task
@@ -330,11 +336,8 @@ def _run_tasks(tasks, initargs, num_workers: int, desc: str, show_progress: bool
 
     bar = dict(total=len(tasks), desc=desc, unit="task", disable=None if show_progress else True)
     if num_workers <= 1 or len(tasks) <= 1:
-        _init_worker(*initargs)
-        try:
-            return [_index_task(t) for t in tqdm(tasks, **bar)]
-        finally:
-            _WORKER.clear()
+        ctx = _context(*initargs)
+        return [_index_task(t, ctx) for t in tqdm(tasks, **bar)]
     # fork: workers inherit the (large) lookup tables for free; spawn where fork is missing.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)
@@ -384,7 +387,9 @@ def build_index(
     wnids, names = get_imagenet_class_info(class_root or root, "auto" if class_root else layout)
     wnid_to_idx = {w: i for i, w in enumerate(wnids)}
     if not os.path.isdir(paths["images"]):
-        raise FileNotFoundError(f"ImageNet {split} images not found: {paths['images']} ({layout} layout)")
+        raise FileNotFoundError(
+            f"ImageNet {split} images not found: {paths['images']} ({layout} layout)"
+        )
 
     tally = _Tally()
     csv_rows = read_loc_solution_csv(paths["csv"]) if os.path.isfile(paths["csv"]) else {}

@@ -23,14 +23,22 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
-__all__ = ["cache_root", "cache_path", "tree_fingerprint", "load_cached", "save_cached", "cache_lock"]
+__all__ = [
+    "cache_root",
+    "cache_path",
+    "tree_fingerprint",
+    "load_cached",
+    "save_cached",
+    "cache_lock",
+]
 
 logger = logging.getLogger(__name__)
 
 
 def cache_root() -> str:
     """``$ALS_D2_CACHE`` or ``~/.cache/als_d2``."""
-    return os.path.expanduser(os.environ.get("ALS_D2_CACHE") or os.path.join("~", ".cache", "als_d2"))
+    default = os.path.join("~", ".cache", "als_d2")
+    return os.path.expanduser(os.environ.get("ALS_D2_CACHE") or default)
 
 
 def cache_path(kind: str, key: Sequence[Any], root: Optional[str] = None) -> str:

@@ -54,7 +54,9 @@ def read_loc_solution_csv(path: str) -> Dict[str, str]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != CSV_HEADER:
-            raise ValueError(f"{path}: expected the header 'ImageId,PredictionString', got {header}")
+            raise ValueError(
+                f"{path}: expected the header 'ImageId,PredictionString', got {header}"
+            )
         for row in reader:
             if not row or not any(cell.strip() for cell in row):
                 continue

@@ -510,3 +510,11 @@ print("RESULT" + json.dumps(out))
     assert out["imagenetv2_matched_frequency"] == 6
     assert out["v2_classes"] == [imagenet.names[w] for w in imagenet.wnids]
     assert out["root"] == os.path.join(str(d2), "imagenet")
+
+
+def test_missing_root_or_split_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_imagenet_dicts(str(tmp_path / "nowhere"), "train")
+    tree = fx.make_imagenet_tree(str(tmp_path / "in"), n_classes=2, val_per_class=0)
+    with pytest.raises(FileNotFoundError, match=os.path.join(tree.root, "val")):
+        load_imagenet_dicts(tree.root, "val")

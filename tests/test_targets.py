@@ -1,0 +1,313 @@
+"""targets.py / losses.py: hand-computed targets, torch's label smoothing, mixing weights by pixel counts."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import als_d2  # noqa: F401
+from detectron2.config import get_cfg
+
+from als_d2.config import add_als_config
+from als_d2.modeling.losses import soft_cross_entropy
+from als_d2.modeling.targets import (
+    TargetBuilder,
+    als_targets,
+    cutmix,
+    cutmix_als,
+    cutmix_als_weights,
+    label_smoothing_targets,
+    mixup,
+    one_hot_targets,
+    sample_cutmix_box,
+    uniform_targets,
+)
+
+NAN = float("nan")
+
+
+def _rows_sum_to_one(t):
+    assert torch.allclose(t.sum(dim=1), torch.ones(t.shape[0]), atol=1e-6)
+    assert (t >= -1e-7).all()
+
+
+def test_one_hot_and_uniform():
+    t = one_hot_targets(torch.tensor([2, 0]), 4)
+    assert torch.equal(t, torch.tensor([[0.0, 0, 1, 0], [1, 0, 0, 0]]))
+    u = uniform_targets(torch.tensor([2, 0, 1]), 4)
+    assert torch.equal(u, torch.full((3, 4), 0.25))
+    assert uniform_targets(2, 5).shape == (2, 5)
+
+
+def test_label_smoothing_by_hand():
+    labels = torch.tensor([1, 3])
+    paper = label_smoothing_targets(labels, 5, 0.1, "paper")
+    assert torch.allclose(paper[0], torch.tensor([0.025, 0.9, 0.025, 0.025, 0.025]))
+    tch = label_smoothing_targets(labels, 5, 0.1, "torch")
+    assert torch.allclose(tch[1], torch.tensor([0.02, 0.02, 0.02, 0.92, 0.02]))
+    per_sample = label_smoothing_targets(labels, 5, torch.tensor([0.0, 1.0]), "paper")
+    assert torch.allclose(per_sample[0], one_hot_targets(labels, 5)[0])
+    assert torch.allclose(per_sample[1], torch.tensor([0.25, 0.25, 0.25, 0.0, 0.25]))
+    for t in (paper, tch, per_sample):
+        _rows_sum_to_one(t)
+    with pytest.raises(ValueError):
+        label_smoothing_targets(labels, 5, 0.1, "other")
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.3])
+def test_torch_style_loss_equals_torch_label_smoothing(alpha):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 10, generator=g) * 3
+    labels = torch.randint(0, 10, (16,), generator=g)
+    ours = soft_cross_entropy(logits, label_smoothing_targets(labels, 10, alpha, "torch"))
+    ref = F.cross_entropy(logits, labels, label_smoothing=alpha)
+    assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_soft_cross_entropy_hard_and_stable():
+    logits = torch.tensor([[1e4, 0.0, -1e4], [0.0, 0.0, 0.0]])
+    labels = torch.tensor([0, 2])
+    loss = soft_cross_entropy(logits, one_hot_targets(labels, 3))
+    assert torch.isfinite(loss)
+    assert torch.allclose(loss, F.cross_entropy(logits, labels))
+    half = logits.half()
+    assert torch.allclose(soft_cross_entropy(half, uniform_targets(2, 3)),
+                          soft_cross_entropy(half.float(), uniform_targets(2, 3)))
+    assert loss.dim() == 0
+
+
+def test_als_by_hand():
+    k = 4
+    labels = torch.tensor([0, 1, 2, 3])
+    obj = torch.tensor([0.3, 1.0, 0.0, 0.3])
+    t1 = als_targets(labels, obj, k, beta=1.0)
+    # alpha = 1 - o: (1 - alpha) = o on the label, alpha / (K - 1) elsewhere
+    assert torch.allclose(t1[0], torch.tensor([0.3, 0.7 / 3, 0.7 / 3, 0.7 / 3]))
+    assert torch.allclose(t1[1], torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    assert torch.allclose(t1[2], torch.tensor([1 / 3, 1 / 3, 0.0, 1 / 3]))
+    t75 = als_targets(labels, obj, k, beta=0.75)
+    # 0.75 * ALS + 0.25 * hard
+    assert torch.allclose(t75[0], torch.tensor([0.75 * 0.3 + 0.25, 0.175, 0.175, 0.175]))
+    assert torch.allclose(t75[2, 2], torch.tensor(0.25))  # at least 0.25 on the label
+    assert torch.equal(als_targets(labels, obj, k, beta=0.0), one_hot_targets(labels, k))
+    for t in (t1, t75):
+        _rows_sum_to_one(t)
+
+
+@pytest.mark.parametrize("unboxed", ["hard", "ls", "uniform"])
+def test_als_unknown_objectness_and_context(unboxed):
+    labels = torch.tensor([0, 1, 2])
+    obj = torch.tensor([NAN, 0.5, 0.5])
+    ctx = torch.tensor([False, False, True])
+    t = als_targets(labels, obj, 5, beta=0.5, unboxed=unboxed, ls_alpha=0.2, ls_style="paper", context=ctx)
+    expected0 = {
+        "hard": torch.tensor([1.0, 0, 0, 0, 0]),
+        "ls": torch.tensor([0.8, 0.05, 0.05, 0.05, 0.05]),
+        "uniform": torch.full((5,), 0.2),
+    }[unboxed]
+    assert torch.allclose(t[0], expected0)
+    assert torch.allclose(t[1], torch.tensor([0.5 * 0.125, 0.5 * 0.5 + 0.5, 0.0625, 0.0625, 0.0625]))
+    assert torch.allclose(t[2], torch.full((5,), 0.2))  # context-only: uniform
+    _rows_sum_to_one(t)
+
+
+def _const_images(n, h, w):
+    """Image i is filled with the value i + 1 (so the source of every pixel is countable)."""
+    return torch.arange(1, n + 1, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, h, w).clone()
+
+
+def test_mixup():
+    x = _const_images(3, 4, 5)
+    t = one_hot_targets(torch.tensor([0, 1, 2]), 3)
+    perm = torch.tensor([2, 0, 1])
+    mx, mt = mixup(x, t, 0.7, perm=perm)
+    assert torch.allclose(mx[0], torch.full((3, 4, 5), 0.7 * 1 + 0.3 * 3))
+    assert torch.allclose(mt[0], torch.tensor([0.7, 0.0, 0.3]))
+    _rows_sum_to_one(mt)
+
+
+@pytest.mark.parametrize("box", [(2, 3, 9, 7), (-4, -4, 3, 20), (10, 2, 30, 6), (0, 0, 12, 10), (5, 5, 5, 8)])
+def test_cutmix_weight_is_pasted_area(box):
+    n, h, w = 4, 10, 12
+    x = _const_images(n, h, w)
+    t = one_hot_targets(torch.arange(n), n)
+    perm = torch.tensor([1, 2, 3, 0])
+    mx, mt = cutmix(x, t, lam=0.5, box=box, perm=perm)
+    for i in range(n):
+        from_partner = (mx[i, 0] == perm[i] + 1).float().mean()  # counted independently
+        assert torch.allclose(mt[i, perm[i]], from_partner)
+        assert torch.allclose(mt[i, i], 1 - from_partner)
+    _rows_sum_to_one(mt)
+
+
+def test_sample_cutmix_box():
+    torch.manual_seed(0)
+    areas = []
+    for _ in range(500):
+        x0, y0, x1, y1 = sample_cutmix_box(0.75, 40, 60)
+        assert 0 <= x0 <= x1 <= 60 and 0 <= y0 <= y1 <= 40
+        areas.append((x1 - x0) * (y1 - y0) / 2400)
+        assert areas[-1] <= 0.25 + 1e-9  # sides sqrt(1 - lam) of the frame at most
+    assert 0.1 < np.mean(areas) < 0.25
+
+
+def _mask(boxes, h, w, sub):
+    ys = (np.arange(h * sub) + 0.5) / sub
+    xs = (np.arange(w * sub) + 0.5) / sub
+    m = np.zeros((ys.size, xs.size), bool)
+    for x0, y0, x1, y1 in np.asarray(boxes, float).reshape(-1, 4):
+        m |= ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
+    return m
+
+
+def test_cutmix_als_weights_vs_pixel_count():
+    """a_A (A's objects outside the patch) and a_B (B's inside) vs fine-grid counts (g = 1/8 px)."""
+    rng = np.random.default_rng(0)
+    h, w, sub = 24, 32, 8
+    for _ in range(100):
+        boxes = []
+        for _ in range(2):
+            n = int(rng.integers(0, 5))
+            xy = rng.uniform([-4, -4], [w, h], size=(n, 2))
+            boxes.append(np.concatenate([xy, xy + rng.uniform(1, 20, size=(n, 2))], axis=1))
+        px0, py0 = (int(v) for v in rng.integers(0, [w, h]))
+        patch = (px0, py0, int(rng.integers(px0, w + 1)), int(rng.integers(py0, h + 1)))
+        a_a, a_b = cutmix_als_weights(boxes[0], boxes[1], patch, (h, w))
+        in_patch = _mask([patch], h, w, sub)
+        count_a = (_mask(boxes[0], h, w, sub) & ~in_patch).mean()
+        count_b = (_mask(boxes[1], h, w, sub) & in_patch).mean()
+        # boundary bound as in test_objectness: 2 g (w + h) + 8 g^2 per box (and the patch)
+        g = 1 / sub
+        for a, c, b in ((a_a, count_a, boxes[0]), (a_b, count_b, boxes[1])):
+            bb = np.vstack([np.asarray(b).reshape(-1, 4), [patch]])
+            bound = (2 * g * ((bb[:, 2] - bb[:, 0]) + (bb[:, 3] - bb[:, 1])) + 8 * g * g).sum() / (h * w)
+            assert abs(a - c) <= bound + 1e-9
+
+
+def _manual_cutmix_als(a_a, a_b, r_b, y_a, y_b, k, beta):
+    """The module docstring's formula, written out for one sample."""
+    r_a = 1 - r_b
+    e_a, e_b = np.eye(k)[y_a], np.eye(k)[y_b]
+    c_a = a_a * e_a + (r_a - a_a) / (k - 1) * (1 - e_a)
+    c_b = a_b * e_b + (r_b - a_b) / (k - 1) * (1 - e_b)
+    w_a = a_a / (a_a + a_b) if a_a + a_b > 0 else r_a
+    return beta * (c_a + c_b) + (1 - beta) * (w_a * e_a + (1 - w_a) * e_b)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.75, 0.0])
+def test_cutmix_als_formula_and_pixels(beta):
+    h, w, k = 20, 20, 5
+    x = _const_images(4, h, w)
+    labels = torch.tensor([0, 1, 2, 2])
+    boxes = [
+        torch.tensor([[0.0, 0, 10, 20]]),  # left half
+        torch.tensor([[0.0, 0, 20, 10], [5, 5, 15, 15]]),  # top half + overlapping box
+        torch.tensor([[15.0, 15, 20, 20]]),  # corner outside the patch
+        torch.tensor([[0.0, 0, 20, 20]]),
+    ]
+    obj = torch.tensor([0.5, 0.625, 0.0625, 1.0])
+    perm = torch.tensor([1, 2, 3, 0])
+    patch = (5, 0, 15, 10)  # r_B = 100 / 400
+    mx, t = cutmix_als(x, labels, obj, boxes, 0.5, k, beta, box=patch, perm=perm)
+    # pixels: the patch comes from the partner
+    for i in range(4):
+        assert (mx[i, :, 0:10, 5:15] == perm[i] + 1).all()
+        assert ((mx[i, 0] == perm[i] + 1).float().mean() - 0.25).abs() < 1e-6
+    # object areas by hand: sample 0 keeps its left half (200 px) minus the 5 x 10 px inside
+    # the patch, and gets its partner's (sample 1) objects inside the patch: all 100 px
+    by_hand = {
+        0: ((200 - 50) / 400, 100 / 400),
+        1: ((250 - 100) / 400, 0.0),  # partner 2's corner box is outside the patch
+        2: (25 / 400, 100 / 400),
+        3: ((400 - 100) / 400, 50 / 400),  # partner 0's left half inside the patch: 5 x 10
+    }
+    for i, (a_a, a_b) in by_hand.items():
+        expected = _manual_cutmix_als(a_a, a_b, 0.25, int(labels[i]), int(labels[perm[i]]), k, beta)
+        assert torch.allclose(t[i], torch.tensor(expected, dtype=torch.float32), atol=1e-6), i
+    _rows_sum_to_one(t)
+
+
+def test_cutmix_als_reductions_and_special_samples():
+    h, w, k = 16, 16, 6
+    x = torch.randn(4, 3, h, w)
+    labels = torch.tensor([0, 1, 2, 3])
+    boxes = [torch.tensor([[0.0, 0, 8, 8]]), torch.zeros(0, 4), torch.zeros(0, 4), torch.tensor([[4.0, 4, 12, 12]])]
+    obj = torch.tensor([0.25, NAN, 0.0, 0.25])
+    ctx = torch.tensor([False, False, True, False])
+    perm = torch.tensor([3, 0, 1, 2])
+    kw = dict(perm=perm, context=ctx, unboxed="ls", ls_alpha=0.3, ls_style="torch")
+    ref = als_targets(labels, obj, k, 0.6, "ls", 0.3, "torch", ctx)
+    # empty patch: exactly ALS of the sample; full patch: exactly ALS of the partner
+    mx, t = cutmix_als(x, labels, obj, boxes, 1.0, k, 0.6, box=(3, 3, 3, 9), **kw)
+    assert torch.equal(mx, x) and torch.allclose(t, ref, atol=1e-6)
+    mx, t = cutmix_als(x, labels, obj, boxes, 0.0, k, 0.6, box=(0, 0, w, h), **kw)
+    assert torch.equal(mx, x[perm]) and torch.allclose(t, ref[perm], atol=1e-6)
+    # same class, both boxed: ALS with the summed object area
+    lab2 = torch.tensor([4, 4, 4, 4])
+    _, t = cutmix_als(x, lab2, torch.tensor([0.25, 0.25, 0.25, 0.25]), [boxes[0]] * 4, 0.5, k, 1.0,
+                      box=(8, 0, 16, 8), perm=torch.tensor([1, 0, 3, 2]))
+    # A keeps its box (outside the patch) = 64 px; B's box is not in the patch: 0
+    assert torch.allclose(t, als_targets(lab2, torch.full((4,), 0.25), k, 1.0), atol=1e-6)
+    _, t = cutmix_als(x, labels, obj, boxes, 0.5, k, 0.6, box=(0, 0, 8, 16), **kw)
+    _rows_sum_to_one(t)
+    # sample 2 is context (no object, uniform) with partner 1 unboxed ('ls' target): a_A = 0,
+    # a_B = r_B = 0.5, so the hard part goes to B's target
+    ls1 = label_smoothing_targets(labels[1:2], k, 0.3, "torch")[0]
+    expected = 0.6 * (0.5 * torch.full((k,), 1 / k) + 0.5 * ls1) + 0.4 * ls1
+    assert torch.allclose(t[2], expected, atol=1e-6)
+
+
+def _cfg(method, **als):
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.MODEL.CLASSIFIER.NUM_CLASSES = 7
+    cfg.MODEL.ALS.METHOD = method
+    for key, v in als.items():
+        setattr(cfg.MODEL.ALS, key, v)
+    return cfg
+
+
+def _batch(n=6, h=16, w=16):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, h, w, generator=g)
+    labels = torch.randint(0, 7, (n,), generator=g)
+    obj = torch.tensor([0.5, NAN, 0.0, 0.25, 1.0, 0.0])[:n]
+    ctx = torch.tensor([False, False, True, False, False, False])[:n]
+    boxes = [torch.tensor([[0.0, 0, 16, 8]]), torch.zeros(0, 4), torch.zeros(0, 4),
+             torch.tensor([[0.0, 0, 8, 8]]), torch.tensor([[0.0, 0, 16, 16]]), torch.tensor([[20.0, 0, 30, 5]])][:n]
+    return images, labels, obj, ctx, boxes
+
+
+@pytest.mark.parametrize("method", ["hard", "ls", "als", "mixup", "cutmix", "cutmix_als"])
+def test_target_builder_methods(method):
+    images, labels, obj, ctx, boxes = _batch()
+    builder = TargetBuilder(_cfg(method, BETA=0.8, UNBOXED_TARGET="uniform"))
+    torch.manual_seed(0)
+    out_images, t = builder(images, labels, obj, ctx, boxes)
+    assert out_images.shape == images.shape and t.shape == (6, 7) and t.dtype == torch.float32
+    _rows_sum_to_one(t)
+    if method in ("hard", "ls", "als"):
+        assert out_images is images
+        assert torch.allclose(t[2], torch.full((7,), 1 / 7))  # context-only sample
+    if method == "als":
+        assert torch.allclose(t, als_targets(labels, obj, 7, 0.8, "uniform", 0.1, "paper", ctx))
+    if method == "hard":
+        assert torch.equal(t[[0, 1, 3]], one_hot_targets(labels[[0, 1, 3]], 7))
+    torch.manual_seed(0)
+    again = builder(images, labels, obj, ctx, boxes)
+    assert torch.equal(again[0], out_images) and torch.equal(again[1], t)  # torch RNG only
+
+
+@pytest.mark.parametrize("method", ["mixup", "cutmix", "cutmix_als"])
+def test_target_builder_mix_prob(method):
+    images, labels, obj, ctx, boxes = _batch()
+    never = TargetBuilder(_cfg(method, MIX_PROB=0.0))
+    out, t = never(images, labels, obj, ctx, boxes)
+    assert torch.equal(out, images)
+    if method == "cutmix_als":
+        assert torch.allclose(t, als_targets(labels, obj, 7, 1.0, "hard", 0.1, "paper", ctx))
+    else:
+        assert torch.equal(t[[0, 1, 3]], one_hot_targets(labels[[0, 1, 3]], 7))
+    half = TargetBuilder(_cfg(method, MIX_PROB=0.5, MIX_ALPHA=0.5))
+    torch.manual_seed(1)
+    mixed = [not torch.equal(half(images, labels, obj, ctx, boxes)[0], images) for _ in range(200)]
+    assert 0.35 < np.mean(mixed) < 0.65

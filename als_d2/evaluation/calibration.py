@@ -1,0 +1,230 @@
+"""Calibration metrics of a classifier (paper section 4.2), vectorised numpy.
+
+Notation: for sample i with probability row ``P[i]`` (K classes) and label ``y[i]``,
+``p[i] = max_k P[i, k]`` is the confidence and ``argmax_k P[i, k]`` the prediction
+(numpy's argmax: the first maximal class on ties).
+
+Keys of :func:`calibration_metrics` (all python floats, fractions in [0, 1] unless noted):
+
+==================  =========================================================================
+``acc``             mean of ``argmax == y``
+``top5``            fraction with ``y`` among the 5 (or K if K < 5) most probable classes;
+                    counted as ``#{k: P[i, k] > P[i, y]} < 5`` (ties favour the true class)
+``avg_conf``        mean ``p``
+``over_conf``       mean ``p`` over wrong predictions (Mund et al. 2015; Wenger et al. 2020)
+``under_conf``      mean ``1 - p`` over right predictions
+``ece_B``           expected calibration error with B equal-width bins, B in (15, 100):
+                    bin of ``p`` = ``min(floor(p * B), B - 1)`` (so p = 1 is in the last bin);
+                    ``sum_b n_b / N * |acc_b - conf_b|`` over non-empty bins
+``mce_B``           ``max_b |acc_b - conf_b|`` over non-empty bins
+``adaptive_ece_15`` ECE with 15 equal-mass bins: samples sorted by ``p`` (ties: wrong before
+                    right), split into 15 contiguous chunks of sizes as ``np.array_split``
+                    (the first ``N % 15`` chunks hold one more); empty chunks (N < 15) skipped
+``nll``             mean ``-log P[i, y]`` (nats); +inf if some ``P[i, y]`` is exactly 0
+                    (the evaluator computes it from logits, where it stays finite)
+``brier``           mean over samples of ``sum_k (P[i, k] - [k == y])**2``, in [0, 2]
+``num_samples``     N (an int)
+==================  =========================================================================
+
+With ``objectness`` (N floats in [0, 1], NaN = unknown), also:
+``mean_objectness`` (mean over known), ``objectness_deviation`` (mean ``|p - objectness|``
+over known; the paper's "mean objectness deviation") and ``objectness_samples`` (how many
+are known, an int).
+
+Edge cases: a mean over an empty set is NaN. So with N = 0 every metric is NaN (counts are
+0); ``over_conf`` is NaN when no prediction is wrong, ``under_conf`` when none is right,
+the objectness metrics when no objectness is known. Empty bins contribute nothing to ECE
+and are not considered by MCE (they are reported with count 0 and NaN accuracy and
+confidence by :func:`bin_statistics`).
+"""
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ECE_BINS",
+    "ADAPTIVE_BINS",
+    "sample_stats",
+    "sample_stats_from_logits",
+    "metrics_from_stats",
+    "calibration_metrics",
+    "bin_statistics",
+    "adaptive_bin_statistics",
+]
+
+ECE_BINS = (15, 100)
+ADAPTIVE_BINS = 15
+_CHUNK = 4096  # rows converted to float64 at a time
+
+STAT_KEYS = ("confidence", "correct", "top5", "nll", "brier")
+
+
+def _check(labels: np.ndarray, n: int, k: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"labels has shape {labels.shape}, expected ({n},)")
+    labels = labels.astype(np.int64, copy=False)
+    if n and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"labels must be in [0, {k}), got range [{labels.min()}, {labels.max()}]")
+    return labels
+
+
+def _empty_stats() -> Dict[str, np.ndarray]:
+    return {
+        "confidence": np.zeros(0),
+        "correct": np.zeros(0, dtype=bool),
+        "top5": np.zeros(0, dtype=bool),
+        "nll": np.zeros(0),
+        "brier": np.zeros(0),
+    }
+
+
+def _stats_of_chunk(probs: np.ndarray, labels: np.ndarray, log_true: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+    rows = np.arange(len(labels))
+    true_p = probs[rows, labels]
+    k = min(5, probs.shape[1])
+    with np.errstate(divide="ignore"):
+        nll = -np.log(true_p) if log_true is None else -log_true
+    return {
+        "confidence": probs.max(axis=1),
+        "correct": probs.argmax(axis=1) == labels,
+        "top5": (probs > true_p[:, None]).sum(axis=1) < k,
+        "nll": nll,
+        "brier": np.einsum("ij,ij->i", probs, probs) - 2.0 * true_p + 1.0,
+    }
+
+
+def _concat(parts) -> Dict[str, np.ndarray]:
+    if not parts:
+        return _empty_stats()
+    return {key: np.concatenate([p[key] for p in parts]) for key in STAT_KEYS}
+
+
+def sample_stats(probs, labels) -> Dict[str, np.ndarray]:
+    """Per-sample summaries of an N x K probability array (float64 arithmetic).
+
+    Returns ``confidence`` (N float64), ``correct`` and ``top5`` (N bool), ``nll`` and
+    ``brier`` (N float64): everything :func:`metrics_from_stats` needs, so callers that
+    see the predictions in batches keep N x 5 numbers instead of N x K.
+    """
+    probs = np.asarray(probs)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be N x K, got shape {probs.shape}")
+    labels = _check(labels, probs.shape[0], probs.shape[1])
+    parts = []
+    for s in range(0, probs.shape[0], _CHUNK):
+        parts.append(_stats_of_chunk(probs[s : s + _CHUNK].astype(np.float64), labels[s : s + _CHUNK], None))
+    return _concat(parts)
+
+
+def sample_stats_from_logits(logits, labels, temperature: float = 1.0) -> Dict[str, np.ndarray]:
+    """:func:`sample_stats` of ``softmax(logits / temperature)`` (N x K), with ``nll``
+    from the log-softmax (finite even where the probability underflows)."""
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be N x K, got shape {logits.shape}")
+    labels = _check(labels, logits.shape[0], logits.shape[1])
+    parts = []
+    for s in range(0, logits.shape[0], _CHUNK):
+        z = logits[s : s + _CHUNK].astype(np.float64) / temperature
+        z -= z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        y = labels[s : s + _CHUNK]
+        parts.append(_stats_of_chunk(np.exp(log_p), y, log_p[np.arange(len(y)), y]))
+    return _concat(parts)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if x.size else float("nan")
+
+
+def bin_statistics(confidence, correct, num_bins: int) -> Dict[str, np.ndarray]:
+    """Equal-width confidence bins on [0, 1]: ``edges`` (B+1), ``count`` (B ints),
+    ``accuracy`` and ``confidence`` (B floats, mean per bin; NaN for empty bins)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    index = np.minimum(np.floor(confidence * num_bins).astype(np.int64), num_bins - 1)
+    index = np.maximum(index, 0)
+    count = np.bincount(index, minlength=num_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(index, weights=correct, minlength=num_bins) / count
+        conf = np.bincount(index, weights=confidence, minlength=num_bins) / count
+    return {"edges": np.linspace(0.0, 1.0, num_bins + 1), "count": count, "accuracy": acc, "confidence": conf}
+
+
+def adaptive_bin_statistics(confidence, correct, num_bins: int) -> Dict[str, np.ndarray]:
+    """Equal-mass bins (see the module docstring): ``count``, ``accuracy``,
+    ``confidence`` (B each, NaN for empty bins) and ``lower``/``upper`` confidence bounds."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    n = confidence.size
+    order = np.lexsort((correct, confidence))
+    conf_s, corr_s = confidence[order], correct[order]
+    count = n // num_bins + (np.arange(num_bins) < n % num_bins).astype(np.int64)  # np.array_split's sizes
+    starts = np.concatenate([[0], np.cumsum(count)[:-1]])
+    nonempty = count > 0
+    acc = np.full(num_bins, np.nan)
+    conf = np.full(num_bins, np.nan)
+    lower = np.full(num_bins, np.nan)
+    upper = np.full(num_bins, np.nan)
+    if n:
+        s = starts[nonempty]
+        acc[nonempty] = np.add.reduceat(corr_s, s) / count[nonempty]
+        conf[nonempty] = np.add.reduceat(conf_s, s) / count[nonempty]
+        lower[nonempty] = conf_s[s]
+        upper[nonempty] = conf_s[s + count[nonempty] - 1]
+    return {"count": count, "accuracy": acc, "confidence": conf, "lower": lower, "upper": upper}
+
+
+def _ece_mce(bins: Dict[str, np.ndarray], n: int):
+    nonempty = bins["count"] > 0
+    if n == 0:
+        return float("nan"), float("nan")
+    gap = np.abs(bins["accuracy"][nonempty] - bins["confidence"][nonempty])
+    return float((bins["count"][nonempty] / n * gap).sum()), float(gap.max())
+
+
+def metrics_from_stats(stats: Dict[str, np.ndarray], objectness=None) -> Dict[str, float]:
+    """The metrics of the module docstring from per-sample summaries (:func:`sample_stats`)."""
+    conf = np.asarray(stats["confidence"], dtype=np.float64)
+    correct = np.asarray(stats["correct"], dtype=bool)
+    n = conf.size
+    out: Dict[str, float] = {
+        "acc": _mean(correct.astype(np.float64)),
+        "top5": _mean(np.asarray(stats["top5"], dtype=np.float64)),
+    }
+    equal_width = {b: _ece_mce(bin_statistics(conf, correct, b), n) for b in ECE_BINS}
+    for b in ECE_BINS:
+        out[f"ece_{b}"] = equal_width[b][0]
+    for b in ECE_BINS:
+        out[f"mce_{b}"] = equal_width[b][1]
+    out[f"adaptive_ece_{ADAPTIVE_BINS}"] = _ece_mce(adaptive_bin_statistics(conf, correct, ADAPTIVE_BINS), n)[0]
+    out["over_conf"] = _mean(conf[~correct])
+    out["under_conf"] = _mean(1.0 - conf[correct])
+    out["avg_conf"] = _mean(conf)
+    out["nll"] = _mean(np.asarray(stats["nll"], dtype=np.float64))
+    out["brier"] = _mean(np.asarray(stats["brier"], dtype=np.float64))
+    out["num_samples"] = int(n)
+    if objectness is not None:
+        obj = np.asarray(objectness, dtype=np.float64)
+        if obj.shape != (n,):
+            raise ValueError(f"objectness has shape {obj.shape}, expected ({n},)")
+        known = ~np.isnan(obj)
+        out["mean_objectness"] = _mean(obj[known])
+        out["objectness_deviation"] = _mean(np.abs(conf[known] - obj[known]))
+        out["objectness_samples"] = int(known.sum())
+    return out
+
+
+def calibration_metrics(probs, labels, objectness: Optional[Sequence[float]] = None) -> Dict[str, float]:
+    """Accuracy and calibration metrics of N x K probabilities against N labels.
+
+    Args:
+        probs: N x K array, rows are probability distributions (any float dtype).
+        labels: N ints in [0, K).
+        objectness: optional N floats in [0, 1], NaN where unknown.
+
+    Returns:
+        dict of floats, keys and conventions in the module docstring.
+    """
+    return metrics_from_stats(sample_stats(probs, labels), objectness)

@@ -1,4 +1,17 @@
-"""Evaluation: classification accuracy (and calibration) as detectron2 DatasetEvaluators."""
+"""Evaluation of image classifiers: accuracy, calibration (ECE, MCE, over/under
+confidence, NLL, Brier), objectness agreement, temperature scaling, reliability
+diagrams and class activation maps."""
+from .calibration import bin_statistics, calibration_metrics, metrics_from_stats, sample_stats, sample_stats_from_logits
 from .evaluator import ClassificationEvaluator
+from .temperature import fit_temperature, temperature_scaling_report
 
-__all__ = ["ClassificationEvaluator"]
+__all__ = [
+    "ClassificationEvaluator",
+    "calibration_metrics",
+    "metrics_from_stats",
+    "sample_stats",
+    "sample_stats_from_logits",
+    "bin_statistics",
+    "fit_temperature",
+    "temperature_scaling_report",
+]

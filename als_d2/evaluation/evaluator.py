@@ -1,7 +1,9 @@
-"""``ClassificationEvaluator``: a detectron2 ``DatasetEvaluator`` for image classifiers."""
+"""``ClassificationEvaluator``: accuracy, calibration and objectness metrics of an image
+classifier as a detectron2 ``DatasetEvaluator``."""
 import itertools
 import json
 import logging
+import math
 import os
 from collections import OrderedDict
 from typing import Dict, List, Optional
@@ -12,70 +14,216 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
+from .calibration import (
+    ADAPTIVE_BINS,
+    ECE_BINS,
+    STAT_KEYS,
+    adaptive_bin_statistics,
+    bin_statistics,
+    metrics_from_stats,
+    sample_stats,
+    sample_stats_from_logits,
+)
+from .temperature import held_out_split, temperature_scaling_report
+
+__all__ = ["ClassificationEvaluator", "TS_KEYS"]
+
 logger = logging.getLogger(__name__)
+
+# metrics reported before ("ts_base_<key>") and after ("ts_<key>") temperature scaling
+TS_KEYS = ("ece_15", "ece_100", "mce_15", "adaptive_ece_15", "over_conf", "under_conf", "avg_conf", "nll", "brier")
+PLOT_BINS = 15
+
+
+def _sample_key(x: dict):
+    key = x.get("image_id", x.get("file_name"))
+    return None if key is None else str(key)
+
+
+def _json_ready(obj):
+    """numpy -> python, NaN/inf -> None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_ready(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 class ClassificationEvaluator(DatasetEvaluator):
-    """Top-1 / top-5 accuracy (percent) of ``{"probs": K}`` outputs against ``label``.
+    """Accuracy and calibration of ``{"logits": K, "probs": K}`` outputs against ``label``.
 
-    Keeps per sample only what the metrics need (top-5 classes, confidence, true-class
-    probability, objectness), gathers it from all processes with d2's ``comm`` and
-    returns ``{"classification": {...}}`` on the main process, as ``DefaultTrainer.test``
-    expects. Writes ``classification.json`` to ``output_dir`` when given.
+    Per sample it keeps only what the metrics need: confidence, right/wrong, top-5 hit,
+    NLL and Brier score (``calibration.sample_stats``), the ``objectness`` of the input
+    dict (the evaluation crop's, from the test mapper; None -> unknown), the sample's
+    ``image_id`` (or ``file_name``), and the logits row when temperature scaling is on
+    (the one metric that needs whole rows). When outputs carry ``logits`` every
+    statistic is computed from their float64 log-softmax, else from ``probs``.
+
+    ``evaluate()`` gathers all processes' samples on the main process with d2's ``comm``
+    and returns ``{"classification": {...}}``, a flat dict of numbers:
+
+    * the keys of ``calibration.calibration_metrics`` (``acc``, ``top5`` fractions; ECE,
+      MCE, over/under/avg confidence, NLL, Brier, ``num_samples``), plus
+      ``mean_objectness``, ``objectness_deviation``, ``objectness_samples`` when some
+      sample has a known objectness;
+    * ``top1``: ``acc`` in percent (the key of d2-style accuracy reports);
+    * with logits and ``temperature_scaling``: ``ts_temperature`` (T fitted by NLL on one
+      half of the samples, ``temperature.held_out_split``) and, on the other half,
+      ``ts_base_<m>`` (before) and ``ts_<m>`` (after) for m in ``TS_KEYS``.
+
+    NaN marks an undefined metric (see ``calibration``). With ``output_dir`` it writes
+    ``calibration.json`` (metrics, bin statistics, the temperature-scaling block; NaN
+    written as null), ``reliability_diagram.png`` (15 bins), ``reliability_diagram_ts.png``
+    (held-out half after scaling) and ``confidence_vs_objectness.png``; when an
+    ``EventStorage`` is active the diagrams also go to it (``put_image``) for TensorBoard.
     """
 
-    def __init__(self, dataset_name: str, distributed: bool = True, output_dir: Optional[str] = None):
+    def __init__(
+        self,
+        dataset_name: str,
+        distributed: bool = True,
+        output_dir: Optional[str] = None,
+        *,
+        temperature_scaling: bool = True,
+        plots: bool = True,
+    ):
+        """
+        Args:
+            dataset_name: used in logs, file contents and image names.
+            distributed: gather samples from all processes (d2's ``comm.gather``).
+            output_dir: folder for ``calibration.json`` and the PNGs (None: nothing written).
+            temperature_scaling: keep logits rows and fit/report temperature scaling.
+            plots: draw reliability diagrams (files and TensorBoard).
+        """
         self.dataset_name = dataset_name
         self._distributed = distributed
         self._output_dir = output_dir
+        self._temperature_scaling = temperature_scaling
+        self._plots = plots
         self.reset()
 
     def reset(self):
-        self._rows: List[Dict[str, np.ndarray]] = []
+        self._rows: List[Dict] = []
 
     def process(self, inputs, outputs):
-        probs = torch.stack([o["probs"] for o in outputs]).float().cpu()
-        labels = torch.as_tensor([x["label"] for x in inputs], dtype=torch.long)
-        k = min(5, probs.shape[1])
-        self._rows.append(
-            {
-                "top5": probs.topk(k, dim=1).indices.numpy(),
-                "confidence": probs.max(dim=1).values.numpy(),
-                "true_prob": probs.gather(1, labels[:, None])[:, 0].numpy(),
-                "label": labels.numpy(),
-                "objectness": np.array(
-                    [np.nan if x.get("objectness") is None else x["objectness"] for x in inputs], dtype=np.float32
-                ),
-            }
+        labels = np.array([int(x["label"]) for x in inputs], dtype=np.int64)
+        if "logits" in outputs[0]:
+            logits = torch.stack([o["logits"] for o in outputs]).detach().float().cpu().numpy()
+            stats = sample_stats_from_logits(logits, labels)
+        else:
+            logits = None
+            stats = sample_stats(torch.stack([o["probs"] for o in outputs]).detach().float().cpu().numpy(), labels)
+        row = dict(stats)
+        row["label"] = labels
+        row["objectness"] = np.array(
+            [np.nan if x.get("objectness") is None else float(x["objectness"]) for x in inputs], dtype=np.float64
         )
+        row["key"] = [_sample_key(x) for x in inputs]
+        if logits is not None and self._temperature_scaling:
+            row["logits"] = logits
+        self._rows.append(row)
 
-    def _collect(self) -> Dict[str, np.ndarray]:
+    def _collect(self) -> Optional[Dict]:
         rows = self._rows
         if self._distributed:
             comm.synchronize()
             rows = list(itertools.chain(*comm.gather(rows, dst=0)))
         if not rows:
-            return {}
-        return {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
+            return None
+        data = {key: np.concatenate([r[key] for r in rows]) for key in (*STAT_KEYS, "label", "objectness")}
+        data["key"] = [k for r in rows for k in r["key"]]
+        if all("logits" in r for r in rows):
+            data["logits"] = np.concatenate([r["logits"] for r in rows])
+        return data
 
     def evaluate(self):
         data = self._collect()
         if not comm.is_main_process():
             return {}
-        if not data:
+        if data is None:
             logger.warning(f"[ClassificationEvaluator] {self.dataset_name}: no predictions were collected")
             return {}
-        correct_top1 = data["top5"][:, 0] == data["label"]
-        correct_top5 = (data["top5"] == data["label"][:, None]).any(axis=1)
-        results = OrderedDict(
-            top1=100.0 * float(correct_top1.mean()),
-            top5=100.0 * float(correct_top5.mean()),
-            avg_conf=float(data["confidence"].mean()),
-            num_samples=int(len(data["label"])),
+        objectness = data["objectness"] if (~np.isnan(data["objectness"])).any() else None
+        results = OrderedDict(metrics_from_stats(data, objectness))
+        results["top1"] = 100.0 * results["acc"]
+
+        ts = None
+        if "logits" in data:
+            ts = temperature_scaling_report(data["logits"], data["label"], objectness, data["key"])
+            results["ts_temperature"] = ts["temperature"]
+            for key in TS_KEYS:
+                results[f"ts_base_{key}"] = ts["before"].get(key, float("nan"))
+            for key in TS_KEYS:
+                results[f"ts_{key}"] = ts["after"].get(key, float("nan"))
+            if ts["after"]:
+                _, held = held_out_split(len(data["label"]), data["key"])
+                scaled = sample_stats_from_logits(data["logits"][held], data["label"][held], ts["temperature"])
+                ts["bins_after"] = bin_statistics(scaled["confidence"], scaled["correct"], PLOT_BINS)
+
+        report = {
+            "dataset": self.dataset_name,
+            "metrics": dict(results),
+            "bins": {str(b): bin_statistics(data["confidence"], data["correct"], b) for b in ECE_BINS},
+            f"adaptive_bins_{ADAPTIVE_BINS}": adaptive_bin_statistics(data["confidence"], data["correct"], ADAPTIVE_BINS),
+        }
+        if ts is not None:
+            report["temperature_scaling"] = ts
+        self._write(report, data, ts)
+        logger.info(
+            f"[ClassificationEvaluator] {self.dataset_name}: acc {results['acc']:.4f}, "
+            f"ECE(15) {results['ece_15']:.4f}, avg conf {results['avg_conf']:.4f} on {results['num_samples']} samples"
         )
-        if self._output_dir:
-            PathManager.mkdirs(self._output_dir)
-            path = os.path.join(self._output_dir, "classification.json")
-            with PathManager.open(path, "w") as f:
-                json.dump({"dataset": self.dataset_name, **results}, f, indent=2)
         return OrderedDict(classification=results)
+
+    def _write(self, report: Dict, data: Dict, ts: Optional[Dict]) -> None:
+        images = {}
+        if self._plots:
+            images = self._draw(report, data, ts)
+        if self._output_dir:
+            from .plots import save_png
+
+            PathManager.mkdirs(self._output_dir)
+            with PathManager.open(os.path.join(self._output_dir, "calibration.json"), "w") as f:
+                json.dump(_json_ready(report), f, indent=2)
+            for name, image in images.items():
+                save_png(image, os.path.join(self._output_dir, f"{name}.png"))
+        self._to_event_storage(images)
+
+    def _draw(self, report: Dict, data: Dict, ts: Optional[Dict]) -> Dict[str, np.ndarray]:
+        from .plots import objectness_scatter, reliability_diagram
+
+        metrics = report["metrics"]
+        images = {
+            "reliability_diagram": reliability_diagram(
+                report["bins"][str(PLOT_BINS)], metrics, title=f"{self.dataset_name} ({PLOT_BINS} bins)"
+            )
+        }
+        if ts is not None and "bins_after" in ts:
+            images["reliability_diagram_ts"] = reliability_diagram(
+                ts["bins_after"],
+                ts["after"],
+                title=f"{self.dataset_name}: held-out half, T = {ts['temperature']:.3f}",
+            )
+        if "mean_objectness" in metrics:
+            images["confidence_vs_objectness"] = objectness_scatter(
+                [{k: data[k] for k in ("confidence", "objectness", "correct")}], [self.dataset_name]
+            )
+        return images
+
+    def _to_event_storage(self, images: Dict[str, np.ndarray]) -> None:
+        from detectron2.utils.events import get_event_storage
+
+        try:
+            storage = get_event_storage()
+        except (AssertionError, IndexError):  # no EventStorage active (e.g. --eval-only)
+            return
+        from .plots import to_chw_float
+
+        for name, image in images.items():
+            storage.put_image(f"{self.dataset_name}/{name}", to_chw_float(image))

@@ -1,0 +1,150 @@
+"""ClassificationEvaluator: same numbers as calibration_metrics, batching- and
+process-count-independent, files and TensorBoard images; on a small trained model
+through ClassificationTrainer.test."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from detectron2.utils.events import EventStorage
+from PIL import Image
+
+from als_d2.evaluation import ClassificationEvaluator, calibration_metrics
+from als_d2.evaluation.evaluator import TS_KEYS
+from als_d2.evaluation.temperature import temperature_scaling_report
+
+N, K = 120, 6
+
+
+def synthetic(n=N, k=K, seed=0):
+    """Logits (3x too sharp), labels, objectness (every 4th unknown) and input dicts."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, k, generator=g) * 4
+    probs = (logits / 3).softmax(dim=1)
+    labels = torch.multinomial(probs, 1, generator=g)[:, 0]
+    objectness = torch.rand(n, generator=g)
+    inputs = [
+        {"label": int(labels[i]), "objectness": None if i % 4 == 0 else float(objectness[i]), "image_id": f"im{i:04d}"}
+        for i in range(n)
+    ]
+    outputs = [{"logits": logits[i], "probs": logits[i].softmax(0)} for i in range(n)]
+    return inputs, outputs
+
+
+def run(evaluator, inputs, outputs, indices, batch=7):
+    evaluator.reset()
+    indices = list(indices)
+    for s in range(0, len(indices), batch):
+        idx = indices[s : s + batch]
+        evaluator.process([inputs[i] for i in idx], [outputs[i] for i in idx])
+    return evaluator.evaluate()
+
+
+def same(a, b, tol=0.0):
+    """Dicts of numbers equal (NaN == NaN), up to ``tol``."""
+    assert a.keys() == b.keys(), set(a) ^ set(b)
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, float) and math.isnan(x):
+            assert isinstance(y, float) and math.isnan(y), key
+        else:
+            assert abs(x - y) <= tol, (key, x, y)
+
+
+def test_matches_calibration_metrics():
+    inputs, outputs = synthetic()
+    res = run(ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(N))["classification"]
+    logits = torch.stack([o["logits"] for o in outputs]).double()
+    labels = np.array([x["label"] for x in inputs])
+    obj = np.array([np.nan if x["objectness"] is None else x["objectness"] for x in inputs])
+    expected = calibration_metrics(logits.softmax(1).numpy(), labels, obj)
+    same({k: res[k] for k in expected}, expected, 1e-12)
+    assert res["top1"] == pytest.approx(100 * res["acc"])
+    ts = temperature_scaling_report(logits.float().numpy(), labels, obj, [x["image_id"] for x in inputs])
+    assert res["ts_temperature"] == ts["temperature"] and 1.5 < ts["temperature"] < 6
+    for key in TS_KEYS:
+        assert res[f"ts_base_{key}"] == ts["before"][key] and res[f"ts_{key}"] == ts["after"][key]
+    assert res["ts_nll"] < res["ts_base_nll"]
+    assert all(isinstance(v, (int, float)) for v in res.values())  # flat, print_csv_format-able
+
+    # probability-only outputs (no logits): no temperature scaling, same metrics from probs
+    probs_only = [{"probs": o["probs"]} for o in outputs]
+    res2 = run(ClassificationEvaluator("syn", distributed=False, plots=False), inputs, probs_only, range(N))
+    res2 = res2["classification"]
+    assert not any(k.startswith("ts_") for k in res2)
+    same({k: res2[k] for k in expected}, calibration_metrics(torch.stack([o["probs"] for o in outputs]).numpy(), labels, obj))
+
+
+def test_batching_and_order_do_not_change_the_result():
+    inputs, outputs = synthetic()
+    ev = ClassificationEvaluator("syn", distributed=False, plots=False)
+    base = run(ev, inputs, outputs, range(N), batch=1)["classification"]
+    same(run(ev, inputs, outputs, range(N), batch=32)["classification"], base)
+    # another order: the same held-out split (by image_id), sums equal up to rounding
+    perm = np.random.default_rng(0).permutation(N)
+    same(run(ev, inputs, outputs, perm, batch=5)["classification"], base, 1e-12)
+
+
+def test_no_objectness_no_objectness_keys():
+    inputs, outputs = synthetic(20)
+    for x in inputs:
+        x["objectness"] = None
+    res = run(ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(20))
+    assert "mean_objectness" not in res["classification"]
+    assert ClassificationEvaluator("syn", distributed=False).evaluate() == {}
+
+
+def test_files_and_event_storage(tmp_path):
+    inputs, outputs = synthetic()
+    out = str(tmp_path / "inference")
+    ev = ClassificationEvaluator("syn", distributed=False, output_dir=out)
+    with EventStorage() as storage:
+        res = run(ev, inputs, outputs, range(N))["classification"]
+        images = {name: img for name, img, _ in storage._vis_data}
+    names = ["reliability_diagram", "reliability_diagram_ts", "confidence_vs_objectness"]
+    assert sorted(images) == sorted(f"syn/{n}" for n in names)
+    for img in images.values():
+        assert img.ndim == 3 and img.shape[0] == 3 and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+    for name in names:
+        with Image.open(os.path.join(out, f"{name}.png")) as im:
+            assert im.mode == "RGB" and min(im.size) > 200
+    with open(os.path.join(out, "calibration.json")) as f:
+        report = json.load(f, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert report["metrics"]["ece_15"] == pytest.approx(res["ece_15"])
+    assert sum(report["bins"]["15"]["count"]) == N and len(report["bins"]["100"]["count"]) == 100
+    ts = report["temperature_scaling"]
+    assert ts["temperature"] == pytest.approx(res["ts_temperature"]) and sum(ts["bins_after"]["count"]) == N // 2
+    # no EventStorage active (eval-only): still works
+    run(ClassificationEvaluator("syn", distributed=False, output_dir=out), inputs, outputs, range(N))
+
+
+# ------------------------------------------------------------------ 2 processes (gloo)
+def _worker(rank, world, init_file, out_dir):
+    import als_d2  # noqa: F401
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    from detectron2.data.samplers import InferenceSampler
+
+    inputs, outputs = synthetic()
+    ev = ClassificationEvaluator("syn", distributed=True, output_dir=os.path.join(out_dir, "files"), plots=False)
+    res = run(ev, inputs, outputs, InferenceSampler(N))
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(res, f)  # NaN written as NaN (python json), read back as float nan
+    dist.destroy_process_group()
+
+
+def test_two_processes_match_one(tmp_path):
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    with open(tmp_path / "rank0.json") as f:
+        rank0 = json.load(f)
+    with open(tmp_path / "rank1.json") as f:
+        assert json.load(f) == {}
+    inputs, outputs = synthetic()
+    single = run(ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(N))
+    same(rank0["classification"], json.loads(json.dumps(single))["classification"])
+    assert os.path.exists(tmp_path / "files" / "calibration.json")

@@ -28,7 +28,7 @@ def _cfg(**cls):
 
 
 def _write(tmp_path, name, boxes, size=(120, 160), quality=None, colors=None):
-    """Image of shape (h, w) = size, background BG, boxes (integer XYXY) filled with OBJ or colors."""
+    """Image (h, w) = size: background BG, integer XYXY boxes filled with OBJ (or ``colors``)."""
     h, w = size
     img = np.empty((h, w, 3), np.uint8)
     img[:] = BG
@@ -60,7 +60,7 @@ def _dict(path, boxes, size=(120, 160), label=7, **extra):
 
 
 def _object_fraction(image: torch.Tensor) -> float:
-    """Fraction of red pixels: R exceeds G and B by > 20 (OBJ under any jitter; not BG, not the mean)."""
+    """Fraction of red pixels: R - max(G, B) > 20 (OBJ under any jitter; not BG, not the mean)."""
     r, g, b = image.int()
     return float((r - torch.maximum(g, b) > 20).float().mean())
 
@@ -125,7 +125,10 @@ def test_object_pixels_match_objectness_under_jitter(tmp_path):
         n = int(rng.integers(1, 4))
         xy = rng.integers(0, [130, 90], size=(n, 2))
         wh = rng.integers(15, 80, size=(n, 2))
-        boxes = [tuple(int(v) for v in np.minimum(np.r_[p, p + s], [160, 120, 160, 120])) for p, s in zip(xy, wh)]
+        boxes = [
+            tuple(int(v) for v in np.minimum(np.r_[p, p + s], [160, 120, 160, 120]))
+            for p, s in zip(xy, wh)
+        ]
         path, _ = _write(tmp_path, f"{k}.png", boxes)
         d = _dict(path, boxes)
         for _ in range(10):
@@ -159,7 +162,16 @@ def test_exif_orientation_applied(tmp_path):
     path = tmp_path / "r.jpg"
     Image.fromarray(img).save(path, quality=95, exif=exif.tobytes())
     m = ClassificationDatasetMapper(False, augmentations=[])
-    out = m({"file_name": str(path), "image_id": 0, "height": 60, "width": 40, "label": 0, "annotations": []})
+    out = m(
+        {
+            "file_name": str(path),
+            "image_id": 0,
+            "height": 60,
+            "width": 40,
+            "label": 0,
+            "annotations": [],
+        }
+    )
     assert out["image"].shape == (3, 60, 40)
     top = out["image"][:, :25].float().mean(dim=(1, 2))
     assert top[0] > 150 and top[2] < 60  # the left (object) half is now on top
@@ -169,9 +181,16 @@ def test_mask_variant_paints_other_objects(tmp_path):
     colors = [(200, 30, 30), (30, 200, 30), (200, 200, 30)]
     boxes = [(10, 10, 50, 40), (60, 20, 120, 90), (100, 70, 150, 115)]  # 2 overlaps 1
     path, img = _write(tmp_path, "a.png", boxes, colors=colors)
-    m = ClassificationDatasetMapper(True, augmentations=[], paint_color=pixel_mean_rgb(MEAN_BGR, "BGR"))
+    m = ClassificationDatasetMapper(
+        True, augmentations=[], paint_color=pixel_mean_rgb(MEAN_BGR, "BGR")
+    )
     ann = _dict(path, boxes)
-    ann["annotations"][0]["bbox"] = [9.6, 10.4, 50.2, 39.5]  # rounding rule: cols 10..49, rows 10..38
+    ann["annotations"][0]["bbox"] = [
+        9.6,
+        10.4,
+        50.2,
+        39.5,
+    ]  # rounding rule: cols 10..49, rows 10..38
     out = m(dict(ann, target_object=1))
     got = out["image"].permute(1, 2, 0).numpy()
     expected = img.copy()
@@ -199,7 +218,9 @@ def test_paint_all_objects_for_context_val(tmp_path):
     assert out["label"] == 3 and out["objectness"] == 0.0 and out["context"] is False
     assert out["boxes"].shape == (0, 4)
     # through the real test transforms: no object pixel left
-    out = ClassificationDatasetMapper(_cfg(), is_train=False)(_dict(path, boxes, paint_all_objects=True))
+    out = ClassificationDatasetMapper(_cfg(), is_train=False)(
+        _dict(path, boxes, paint_all_objects=True)
+    )
     assert _object_fraction(out["image"]) == 0.0
 
 
@@ -222,7 +243,9 @@ def test_context_variant_frequency_and_pixels(tmp_path):
             assert np.array_equal(got, img)
         assert np.array_equal(got[:8], img[:8])  # outside the box: untouched
     # never at evaluation, never without the variant
-    m_eval = ClassificationDatasetMapper(False, augmentations=[], variant="context", context_prob=0.9)
+    m_eval = ClassificationDatasetMapper(
+        False, augmentations=[], variant="context", context_prob=0.9
+    )
     m_none = ClassificationDatasetMapper(True, augmentations=[], variant="none", context_prob=0.9)
     assert not any(m_eval(d)["context"] or m_none(d)["context"] for _ in range(20))
 

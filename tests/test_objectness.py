@@ -55,7 +55,9 @@ def test_simple_cases():
     assert objectness(cross, (10, 20)) == pytest.approx(56 / 200)
     cross4 = cross + [[0, 4, 20, 6], [9, 0, 11, 10]]  # the general (n > 3) path
     assert objectness(cross4, (10, 20)) == pytest.approx(56 / 200)
-    assert objectness(torch.tensor(cross4, dtype=torch.float32), (10, 20)) == pytest.approx(56 / 200)
+    assert objectness(torch.tensor(cross4, dtype=torch.float32), (10, 20)) == pytest.approx(
+        56 / 200
+    )
 
 
 def test_union_area_region():

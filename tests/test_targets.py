@@ -1,4 +1,4 @@
-"""targets.py / losses.py: hand-computed targets, torch's label smoothing, mixing weights by pixel counts."""
+"""targets.py, losses.py: targets by hand, torch label smoothing, mixing weights by pixel counts."""
 import numpy as np
 import pytest
 import torch
@@ -70,8 +70,10 @@ def test_soft_cross_entropy_hard_and_stable():
     assert torch.isfinite(loss)
     assert torch.allclose(loss, F.cross_entropy(logits, labels))
     half = logits.half()
-    assert torch.allclose(soft_cross_entropy(half, uniform_targets(2, 3)),
-                          soft_cross_entropy(half.float(), uniform_targets(2, 3)))
+    assert torch.allclose(
+        soft_cross_entropy(half, uniform_targets(2, 3)),
+        soft_cross_entropy(half.float(), uniform_targets(2, 3)),
+    )
     assert loss.dim() == 0
 
 
@@ -98,14 +100,18 @@ def test_als_unknown_objectness_and_context(unboxed):
     labels = torch.tensor([0, 1, 2])
     obj = torch.tensor([NAN, 0.5, 0.5])
     ctx = torch.tensor([False, False, True])
-    t = als_targets(labels, obj, 5, beta=0.5, unboxed=unboxed, ls_alpha=0.2, ls_style="paper", context=ctx)
+    t = als_targets(
+        labels, obj, 5, beta=0.5, unboxed=unboxed, ls_alpha=0.2, ls_style="paper", context=ctx
+    )
     expected0 = {
         "hard": torch.tensor([1.0, 0, 0, 0, 0]),
         "ls": torch.tensor([0.8, 0.05, 0.05, 0.05, 0.05]),
         "uniform": torch.full((5,), 0.2),
     }[unboxed]
     assert torch.allclose(t[0], expected0)
-    assert torch.allclose(t[1], torch.tensor([0.5 * 0.125, 0.5 * 0.5 + 0.5, 0.0625, 0.0625, 0.0625]))
+    assert torch.allclose(
+        t[1], torch.tensor([0.5 * 0.125, 0.5 * 0.5 + 0.5, 0.0625, 0.0625, 0.0625])
+    )
     assert torch.allclose(t[2], torch.full((5,), 0.2))  # context-only: uniform
     _rows_sum_to_one(t)
 
@@ -125,7 +131,9 @@ def test_mixup():
     _rows_sum_to_one(mt)
 
 
-@pytest.mark.parametrize("box", [(2, 3, 9, 7), (-4, -4, 3, 20), (10, 2, 30, 6), (0, 0, 12, 10), (5, 5, 5, 8)])
+@pytest.mark.parametrize(
+    "box", [(2, 3, 9, 7), (-4, -4, 3, 20), (10, 2, 30, 6), (0, 0, 12, 10), (5, 5, 5, 8)]
+)
 def test_cutmix_weight_is_pasted_area(box):
     n, h, w = 4, 10, 12
     x = _const_images(n, h, w)
@@ -179,7 +187,9 @@ def test_cutmix_als_weights_vs_pixel_count():
         g = 1 / sub
         for a, c, b in ((a_a, count_a, boxes[0]), (a_b, count_b, boxes[1])):
             bb = np.vstack([np.asarray(b).reshape(-1, 4), [patch]])
-            bound = (2 * g * ((bb[:, 2] - bb[:, 0]) + (bb[:, 3] - bb[:, 1])) + 8 * g * g).sum() / (h * w)
+            bound = (2 * g * ((bb[:, 2] - bb[:, 0]) + (bb[:, 3] - bb[:, 1])) + 8 * g * g).sum() / (
+                h * w
+            )
             assert abs(a - c) <= bound + 1e-9
 
 
@@ -230,7 +240,12 @@ def test_cutmix_als_reductions_and_special_samples():
     h, w, k = 16, 16, 6
     x = torch.randn(4, 3, h, w)
     labels = torch.tensor([0, 1, 2, 3])
-    boxes = [torch.tensor([[0.0, 0, 8, 8]]), torch.zeros(0, 4), torch.zeros(0, 4), torch.tensor([[4.0, 4, 12, 12]])]
+    boxes = [
+        torch.tensor([[0.0, 0, 8, 8]]),
+        torch.zeros(0, 4),
+        torch.zeros(0, 4),
+        torch.tensor([[4.0, 4, 12, 12]]),
+    ]
     obj = torch.tensor([0.25, NAN, 0.0, 0.25])
     ctx = torch.tensor([False, False, True, False])
     perm = torch.tensor([3, 0, 1, 2])
@@ -243,8 +258,17 @@ def test_cutmix_als_reductions_and_special_samples():
     assert torch.equal(mx, x[perm]) and torch.allclose(t, ref[perm], atol=1e-6)
     # same class, both boxed: ALS with the summed object area
     lab2 = torch.tensor([4, 4, 4, 4])
-    _, t = cutmix_als(x, lab2, torch.tensor([0.25, 0.25, 0.25, 0.25]), [boxes[0]] * 4, 0.5, k, 1.0,
-                      box=(8, 0, 16, 8), perm=torch.tensor([1, 0, 3, 2]))
+    _, t = cutmix_als(
+        x,
+        lab2,
+        torch.tensor([0.25, 0.25, 0.25, 0.25]),
+        [boxes[0]] * 4,
+        0.5,
+        k,
+        1.0,
+        box=(8, 0, 16, 8),
+        perm=torch.tensor([1, 0, 3, 2]),
+    )
     # A keeps its box (outside the patch) = 64 px; B's box is not in the patch: 0
     assert torch.allclose(t, als_targets(lab2, torch.full((4,), 0.25), k, 1.0), atol=1e-6)
     _, t = cutmix_als(x, labels, obj, boxes, 0.5, k, 0.6, box=(0, 0, 8, 16), **kw)
@@ -272,8 +296,14 @@ def _batch(n=6, h=16, w=16):
     labels = torch.randint(0, 7, (n,), generator=g)
     obj = torch.tensor([0.5, NAN, 0.0, 0.25, 1.0, 0.0])[:n]
     ctx = torch.tensor([False, False, True, False, False, False])[:n]
-    boxes = [torch.tensor([[0.0, 0, 16, 8]]), torch.zeros(0, 4), torch.zeros(0, 4),
-             torch.tensor([[0.0, 0, 8, 8]]), torch.tensor([[0.0, 0, 16, 16]]), torch.tensor([[20.0, 0, 30, 5]])][:n]
+    boxes = [
+        torch.tensor([[0.0, 0, 16, 8]]),
+        torch.zeros(0, 4),
+        torch.zeros(0, 4),
+        torch.tensor([[0.0, 0, 8, 8]]),
+        torch.tensor([[0.0, 0, 16, 16]]),
+        torch.tensor([[20.0, 0, 30, 5]]),
+    ][:n]
     return images, labels, obj, ctx, boxes
 
 

@@ -1,4 +1,4 @@
-"""transforms.py: torchvision semantics of the crops, boxes through the geometry, photometric ops."""
+"""transforms.py: torchvision semantics of the crops, boxes through the geometry, colour ops."""
 import math
 
 import numpy as np
@@ -56,7 +56,9 @@ def test_random_resized_crop_matches_torchvision_statistics():
     height, width, n = 240, 320, 4000
     ours = np.array([RandomResizedCrop(32).get_params(height, width) for _ in range(n)], float)
     img = torch.zeros(1, height, width)
-    tv = np.array([TV.RandomResizedCrop.get_params(img, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(n)], float)
+    tv = np.array(
+        [TV.RandomResizedCrop.get_params(img, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(n)], float
+    )
 
     def stats(p):
         top, left, h, w = p.T
@@ -171,7 +173,12 @@ def _np(t):
 
 
 @pytest.mark.parametrize(
-    "name,fn", [("brightness", TVF.adjust_brightness), ("contrast", TVF.adjust_contrast), ("saturation", TVF.adjust_saturation)]
+    "name,fn",
+    [
+        ("brightness", TVF.adjust_brightness),
+        ("contrast", TVF.adjust_contrast),
+        ("saturation", TVF.adjust_saturation),
+    ],
 )
 @pytest.mark.parametrize("factor", [0.6, 1.0, 1.4])
 def test_color_ops_match_torchvision(name, fn, factor):
@@ -207,8 +214,10 @@ def test_lighting():
     np.random.seed(0)
     offsets = np.array([Lighting(0.1).get_transform(img).offset for _ in range(2000)])
     # offset = 255 * V (a * lambda), a ~ N(0, 0.1): std of the R channel
-    v = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
+    v = np.array(
+        [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]]
+    )
     lam = np.array([0.2175, 0.0188, 0.0045])
-    expected_std = 255 * 0.1 * np.sqrt((v**2 * lam**2).sum(axis=1))
+    expected_std = 255 * 0.1 * np.sqrt((v ** 2 * lam ** 2).sum(axis=1))
     assert np.allclose(offsets.std(axis=0), expected_std, rtol=0.1)
     assert np.allclose(offsets.mean(axis=0), 0, atol=0.3)

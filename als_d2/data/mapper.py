@@ -33,7 +33,9 @@ def pixel_mean_rgb(pixel_mean: Sequence[float], image_format: str) -> List[float
         return mean[::-1]
     if image_format == "RGB":
         return mean
-    raise ValueError(f"INPUT.FORMAT = {image_format!r}: the classification mapper supports RGB and BGR")
+    raise ValueError(
+        f"INPUT.FORMAT = {image_format!r}: the classification mapper supports RGB and BGR"
+    )
 
 
 def _annotation_boxes(annotations) -> np.ndarray:

@@ -38,7 +38,9 @@ def box_pixel_ranges(boxes, image_size) -> np.ndarray:
     return r
 
 
-def paint_boxes(image: np.ndarray, boxes, color: Sequence[float], inplace: bool = False) -> np.ndarray:
+def paint_boxes(
+    image: np.ndarray, boxes, color: Sequence[float], inplace: bool = False
+) -> np.ndarray:
     """
     Fill every box of ``image`` with ``color``.
 
@@ -62,4 +64,3 @@ def paint_boxes(image: np.ndarray, boxes, color: Sequence[float], inplace: bool 
         if c1 > c0 and r1 > r0:
             out[r0:r1, c0:c1] = value
     return out
-

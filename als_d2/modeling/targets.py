@@ -303,6 +303,8 @@ def cutmix_als(
         (mixed images NxCxHxW, targets NxK float32).
     """
     n, (h, w) = images.shape[0], images.shape[-2:]
+    if len(boxes) != n:
+        raise ValueError(f"cutmix_als: {len(boxes)} box tensors for {n} images")
     dev = labels.device
     p = _perm(n, perm, images.device)
     patch = _clip_patch(sample_cutmix_box(lam, h, w) if box is None else box, h, w)
@@ -317,17 +319,18 @@ def cutmix_als(
         if context is None
         else context.detach().to("cpu", torch.bool).reshape(-1)
     )
-    np_boxes = [
-        (b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)).reshape(-1, 4)
-        for b in boxes
-    ]
+    # one device-to-host copy for all boxes
+    counts = [int(b.shape[0]) for b in boxes]
+    flat = torch.cat([torch.as_tensor(b).reshape(-1, 4).to(torch.float64) for b in boxes]).cpu()
+    np_boxes = np.split(flat.numpy(), np.cumsum(counts)[:-1])
     pc = p.cpu()
     # Object areas: a_A of every sample (outside P), a_B of its partner (inside P).
-    a_a = torch.zeros(n)
-    a_b = torch.zeros(n)
-    for i in range(n):
-        j = int(pc[i])
-        a_a[i], a_b[i] = cutmix_als_weights(np_boxes[i], np_boxes[j], patch, (h, w))
+    areas = [
+        cutmix_als_weights(np_boxes[i], np_boxes[j], patch, (h, w))
+        for i, j in enumerate(pc.tolist())
+    ]
+    a_a = torch.tensor([a for a, _ in areas], dtype=torch.float32)
+    a_b = torch.tensor([b for _, b in areas], dtype=torch.float32)
     for a, r, idx in ((a_a, r_a, torch.arange(n)), (a_b, r_b, pc)):
         a[unknown[idx]] = r  # unboxed: the region is assumed all object
         a[ctx[idx]] = 0.0  # context-only: no object
@@ -416,8 +419,14 @@ class TargetBuilder:
 
     def _als(self, labels, objectness, context):
         return als_targets(
-            labels, objectness, self.num_classes, self.beta, self.unboxed_target,
-            self.ls_alpha, self.ls_style, context,
+            labels,
+            objectness,
+            self.num_classes,
+            self.beta,
+            self.unboxed_target,
+            self.ls_alpha,
+            self.ls_style,
+            context,
         )
 
     def _sample_lam(self) -> Optional[float]:
@@ -456,10 +465,22 @@ class TargetBuilder:
         if m == "mixup":
             return mixup(images, _with_context(one_hot_targets(labels, k), context), lam, perm=perm)
         if m == "cutmix":
-            return cutmix(images, _with_context(one_hot_targets(labels, k), context), lam, perm=perm)
+            return cutmix(
+                images, _with_context(one_hot_targets(labels, k), context), lam, perm=perm
+            )
         if boxes is None:
             boxes = [torch.zeros(0, 4) for _ in range(n)]
         return cutmix_als(
-            images, labels, objectness, boxes, lam, k, self.beta, perm=perm, context=context,
-            unboxed=self.unboxed_target, ls_alpha=self.ls_alpha, ls_style=self.ls_style,
+            images,
+            labels,
+            objectness,
+            boxes,
+            lam,
+            k,
+            self.beta,
+            perm=perm,
+            context=context,
+            unboxed=self.unboxed_target,
+            ls_alpha=self.ls_alpha,
+            ls_style=self.ls_style,
         )

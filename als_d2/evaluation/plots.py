@@ -59,7 +59,7 @@ def reliability_diagram(
     gap_lo, gap_hi = np.minimum(acc, conf), np.maximum(acc, conf)
     top.bar(
         left[nonempty], (gap_hi - gap_lo)[nonempty], bottom=gap_lo[nonempty], width=width[nonempty], align="edge",
-        color="#e0504a", alpha=0.35, edgecolor="#a02020", hatch="//", linewidth=0.5, label="gap to confidence",
+        facecolor="none", edgecolor="#d03030", hatch="///", linewidth=0.8, label="gap to confidence",
     )
     top.plot(centre[nonempty], conf[nonempty], "k.", markersize=3, label="mean confidence")
     top.plot([0, 1], [0, 1], "--", color="gray", linewidth=1)

@@ -1,0 +1,240 @@
+"""Class activation maps on a hand-built model with a known answer; the CAM and evaluation
+tools (tools/visualize_cam.py, tools/eval_cls.py) and the evaluator's reliability
+diagrams on a small trained model."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import Backbone
+from PIL import Image
+from torch.nn import functional as F
+
+from als_d2.evaluation.cam import cam_grid, cams_from_features, class_activation_maps, overlay_cam
+from als_d2.modeling.classifier import ImageClassifier
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------------ hand-built model
+class PoolBackbone(Backbone):
+    """res5 = the image's first C channels average-pooled by 8: a patch of value v over
+    one 8x8 cell of channel c is a feature map with v at that cell and 0 elsewhere."""
+
+    def __init__(self, channels=3):
+        super().__init__()
+        self._c = channels
+
+    def forward(self, x):
+        return {"res5": F.avg_pool2d(x[:, : self._c], 8)}
+
+    def output_shape(self):
+        return {"res5": ShapeSpec(channels=self._c, stride=8)}
+
+
+def hand_model(weight):
+    model = ImageClassifier(
+        backbone=PoolBackbone(), in_feature="res5", num_classes=len(weight),
+        pixel_mean=[0.0, 0.0, 0.0], pixel_std=[1.0, 1.0, 1.0], target_builder=None,
+    )
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor(weight, dtype=torch.float32))
+        model.head.bias.zero_()
+    return model
+
+
+def patch_image(patches, size=32):
+    """uint8 3 x size x size; patches: (channel, cell_row, cell_col, value)."""
+    img = torch.zeros(3, size, size, dtype=torch.uint8)
+    for c, r, q, v in patches:
+        img[c, 8 * r : 8 * r + 8, 8 * q : 8 * q + 8] = v
+    return {"image": img}
+
+
+def test_cam_of_one_active_cell():
+    model = hand_model([[1, 0, 0], [0, 1, 0], [0, -1, 0]])
+    model.train()
+    out = class_activation_maps(model, [patch_image([(1, 1, 2, 200)])])
+    assert model.training  # mode restored
+    assert out["class_ids"].tolist() == [1] and out["cams"].shape == (1, 32, 32)
+    cam = out["cams"][0]
+    # bilinear (align_corners=False) upsampling by 8 of a one-hot cell (1, 2): the output
+    # pixel i samples the map at (i + 0.5) / 8 - 0.5, so the cell reaches rows 4..19 and
+    # columns 12..27, and peaks (=1 after normalisation) on the 4 centre pixels
+    support = torch.zeros(32, 32, dtype=torch.bool)
+    support[4:20, 12:28] = True
+    assert torch.equal(cam > 0, support)
+    assert torch.allclose(cam[11:13, 19:21], torch.ones(2, 2))
+    assert cam.max() == 1.0 and (cam[support] < 1).sum() == support.sum() - 4
+    # a class with no evidence (0 weight on every active channel), or only negative
+    # evidence (removed by the ReLU): an all-zero map
+    for c in (0, 2):
+        assert torch.equal(class_activation_maps(model, [patch_image([(1, 1, 2, 200)])], [c])["cams"][0], torch.zeros(32, 32))
+
+
+def test_cam_weights_features_per_image():
+    model = hand_model([[1, 0.5, 0], [0, 0, 1]])
+    batch = [patch_image([(0, 0, 0, 100), (1, 3, 3, 100)]), patch_image([(2, 2, 1, 50)])]
+    out = class_activation_maps(model, batch)
+    assert out["class_ids"].tolist() == [0, 1]
+    a, b = out["cams"]
+    # image 1: class 0 sees channel 0 at cell (0, 0) with weight 1 and channel 1 at cell
+    # (3, 3) with weight 0.5; border pixels sample the cell itself
+    assert a[0, 0] == pytest.approx(1.0) and a[31, 31] == pytest.approx(0.5)
+    assert a[0:4, 0:4].min() == pytest.approx(1.0) and a[28:, 28:].max() == pytest.approx(0.5)
+    # image 2 is normalised on its own: its single cell peaks at 1
+    assert b.max() == pytest.approx(1.0)
+    peak = (b == b.max()).nonzero()  # the centre pixels of cell (2, 1)
+    assert peak.tolist() == [[19, 11], [19, 12], [20, 11], [20, 12]]
+    # the probabilities are the model's
+    model.eval()
+    with torch.no_grad():
+        expected = torch.stack([o["probs"] for o in model(batch)])
+    torch.testing.assert_close(out["probs"], expected)
+
+
+def test_cams_from_features_and_overlay():
+    feats = torch.zeros(1, 2, 2, 2)
+    feats[0, 0, 0, 1] = 3.0
+    cam = cams_from_features(feats, torch.tensor([[2.0, 0.0]]), torch.tensor([0]), (2, 2))
+    assert torch.equal(cam[0], torch.tensor([[0.0, 1.0], [0.0, 0.0]]))  # same size: no interpolation
+    image = np.full((2, 2, 3), 100, dtype=np.uint8)
+    assert np.array_equal(overlay_cam(image, cam[0].numpy(), alpha=0.0), image)
+    over = overlay_cam(image, cam[0].numpy(), alpha=1.0)
+    assert over.dtype == np.uint8 and over[0, 1, 0] > over[0, 1, 2] and over[0, 0, 2] > over[0, 0, 0]  # jet: red hot, blue cold
+    grid = cam_grid([image, image], ["a", "b"], [("m", [over, over], ["x", "y"])])
+    assert grid.ndim == 3 and grid.shape[2] == 3 and grid.dtype == np.uint8
+
+
+# ------------------------------------------------------------------ small trained model
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A ResNet-18 trained 32 iterations on the tiny dataset: checkpoints at 16 and 32,
+    a context-only copy of the dataset (every object painted), a config file."""
+    from detectron2.data import DatasetCatalog
+    from tiny_data import register_dicts, write_color_objects
+    from test_train_cls import small_cfg
+
+    from als_d2.engine import ClassificationTrainer
+
+    root = tmp_path_factory.mktemp("cam")
+    dicts = write_color_objects(str(root / "data"))
+    name = f"tiny_cam_{os.getpid()}"
+    if name not in DatasetCatalog.list():
+        register_dicts(name, dicts, 4)
+        register_dicts(name + "_context", [dict(d, paint_all_objects=True) for d in dicts], 4)
+    cfg = small_cfg(name, str(root / "train"), "SOLVER.MAX_ITER", 32, "SOLVER.BASE_LR", 0.02, "SOLVER.CHECKPOINT_PERIOD", 16,
+                    "TEST.IMS_PER_BATCH", 8)
+    trainer = ClassificationTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    config_file = str(root / "config.yaml")
+    with open(config_file, "w") as f:
+        f.write(cfg.dump())
+    checkpoints = [str(root / "train" / "model_0000015.pth"), str(root / "train" / "model_final.pth")]
+    assert all(os.path.exists(p) for p in checkpoints)
+    return {"cfg": cfg, "name": name, "config_file": config_file, "checkpoints": checkpoints, "root": root}
+
+
+def _png(path):
+    with Image.open(path) as im:
+        assert im.mode == "RGB"
+        return im.size
+
+
+def test_trainer_test_writes_reliability_diagrams(trained):
+    from als_d2.engine import ClassificationTrainer
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    cfg = trained["cfg"]
+    model = ClassificationTrainer.build_model(cfg)
+    DetectionCheckpointer(model).load(trained["checkpoints"][1])
+    res = ClassificationTrainer.test(cfg, model)["classification"]
+    folder = os.path.join(cfg.OUTPUT_DIR, "inference", trained["name"])
+    for png in ("reliability_diagram", "reliability_diagram_ts", "confidence_vs_objectness"):
+        w, h = _png(os.path.join(folder, f"{png}.png"))
+        assert w > 300 and h > 300
+    with open(os.path.join(folder, "calibration.json")) as f:
+        assert json.load(f)["metrics"]["num_samples"] == res["num_samples"] == 24
+    assert 0 < res["mean_objectness"] < 1 and res["objectness_samples"] == 24
+
+
+def test_visualize_cam_tool(trained):
+    tool = _load_tool("visualize_cam")
+    out = str(trained["root"] / "cams")
+    args = tool.get_parser().parse_args(
+        ["--config-file", trained["config_file"], "--checkpoints", *trained["checkpoints"], "--names", "iter16", "final",
+         "--dataset", trained["name"], "--num-images", "4", "--scatter-samples", "16", "--output", out,
+         "INPUT.CLS.TEST_RESIZE", "128", "INPUT.CLS.CROP_SIZE", "128"]  # res5 4x4 (at 32 px it is 1x1)
+    )
+    written = tool.main(args)
+    w, h = _png(written["cam_grid"])
+    assert w > h * 0.6 and w >= 3 * 150 and h >= 4 * 150  # 3 columns (input + 2 models), 4 rows
+    w, h = _png(written["scatter"])
+    assert w > 1.5 * h  # two panels side by side
+
+
+def test_cams_of_the_trained_model_cover_the_objects(trained):
+    """At 128 px (res5 4 x 4) the true class's CAM is higher on the boxes than off them."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.data import DatasetCatalog
+
+    from als_d2.data.mapper import ClassificationDatasetMapper
+    from als_d2.engine import ClassificationTrainer
+
+    cfg = trained["cfg"].clone()
+    cfg.defrost()
+    cfg.INPUT.CLS.TEST_RESIZE = cfg.INPUT.CLS.CROP_SIZE = 128
+    mapper = ClassificationDatasetMapper(cfg, is_train=False)
+    batch = [mapper(d) for d in DatasetCatalog.get(trained["name"])]
+    model = ClassificationTrainer.build_model(cfg)
+    DetectionCheckpointer(model).load(trained["checkpoints"][1])
+    cams = class_activation_maps(model, batch, [x["label"] for x in batch])["cams"]
+    assert cams.shape == (24, 128, 128) and cams.min() >= 0 and cams.max() == 1
+    on, off = [], []
+    for x, cam in zip(batch, cams):
+        mask = torch.zeros(128, 128, dtype=torch.bool)
+        for x0, y0, x1, y1 in x["boxes"].round().long().tolist():
+            mask[y0:y1, x0:x1] = True
+        on.append(cam[mask].mean())
+        off.append(cam[~mask].mean())
+    assert torch.stack(on).mean() > torch.stack(off).mean()  # ~0.43 vs ~0.21 here
+
+
+def test_eval_cls_tool(trained, capsys):
+    tool = _load_tool("eval_cls")
+    out = str(trained["root"] / "eval")
+    name, ctx = trained["name"], trained["name"] + "_context"
+    args = tool.get_parser().parse_args(
+        ["--config-file", trained["config_file"], "--checkpoints", *trained["checkpoints"],
+         "--datasets", name, ctx, "--output", out, "TEST.IMS_PER_BATCH", "5"]
+    )
+    results = tool.main(args)
+    stems = ["model_0000015", "model_final"]
+    assert sorted(results) == sorted((s, d) for s in stems for d in (name, ctx))
+    for (stem, dataset), metrics in results.items():
+        folder = os.path.join(out, stem, dataset)
+        with open(os.path.join(folder, "results.json")) as f:
+            saved = json.load(f)
+        assert saved["dataset"] == dataset and saved["metrics"]["acc"] == metrics["acc"]
+        assert os.path.exists(os.path.join(folder, "calibration.json"))
+        _png(os.path.join(folder, "reliability_diagram.png"))
+    # context-only images: every object painted out, objectness 0 for every sample
+    assert results[("model_final", ctx)]["mean_objectness"] == 0.0
+    assert results[("model_final", ctx)]["objectness_deviation"] == pytest.approx(results[("model_final", ctx)]["avg_conf"])
+    printed = capsys.readouterr().out
+    assert "Table 1" in printed and "Table 2" in printed and "Table 3" in printed
+    table1 = printed.split("Table 1")[1].split("Table 2")[0]
+    assert ctx in table1 and f"| {name} |" not in table1
+    with open(os.path.join(out, "tables.md")) as f:
+        assert "| Checkpoint | Val | ACC | O.conf | U.conf | A.conf |" in f.read()

@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Evaluate several checkpoints on several datasets: accuracy, calibration, context.
+
+    tools/eval_cls.py --config-file configs/als_r50.yaml \\
+        --checkpoints output/hard_r50/model_final.pth output/als_r50/model_final.pth \\
+        --datasets imagenet_val imagenet_v2_matched_frequency imagenet_val_context \\
+        --num-gpus 4 TEST.IMS_PER_BATCH 100          # trailing KEY VALUE overrides
+
+Every (checkpoint, dataset) pair runs through ``ClassificationTrainer.build_test_loader``
+and ``build_evaluator`` (the same ``ClassificationEvaluator`` as ``train_cls.py
+--eval-only``) under d2's ``inference_on_dataset``, in as many processes as ``launch``
+starts. Written under ``--output`` (default ``OUTPUT_DIR/eval``):
+
+    <name>/<dataset>/results.json      checkpoint, dataset and the flat metric dict
+    <name>/<dataset>/calibration.json  the evaluator's report (bins, temperature scaling)
+    <name>/<dataset>/*.png             reliability diagrams, confidence vs objectness
+    tables.md                          the markdown tables printed at the end
+
+Tables (paper section 4.2): Table 1, context-only datasets (name contains "context", or
+``--context-datasets``): ACC, O.conf, U.conf, A.conf; Table 2, the other datasets: ACC,
+Top-5, ECE(15), ECE(100), MCE(15), O.conf, U.conf, A.conf, NLL, Brier, objectness
+deviation; Table 3: temperature scaling on the held-out half (before -> after).
+``<name>`` is the checkpoint's file stem, or its folder when stems collide (``--names``
+sets them).
+"""
+import json
+import logging
+import math
+import os
+import re
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import inference_on_dataset
+from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
+
+from als_d2 import compat
+from als_d2.config import add_als_config, check_als_config
+from als_d2.data.datasets import builtin  # noqa: F401  (registers imagenet_* names)
+from als_d2.engine import ClassificationTrainer
+
+logger = logging.getLogger("als_d2.eval_cls")
+
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+TABLE1 = [("ACC", "acc"), ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf")]
+TABLE2 = [
+    ("ACC", "acc"), ("Top-5", "top5"), ("ECE(15)", "ece_15"), ("ECE(100)", "ece_100"), ("MCE(15)", "mce_15"),
+    ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf"), ("NLL", "nll"), ("Brier", "brier"),
+    ("Obj.dev", "objectness_deviation"),
+]
+TABLE3 = [("ECE(15)", "ece_15"), ("ECE(100)", "ece_100"), ("MCE(15)", "mce_15"), ("O.conf", "over_conf"),
+          ("U.conf", "under_conf"), ("A.conf", "avg_conf"), ("NLL", "nll")]
+
+
+def get_parser():
+    parser = default_argument_parser()
+    parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint files (.pth/.pkl)")
+    parser.add_argument("--names", nargs="+", default=None, help="table labels, one per checkpoint")
+    parser.add_argument("--datasets", nargs="+", default=None, help="registered datasets (default: DATASETS.TEST)")
+    parser.add_argument("--context-datasets", nargs="*", default=None,
+                        help="datasets of Table 1 (default: those whose name contains 'context')")
+    parser.add_argument("--output", default=None, help="output folder (default: OUTPUT_DIR/eval)")
+    return parser
+
+
+def split_overrides(args) -> None:
+    """Move trailing ``KEY VALUE`` pairs that a ``nargs='+'`` list swallowed into ``opts``."""
+    for field in ("checkpoints", "names", "datasets", "context_datasets"):
+        values = getattr(args, field)
+        if not values:
+            continue
+        for i, v in enumerate(values):
+            if _CONFIG_KEY.match(v):
+                args.opts = values[i:] + list(args.opts)
+                setattr(args, field, values[:i])
+                break
+    if args.opts and args.opts[0] == "--":
+        args.opts = args.opts[1:]
+
+
+def checkpoint_names(paths: Sequence[str], names: Optional[Sequence[str]] = None) -> List[str]:
+    """Short unique labels: file stems, else parent folders, else folder_stem, else indexed."""
+    if names:
+        if len(names) != len(paths):
+            raise SystemExit(f"--names has {len(names)} entries for {len(paths)} checkpoints")
+        return list(names)
+    stem = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    parent = [os.path.basename(os.path.dirname(os.path.abspath(p))) or "ckpt" for p in paths]
+    for candidate in (stem, parent, [f"{a}_{b}" for a, b in zip(parent, stem)]):
+        if len(set(candidate)) == len(candidate):
+            return candidate
+    return [f"{i}_{s}" for i, s in enumerate(stem)]
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    check_als_config(cfg)
+    default_setup(cfg, args)
+    return cfg
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}"
+
+
+def markdown_table(rows: Sequence[Tuple[str, str, Dict]], columns, title: str) -> str:
+    """``rows``: (checkpoint, dataset, metric dict); ``columns``: (header, key or callable)."""
+    head = ["Checkpoint", "Val"] + [c[0] for c in columns]
+    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, dataset, metrics in rows:
+        cells = [c[1](metrics) if callable(c[1]) else _fmt(metrics.get(c[1])) for c in columns]
+        lines.append("| " + " | ".join([name, dataset] + cells) + " |")
+    return "\n".join(lines)
+
+
+def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequence[str]) -> str:
+    """The paper's table layouts (section 4.2) for ``{(checkpoint, dataset): metrics}``."""
+    rows = [(n, d, m) for (n, d), m in results.items()]
+    context = [r for r in rows if r[1] in context_datasets]
+    other = [r for r in rows if r[1] not in context_datasets]
+    parts = []
+    if context:
+        parts.append(markdown_table(context, TABLE1, "Table 1: context-only images (objects painted out)"))
+    if other:
+        parts.append(markdown_table(other, TABLE2, "Table 2: classification and calibration"))
+    ts_rows = [r for r in rows if "ts_temperature" in r[2]]
+    if ts_rows:
+        columns = [("T", "ts_temperature")] + [
+            (h, lambda m, k=k: f"{_fmt(m.get('ts_base_' + k))} -> {_fmt(m.get('ts_' + k))}") for h, k in TABLE3
+        ]
+        parts.append(markdown_table(ts_rows, columns, "Table 3: temperature scaling, held-out half (before -> after)"))
+    return "\n\n".join(parts)
+
+
+def evaluate_checkpoints(cfg, checkpoints: Sequence[str], names: Sequence[str], datasets: Sequence[str], output: str):
+    """Run every (checkpoint, dataset); returns ``{(name, dataset): metrics}`` on the main process."""
+    results: Dict[Tuple[str, str], Dict] = OrderedDict()
+    for path, name in zip(checkpoints, names):
+        model = ClassificationTrainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=output).load(path)
+        model.eval()
+        for dataset in datasets:
+            folder = os.path.join(output, name, dataset)
+            loader = ClassificationTrainer.build_test_loader(cfg, dataset)
+            evaluator = ClassificationTrainer.build_evaluator(cfg, dataset, output_folder=folder)
+            logger.info(f"Evaluating {name} ({path}) on {dataset}")
+            res = inference_on_dataset(model, loader, evaluator)
+            if comm.is_main_process():
+                metrics = dict(res["classification"])
+                results[(name, dataset)] = metrics
+                PathManager.mkdirs(folder)
+                with PathManager.open(os.path.join(folder, "results.json"), "w") as f:
+                    json.dump({"checkpoint": path, "name": name, "dataset": dataset, "metrics": metrics}, f, indent=2)
+        del model
+    return results
+
+
+def main(args):
+    split_overrides(args)
+    cfg = setup(args)
+    datasets = list(args.datasets or cfg.DATASETS.TEST)
+    context = args.context_datasets if args.context_datasets is not None else [d for d in datasets if "context" in d]
+    names = checkpoint_names(args.checkpoints, args.names)
+    output = args.output or os.path.join(cfg.OUTPUT_DIR, "eval")
+    results = evaluate_checkpoints(cfg, args.checkpoints, names, datasets, output)
+    if comm.is_main_process():
+        tables = format_tables(results, context)
+        print(tables)
+        with PathManager.open(os.path.join(output, "tables.md"), "w") as f:
+            f.write(tables + "\n")
+    return results
+
+
+def check_processes(args) -> None:
+    """Stop early when --num-gpus cannot be honoured (as tools/train_cls.py does)."""
+    visible = torch.cuda.device_count()
+    if args.num_gpus <= 1 or args.num_gpus <= visible:
+        return
+    if visible == 0 and compat.launch_supports_cpu_workers():
+        return
+    raise SystemExit(
+        f"--num-gpus {args.num_gpus}: {visible} CUDA device(s) visible"
+        + (" and this detectron2's launch() cannot start CPU processes; use --num-gpus 1 MODEL.DEVICE cpu" if not visible else "")
+    )
+
+
+if __name__ == "__main__":
+    args = get_parser().parse_args()
+    print("Command Line Args:", args)
+    check_processes(args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

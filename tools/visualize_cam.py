@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Class activation maps of several checkpoints side by side (the paper's figures 6-8),
+and confidence vs objectness per checkpoint.
+
+    tools/visualize_cam.py --config-file configs/als_r50.yaml \\
+        --checkpoints output/hard_r50/model_final.pth output/als_r50/model_final.pth \\
+        --dataset imagenet_val --num-images 8 --output cams/ [KEY VALUE ...]
+
+Writes to ``--output``:
+
+* ``cam_grid.png``: one row per image (the evaluation crop of the test mapper), the
+  input in the first column (label, objectness), then one column per checkpoint: the
+  CAM of the predicted class (``als_d2.evaluation.cam``) over the image, captioned with
+  the prediction and its confidence;
+* ``confidence_vs_objectness.png``: per checkpoint, max probability against the
+  objectness of the evaluation crop over up to ``--scatter-samples`` images (0: skip).
+
+Runs in one process (CPU or one GPU, cfg.MODEL.DEVICE).
+"""
+import argparse
+import logging
+import os
+from typing import Dict, List
+
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.utils.file_io import PathManager
+from detectron2.utils.logger import setup_logger
+
+from als_d2.config import add_als_config, check_als_config
+from als_d2.data.build import load_dataset_dicts
+from als_d2.data.datasets import builtin  # noqa: F401  (registers imagenet_* names)
+from als_d2.data.mapper import ClassificationDatasetMapper
+from als_d2.engine import ClassificationTrainer
+from als_d2.evaluation.cam import cam_grid, class_activation_maps, overlay_cam
+from als_d2.evaluation.plots import objectness_scatter, save_png
+
+logger = logging.getLogger("als_d2.visualize_cam")
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--checkpoints", nargs="+", required=True)
+    parser.add_argument("--names", nargs="+", default=None, help="column titles, one per checkpoint")
+    parser.add_argument("--dataset", default=None, help="registered dataset (default: DATASETS.TEST[0])")
+    parser.add_argument("--num-images", type=int, default=8, help="rows: images spread evenly over the dataset")
+    parser.add_argument("--indices", type=int, nargs="+", default=None, help="dataset indices (instead of --num-images)")
+    parser.add_argument("--scatter-samples", type=int, default=2000, help="images for the scatter plot (0: none)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="CAM overlay opacity")
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    check_als_config(cfg)
+    setup_logger(name="als_d2")
+    return cfg
+
+
+def _class_name(names, k: int) -> str:
+    return str(names[k]) if names is not None and 0 <= k < len(names) else str(k)
+
+
+def _scatter_data(cfg, model, dataset: str, max_samples: int) -> Dict[str, np.ndarray]:
+    conf, obj, correct = [], [], []
+    model.eval()
+    with torch.no_grad():
+        for batch in ClassificationTrainer.build_test_loader(cfg, dataset):
+            probs = torch.stack([o["probs"] for o in model(batch)]).cpu()
+            labels = torch.as_tensor([x["label"] for x in batch])
+            conf.append(probs.max(dim=1).values.numpy())
+            correct.append((probs.argmax(dim=1) == labels).numpy())
+            obj.append(np.array([np.nan if x.get("objectness") is None else x["objectness"] for x in batch], dtype=float))
+            if sum(len(c) for c in conf) >= max_samples:
+                break
+    cat = {"confidence": np.concatenate(conf), "objectness": np.concatenate(obj), "correct": np.concatenate(correct)}
+    return {k: v[:max_samples] for k, v in cat.items()}
+
+
+def main(args) -> Dict[str, str]:
+    cfg = setup(args)
+    dataset = args.dataset or cfg.DATASETS.TEST[0]
+    names = args.names or [
+        os.path.basename(os.path.dirname(os.path.abspath(p))) + "/" + os.path.splitext(os.path.basename(p))[0]
+        for p in args.checkpoints
+    ]
+    if len(names) != len(args.checkpoints):
+        raise SystemExit(f"--names has {len(names)} entries for {len(args.checkpoints)} checkpoints")
+    dicts = load_dataset_dicts([dataset])
+    if args.indices:
+        indices = list(args.indices)
+    else:
+        indices = sorted(set(np.linspace(0, len(dicts) - 1, min(args.num_images, len(dicts))).round().astype(int).tolist()))
+    mapper = ClassificationDatasetMapper(cfg, is_train=False)
+    mapped = [mapper(dicts[i]) for i in indices]
+    classes = MetadataCatalog.get(dataset).get("thing_classes", None)
+    images = [x["image"].permute(1, 2, 0).numpy() for x in mapped]
+    row_titles = []
+    for x in mapped:
+        obj = "?" if x.get("objectness") is None else f"{x['objectness']:.2f}"
+        row_titles.append(f"{_class_name(classes, x['label'])}, obj {obj}")
+
+    columns, panels = [], []
+    for path, name in zip(args.checkpoints, names):
+        model = ClassificationTrainer.build_model(cfg)
+        DetectionCheckpointer(model).load(path)
+        out = class_activation_maps(model, mapped)
+        overlays = [overlay_cam(img, cam.numpy(), args.alpha) for img, cam in zip(images, out["cams"])]
+        captions = [
+            f"{_class_name(classes, int(c))} ({float(p[c]):.2f})" for c, p in zip(out["class_ids"], out["probs"])
+        ]
+        columns.append((name, overlays, captions))
+        if args.scatter_samples > 0:
+            panels.append(_scatter_data(cfg, model, dataset, args.scatter_samples))
+        del model
+
+    PathManager.mkdirs(args.output)
+    written = {"cam_grid": os.path.join(args.output, "cam_grid.png")}
+    save_png(cam_grid(images, row_titles, columns), written["cam_grid"])
+    if panels:
+        written["scatter"] = os.path.join(args.output, "confidence_vs_objectness.png")
+        save_png(objectness_scatter(panels, names), written["scatter"])
+    for path in written.values():
+        logger.info(f"wrote {path}")
+    return written
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())

@@ -74,20 +74,20 @@ def union_area(boxes, region: Union[Region, Sequence[float]]) -> float:
     if c.shape[0] == 0:
         return 0.0
     c = c[np.argsort(c[:, 1], kind="stable")]  # by top edge, for the interval sweep
-    x0, y0, x1, y1 = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+    x0, y0, x1, y1 = c[:, 0:1], c[:, 1:2], c[:, 2:3], c[:, 3:4]  # N x 1 each
     # Strips between consecutive sorted x edges (zero-width strips from repeated edges
     # contribute nothing); a box is present in a strip iff it covers the strip's centre.
-    xs = np.sort(np.concatenate((x0, x1)))
-    cx = 0.5 * (xs[:-1] + xs[1:])[:, None]
-    ends = np.where((x0 < cx) & (cx < x1), y1, -np.inf)  # Cx x N: y1 of the boxes present
-    # Union length of each cell's y-intervals (sorted by start): each interval adds
+    xs = np.sort(c[:, 0::2], axis=None)
+    cx = 0.5 * (xs[:-1] + xs[1:])
+    ends = np.where((x0 < cx) & (cx < x1), y1, -np.inf)  # N x strips: y1 of the boxes present
+    # Union length of each strip's y-intervals (sorted by start): each interval adds
     # what it reaches beyond the furthest end of the intervals before it.
     reach = np.empty_like(ends)
-    reach[:, 0] = -np.inf
-    np.maximum.accumulate(ends[:, :-1], axis=1, out=reach[:, 1:])
+    reach[0] = -np.inf
+    np.maximum.accumulate(ends[:-1], axis=0, out=reach[1:])
     gain = ends - np.maximum(y0, reach)  # -inf for the boxes absent from the strip
     np.maximum(gain, 0.0, out=gain)
-    return float(np.diff(xs) @ gain.sum(axis=1))
+    return float((gain @ np.diff(xs)).sum())
 
 
 def objectness(boxes, image_size: Tuple[int, int]) -> float:

@@ -185,6 +185,9 @@ class ColorJitterTransform(T.Transform):
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
         return coords
 
+    def apply_box(self, box: np.ndarray) -> np.ndarray:  # skip fvcore's corner round trip
+        return box
+
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return segmentation
 
@@ -244,6 +247,9 @@ class LightingTransform(T.Transform):
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
         return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:  # skip fvcore's corner round trip
+        return box
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return segmentation

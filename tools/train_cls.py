@@ -18,9 +18,8 @@ from detectron2.utils import comm
 
 from als_d2 import compat
 from als_d2.config import add_als_config, check_als_config
-from als_d2.data.datasets import builtin  # noqa: F401  (registers imagenet_* names)
-from als_d2.engine import ClassificationTrainer
 
+from als_d2.engine import ClassificationTrainer
 
 def setup(args):
     cfg = get_cfg()
@@ -31,7 +30,6 @@ def setup(args):
     check_als_config(cfg)
     default_setup(cfg, args)
     return cfg
-
 
 def main(args):
     cfg = setup(args)
@@ -45,7 +43,6 @@ def main(args):
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
-
 
 def check_processes(args) -> None:
     """Stop early, with what is possible, when --num-gpus cannot be honoured."""
@@ -61,7 +58,6 @@ def check_processes(args) -> None:
             "Run with --num-gpus 1 MODEL.DEVICE cpu, or install the official detectron2 main."
         )
     raise SystemExit(f"--num-gpus {args.num_gpus}: only {visible} CUDA device(s) are visible")
-
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()

@@ -152,6 +152,18 @@ class ClassificationTrainer(DefaultTrainer):
         self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.register_hooks(self.build_hooks())
 
+    # detectron2 v0.6's DefaultTrainer checkpoints no optimizer state (main does, under
+    # "_trainer"); saving it here is right on both, and loading it twice on main is harmless.
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+
     def build_hooks(self):
         hooks = super().build_hooks()
         hooks.insert(1, ThroughputHook(self.cfg.SOLVER.IMS_PER_BATCH))  # right after IterationTimer

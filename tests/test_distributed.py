@@ -3,6 +3,7 @@ training sampler's sharding, the evaluator's gather, and DDP training in sync.""
 import json
 import os
 
+import als_d2  # noqa: F401  (first: spawned workers unpickle detectron2 objects)
 import numpy as np
 import pytest
 import torch

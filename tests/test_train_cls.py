@@ -143,3 +143,16 @@ def test_eval_only_from_checkpoint(tiny, tmp_path):
                 total += 1
     assert total == 24
     assert top1 == pytest.approx(100.0 * correct / total)
+
+
+def test_bf16_autocast_and_channels_last(tiny, tmp_path):
+    cfg = small_cfg(tiny, str(tmp_path), "SOLVER.MAX_ITER", 4, "SOLVER.AMP.ENABLED", True,
+                    "SOLVER.AMP.PRECISION", "bf16", "MODEL.CHANNELS_LAST", True, "TEST.EVAL_PERIOD", 0)
+    trainer = ClassificationTrainer(cfg)
+    assert trainer._trainer.amp_dtype == torch.bfloat16 and trainer._trainer.grad_scaler is None
+    trainer.resume_or_load(resume=False)
+    w0 = trainer.model.head.weight.detach().clone()
+    trainer.train()
+    assert trainer.model.backbone.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.isfinite(trainer.model.head.weight).all() and not torch.equal(w0, trainer.model.head.weight)
+    assert all(l == l for l in losses_from(str(tmp_path)))

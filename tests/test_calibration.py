@@ -5,13 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from als_d2.evaluation.calibration import (
-    bin_statistics,
-    calibration_metrics,
-    sample_stats,
-    sample_stats_from_logits,
-    metrics_from_stats,
-)
+from als_d2.evaluation.calibration import bin_statistics, calibration_metrics, metrics_from_stats, sample_stats_from_logits
 from als_d2.evaluation.temperature import (
     fit_temperature,
     held_out_split,

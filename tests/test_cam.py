@@ -127,6 +127,8 @@ def trained(tmp_path_factory):
 
     from als_d2.engine import ClassificationTrainer
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before conftest's per-test single-thread fixture
     root = tmp_path_factory.mktemp("cam")
     dicts = write_color_objects(str(root / "data"))
     name = f"tiny_cam_{os.getpid()}"
@@ -138,6 +140,7 @@ def trained(tmp_path_factory):
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
+    torch.set_num_threads(threads)
     config_file = str(root / "config.yaml")
     with open(config_file, "w") as f:
         f.write(cfg.dump())

@@ -20,7 +20,7 @@ Runs in one process (CPU or one GPU, cfg.MODEL.DEVICE).
 import argparse
 import logging
 import os
-from typing import Dict, List
+from typing import Dict
 
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 import numpy as np

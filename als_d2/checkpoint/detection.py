@@ -1,0 +1,163 @@
+"""Checkpointers that carry classifier backbones into detectron2 detectors.
+
+The mechanism is detectron2's own: a checkpoint whose dict has ``matching_heuristics:
+True`` is loaded by ``DetectionCheckpointer`` (v0.6 and main) through
+``align_and_update_state_dicts``, which gives each model tensor the checkpoint tensor
+whose name is its longest dot-separated suffix. With backbone-relative names
+(``stem.*``, ``res2.*`` ... ``res5.*``, as in detectron2's and MoCo's ImageNet files):
+
+======================  ====================================  ===================================
+checkpoint key          C4 detector (Res5ROIHeads)            FPN detector
+======================  ====================================  ===================================
+stem.*, res2-res4.*     backbone.stem.*, backbone.res2-4.*    backbone.bottom_up.stem.*, ...res2-4.*
+res5.*                  roi_heads.res5.*                      backbone.bottom_up.res5.*
+head.*                  (no match: not used)                  (no match: not used)
+======================  ====================================  ===================================
+
+and the ImageClassifier itself (``backbone.res2...`` <- ``res2...``, ``head.*`` <- ``head.*``)
+still loads it exactly, so resuming classification is unchanged.
+
+- :class:`ClassifierCheckpointer` writes ImageClassifier checkpoints in that form, so
+  any detectron2 tool can start a detector from a ``tools/train_cls.py`` checkpoint.
+- :class:`TransferCheckpointer` (used by ``tools/train_det.py``) also reads the other
+  formats of :mod:`.formats` (torchvision/timm ResNets, classifier checkpoints written
+  before ``ClassifierCheckpointer``) and logs what was transferred and what starts from
+  scratch.
+"""
+import logging
+import os
+from collections import OrderedDict
+from typing import Dict, List
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+
+from .formats import AUTHOR, backbone_relative, detect_format, load_weights_file, to_canonical
+
+__all__ = ["ClassifierCheckpointer", "TransferCheckpointer", "summarize_transfer", "transferred_keys"]
+
+logger = logging.getLogger(__name__)
+
+
+class ClassifierCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` for ImageClassifier training that saves the model in
+    detectron2's backbone-relative naming with ``matching_heuristics: True`` (and
+    ``__author__: "als_d2"``); everything else (checkpointables, extra data,
+    ``last_checkpoint``) is saved as detectron2 does. Loading is DetectionCheckpointer's.
+    """
+
+    def save(self, name: str, **kwargs) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {
+            "model": backbone_relative(self.model.state_dict()),
+            "__author__": AUTHOR,
+            "matching_heuristics": True,
+        }
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        with self.path_manager.open(save_file, "wb") as f:
+            torch.save(data, f)
+        self.tag_last_checkpoint(basename)
+
+
+def _stage(key: str) -> str:
+    """Report group of a detector key: ``stem``, ``res2``..``res5`` (wherever they sit), or
+    the module path of a detection-only parameter (``proposal_generator.rpn_head.conv``)."""
+    parts = key.split(".")
+    for p in parts:
+        if p == "stem" or (p.startswith("res") and p[3:].isdigit()):
+            return p
+    return ".".join(parts[:-1])
+
+
+def transferred_keys(model_keys: List[str], missing: List[str], incorrect: List[str]) -> List[str]:
+    """Model keys that were loaded: all minus the missing and the shape-mismatched ones."""
+    skip = set(missing) | set(incorrect)
+    return [k for k in model_keys if k not in skip]
+
+
+def summarize_transfer(model_keys: List[str], loaded: List[str], unused: List[str], source: str) -> str:
+    """A few log lines: tensors loaded per backbone stage and where they went, the
+    detection parameters that start from scratch, the checkpoint tensors not used."""
+    per_stage: "OrderedDict[str, List[str]]" = OrderedDict()
+    for k in loaded:
+        per_stage.setdefault(_stage(k), []).append(k)
+    backbone_stages = [s for s in per_stage if s == "stem" or s.startswith("res")]
+    n_backbone = sum(len(per_stage[s]) for s in backbone_stages)
+    lines = [f"Transfer from {source}: {len(loaded)} of {len(model_keys)} model tensors loaded, "
+             f"{n_backbone} of them ResNet backbone tensors:"]
+    for s in backbone_stages:
+        where = sorted({k[: k.index(s) + len(s)] for k in per_stage[s]})
+        lines.append(f"  {s:>5}: {len(per_stage[s]):4d} tensors -> {', '.join(where)}")
+    other_loaded = [s for s in per_stage if s not in backbone_stages]
+    if other_loaded:
+        lines.append(f"  other loaded modules: {', '.join(other_loaded)}")
+    loaded_set = set(loaded)
+    scratch: "OrderedDict[str, int]" = OrderedDict()
+    for k in model_keys:
+        if k not in loaded_set:
+            scratch[_stage(k)] = scratch.get(_stage(k), 0) + 1
+    if scratch:
+        lines.append(f"Start from scratch ({sum(scratch.values())} tensors): "
+                     + ", ".join(f"{m} ({n})" for m, n in scratch.items()))
+    if unused:
+        lines.append(f"Not used from the checkpoint ({len(unused)} tensors): " + ", ".join(sorted(unused)[:12])
+                     + (" ..." if len(unused) > 12 else ""))
+    return "\n".join(lines)
+
+
+class TransferCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer that also starts a detector from any ResNet format of
+    :mod:`als_d2.checkpoint.formats` and reports the transfer.
+
+    Files that DetectionCheckpointer already handles (detectron2 ``.pkl``, detector and
+    ``ClassifierCheckpointer`` checkpoints) are read exactly as it reads them; only a
+    torchvision/timm ResNet or an ImageClassifier checkpoint with ``backbone.``-prefixed keys
+    (from before ``ClassifierCheckpointer``) are renamed to backbone-relative keys with
+    ``matching_heuristics``. ``.pth`` files are read with ``weights_only=True``.
+    """
+
+    def _load_file(self, filename: str) -> Dict:
+        if filename.endswith(".pkl"):
+            data = load_weights_file(filename)  # restricted unpickler, then d2's interpretation
+            if isinstance(data, dict) and "model" in data and "__author__" in data:
+                self.logger.info(f"Reading a file from '{data['__author__']}'")
+                return data
+            return super()._load_file(filename)  # Caffe2 / Detectron1 (numpy blobs)
+        if filename.endswith(".pyth"):
+            return super()._load_file(filename)
+        loaded = load_weights_file(filename)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{filename}: not a checkpoint dict")
+        state = loaded.get("model", loaded)
+        try:
+            fmt = detect_format(state, loaded)
+        except ValueError:
+            fmt = None  # a detector checkpoint or anything else: detectron2's rules
+        if fmt == "torchvision" or (fmt == "als_d2" and not loaded.get("matching_heuristics", False)):
+            _, canonical = to_canonical(loaded)
+            self.logger.info(f"{filename}: {fmt} ResNet weights, loaded by name-matching heuristics")
+            return {"model": canonical, "__author__": fmt, "matching_heuristics": True}
+        if "model" not in loaded:
+            loaded = {"model": loaded}
+        return loaded
+
+    def _load_model(self, checkpoint: Dict):
+        model_keys = list(self.model.state_dict().keys())
+        source = checkpoint.get("__author__", "checkpoint")
+        if checkpoint.get("matching_heuristics", False) and not any(k.endswith(".num_batches_tracked") for k in model_keys):
+            # FrozenBN has no batch counter: the classifier's BN counters have nowhere to go
+            checkpoint["model"] = {k: v for k, v in checkpoint["model"].items() if not k.endswith(".num_batches_tracked")}
+        incompatible = super()._load_model(checkpoint)
+        if incompatible is not None:
+            incorrect = [k for k, *_ in incompatible.incorrect_shapes]
+            loaded = transferred_keys(model_keys, incompatible.missing_keys, incorrect)
+            self.transfer = {"loaded": loaded, "missing": list(incompatible.missing_keys),
+                             "unused": list(incompatible.unexpected_keys) + incorrect}
+            self.logger.info(summarize_transfer(model_keys, loaded, self.transfer["unused"], source))
+        return incompatible

@@ -1,0 +1,156 @@
+"""COCO transfer: detectron2's ``DefaultTrainer`` for Faster R-CNN started from a classifier.
+
+What differs from detectron2's ``tools/train_net.py`` trainer:
+
+- weights are loaded by :class:`~als_d2.checkpoint.TransferCheckpointer`: a
+  ``tools/train_cls.py`` checkpoint (or a torchvision/timm/detectron2 ResNet) goes straight
+  into ``MODEL.WEIGHTS``, and the log says what was transferred and what starts from scratch;
+- evaluation is detectron2's ``COCOEvaluator`` (its fast C++ AP only with compiled ops)
+  that also reports COCOeval's average recall (AR1/AR10/AR100, ARs/ARm/ARl), the
+  figures of the paper's tables 4 and 7;
+- every evaluation writes ``OUTPUT_DIR/transfer_metrics.json`` for ``tools/compare_transfer.py``;
+- ``ResNetRes5ROIHeads``: ``Res5ROIHeads`` whose res5 is built like the backbone's own
+  res5 for every depth (d2's always builds 3 bottleneck blocks, which fits R50/R101 but not
+  the BasicBlock res5 of R18/R34).
+"""
+import json
+import logging
+import math
+import os
+import weakref
+from collections import OrderedDict
+from typing import Dict, Optional
+
+from detectron2.engine import DefaultTrainer, hooks
+from detectron2.evaluation import COCOEvaluator
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
+from detectron2.modeling.backbone.resnet import BasicBlock, ResNet
+from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
+from torch import nn
+
+from .. import compat
+from ..checkpoint import TransferCheckpointer
+
+__all__ = ["COCOEvaluatorWithRecall", "DetectionTrainer", "ResNetRes5ROIHeads", "recall_from_cocoeval"]
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "transfer_metrics.json"
+
+
+@ROI_HEADS_REGISTRY.register()
+class ResNetRes5ROIHeads(Res5ROIHeads):
+    """Res5ROIHeads whose res5 matches ``build_resnet_backbone``'s res5 for any depth:
+    BasicBlocks for R18 (2 blocks) / R34 (3), d2's bottleneck res5 for R50 and deeper.
+    Output: N x (RES2_OUT_CHANNELS * 8) x R/2 x R/2 for N boxes pooled at R x R."""
+
+    @classmethod
+    def _build_res5_block(cls, cfg):
+        depth = cfg.MODEL.RESNETS.DEPTH
+        if depth not in (18, 34):
+            return super()._build_res5_block(cfg)
+        out_channels = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8
+        num_blocks = {18: 2, 34: 3}[depth]
+        blocks = ResNet.make_stage(
+            BasicBlock,
+            num_blocks,
+            stride_per_block=[2] + [1] * (num_blocks - 1),
+            in_channels=out_channels // 2,
+            out_channels=out_channels,
+            norm=cfg.MODEL.RESNETS.NORM,
+        )
+        return nn.Sequential(*blocks), out_channels
+
+
+def recall_from_cocoeval(coco_eval, iou_type: str = "bbox") -> Dict[str, float]:
+    """COCOeval's average recall (IoU 0.5:0.95), in percent like d2's AP:
+    ``AR{d}`` for the three max-detection limits (1, 10, 100 by default) and ``ARs``,
+    ``ARm``, ``ARl`` by object size at the largest limit. NaN when there is nothing to
+    evaluate (``coco_eval`` None) or COCOeval reports -1 (no ground truth of that size)."""
+    max_dets = [1, 10, 100] if coco_eval is None else list(coco_eval.params.maxDets)
+    names = [f"AR{d}" for d in max_dets[:3]] + ["ARs", "ARm", "ARl"]
+    if coco_eval is None or iou_type not in ("bbox", "segm"):
+        return {n: float("nan") for n in names}
+    stats = coco_eval.stats[6:12]
+    return {n: float(v * 100) if v >= 0 else float("nan") for n, v in zip(names, stats)}
+
+
+class COCOEvaluatorWithRecall(COCOEvaluator):
+    """detectron2's COCOEvaluator, plus the AR figures of :func:`recall_from_cocoeval`
+    next to AP, AP50, AP75, APs, APm, APl in each bbox/segm result."""
+
+    def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
+        if iou_type in ("bbox", "segm"):
+            recall = recall_from_cocoeval(coco_eval, iou_type)
+            results.update(recall)
+            self._logger.info(f"Average recall for {iou_type}: "
+                              + ", ".join(f"{k} {v:.3f}" for k, v in recall.items()))
+        return results
+
+
+def write_transfer_metrics(cfg, results: Dict, path: Optional[str] = None) -> str:
+    """Write the evaluation results with what produced them (weights, architecture, schedule)
+    as JSON; return the path (default ``OUTPUT_DIR/transfer_metrics.json``)."""
+    try:
+        iteration = get_event_storage().iter
+    except (AssertionError, IndexError):  # no EventStorage: --eval-only
+        iteration = None
+    heads = "FPN" if "fpn" in cfg.MODEL.BACKBONE.NAME else "C4"
+    record = OrderedDict(
+        weights=cfg.MODEL.WEIGHTS,
+        architecture=f"{cfg.MODEL.META_ARCHITECTURE} R{cfg.MODEL.RESNETS.DEPTH}-{heads}",
+        norm=cfg.MODEL.RESNETS.NORM,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+        max_iter=cfg.SOLVER.MAX_ITER,
+        ims_per_batch=cfg.SOLVER.IMS_PER_BATCH,
+        iteration=iteration,
+        datasets=list(cfg.DATASETS.TEST),
+        results=results,
+    )
+    path = path or os.path.join(cfg.OUTPUT_DIR, METRICS_FILE)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        # NaN is written as null: strict JSON for other readers
+        json.dump(_nan_to_none(record), f, indent=2)
+    logger.info(f"Wrote evaluation results to {path}")
+    return path
+
+
+def _nan_to_none(obj):
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return OrderedDict((k, _nan_to_none(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+class DetectionTrainer(DefaultTrainer):
+    """DefaultTrainer for COCO transfer (see the module docstring)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        # DefaultTrainer built a DetectionCheckpointer; use the transfer one for loading and
+        # saving alike (the periodic checkpointer hook holds a reference to it)
+        self.checkpointer = TransferCheckpointer(self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        for hook in self._hooks:
+            if isinstance(hook, hooks.PeriodicCheckpointer):
+                hook.checkpointer = self.checkpointer
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluatorWithRecall(
+            dataset_name, output_dir=output_folder, use_fast_impl=compat.HAS_COMPILED_OPS
+        )
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        results = super().test(cfg, model, evaluators=evaluators)
+        if comm.is_main_process() and results:
+            write_transfer_metrics(cfg, results)
+        return results

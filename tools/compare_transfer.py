@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""Collect the COCO results of several tools/train_det.py runs into the paper's table layout.
+
+    tools/compare_transfer.py hard=output/coco/hard_r50_C4 ls=output/coco/ls_r50_C4 \
+        als=output/coco/als_r50_C4 cutmix=output/coco/cutmix_r50_C4 --table 4 --baseline hard
+
+Each RUN is NAME=PATH or PATH (named after its folder); PATH is a run's OUTPUT_DIR or
+a file in it: transfer_metrics.json (written by train_det.py at each evaluation), or
+detectron2's metrics.json (its last row with bbox/AP). Prints a markdown table:
+
+- table 4 (main text): AP, AP50, AP75, AR1, AR10, AR100
+- table 7 (appendix): AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
+
+AP/AR as fractions with 3 decimals like the paper (``--percent`` for detectron2's
+0-100 scale); the best value of each column in bold; ``--baseline NAME`` adds the AP
+difference to that row.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Dict, List, Optional, Tuple
+
+TABLES = {
+    "4": ["AP", "AP50", "AP75", "AR1", "AR10", "AR100"],
+    "7": ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"],
+}
+
+
+def _bbox_from_results(results: Dict, dataset: Optional[str]) -> Dict:
+    """The ``bbox`` metrics of DefaultTrainer.test's results: ``{"bbox": ...}`` for one
+    test set, ``{dataset: {"bbox": ...}}`` for several."""
+    if "bbox" in results:
+        return results["bbox"]
+    if dataset is not None:
+        return results[dataset]["bbox"]
+    first = next(iter(results.values()))
+    return first["bbox"]
+
+
+def load_run(path: str, dataset: Optional[str] = None) -> Dict[str, Optional[float]]:
+    """bbox metrics (detectron2's 0-100 scale) of one run directory or metrics file."""
+    if os.path.isdir(path):
+        for name in ("transfer_metrics.json", "metrics.json"):
+            if os.path.isfile(os.path.join(path, name)):
+                path = os.path.join(path, name)
+                break
+        else:
+            raise FileNotFoundError(f"{path}: no transfer_metrics.json or metrics.json")
+    with open(path) as f:
+        text = f.read()
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        record = None  # detectron2's metrics.json: one JSON object per line
+    if isinstance(record, dict) and "results" in record:
+        return dict(_bbox_from_results(record["results"], dataset))
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    prefix = f"{dataset}/bbox/" if dataset else "bbox/"
+    rows = [r for r in rows if prefix + "AP" in r]
+    if not rows:
+        raise ValueError(f"{path}: no evaluation results ({prefix}AP)")
+    return {k[len(prefix):]: v for k, v in rows[-1].items() if k.startswith(prefix)}
+
+
+def _value(metrics: Dict, column: str) -> Optional[float]:
+    v = metrics.get(column)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return float(v)
+
+
+def markdown_table(runs: List[Tuple[str, Dict]], columns: List[str], percent: bool = False,
+                   baseline: Optional[str] = None) -> str:
+    """Rows = runs, columns = metrics; best per column in bold."""
+    scale, digits = (1.0, 1) if percent else (0.01, 3)
+    best = {}
+    for c in columns:
+        values = [_value(m, c) for _, m in runs]
+        values = [v for v in values if v is not None]
+        best[c] = max(values) if values else None
+    header = ["Method"] + columns
+    base = None
+    if baseline is not None:
+        names = [n for n, _ in runs]
+        if baseline not in names:
+            raise ValueError(f"--baseline {baseline!r} is not one of {names}")
+        base = _value(dict(runs)[baseline], "AP")
+        header.append(f"ΔAP vs {baseline}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for name, metrics in runs:
+        cells = [name]
+        for c in columns:
+            v = _value(metrics, c)
+            if v is None:
+                cells.append("–")
+                continue
+            text = f"{v * scale:.{digits}f}"
+            cells.append(f"**{text}**" if best[c] is not None and v == best[c] and len(runs) > 1 else text)
+        if baseline is not None:
+            ap = _value(metrics, "AP")
+            cells.append("–" if ap is None or base is None else f"{(ap - base) * scale:+.{digits}f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_run(spec: str) -> Tuple[str, str]:
+    if "=" in spec and not os.path.exists(spec):
+        name, path = spec.split("=", 1)
+        return name, path
+    path = spec.rstrip("/")
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    return os.path.basename(os.path.abspath(folder)), spec
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="[NAME=]PATH", help="run OUTPUT_DIR or its metrics JSON")
+    parser.add_argument("--table", choices=sorted(TABLES), default="4", help="paper table layout (default 4)")
+    parser.add_argument("--columns", nargs="+", help="metrics to show instead of a paper table's")
+    parser.add_argument("--percent", action="store_true", help="detectron2's 0-100 scale instead of fractions")
+    parser.add_argument("--baseline", help="add each run's AP difference to this run (e.g. hard)")
+    parser.add_argument("--dataset", help="test set to report when the runs evaluated several")
+    parser.add_argument("-o", "--output", help="also write the table to this file")
+    args = parser.parse_args(argv)
+
+    runs = []
+    for spec in args.runs:
+        name, path = parse_run(spec)
+        runs.append((name, load_run(path, args.dataset)))
+    table = markdown_table(runs, args.columns or TABLES[args.table], percent=args.percent, baseline=args.baseline)
+    caption = (f"Table {args.table} layout: Faster R-CNN fine-tuned on COCO from each classifier "
+               f"({'AP/AR in %' if args.percent else 'AP/AR as fractions'}; AR at 1/10/100 detections, IoU 0.5:0.95)")
+    text = caption + "\n\n" + table + "\n"
+    print(text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

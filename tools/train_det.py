@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Fine-tune (or evaluate) a detectron2 Faster R-CNN on COCO from an als_d2 classifier.
+
+Mirrors detectron2's tools/train_net.py; MODEL.WEIGHTS takes a tools/train_cls.py
+checkpoint as it is (stem and res2-res4 -> backbone, res5 -> roi_heads.res5 (C4) or
+backbone.bottom_up.res5 (FPN), classifier head dropped), or a torchvision/timm ResNet,
+or detectron2 backbone weights (.pkl):
+
+    tools/train_det.py --config-file configs/COCO-Detection/faster_rcnn_R_50_C4_paper.yaml --num-gpus 8 \
+        MODEL.WEIGHTS output/als_r50/model_final.pth OUTPUT_DIR output/coco/als_r50_C4_paper
+    tools/train_det.py --config-file ... --resume                       # continue OUTPUT_DIR's last checkpoint
+    tools/train_det.py --config-file ... --eval-only MODEL.WEIGHTS output/coco/als_r50_C4_paper/model_final.pth
+
+COCO 2017 comes from detectron2's builtin registration (coco_2017_train, coco_2017_val
+under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.json
+(AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for tools/compare_transfer.py.
+"""
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
+import torch
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from als_d2 import compat
+from als_d2.checkpoint import TransferCheckpointer
+from als_d2.engine.detection import DetectionTrainer
+
+
+def setup(args):
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)  # logs of detectron2 and fvcore (the transfer report)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="als_d2")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = DetectionTrainer.build_model(cfg)
+        TransferCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        res = DetectionTrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+    trainer = DetectionTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def check_processes(args) -> None:
+    """Stop early, saying what is possible, when --num-gpus cannot be honoured."""
+    visible = torch.cuda.device_count()
+    if args.num_gpus <= 1 or args.num_gpus <= visible:
+        return
+    if visible == 0 and compat.launch_supports_cpu_workers():
+        return  # detectron2 main runs CPU processes over gloo
+    raise SystemExit(
+        f"--num-gpus {args.num_gpus}: {visible} CUDA device(s) visible"
+        + (" and the installed detectron2's launch() cannot start CPU processes" if visible == 0 else "")
+    )
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    check_processes(args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

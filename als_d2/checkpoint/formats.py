@@ -14,10 +14,11 @@ Formats (``detect_format``):
   ``layer1-4``, ``fc``; optionally under ``"state_dict"``/``"model"``, ``module.``-prefixed.
 - ``als_d2``: an ImageClassifier checkpoint (``tools/train_cls.py``): either the
   classifier's own keys (``backbone.stem...``, ``head.*``), or the backbone-relative keys
-  that ``ClassifierCheckpointer`` writes (``__author__: "als_d2"``, ``matching_heuristics``).
+  that ``ClassifierCheckpointer`` writes (torch tensors, ``__author__: "als_d2"``,
+  ``matching_heuristics``).
 - ``detectron2``: backbone-relative keys in detectron2's pickle format
   (``{"model": {name: ndarray}, "__author__": ..., "matching_heuristics": True}``), the
-  format MoCo and others feed to detectron2.
+  format MoCo and others feed to detectron2; any other author's backbone-relative file.
 
 All of them share torchvision's convention (RGB input, stride in the 3x3 conv), so
 converting only renames; tensors are never changed. Caffe2/Detectron1 ``.pkl`` files
@@ -137,7 +138,7 @@ def _unwrap(obj: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     (or the file itself) and the other top-level entries."""
     if not isinstance(obj, dict):
         raise ValueError(f"expected a dict of weights, got {type(obj).__name__}")
-    for key in ("model", "state_dict"):
+    for key in ("model", "state_dict", "blobs"):
         inner = obj.get(key)
         if isinstance(inner, dict) and inner and all(isinstance(k, str) for k in inner):
             meta = {k: v for k, v in obj.items() if k != key}
@@ -162,7 +163,9 @@ def detect_format(state: Dict[str, Any], meta: Dict[str, Any]) -> str:
         raise ValueError("a detectron2 detector checkpoint (backbone.* with proposal_generator.*, roi_heads.*), "
                          "not ResNet classifier weights")
     if "stem.conv1.weight" in keys:
-        return "als_d2" if meta.get("__author__") == AUTHOR else "detectron2"
+        # backbone-relative: als_d2's own checkpoints hold torch tensors, detectron2's .pkl numpy arrays
+        own = meta.get("__author__") == AUTHOR and isinstance(state["stem.conv1.weight"], torch.Tensor)
+        return "als_d2" if own else "detectron2"
     if "conv1_w" in keys or "res2_0_branch2a_w" in keys:
         raise ValueError(
             "this is a Caffe2/Detectron1 ResNet (res2_0_branch2a_w ...): BGR input and stride in the "
@@ -195,7 +198,7 @@ def to_canonical(obj: Any) -> Tuple[str, Dict[str, torch.Tensor]]:
         state = backbone_relative(torchvision_to_als(state))
     else:
         state = backbone_relative(state)
-    state = OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
+    state = OrderedDict((k, torch.tensor(v) if isinstance(v, np.ndarray) else v)  # copy; keeps 0-d shapes
                         for k, v in state.items())
     _check_canonical(state)
     return fmt, state

@@ -109,3 +109,10 @@ def create_ddp_model(model, **kwargs):
         kwargs["device_ids"] = [comm.get_local_rank()]
     return DistributedDataParallel(model, **kwargs)
 
+
+
+# detectron2 scripts functions with torch.jit at import; newer torch warns about it on
+# every import. The warning is about detectron2's code, not the user's: silence it once.
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)

@@ -8,6 +8,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
+from ..data.mapper import pixel_mean_rgb
 from .losses import soft_cross_entropy
 from .targets import TargetBuilder
 
@@ -16,8 +17,8 @@ __all__ = ["ImageClassifier"]
 
 @META_ARCH_REGISTRY.register()
 class ImageClassifier(nn.Module):
-    """Classifies d2-style batches: ``list[dict]`` with ``image`` (3xHxW uint8, the
-    config's INPUT.FORMAT), and in training ``label`` (int), ``objectness`` (float in
+    """Classifies d2-style batches: ``list[dict]`` with ``image`` (3xHxW uint8, RGB as
+    ClassificationDatasetMapper writes it), and in training ``label`` (int), ``objectness`` (float in
     [0, 1] or None when unknown), ``context`` (bool) and ``boxes`` (Mx4 XYXY pixels of
     the output frame).
 
@@ -58,8 +59,9 @@ class ImageClassifier(nn.Module):
             "backbone": build_backbone(cfg),
             "in_feature": cfg.MODEL.CLASSIFIER.IN_FEATURE,
             "num_classes": cfg.MODEL.CLASSIFIER.NUM_CLASSES,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
+            # the mapper writes RGB; the config's mean/std are in INPUT.FORMAT's channel order
+            "pixel_mean": pixel_mean_rgb(cfg.MODEL.PIXEL_MEAN, cfg.INPUT.FORMAT),
+            "pixel_std": pixel_mean_rgb(cfg.MODEL.PIXEL_STD, cfg.INPUT.FORMAT),
             "target_builder": TargetBuilder(cfg),
             "channels_last": cfg.MODEL.CHANNELS_LAST,
         }

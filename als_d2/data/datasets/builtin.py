@@ -13,6 +13,11 @@ imagenet_val_context           imagenet                                        v
 imagenetv2_matched_frequency   imagenetv2-matched-frequency-format-val         (val)   all
 =============================  ==============================================  ======  =======
 
+The embedded default dataset (``tools/make_synthetic_imagenet.py --root
+$DETECTRON2_DATASETS/synthetic_imagenet``, Kaggle layout, plus a COCO-format split) is
+registered the same way, as ``synthetic_imagenet_{train,train_boxed,train_boxed_mask,val,
+val_context}`` and ``synthetic_coco_{train,val}`` (detectron2's ``register_coco_instances``).
+
 ``imagenet`` may have the standard or the Kaggle layout (auto-detected); ImageNetV2 takes
 its class names from ``imagenet`` when that is there. See :mod:`.imagenet` for the trees.
 """
@@ -20,7 +25,7 @@ import os
 
 from .imagenet import register_imagenet
 
-__all__ = ["PREDEFINED_SPLITS_IMAGENET", "register_all_imagenet"]
+__all__ = ["PREDEFINED_SPLITS_IMAGENET", "register_all_imagenet", "register_synthetic_imagenet"]
 
 # name: (folder under $DETECTRON2_DATASETS, split, layout, subset)
 PREDEFINED_SPLITS_IMAGENET = {
@@ -48,7 +53,26 @@ def register_all_imagenet(root: str) -> None:
         )
 
 
+def register_synthetic_imagenet(root: str, prefix: str = "synthetic") -> None:
+    """Register the generated dataset at ``root`` (see :mod:`als_d2.data.synthetic`) as
+    ``{prefix}_imagenet_<split>`` (same splits/subsets as ImageNet, Kaggle layout) and
+    ``{prefix}_coco_{train,val}``."""
+    from detectron2.data.datasets import register_coco_instances
+
+    for name, (_, split, _, subset) in PREDEFINED_SPLITS_IMAGENET.items():
+        if name.startswith("imagenet_"):
+            register_imagenet(f"{prefix}_{name}", root, split, "kaggle", subset)
+    for split in ("train", "val"):
+        register_coco_instances(
+            f"{prefix}_coco_{split}",
+            {},
+            os.path.join(root, "coco", "annotations", f"instances_{split}.json"),
+            os.path.join(root, "coco", split),
+        )
+
+
 if __name__.endswith(".builtin"):
     # Assume pre-defined datasets live in `./datasets`.
     _root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
     register_all_imagenet(_root)
+    register_synthetic_imagenet(os.path.join(_root, "synthetic_imagenet"))

@@ -14,6 +14,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
+from als_d2.checkpoint import TransferCheckpointer
 from als_d2.checkpoint.formats import (
     RestrictedUnpickler,
     convert,
@@ -149,6 +150,15 @@ def test_formats_are_recognised(tv18, tmp_path):
     torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, tmp_path / "timm.pth.tar")
     fmt, timm = read_canonical(str(tmp_path / "timm.pth.tar"))
     assert fmt == "torchvision" and "res2.0.conv1.weight" in timm
+    # ... which train_det.py's checkpointer takes as MODEL.WEIGHTS directly
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "COCO-Detection", "demo/faster_rcnn_R18_FPN_cpu.yaml"))
+    detector = build_model(cfg)
+    checkpointer = TransferCheckpointer(detector)
+    checkpointer.load(str(tmp_path / "timm.pth.tar"))
+    assert len(checkpointer.transfer["loaded"]) == 20 * 5 and checkpointer.transfer["unused"] == ["head.bias", "head.weight"]
+    state = detector.state_dict()
+    assert torch.equal(state["backbone.bottom_up.res5.1.conv2.norm.running_var"], sd["layer4.1.bn2.running_var"])
     # the ImageClassifier's own keys (train_cls.py checkpoints from a stock DetectionCheckpointer)
     legacy = {"model": {("backbone." + k if not k.startswith("head.") else k): v for k, v in timm.items()}, "iteration": 9}
     torch.save(legacy, tmp_path / "legacy.pth")

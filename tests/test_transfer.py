@@ -19,7 +19,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from als_d2.checkpoint import ClassifierCheckpointer
-from als_d2.checkpoint.formats import from_canonical, read_canonical
+from als_d2.checkpoint.formats import read_canonical
 from als_d2.config import add_als_config
 from als_d2.engine import ClassificationTrainer
 from als_d2.engine.detection import METRICS_FILE, DetectionTrainer

@@ -130,7 +130,8 @@ def main(argv=None) -> int:
         name, path = parse_run(spec)
         runs.append((name, load_run(path, args.dataset)))
     table = markdown_table(runs, args.columns or TABLES[args.table], percent=args.percent, baseline=args.baseline)
-    caption = (f"Table {args.table} layout: Faster R-CNN fine-tuned on COCO from each classifier "
+    layout = "Custom columns" if args.columns else f"Table {args.table} layout"
+    caption = (f"{layout}: Faster R-CNN fine-tuned on COCO from each classifier "
                f"({'AP/AR in %' if args.percent else 'AP/AR as fractions'}; AR at 1/10/100 detections, IoU 0.5:0.95)")
     text = caption + "\n\n" + table + "\n"
     print(text)

@@ -24,7 +24,6 @@ still loads it exactly, so resuming classification is unchanged.
   before ``ClassifierCheckpointer``) and logs what was transferred and what starts from
   scratch.
 """
-import logging
 import os
 from collections import OrderedDict
 from typing import Dict, List
@@ -35,8 +34,6 @@ from detectron2.checkpoint import DetectionCheckpointer
 from .formats import AUTHOR, backbone_relative, detect_format, load_weights_file, to_canonical
 
 __all__ = ["ClassifierCheckpointer", "TransferCheckpointer", "summarize_transfer", "transferred_keys"]
-
-logger = logging.getLogger(__name__)
 
 
 class ClassifierCheckpointer(DetectionCheckpointer):
@@ -115,41 +112,43 @@ class TransferCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer that also starts a detector from any ResNet format of
     :mod:`als_d2.checkpoint.formats` and reports the transfer.
 
-    Files that DetectionCheckpointer already handles (detectron2 ``.pkl``, detector and
-    ``ClassifierCheckpointer`` checkpoints) are read exactly as it reads them; only a
-    torchvision/timm ResNet or an ImageClassifier checkpoint with ``backbone.``-prefixed keys
-    (from before ``ClassifierCheckpointer``) are renamed to backbone-relative keys with
-    ``matching_heuristics``. ``.pth`` files are read with ``weights_only=True``.
+    ResNet weights in any format (torchvision/timm, ImageClassifier checkpoints with or
+    without ``ClassifierCheckpointer``'s naming, detectron2 ``.pkl``) are reduced to
+    backbone-relative keys and loaded with ``matching_heuristics``; detector checkpoints
+    (resuming, ``--eval-only``) and Caffe2 files are loaded as DetectionCheckpointer loads
+    them. Reading never unpickles code: ``torch.load(weights_only=True)`` for torch files,
+    the restricted unpickler of :mod:`.formats` for ``.pkl``.
     """
 
     def _load_file(self, filename: str) -> Dict:
-        if filename.endswith(".pkl"):
-            data = load_weights_file(filename)  # restricted unpickler, then d2's interpretation
-            if isinstance(data, dict) and "model" in data and "__author__" in data:
-                self.logger.info(f"Reading a file from '{data['__author__']}'")
-                return data
-            return super()._load_file(filename)  # Caffe2 / Detectron1 (numpy blobs)
+        self._source = filename
         if filename.endswith(".pyth"):
-            return super()._load_file(filename)
-        loaded = load_weights_file(filename)
-        if not isinstance(loaded, dict):
+            return super()._load_file(filename)  # pycls
+        data = load_weights_file(filename)  # never unpickles code (weights_only / restricted)
+        if not isinstance(data, dict):
             raise ValueError(f"{filename}: not a checkpoint dict")
-        state = loaded.get("model", loaded)
+        if filename.endswith(".pkl") and not ("model" in data and "__author__" in data):
+            # Caffe2 / Detectron1 numpy blobs: detectron2's interpretation of such files
+            blobs = data.get("blobs", data)
+            blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
+            return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
         try:
-            fmt = detect_format(state, loaded)
-        except ValueError:
-            fmt = None  # a detector checkpoint or anything else: detectron2's rules
-        if fmt == "torchvision" or (fmt == "als_d2" and not loaded.get("matching_heuristics", False)):
-            _, canonical = to_canonical(loaded)
-            self.logger.info(f"{filename}: {fmt} ResNet weights, loaded by name-matching heuristics")
-            return {"model": canonical, "__author__": fmt, "matching_heuristics": True}
-        if "model" not in loaded:
-            loaded = {"model": loaded}
-        return loaded
+            fmt, canonical = to_canonical(data)
+        except (ValueError, KeyError):
+            fmt = None  # a detector checkpoint, or anything else: detectron2's rules
+        if fmt is not None:
+            author = data.get("__author__", fmt)
+            self.logger.info(f"{filename}: {fmt} ResNet weights ({author}), loaded by name-matching heuristics")
+            return {"model": canonical, "__author__": author, "matching_heuristics": True}
+        if "model" not in data:
+            data = {"model": data}
+        return data
 
     def _load_model(self, checkpoint: Dict):
         model_keys = list(self.model.state_dict().keys())
-        source = checkpoint.get("__author__", "checkpoint")
+        source = getattr(self, "_source", "checkpoint")
+        if "__author__" in checkpoint:
+            source += f" ({checkpoint['__author__']})"
         if checkpoint.get("matching_heuristics", False) and not any(k.endswith(".num_batches_tracked") for k in model_keys):
             # FrozenBN has no batch counter: the classifier's BN counters have nowhere to go
             checkpoint["model"] = {k: v for k, v in checkpoint["model"].items() if not k.endswith(".num_batches_tracked")}

@@ -9,6 +9,7 @@ What differs from detectron2's ``tools/train_net.py`` trainer:
   that also reports COCOeval's average recall (AR1/AR10/AR100, ARs/ARm/ARl), the
   figures of the paper's tables 4 and 7;
 - every evaluation writes ``OUTPUT_DIR/transfer_metrics.json`` for ``tools/compare_transfer.py``;
+- several CPU processes work where ``launch()`` can start them (detectron2 main, gloo);
 - ``ResNetRes5ROIHeads``: ``Res5ROIHeads`` whose res5 is built like the backbone's own
   res5 for every depth (d2's always builds 3 bottleneck blocks, which fits R50/R101 but not
   the BasicBlock res5 of R18/R34).
@@ -21,12 +22,13 @@ import weakref
 from collections import OrderedDict
 from typing import Dict, Optional
 
-from detectron2.engine import DefaultTrainer, hooks
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.evaluation import COCOEvaluator
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 from detectron2.modeling.backbone.resnet import BasicBlock, ResNet
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
+from detectron2.utils.logger import setup_logger
 from torch import nn
 
 from .. import compat
@@ -132,13 +134,23 @@ class DetectionTrainer(DefaultTrainer):
     """DefaultTrainer for COCO transfer (see the module docstring)."""
 
     def __init__(self, cfg):
-        super().__init__(cfg)
-        # DefaultTrainer built a DetectionCheckpointer; use the transfer one for loading and
-        # saving alike (the periodic checkpointer hook holds a reference to it)
-        self.checkpointer = TransferCheckpointer(self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        for hook in self._hooks:
-            if isinstance(hook, hooks.PeriodicCheckpointer):
-                hook.checkpointer = self.checkpointer
+        # DefaultTrainer.__init__'s steps, with two changes: the TransferCheckpointer, and
+        # compat.create_ddp_model (d2's passes device_ids, which DDP refuses for CPU processes)
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = compat.create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = TransferCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -8,6 +8,7 @@ import os
 import uuid
 from typing import Tuple
 
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
 import numpy as np
 from detectron2.data.datasets import register_coco_instances
 from PIL import Image

@@ -82,7 +82,8 @@ def test_cli_torchvision_to_als_d2_to_torchvision_is_bit_identical(tv18, tmp_pat
 def test_torchvision_resnet50_through_the_tool_gives_torchvision_logits(tmp_path):
     reference = randomized(torchvision.models.resnet50(), seed=1)
     torch.save(reference.state_dict(), tmp_path / "r50.pth")
-    convert(str(tmp_path / "r50.pth"), str(tmp_path / "r50_als.pth"), "als_d2")
+    proc = run_tool(tmp_path / "r50.pth", tmp_path / "r50_als.pth", "--to", "als_d2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     cfg = get_cfg()
     add_als_config(cfg)

@@ -59,7 +59,7 @@ def classifier(tmp_path_factory):
     add_als_config(cfg)
     cfg.merge_from_file(os.path.join(REPO, "configs/demo/Base-Demo-R18.yaml"))
     cfg.merge_from_list([
-        "DATASETS.TRAIN", (dataset,), "DATASETS.TEST", (dataset,), "OUTPUT_DIR", str(root / "out"),
+        "DATASETS.TRAIN", (dataset,), "DATASETS.TEST", (), "OUTPUT_DIR", str(root / "out"),
         "MODEL.CLASSIFIER.NUM_CLASSES", 4, "MODEL.ALS.METHOD", "als", "INPUT.CLS.CROP_SIZE", 32,
         "INPUT.CLS.TEST_RESIZE", 36, "SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 8, "SOLVER.STEPS", (),
         "SOLVER.WARMUP_ITERS", 0, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.BASE_LR", 0.01, "SOLVER.LR_REFERENCE_BATCH", 0,

@@ -35,7 +35,7 @@ from als_d2.checkpoint.formats import FORMATS, convert
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("input", help="weight file (.pth/.pt/.pth.tar/.bin, or .pkl)")
     parser.add_argument("output", help="output file (.pkl for --to detectron2, .pth otherwise)")
     parser.add_argument("--to", required=True, choices=FORMATS)

@@ -111,6 +111,33 @@ def create_ddp_model(model, **kwargs):
 
 
 
+
+class SavesStepState:
+    """Mixin for ``DefaultTrainer`` subclasses: checkpoint the optimizer (and grad scaler).
+
+    detectron2 main's DefaultTrainer saves its inner trainer's state under "_trainer";
+    v0.6's saves none, so a resumed run restarts momentum from zero. This mixin adds the
+    same entry where the installed DefaultTrainer lacks it.
+    """
+
+    def state_dict(self):
+        ret = super().state_dict()
+        if "_trainer" not in ret:
+            ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict and not _default_trainer_loads_step_state():
+            self._trainer.load_state_dict(state_dict["_trainer"])
+
+
+def _default_trainer_loads_step_state() -> bool:
+    from detectron2.engine import DefaultTrainer
+
+    return "load_state_dict" in vars(DefaultTrainer)
+
+
 # detectron2 scripts functions with torch.jit at import; newer torch warns about it on
 # every import. The warning is about detectron2's code, not the user's: silence it once.
 import warnings  # noqa: E402

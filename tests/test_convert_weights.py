@@ -23,7 +23,7 @@ from als_d2.checkpoint.formats import (
     safe_pickle_load,
 )
 from als_d2.config import add_als_config
-from als_d2.engine import detection  # noqa: F401  (registers ResNetRes5ROIHeads of the R18-C4 config)
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "convert_weights.py")

@@ -1,5 +1,6 @@
 """Engine: ClassificationTrainer (a DefaultTrainer), the epoch schedule, launch helpers."""
 from .schedule import apply_epoch_schedule
+from .detection import DetectionTrainer
 from .trainer import ClassificationTrainer
 
-__all__ = ["ClassificationTrainer", "apply_epoch_schedule"]
+__all__ = ["ClassificationTrainer", "DetectionTrainer", "apply_epoch_schedule"]

@@ -10,9 +10,7 @@ What differs from detectron2's ``tools/train_net.py`` trainer:
   figures of the paper's tables 4 and 7;
 - every evaluation writes ``OUTPUT_DIR/transfer_metrics.json`` for ``tools/compare_transfer.py``;
 - several CPU processes work where ``launch()`` can start them (detectron2 main, gloo);
-- ``ResNetRes5ROIHeads``: ``Res5ROIHeads`` whose res5 is built like the backbone's own
-  res5 for every depth (d2's always builds 3 bottleneck blocks, which fits R50/R101 but not
-  the BasicBlock res5 of R18/R34).
+- C4 models of any depth use ``als_d2.modeling.ResNetRes5ROIHeads`` (see there).
 """
 import json
 import logging
@@ -24,45 +22,19 @@ from typing import Dict, Optional
 
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.evaluation import COCOEvaluator
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
-from detectron2.modeling.backbone.resnet import BasicBlock, ResNet
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.logger import setup_logger
-from torch import nn
 
 from .. import compat
 from ..checkpoint import TransferCheckpointer
+from ..modeling.roi_heads import ResNetRes5ROIHeads  # noqa: F401  (re-exported)
 
 __all__ = ["COCOEvaluatorWithRecall", "DetectionTrainer", "ResNetRes5ROIHeads", "recall_from_cocoeval"]
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "transfer_metrics.json"
-
-
-@ROI_HEADS_REGISTRY.register()
-class ResNetRes5ROIHeads(Res5ROIHeads):
-    """Res5ROIHeads whose res5 matches ``build_resnet_backbone``'s res5 for any depth:
-    BasicBlocks for R18 (2 blocks) / R34 (3), d2's bottleneck res5 for R50 and deeper.
-    Output: N x (RES2_OUT_CHANNELS * 8) x R/2 x R/2 for N boxes pooled at R x R."""
-
-    @classmethod
-    def _build_res5_block(cls, cfg):
-        depth = cfg.MODEL.RESNETS.DEPTH
-        if depth not in (18, 34):
-            return super()._build_res5_block(cfg)
-        out_channels = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8
-        num_blocks = {18: 2, 34: 3}[depth]
-        blocks = ResNet.make_stage(
-            BasicBlock,
-            num_blocks,
-            stride_per_block=[2] + [1] * (num_blocks - 1),
-            in_channels=out_channels // 2,
-            out_channels=out_channels,
-            norm=cfg.MODEL.RESNETS.NORM,
-        )
-        return nn.Sequential(*blocks), out_channels
 
 
 def recall_from_cocoeval(coco_eval, iou_type: str = "bbox") -> Dict[str, float]:
@@ -130,7 +102,7 @@ def _nan_to_none(obj):
     return obj
 
 
-class DetectionTrainer(DefaultTrainer):
+class DetectionTrainer(compat.SavesStepState, DefaultTrainer):
     """DefaultTrainer for COCO transfer (see the module docstring)."""
 
     def __init__(self, cfg):

@@ -14,12 +14,12 @@ import time
 import weakref
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
+from ..checkpoint import ClassifierCheckpointer
 from ..config import check_als_config
 from ..data.build import build_cls_test_loader, build_cls_train_loader, load_dataset_dicts, sample_seed
 from ..data.mapper import ClassificationDatasetMapper
@@ -116,7 +116,7 @@ class _DeferredLoader:
         yield from self._build()
 
 
-class ClassificationTrainer(DefaultTrainer):
+class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
     """DefaultTrainer for ``ImageClassifier`` with the ALS data path (see module docstring)."""
 
     def __init__(self, cfg):
@@ -149,20 +149,10 @@ class ClassificationTrainer(DefaultTrainer):
             step_seed=self.data_seed + 1,
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        # backbone-relative keys + matching_heuristics: stock DetectionCheckpointer loads these
+        # checkpoints into C4 and FPN detectors (see als_d2/checkpoint/detection.py)
+        self.checkpointer = ClassifierCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.register_hooks(self.build_hooks())
-
-    # detectron2 v0.6's DefaultTrainer checkpoints no optimizer state (main does, under
-    # "_trainer"); saving it here is right on both, and loading it twice on main is harmless.
-    def state_dict(self):
-        ret = super().state_dict()
-        ret["_trainer"] = self._trainer.state_dict()
-        return ret
-
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        if "_trainer" in state_dict:
-            self._trainer.load_state_dict(state_dict["_trainer"])
 
     def build_hooks(self):
         hooks = super().build_hooks()

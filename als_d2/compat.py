@@ -143,3 +143,21 @@ def _default_trainer_loads_step_state() -> bool:
 import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
+
+def apply_checkpoint_url_queries(checkpointer, loaded: dict) -> dict:
+    """What detectron2 main's ``DetectionCheckpointer._load_file`` does with the URL query
+    of ``load("file.pth?matching_heuristics=True")``, for checkpointers that override
+    ``_load_file`` (to read files safely). v0.6 has no queries: ``loaded`` is returned as is.
+    """
+    parsed = getattr(checkpointer, "_parsed_url_during_load", None)
+    if parsed is None:
+        return loaded
+    from urllib.parse import parse_qs
+
+    queries = parse_qs(parsed.query)
+    if queries.pop("matching_heuristics", "False") == ["True"]:
+        loaded["matching_heuristics"] = True
+    if queries:
+        raise ValueError(f"Unsupported query remaining: {queries}, original filename: {parsed.geturl()}")
+    return loaded

@@ -30,7 +30,18 @@ SOLVER             EPOCHS, STEPS_EPOCHS, WARMUP_EPOCHS: the schedule in epochs; 
                    LR_REFERENCE_BATCH: BASE_LR is the lr at this batch size and scales
                    linearly with IMS_PER_BATCH (0 = no scaling)
                    AMP.PRECISION: auto | bf16 | fp16 (with SOLVER.AMP.ENABLED)
+
+Validation (``ValueError`` naming the key, before anything is trained):
+:func:`check_als_config` checks ranges, choices and conflicts between keys (any
+machine), :func:`check_device` that ``MODEL.DEVICE`` exists on this machine, and
+:func:`check_training_dicts` (at trainer start, from the loaded training dicts) what the
+config asks of the data: ``INPUT.CLS.VARIANT mask`` needs ``target_object`` in every
+dict, ``context`` and ``MODEL.ALS.METHOD als / cutmix_als`` need boxes, labels must be
+below ``MODEL.CLASSIFIER.NUM_CLASSES``.
 """
+from typing import Dict, Sequence
+
+import torch
 from detectron2.config import CfgNode as CN
 
 METHODS = ("hard", "ls", "als", "cutmix", "mixup", "cutmix_als")
@@ -83,8 +94,31 @@ def _fail(key: str, value, why: str):
     raise ValueError(f"config key {key} = {value!r}: {why}")
 
 
+def check_device(cfg: CN) -> None:
+    """``MODEL.DEVICE`` must name a device this machine has (e.g. ``cuda`` needs CUDA)."""
+    name = cfg.MODEL.DEVICE
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as e:
+        _fail("MODEL.DEVICE", name, f"not a torch device ({e})")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = torch.version.cuda or "without CUDA"
+            _fail("MODEL.DEVICE", name, f"CUDA is not available here (torch {torch.__version__} built "
+                                        f"{'for CUDA ' + built if torch.version.cuda else built}, "
+                                        f"{torch.cuda.device_count()} visible device(s)); use MODEL.DEVICE cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            _fail("MODEL.DEVICE", name, f"only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type != "cpu":
+        backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
+        available = getattr(backend, "is_available", None)
+        if available is not None and not available():
+            _fail("MODEL.DEVICE", name, f"{device.type} is not available on this machine")
+
+
 def check_als_config(cfg: CN) -> None:
-    """Stop before training on out-of-range or conflicting values, naming the key."""
+    """Stop before training on out-of-range or conflicting values, naming the key.
+    (What the machine offers is :func:`check_device`'s business.)"""
     als, inp = cfg.MODEL.ALS, cfg.INPUT.CLS
     if als.METHOD not in METHODS:
         _fail("MODEL.ALS.METHOD", als.METHOD, f"unknown method; expected one of {METHODS}")
@@ -126,3 +160,72 @@ def check_als_config(cfg: CN) -> None:
         _fail("SOLVER.EPOCHS", cfg.SOLVER.EPOCHS, "must be >= 0")
     if cfg.SOLVER.EPOCHS > 0 and any(not 0 < e < cfg.SOLVER.EPOCHS for e in cfg.SOLVER.STEPS_EPOCHS):
         _fail("SOLVER.STEPS_EPOCHS", cfg.SOLVER.STEPS_EPOCHS, f"each must be in (0, SOLVER.EPOCHS={cfg.SOLVER.EPOCHS})")
+    if cfg.SOLVER.EPOCHS == 0 and cfg.SOLVER.MAX_ITER <= 0:
+        _fail("SOLVER.MAX_ITER", cfg.SOLVER.MAX_ITER, "must be > 0 (or set SOLVER.EPOCHS)")
+    for key, value in (
+        ("SOLVER.WARMUP_EPOCHS", cfg.SOLVER.WARMUP_EPOCHS),
+        ("SOLVER.CHECKPOINT_PERIOD_EPOCHS", cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS),
+        ("TEST.EVAL_PERIOD_EPOCHS", cfg.TEST.EVAL_PERIOD_EPOCHS),
+        ("TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD),
+        ("DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS),
+        ("INPUT.CLS.LIGHTING_STD", inp.LIGHTING_STD),
+    ):
+        if value < 0:
+            _fail(key, value, "must be >= 0")
+    for key, value in (
+        ("SOLVER.IMS_PER_BATCH", cfg.SOLVER.IMS_PER_BATCH),
+        ("TEST.IMS_PER_BATCH", cfg.TEST.IMS_PER_BATCH),
+        ("SOLVER.BASE_LR", cfg.SOLVER.BASE_LR),
+    ):
+        if value <= 0:
+            _fail(key, value, "must be > 0")
+    if cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS == 0 and cfg.SOLVER.CHECKPOINT_PERIOD <= 0:
+        _fail("SOLVER.CHECKPOINT_PERIOD", cfg.SOLVER.CHECKPOINT_PERIOD, "must be > 0 (iterations between checkpoints)")
+    if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+        _fail("INPUT.FORMAT", cfg.INPUT.FORMAT, "the classification pipeline reads RGB or BGR")
+    feature = cfg.MODEL.CLASSIFIER.IN_FEATURE
+    if feature not in cfg.MODEL.RESNETS.OUT_FEATURES:
+        _fail("MODEL.CLASSIFIER.IN_FEATURE", feature,
+              f"must be one of MODEL.RESNETS.OUT_FEATURES {list(cfg.MODEL.RESNETS.OUT_FEATURES)}")
+
+
+BOX_METHODS = ("als", "cutmix_als")
+
+
+def _has_boxes(d: dict) -> bool:
+    return bool(d.get("annotations"))
+
+
+def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
+    """What the config asks of the training data, checked on the loaded dicts
+    (``{dataset name: dicts}``) before training; ``ValueError`` naming key and dataset:
+
+    - ``INPUT.CLS.VARIANT mask``: every dict has ``target_object`` (the 'mask' set, one
+      dict per object, e.g. ``imagenet_train_boxed_mask``);
+    - ``INPUT.CLS.VARIANT context`` and ``MODEL.ALS.METHOD als / cutmix_als``: boxes
+      (``annotations``) in every training dataset;
+    - every ``label`` is an int in [0, ``MODEL.CLASSIFIER.NUM_CLASSES``).
+    """
+    variant, method = cfg.INPUT.CLS.VARIANT, cfg.MODEL.ALS.METHOD
+    num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
+    for name, dicts in datasets.items():
+        if variant == "mask":
+            missing = sum(1 for d in dicts if "target_object" not in d)
+            if missing:
+                _fail("INPUT.CLS.VARIANT", variant,
+                      f"needs training dicts with 'target_object' (one per annotated object, e.g. "
+                      f"imagenet_train_boxed_mask), but {missing} of the {len(dicts)} dicts of dataset "
+                      f"{name!r} have none")
+        needs_boxes = [k for k, v in (("INPUT.CLS.VARIANT", variant == "context"),
+                                      ("MODEL.ALS.METHOD", method in BOX_METHODS)) if v]
+        if needs_boxes and not any(_has_boxes(d) for d in dicts):
+            key = needs_boxes[0]
+            _fail(key, variant if key == "INPUT.CLS.VARIANT" else method,
+                  f"needs bounding boxes, but no dict of dataset {name!r} has 'annotations' "
+                  "(use a boxed set, e.g. imagenet_train_boxed)")
+        bad = [d.get("label") for d in dicts
+               if not isinstance(d.get("label"), int) or not 0 <= d["label"] < num_classes]
+        if bad:
+            _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
+                  f"dataset {name!r} has {len(bad)} dict(s) whose 'label' is not in [0, {num_classes}) "
+                  f"(e.g. {bad[0]!r})")

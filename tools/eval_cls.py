@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
+from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import inference_on_dataset
@@ -150,7 +150,7 @@ def evaluate_checkpoints(cfg, checkpoints: Sequence[str], names: Sequence[str], 
     results: Dict[Tuple[str, str], Dict] = OrderedDict()
     for path, name in zip(checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=output).load(path)
+        ClassifierCheckpointer(model, save_dir=output).load(path)
         model.eval()
         for dataset in datasets:
             folder = os.path.join(output, name, dataset)

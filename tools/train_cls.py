@@ -10,14 +10,14 @@ Mirrors detectron2's tools/train_net.py:
 """
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
+from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from als_d2 import compat
-from als_d2.config import add_als_config, check_als_config
+from als_d2.config import add_als_config, check_als_config, check_device
 
 from als_d2.engine import ClassificationTrainer
 
@@ -28,6 +28,7 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     check_als_config(cfg)
+    check_device(cfg)
     default_setup(cfg, args)
     return cfg
 
@@ -35,7 +36,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = ClassificationTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        ClassifierCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = ClassificationTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)

@@ -25,6 +25,7 @@ from detectron2.utils.logger import setup_logger
 
 from als_d2 import compat
 from als_d2.checkpoint import TransferCheckpointer
+from als_d2.config import check_device
 from als_d2.engine.detection import DetectionTrainer
 
 
@@ -33,6 +34,7 @@ def setup(args):
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
+    check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key
     default_setup(cfg, args)  # logs of detectron2 and fvcore (the transfer report)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="als_d2")
     return cfg

@@ -25,7 +25,7 @@ from typing import Dict
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
+from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.utils.file_io import PathManager
@@ -114,7 +114,7 @@ def main(args) -> Dict[str, str]:
     columns, panels = [], []
     for path, name in zip(args.checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
-        DetectionCheckpointer(model).load(path)
+        ClassifierCheckpointer(model).load(path)
         out = class_activation_maps(model, mapped)
         overlays = [overlay_cam(img, cam.numpy(), args.alpha) for img, cam in zip(images, out["cams"])]
         captions = [

@@ -23,6 +23,14 @@ still loads it exactly, so resuming classification is unchanged.
   formats of :mod:`.formats` (torchvision/timm ResNets, classifier checkpoints written
   before ``ClassifierCheckpointer``) and logs what was transferred and what starts from
   scratch.
+
+Both are :class:`SafeCheckpointer`\ s: every file they read (``MODEL.WEIGHTS``, resumed
+checkpoints) is read without running pickled code (``torch.load(weights_only=True)``,
+the numpy-only unpickler for ``.pkl``; detectron2 v0.6 unpickles ``.pkl`` and ``.pyth``
+files with plain pickle), and every checkpoint they write is written atomically
+(temporary file in the same folder, fsync, ``os.replace``; ``last_checkpoint`` is
+replaced the same way, last), so a process killed during a save leaves the previous
+checkpoint and ``last_checkpoint`` usable.
 """
 import os
 from collections import OrderedDict
@@ -31,35 +39,102 @@ from typing import Dict, List
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .formats import AUTHOR, backbone_relative, detect_format, load_weights_file, to_canonical
+from .. import compat
+from .formats import (
+    AUTHOR,
+    WeightsFileError,
+    atomic_write,
+    backbone_relative,
+    load_pickle_file,
+    safe_torch_load,
+    to_canonical,
+)
 
-__all__ = ["ClassifierCheckpointer", "TransferCheckpointer", "summarize_transfer", "transferred_keys"]
+__all__ = [
+    "ClassifierCheckpointer",
+    "SafeCheckpointer",
+    "TransferCheckpointer",
+    "summarize_transfer",
+    "transferred_keys",
+]
 
 
-class ClassifierCheckpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` for ImageClassifier training that saves the model in
-    detectron2's backbone-relative naming with ``matching_heuristics: True`` (and
-    ``__author__: "als_d2"``); everything else (checkpointables, extra data,
-    ``last_checkpoint``) is saved as detectron2 does. Loading is DetectionCheckpointer's.
+class SafeCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` that reads files without running pickled code and writes
+    checkpoints atomically (see the module docstring). File formats and their meaning are
+    DetectionCheckpointer's (detectron2 / Caffe2 ``.pkl``, pycls ``.pyth``, torch files).
     """
+
+    def _model_state(self) -> Dict:
+        """What the checkpoint holds besides the checkpointables (``{"model": ...}``)."""
+        return {"model": self.model.state_dict()}
+
+    def _local_save_dir(self) -> bool:
+        return "://" not in str(self.save_dir)
 
     def save(self, name: str, **kwargs) -> None:
         if not self.save_dir or not self.save_to_disk:
             return
-        data = {
-            "model": backbone_relative(self.model.state_dict()),
-            "__author__": AUTHOR,
-            "matching_heuristics": True,
-        }
+        data = self._model_state()
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        with self.path_manager.open(save_file, "wb") as f:
-            torch.save(data, f)
+        if self._local_save_dir():
+            os.makedirs(self.save_dir, exist_ok=True)
+            atomic_write(save_file, lambda f: torch.save(data, f))
+        else:  # a remote PathManager URI: its own semantics
+            with self.path_manager.open(save_file, "wb") as f:
+                torch.save(data, f)
         self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if not self._local_save_dir():
+            return super().tag_last_checkpoint(last_filename_basename)
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write(path, lambda f: f.write(last_filename_basename.encode("utf-8")))
+
+    def _load_file(self, filename: str) -> Dict:
+        if filename.endswith(".pkl"):
+            with self.path_manager.open(filename, "rb") as f:
+                data = load_pickle_file(f, filename)
+            if not isinstance(data, dict):
+                raise WeightsFileError(f"{filename}: expected a dict of weights, got {type(data).__name__}")
+            if "model" in data and "__author__" in data:  # detectron2 model zoo format
+                self.logger.info(f"Reading a file from '{data['__author__']}'")
+                return data
+            blobs = data.get("blobs", data)  # Caffe2 / Detectron1 model zoo
+            blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
+            return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+        with self.path_manager.open(filename, "rb") as f:
+            data = safe_torch_load(f, filename)
+        if not isinstance(data, dict):
+            raise WeightsFileError(f"{filename}: expected a checkpoint dict, got {type(data).__name__}")
+        if filename.endswith(".pyth"):  # pycls
+            if "model_state" not in data:
+                raise WeightsFileError(f"{filename}: pycls checkpoints (.pyth) must contain 'model_state'")
+            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        if "model" not in data:
+            data = {"model": data}
+        return compat.apply_checkpoint_url_queries(self, data)
+
+
+class ClassifierCheckpointer(SafeCheckpointer):
+    """Checkpointer for ImageClassifier training that saves the model in detectron2's
+    backbone-relative naming with ``matching_heuristics: True`` (and ``__author__:
+    "als_d2"``); checkpointables, extra data and ``last_checkpoint`` are saved as detectron2
+    does, atomically. Loading is DetectionCheckpointer's, without running pickled code.
+    """
+
+    def _model_state(self) -> Dict:
+        return {
+            "model": backbone_relative(self.model.state_dict()),
+            "__author__": AUTHOR,
+            "matching_heuristics": True,
+        }
 
 
 def _stage(key: str) -> str:
@@ -108,7 +183,7 @@ def summarize_transfer(model_keys: List[str], loaded: List[str], unused: List[st
     return "\n".join(lines)
 
 
-class TransferCheckpointer(DetectionCheckpointer):
+class TransferCheckpointer(SafeCheckpointer):
     """DetectionCheckpointer that also starts a detector from any ResNet format of
     :mod:`als_d2.checkpoint.formats` and reports the transfer.
 
@@ -123,10 +198,15 @@ class TransferCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename: str) -> Dict:
         self._source = filename
         if filename.endswith(".pyth"):
-            return super()._load_file(filename)  # pycls
-        data = load_weights_file(filename)  # never unpickles code (weights_only / restricted)
+            return super()._load_file(filename)  # pycls (read safely)
+        if filename.endswith(".pkl"):
+            with self.path_manager.open(filename, "rb") as f:
+                data = load_pickle_file(f, filename)
+        else:
+            with self.path_manager.open(filename, "rb") as f:
+                data = safe_torch_load(f, filename)
         if not isinstance(data, dict):
-            raise ValueError(f"{filename}: not a checkpoint dict")
+            raise WeightsFileError(f"{filename}: expected a checkpoint dict, got {type(data).__name__}")
         if filename.endswith(".pkl") and not ("model" in data and "__author__" in data):
             # Caffe2 / Detectron1 numpy blobs: detectron2's interpretation of such files
             blobs = data.get("blobs", data)
@@ -142,7 +222,7 @@ class TransferCheckpointer(DetectionCheckpointer):
             return {"model": canonical, "__author__": author, "matching_heuristics": True}
         if "model" not in data:
             data = {"model": data}
-        return data
+        return compat.apply_checkpoint_url_queries(self, data)
 
     def _load_model(self, checkpoint: Dict):
         model_keys = list(self.model.state_dict().keys())

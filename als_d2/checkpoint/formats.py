@@ -27,15 +27,23 @@ are refused.
 
 Reading never unpickles arbitrary objects: ``.pkl`` goes through
 :class:`RestrictedUnpickler` (numpy arrays and plain containers only), everything else
-through ``torch.load(weights_only=True)``.
+through ``torch.load(weights_only=True)``. A file that needs more (a pickled class, a
+function) raises :class:`UnsafeWeightsError`; a truncated or foreign file raises
+:class:`WeightsFileError`; both name the file.
+
+Writing is atomic (:func:`atomic_write`): a temporary file in the same folder, fsync,
+``os.replace``, so a crash mid-save leaves the previous file as it was.
 """
+import contextlib
 import importlib
 import io
 import logging
 import os
 import pickle
+import re
+import uuid
 from collections import OrderedDict
-from typing import Any, Dict, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Tuple
 
 import numpy as np
 import torch
@@ -48,13 +56,18 @@ __all__ = [
     "AUTHOR",
     "FORMATS",
     "RestrictedUnpickler",
+    "UnsafeWeightsError",
+    "WeightsFileError",
+    "atomic_write",
     "backbone_relative",
     "convert",
     "detect_format",
     "from_canonical",
     "load_weights_file",
     "read_canonical",
+    "load_pickle_file",
     "safe_pickle_load",
+    "safe_torch_load",
     "save_weights",
     "to_canonical",
 ]
@@ -114,19 +127,124 @@ class RestrictedUnpickler(pickle.Unpickler):
         return factory()
 
 
+class WeightsFileError(ValueError):
+    """A weight / checkpoint file that cannot be read (truncated, empty, not a checkpoint)."""
+
+
+class UnsafeWeightsError(WeightsFileError, pickle.UnpicklingError):
+    """A weight file whose pickle references code (a class, a function): refused unread."""
+
+
+_UNSAFE_HINT = (
+    "weight files are read without running pickled code (torch.load(weights_only=True), "
+    "a numpy-only unpickler for .pkl). If you trust this file, load it yourself and re-save "
+    "only its tensors, e.g. torch.save({'model': state_dict}, 'clean.pth'), then point "
+    "MODEL.WEIGHTS (or the tool) at that file"
+)
+
+
+def _unsafe(path: str, e: Exception) -> UnsafeWeightsError:
+    text = str(e)
+    if text.startswith("refusing to unpickle"):  # RestrictedUnpickler's own words
+        what = text.split(":", 1)[0]
+    else:  # torch's weights_only unpickler: "... unsupported GLOBAL posix.system ..."
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"refusing to unpickle {found.group(1)}" if found else f"refusing to load ({text.strip().splitlines()[0]})"
+    return UnsafeWeightsError(f"{path}: {what}: the file needs code to be loaded; {_UNSAFE_HINT}")
+
+
 def safe_pickle_load(f) -> Any:
     """Unpickle from a binary file object with :class:`RestrictedUnpickler` (latin1 for
     Python-2 pickles, as detectron2 does)."""
     return RestrictedUnpickler(f, encoding="latin1").load()
 
 
+def safe_torch_load(f, name: str = None) -> Any:
+    """``torch.load(f, map_location="cpu", weights_only=True)`` with errors that name the
+    file: :class:`UnsafeWeightsError` when the file needs more than tensors and plain
+    containers, :class:`WeightsFileError` when it is truncated or not a torch file."""
+    name = name or (f if isinstance(f, str) else getattr(f, "name", "<weights file>"))
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e) or "weights_only" in str(e).lower() or "Weights only" in str(e):
+            raise _unsafe(name, e) from None
+        raise WeightsFileError(f"{name}: not a readable torch file ({e})") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsFileError(f"{name}: truncated, empty or not a torch checkpoint ({reason})") from e
+
+
+def load_pickle_file(f, name: str) -> Any:
+    """:func:`safe_pickle_load` with errors that name the file (see :func:`safe_torch_load`)."""
+    try:
+        return safe_pickle_load(f)
+    except pickle.UnpicklingError as e:
+        if str(e).startswith("refusing to unpickle"):
+            raise _unsafe(name, e) from None
+        raise WeightsFileError(f"{name}: not a readable pickle file ({e})") from e
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise WeightsFileError(f"{name}: truncated or not a weights pickle ({e!r})") from e
+
+
 def load_weights_file(path: str) -> Any:
     """Read a weight file without executing code: ``.pkl`` -> restricted unpickler,
-    anything else (``.pth``, ``.pt``, ``.pth.tar``, ``.bin``) -> ``torch.load(weights_only=True)``."""
+    anything else (``.pth``, ``.pt``, ``.pth.tar``, ``.bin``) -> ``torch.load(weights_only=True)``.
+    Raises :class:`UnsafeWeightsError` / :class:`WeightsFileError` naming the file."""
     if path.endswith(".pkl"):
         with open(path, "rb") as f:
-            return safe_pickle_load(f)
-    return torch.load(path, map_location="cpu", weights_only=True)
+            return load_pickle_file(f, path)
+    return safe_torch_load(path)
+
+
+# --------------------------------------------------------------------------------------
+# Atomic writing
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable (where the OS allows opening a folder)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+TMP_SUFFIX = ".tmp"
+
+
+def temp_path_for(path: str) -> str:
+    """``<folder>/.<name>.<pid>-<random>.tmp``: the temporary file :func:`atomic_write` uses."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+
+def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through ``write(f)`` into a temporary file of the same folder, fsync
+    it, then ``os.replace`` it over ``path`` (and fsync the folder). Readers see either
+    the old file or the complete new one; after a crash, at worst a stale
+    ``.<name>.*.tmp`` file is left (removed by the next atomic write of ``path``)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    for stale in os.listdir(folder):
+        if stale.startswith(f".{name}.") and stale.endswith(TMP_SUFFIX):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, stale))
+    tmp = temp_path_for(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, as for open()
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
 
 
 # --------------------------------------------------------------------------------------
@@ -244,10 +362,9 @@ def save_weights(obj: Any, path: str, fmt: str) -> None:
     if fmt == "detectron2":
         buffer = io.BytesIO()
         pickle.dump(obj, buffer, protocol=4)
-        with open(path, "wb") as f:
-            f.write(buffer.getvalue())
+        atomic_write(path, lambda f: f.write(buffer.getvalue()))
     else:
-        torch.save(obj, path)
+        atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def convert(input_path: str, output_path: str, to: str) -> Tuple[str, Dict[str, Any]]:

@@ -7,11 +7,17 @@ global stream, and the augmentation RNGs (python, numpy, torch) are seeded from
 'context' draw therefore depend only on the seed and its position: not on the number of
 workers, and not on whether the run was interrupted and resumed (the loader of a
 resumed run starts at ``start_iter * IMS_PER_BATCH``).
+
+Skipped samples: when the mapper returns None (an image it cannot decode, say), the
+training dataset draws another index (deterministically) and records how many draws it
+needed under :data:`SKIPPED_KEY` in the returned dict. The count travels with the batch
+out of the loader's worker processes; the trainer removes the key and sums it into
+EventStorage (``data/skipped_samples``). Evaluation never skips: a None is an error.
 """
 import itertools
 import logging
 import random
-from typing import Callable, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +29,9 @@ from detectron2.utils import comm
 from torch.utils.data import Dataset, Sampler
 
 logger = logging.getLogger(__name__)
+
+SKIPPED_KEY = "_skipped"  # samples the mapper skipped before this one (popped by the trainer)
+MAX_SKIPS = 100  # in a row, for one sample: then the dataset is considered broken
 
 
 def sample_seed(base_seed: int, position: int) -> int:
@@ -70,7 +79,8 @@ class SeededMapDataset(Dataset):
     """Maps ``dicts[index]`` with ``mapper`` after seeding the RNGs from the position.
 
     Keys are ``(index, position)`` pairs. When the mapper returns None (a sample it
-    decided to skip), another index is drawn deterministically from the same seed.
+    decided to skip), another index is drawn deterministically from the same seed; the
+    returned dict carries the number of skipped draws under ``SKIPPED_KEY``.
     """
 
     def __init__(self, dicts: Sequence[dict], mapper: Callable[[dict], dict], base_seed: int):
@@ -84,27 +94,46 @@ class SeededMapDataset(Dataset):
     def __getitem__(self, key: Tuple[int, int]) -> dict:
         index, position = key
         seed = sample_seed(self._base_seed, position)
-        for attempt in range(100):
+        for attempt in range(MAX_SKIPS):
             seed_all(seed + attempt)
-            out = self._mapper(self._dicts[index])
+            d = self._dicts[index]
+            out = self._mapper(d)
             if out is not None:
+                out[SKIPPED_KEY] = attempt
                 return out
-            logger.warning("mapper skipped dataset index %d; drawing another sample", index)
+            logger.warning(
+                "skipped training sample %r (dataset index %d): the mapper returned None; drawing another",
+                d.get("file_name", index), index,
+            )
             index = random.Random(seed + attempt).randrange(len(self._dicts))
-        raise RuntimeError(f"the mapper skipped 100 samples in a row (last index {index}); check the dataset")
+        raise RuntimeError(
+            f"the mapper skipped {MAX_SKIPS} samples in a row (last index {index}); check the dataset "
+            "with tools/check_dataset.py"
+        )
 
 
-def load_dataset_dicts(names: Sequence[str]) -> List[dict]:
-    """Concatenate the dicts of the registered datasets ``names`` (with a clear error)."""
+def load_datasets(names: Sequence[str]) -> "Dict[str, List[dict]]":
+    """``{name: dicts}`` of the registered datasets ``names``, in order (an empty one is an
+    error naming it)."""
     if isinstance(names, str):
         names = [names]
-    dicts: List[dict] = []
+    out: Dict[str, List[dict]] = {}
     for name in names:
         part = DatasetCatalog.get(name)
         if len(part) == 0:
             raise ValueError(f"dataset {name!r} is empty")
-        dicts.extend(part)
-    return dicts
+        out[name] = list(part)
+    return out
+
+
+def load_dataset_dicts(names: Sequence[str]) -> List[dict]:
+    """Concatenate the dicts of the registered datasets ``names`` (with a clear error)."""
+    return [d for part in load_datasets(names).values() for d in part]
+
+
+def pop_skipped(batch: List[dict]) -> int:
+    """Remove :data:`SKIPPED_KEY` from the dicts of a training batch; return its sum."""
+    return sum(int(d.pop(SKIPPED_KEY, 0)) for d in batch)
 
 
 def build_cls_train_loader(

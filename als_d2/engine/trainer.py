@@ -7,7 +7,13 @@ What differs from training a detector:
   checkpoint k and resumed sees the same samples and augmentations as an uninterrupted
   one;
 - the training step can run under autocast in bf16 or fp16 (with a grad scaler), and
-  DDP wrapping works for CPU processes over gloo as well as GPUs.
+  DDP wrapping works for CPU processes over gloo as well as GPUs;
+- before anything is built, the config is checked against the machine
+  (``MODEL.DEVICE``) and against the loaded training dicts (``check_training_dicts``);
+- training samples the mapper skipped (undecodable images) are counted across worker
+  processes and ranks into ``data/skipped_samples`` (cumulative, kept in checkpoints);
+- checkpoints keep the recent history of every logged scalar, so a resumed run logs the
+  same smoothed metrics (``metrics.json``) as an uninterrupted one.
 """
 import logging
 import time
@@ -16,12 +22,20 @@ import weakref
 import torch
 from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
 from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from ..checkpoint import ClassifierCheckpointer
-from ..config import check_als_config
-from ..data.build import build_cls_test_loader, build_cls_train_loader, load_dataset_dicts, sample_seed
+from ..config import check_als_config, check_device, check_training_dicts
+from ..data.build import (
+    build_cls_test_loader,
+    build_cls_train_loader,
+    load_dataset_dicts,
+    load_datasets,
+    pop_skipped,
+    sample_seed,
+)
 from ..data.mapper import ClassificationDatasetMapper
 from ..evaluation import ClassificationEvaluator
 from .schedule import apply_epoch_schedule
@@ -48,6 +62,9 @@ class ClassificationStepRunner(SimpleTrainer):
     With ``step_seed`` set, torch's global RNG is seeded from (step_seed, iteration)
     before each forward, so batch-level randomness (CutMix/Mixup pairing and ratio) is
     a function of the iteration and survives kill-and-resume.
+
+    Samples the loader skipped (``data.build.SKIPPED_KEY`` of each dict, summed over the
+    ranks) accumulate in ``skipped_samples``, logged as ``data/skipped_samples``.
     """
 
     def __init__(self, model, data_loader, optimizer, *, amp_dtype=None, device_type="cpu", step_seed=None):
@@ -58,12 +75,14 @@ class ClassificationStepRunner(SimpleTrainer):
         self.grad_scaler = (
             torch.amp.GradScaler(device_type) if amp_dtype == torch.float16 else None
         )
+        self.skipped_samples = 0
 
     def run_step(self):
         assert self.model.training, "[ClassificationStepRunner] model was changed to eval mode!"
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
+        self._count_skipped(pop_skipped(data))
         if self.step_seed is not None:
             torch.manual_seed(sample_seed(self.step_seed, self.iter))
         with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
@@ -81,16 +100,24 @@ class ClassificationStepRunner(SimpleTrainer):
         else:
             self.optimizer.step()
 
+    def _count_skipped(self, skipped: int) -> None:
+        if comm.get_world_size() > 1:
+            skipped = sum(comm.all_gather(skipped))
+        self.skipped_samples += skipped
+        get_event_storage().put_scalar("data/skipped_samples", self.skipped_samples, smoothing_hint=False)
+
     def state_dict(self):
         ret = super().state_dict()
         if self.grad_scaler is not None:
             ret["grad_scaler"] = self.grad_scaler.state_dict()
+        ret["skipped_samples"] = self.skipped_samples
         return ret
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         if self.grad_scaler is not None and "grad_scaler" in state_dict:
             self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
+        self.skipped_samples = int(state_dict.get("skipped_samples", 0))
 
 
 class ThroughputHook(HookBase):
@@ -103,6 +130,25 @@ class ThroughputHook(HookBase):
         history = self.trainer.storage.histories().get("time")
         if history is not None and history.latest() > 0:
             self.trainer.storage.put_scalar("images_per_sec", self._batch / history.latest())
+
+
+METRIC_HISTORY_KEPT = 100  # per scalar; d2's writers smooth over the last 20
+
+
+def metric_history(storage, keep: int = METRIC_HISTORY_KEPT) -> dict:
+    """The last ``keep`` (value, iteration) pairs of every scalar of an EventStorage."""
+    return {name: [(float(v), int(i)) for v, i in h.values()[-keep:]] for name, h in storage.histories().items()}
+
+
+def restore_metric_history(storage, history: dict) -> None:
+    """Put :func:`metric_history`'s values back into the (new) histories of ``storage``, so
+    that smoothed scalars (window medians) continue as in an uninterrupted run."""
+    for name, values in history.items():
+        buffer = storage.histories()[name]
+        if buffer.values():
+            continue  # already written in this run
+        for value, iteration in values:
+            buffer.update(value, iteration)
 
 
 class _DeferredLoader:
@@ -125,7 +171,11 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         check_als_config(cfg)
-        self.train_dicts = load_dataset_dicts(cfg.DATASETS.TRAIN)
+        check_device(cfg)
+        datasets = load_datasets(cfg.DATASETS.TRAIN)
+        check_training_dicts(cfg, datasets)
+        self.train_dicts = [d for part in datasets.values() for d in part]
+        del datasets
         logger.info(f"Training on {cfg.DATASETS.TRAIN}: {len(self.train_dicts)} samples")
         cfg = apply_epoch_schedule(cfg, len(self.train_dicts))
         self.cfg = cfg
@@ -153,6 +203,24 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
         # checkpoints into C4 and FPN detectors (see als_d2/checkpoint/detection.py)
         self.checkpointer = ClassifierCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.register_hooks(self.build_hooks())
+
+    def state_dict(self):
+        ret = super().state_dict()
+        storage = getattr(self, "storage", None)
+        if storage is not None:
+            ret["metric_history"] = metric_history(storage)
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._pending_metric_history = state_dict.get("metric_history")
+
+    def before_train(self):
+        history = getattr(self, "_pending_metric_history", None)
+        if history:  # the storage exists from here on (TrainerBase.train)
+            restore_metric_history(self.storage, history)
+        self._pending_metric_history = None
+        super().before_train()
 
     def build_hooks(self):
         hooks = super().build_hooks()

@@ -85,7 +85,7 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 SUBSETS = ("all", "boxed", "mask", "context")
-INDEX_VERSION = 1  # bump when the index format or its semantics change
+INDEX_VERSION = 2  # bump when the index format or its semantics change (2: outside_root, duplicate_images)
 
 
 def _check_args(split: str, layout: str, subset: str) -> None:
@@ -137,6 +137,9 @@ def load_imagenet_index(
         t0 = time.perf_counter()
         fingerprint = index_cache.tree_fingerprint(*index_inputs(root, split, layout, class_root))
         index = index_cache.load_cached(path, INDEX_VERSION, key, fingerprint)
+        if index is not None and not _relative_paths_ok(index):
+            logger.warning(f"Ignoring index cache {path}: it holds paths outside the dataset root; re-indexing.")
+            index = None
         if index is not None:
             source = f"cache {path}, {time.perf_counter() - t0:.1f}s"
         else:
@@ -146,6 +149,17 @@ def load_imagenet_index(
             source += f", cached to {path}" if saved else ""
     _log_index(index, root, split, layout, source)
     return index
+
+
+def _relative_paths_ok(index: dict) -> bool:
+    """Every path of the index is relative and stays below the root (no '..', no '/...')."""
+    try:
+        return all(
+            not p.startswith(("/", "\\")) and ".." not in p.split("/") and ":" not in p.split("/", 1)[0]
+            for p in index["rel_paths"]
+        )
+    except (KeyError, TypeError, AttributeError):
+        return False
 
 
 def _log_index(index: dict, root: str, split: str, layout: str, source: str) -> None:

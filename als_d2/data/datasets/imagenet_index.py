@@ -6,25 +6,42 @@ class folders (processes) with a tqdm bar, cached on disk (:mod:`.index_cache`).
 not import detectron2, so that its worker processes start light.
 
 Policy for bad input (every case is counted in ``index["stats"]``, with up to
-``MAX_EXAMPLES`` example paths in ``index["examples"]``, and logged by the loader):
+``MAX_EXAMPLES`` example paths in ``index["examples"]`` (all of them for
+``tools/check_dataset.py``), and logged by the loader):
 
-==================  =========================================================  ============
+==================  =========================================================  ==============
 counter             what                                                        what happens
-==================  =========================================================  ============
+==================  =========================================================  ==============
 bad_xml             XML unreadable / too large / malformed / DOCTYPE / no size  file ignored
 bad_objects         <object> without name or bndbox, bad coordinate             object dropped
 bad_csv_groups      PredictionString group with bad coordinates / incomplete    object dropped
 unknown_wnid        object whose wnid is not a class                            object dropped
-degenerate_boxes    zero / negative area after clipping to the image            box dropped
+degenerate_boxes    zero / negative area after clipping (inverted coordinates)  box dropped
 unreadable_images   annotated image whose header PIL cannot read                image dropped
 unlabeled_images    image outside a class folder with no label in CSV or XML    image dropped
 unknown_folders     image folder whose name is not a class wnid                 folder dropped
+outside_root        file / folder resolving outside the root (symlink), CSV     dropped
+                    ImageId that is a path (``../../etc/passwd``)
+duplicate_images    image name (stem) seen before in the split (two class        kept, image_id =
+                    folders, ``x.JPEG`` and ``x.png``)                          relative path
 orphan_xml          XML without a matching image                                ignored
 orphan_csv_rows     CSV row without a matching image                            ignored
 non_image_files     file that is neither an image nor (in annotations) an XML   ignored
 rescaled_files      XML <size> differs from the real image size                 boxes rescaled
 clipped_boxes       box reaching outside the image                              box clipped
-==================  =========================================================  ============
+==================  =========================================================  ==============
+
+Errors (``ValueError`` / ``FileNotFoundError`` naming the file; nothing is indexed):
+a CSV whose header is not ``ImageId,PredictionString`` or that lists an ImageId twice
+(every repeated id and its lines are named: which row would be right is unknowable), a
+synset mapping with a bad line or a repeated wnid, no class list, a missing split folder,
+a split folder that resolves outside the root.
+
+Paths stay inside the root *as resolved* (``os.path.realpath(root)``): linking the whole
+root elsewhere (``datasets/imagenet -> /data/imagenet``) is fine; a symlink inside the
+tree whose target is outside it is treated like a missing file and counted as
+``outside_root`` (only symlinks are resolved, so this costs nothing on a plain tree).
+Image paths come from listing folders, never from CSV or XML contents.
 
 Boxes of an image come from its XML when that parses, else from its CSV row; an image's
 label comes from its class folder, else its CSV row, else its XML (first known wnid).
@@ -65,8 +82,8 @@ CHUNK = 1000  # images per task outside class folders (flat val)
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
 SKIP_COUNTERS = (
     "bad_xml", "bad_objects", "bad_csv_groups", "unknown_wnid", "degenerate_boxes",
-    "unreadable_images", "unlabeled_images", "unknown_folders", "orphan_xml",
-    "orphan_csv_rows", "non_image_files",
+    "unreadable_images", "unlabeled_images", "unknown_folders", "outside_root",
+    "duplicate_images", "orphan_xml", "orphan_csv_rows", "non_image_files",
 )  # fmt: skip
 
 
@@ -111,6 +128,24 @@ def layout_paths(root: str, split: str, layout: str) -> Dict[str, str]:
         "train": os.path.join(data, "train"),
         "val": os.path.join(data, "val"),
     }
+
+
+def is_inside(path: str, real_root: str) -> bool:
+    """Whether ``path`` resolves (symlinks followed) to ``real_root`` or below it."""
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(os.path.join(real_root, ""))
+
+
+def is_plain_name(name: str) -> bool:
+    """A file name without directory parts (``..``, separators, NUL, drive): what an
+    ImageId of a LOC_*_solution.csv must be."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and not os.path.isabs(name)
+        and os.path.basename(name) == name
+    )
 
 
 def _subdirs(path: str) -> List[str]:
@@ -163,8 +198,9 @@ def default_num_workers() -> int:
 _WORKER: Dict[str, object] = {}
 
 
-def _context(root: str, wnid_to_idx, flat_xml, loose_csv) -> dict:
-    return dict(root=root, wnid_to_idx=wnid_to_idx, flat_xml=flat_xml, loose_csv=loose_csv)
+def _context(root: str, wnid_to_idx, flat_xml, loose_csv, real_root=None, max_examples=MAX_EXAMPLES) -> dict:
+    return dict(root=root, wnid_to_idx=wnid_to_idx, flat_xml=flat_xml, loose_csv=loose_csv,
+                real_root=real_root or os.path.realpath(root), max_examples=max_examples)
 
 
 def _init_worker(*args) -> None:
@@ -172,26 +208,44 @@ def _init_worker(*args) -> None:
 
 
 class _Tally:
-    def __init__(self):
+    def __init__(self, max_examples: Optional[int] = MAX_EXAMPLES):
         self.stats: Counter = Counter()
         self.examples: Dict[str, List[str]] = {}
+        self.max_examples = max_examples  # None: keep every example
 
     def add(self, key: str, example: str, n: int = 1) -> None:
         self.stats[key] += n
         ex = self.examples.setdefault(key, [])
-        if len(ex) < MAX_EXAMPLES:
+        if self.max_examples is None or len(ex) < self.max_examples:
             ex.append(example)
 
 
-def _list_xml(folder: Optional[str], tally: _Tally) -> Dict[str, str]:
+def _outside(e: os.DirEntry, real_root: str, tally: _Tally) -> bool:
+    """A symlink entry whose target is outside ``real_root`` (counted)."""
+    if e.is_symlink() and not is_inside(e.path, real_root):
+        tally.add("outside_root", f"{e.path} -> {os.path.realpath(e.path)}")
+        return True
+    return False
+
+
+def _folder_outside(folder: str, real_root: Optional[str], tally: _Tally) -> bool:
+    if real_root is not None and os.path.isdir(folder) and not is_inside(folder, real_root):
+        tally.add("outside_root", f"{folder}/ -> {os.path.realpath(folder)}")
+        return True
+    return False
+
+
+def _list_xml(folder: Optional[str], tally: _Tally, real_root: Optional[str] = None) -> Dict[str, str]:
     out = {}
-    if not folder:
+    if not folder or _folder_outside(folder, real_root, tally):
         return out
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
         return out
     for e in entries:
+        if real_root is not None and _outside(e, real_root, tally):
+            continue
         if e.name.lower().endswith(".xml"):
             out[e.name[:-4]] = e.path
         elif not e.is_dir():
@@ -213,20 +267,24 @@ def _index_task(task, ctx: Optional[dict] = None) -> dict:
     ctx = _WORKER if ctx is None else ctx
     root, wnid_to_idx = ctx["root"], ctx["wnid_to_idx"]
     flat_xml, loose_csv = ctx["flat_xml"], ctx["loose_csv"]
-    tally = _Tally()
+    real_root = ctx["real_root"]
+    tally = _Tally(ctx["max_examples"])
     if task[0] == "folder":
         _, rel_dir, folder_label, ann_dir, csv_rows = task
         items = []
+        folder = os.path.join(root, rel_dir)
         try:
-            entries = sorted(os.scandir(os.path.join(root, rel_dir)), key=lambda e: e.name)
+            entries = [] if _folder_outside(folder, real_root, tally) else sorted(os.scandir(folder), key=lambda e: e.name)
         except FileNotFoundError:
             entries = []
         for e in entries:
+            if _outside(e, real_root, tally):
+                continue
             if _is_image(e.name):
                 items.append(rel_dir + "/" + e.name)
             elif not e.is_dir():
                 tally.add("non_image_files", e.path)
-        xml_map = _list_xml(ann_dir, tally)
+        xml_map = _list_xml(ann_dir, tally, real_root)
     else:
         _, items = task
         folder_label, csv_rows, xml_map = -1, {}, {}
@@ -332,6 +390,7 @@ def _index_task(task, ctx: Optional[dict] = None) -> dict:
 
 
 def _run_tasks(tasks, initargs, num_workers: int, desc: str, show_progress: bool) -> List[dict]:
+    """Run ``_index_task`` over ``tasks`` (``initargs``: the arguments of :func:`_context`)."""
     from tqdm import tqdm
 
     bar = dict(total=len(tasks), desc=desc, unit="task", disable=None if show_progress else True)
@@ -373,8 +432,11 @@ def build_index(
     class_root: Optional[str] = None,
     num_workers: Optional[int] = None,
     show_progress: bool = True,
+    max_examples: Optional[int] = MAX_EXAMPLES,
 ) -> dict:
     """Index one split of an ILSVRC tree ('standard' or 'kaggle' layout).
+
+    ``max_examples``: example paths kept per counter (None: every one, for reports).
 
     Returns a dict: ``wnids``, ``names`` (class lists), ``rel_paths`` (N, relative to root,
     '/'-separated), ``labels`` int32 (N,), ``sizes`` int32 (N, 2) width, height in pixels
@@ -390,14 +452,30 @@ def build_index(
         raise FileNotFoundError(
             f"ImageNet {split} images not found: {paths['images']} ({layout} layout)"
         )
+    real_root = os.path.realpath(root)
+    if not is_inside(paths["images"], real_root):
+        raise ValueError(
+            f"ImageNet {split} images {paths['images']} resolve to {os.path.realpath(paths['images'])}, "
+            f"outside the dataset root {real_root}: link the whole root instead of a folder inside it"
+        )
 
-    tally = _Tally()
-    csv_rows = read_loc_solution_csv(paths["csv"]) if os.path.isfile(paths["csv"]) else {}
+    tally = _Tally(max_examples)
+    csv_rows = {}
+    if os.path.isfile(paths["csv"]):
+        if is_inside(paths["csv"], real_root):
+            csv_rows = read_loc_solution_csv(paths["csv"])
+        else:
+            tally.add("outside_root", f"{paths['csv']} -> {os.path.realpath(paths['csv'])}")
+    for image_id in [k for k in csv_rows if not is_plain_name(k)]:
+        tally.add("outside_root", f"{paths['csv']}: ImageId {image_id!r} is a path, not an image name")
+        del csv_rows[image_id]
     ann_dir = paths["annotations"]
-    flat_xml = _list_xml(ann_dir, tally)
+    flat_xml = _list_xml(ann_dir, tally, real_root)
 
     folders, loose = [], []
     for e in sorted(os.scandir(paths["images"]), key=lambda e: e.name):
+        if _outside(e, real_root, tally):
+            continue
         if e.is_dir():
             if e.name in wnid_to_idx:
                 folders.append(e.name)
@@ -411,7 +489,7 @@ def build_index(
     folder_set = set(folders)
     for sub in _subdirs(ann_dir):
         if sub not in folder_set:  # annotations of a class folder that is not there
-            for xml_path in _list_xml(os.path.join(ann_dir, sub), tally).values():
+            for xml_path in _list_xml(os.path.join(ann_dir, sub), tally, real_root).values():
                 tally.add("orphan_xml", xml_path)
 
     # CSV rows go with the task of their class folder (train ImageIds start with the wnid);
@@ -437,7 +515,7 @@ def build_index(
     workers = default_num_workers() if num_workers is None else num_workers
     results = _run_tasks(
         tasks,
-        (root, wnid_to_idx, flat_xml, loose_csv),
+        (root, wnid_to_idx, flat_xml, loose_csv, real_root, max_examples),
         workers,
         f"Indexing ImageNet {split}",
         show_progress,
@@ -450,7 +528,8 @@ def build_index(
         for key, n in r["stats"].items():
             tally.stats[key] += n
             kept = tally.examples.setdefault(key, [])
-            kept.extend(r["examples"].get(key, [])[: MAX_EXAMPLES - len(kept)])
+            room = None if max_examples is None else max(0, max_examples - len(kept))
+            kept.extend(r["examples"].get(key, [])[:room])
         used_flat_xml.update(r["used_flat_xml"])
         used_loose_csv.update(r["used_loose_csv"])
         for rel, label, w, h, boxes in r["images"]:
@@ -467,6 +546,7 @@ def build_index(
         tally.add("orphan_xml", flat_xml[stem])
     for stem in loose_csv.keys() - used_loose_csv:
         tally.add("orphan_csv_rows", stem)
+    _count_duplicates(rel_paths, root, tally)
 
     box_image = np.asarray(box_image, dtype=np.int32)
     stats = dict(tally.stats)
@@ -491,14 +571,29 @@ def build_index(
     }
 
 
-def build_imagenetv2_index(root: str, class_root: Optional[str] = None) -> dict:
+def _count_duplicates(rel_paths: Sequence[str], root: str, tally: _Tally) -> None:
+    """Count every image whose name stem was seen before in the split (kept: the dataset
+    dicts then use relative paths as image_id)."""
+    first: Dict[str, str] = {}
+    for rel in rel_paths:
+        stem = os.path.splitext(rel.rsplit("/", 1)[-1])[0]
+        if stem in first:
+            tally.add("duplicate_images", f"{os.path.join(root, rel)} (same name as {first[stem]})")
+        else:
+            first[stem] = rel
+
+
+def build_imagenetv2_index(
+    root: str, class_root: Optional[str] = None, max_examples: Optional[int] = MAX_EXAMPLES
+) -> dict:
     """Index an ImageNetV2 tree ``root/<class index>/<name>.jpeg`` (no boxes).
 
     Classes: the wnids / names of the ImageNet tree at ``class_root`` when it can be read,
     else ``class_<i>`` for i < (largest folder index + 1). Same keys as :func:`build_index`.
     """
     t0 = time.perf_counter()
-    tally = _Tally()
+    tally = _Tally(max_examples)
+    real_root = os.path.realpath(root)
     wnids = names = None
     if class_root is not None:
         try:
@@ -511,6 +606,8 @@ def build_imagenetv2_index(root: str, class_root: Optional[str] = None) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"ImageNetV2 root {root} does not exist") from None
     for e in entries:
+        if _outside(e, real_root, tally):
+            continue
         if e.is_dir() and e.name.isdigit() and (wnids is None or int(e.name) < len(wnids)):
             folders.append((int(e.name), e.name))
         elif e.is_dir():
@@ -524,6 +621,8 @@ def build_imagenetv2_index(root: str, class_root: Optional[str] = None) -> dict:
     rel_paths, labels = [], []
     for idx, name in folders:
         for e in sorted(os.scandir(os.path.join(root, name)), key=lambda e: e.name):
+            if _outside(e, real_root, tally):
+                continue
             if _is_image(e.name):
                 rel_paths.append(f"{name}/{e.name}")
                 labels.append(idx)

@@ -13,6 +13,8 @@ the cache file (its path is logged) or set ``ALS_D2_CACHE`` to a fresh folder.
 
 Writes are atomic (temporary file + rename), and concurrent builders of the same key
 (several ranks on one machine) are serialized by a lock file where ``fcntl`` exists.
+Cache files are read with the numpy-only unpickler of :mod:`als_d2.checkpoint.formats`
+(no pickled code runs, even from a tampered cache); anything else is rebuilt.
 """
 import contextlib
 import hashlib
@@ -85,9 +87,11 @@ def tree_fingerprint(
 def load_cached(path: str, version: int, key: Sequence[Any], fingerprint) -> Optional[Any]:
     """The cached payload, or None when absent, stale (other version/key/fingerprint) or
     unreadable (a warning says so; the caller rebuilds and overwrites it)."""
+    from ...checkpoint.formats import safe_pickle_load
+
     try:
         with open(path, "rb") as f:
-            blob = pickle.load(f)
+            blob = safe_pickle_load(f)
     except FileNotFoundError:
         return None
     except Exception as e:  # truncated / corrupt file

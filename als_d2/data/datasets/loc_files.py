@@ -47,9 +47,11 @@ def read_loc_solution_csv(path: str) -> Dict[str, str]:
     """``{ImageId: PredictionString}`` (unparsed: :func:`parse_prediction_string` does that).
 
     Raises ValueError naming the file when the header is not ``ImageId,PredictionString``
-    or an ImageId appears twice.
+    or an ImageId appears more than once (every such id with its line numbers: which of
+    the rows holds the right boxes cannot be known).
     """
     rows: Dict[str, str] = {}
+    lines: Dict[str, List[int]] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -61,9 +63,16 @@ def read_loc_solution_csv(path: str) -> Dict[str, str]:
             if not row or not any(cell.strip() for cell in row):
                 continue
             image_id = row[0].strip()
-            if image_id in rows:
-                raise ValueError(f"{path}: ImageId {image_id} appears twice")
-            rows[image_id] = row[1] if len(row) > 1 else ""
+            lines.setdefault(image_id, []).append(reader.line_num)
+            if image_id not in rows:
+                rows[image_id] = row[1] if len(row) > 1 else ""
+    repeated = {k: v for k, v in lines.items() if len(v) > 1}
+    if repeated:
+        shown = "; ".join(f"ImageId {k} appears twice (lines {', '.join(map(str, v))})"
+                          if len(v) == 2 else f"ImageId {k} appears {len(v)} times (lines {', '.join(map(str, v))})"
+                          for k, v in list(repeated.items())[:20])
+        more = f"; and {len(repeated) - 20} more" if len(repeated) > 20 else ""
+        raise ValueError(f"{path}: {len(repeated)} repeated ImageId(s): {shown}{more}")
     return rows
 
 

@@ -170,7 +170,7 @@ def safe_torch_load(f, name: str = None) -> Any:
         if "GLOBAL" in str(e) or "weights_only" in str(e).lower() or "Weights only" in str(e):
             raise _unsafe(name, e) from None
         raise WeightsFileError(f"{name}: not a readable torch file ({e})") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # RuntimeError (zip), EOFError, KeyError (garbage opcodes), ...
         if isinstance(e, FileNotFoundError):
             raise
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -185,7 +185,7 @@ def load_pickle_file(f, name: str) -> Any:
         if str(e).startswith("refusing to unpickle"):
             raise _unsafe(name, e) from None
         raise WeightsFileError(f"{name}: not a readable pickle file ({e})") from e
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except Exception as e:  # EOFError, ValueError, KeyError, ... from malformed data
         raise WeightsFileError(f"{name}: truncated or not a weights pickle ({e!r})") from e
 
 

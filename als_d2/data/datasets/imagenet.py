@@ -35,7 +35,9 @@ in :mod:`als_d2.data.datasets.imagenet_index`.
 Each dataset dict (detectron2 keys, plus ``label``)::
 
     file_name    str   root joined with the image path
-    image_id     str   file name stem (e.g. "n01440764_10026"); unique per image
+    image_id     str   file name stem (e.g. "n01440764_10026"); unique per image (when stems
+                       repeat in a split, the relative path, without the extension if
+                       that is enough)
     label        int   class index of the image
     height, width int  pixels; present for images that have boxes (read from the image
                        header); left out for images without boxes, to keep indexing fast
@@ -192,6 +194,8 @@ def _dicts_from_index(index: dict, root: str, subset: str) -> List[dict]:
     if len(set(stems)) != n:  # e.g. the same val image in two class folders
         logger.warning(f"ImageNet at {root}: file names repeat; image_id = relative path instead.")
         stems = [os.path.splitext(p)[0] for p in rel_paths]
+        if len(set(stems)) != n:  # x.JPEG and x.png in one folder: keep the extension too
+            stems = list(rel_paths)
 
     starts = [0] * (n + 1)  # boxes of image i: starts[i]:starts[i + 1] (box_image ascending)
     for i in box_image:

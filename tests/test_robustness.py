@@ -1,0 +1,480 @@
+"""Bad input of every kind stops early with a message naming its source, or is skipped and
+counted: config values, devices and process counts, data that does not fit the config,
+skipped training samples, weight files that would run code, crashes during a save,
+paths that leave the dataset root, duplicates."""
+import importlib.util
+import json
+import multiprocessing as mp
+import os
+import pickle
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.structures import BoxMode
+
+from als_d2 import compat
+from als_d2.checkpoint import ClassifierCheckpointer, TransferCheckpointer
+from als_d2.checkpoint.detection import SafeCheckpointer
+from als_d2.checkpoint.formats import UnsafeWeightsError, WeightsFileError
+from als_d2.config import add_als_config, check_als_config, check_device, check_training_dicts
+from als_d2.data.build import SKIPPED_KEY, SeededMapDataset, build_cls_test_loader, build_cls_train_loader
+from als_d2.data.datasets import load_imagenet_dicts, load_imagenet_index
+from als_d2.data.datasets.loc_files import read_loc_solution_csv
+from als_d2.data.mapper import ClassificationDatasetMapper
+from als_d2.engine import ClassificationTrainer
+
+import ilsvrc_fixtures as fx
+from test_train_cls import small_cfg
+from tiny_data import register_dicts, register_tiny, write_color_objects
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return register_tiny(str(tmp_path_factory.mktemp("tiny")))
+
+
+def cls_cfg(*opts):
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs/demo/Base-Demo-R18.yaml"))
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------
+# Config: out-of-range and conflicting values stop before training, naming the key
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("MODEL.ALS.BETA", -0.1), ("MODEL.ALS.BETA", 1.5),
+        ("INPUT.CLS.CONTEXT_PROB", 1.0), ("INPUT.CLS.CONTEXT_PROB", -0.2),
+        ("MODEL.ALS.METHOD", "focal"), ("MODEL.ALS.LS_STYLE", "keras"), ("MODEL.ALS.UNBOXED_TARGET", "soft"),
+        ("MODEL.ALS.LS_ALPHA", 1.5), ("MODEL.ALS.MIX_ALPHA", 0.0), ("MODEL.ALS.MIX_PROB", 2.0),
+        ("INPUT.CLS.VARIANT", "masked"), ("INPUT.CLS.CROP_SIZE", 0), ("INPUT.CLS.TEST_RESIZE", 10),
+        ("INPUT.CLS.CROP_SCALE", (0.5, 0.1)), ("INPUT.CLS.CROP_RATIO", (0.0, 1.0)), ("INPUT.CLS.HFLIP_PROB", 1.5),
+        ("INPUT.CLS.COLOR_JITTER", (0.4, 0.4)), ("INPUT.CLS.LIGHTING_STD", -1.0), ("INPUT.FORMAT", "YUV"),
+        ("MODEL.CLASSIFIER.NUM_CLASSES", 1), ("MODEL.CLASSIFIER.IN_FEATURE", "res4"),
+        ("SOLVER.AMP.PRECISION", "fp8"), ("SOLVER.EPOCHS", -1), ("SOLVER.STEPS_EPOCHS", (10, 40)),
+        ("SOLVER.IMS_PER_BATCH", 0), ("SOLVER.BASE_LR", 0.0), ("SOLVER.WARMUP_EPOCHS", -1.0),
+        ("SOLVER.CHECKPOINT_PERIOD_EPOCHS", -1.0), ("TEST.IMS_PER_BATCH", 0), ("TEST.EVAL_PERIOD", -5),
+        ("DATALOADER.NUM_WORKERS", -1),
+    ],
+)
+def test_bad_config_values_name_the_key(key, value):
+    cfg = cls_cfg(key, value)
+    with pytest.raises(ValueError, match=f"config key {key.replace('.', '[.]')} = "):
+        check_als_config(cfg)
+
+
+def test_iteration_keys_checked_when_the_schedule_is_in_iterations():
+    with pytest.raises(ValueError, match=r"SOLVER\.MAX_ITER"):
+        check_als_config(cls_cfg("SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 0))
+    with pytest.raises(ValueError, match=r"SOLVER\.CHECKPOINT_PERIOD = 0"):
+        check_als_config(cls_cfg("SOLVER.CHECKPOINT_PERIOD_EPOCHS", 0.0, "SOLVER.CHECKPOINT_PERIOD", 0))
+    check_als_config(cls_cfg())  # the demo config itself is fine
+
+
+def test_cuda_device_without_cuda_names_model_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(ValueError, match=r"config key MODEL\.DEVICE = '%s': CUDA is not available" % name):
+            check_device(cls_cfg("MODEL.DEVICE", name))
+    with pytest.raises(ValueError, match=r"MODEL\.DEVICE = 'gpu': not a torch device"):
+        check_device(cls_cfg("MODEL.DEVICE", "gpu"))
+    check_device(cls_cfg("MODEL.DEVICE", "cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"MODEL\.DEVICE = 'cuda:3': only 1 CUDA device"):
+        check_device(cls_cfg("MODEL.DEVICE", "cuda:3"))
+
+
+def test_tools_and_trainer_check_the_device_first(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"MODEL\.DEVICE"):
+        ClassificationTrainer(small_cfg(tiny, str(tmp_path), "MODEL.DEVICE", "cuda"))
+    for name in ("train_cls", "train_det"):
+        tool = _load_tool(name)
+        config = "configs/demo/Base-Demo-R18.yaml" if name == "train_cls" else "configs/COCO-Detection/demo/faster_rcnn_R18_C4_cpu.yaml"
+        args = SimpleNamespace(config_file=os.path.join(REPO, config), opts=["MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path)])
+        with pytest.raises(ValueError, match=r"MODEL\.DEVICE = 'cuda'"):
+            tool.setup(args)
+        assert not os.path.exists(tmp_path / "config.yaml")  # stopped before default_setup wrote anything
+
+
+@pytest.mark.parametrize("name", ["train_cls", "train_det"])
+def test_num_gpus_above_the_visible_devices_stops_the_tool(name, monkeypatch):
+    tool = _load_tool(name)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(SystemExit, match="--num-gpus 4"):
+        tool.check_processes(SimpleNamespace(num_gpus=4))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(compat, "launch_supports_cpu_workers", lambda: False)
+    with pytest.raises(SystemExit, match="--num-gpus 2"):
+        tool.check_processes(SimpleNamespace(num_gpus=2))
+    tool.check_processes(SimpleNamespace(num_gpus=1))
+
+
+# ---------------------------------------------------------------------------------------
+# Data that does not fit the config: checked from the loaded dicts at trainer start
+
+
+def _dicts(n=4, boxes=True, target=False, label=0):
+    out = []
+    for i in range(n):
+        d = {"file_name": f"x{i}.png", "image_id": f"x{i}", "label": label, "height": 10, "width": 10,
+             "annotations": [{"bbox": [1, 1, 5, 5], "bbox_mode": BoxMode.XYXY_ABS, "category_id": label}] if boxes else []}
+        if target:
+            d["target_object"] = 0
+        out.append(d)
+    return out
+
+
+def test_variant_and_method_need_the_right_dicts():
+    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
+    check_training_dicts(cfg, {"plain": _dicts()})
+    cfg.merge_from_list(["INPUT.CLS.VARIANT", "mask"])
+    with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'mask'.*target_object.*4 of the 4 dicts of dataset 'plain'"):
+        check_training_dicts(cfg, {"plain": _dicts()})
+    check_training_dicts(cfg, {"mask_set": _dicts(target=True)})
+    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4, "INPUT.CLS.VARIANT", "context")
+    with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'context': needs bounding boxes.*'unboxed'"):
+        check_training_dicts(cfg, {"boxed": _dicts(), "unboxed": _dicts(boxes=False)})
+    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4, "MODEL.ALS.METHOD", "als")
+    with pytest.raises(ValueError, match=r"MODEL\.ALS\.METHOD = 'als': needs bounding boxes"):
+        check_training_dicts(cfg, {"unboxed": _dicts(boxes=False)})
+    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
+    with pytest.raises(ValueError, match=r"MODEL\.CLASSIFIER\.NUM_CLASSES = 4: dataset 'big'.*e\.g\. 7"):
+        check_training_dicts(cfg, {"big": _dicts(label=7)})
+
+
+def test_trainer_checks_its_dicts_before_building(tmp_path):
+    dicts = write_color_objects(str(tmp_path / "data"), per_class=2)
+    for d in dicts:
+        d["annotations"] = []
+    register_dicts("robustness_unboxed", dicts, 4)
+    cfg = small_cfg("robustness_unboxed", str(tmp_path / "out"), "INPUT.CLS.VARIANT", "mask")
+    with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'mask'.*'robustness_unboxed'"):
+        ClassificationTrainer(cfg)
+    cfg = small_cfg("robustness_unboxed", str(tmp_path / "out"), "INPUT.CLS.VARIANT", "context")
+    with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'context'.*'robustness_unboxed'"):
+        ClassificationTrainer(cfg)
+    assert not os.path.exists(tmp_path / "out" / "last_checkpoint")
+
+
+# ---------------------------------------------------------------------------------------
+# Skipped training samples: counted in the worker, carried with the batch, summed in storage
+
+
+def test_seeded_dataset_records_its_skips():
+    dicts = [{"file_name": f"f{i}", "i": i} for i in range(10)]
+    mapper = lambda d: None if d["i"] % 2 else dict(d)  # noqa: E731
+    ds = SeededMapDataset(dicts, mapper, base_seed=5)
+    for position in range(20):
+        out = ds[(position % 10, position)]
+        assert out["i"] % 2 == 0
+        assert out[SKIPPED_KEY] == (0 if position % 2 == 0 else out[SKIPPED_KEY]) and out[SKIPPED_KEY] >= (position % 2)
+    with pytest.raises(RuntimeError, match="skipped 100 samples in a row.*check_dataset"):
+        SeededMapDataset(dicts, lambda d: None, 0)[(0, 0)]
+
+
+def test_evaluation_never_skips_silently():
+    loader = build_cls_test_loader([{"file_name": "broken.JPEG"}], lambda d: None, batch_size=1)
+    with pytest.raises(RuntimeError, match="broken.JPEG"):
+        next(iter(loader))
+
+
+class _SkippingTrainer(ClassificationTrainer):
+    """Every 4th training image 'cannot be decoded': the mapper returns None for it."""
+
+    calls = None  # multiprocessing.Value: the mapper's own count of Nones, across workers
+
+    @classmethod
+    def build_train_loader(cls, cfg, start_iter=0, dicts=None, seed=None):
+        mapper = ClassificationDatasetMapper(cfg, is_train=True)
+        bad = {d["file_name"] for d in dicts[::4]}
+        calls = cls.calls
+
+        def skipping(d):
+            if d["file_name"] in bad:
+                with calls.get_lock():
+                    calls.value += 1
+                return None
+            return mapper(d)
+
+        return build_cls_train_loader(dicts, skipping, total_batch_size=cfg.SOLVER.IMS_PER_BATCH, seed=seed,
+                                      start_iter=start_iter, num_workers=cfg.DATALOADER.NUM_WORKERS)
+
+
+def _train_skipping(tiny, out_dir, workers):
+    _SkippingTrainer.calls = mp.Value("i", 0)
+    cfg = small_cfg(tiny, out_dir, "SOLVER.MAX_ITER", 5, "DATALOADER.NUM_WORKERS", workers, "DATASETS.TEST", ())
+    trainer = _SkippingTrainer(cfg)
+    seen_keys = []
+    trainer.model.register_forward_pre_hook(lambda m, args: seen_keys.extend(k for d in args[0] for k in d))
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert SKIPPED_KEY not in seen_keys and "image" in seen_keys  # the model never sees the count
+    history = trainer.storage.history("data/skipped_samples").values()
+    with open(os.path.join(out_dir, "metrics.json")) as f:
+        logged = [json.loads(line)["data/skipped_samples"] for line in f if "data/skipped_samples" in line]
+    return [v for v, _ in history], logged, trainer, _SkippingTrainer.calls.value
+
+
+def test_skipped_samples_reach_event_storage_from_worker_processes(tiny, tmp_path):
+    values, logged, trainer, calls = _train_skipping(tiny, str(tmp_path / "w0"), 0)
+    assert len(values) == 5 and values == sorted(values)  # cumulative, one value per iteration
+    assert values[-1] == calls > 0  # every None of the mapper, no more
+    assert logged[-1] == values[-1]  # in metrics.json
+    assert trainer._trainer.state_dict()["skipped_samples"] == calls  # kept in checkpoints
+    values1, logged1, _, calls1 = _train_skipping(tiny, str(tmp_path / "w1"), 1)  # mapper in another process
+    assert values1 == values and logged1[-1] == logged[-1]
+    assert calls1 >= calls  # the worker may have prefetched batches that were never used
+
+
+# ---------------------------------------------------------------------------------------
+# Weight files: never unpickle code, clear errors naming the file
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _evil_files(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"model": {"weight": torch.zeros(2, 3)}, "extra": _Evil(marker)}, tmp_path / "evil.pth")
+    torch.save({"model_state": {"weight": torch.zeros(2, 3)}, "extra": _Evil(marker)}, tmp_path / "evil.pyth")
+    with open(tmp_path / "evil.pkl", "wb") as f:
+        pickle.dump({"model": {"weight": np.zeros((2, 3), np.float32)}, "__author__": _Evil(marker)}, f, protocol=2)
+    return marker, [str(tmp_path / n) for n in ("evil.pth", "evil.pyth", "evil.pkl")]
+
+
+@pytest.mark.parametrize("checkpointer", [ClassifierCheckpointer, TransferCheckpointer, SafeCheckpointer])
+def test_checkpointers_refuse_files_that_run_code(checkpointer, tmp_path):
+    marker, paths = _evil_files(tmp_path)
+    for path in paths:
+        with pytest.raises(UnsafeWeightsError, match=f"{path}: refusing to unpickle (posix|os|nt)\\.system"):
+            checkpointer(torch.nn.Linear(3, 2)).load(path)
+    assert not marker.exists()
+
+
+def test_model_weights_through_the_trainer_and_eval_only(tiny, tmp_path):
+    marker, paths = _evil_files(tmp_path)
+    cfg = small_cfg(tiny, str(tmp_path / "out"), "MODEL.WEIGHTS", paths[0])
+    trainer = ClassificationTrainer(cfg)
+    with pytest.raises(UnsafeWeightsError, match="evil.pth"):
+        trainer.resume_or_load(resume=False)
+    proc = subprocess.run(
+        [sys.executable, "tools/train_cls.py", "--config-file", "configs/demo/Base-Demo-R18.yaml", "--eval-only",
+         "MODEL.WEIGHTS", paths[2], "OUTPUT_DIR", str(tmp_path / "eval")],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert proc.returncode != 0 and "UnsafeWeightsError" in proc.stderr and "evil.pkl: refusing to unpickle" in proc.stderr
+    assert not marker.exists()
+
+
+def test_truncated_or_foreign_files_name_the_file(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    ckpt = SafeCheckpointer(model, str(tmp_path))
+    ckpt.save("model_0000000")
+    data = open(tmp_path / "model_0000000.pth", "rb").read()
+    cases = {"truncated.pth": data[: len(data) // 2], "empty.pth": b"", "text.pth": b"hello world\n",
+             "truncated.pkl": pickle.dumps({"model": {}})[:5], "list.pth": None}
+    torch.save([1, 2], tmp_path / "list.pth")
+    for name, content in cases.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+        with pytest.raises(WeightsFileError, match=str(tmp_path / name)):
+            ClassifierCheckpointer(model).load(str(tmp_path / name))
+
+
+def test_checkpoint_url_query_of_detectron2_main():
+    from urllib.parse import urlparse
+
+    holder = SimpleNamespace(_parsed_url_during_load=urlparse("w.pth?matching_heuristics=True"))
+    assert compat.apply_checkpoint_url_queries(holder, {"model": {}})["matching_heuristics"] is True
+    holder._parsed_url_during_load = urlparse("w.pth?colour=blue")
+    with pytest.raises(ValueError, match="colour"):
+        compat.apply_checkpoint_url_queries(holder, {"model": {}})
+    assert compat.apply_checkpoint_url_queries(SimpleNamespace(), {"model": {}}) == {"model": {}}  # v0.6
+
+
+# ---------------------------------------------------------------------------------------
+# Atomic checkpoints
+
+
+def _tmp_files(folder):
+    return [n for n in os.listdir(folder) if n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("checkpointer", [ClassifierCheckpointer, TransferCheckpointer])
+def test_a_crash_during_save_leaves_the_previous_checkpoint(checkpointer, tmp_path, monkeypatch):
+    model = torch.nn.Linear(3, 2)
+    ckpt = checkpointer(model, str(tmp_path))
+    ckpt.save("model_0000001", iteration=1)
+    good = (tmp_path / "model_0000001.pth").read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "model_0000001.pth").st_mode & 0o777 == 0o666 & ~umask
+    with torch.no_grad():
+        model.weight += 1
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt("killed mid-write")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", crash)
+        for name in ("model_0000001", "model_0000002"):  # overwrite the old one, or write a new one
+            with pytest.raises(KeyboardInterrupt):
+                ckpt.save(name, iteration=2)
+    assert (tmp_path / "model_0000001.pth").read_bytes() == good
+    assert not (tmp_path / "model_0000002.pth").exists() and not _tmp_files(tmp_path)
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+
+    # killed between the model file and last_checkpoint: the previous tag stays valid
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("last_checkpoint"):
+            raise KeyboardInterrupt("killed while tagging")
+        real_replace(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", replace)
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.save("model_0000003", iteration=3)
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    fresh = checkpointer(torch.nn.Linear(3, 2), str(tmp_path))
+    assert fresh.resume_or_load("", resume=True)["iteration"] == 1
+
+    # a temporary file left by a SIGKILLed save is removed by the next save of that name
+    stale = tmp_path / ".model_0000001.pth.999-deadbeef.tmp"
+    stale.write_bytes(b"partial")
+    ckpt.save("model_0000001", iteration=1)
+    assert not stale.exists() and not _tmp_files(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------
+# Dataset paths that leave the root, duplicates
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
+
+
+def _tree(tmp_path, layout="standard"):
+    tree = fx.FixtureTree(str(tmp_path / "imagenet"), layout, fx.wnid_names(3))
+    for w in tree.wnids:
+        tree.add_image("train", w, (40, 30), [(w, (1, 1, 9, 9))])
+    return tree
+
+
+def test_symlinks_leaving_the_root_are_dropped_and_counted(tmp_path, private_cache):
+    tree = _tree(tmp_path)
+    a, b, c = tree.wnids
+    outside = tmp_path / "elsewhere"
+    fx.write_jpeg(str(outside / "secret.JPEG"), (20, 20))
+    fx.write_jpeg(str(outside / "cls" / f"{c}_1.JPEG"), (20, 20))
+    os.symlink(outside / "secret.JPEG", os.path.join(tree.image_dir("train"), a, f"{a}_7.JPEG"))
+    fx.write_text(str(outside / "ann.xml"), fx.ilsvrc_xml_text(b, "x", (40, 30), [(b, (1, 1, 30, 20))]))
+    linked = tree.add_image("train", b, (40, 30), [])
+    os.symlink(outside / "ann.xml", os.path.join(tree.ann_dir("train"), b, linked.stem + ".xml"))
+    # a whole class folder linked elsewhere (its images are outside too), and a link inside the tree
+    os.rename(os.path.join(tree.image_dir("train"), c), str(outside / "moved"))
+    os.symlink(outside / "moved", os.path.join(tree.image_dir("train"), c))
+    first_a = tree.split_images("train")[0]
+    os.symlink(first_a.path, os.path.join(tree.image_dir("train"), a, f"{a}_8.JPEG"))
+
+    dicts = load_imagenet_dicts(tree.root, "train")
+    names = sorted(os.path.basename(d["file_name"]) for d in dicts)
+    assert names == sorted([os.path.basename(first_a.path), f"{a}_8.JPEG", os.path.basename(tree.split_images("train")[1].path),
+                            os.path.basename(linked.path)])
+    assert [d["annotations"] for d in dicts if d["file_name"] == linked.path] == [[]]  # the outside XML is not read
+    index = load_imagenet_index(tree.root, "train")
+    assert index["stats"]["outside_root"] == 3
+    assert any(str(outside / "secret.JPEG") in e for e in index["examples"]["outside_root"])
+
+
+def test_csv_image_ids_that_are_paths_are_rejected(tmp_path, private_cache):
+    tree = fx.FixtureTree(str(tmp_path / "imagenet"), "kaggle", fx.wnid_names(2))
+    a, b = tree.wnids
+    im = tree.add_image("val", a, (40, 30), [(a, (1, 1, 9, 9))], xml=False, csv_row=True)
+    tree.write_csvs()
+    with open(tree.csv_path("val"), "a") as f:
+        for evil in ("../../etc/passwd", "/etc/passwd", "..", "a/../../b", "..\\..\\win.ini"):
+            f.write(f"{evil},{a} 1 1 9 9 \n")
+    dicts = load_imagenet_dicts(tree.root, "val")
+    assert [d["file_name"] for d in dicts] == [im.path]
+    stats = load_imagenet_index(tree.root, "val")["stats"]
+    assert stats["outside_root"] == 5 and not stats.get("orphan_csv_rows")
+
+
+def test_linked_root_is_fine_linked_split_folder_is_an_error(tmp_path, private_cache):
+    tree = _tree(tmp_path)
+    link = tmp_path / "datasets_imagenet"
+    os.symlink(tree.root, link)
+    dicts = load_imagenet_dicts(str(link), "train")
+    assert len(dicts) == 3 and all(d["file_name"].startswith(str(link) + os.sep) for d in dicts)
+    other = tmp_path / "other"
+    os.makedirs(other)
+    os.rename(tree.image_dir("train"), other / "train")
+    os.symlink(other / "train", tree.image_dir("train"))
+    with pytest.raises(ValueError, match="outside the dataset root.*link the whole root"):
+        load_imagenet_dicts(tree.root, "train")
+
+
+def test_tampered_index_cache_is_rebuilt(tmp_path, private_cache, caplog):
+    tree = _tree(tmp_path)
+    load_imagenet_dicts(tree.root, "train")
+    (path,) = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "cache") for f in fs if f.endswith(".pkl")]
+    with open(path, "rb") as f:
+        blob = pickle.load(f)
+    blob["payload"]["rel_paths"][0] = "../../../../etc/passwd"
+    with open(path, "wb") as f:
+        pickle.dump(blob, f)
+    dicts = load_imagenet_dicts(tree.root, "train")
+    assert all(".." not in d["file_name"] for d in dicts)
+    assert "outside the dataset root" in caplog.text
+    # a cache whose pickle would run code is ignored, not executed
+    marker = tmp_path / "pwned"
+    with open(path, "wb") as f:
+        pickle.dump({"version": 2, "payload": _Evil(marker)}, f)
+    assert len(load_imagenet_dicts(tree.root, "train")) == 3 and not marker.exists()
+
+
+def test_duplicates(tmp_path, private_cache):
+    tree = _tree(tmp_path)
+    a, b, _ = tree.wnids
+    first = tree.split_images("train")[0]
+    fx.write_jpeg(first.path[: -len(".JPEG")] + ".png", (40, 30))  # same name, another extension
+    fx.write_jpeg(os.path.join(tree.image_dir("train"), b, os.path.basename(first.path)), (40, 30))  # another class
+    dicts = load_imagenet_dicts(tree.root, "train")
+    assert len(dicts) == 5 and len({d["image_id"] for d in dicts}) == 5  # kept, with unique ids
+    assert load_imagenet_index(tree.root, "train")["stats"]["duplicate_images"] == 2
+    csv = tmp_path / "LOC_val_solution.csv"
+    csv.write_text("ImageId,PredictionString\nv1,n1 1 1 2 2\nv2,n1 1 1 2 2\nv1,n1 3 3 4 4\nv2,n1 1 1 2 2\nv1,n1 1 1 2 2\n")
+    with pytest.raises(ValueError, match=r"LOC_val_solution.csv: 2 repeated ImageId.*v1 appears 3 times \(lines 2, 4, 6\).*v2 appears twice \(lines 3, 5\)"):
+        read_loc_solution_csv(str(csv))

@@ -4,21 +4,29 @@ Exact geometry, no pixel masks. Boxes are XYXY_ABS floats in pixels: a pixel (ro
 column j) is the unit square [j, j+1] x [i, i+1], so a frame of shape (h, w) is the
 rectangle [0, w] x [0, h] and its area is h * w. Overlapping boxes count once.
 
-The union area is computed by a sweep over x, vectorised over all x positions at
-once: the sorted vertical box edges cut the region into strips, in each strip the set
-of boxes present is constant, and the covered length of the strip is the union length
-of those boxes' y-intervals (intervals sorted by start; each adds what it reaches
-beyond the running maximum of the previous ends). Area = sum of strip width x covered
-length, in float64, exact up to rounding. Up to three boxes take inclusion-exclusion
-in plain Python, which is faster there.
+The union area is a sweep over x: the distinct vertical box edges cut the region into
+strips, in each strip the set of boxes present is constant, and the covered length of
+the strip is the union length of those boxes' y-intervals (intervals sorted by start;
+each adds what it reaches beyond the furthest end of the previous ones). Area = sum of
+strip width x covered length, in float64, exact up to rounding.
+
+Two implementations of the same sweep:
+
+* up to ``PYTHON_SWEEP_MAX_BOXES`` boxes, plain Python on floats (no numpy call: ~1 µs
+  for one box, ~10 µs for ten); a strip stops once it is covered from top to bottom;
+* above, numpy, vectorised over all (box, strip) pairs: an O(N^2) array pass (~50-70 µs
+  at 50 boxes, mostly numpy call overhead and ``np.maximum.accumulate``).
 """
 from typing import Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["union_area", "objectness"]
+__all__ = ["union_area", "objectness", "PYTHON_SWEEP_MAX_BOXES"]
 
 Region = Tuple[float, float, float, float]
+
+# Boxes up to which the plain-Python sweep is faster than numpy (measured on 2 cores).
+PYTHON_SWEEP_MAX_BOXES = 28
 
 
 def _as_boxes(boxes) -> np.ndarray:
@@ -27,25 +35,62 @@ def _as_boxes(boxes) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
-def _small_union_area(b: list, rx0: float, ry0: float, rx1: float, ry1: float) -> float:
-    """Inclusion-exclusion in plain Python for up to 3 boxes (faster than numpy there)."""
+def _sweep_python(rows, rx0: float, ry0: float, rx1: float, ry1: float) -> float:
+    """The sweep in plain Python; ``rows``: iterable of (x0, y0, x1, y1) floats."""
     rects = []
-    for x0, y0, x1, y1 in b:
-        x0, y0 = max(x0, rx0), max(y0, ry0)
-        x1, y1 = min(x1, rx1), min(y1, ry1)
+    for x0, y0, x1, y1 in rows:
+        if x0 < rx0:
+            x0 = rx0
+        if y0 < ry0:
+            y0 = ry0
+        if x1 > rx1:
+            x1 = rx1
+        if y1 > ry1:
+            y1 = ry1
         if x1 > x0 and y1 > y0:
-            rects.append((x0, y0, x1, y1))
-    # terms: (sign, rectangle) for every non-empty intersection of a subset of rects
-    terms = []
-    for r in rects:
-        new = [(1.0, r)]
-        for sign, t in terms:
-            x0, y0 = max(r[0], t[0]), max(r[1], t[1])
-            x1, y1 = min(r[2], t[2]), min(r[3], t[3])
-            if x1 > x0 and y1 > y0:
-                new.append((-sign, (x0, y0, x1, y1)))
-        terms.extend(new)
-    return sum(sign * (t[2] - t[0]) * (t[3] - t[1]) for sign, t in terms)
+            rects.append((y0, y1, x0, x1))
+    if not rects:
+        return 0.0
+    if len(rects) == 1:
+        y0, y1, x0, x1 = rects[0]
+        return (x1 - x0) * (y1 - y0)
+    rects.sort()  # by top edge
+    xs = sorted({r[2] for r in rects} | {r[3] for r in rects})
+    area = 0.0
+    xa = xs[0]
+    for xb in xs[1:]:  # strip [xa, xb]: the boxes with x0 <= xa and x1 >= xb are present
+        reach, length = ry0, 0.0
+        for y0, y1, x0, x1 in rects:
+            if y1 > reach and x0 <= xa and x1 >= xb:
+                length += y1 - (y0 if y0 > reach else reach)
+                reach = y1
+                if reach >= ry1:  # the strip is covered
+                    break
+        area += length * (xb - xa)
+        xa = xb
+    return area
+
+
+def _sweep_numpy(b: np.ndarray, rx0: float, ry0: float, rx1: float, ry1: float) -> float:
+    """The sweep vectorised over (box, strip) pairs; ``b``: Nx4 float64."""
+    c = np.minimum(np.maximum(b, (rx0, ry0, rx0, ry0)), (rx1, ry1, rx1, ry1))
+    c = c[(c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])]
+    if c.shape[0] == 0:
+        return 0.0
+    c = c[np.argsort(c[:, 1], kind="stable")]  # by top edge
+    # Strips between consecutive sorted x edges (zero-width strips from repeated edges
+    # contribute nothing); a box is present in a strip iff it covers the strip's centre.
+    xs = np.sort(c[:, 0::2], axis=None)
+    dx = np.diff(xs)
+    cx = xs[:-1] + 0.5 * dx
+    # bottom edge (relative to ry0) of each box in each strip, 0 where absent: N x strips
+    ends = ((c[:, 0:1] < cx) & (cx < c[:, 2:3])) * (c[:, 3:4] - ry0)
+    # each interval adds what it reaches beyond the furthest end of those before it
+    reach = np.maximum.accumulate(ends[:-1], axis=0)
+    gain = ends[1:] - np.maximum(c[1:, 1:2] - ry0, reach)
+    np.maximum(gain, 0.0, out=gain)
+    first = np.maximum(ends[0] - (c[0, 1] - ry0), 0.0)
+    return float((gain.sum(axis=0) + first) @ dx)
 
 
 def union_area(boxes, region: Union[Region, Sequence[float]]) -> float:
@@ -53,41 +98,26 @@ def union_area(boxes, region: Union[Region, Sequence[float]]) -> float:
     Area of (union of ``boxes``) intersected with ``region``.
 
     Args:
-        boxes: Nx4 array-like (numpy or torch), XYXY_ABS in pixels. Boxes may overlap,
-            extend past the region, or be empty/degenerate (x1 <= x0 or y1 <= y0).
+        boxes: Nx4 XYXY_ABS in pixels: numpy array, torch tensor, or a list of 4-sequences.
+            Boxes may overlap, extend past the region, or be empty/degenerate
+            (x1 <= x0 or y1 <= y0).
         region: (x0, y0, x1, y1) in pixels, e.g. (0, 0, w, h) for a whole frame.
 
     Returns:
         float: the area in square pixels (>= 0), exact up to float64 rounding.
     """
-    b = _as_boxes(boxes)
-    n = b.shape[0]
-    if n == 0:
-        return 0.0
     rx0, ry0, rx1, ry1 = (float(v) for v in region)
-    if n <= 3:
-        return max(_small_union_area(b.tolist(), rx0, ry0, rx1, ry1), 0.0)
-    lo = np.array([rx0, ry0, rx0, ry0])
-    hi = np.array([rx1, ry1, rx1, ry1])
-    c = np.minimum(np.maximum(b, lo), hi)
-    c = c[(c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])]
-    if c.shape[0] == 0:
+    if isinstance(boxes, (list, tuple)) and len(boxes) <= PYTHON_SWEEP_MAX_BOXES:
+        rows = [tuple(float(v) for v in r) for r in boxes]
+        if any(len(r) != 4 for r in rows):
+            raise ValueError("union_area: boxes must be Nx4")
+        return max(_sweep_python(rows, rx0, ry0, rx1, ry1), 0.0)
+    b = _as_boxes(boxes)
+    if b.shape[0] == 0:
         return 0.0
-    c = c[np.argsort(c[:, 1], kind="stable")]  # by top edge, for the interval sweep
-    x0, y0, x1, y1 = c[:, 0:1], c[:, 1:2], c[:, 2:3], c[:, 3:4]  # N x 1 each
-    # Strips between consecutive sorted x edges (zero-width strips from repeated edges
-    # contribute nothing); a box is present in a strip iff it covers the strip's centre.
-    xs = np.sort(c[:, 0::2], axis=None)
-    cx = 0.5 * (xs[:-1] + xs[1:])
-    ends = np.where((x0 < cx) & (cx < x1), y1, -np.inf)  # N x strips: y1 of the boxes present
-    # Union length of each strip's y-intervals (sorted by start): each interval adds
-    # what it reaches beyond the furthest end of the intervals before it.
-    reach = np.empty_like(ends)
-    reach[0] = -np.inf
-    np.maximum.accumulate(ends[:-1], axis=0, out=reach[1:])
-    gain = ends - np.maximum(y0, reach)  # -inf for the boxes absent from the strip
-    np.maximum(gain, 0.0, out=gain)
-    return float((gain @ np.diff(xs)).sum())
+    if b.shape[0] <= PYTHON_SWEEP_MAX_BOXES:
+        return max(_sweep_python(b.tolist(), rx0, ry0, rx1, ry1), 0.0)
+    return max(_sweep_numpy(b, rx0, ry0, rx1, ry1), 0.0)
 
 
 def objectness(boxes, image_size: Tuple[int, int]) -> float:
@@ -95,8 +125,8 @@ def objectness(boxes, image_size: Tuple[int, int]) -> float:
     Fraction of the frame covered by the union of ``boxes``.
 
     Args:
-        boxes: Nx4 array-like (numpy or torch), XYXY_ABS in pixels of the frame; parts
-            outside the frame are ignored, overlaps count once.
+        boxes: Nx4 XYXY_ABS in pixels of the frame (numpy, torch, or a list of
+            4-sequences); parts outside the frame are ignored, overlaps count once.
         image_size: (h, w) of the frame in pixels.
 
     Returns:

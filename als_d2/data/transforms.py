@@ -11,9 +11,11 @@ Every random draw uses numpy's global RNG, as detectron2's augmentations do, so 
 data-loader workers reproduce the same samples.
 """
 import math
-from typing import List, Sequence, Tuple
+import warnings
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from PIL import Image
 
 from detectron2.data import transforms as T
@@ -28,6 +30,9 @@ __all__ = [
     "Lighting",
     "LightingTransform",
     "clip_boxes",
+    "resize_uint8",
+    "apply_box",
+    "axis_affine",
     "build_cls_augmentation",
 ]
 
@@ -288,10 +293,140 @@ def clip_boxes(boxes, image_size: Tuple[int, int]) -> np.ndarray:
     h, w = image_size
     if boxes is None:
         return np.zeros((0, 4), dtype=np.float32)
-    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
-    np.clip(b[:, 0::2], 0, w, out=b[:, 0::2])
-    np.clip(b[:, 1::2], 0, h, out=b[:, 1::2])
+    b = np.array(boxes, dtype=np.float32).reshape(-1, 4)
+    np.maximum(b, 0.0, out=b)  # np.clip is ~10x slower on small arrays (numpy 1.23)
+    np.minimum(b, np.array([w, h, w, h], dtype=np.float32), out=b)
     return b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+
+
+def _torch_resize_ok() -> bool:
+    """Whether torch resizes uint8 images with antialiasing (torch >= 2.1) like PIL does."""
+    try:
+        x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+        torch.nn.functional.interpolate(x, size=(3, 5), mode="bilinear", antialias=True, align_corners=False)
+        return True
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
+
+
+_TORCH_RESIZE = _torch_resize_ok()
+
+
+_READONLY_WARNED = False
+
+
+def _torch_view(img: np.ndarray) -> torch.Tensor:
+    """1x3xHxW channels-last uint8 tensor sharing the memory of a C-contiguous HxWx3 array."""
+    global _READONLY_WARNED
+    if img.flags.writeable or _READONLY_WARNED:
+        t = torch.from_numpy(img)
+    else:  # Pillow's arrays are read-only (torch only reads them): torch warns once per process
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.from_numpy(img)
+        _READONLY_WARNED = True
+    return t.unsqueeze(0).permute(0, 3, 1, 2)
+
+
+def resize_uint8(
+    img: np.ndarray,
+    out_hw: Tuple[int, int],
+    box: Optional[Sequence[float]] = None,
+    interp=Image.BILINEAR,
+) -> np.ndarray:
+    """
+    Resize the region ``box`` of an HxWx3 uint8 image to ``out_hw`` = (h, w), with PIL's
+    antialiased filters: output pixel j samples x = x0 + (j + 0.5) (x1 - x0) / w, the
+    filter taps clamped to the image (pixels around a fractional box count).
+
+    The whole image (``box`` None or (0, 0, W, H)) with bilinear goes through torch's
+    uint8 antialiased resize (~5x faster than PIL, equal to it within 2 levels); anything
+    else through PIL's ``Image.resize(box=...)``.
+
+    Returns:
+        out_h x out_w x 3 uint8 array (C-contiguous).
+    """
+    h, w = img.shape[:2]
+    out_h, out_w = int(out_hw[0]), int(out_hw[1])
+    whole = box is None or tuple(float(v) for v in box) == (0.0, 0.0, float(w), float(h))
+    if whole and (out_h, out_w) == (h, w):
+        return img
+    img = np.ascontiguousarray(img)
+    if whole and interp == Image.BILINEAR and _TORCH_RESIZE and img.ndim == 3 and img.shape[2] == 3:
+        out = torch.nn.functional.interpolate(
+            _torch_view(img), size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False
+        )
+        return out[0].permute(1, 2, 0).numpy()  # channels-last output: HWC C-contiguous
+    pil = Image.fromarray(img)
+    return np.asarray(pil.resize((out_w, out_h), interp, box=None if whole else tuple(box)))
+
+
+def _flatten(tfms) -> list:
+    if isinstance(tfms, T.TransformList):
+        return list(tfms.transforms)
+    if isinstance(tfms, (list, tuple)):
+        return [t for x in tfms for t in _flatten(x)]
+    return [tfms]
+
+
+def axis_affine(tfms) -> Optional[Tuple[float, float, float, float]]:
+    """
+    (ax, cx, ay, cy) with x' = ax x + cx, y' = ay y + cy: the map of a chain of
+    axis-aligned transforms (crop, resize, flips, the photometric ones of this module);
+    None when the chain has any other transform.
+
+    Args:
+        tfms: a Transform, a TransformList, or a sequence of them (applied in order).
+    """
+    ax, cx, ay, cy = 1.0, 0.0, 1.0, 0.0
+    for t in _flatten(tfms):
+        if isinstance(t, (T.NoOpTransform, ColorJitterTransform, LightingTransform)):
+            continue
+        if isinstance(t, T.CropTransform):
+            cx, cy = cx - t.x0, cy - t.y0
+        elif isinstance(t, T.ResizeTransform):
+            fx, fy = t.new_w * 1.0 / t.w, t.new_h * 1.0 / t.h
+            ax, cx, ay, cy = ax * fx, cx * fx, ay * fy, cy * fy
+        elif isinstance(t, T.HFlipTransform):
+            ax, cx = -ax, t.width - cx
+        elif isinstance(t, T.VFlipTransform):
+            ay, cy = -ay, t.height - cy
+        else:
+            return None
+    return ax, cx, ay, cy
+
+
+def apply_box(tfms, boxes) -> np.ndarray:
+    """
+    ``tfm.apply_box(boxes)`` for XYXY_ABS boxes, in float64. Chains of axis-aligned
+    transforms (crop, resize, flips, the photometric ones of this module) are composed
+    into one affine map per axis and applied at once, without fvcore's corner round trip
+    (same boxes, up to float64 rounding); others go through their ``apply_box``.
+
+    Args:
+        tfms: a Transform, a TransformList, or a sequence of them (applied in order).
+        boxes: Nx4.
+
+    Returns:
+        Nx4 float64.
+    """
+    b = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    affine = axis_affine(tfms)
+    if affine is None:
+        for t in _flatten(tfms):
+            b = np.asarray(t.apply_box(b), dtype=np.float64).reshape(-1, 4)
+        return b
+    ax, cx, ay, cy = affine
+    if (ax, cx, ay, cy) != (1.0, 0.0, 1.0, 0.0):
+        b *= (ax, ay, ax, ay)
+        b += (cx, cy, cx, cy)
+    if ax < 0 and ay < 0:
+        b = b[:, [2, 3, 0, 1]]
+    elif ax < 0:
+        b = b[:, [2, 1, 0, 3]]
+    elif ay < 0:
+        b = b[:, [0, 3, 2, 1]]
+    return b
 
 
 def build_cls_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:

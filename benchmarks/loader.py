@@ -1,0 +1,409 @@
+#!/usr/bin/env python
+"""
+Data-loading throughput (images/s) of training pipelines on the same generated JPEGs.
+
+Pipelines (all: RandomResizedCrop(224) with torchvision's sampling, horizontal flip):
+
+* ``torchvision``: torchvision's reference ImageNet training transform: PIL decode,
+  ``RandomResizedCrop``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``.
+* ``hard``: als-d2's ``ClassificationDatasetMapper`` on dicts without boxes (nothing to
+  track: what hard labels need). uint8 out; the model normalises on its device.
+* ``als``: the same mapper with the boxes: boxes through the geometry, exact objectness.
+* ``als_mask``: ALS with the 'mask' variant (other objects painted, one target box).
+* ``mask_raster``: the paper's approach on top of the torchvision reference: a rasterised
+  object mask (uint8, HxW) cropped, resized (nearest) and flipped alongside the image,
+  objectness = fraction of mask pixels in the output.
+* ``als_jitter`` (not in the ratios): ``als`` with the config's default colour jitter and
+  PCA lighting, for reference.
+
+Two settings: in this process (torch and PIL on one thread: images/s per core) and
+through a DataLoader with ``--workers`` worker processes (our pipelines through
+als-d2's own training loader, ``build_cls_train_loader``: per-sample seeding and
+detectron2's list-of-dicts batches; the torchvision ones through a plain DataLoader with
+the default collate). Repetitions are interleaved (the order of the pipelines rotates)
+and each figure is the median over repetitions.
+
+The last line printed is a JSON object: ``in_process`` and ``dataloader`` (images/s per
+pipeline), the ratios ``als_over_hard``, ``hard_over_torchvision``,
+``mask_raster_over_als`` (in-process, i.e. per core; the same under
+``dataloader_ratios``), ``objectness_us_per_sample`` (µs of ``objectness()`` on the boxes
+of the ALS samples), ``objectness_us_by_boxes`` and ``objectness_us_max`` (random boxes,
+1 to 50 per frame).
+
+    python benchmarks/loader.py             # ~1-2 minutes on 2 cores
+    python benchmarks/loader.py --quick     # a few seconds, for tests
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import als_d2  # noqa: F401,E402  (before detectron2)
+import torch  # noqa: E402
+import torchvision.transforms as TV  # noqa: E402
+import torchvision.transforms.functional as TVF  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.structures import BoxMode  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from als_d2.config import add_als_config  # noqa: E402
+from als_d2.data.mapper import ClassificationDatasetMapper  # noqa: E402
+from als_d2.data.objectness import objectness  # noqa: E402
+from als_d2.data.painting import box_pixel_ranges  # noqa: E402
+
+MEAN = [0.485, 0.456, 0.406]
+STD = [0.229, 0.224, 0.225]
+RATIO_PIPELINES = ("torchvision", "hard", "als", "als_mask", "mask_raster")
+ALL_PIPELINES = RATIO_PIPELINES + ("als_jitter",)
+# ImageNet-typical frames (h, w): mostly 375 x 500 landscape, some portrait / 3:2
+SIZES = [(375, 500)] * 6 + [(500, 375)] * 2 + [(333, 500)] * 2
+
+
+# --------------------------------------------------------------------------- data
+def _natural_image(rng: np.random.Generator, h: int, w: int):
+    """A photo-like HxWx3 uint8 image (smooth shading, textured objects, sensor noise) and
+    1-3 integer XYXY object boxes. JPEG q90 of it is ~100 kB at 500 x 375, like ImageNet's."""
+    low = rng.integers(40, 220, size=(h // 40 + 2, w // 40 + 2, 3), dtype=np.uint8)
+    img = Image.fromarray(low).resize((w, h), Image.BICUBIC)
+    draw = ImageDraw.Draw(img)
+    boxes = []
+    for _ in range(int(rng.integers(1, 4))):
+        bw = int(rng.integers(w // 6, int(w * 0.8)))
+        bh = int(rng.integers(h // 6, int(h * 0.8)))
+        x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        color = tuple(int(v) for v in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            draw.ellipse([x0, y0, x0 + bw - 1, y0 + bh - 1], fill=color)
+        else:
+            draw.rectangle([x0, y0, x0 + bw - 1, y0 + bh - 1], fill=color)
+        boxes.append([x0, y0, x0 + bw, y0 + bh])
+    arr = np.asarray(img, dtype=np.float32)
+    # texture and luma/chroma noise: the entropy of a real photo (decode time, file size)
+    tex = rng.normal(0, 1, size=(h // 3 + 1, w // 3 + 1)).astype(np.float32)
+    tex = np.asarray(Image.fromarray(tex, mode="F").resize((w, h), Image.BILINEAR))
+    luma = 25.0 * tex + rng.normal(0, 16.0, size=(h, w)).astype(np.float32)
+    arr += luma[:, :, None] + rng.normal(0, 5.0, size=arr.shape).astype(np.float32)
+    return np.clip(arr, 0, 255).astype(np.uint8), boxes
+
+
+def make_dataset(root: str, n: int, seed: int = 0, quality: int = 90) -> List[dict]:
+    """Write ``n`` JPEGs (quality ``quality``) under ``root``; return detectron2 dicts with
+    ``file_name, image_id, height, width, label, annotations`` (XYXY_ABS boxes)."""
+    rng = np.random.default_rng(seed)
+    dicts = []
+    for i in range(n):
+        h, w = SIZES[int(rng.integers(len(SIZES)))]
+        img, boxes = _natural_image(rng, h, w)
+        path = os.path.join(root, f"img_{i:05d}.JPEG")
+        Image.fromarray(img).save(path, quality=quality)
+        label = int(rng.integers(1000))
+        anns = [{"bbox": b, "bbox_mode": BoxMode.XYXY_ABS, "category_id": label} for b in boxes]
+        dicts.append(
+            {"file_name": path, "image_id": i, "height": h, "width": w, "label": label, "annotations": anns}
+        )
+    return dicts
+
+
+def mask_dicts(dicts: Sequence[dict], seed: int = 0) -> List[dict]:
+    """The 'mask' dataset: one dict per image keeping a random target object."""
+    rng = np.random.default_rng(seed)
+    return [dict(d, target_object=int(rng.integers(len(d["annotations"])))) for d in dicts]
+
+
+def no_box_dicts(dicts: Sequence[dict]) -> List[dict]:
+    return [dict(d, annotations=[]) for d in dicts]
+
+
+# --------------------------------------------------------------------------- pipelines
+class TorchvisionReference:
+    """torchvision's ImageNet training transform (PIL loader as ``ImageFolder``'s)."""
+
+    def __init__(self, size: int = 224):
+        self.transform = TV.Compose(
+            [TV.RandomResizedCrop(size), TV.RandomHorizontalFlip(), TV.ToTensor(), TV.Normalize(MEAN, STD)]
+        )
+
+    def __call__(self, d: dict):
+        with open(d["file_name"], "rb") as f:
+            img = Image.open(f).convert("RGB")
+        return self.transform(img), d["label"]
+
+
+class MaskRasterBaseline:
+    """
+    The paper's bookkeeping: the boxes rasterised into an HxW uint8 mask that is cropped,
+    resized (nearest) and flipped with the image by torchvision; objectness = fraction of
+    mask pixels in the SxS output. Returns (normalised 3xSxS float image, label, objectness).
+    """
+
+    def __init__(self, size: int = 224):
+        self.size = size
+        self.tail = TV.Compose([TV.ToTensor(), TV.Normalize(MEAN, STD)])
+
+    def __call__(self, d: dict):
+        with open(d["file_name"], "rb") as f:
+            img = Image.open(f).convert("RGB")
+        w, h = img.size
+        mask = np.zeros((h, w), np.uint8)
+        boxes = [a["bbox"] for a in d["annotations"]]
+        for c0, r0, c1, r1 in box_pixel_ranges(np.asarray(boxes, np.float64), (h, w)).tolist():
+            mask[r0:r1, c0:c1] = 1
+        mask = Image.fromarray(mask)
+        top, left, ch, cw = TV.RandomResizedCrop.get_params(img, [0.08, 1.0], [3.0 / 4.0, 4.0 / 3.0])
+        size = [self.size, self.size]
+        img = TVF.resized_crop(img, top, left, ch, cw, size, TV.InterpolationMode.BILINEAR)
+        mask = TVF.resized_crop(mask, top, left, ch, cw, size, TV.InterpolationMode.NEAREST)
+        if torch.rand(1) < 0.5:
+            img, mask = TVF.hflip(img), TVF.hflip(mask)
+        obj = float(np.asarray(mask).mean())  # pixel count / pixels
+        return self.tail(img), d["label"], obj
+
+
+def _mapper_cfg(jitter: bool, size: int):
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    cfg.INPUT.CLS.CROP_SIZE = size
+    if not jitter:  # the torchvision reference: crop and flip only
+        cfg.INPUT.CLS.COLOR_JITTER = []
+        cfg.INPUT.CLS.LIGHTING_STD = 0.0
+    return cfg
+
+
+def build_pipelines(dicts: Sequence[dict], names: Sequence[str], size: int = 224):
+    """name -> (callable on a dict, the dicts it maps, 'd2' | 'torchvision' collation)."""
+    import logging
+
+    logging.getLogger("als_d2.data.mapper").setLevel(logging.WARNING)
+    plain = _mapper_cfg(False, size)
+    table = {
+        "torchvision": lambda: (TorchvisionReference(size), list(dicts), "torchvision"),
+        "hard": lambda: (ClassificationDatasetMapper(plain, True), no_box_dicts(dicts), "d2"),
+        "als": lambda: (ClassificationDatasetMapper(plain, True), list(dicts), "d2"),
+        "als_mask": lambda: (ClassificationDatasetMapper(plain, True), mask_dicts(dicts), "d2"),
+        "mask_raster": lambda: (MaskRasterBaseline(size), list(dicts), "torchvision"),
+        "als_jitter": lambda: (
+            ClassificationDatasetMapper(_mapper_cfg(True, size), True),
+            list(dicts),
+            "d2",
+        ),
+    }
+    return {name: table[name]() for name in names}
+
+
+# --------------------------------------------------------------------------- timing
+def _rotations(names: Sequence[str], reps: int):
+    names = list(names)
+    for r in range(reps):
+        k = r % len(names)
+        yield names[k:] + names[:k]
+
+
+def time_in_process(pipelines, reps: int, samples: int) -> Dict[str, float]:
+    """Median images/s of each pipeline over ``reps`` interleaved runs of ``samples`` maps."""
+    rates = {name: [] for name in pipelines}
+    for name, (fn, ds, _) in pipelines.items():  # warm-up: page cache, lazy imports
+        for d in ds[: min(len(ds), 4)]:
+            fn(d)
+    for order in _rotations(pipelines, reps):
+        for name in order:
+            fn, ds, _ = pipelines[name]
+            n = len(ds)
+            t0 = time.perf_counter()
+            for i in range(samples):
+                fn(ds[i % n])
+            rates[name].append(samples / (time.perf_counter() - t0))
+    return {name: statistics.median(v) for name, v in rates.items()}
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, dicts, fn):
+        self.dicts, self.fn = dicts, fn
+
+    def __len__(self):
+        return len(self.dicts)
+
+    def __getitem__(self, i):
+        return self.fn(self.dicts[i])
+
+
+def _loader(fn, ds, kind: str, batch: int, workers: int, seed: int):
+    if kind == "d2":  # als-d2's own training loader
+        from als_d2.data.build import build_cls_train_loader
+
+        return build_cls_train_loader(ds, fn, total_batch_size=batch, seed=seed, num_workers=workers)
+    sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=10 ** 8)
+    return torch.utils.data.DataLoader(
+        _ListDataset(ds, fn), batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True
+    )
+
+
+def time_dataloader(pipelines, reps: int, batches: int, batch: int, workers: int) -> Dict[str, float]:
+    """Median images/s through a DataLoader: ``batches`` batches timed after the first one
+    (worker start-up excluded), a fresh loader per run (no prefetching between runs)."""
+    rates = {name: [] for name in pipelines}
+    for r, order in enumerate(_rotations(pipelines, reps)):
+        for name in order:
+            fn, ds, kind = pipelines[name]
+            it = iter(_loader(fn, ds, kind, batch, workers, seed=r))
+            next(it)
+            t0 = time.perf_counter()
+            for _ in range(batches):
+                next(it)
+            rates[name].append(batches * batch / (time.perf_counter() - t0))
+            del it
+    return {name: statistics.median(v) for name, v in rates.items()}
+
+
+def _random_boxes(rng, n: int, h: int, w: int) -> np.ndarray:
+    xy0 = rng.uniform([-0.2 * w, -0.2 * h], [w, h], size=(n, 2))
+    wh = rng.uniform(0.5, 0.7 * max(h, w), size=(n, 2))
+    return np.concatenate([xy0, xy0 + wh], axis=1).astype(np.float32)
+
+
+def _time_objectness(cases, reps: int = 7) -> float:
+    """Median over ``reps`` of the mean µs of ``objectness(boxes, hw)`` over ``cases``."""
+    per = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for boxes, hw in cases:
+            objectness(boxes, hw)
+        per.append((time.perf_counter() - t0) / len(cases) * 1e6)
+    return statistics.median(per)
+
+
+def time_objectness(als_pipeline, size: int, quick: bool) -> Dict:
+    """µs per call of ``objectness`` on the ALS samples' output boxes and on 1-50 random boxes."""
+    fn, ds, _ = als_pipeline
+    np.random.seed(0)
+    samples = [fn(d) for d in ds[: 8 if quick else 64]]
+    cases = [(s["boxes"].numpy(), tuple(s["image"].shape[1:])) for s in samples]
+    rng = np.random.default_rng(0)
+    by_boxes = {}
+    for n in (1, 2, 3, 5, 10, 20, 50):
+        rand = [(_random_boxes(rng, n, size, size), (size, size)) for _ in range(20 if quick else 200)]
+        by_boxes[str(n)] = round(_time_objectness(rand, 3 if quick else 7), 2)
+    return {
+        "objectness_us_per_sample": round(_time_objectness(cases * (1 if quick else 8)), 2),
+        "objectness_us_by_boxes": by_boxes,
+        "objectness_us_max": max(by_boxes.values()),
+        "objectness_boxes_per_sample": round(float(np.mean([len(d["annotations"]) for d in ds])), 2),
+    }
+
+
+def _ratios(r: Dict[str, float]) -> Dict[str, float]:
+    out = {}
+    if "als" in r and "hard" in r:
+        out["als_over_hard"] = r["als"] / r["hard"]
+    if "hard" in r and "torchvision" in r:
+        out["hard_over_torchvision"] = r["hard"] / r["torchvision"]
+        if "als" in r:
+            out["als_over_torchvision"] = r["als"] / r["torchvision"]
+    if "mask_raster" in r and "als" in r:
+        out["mask_raster_over_als"] = r["mask_raster"] / r["als"]
+    if "mask_raster" in r and "torchvision" in r:
+        out["mask_raster_over_torchvision"] = r["mask_raster"] / r["torchvision"]
+    if "als_mask" in r and "als" in r:
+        out["als_mask_over_als"] = r["als_mask"] / r["als"]
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def machine() -> Dict[str, str]:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pillow": Image.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def run(args) -> Dict:
+    torch.set_num_threads(1)  # per-core figures; DataLoader workers use one thread too
+    names = [n for n in args.pipelines.split(",") if n]
+    unknown = set(names) - set(ALL_PIPELINES)
+    if unknown:
+        raise SystemExit(f"unknown pipelines {sorted(unknown)}; choose from {ALL_PIPELINES}")
+    with tempfile.TemporaryDirectory(prefix="als_bench_") as root:
+        t0 = time.perf_counter()
+        dicts = make_dataset(root, args.images, seed=args.seed)
+        kb = np.mean([os.path.getsize(d["file_name"]) for d in dicts]) / 1024
+        pipelines = build_pipelines(dicts, names, args.size)
+        gen_s = time.perf_counter() - t0
+        torch.manual_seed(args.seed)
+        np.random.seed(args.seed)
+        in_proc = time_in_process(pipelines, args.reps, args.samples)
+        loader = {}
+        if args.workers > 0 and args.batches > 0:
+            loader = time_dataloader(pipelines, args.loader_reps, args.batches, args.batch, args.workers)
+        obj = time_objectness(build_pipelines(dicts, ["als"], args.size)["als"], args.size, args.quick)
+    result = {
+        "benchmark": "loader",
+        "quick": bool(args.quick),
+        "images": args.images,
+        "mean_jpeg_kb": round(float(kb), 1),
+        "crop_size": args.size,
+        "in_process": {k: round(v, 1) for k, v in in_proc.items()},
+        "dataloader": {k: round(v, 1) for k, v in loader.items()},
+        "dataloader_workers": args.workers if loader else 0,
+        "units": "images/s (in_process: one core)",
+    }
+    result.update(_ratios(in_proc))
+    result["dataloader_ratios"] = _ratios(loader)
+    result.update(obj)
+    result["machine"] = machine()
+    result["setup_s"] = round(gen_s, 2)
+    return result
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].strip(),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="The last line printed is the JSON result.",
+    )
+    p.add_argument("--quick", action="store_true", help="tiny run for tests (a few seconds)")
+    p.add_argument("--images", type=int, default=48, help="number of generated JPEGs")
+    p.add_argument("--samples", type=int, default=144, help="maps per in-process run")
+    p.add_argument("--reps", type=int, default=7, help="interleaved in-process runs")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers (0: skip)")
+    p.add_argument("--batch", type=int, default=32, help="DataLoader batch size")
+    p.add_argument("--batches", type=int, default=10, help="timed batches per DataLoader run")
+    p.add_argument("--loader-reps", type=int, default=3, help="interleaved DataLoader runs")
+    p.add_argument("--size", type=int, default=224, help="output crop size (pixels)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--pipelines", default=",".join(ALL_PIPELINES), help=f"comma-separated subset of {ALL_PIPELINES}"
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.images, args.samples, args.reps = 6, 12, 2
+        args.batch, args.batches, args.loader_reps = 4, 2, 1
+    return args
+
+
+def main(argv=None) -> Dict:
+    result = run(parse_args(argv))
+    print(json.dumps(result, sort_keys=False))
+    return result
+
+
+if __name__ == "__main__":
+    main()

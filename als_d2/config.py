@@ -229,3 +229,18 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
             _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
                   f"dataset {name!r} has {len(bad)} dict(s) whose 'label' is not in [0, {num_classes}) "
                   f"(e.g. {bad[0]!r})")
+
+
+def load_als_config(config_file: str, opts: Sequence = ()) -> CN:
+    """detectron2's defaults + als-d2's keys + ``config_file`` + ``KEY VALUE`` overrides,
+    frozen and checked (``check_als_config``, ``check_device``): what the tools start from."""
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    check_als_config(cfg)
+    check_device(cfg)
+    return cfg

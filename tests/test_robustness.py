@@ -118,17 +118,21 @@ def test_tools_and_trainer_check_the_device_first(tiny, tmp_path, monkeypatch):
         assert not os.path.exists(tmp_path / "config.yaml")  # stopped before default_setup wrote anything
 
 
-@pytest.mark.parametrize("name", ["train_cls", "train_det"])
-def test_num_gpus_above_the_visible_devices_stops_the_tool(name, monkeypatch):
-    tool = _load_tool(name)
+def test_num_gpus_above_the_visible_devices_stops_the_tools(monkeypatch):
+    from als_d2.engine.launch import check_processes
+
+    for name in ("train_cls", "train_det", "eval_cls"):  # every launching tool goes through the check
+        assert "launch_from_args(main, args)" in open(os.path.join(REPO, "tools", f"{name}.py")).read()
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(SystemExit, match="--num-gpus 4"):
-        tool.check_processes(SimpleNamespace(num_gpus=4))
+        check_processes(4)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(compat, "launch_supports_cpu_workers", lambda: False)
     with pytest.raises(SystemExit, match="--num-gpus 2"):
-        tool.check_processes(SimpleNamespace(num_gpus=2))
-    tool.check_processes(SimpleNamespace(num_gpus=1))
+        check_processes(2)
+    check_processes(1)
+    monkeypatch.setattr(compat, "launch_supports_cpu_workers", lambda: True)
+    check_processes(2)  # detectron2 main: CPU processes over gloo
 
 
 # ---------------------------------------------------------------------------------------

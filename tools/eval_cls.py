@@ -31,19 +31,16 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import als_d2  # noqa: F401  (detectron2 bootstrap first)
-import torch
-from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
-from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser, default_setup, launch
+import als_d2  # noqa: F401  (detectron2 bootstrap first; registers the datasets)
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
-from als_d2 import compat
-from als_d2.config import add_als_config, check_als_config
-from als_d2.data.datasets import builtin  # noqa: F401  (registers imagenet_* names)
+from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
+from als_d2.config import load_als_config
 from als_d2.engine import ClassificationTrainer
+from als_d2.engine.launch import launch_from_args
 
 logger = logging.getLogger("als_d2.eval_cls")
 
@@ -100,12 +97,7 @@ def checkpoint_names(paths: Sequence[str], names: Optional[Sequence[str]] = None
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    check_als_config(cfg)
+    cfg = load_als_config(args.config_file, args.opts)
     default_setup(cfg, args)
     return cfg
 
@@ -184,28 +176,7 @@ def main(args):
     return results
 
 
-def check_processes(args) -> None:
-    """Stop early when --num-gpus cannot be honoured (as tools/train_cls.py does)."""
-    visible = torch.cuda.device_count()
-    if args.num_gpus <= 1 or args.num_gpus <= visible:
-        return
-    if visible == 0 and compat.launch_supports_cpu_workers():
-        return
-    raise SystemExit(
-        f"--num-gpus {args.num_gpus}: {visible} CUDA device(s) visible"
-        + (" and this detectron2's launch() cannot start CPU processes; use --num-gpus 1 MODEL.DEVICE cpu" if not visible else "")
-    )
-
-
 if __name__ == "__main__":
     args = get_parser().parse_args()
     print("Command Line Args:", args)
-    check_processes(args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_from_args(main, args)

@@ -16,17 +16,16 @@ under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.
 (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for tools/compare_transfer.py.
 """
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
-import torch
 from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from als_d2 import compat
 from als_d2.checkpoint import TransferCheckpointer
 from als_d2.config import check_device
 from als_d2.engine.detection import DetectionTrainer
+from als_d2.engine.launch import launch_from_args
 
 
 def setup(args):
@@ -54,28 +53,7 @@ def main(args):
     return trainer.train()
 
 
-def check_processes(args) -> None:
-    """Stop early, saying what is possible, when --num-gpus cannot be honoured."""
-    visible = torch.cuda.device_count()
-    if args.num_gpus <= 1 or args.num_gpus <= visible:
-        return
-    if visible == 0 and compat.launch_supports_cpu_workers():
-        return  # detectron2 main runs CPU processes over gloo
-    raise SystemExit(
-        f"--num-gpus {args.num_gpus}: {visible} CUDA device(s) visible"
-        + (" and the installed detectron2's launch() cannot start CPU processes" if visible == 0 else "")
-    )
-
-
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    check_processes(args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_from_args(main, args)

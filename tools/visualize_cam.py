@@ -26,12 +26,11 @@ import als_d2  # noqa: F401  (detectron2 bootstrap first)
 import numpy as np
 import torch
 from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
-from als_d2.config import add_als_config, check_als_config
+from als_d2.config import load_als_config
 from als_d2.data.build import load_dataset_dicts
 from als_d2.data.datasets import builtin  # noqa: F401  (registers imagenet_* names)
 from als_d2.data.mapper import ClassificationDatasetMapper
@@ -58,12 +57,7 @@ def get_parser():
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    check_als_config(cfg)
+    cfg = load_als_config(args.config_file, args.opts)
     setup_logger(name="als_d2")
     return cfg
 

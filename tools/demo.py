@@ -252,7 +252,7 @@ def run_transfer(checkpoints, output, schedule, progress):
                 "DATASETS.TEST", (f"{PREFIX}_coco_val",),
                 "SOLVER.MAX_ITER", iters,
                 "SOLVER.STEPS", (int(iters * 0.75),),
-                "SOLVER.WARMUP_ITERS", max(1, iters // 10),
+                "SOLVER.WARMUP_ITERS", max(1, iters // 5),
                 "OUTPUT_DIR", os.path.join(output, "coco", f"{method}_r18_fpn"),
             ]
         )

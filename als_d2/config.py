@@ -21,6 +21,9 @@ INPUT.CLS          CROP_SIZE (output side, pixels), CROP_SCALE / CROP_RATIO
                    VARIANT: none | mask | context
                    CONTEXT_PROB: probability that a training sample has every object
                    painted out and a uniform target ('context' variant; paper: 0.15)
+                   SKIP_UNREADABLE_EVAL: evaluation maps an image that cannot be decoded
+                   to None (skipped, counted) instead of raising ImageDecodeError;
+                   training always skips such images
 TEST               IMS_PER_BATCH: evaluation batch size (per process)
 SOLVER             EPOCHS, STEPS_EPOCHS, WARMUP_EPOCHS: the schedule in epochs; when
                    EPOCHS > 0, MAX_ITER / STEPS / WARMUP_ITERS are derived from the
@@ -77,6 +80,7 @@ def add_als_config(cfg: CN) -> None:
     cfg.INPUT.CLS.LIGHTING_STD = 0.1
     cfg.INPUT.CLS.VARIANT = "none"
     cfg.INPUT.CLS.CONTEXT_PROB = 0.15
+    cfg.INPUT.CLS.SKIP_UNREADABLE_EVAL = False
 
     cfg.SOLVER.EPOCHS = 0
     cfg.SOLVER.STEPS_EPOCHS = ()

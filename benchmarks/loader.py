@@ -108,7 +108,14 @@ def make_dataset(root: str, n: int, seed: int = 0, quality: int = 90) -> List[di
         label = int(rng.integers(1000))
         anns = [{"bbox": b, "bbox_mode": BoxMode.XYXY_ABS, "category_id": label} for b in boxes]
         dicts.append(
-            {"file_name": path, "image_id": i, "height": h, "width": w, "label": label, "annotations": anns}
+            {
+                "file_name": path,
+                "image_id": i,
+                "height": h,
+                "width": w,
+                "label": label,
+                "annotations": anns,
+            }
         )
     return dicts
 
@@ -129,7 +136,12 @@ class TorchvisionReference:
 
     def __init__(self, size: int = 224):
         self.transform = TV.Compose(
-            [TV.RandomResizedCrop(size), TV.RandomHorizontalFlip(), TV.ToTensor(), TV.Normalize(MEAN, STD)]
+            [
+                TV.RandomResizedCrop(size),
+                TV.RandomHorizontalFlip(),
+                TV.ToTensor(),
+                TV.Normalize(MEAN, STD),
+            ]
         )
 
     def __call__(self, d: dict):
@@ -158,7 +170,9 @@ class MaskRasterBaseline:
         for c0, r0, c1, r1 in box_pixel_ranges(np.asarray(boxes, np.float64), (h, w)).tolist():
             mask[r0:r1, c0:c1] = 1
         mask = Image.fromarray(mask)
-        top, left, ch, cw = TV.RandomResizedCrop.get_params(img, [0.08, 1.0], [3.0 / 4.0, 4.0 / 3.0])
+        top, left, ch, cw = TV.RandomResizedCrop.get_params(
+            img, [0.08, 1.0], [3.0 / 4.0, 4.0 / 3.0]
+        )
         size = [self.size, self.size]
         img = TVF.resized_crop(img, top, left, ch, cw, size, TV.InterpolationMode.BILINEAR)
         mask = TVF.resized_crop(mask, top, left, ch, cw, size, TV.InterpolationMode.NEAREST)
@@ -209,8 +223,8 @@ def _rotations(names: Sequence[str], reps: int):
         yield names[k:] + names[:k]
 
 
-def time_in_process(pipelines, reps: int, samples: int) -> Dict[str, float]:
-    """Median images/s of each pipeline over ``reps`` interleaved runs of ``samples`` maps."""
+def time_in_process(pipelines, reps: int, samples: int) -> Dict[str, List[float]]:
+    """images/s of each pipeline in ``reps`` interleaved runs of ``samples`` maps."""
     rates = {name: [] for name in pipelines}
     for name, (fn, ds, _) in pipelines.items():  # warm-up: page cache, lazy imports
         for d in ds[: min(len(ds), 4)]:
@@ -223,7 +237,7 @@ def time_in_process(pipelines, reps: int, samples: int) -> Dict[str, float]:
             for i in range(samples):
                 fn(ds[i % n])
             rates[name].append(samples / (time.perf_counter() - t0))
-    return {name: statistics.median(v) for name, v in rates.items()}
+    return rates
 
 
 class _ListDataset(torch.utils.data.Dataset):
@@ -241,16 +255,21 @@ def _loader(fn, ds, kind: str, batch: int, workers: int, seed: int):
     if kind == "d2":  # als-d2's own training loader
         from als_d2.data.build import build_cls_train_loader
 
-        return build_cls_train_loader(ds, fn, total_batch_size=batch, seed=seed, num_workers=workers)
+        return build_cls_train_loader(
+            ds, fn, total_batch_size=batch, seed=seed, num_workers=workers
+        )
     sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=10 ** 8)
     return torch.utils.data.DataLoader(
         _ListDataset(ds, fn), batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True
     )
 
 
-def time_dataloader(pipelines, reps: int, batches: int, batch: int, workers: int) -> Dict[str, float]:
-    """Median images/s through a DataLoader: ``batches`` batches timed after the first one
-    (worker start-up excluded), a fresh loader per run (no prefetching between runs)."""
+def time_dataloader(
+    pipelines, reps: int, batches: int, batch: int, workers: int
+) -> Dict[str, List[float]]:
+    """images/s through a DataLoader in ``reps`` interleaved runs: ``batches`` batches timed
+    after the first one (worker start-up excluded), a fresh loader per run (no
+    prefetching between runs)."""
     rates = {name: [] for name in pipelines}
     for r, order in enumerate(_rotations(pipelines, reps)):
         for name in order:
@@ -262,7 +281,7 @@ def time_dataloader(pipelines, reps: int, batches: int, batch: int, workers: int
                 next(it)
             rates[name].append(batches * batch / (time.perf_counter() - t0))
             del it
-    return {name: statistics.median(v) for name, v in rates.items()}
+    return rates
 
 
 def _random_boxes(rng, n: int, h: int, w: int) -> np.ndarray:
@@ -291,31 +310,43 @@ def time_objectness(als_pipeline, size: int, quick: bool) -> Dict:
     rng = np.random.default_rng(0)
     by_boxes = {}
     for n in (1, 2, 3, 5, 10, 20, 50):
-        rand = [(_random_boxes(rng, n, size, size), (size, size)) for _ in range(20 if quick else 200)]
+        rand = [
+            (_random_boxes(rng, n, size, size), (size, size)) for _ in range(20 if quick else 200)
+        ]
         by_boxes[str(n)] = round(_time_objectness(rand, 3 if quick else 7), 2)
     return {
         "objectness_us_per_sample": round(_time_objectness(cases * (1 if quick else 8)), 2),
         "objectness_us_by_boxes": by_boxes,
         "objectness_us_max": max(by_boxes.values()),
-        "objectness_boxes_per_sample": round(float(np.mean([len(d["annotations"]) for d in ds])), 2),
+        "objectness_boxes_per_sample": round(
+            float(np.mean([len(d["annotations"]) for d in ds])), 2
+        ),
     }
 
 
-def _ratios(r: Dict[str, float]) -> Dict[str, float]:
+RATIOS = {  # name: (numerator, denominator) pipelines
+    "als_over_hard": ("als", "hard"),
+    "hard_over_torchvision": ("hard", "torchvision"),
+    "als_over_torchvision": ("als", "torchvision"),
+    "mask_raster_over_als": ("mask_raster", "als"),
+    "mask_raster_over_torchvision": ("mask_raster", "torchvision"),
+    "als_mask_over_als": ("als_mask", "als"),
+}
+
+
+def _ratios(rates: Dict[str, List[float]]) -> Dict[str, float]:
+    """Throughput ratios: median over repetitions of the ratio within each repetition
+    (the pipelines of one repetition run seconds apart: the load of the machine,
+    shared with other jobs, cancels better than in a ratio of medians)."""
     out = {}
-    if "als" in r and "hard" in r:
-        out["als_over_hard"] = r["als"] / r["hard"]
-    if "hard" in r and "torchvision" in r:
-        out["hard_over_torchvision"] = r["hard"] / r["torchvision"]
-        if "als" in r:
-            out["als_over_torchvision"] = r["als"] / r["torchvision"]
-    if "mask_raster" in r and "als" in r:
-        out["mask_raster_over_als"] = r["mask_raster"] / r["als"]
-    if "mask_raster" in r and "torchvision" in r:
-        out["mask_raster_over_torchvision"] = r["mask_raster"] / r["torchvision"]
-    if "als_mask" in r and "als" in r:
-        out["als_mask_over_als"] = r["als_mask"] / r["als"]
-    return {k: round(v, 3) for k, v in out.items()}
+    for key, (a, b) in RATIOS.items():
+        if a in rates and b in rates:
+            out[key] = round(statistics.median(x / y for x, y in zip(rates[a], rates[b])), 3)
+    return out
+
+
+def _medians(rates: Dict[str, List[float]]) -> Dict[str, float]:
+    return {k: round(statistics.median(v), 1) for k, v in rates.items()}
 
 
 def machine() -> Dict[str, str]:
@@ -352,18 +383,23 @@ def run(args) -> Dict:
         in_proc = time_in_process(pipelines, args.reps, args.samples)
         loader = {}
         if args.workers > 0 and args.batches > 0:
-            loader = time_dataloader(pipelines, args.loader_reps, args.batches, args.batch, args.workers)
-        obj = time_objectness(build_pipelines(dicts, ["als"], args.size)["als"], args.size, args.quick)
+            loader = time_dataloader(
+                pipelines, args.loader_reps, args.batches, args.batch, args.workers
+            )
+        obj = time_objectness(
+            build_pipelines(dicts, ["als"], args.size)["als"], args.size, args.quick
+        )
     result = {
         "benchmark": "loader",
         "quick": bool(args.quick),
         "images": args.images,
         "mean_jpeg_kb": round(float(kb), 1),
         "crop_size": args.size,
-        "in_process": {k: round(v, 1) for k, v in in_proc.items()},
-        "dataloader": {k: round(v, 1) for k, v in loader.items()},
+        "in_process": _medians(in_proc),
+        "dataloader": _medians(loader),
         "dataloader_workers": args.workers if loader else 0,
-        "units": "images/s (in_process: one core)",
+        "units": "images/s, median of the repetitions (in_process: one core)",
+        "reps": {"in_process": args.reps, "dataloader": args.loader_reps if loader else 0},
     }
     result.update(_ratios(in_proc))
     result["dataloader_ratios"] = _ratios(loader)
@@ -381,16 +417,18 @@ def parse_args(argv=None):
     )
     p.add_argument("--quick", action="store_true", help="tiny run for tests (a few seconds)")
     p.add_argument("--images", type=int, default=48, help="number of generated JPEGs")
-    p.add_argument("--samples", type=int, default=144, help="maps per in-process run")
-    p.add_argument("--reps", type=int, default=7, help="interleaved in-process runs")
+    p.add_argument("--samples", type=int, default=48, help="maps per in-process run")
+    p.add_argument("--reps", type=int, default=21, help="interleaved in-process runs")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (0: skip)")
     p.add_argument("--batch", type=int, default=32, help="DataLoader batch size")
-    p.add_argument("--batches", type=int, default=10, help="timed batches per DataLoader run")
-    p.add_argument("--loader-reps", type=int, default=3, help="interleaved DataLoader runs")
+    p.add_argument("--batches", type=int, default=6, help="timed batches per DataLoader run")
+    p.add_argument("--loader-reps", type=int, default=5, help="interleaved DataLoader runs")
     p.add_argument("--size", type=int, default=224, help="output crop size (pixels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--pipelines", default=",".join(ALL_PIPELINES), help=f"comma-separated subset of {ALL_PIPELINES}"
+        "--pipelines",
+        default=",".join(ALL_PIPELINES),
+        help=f"comma-separated subset of {ALL_PIPELINES}",
     )
     args = p.parse_args(argv)
     if args.quick:

@@ -1,4 +1,6 @@
 """ClassificationDatasetMapper: objectness on pixels, painting variants, context frequency."""
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -279,3 +281,212 @@ def test_boxes_clipped_and_dropped(tmp_path):
         out["boxes"], torch.tensor([[0.0, 0, 40, 30], [150, 100, 160, 120], [5, 5, 15, 15]])
     )
     assert out["objectness"] == pytest.approx((40 * 30 + 10 * 20) / (160 * 120))  # 4th inside 1st
+
+
+# ---------------------------------------------------------------- fast path, robustness
+import logging  # noqa: E402
+
+from detectron2.data.detection_utils import SizeMismatchError  # noqa: E402
+
+from als_d2.data import image_io  # noqa: E402
+from als_d2.data import mapper as mapper_module  # noqa: E402
+from als_d2.data.image_io import ImageDecodeError  # noqa: E402
+from als_d2.data.transforms import RandomResizedCrop, build_cls_augmentation  # noqa: E402
+
+
+class _PlainRandomResizedCrop(RandomResizedCrop):
+    """Same sampling, but not recognised by the mapper: the plain path (decode the whole
+    image, detectron2's AugmentationList crops and resizes it)."""
+
+
+def _plain(augs):
+    return [
+        _PlainRandomResizedCrop(a.size, a.scale, a.ratio, a.interp)
+        if type(a) is RandomResizedCrop
+        else a
+        for a in augs
+    ]
+
+
+def _photo(tmp_path, name, size, boxes, seed=0):
+    """A smooth random JPEG with OBJ-coloured boxes (integer XYXY)."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 256, size=(h // 24 + 2, w // 24 + 2, 3), dtype=np.uint8)
+    img = np.array(Image.fromarray(low).resize((w, h), Image.BICUBIC))
+    img[..., 0] = np.minimum(img[..., 0], img[..., 2])  # never red: R - max(G, B) <= 0
+    for x0, y0, x1, y1 in boxes:
+        img[y0:y1, x0:x1] = OBJ
+    path = tmp_path / name
+    Image.fromarray(img).save(path, quality=92)
+    return str(path)
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_fast_path_equals_plain_path(tmp_path, mask):
+    """Header-first cropping draws the same crops, flips and colours as the plain path
+    (so torchvision's crop distribution is unchanged); boxes and objectness agree, pixels
+    within the rounding of two resize implementations."""
+    boxes = [(40, 30, 200, 180), (150, 100, 300, 230), (10, 150, 90, 240)]
+    path = _photo(tmp_path, "a.jpg", (250, 320), boxes)
+    cfg = _cfg(CROP_SIZE=64)
+    kwargs = ClassificationDatasetMapper.from_config(cfg, is_train=True)
+    fast = ClassificationDatasetMapper(**dict(kwargs, reduced_decoding=False))
+    reduced = ClassificationDatasetMapper(**kwargs)  # crops >= 128 px decode at 1/2
+    kwargs["augmentations"] = _plain(kwargs["augmentations"])
+    plain = ClassificationDatasetMapper(**kwargs)
+    assert fast._size_only and not plain._size_only
+    d = _dict(path, boxes, size=(250, 320), **({"target_object": 1} if mask else {}))
+    diffs, reduced_diffs = [], []
+    for seed in range(30):
+        outs = []
+        for m in (fast, plain, reduced):
+            np.random.seed(seed)
+            outs.append(m(d))
+        a, b, c = outs
+        for x in (a, c):
+            assert torch.allclose(x["boxes"], b["boxes"], atol=1e-3)
+            assert x["objectness"] == pytest.approx(b["objectness"], abs=1e-5)
+            assert x["context"] == b["context"]
+        diff = (a["image"].int() - b["image"].int()).abs()
+        assert diff.max() <= 3  # torch's and PIL's antialiased bilinear round differently
+        diffs.append(diff.float().mean().item())
+        reduced_diffs.append((c["image"].int() - b["image"].int()).abs().float().mean().item())
+    assert np.mean(diffs) < 0.5
+    assert np.mean(reduced_diffs) < 2.5
+
+
+def test_reduced_jpeg_decoding_same_geometry(tmp_path, monkeypatch):
+    """When the crop allows, the JPEG is decoded at 1/2 or 1/4: same crop parameters,
+    boxes and objectness (from the original pixel coordinates), pixels close."""
+    boxes = [(100, 80, 500, 400), (350, 300, 900, 700)]
+    path = _photo(tmp_path, "big.jpg", (720, 960), boxes)
+    scales = []
+    decode_region = image_io.EncodedImage.decode_region
+
+    def spy(self, box, scale=1):
+        region = decode_region(self, box, scale)
+        scales.append(region.scale)
+        return region
+
+    monkeypatch.setattr(image_io.EncodedImage, "decode_region", spy)
+    cfg = _cfg(CROP_SIZE=128, CROP_SCALE=(0.25, 1.0), COLOR_JITTER=[], LIGHTING_STD=0.0)
+    kwargs = ClassificationDatasetMapper.from_config(cfg, is_train=True)
+    reduced = ClassificationDatasetMapper(**kwargs)
+    full = ClassificationDatasetMapper(**dict(kwargs, reduced_decoding=False))
+    d = _dict(path, boxes, size=(720, 960))
+    diffs = []
+    for seed in range(25):
+        np.random.seed(seed)
+        a = reduced(d)
+        np.random.seed(seed)
+        b = full(d)
+        assert torch.equal(a["boxes"], b["boxes"]) and a["objectness"] == b["objectness"]
+        diffs.append((a["image"].float() - b["image"].float()).abs().mean().item())
+        # objectness still matches the object pixels of the reduced-decoded image
+        assert abs(_object_fraction(a["image"]) - a["objectness"]) < 0.05
+    assert set(scales[0::2]) >= {2, 4} and set(scales[1::2]) == {1}
+    assert np.mean(diffs) < 2.0, diffs
+
+
+def _bad_file(tmp_path):
+    path = tmp_path / "bad.JPEG"
+    data = io.BytesIO()
+    Image.fromarray(np.full((40, 50, 3), 128, np.uint8)).save(data, format="JPEG")
+    path.write_bytes(data.getvalue()[:200])  # truncated
+    return str(path)
+
+
+def test_unreadable_image_skipped_in_training(tmp_path, caplog):
+    d = _dict(_bad_file(tmp_path), [(1, 1, 20, 20)], size=(40, 50))
+    m = ClassificationDatasetMapper(_cfg(), is_train=True)
+    before = mapper_module.skipped_sample_count()
+    with caplog.at_level(logging.WARNING, logger="als_d2.data.mapper"):
+        assert m(d) is None
+        assert m(d) is None
+    assert mapper_module.skipped_sample_count() == before + 2
+    assert "bad.JPEG" in caplog.text and "truncated" in caplog.text
+    assert f"({before + 2} skipped so far)" in caplog.text
+
+
+def test_unreadable_image_in_evaluation(tmp_path):
+    d = _dict(_bad_file(tmp_path), [], size=(40, 50))
+    with pytest.raises(ImageDecodeError, match="bad.JPEG"):
+        ClassificationDatasetMapper(_cfg(), is_train=False)(d)
+    assert ClassificationDatasetMapper(_cfg(), is_train=False, skip_unreadable=True)(d) is None
+    cfg = _cfg()
+    cfg.INPUT.CLS.SKIP_UNREADABLE_EVAL = True
+    assert ClassificationDatasetMapper(cfg, is_train=False)(d) is None
+    missing = dict(d, file_name=str(tmp_path / "missing.JPEG"))
+    with pytest.raises(ImageDecodeError, match="missing.JPEG"):
+        ClassificationDatasetMapper(_cfg(), is_train=False)(missing)
+
+
+def _map_bad(mapper, d):
+    return mapper(d)
+
+
+def test_skip_count_shared_with_forked_workers(tmp_path):
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs fork")
+    d = _dict(_bad_file(tmp_path), [], size=(40, 50))
+    m = ClassificationDatasetMapper(_cfg(), is_train=True)
+    before = mapper_module.skipped_sample_count()
+    ds = [d] * 6
+    loader = torch.utils.data.DataLoader(
+        [0] * 6,
+        batch_size=3,
+        num_workers=2,
+        collate_fn=lambda idx: [m(ds[i]) for i in idx],
+        multiprocessing_context="fork",
+    )
+    assert [x for batch in loader for x in batch] == [None] * 6
+    assert mapper_module.skipped_sample_count() == before + 6
+
+
+def test_odd_files_through_the_mapper(tmp_path):
+    img = np.empty((60, 80, 3), np.uint8)
+    img[:] = BG
+    img[10:40, 20:60] = OBJ
+    Image.fromarray(img).save(tmp_path / "png.JPEG", format="PNG")
+    Image.fromarray(img).convert("CMYK").save(tmp_path / "cmyk.JPEG", quality=95)
+    Image.fromarray(img).convert("L").save(tmp_path / "grey.JPEG", quality=95)
+    m = ClassificationDatasetMapper(_cfg(), is_train=True)
+    for name in ("png.JPEG", "cmyk.JPEG", "grey.JPEG"):
+        out = m(_dict(str(tmp_path / name), [(20, 10, 60, 40)], size=(60, 80)))
+        assert out["image"].shape == (3, 48, 48) and 0.0 <= out["objectness"] <= 1.0
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_boxes_follow_the_pixels(tmp_path, orientation):
+    """Boxes are given in the stored pixel grid (ILSVRC); the mapper orients them with
+    the image, so objectness matches the object pixels of the output."""
+    boxes = [(10, 8, 60, 30), (70, 40, 110, 75)]
+    img = np.empty((80, 120, 3), np.uint8)
+    img[:] = BG
+    for x0, y0, x1, y1 in boxes:
+        img[y0:y1, x0:x1] = OBJ
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "r.jpg"
+    Image.fromarray(img).save(path, quality=95, exif=exif.tobytes())
+    np.random.seed(0)
+    m = ClassificationDatasetMapper(_cfg(CROP_SIZE=64), is_train=True)
+    d = _dict(str(path), boxes, size=(80, 120))  # the stored size, as the dataset records it
+    diffs = [abs(_object_fraction(o["image"]) - o["objectness"]) for o in (m(d) for _ in range(20))]
+    assert np.mean(diffs) < 0.03, diffs
+    full = ClassificationDatasetMapper(True, augmentations=[])(d)
+    assert full["image"].shape[1:] == ((120, 80) if orientation in (6, 8) else (80, 120))
+    assert full["objectness"] == pytest.approx((50 * 22 + 40 * 35) / (80 * 120))
+
+
+def test_size_mismatch_names_the_file(tmp_path):
+    path, _ = _write(tmp_path, "a.png", [])
+    d = _dict(path, [], size=(100, 100))
+    with pytest.raises(SizeMismatchError, match="a.png"):
+        ClassificationDatasetMapper(_cfg(), is_train=True)(d)
+    d.pop("height"), d.pop("width")
+    out = ClassificationDatasetMapper(_cfg(), is_train=True)(d)
+    assert (out["height"], out["width"]) == (120, 160)

@@ -125,3 +125,43 @@ def test_transformed_boxes_vs_pixel_count():
         assert abs(exact - brute) <= bound + 1e-6, (trial, exact, brute, bound)
         assert bound < 0.25  # the check is meaningful: a few pixels' area at most
     assert 100 < n_flips < 200
+
+
+from als_d2.data import objectness as objectness_module  # noqa: E402
+
+
+@pytest.mark.parametrize("n", [30, 50])
+def test_many_boxes_numpy_path_vs_fine_grid(n):
+    assert n > objectness_module.PYTHON_SWEEP_MAX_BOXES
+    rng = np.random.default_rng(n)
+    for _ in range(10):
+        h, w = (int(v) for v in rng.integers(8, 40, size=2))
+        boxes = _random_boxes(rng, n, h, w)
+        exact = objectness(boxes, (h, w))
+        brute = _grid_fraction(boxes, h, w, sub=8)
+        assert abs(exact - brute) <= _count_bound(boxes, h, w, sub=8) + 1e-9
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 12, 40])
+def test_python_and_numpy_sweeps_agree(n):
+    rng = np.random.default_rng(100 + n)
+    for _ in range(30):
+        b = _random_boxes(rng, n, 50, 60)
+        if rng.random() < 0.3:  # repeated edges, identical and degenerate boxes
+            b = np.round(b)
+            b[0] = b[-1]
+            b[-1, 2] = b[-1, 0]
+        region = (-3.0, 2.0, 57.5, 49.0)
+        py = objectness_module._sweep_python(b.tolist(), *region)
+        vec = objectness_module._sweep_numpy(b, *region)
+        assert py == pytest.approx(vec, rel=1e-9, abs=1e-9)
+        assert union_area(b.tolist(), region) == pytest.approx(py, rel=1e-12)
+        assert union_area(torch.tensor(b), region) == pytest.approx(py, rel=1e-6)
+
+
+def test_frame_covered_early_stop():
+    boxes = [[0, 0, 20, 5], [0, 4, 20, 10], [5, 0, 8, 10], [-1, -1, 30, 30]]
+    assert objectness(boxes, (10, 20)) == 1.0
+    assert objectness([[0, 0, 10, 10], [0, 0, 10, 10], [10, 0, 20, 10]], (10, 20)) == 1.0
+    with pytest.raises(ValueError):
+        union_area([[1, 2, 3]], (0, 0, 1, 1))

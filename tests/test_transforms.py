@@ -221,3 +221,64 @@ def test_lighting():
     expected_std = 255 * 0.1 * np.sqrt((v ** 2 * lam ** 2).sum(axis=1))
     assert np.allclose(offsets.std(axis=0), expected_std, rtol=0.1)
     assert np.allclose(offsets.mean(axis=0), 0, atol=0.3)
+
+
+# ------------------------------------------------- fast box mapping and uint8 resizing
+from als_d2.data.transforms import apply_box, axis_affine, resize_uint8  # noqa: E402
+
+
+def test_apply_box_equals_fvcore_chains():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(20, 200, size=2))
+        x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+        cw, ch = int(rng.integers(1, w - x0 + 1)), int(rng.integers(1, h - y0 + 1))
+        S = int(rng.integers(8, 64))
+        chain = [
+            T.CropTransform(x0, y0, cw, ch, orig_w=w, orig_h=h),
+            T.ResizeTransform(ch, cw, S, S + 3),
+        ]
+        if rng.random() < 0.5:
+            chain.append(T.HFlipTransform(S + 3))
+        if rng.random() < 0.5:
+            chain.append(T.VFlipTransform(S))
+        chain.append(LightingTransform([1.0, 2.0, 3.0]))
+        boxes = rng.uniform(-10, 210, size=(int(rng.integers(0, 5)), 4))
+        boxes[:, 2:] = boxes[:, :2] + rng.uniform(0, 80, size=(len(boxes), 2))
+        ref = T.TransformList(chain).apply_box(boxes.copy())
+        assert np.allclose(apply_box(chain, boxes), ref, atol=1e-9)
+        assert np.allclose(apply_box(T.TransformList(chain), boxes), ref, atol=1e-9)
+
+    class Shear(T.Transform):  # not axis-aligned: boxes go through fvcore's apply_box
+        def apply_image(self, img):
+            return img
+
+        def apply_coords(self, coords):
+            coords[:, 0] += 0.5 * coords[:, 1]
+            return coords
+
+    b = np.array([[5.0, 5.0, 20.0, 25.0]])
+    assert axis_affine([Shear()]) is None
+    assert np.allclose(apply_box([T.HFlipTransform(40), Shear()], b), [[22.5, 5, 47.5, 25]])
+
+
+def test_resize_uint8_matches_pil():
+    img = _rand_image(90, 120, seed=4)
+    img = np.asarray(Image.fromarray(img).resize((120, 90), Image.BICUBIC))  # smoother
+    pil = Image.fromarray(img)
+    for out_hw in [(32, 40), (90, 200), (17, 17)]:  # down, up, odd
+        ours = resize_uint8(img, out_hw)
+        ref = np.asarray(pil.resize(out_hw[::-1], Image.BILINEAR))
+        assert ours.shape == ref.shape and np.abs(ours.astype(int) - ref).max() <= 2
+    box = (3.5, 2.25, 100.75, 80.0)  # fractional box: PIL's resize(box=...), exactly
+    assert np.array_equal(
+        resize_uint8(img, (24, 30), box), np.asarray(pil.resize((30, 24), Image.BILINEAR, box=box))
+    )
+    assert resize_uint8(img, (90, 120)) is img  # nothing to do
+
+
+def test_clip_boxes_keeps_semantics():
+    b = np.array([[-5, -5, 5, 5], [2, 3, 2, 9], [1, 1, 50, 50], [30, 30, 40, 40]], np.float64)
+    out = clip_boxes(b, (20, 25))
+    assert out.dtype == np.float32
+    assert np.array_equal(out, np.array([[0, 0, 5, 5], [1, 1, 25, 20]], np.float32))

@@ -70,7 +70,7 @@ def _reason(e: BaseException) -> str:
     msg = str(e) or type(e).__name__
     if isinstance(e, Image.DecompressionBombError):
         return f"decompression bomb: {msg}"
-    if "truncated" in msg:
+    if "truncated" in msg.lower():
         return f"truncated file: {msg}"
     return f"corrupt or unsupported data ({type(e).__name__}: {msg})"
 
@@ -139,7 +139,10 @@ class EncodedImage:
             self._im = Image.open(io.BytesIO(data))
             self._im.size  # noqa: B018 (header parsed)
         except Exception as e:  # UnidentifiedImageError, SyntaxError, struct.error, ...
-            raise ImageDecodeError(file_name, f"not a readable image ({type(e).__name__}: {e})") from e
+            reason = _reason(e)
+            if not reason.startswith("truncated"):
+                reason = f"not a readable image ({type(e).__name__}: {e})"
+            raise ImageDecodeError(file_name, reason) from e
         self._decoded = False
         w, h = self._im.size
         if w <= 0 or h <= 0:

@@ -279,7 +279,9 @@ class ClassificationDatasetMapper:
             if not (self.is_train or self.skip_unreadable):
                 raise
             n = decode_failures.increment()
-            logger.warning(f"Skipping unreadable image {e.file_name}: {e.reason} ({n} skipped so far)")
+            logger.warning(
+                f"Skipping unreadable image {e.file_name}: {e.reason} ({n} skipped so far)"
+            )
             return None
 
     def _check_size(self, dataset_dict: dict, src) -> None:

@@ -303,7 +303,9 @@ def _torch_resize_ok() -> bool:
     """Whether torch resizes uint8 images with antialiasing (torch >= 2.1) like PIL does."""
     try:
         x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
-        torch.nn.functional.interpolate(x, size=(3, 5), mode="bilinear", antialias=True, align_corners=False)
+        torch.nn.functional.interpolate(
+            x, size=(3, 5), mode="bilinear", antialias=True, align_corners=False
+        )
         return True
     except (RuntimeError, TypeError, NotImplementedError):
         return False
@@ -354,7 +356,11 @@ def resize_uint8(
     img = np.ascontiguousarray(img)
     if whole and interp == Image.BILINEAR and _TORCH_RESIZE and img.ndim == 3 and img.shape[2] == 3:
         out = torch.nn.functional.interpolate(
-            _torch_view(img), size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False
+            _torch_view(img),
+            size=(out_h, out_w),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
         )
         return out[0].permute(1, 2, 0).numpy()  # channels-last output: HWC C-contiguous
     pil = Image.fromarray(img)

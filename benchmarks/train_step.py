@@ -1,0 +1,295 @@
+#!/usr/bin/env python
+"""
+Training-step throughput and peak memory of als-d2's ``ImageClassifier`` on synthetic data.
+
+The model comes from the project's configs through detectron2's ``build_model``
+(``configs/als_r50.yaml`` with ``MODEL.RESNETS.DEPTH`` overridden), with ALS targets.
+One step = the model's own preprocessing (stack, normalise uint8 images on the device),
+forward, ALS targets, loss, backward and an SGD step (momentum, weight decay), on a
+fixed synthetic batch (uint8 images, labels, objectness, one box each).
+
+* GPU (default when CUDA is available): ResNet-50, batch 256, 224 px; bf16 autocast with
+  channels_last (the fast setting) and fp32 contiguous for reference. Peak memory =
+  ``torch.cuda.max_memory_allocated`` over the timed steps.
+* CPU: a small config for relative comparisons (ResNet-18, 112 px, batch 16): fp32 vs
+  bf16 autocast, channels_last on / off. Timed runs are interleaved across configs
+  (median of ``--reps``); the peak memory of each config is measured in a fresh child
+  process: peak RSS (VmHWM) minus the RSS after building the model, i.e. what one
+  training step adds (activations, gradients, optimizer state, allocator caches).
+
+The last line printed is a JSON object: per config ``images_per_s``, ``step_ms``,
+``peak_mem_mb``, and ``ratios`` (``bf16_over_fp32``, ``channels_last_over_contiguous``).
+
+    python benchmarks/train_step.py              # GPU if there is one, else the CPU config
+    python benchmarks/train_step.py --device cpu --quick
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import als_d2  # noqa: F401,E402  (before detectron2)
+import torch  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+
+from als_d2.config import add_als_config  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "als_r50.yaml")
+# name -> (autocast dtype or None, channels_last)
+SETTINGS = {
+    "fp32": (None, False),
+    "fp32_cl": (None, True),
+    "bf16": (torch.bfloat16, False),
+    "bf16_cl": (torch.bfloat16, True),
+}
+
+
+def build_classifier(depth: int, device: str, channels_last: bool, num_classes: int = 1000):
+    """The project's ImageClassifier (ALS targets) from its configs, on ``device``, training mode."""
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(CONFIG)
+    cfg.MODEL.RESNETS.DEPTH = depth
+    if depth in (18, 34):
+        cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.CLASSIFIER.NUM_CLASSES = num_classes
+    cfg.MODEL.CHANNELS_LAST = channels_last
+    cfg.MODEL.DEVICE = device
+    model = build_model(cfg)
+    model.train()
+    return model, cfg
+
+
+def synthetic_batch(batch: int, size: int, num_classes: int, seed: int = 0) -> List[dict]:
+    """Mapper-like training dicts: 3xSxS uint8 images, labels, objectness, one box each."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(batch):
+        x0, y0 = torch.randint(0, size // 2, (2,), generator=g).tolist()
+        out.append(
+            {
+                "image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g),
+                "label": int(torch.randint(num_classes, (1,), generator=g)),
+                "objectness": float(torch.rand(1, generator=g)),
+                "context": False,
+                "boxes": torch.tensor(
+                    [[x0, y0, x0 + size / 2, y0 + size / 2]], dtype=torch.float32
+                ),
+            }
+        )
+    return out
+
+
+class Step:
+    """One configured training step (model, optimizer, batch) that can be timed repeatedly."""
+
+    def __init__(self, name: str, args):
+        dtype, channels_last = SETTINGS[name]
+        self.name, self.dtype, self.channels_last = name, dtype, channels_last
+        self.device = args.device
+        self.model, cfg = build_classifier(args.depth, args.device, channels_last)
+        self.opt = torch.optim.SGD(
+            self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4
+        )
+        self.batch = synthetic_batch(args.batch, args.size, cfg.MODEL.CLASSIFIER.NUM_CLASSES)
+        if self.device != "cpu":  # loaders hand over pinned host tensors
+            self.batch = [dict(d, image=d["image"].pin_memory()) for d in self.batch]
+
+    def _sync(self):
+        if self.device != "cpu":
+            torch.cuda.synchronize(self.device)
+
+    def run(self, steps: int) -> float:
+        """Seconds per step over ``steps`` steps."""
+        self._sync()
+        t0 = time.perf_counter()
+        with EventStorage(0):
+            for _ in range(steps):
+                with torch.autocast(
+                    device_type=torch.device(self.device).type,
+                    dtype=self.dtype or torch.float32,
+                    enabled=self.dtype is not None,
+                ):
+                    losses = self.model(self.batch)
+                loss = sum(losses.values())
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+        self._sync()
+        return (time.perf_counter() - t0) / steps
+
+
+def _rss_mb(field: str) -> float:
+    """VmRSS / VmHWM of this process in MiB (Linux), NaN elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def probe_cpu_memory(name: str, args) -> Dict:
+    """In this (child) process: RSS added by training steps of config ``name``."""
+    torch.set_num_threads(args.threads)
+    step = Step(name, args)
+    base = _rss_mb("VmRSS")
+    step.run(2)
+    return {"name": name, "peak_mem_mb": round(_rss_mb("VmHWM") - base, 1)}
+
+
+def _child_memory(name: str, args) -> float:
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--probe-memory",
+        name,
+        "--device",
+        "cpu",
+        "--depth",
+        str(args.depth),
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(args.threads),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mem_mb"]
+
+
+def run(args) -> Dict:
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    names = [n for n in args.configs.split(",") if n]
+    steps = {n: Step(n, args) for n in names}
+    for s in steps.values():  # warm-up: allocator, kernels, autotuning
+        s.run(args.warmup)
+    times = {n: [] for n in names}
+    for r in range(args.reps):  # interleaved, rotating order
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for n in order:
+            if args.device != "cpu":
+                torch.cuda.reset_peak_memory_stats(args.device)
+            times[n].append(steps[n].run(args.steps))
+            if args.device != "cpu" and r == 0:
+                steps[n].peak = torch.cuda.max_memory_allocated(args.device) / 2 ** 20
+    results = []
+    for n in names:
+        sec = statistics.median(times[n])
+        if args.device == "cpu":
+            probe = args.memory and not (args.quick and n != names[0])  # --quick: one probe
+            peak = _child_memory(n, args) if probe else None
+        else:
+            peak = steps[n].peak
+        results.append(
+            {
+                "name": n,
+                "precision": "bf16" if SETTINGS[n][0] is not None else "fp32",
+                "channels_last": SETTINGS[n][1],
+                "images_per_s": round(args.batch / sec, 2),
+                "step_ms": round(1000 * sec, 1),
+                "peak_mem_mb": None if peak is None else round(peak, 1),
+            }
+        )
+    by = {r["name"]: r["images_per_s"] for r in results}
+    ratios = {}
+    if "bf16" in by and "fp32" in by:
+        ratios["bf16_over_fp32"] = round(by["bf16"] / by["fp32"], 3)
+    if "bf16_cl" in by and "bf16" in by:
+        ratios["channels_last_over_contiguous_bf16"] = round(by["bf16_cl"] / by["bf16"], 3)
+    if "fp32_cl" in by and "fp32" in by:
+        ratios["channels_last_over_contiguous"] = round(by["fp32_cl"] / by["fp32"], 3)
+    if "bf16_cl" in by and "fp32" in by:
+        ratios["bf16_cl_over_fp32"] = round(by["bf16_cl"] / by["fp32"], 3)
+    device_name = torch.cuda.get_device_name(args.device) if args.device != "cpu" else "cpu"
+    return {
+        "benchmark": "train_step",
+        "quick": bool(args.quick),
+        "device": args.device,
+        "device_name": device_name,
+        "threads": torch.get_num_threads() if args.device == "cpu" else None,
+        "model": f"ImageClassifier R{args.depth} (ALS targets, SGD)",
+        "image_size": args.size,
+        "batch": args.batch,
+        "steps_per_run": args.steps,
+        "reps": args.reps,
+        "results": results,
+        "ratios": ratios,
+        "torch": torch.__version__,
+    }
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].strip(),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="The last line printed is the JSON result.",
+    )
+    gpu = torch.cuda.is_available()
+    p.add_argument("--device", default="cuda" if gpu else "cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--quick", action="store_true", help="tiny run for tests (a few seconds)")
+    p.add_argument("--depth", type=int, default=None, help="ResNet depth (GPU 50, CPU 18)")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (GPU 224, CPU 112)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (GPU 256, CPU 16)")
+    p.add_argument("--steps", type=int, default=None, help="steps per timed run (GPU 20, CPU 2)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps per config")
+    p.add_argument("--reps", type=int, default=3, help="interleaved timed runs per config")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads (1: per-core figures, robust to other jobs)",
+    )
+    p.add_argument("--configs", default=None, help=f"comma-separated subset of {list(SETTINGS)}")
+    p.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="CPU: skip the memory probes (null)",
+    )
+    p.add_argument("--probe-memory", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    cpu = args.device == "cpu"
+    defaults = (
+        dict(depth=18, size=112, batch=16, steps=2, warmup=1)
+        if cpu
+        else dict(depth=50, size=224, batch=256, steps=20, warmup=5)
+    )
+    if args.quick:
+        defaults.update(depth=18, size=32, batch=4, steps=1, warmup=1)
+        args.reps = 1
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.configs is None:
+        args.configs = "fp32,fp32_cl,bf16,bf16_cl" if cpu else "bf16_cl,fp32"
+        if args.quick:
+            args.configs = "fp32,bf16_cl"
+    return args
+
+
+def main(argv=None) -> Dict:
+    args = parse_args(argv)
+    if args.probe_memory:
+        result = probe_cpu_memory(args.probe_memory, args)
+    else:
+        result = run(args)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo demo-quick env clean-venv
+.PHONY: setup test demo demo-quick env bench clean-venv
 
 setup: $(VENV)/.als-d2-installed
 
@@ -42,6 +42,10 @@ demo-quick: setup
 
 env: setup
 	$(PY) -m als_d2.env
+
+# CPU benchmarks (training step, then the data path); the last line is the loader's JSON.
+bench: setup
+	$(PY) benchmarks/run_all.py --out output/bench
 
 clean-venv:
 	rm -rf $(VENV)

@@ -130,8 +130,8 @@ def test_transformed_boxes_vs_pixel_count():
 from als_d2.data import objectness as objectness_module  # noqa: E402
 
 
-@pytest.mark.parametrize("n", [30, 50])
-def test_many_boxes_numpy_path_vs_fine_grid(n):
+@pytest.mark.parametrize("n", [30, 50, 70])  # bitsets (<= 64 boxes), then the numpy sweep
+def test_many_boxes_numpy_paths_vs_fine_grid(n):
     assert n > objectness_module.PYTHON_SWEEP_MAX_BOXES
     rng = np.random.default_rng(n)
     for _ in range(10):
@@ -142,8 +142,8 @@ def test_many_boxes_numpy_path_vs_fine_grid(n):
         assert abs(exact - brute) <= _count_bound(boxes, h, w, sub=8) + 1e-9
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 12, 40])
-def test_python_and_numpy_sweeps_agree(n):
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 12, 40, 64])
+def test_python_bitset_and_numpy_paths_agree(n):
     rng = np.random.default_rng(100 + n)
     for _ in range(30):
         b = _random_boxes(rng, n, 50, 60)
@@ -151,10 +151,13 @@ def test_python_and_numpy_sweeps_agree(n):
             b = np.round(b)
             b[0] = b[-1]
             b[-1, 2] = b[-1, 0]
+            b[len(b) // 2] = b[len(b) // 2][[2, 3, 0, 1]]  # reversed: empty
         region = (-3.0, 2.0, 57.5, 49.0)
         py = objectness_module._sweep_python(b.tolist(), *region)
         vec = objectness_module._sweep_numpy(b, *region)
+        bits = objectness_module._bitset_area(b, *region)
         assert py == pytest.approx(vec, rel=1e-9, abs=1e-9)
+        assert py == pytest.approx(bits, rel=1e-9, abs=1e-9)
         assert union_area(b.tolist(), region) == pytest.approx(py, rel=1e-12)
         assert union_area(torch.tensor(b), region) == pytest.approx(py, rel=1e-6)
 

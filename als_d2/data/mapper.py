@@ -7,11 +7,18 @@ numpy's global RNG makes every random choice, so seeded workers reproduce their 
 Fast path: the leading geometric augmentations of this project (``RandomResizedCrop``;
 ``ResizeShorterSide`` + ``CenterCrop``) only need the image size, which the file header
 gives (:mod:`.image_io`). Their crop is sampled on the original size first (the same
-draws, in the same order, as on a decoded image), then only the needed part is decoded -
-at 1/2, 1/4 or 1/8 scale when the crop is still at least the output size after that
-JPEG reduction - and resized once, in uint8; boxes and objectness are computed from the
-crop parameters in original pixels, so they are exact whatever the decoding scale. The
-output equals the plain path (decode, crop, resize) within a couple of grey levels.
+draws, in the same order, as on a decoded image: torchvision's distribution), then only
+the crop is converted and resized, once, in uint8 (torch's antialiased bilinear: within
+2 grey levels of PIL's). A JPEG is decoded at 1/2, 1/4 or 1/8 scale when the crop still
+has at least the output size after that reduction (libjpeg's DCT scaling; painting of
+the 'mask'/'context' variants then happens at that scale too); pixels then differ from
+full decoding by ~1-2 levels on average, more on sharp edges. Boxes and objectness are
+always computed from the crop parameters in original pixel coordinates: exact whatever
+the decoding scale. ``reduced_decoding=False`` switches the reduction off.
+
+Boxes of the annotations are in the stored pixel grid (ILSVRC's convention); images
+with an EXIF orientation are turned as detectron2's ``read_image`` does and their boxes
+with them (``height``/``width`` of the dict may be the stored or the oriented size).
 
 Images that cannot be decoded (see :mod:`.image_io`): in training the mapper logs a
 warning, counts the image (:func:`skipped_sample_count`) and returns None, detectron2's

@@ -96,10 +96,13 @@ def _bitset_area(b: np.ndarray, rx0: float, ry0: float, rx1: float, ry1: float) 
     sets = np.bitwise_xor.accumulate(bits[order], axis=1)
     d = np.diff(edges, axis=1)
     covered = np.empty((2 * n - 1, 2 * n - 1))
-    np.not_equal(
-        np.bitwise_and.outer(sets[0, :-1], sets[1, :-1]), 0, out=covered, casting="unsafe"
-    )
-    return float(d[0] @ (covered @ d[1]))
+    np.not_equal(np.bitwise_and.outer(sets[0, :-1], sets[1, :-1]), 0, out=covered, casting="unsafe")
+    # blocks of <= 64 rows: OpenBLAS multithreads larger matrix-vector products, and
+    # waking threads costs more than the product (up to 100s of µs on a busy machine)
+    area = 0.0
+    for r in range(0, 2 * n - 1, 64):
+        area += float(d[0, r : r + 64] @ (covered[r : r + 64] @ d[1]))
+    return area
 
 
 def _sweep_numpy(b: np.ndarray, rx0: float, ry0: float, rx1: float, ry1: float) -> float:

@@ -88,13 +88,13 @@ def _bitset_area(b: np.ndarray, rx0: float, ry0: float, rx1: float, ry1: float) 
     if bits is None:
         bits = _BITS[n] = np.repeat(np.left_shift(np.uint64(1), np.arange(n, dtype=np.uint64)), 2)
     edges = c.reshape(n, 2, 2).transpose(2, 0, 1).reshape(2, 2 * n)  # [x0 x1 x0 x1..], [y0 y1..]
-    order = np.argsort(edges, axis=1)
+    order = edges.argsort(axis=1)  # methods and operators: no numpy Python-level wrappers
     order[1] += 2 * n
     edges = edges.ravel()[order]
     order[1] -= 2 * n
     # sets[0, i]: boxes present between the i-th and (i+1)-th sorted x edge; sets[1]: over y
     sets = np.bitwise_xor.accumulate(bits[order], axis=1)
-    d = np.diff(edges, axis=1)
+    d = edges[:, 1:] - edges[:, :-1]
     covered = np.empty((2 * n - 1, 2 * n - 1))
     np.not_equal(np.bitwise_and.outer(sets[0, :-1], sets[1, :-1]), 0, out=covered, casting="unsafe")
     # blocks of <= 64 rows: OpenBLAS multithreads larger matrix-vector products, and

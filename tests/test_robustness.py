@@ -198,10 +198,17 @@ def test_seeded_dataset_records_its_skips():
         SeededMapDataset(dicts, lambda d: None, 0)[(0, 0)]
 
 
-def test_evaluation_never_skips_silently():
+def test_evaluation_never_skips_silently(caplog):
     loader = build_cls_test_loader([{"file_name": "broken.JPEG"}], lambda d: None, batch_size=1)
     with pytest.raises(RuntimeError, match="broken.JPEG"):
         next(iter(loader))
+    # opt-in (INPUT.CLS.SKIP_UNREADABLE_EVAL): dropped from its batch, with a warning naming it
+    dicts = [{"file_name": "ok1.JPEG"}, {"file_name": "broken.JPEG"}, {"file_name": "ok2.JPEG"}]
+    mapper = lambda d: None if "broken" in d["file_name"] else dict(d)  # noqa: E731
+    with caplog.at_level("WARNING"):
+        batches = list(build_cls_test_loader(dicts, mapper, batch_size=3, skip_unreadable=True))
+    assert [x["file_name"] for b in batches for x in b] == ["ok1.JPEG", "ok2.JPEG"]
+    assert "broken.JPEG" in caplog.text
 
 
 class _SkippingTrainer(ClassificationTrainer):

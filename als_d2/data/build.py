@@ -156,20 +156,37 @@ def build_cls_train_loader(
     )
 
 
-def build_cls_test_loader(dicts: Sequence[dict], mapper: Callable[[dict], dict], *, batch_size: int, num_workers: int = 0):
-    """Loader that visits every sample exactly once over all ranks (d2's InferenceSampler), in batches."""
-    dataset = _MapDataset(DatasetFromList(list(dicts), copy=False), mapper)
+def build_cls_test_loader(
+    dicts: Sequence[dict],
+    mapper: Callable[[dict], dict],
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    skip_unreadable: bool = False,
+):
+    """Loader that visits every sample exactly once over all ranks (d2's InferenceSampler), in batches.
+
+    A sample the mapper cannot map (returns None) is an error naming the file, unless
+    ``skip_unreadable`` (``INPUT.CLS.SKIP_UNREADABLE_EVAL``): then it is dropped from its
+    batch with a warning naming the file and the running count.
+    """
+    dataset = _MapDataset(DatasetFromList(list(dicts), copy=False), mapper, skip_unreadable)
     batch_sampler = torch.utils.data.BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=trivial_batch_collator
+        dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=_drop_skipped
     )
 
 
-class _MapDataset(Dataset):
-    """Evaluation mapping: every sample must map (None is an error, never a silent skip)."""
+def _drop_skipped(batch: List[dict]) -> List[dict]:
+    return [x for x in batch if x is not None]
 
-    def __init__(self, dicts, mapper):
-        self._dicts, self._mapper = dicts, mapper
+
+class _MapDataset(Dataset):
+    """Evaluation mapping: None from the mapper is an error, or (opt-in) a logged skip."""
+
+    def __init__(self, dicts, mapper, skip_unreadable: bool = False):
+        self._dicts, self._mapper, self._skip = dicts, mapper, skip_unreadable
+        self._skipped = 0
 
     def __len__(self):
         return len(self._dicts)
@@ -178,5 +195,9 @@ class _MapDataset(Dataset):
         d = self._dicts[index]
         out = self._mapper(d)
         if out is None:
-            raise RuntimeError(f"evaluation sample {d.get('file_name', index)!r} could not be mapped")
+            name = d.get("file_name", index)
+            if not self._skip:
+                raise RuntimeError(f"evaluation sample {name!r} could not be mapped")
+            self._skipped += 1
+            logger.warning(f"evaluation: skipped unreadable {name!r} ({self._skipped} so far in this worker)")
         return out

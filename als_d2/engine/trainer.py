@@ -250,6 +250,7 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
             ClassificationDatasetMapper(cfg, is_train=False),
             batch_size=cfg.TEST.IMS_PER_BATCH,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
+            skip_unreadable=cfg.INPUT.CLS.SKIP_UNREADABLE_EVAL,
         )
 
     @classmethod

@@ -1,7 +1,6 @@
 """Class activation maps on a hand-built model with a known answer; the CAM and evaluation
 tools (tools/visualize_cam.py, tools/eval_cls.py) and the evaluator's reliability
 diagrams on a small trained model."""
-import importlib.util
 import json
 import os
 
@@ -15,6 +14,7 @@ from torch.nn import functional as F
 
 from als_d2.evaluation.cam import cam_grid, cams_from_features, class_activation_maps, overlay_cam
 from als_d2.modeling.classifier import ImageClassifier
+from tiny_data import load_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,13 +110,6 @@ def test_cams_from_features_and_overlay():
 
 
 # ------------------------------------------------------------------ small trained model
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A ResNet-18 trained 32 iterations on the tiny dataset: checkpoints at 16 and 32,
@@ -173,7 +166,7 @@ def test_trainer_test_writes_reliability_diagrams(trained):
 
 
 def test_visualize_cam_tool(trained):
-    tool = _load_tool("visualize_cam")
+    tool = load_tool("visualize_cam")
     out = str(trained["root"] / "cams")
     args = tool.get_parser().parse_args(
         ["--config-file", trained["config_file"], "--checkpoints", *trained["checkpoints"], "--names", "iter16", "final",
@@ -215,7 +208,7 @@ def test_cams_of_the_trained_model_cover_the_objects(trained):
 
 
 def test_eval_cls_tool(trained, capsys):
-    tool = _load_tool("eval_cls")
+    tool = load_tool("eval_cls")
     out = str(trained["root"] / "eval")
     name, ctx = trained["name"], trained["name"] + "_context"
     args = tool.get_parser().parse_args(

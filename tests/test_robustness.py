@@ -2,7 +2,6 @@
 counted: config values, devices and process counts, data that does not fit the config,
 skipped training samples, weight files that would run code, crashes during a save,
 paths that leave the dataset root, duplicates."""
-import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -30,16 +29,9 @@ from als_d2.engine import ClassificationTrainer
 
 import ilsvrc_fixtures as fx
 from test_train_cls import small_cfg
-from tiny_data import register_dicts, register_tiny, write_color_objects
+from tiny_data import load_tool, register_dicts, register_tiny, write_color_objects
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +102,7 @@ def test_tools_and_trainer_check_the_device_first(tiny, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"MODEL\.DEVICE"):
         ClassificationTrainer(small_cfg(tiny, str(tmp_path), "MODEL.DEVICE", "cuda"))
     for name in ("train_cls", "train_det"):
-        tool = _load_tool(name)
+        tool = load_tool(name)
         config = "configs/demo/Base-Demo-R18.yaml" if name == "train_cls" else "configs/COCO-Detection/demo/faster_rcnn_R18_C4_cpu.yaml"
         args = SimpleNamespace(config_file=os.path.join(REPO, config), opts=["MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path)])
         with pytest.raises(ValueError, match=r"MODEL\.DEVICE = 'cuda'"):

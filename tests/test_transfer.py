@@ -4,7 +4,6 @@ A small R18 classifier is trained for a few iterations; detectors start from its
 checkpoint as train_cls.py writes it, with no conversion step, and no ResNet tensor may
 stay at its random init.
 """
-import importlib.util
 import json
 import math
 import os
@@ -26,20 +25,13 @@ from als_d2.engine.detection import METRICS_FILE, DetectionTrainer
 from als_d2.engine.schedule import iterations_for
 
 from coco_fixtures import register_coco_split, write_builtin_coco
-from tiny_data import register_tiny
+from tiny_data import load_tool, register_tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_CONFIGS = os.path.join(REPO, "configs", "COCO-Detection")
 DEMO = {"C4": "demo/faster_rcnn_R18_C4_cpu.yaml", "FPN": "demo/faster_rcnn_R18_FPN_cpu.yaml"}
 COCO_METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 RESNET_KEY = re.compile(r"(^|\.)(stem|res[2-5])\.")
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +140,7 @@ def test_fine_tune_from_train_cls_checkpoint(coco, classifier, tmp_path, arch):
     ev.evaluate(), ev.accumulate(), ev.summarize()
     assert bbox["AR100"] == pytest.approx(ev.stats[8] * 100) and bbox["AR1"] == pytest.approx(ev.stats[6] * 100)
 
-    train_det = _load_tool("train_det")
+    train_det = load_tool("train_det")
     args = train_det.default_argument_parser().parse_args([
         "--config-file", os.path.join(DET_CONFIGS, DEMO[arch]), "--eval-only",
         "MODEL.WEIGHTS", os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), "DATASETS.TEST", f"('{val}',)",
@@ -215,7 +207,7 @@ def test_train_det_cli_on_builtin_coco(classifier, tmp_path):
 
 
 def test_compare_transfer_table(tmp_path):
-    compare = _load_tool("compare_transfer")
+    compare = load_tool("compare_transfer")
     for name, ap in (("hard", 30.0), ("als", 32.1)):
         run = tmp_path / name
         run.mkdir()

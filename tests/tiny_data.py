@@ -1,5 +1,6 @@
 """A tiny classification dataset with boxes, written as PNG files and registered directly
 in detectron2's catalog (independent of the ImageNet readers)."""
+import importlib.util
 import os
 import uuid
 from typing import List
@@ -49,3 +50,12 @@ def register_tiny(root: str, **kwargs) -> str:
 def register_dicts(name: str, dicts: List[dict], num_classes: int) -> None:
     DatasetCatalog.register(name, lambda: [dict(d) for d in dicts])
     MetadataCatalog.get(name).set(thing_classes=[f"class{i}" for i in range(num_classes)], evaluator_type="classification")
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

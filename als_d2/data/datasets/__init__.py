@@ -15,6 +15,7 @@ from .imagenet import (
 )
 from . import builtin as _builtin  # noqa: F401  (registers imagenet_* at import)
 from .builtin import register_all_imagenet
+from .openimages import SubsetRules, load_openimages_dicts, register_all_openimages, register_openimages  # noqa: F401
 
 __all__ = [
     "IlsvrcAnnotation",

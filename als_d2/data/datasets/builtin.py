@@ -24,8 +24,14 @@ its class names from ``imagenet`` when that is there. See :mod:`.imagenet` for t
 import os
 
 from .imagenet import register_imagenet
+from .openimages import register_all_openimages
 
-__all__ = ["PREDEFINED_SPLITS_IMAGENET", "register_all_imagenet", "register_synthetic_imagenet"]
+__all__ = [
+    "PREDEFINED_SPLITS_IMAGENET",
+    "register_all_imagenet",
+    "register_all_openimages",
+    "register_synthetic_imagenet",
+]
 
 # name: (folder under $DETECTRON2_DATASETS, split, layout, subset)
 PREDEFINED_SPLITS_IMAGENET = {
@@ -76,3 +82,4 @@ if __name__.endswith(".builtin"):
     _root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
     register_all_imagenet(_root)
     register_synthetic_imagenet(os.path.join(_root, "synthetic_imagenet"))
+    register_all_openimages(_root)

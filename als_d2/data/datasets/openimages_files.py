@@ -1,0 +1,388 @@
+"""Readers of the OpenImages V6 detection files, in the formats they are published in.
+
+``oidv6-class-descriptions-boxable.csv`` / ``class-descriptions-boxable.csv``: no header
+(a ``LabelName,DisplayName`` header line is tolerated), one class per line::
+
+    /m/011k07,Tortoise
+
+``bbox_labels_600_hierarchy.json``: nested ``{"LabelName": mid, "Subcategory": [...]}``
+(some nodes also list ``"Part": [...]``), rooted at ``/m/0bl9f`` ("Entity", not a class).
+
+``oidv6-train-annotations-bbox.csv``, ``validation-annotations-bbox.csv``,
+``test-annotations-bbox.csv``: a header naming the columns, then one row per box::
+
+    ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside[,XClick1X,...]
+    000002b66c9c498e,xclick,/m/01g317,1,0.012500,0.195312,0.148438,0.587500,0,1,0,0,0
+
+Coordinates are normalised to [0, 1]; the flags are 1, 0 or -1 (unknown). Columns are
+found by name (the V6 train file has eight more, the XClick points, which are not used;
+``Source`` and ``Confidence``, always 1 for boxes, are not used either). The train file
+has ~14.6M rows: :func:`read_bbox_csv` streams it in byte ranges, in parallel, keeping
+compact arrays (``array``/numpy), never one Python object per row.
+
+Bad input is counted (``tally``) and named by file and line, the row skipped; see the
+policy table in :mod:`.openimages_index`. A file that cannot be used at all (missing
+columns, a hierarchy that is not the published structure, a class listed twice) raises
+``ValueError`` naming it. This module does not import detectron2 (worker processes).
+"""
+import csv
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+from array import array
+from concurrent.futures import ProcessPoolExecutor
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from .imagenet_index import _Tally, is_plain_name
+
+__all__ = [
+    "BBOX_COLUMNS",
+    "FLAG_COLUMNS",
+    "HIERARCHY_ROOT",
+    "MAX_HIERARCHY_BYTES",
+    "Hierarchy",
+    "BoxRows",
+    "read_class_descriptions",
+    "read_hierarchy",
+    "read_bbox_header",
+    "read_bbox_csv",
+]
+
+HIERARCHY_ROOT = "/m/0bl9f"
+MAX_HIERARCHY_BYTES = 16 << 20  # the published file is ~90 KiB
+BBOX_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
+FLAG_COLUMNS = ("IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside")
+GROUP_OF = FLAG_COLUMNS.index("IsGroupOf")
+DEPICTION = FLAG_COLUMNS.index("IsDepiction")
+CHUNK_BYTES = 32 << 20  # one parsing task (~250k rows of the V6 train file)
+_FLAG_VALUES = {"1": 1, "0": 0, "-1": -1, "": -1}
+
+
+# ----------------------------------------------------------------------------------------
+# Class descriptions and hierarchy
+
+
+def read_class_descriptions(path: str) -> Dict[str, str]:
+    """``{mid: display name}`` in file order.
+
+    Raises ValueError naming the file and line for a line that is not ``mid,name`` (empty
+    name, extra fields) or a mid listed twice, and for a file without classes.
+    """
+    out: Dict[str, str] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        for row in reader:
+            line = f"{path}:{reader.line_num}"
+            if not row or not any(c.strip() for c in row):
+                continue
+            if len(out) == 0 and [c.strip() for c in row] == ["LabelName", "DisplayName"]:
+                continue
+            if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                raise ValueError(f"{line}: expected 'LabelName,DisplayName', got {row}")
+            mid, name = row[0].strip(), row[1].strip()
+            if mid in out:
+                raise ValueError(f"{line}: class {mid} is listed twice")
+            out[mid] = name
+    if not out:
+        raise ValueError(f"{path}: no classes")
+    return out
+
+
+class Hierarchy(NamedTuple):
+    """The class tree of ``bbox_labels_600_hierarchy.json``.
+
+    root: the root mid (``/m/0bl9f``; not a class).
+    classes: every mid of the tree except the root, in first-visit (depth-first) order.
+    children: ``{mid: set of Subcategory mids}`` merged over every place the mid appears
+        (a class may sit under several parents); "Part" lists add classes, not children.
+    parents: ``{mid: set of parent mids}`` (the root included).
+    """
+
+    root: str
+    classes: List[str]
+    children: Dict[str, Set[str]]
+    parents: Dict[str, Set[str]]
+
+    @property
+    def leaves(self) -> List[str]:
+        """Classes without a Subcategory anywhere in the tree, in ``classes`` order."""
+        return [m for m in self.classes if not self.children.get(m)]
+
+
+def read_hierarchy(path: str, max_bytes: int = MAX_HIERARCHY_BYTES) -> Hierarchy:
+    """Parse ``bbox_labels_600_hierarchy.json`` (iteratively: no recursion limit).
+
+    Raises ValueError naming the file when it is larger than ``max_bytes``, not JSON, or
+    not the published structure (a node that is not an object with a string
+    ``LabelName``, a ``Subcategory``/``Part`` that is not a list).
+    """
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path}: larger than the {max_bytes}-byte limit for a class hierarchy")
+    try:
+        tree = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: not a JSON class hierarchy ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply for a class hierarchy") from None
+
+    def label(node, where: str) -> str:
+        if not isinstance(node, dict) or not isinstance(node.get("LabelName"), str) or not node["LabelName"]:
+            raise ValueError(f"{path}: {where}: expected {{\"LabelName\": <mid>, ...}}, got {str(node)[:80]}")
+        return node["LabelName"]
+
+    root = label(tree, "root")
+    classes: List[str] = []
+    seen: Set[str] = set()
+    children: Dict[str, Set[str]] = {}
+    parents: Dict[str, Set[str]] = {}
+    stack = [(tree, None, "root")]
+    while stack:
+        node, parent, where = stack.pop()
+        mid = label(node, where)
+        if parent is not None:
+            parents.setdefault(mid, set()).add(parent)
+            if mid not in seen:
+                seen.add(mid)
+                classes.append(mid)
+        pending = []
+        for key in ("Subcategory", "Part"):
+            subs = node.get(key, [])
+            if not isinstance(subs, list):
+                raise ValueError(f"{path}: {mid}: '{key}' must be a list, got {type(subs).__name__}")
+            for i, sub in enumerate(subs):
+                sub_mid = label(sub, f"{mid} {key}[{i}]")
+                if key == "Subcategory":
+                    children.setdefault(mid, set()).add(sub_mid)
+                pending.append((sub, mid, f"{mid} {key}[{i}]"))
+        stack.extend(reversed(pending))  # depth-first, in file order
+    if root in children.get(root, set()) or root in seen:
+        raise ValueError(f"{path}: the root {root} appears inside the tree")
+    return Hierarchy(root, classes, children, parents)
+
+
+# ----------------------------------------------------------------------------------------
+# Box CSVs
+
+
+def read_bbox_header(path: str) -> Tuple[Dict[str, int], int]:
+    """``({column: position}, byte offset of the first data row)``.
+
+    Raises ValueError naming the file when a column of ``BBOX_COLUMNS`` is missing.
+    Flag columns may be missing (their values are then unknown, -1).
+    """
+    with open(path, "rb") as f:
+        first = f.readline()
+        offset = f.tell()
+    text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    header = [c.strip() for c in next(csv.reader([text]), [])]
+    columns = {name: i for i, name in reversed(list(enumerate(header)))}
+    missing = [c for c in BBOX_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(
+            f"{path}: not an OpenImages box CSV: the header lacks {missing} (got {header[:16]})"
+        )
+    return columns, offset
+
+
+class BoxRows(NamedTuple):
+    """The usable rows of one box CSV (M rows, in file order).
+
+    image_ids: N distinct ImageIDs, in first-seen order.
+    box_image: int32 (M,), index into ``image_ids``.
+    box_label: int32 (M,), index into the class list the CSV was read against.
+    box_xyxy: float32 (M, 4), (XMin, YMin, XMax, YMax) normalised, clipped to [0, 1],
+        positive width and height.
+    box_flags: int8 (M, 5), ``FLAG_COLUMNS`` values (1, 0 or -1 = unknown).
+    rows: data rows read (good and bad).
+    """
+
+    image_ids: List[str]
+    box_image: np.ndarray
+    box_label: np.ndarray
+    box_xyxy: np.ndarray
+    box_flags: np.ndarray
+    rows: int
+
+
+def _chunk_starts(path: str, data_start: int, size: int, chunk_bytes: int) -> List[int]:
+    """Byte offsets of the first line starting at or after each multiple of chunk_bytes."""
+    starts = [data_start]
+    with open(path, "rb") as f:
+        pos = data_start + chunk_bytes
+        while pos < size:
+            f.seek(pos - 1)
+            f.readline()  # to the end of the line holding byte pos - 1
+            line_start = f.tell()
+            if line_start >= size:
+                break
+            if line_start > starts[-1]:
+                starts.append(line_start)
+            pos = max(pos + chunk_bytes, line_start + 1)
+    return starts
+
+
+def _parse_range(task) -> dict:
+    """Parse rows [start, end) of a box CSV. Returns arrays with chunk-local image
+    indices, counters, and examples as ``(line within the chunk, text)``."""
+    path, start, end, columns, label_to_idx, max_examples = task
+    with open(path, "rb") as f:
+        f.seek(start)
+        text = f.read(end - start).decode("utf-8", errors="replace")
+    lines = text.split("\n")  # not splitlines(): it also splits at \x0b, \x1c, \u2028, ...
+    if lines and lines[-1] == "":
+        lines.pop()
+    i_id, i_lab = columns["ImageID"], columns["LabelName"]
+    i_x0, i_x1, i_y0, i_y1 = (columns[c] for c in ("XMin", "XMax", "YMin", "YMax"))
+    i_flags = [columns.get(c, -1) for c in FLAG_COLUMNS]
+    width = max(columns.values()) + 1 if columns else 0
+    needed = max(i_id, i_lab, i_x0, i_x1, i_y0, i_y1) + 1
+
+    ids: Dict[str, int] = {}
+    bad_ids: Set[str] = set()
+    img, lab = array("i"), array("i")
+    xyxy, flags = array("f"), array("b")
+    stats: Dict[str, int] = {}
+    local: List[Tuple[str, int, str]] = []  # (counter, line in the chunk, why): numbered by the caller
+
+    def bad(key: str, k: int, why: str) -> None:
+        n = stats[key] = stats.get(key, 0) + 1
+        if max_examples is None or n <= max_examples:
+            local.append((key, k, why))
+
+    flag_values = _FLAG_VALUES
+    rows = 0
+    for k, row in enumerate(csv.reader(lines)):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        rows += 1
+        if len(row) < needed:
+            bad("bad_rows", k, f"{len(row)} fields, expected {width}")
+            continue
+        image_id = row[i_id]
+        label = label_to_idx.get(row[i_lab])
+        if label is None:
+            bad("unknown_labels", k, f"LabelName {row[i_lab]!r} is not a class")
+            continue
+        try:
+            x0, x1, y0, y1 = float(row[i_x0]), float(row[i_x1]), float(row[i_y0]), float(row[i_y1])
+        except ValueError:
+            bad("bad_rows", k, f"non-numeric coordinates {[row[i_x0], row[i_x1], row[i_y0], row[i_y1]]}")
+            continue
+        if not (math.isfinite(x0) and math.isfinite(x1) and math.isfinite(y0) and math.isfinite(y1)):
+            bad("bad_rows", k, f"non-finite coordinates {[row[i_x0], row[i_x1], row[i_y0], row[i_y1]]}")
+            continue
+        if x0 > x1 or y0 > y1:
+            bad("inverted_boxes", k, f"XMin > XMax or YMin > YMax: {x0}, {x1}, {y0}, {y1}")
+            continue
+        c0, c1 = min(max(x0, 0.0), 1.0), min(max(x1, 0.0), 1.0)
+        d0, d1 = min(max(y0, 0.0), 1.0), min(max(y1, 0.0), 1.0)
+        if c1 <= c0 or d1 <= d0:
+            bad("degenerate_boxes", k, f"empty box {x0}, {x1}, {y0}, {y1}")
+            continue
+        local_id = ids.get(image_id)
+        if local_id is None:
+            if image_id in bad_ids or not is_plain_name(image_id):
+                bad_ids.add(image_id)
+                bad("bad_image_ids", k, f"ImageID {image_id!r} is not a file name")
+                continue
+            local_id = ids[image_id] = len(ids)
+        if (c0, c1, d0, d1) != (x0, x1, y0, y1):
+            bad("clipped_boxes", k, f"outside [0, 1]: {x0}, {x1}, {y0}, {y1}")
+        fl = []
+        for i in i_flags:
+            v = flag_values.get(row[i].strip()) if 0 <= i < len(row) else -1
+            if v is None:
+                bad("bad_flags", k, f"flag {row[i]!r} is not 1, 0 or -1 (taken as unknown)")
+                v = -1
+            fl.append(v)
+        img.append(local_id)
+        lab.append(label)
+        xyxy.extend((c0, d0, c1, d1))
+        flags.extend(fl)
+    return {
+        "ids": list(ids),
+        "img": np.frombuffer(img, dtype=np.int32) if len(img) else np.zeros(0, np.int32),
+        "lab": np.frombuffer(lab, dtype=np.int32) if len(lab) else np.zeros(0, np.int32),
+        "xyxy": np.frombuffer(xyxy, dtype=np.float32).reshape(-1, 4) if len(xyxy) else np.zeros((0, 4), np.float32),
+        "flags": np.frombuffer(flags, dtype=np.int8).reshape(-1, len(FLAG_COLUMNS)) if len(flags) else np.zeros((0, len(FLAG_COLUMNS)), np.int8),
+        "stats": stats,
+        "local_examples": local,
+        "lines": len(lines),
+        "rows": rows,
+    }
+
+
+def read_bbox_csv(
+    path: str,
+    label_to_idx: Dict[str, int],
+    tally: Optional[_Tally] = None,
+    num_workers: int = 1,
+    chunk_bytes: int = CHUNK_BYTES,
+    show_progress: bool = False,
+) -> BoxRows:
+    """Stream one box CSV into compact arrays (see :class:`BoxRows`).
+
+    Args:
+        path: the CSV (local path).
+        label_to_idx: ``{mid: class index}``; rows of other mids are skipped
+            (``unknown_labels``).
+        tally: counters and examples (``"<path>:<line>: <why>"``) of skipped or fixed
+            rows; a fresh one when None (then they are lost: pass one).
+        num_workers: parsing processes; the file is cut into ``chunk_bytes`` ranges at
+            line starts (fields never hold line breaks in these files).
+        show_progress: a tqdm bar over the ranges.
+    """
+    from tqdm import tqdm
+
+    tally = tally if tally is not None else _Tally()
+    columns, data_start = read_bbox_header(path)
+    size = os.path.getsize(path)
+    starts = _chunk_starts(path, data_start, size, chunk_bytes) if size > data_start else []
+    bounds = list(zip(starts, starts[1:] + [size]))
+    tasks = [(path, a, b, columns, label_to_idx, tally.max_examples) for a, b in bounds]
+    bar = dict(total=len(tasks), desc=f"Reading {os.path.basename(path)}", unit="chunk",
+               disable=None if show_progress else True)
+    if num_workers <= 1 or len(tasks) <= 1:
+        results = [_parse_range(t) for t in tqdm(tasks, **bar)]
+    else:
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        with ProcessPoolExecutor(max_workers=min(num_workers, len(tasks)), mp_context=mp.get_context(method)) as pool:
+            results = list(tqdm(pool.map(_parse_range, tasks, chunksize=1), **bar))
+
+    ids: Dict[str, int] = {}
+    parts_img, parts_lab, parts_xyxy, parts_flags = [], [], [], []
+    line0 = 2  # the header is line 1
+    rows = 0
+    for r in results:
+        for key, n in r["stats"].items():
+            tally.stats[key] += n
+        for key, k, why in r["local_examples"]:
+            kept = tally.examples.setdefault(key, [])
+            if tally.max_examples is None or len(kept) < tally.max_examples:
+                kept.append(f"{path}:{line0 + k}: {why}")
+        line0 += r["lines"]
+        rows += r["rows"]
+        remap = np.fromiter((ids.setdefault(i, len(ids)) for i in r["ids"]), dtype=np.int32, count=len(r["ids"]))
+        parts_img.append(remap[r["img"]] if len(r["img"]) else r["img"])
+        parts_lab.append(r["lab"])
+        parts_xyxy.append(r["xyxy"])
+        parts_flags.append(r["flags"])
+
+    def cat(parts, empty):
+        return np.concatenate(parts) if parts else empty
+
+    return BoxRows(
+        image_ids=list(ids),
+        box_image=cat(parts_img, np.zeros(0, np.int32)).astype(np.int32, copy=False),
+        box_label=cat(parts_lab, np.zeros(0, np.int32)).astype(np.int32, copy=False),
+        box_xyxy=cat(parts_xyxy, np.zeros((0, 4), np.float32)),
+        box_flags=cat(parts_flags, np.zeros((0, len(FLAG_COLUMNS)), np.int8)),
+        rows=rows,
+    )

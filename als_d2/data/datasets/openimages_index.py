@@ -1,0 +1,283 @@
+"""Indexing of an OpenImages V6 detection tree: which images, which boxes, what size.
+
+Expected tree (``root``, e.g. ``$DETECTRON2_DATASETS/openimages``; the CSV/JSON files may
+also sit in ``root/annotations/``)::
+
+    root/oidv6-train-annotations-bbox.csv       (or train-annotations-bbox.csv, V5)
+    root/validation-annotations-bbox.csv
+    root/test-annotations-bbox.csv
+    root/oidv6-class-descriptions-boxable.csv   (or class-descriptions-boxable.csv)
+    root/bbox_labels_600_hierarchy.json
+    root/train/<ImageID>.jpg
+    root/validation/<ImageID>.jpg
+    root/test/<ImageID>.jpg
+
+:func:`build_index` streams the split's box CSV (:mod:`.openimages_files`, in parallel),
+matches ImageIDs to image files, reads each image's size from its header (PIL, no
+decoding; in parallel) and keeps compact arrays. It applies no subset rule (those are
+cheap and live in :mod:`.openimages_subset`), so the cached index does not depend on
+the hierarchy, the merge file or the rules. It does not import detectron2.
+
+Policy for bad input (every case counted in ``index["stats"]``, up to ``MAX_EXAMPLES``
+examples naming the file and line in ``index["examples"]``, logged by the loader):
+
+==================  ===========================================================  =============
+counter             what                                                          what happens
+==================  ===========================================================  =============
+bad_rows            too few fields, non-numeric / non-finite coordinate           row skipped
+inverted_boxes      XMin > XMax or YMin > YMax                                    row skipped
+degenerate_boxes    zero width or height (after clipping to [0, 1])               row skipped
+unknown_labels      LabelName not in the class descriptions                       row skipped
+bad_image_ids       ImageID that is not a plain file name (``../x``, ``a/b``)     row skipped
+bad_flags           Is* flag other than 1 / 0 / -1                                flag = -1
+clipped_boxes       coordinate outside [0, 1]                                     clipped
+missing_images      ImageID of the CSV without an image file                      its rows dropped
+unreadable_images   image whose header PIL cannot read                            its rows dropped
+outside_root        image (symlink) resolving outside the root                    dropped
+duplicate_images    two files for one ImageID (``x.jpg``, ``x.png``)              first kept
+non_image_files     file in the image folder that is not an image                 ignored
+exif_rotated        image with an EXIF orientation other than 1 (information:     kept
+                    boxes are taken in the stored frame; the mapper rotates both)
+==================  ===========================================================  =============
+
+Errors (``ValueError`` / ``FileNotFoundError`` naming the file; nothing is indexed): a
+missing CSV, descriptions file or image folder, a CSV header without the needed
+columns, a descriptions file with a bad line or a repeated class.
+"""
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from .imagenet_index import IMAGE_EXTENSIONS, _Tally, default_num_workers, is_inside
+from .openimages_files import DEPICTION, FLAG_COLUMNS, GROUP_OF, read_bbox_csv, read_class_descriptions
+
+__all__ = [
+    "SPLITS",
+    "SKIP_COUNTERS",
+    "INFO_COUNTERS",
+    "split_paths",
+    "index_inputs",
+    "build_index",
+    "label_stats",
+]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+MAX_EXAMPLES = 5
+HEADER_CHUNK = 2000  # images per header-reading task
+CSV_NAMES = {
+    "train": ("oidv6-train-annotations-bbox.csv", "train-annotations-bbox.csv"),
+    "val": ("validation-annotations-bbox.csv",),
+    "test": ("test-annotations-bbox.csv",),
+}
+IMAGE_DIRS = {"train": "train", "val": "validation", "test": "test"}
+DESCRIPTION_NAMES = ("oidv6-class-descriptions-boxable.csv", "class-descriptions-boxable.csv")
+HIERARCHY_NAMES = ("bbox_labels_600_hierarchy.json",)
+ANNOTATION_DIRS = ("", "annotations")
+SKIP_COUNTERS = (
+    "bad_rows", "inverted_boxes", "degenerate_boxes", "unknown_labels", "bad_image_ids",
+    "bad_flags", "missing_images", "unreadable_images", "outside_root", "duplicate_images",
+    "non_image_files",
+)  # fmt: skip
+INFO_COUNTERS = ("clipped_boxes", "exif_rotated")
+
+
+def _find(root: str, names: Sequence[str]) -> Tuple[Optional[str], List[str]]:
+    tried = [os.path.join(root, d, n) for n in names for d in ANNOTATION_DIRS]
+    return next((p for p in tried if os.path.isfile(p)), None), tried
+
+
+def split_paths(root: str, split: str, required: bool = True) -> Dict[str, Optional[str]]:
+    """``csv``, ``images`` (folder), ``descriptions``, ``hierarchy`` of one split.
+
+    With ``required``, a missing CSV or descriptions file raises FileNotFoundError
+    listing the paths tried (the hierarchy is checked by whoever needs it)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown OpenImages split {split!r}; expected one of {SPLITS}")
+    csv_path, tried_csv = _find(root, CSV_NAMES[split])
+    desc, tried_desc = _find(root, DESCRIPTION_NAMES)
+    hier, _ = _find(root, HIERARCHY_NAMES)
+    if required and csv_path is None:
+        raise FileNotFoundError(f"OpenImages {split} boxes not found; tried {tried_csv}")
+    if required and desc is None:
+        raise FileNotFoundError(f"OpenImages class descriptions not found; tried {tried_desc}")
+    return {
+        "csv": csv_path or tried_csv[0],
+        "images": os.path.join(root, IMAGE_DIRS[split]),
+        "descriptions": desc or tried_desc[0],
+        "hierarchy": hier or os.path.join(root, HIERARCHY_NAMES[0]),
+    }
+
+
+def index_inputs(root: str, split: str):
+    """What an index of this split depends on (for the cache fingerprint):
+    ``(dirs, subdirs_of, files)``: the image folder, the CSV and the descriptions."""
+    p = split_paths(root, split, required=False)
+    return [p["images"]], [], [p["csv"], p["descriptions"]]
+
+
+def _list_images(folder: str, real_root: str, tally: _Tally) -> Dict[str, str]:
+    """``{ImageID: file name}`` of the image folder (one scandir; no file is opened)."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"OpenImages image folder {folder} not found")
+    if not is_inside(folder, real_root):
+        raise ValueError(
+            f"OpenImages image folder {folder} resolves to {os.path.realpath(folder)}, outside the "
+            f"dataset root {real_root}: link the whole root instead of a folder inside it"
+        )
+    found: Dict[str, str] = {}
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        stem, ext = os.path.splitext(e.name)
+        if ext.lower() not in IMAGE_EXTENSIONS:
+            if not e.is_dir():
+                tally.add("non_image_files", e.path)
+            continue
+        if e.is_symlink() and not is_inside(e.path, real_root):
+            tally.add("outside_root", f"{e.path} -> {os.path.realpath(e.path)}")
+            continue
+        if stem in found:
+            tally.add("duplicate_images", f"{e.path} (ImageID {stem} is also {found[stem]}; that one is used)")
+            continue
+        found[stem] = e.name
+    return found
+
+
+def _read_headers(paths: List[str]) -> List[Tuple[int, int, int, str]]:
+    """``(width, height, EXIF orientation, error)`` per path; width = -1 on error."""
+    out = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                except Exception:  # broken EXIF: the mapper ignores it too
+                    orientation = 1
+            out.append((w, h, orientation, ""))
+        except Exception as e:  # OSError, SyntaxError, DecompressionBombError, ...
+            out.append((-1, -1, 1, repr(e)))
+    return out
+
+
+def _header_sizes(paths: List[str], num_workers: int, show_progress: bool):
+    from tqdm import tqdm
+
+    chunks = [paths[i : i + HEADER_CHUNK] for i in range(0, len(paths), HEADER_CHUNK)]
+    bar = dict(total=len(chunks), desc="Reading image headers", unit="chunk",
+               disable=None if show_progress else True)
+    if num_workers <= 1 or len(chunks) <= 1:
+        parts = [_read_headers(c) for c in tqdm(chunks, **bar)]
+    else:
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        with ProcessPoolExecutor(max_workers=min(num_workers, len(chunks)), mp_context=mp.get_context(method)) as pool:
+            parts = list(tqdm(pool.map(_read_headers, chunks, chunksize=1), **bar))
+    return [r for part in parts for r in part]
+
+
+def label_stats(box_image: np.ndarray, box_label: np.ndarray, box_flags: np.ndarray, num_labels: int) -> np.ndarray:
+    """int64 (L, 4) per class: images with a box of it, boxes, group-of boxes, depiction boxes."""
+    out = np.zeros((num_labels, 4), dtype=np.int64)
+    if len(box_label) == 0:
+        return out
+    out[:, 1] = np.bincount(box_label, minlength=num_labels)
+    out[:, 2] = np.bincount(box_label, weights=box_flags[:, GROUP_OF] == 1, minlength=num_labels).astype(np.int64)
+    out[:, 3] = np.bincount(box_label, weights=box_flags[:, DEPICTION] == 1, minlength=num_labels).astype(np.int64)
+    pairs = np.unique(box_image.astype(np.int64) * num_labels + box_label)
+    out[:, 0] = np.bincount(pairs % num_labels, minlength=num_labels)
+    return out
+
+
+def build_index(
+    root: str,
+    split: str,
+    num_workers: Optional[int] = None,
+    show_progress: bool = True,
+    max_examples: Optional[int] = MAX_EXAMPLES,
+) -> dict:
+    """Index one split of an OpenImages tree.
+
+    Returns a dict: ``mids``, ``names`` (the L boxable classes, descriptions order),
+    ``image_ids`` (N, CSV order), ``file_names`` (N, relative to root, '/'-separated),
+    ``sizes`` int32 (N, 2) width, height in pixels (stored frame, from the header),
+    ``box_image`` int32 (M,) image of each box (ascending; file order within an image),
+    ``box_label`` int32 (M,) index into ``mids``, ``box_xyxy`` float32 (M, 4) XMin, YMin,
+    XMax, YMax normalised to [0, 1], ``box_flags`` int8 (M, 5) (``FLAG_COLUMNS``; 1, 0,
+    -1), ``label_stats`` int64 (L, 4) (see :func:`label_stats`), ``stats`` (counts),
+    ``examples`` (a few per count), ``seconds``.
+    """
+    t0 = time.perf_counter()
+    paths = split_paths(root, split)
+    descriptions = read_class_descriptions(paths["descriptions"])
+    mids, names = list(descriptions), list(descriptions.values())
+    label_to_idx = {m: i for i, m in enumerate(mids)}
+    real_root = os.path.realpath(root)
+    workers = default_num_workers() if num_workers is None else num_workers
+    tally = _Tally(max_examples)
+
+    files = _list_images(paths["images"], real_root, tally)  # fail early on a missing folder
+    rows = read_bbox_csv(paths["csv"], label_to_idx, tally, workers, show_progress=show_progress)
+
+    rel_dir = IMAGE_DIRS[split]
+    present = [i for i, image_id in enumerate(rows.image_ids) if image_id in files]
+    for image_id in rows.image_ids:
+        if image_id not in files:
+            tally.add("missing_images", os.path.join(paths["images"], image_id + ".jpg"))
+    rel = [f"{rel_dir}/{files[rows.image_ids[i]]}" for i in present]
+    headers = _header_sizes([os.path.join(root, r) for r in rel], workers, show_progress)
+
+    keep = np.full(len(rows.image_ids), -1, dtype=np.int64)  # old image index -> new
+    image_ids, file_names, sizes = [], [], []
+    for i, r, (w, h, orientation, err) in zip(present, rel, headers):
+        if w <= 0 or h <= 0:
+            tally.add("unreadable_images", f"{os.path.join(root, r)}: {err or 'empty image'}")
+            continue
+        if orientation != 1:
+            tally.add("exif_rotated", f"{os.path.join(root, r)}: EXIF orientation {orientation}")
+        keep[i] = len(image_ids)
+        image_ids.append(rows.image_ids[i])
+        file_names.append(r)
+        sizes.append((w, h))
+
+    new_image = keep[rows.box_image] if len(rows.box_image) else np.zeros(0, np.int64)
+    kept = new_image >= 0
+    order = np.argsort(new_image[kept], kind="stable")
+    box_image = new_image[kept][order].astype(np.int32)
+    box_label = rows.box_label[kept][order]
+    box_xyxy = rows.box_xyxy[kept][order]
+    box_flags = rows.box_flags[kept][order]
+
+    stats = dict(tally.stats)
+    stats.update(
+        rows=rows.rows,
+        dropped_rows=int(len(rows.box_image) - len(box_image)),
+        images=len(image_ids),
+        boxes=int(len(box_image)),
+        classes=len(mids),
+        group_of_boxes=int((box_flags[:, GROUP_OF] == 1).sum()),
+        depiction_boxes=int((box_flags[:, DEPICTION] == 1).sum()),
+    )
+    return {
+        "mids": mids,
+        "names": names,
+        "image_ids": image_ids,
+        "file_names": file_names,
+        "sizes": np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
+        "box_image": box_image,
+        "box_label": box_label.astype(np.int32),
+        "box_xyxy": box_xyxy.astype(np.float32),
+        "box_flags": box_flags.astype(np.int8).reshape(-1, len(FLAG_COLUMNS)),
+        "label_stats": label_stats(box_image, box_label, box_flags, len(mids)),
+        "stats": stats,
+        "examples": tally.examples,
+        "seconds": time.perf_counter() - t0,
+    }

@@ -1,0 +1,452 @@
+"""OpenImages V6: the published file formats, the paper's leaf 'mask' subset (counted by
+hand on tests/openimages_fixtures.TINY), pixel boxes, bad rows, the cache, registration,
+tools/dataset_stats.py and a few training iterations through tools/train_cls.py.
+
+Hand counts of TINY train (8 images a-h, 25 good box rows; see the fixture):
+
+* boxable: 13 classes, 25 boxes; leaf (no Animal, Turtle, Person box; Tank is not in the
+  tree): 9 classes, 22 boxes, all 8 images;
+* fully annotated (min_images 2, max_group_fraction 0.5): Harp (1 image) and Flower
+  (2 of 3 boxes group-of) dropped: 7 classes, 18 boxes;
+* merged (Mug -> Coffee cup): 6 classes: Tortoise 2, Sea turtle 2, Cat 3, Coffee cup 4
+  (2 Coffee cup + 2 Mug), Dog 5, Human face 2 samples = 18 'mask' samples from 8 images;
+* clipped (max_per_class 3): Dog 5 -> 3, Coffee cup 4 -> 3: 15 samples.
+
+Val: Dog + Cat (image 1), Mug -> Coffee cup (image 2), nothing in image 3 (Harp): 3
+samples from 2 images. Test: Tortoise, Sea turtle, Dog, Human face: 4 samples.
+"""
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+from PIL import Image
+
+from als_d2.config import load_als_config
+from als_d2.data.datasets import openimages, openimages_index
+from als_d2.data.datasets.openimages import (
+    PREDEFINED_SPLITS_OPENIMAGES,
+    SubsetRules,
+    get_openimages_classes,
+    load_openimages_dicts,
+    load_openimages_index,
+    register_openimages,
+)
+from als_d2.data.datasets.openimages_files import (
+    read_bbox_csv,
+    read_class_descriptions,
+    read_hierarchy,
+)
+from als_d2.data.datasets.openimages_subset import DEFAULT_MERGES, read_class_merges
+
+import openimages_fixtures as fx
+from tiny_data import load_tool, register_tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAND_NAMES = ["Tortoise", "Sea turtle", "Cat", "Coffee cup", "Dog", "Human face"]  # sorted by mid
+LABEL = {name: k for k, name in enumerate(HAND_NAMES)}
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return fx.write_openimages_tree(str(tmp_path / "openimages"))
+
+
+@pytest.fixture
+def rules(tmp_path):
+    merges = fx.write_merges(str(tmp_path / "merges.csv"), [("Mug", "Coffee cup")])
+    return SubsetRules(min_images=2, max_group_fraction=0.5, max_per_class=3, merges=merges)
+
+
+def per_class(dicts, k=6):
+    return np.bincount([d["label"] for d in dicts], minlength=k).tolist()
+
+
+# ----------------------------------------------------------------------------------------
+# The published files
+
+
+def test_descriptions_and_hierarchy(tree, tmp_path):
+    desc = read_class_descriptions(os.path.join(tree, "class-descriptions-boxable.csv"))
+    assert list(desc.items()) == fx.CLASSES
+    with_header = tmp_path / "d.csv"
+    with_header.write_text("LabelName,DisplayName\n/m/011k07,Tortoise\n\"/m/x\",\"Kitchen & dining room table, big\"\n")
+    assert read_class_descriptions(str(with_header)) == {"/m/011k07": "Tortoise", "/m/x": "Kitchen & dining room table, big"}
+
+    h = read_hierarchy(os.path.join(tree, "bbox_labels_600_hierarchy.json"))
+    assert h.root == "/m/0bl9f"
+    assert set(h.leaves) == {fx.DOG, fx.CAT, fx.TORTOISE, fx.SEA_TURTLE, fx.COFFEE_CUP, fx.MUG, fx.FLOWER,
+                             fx.HARP, fx.FACE, fx.WOMAN}  # Cat has a Part but stays a leaf
+    assert {fx.ANIMAL, fx.TURTLE, fx.PERSON} == {m for m in h.classes if h.children.get(m)}
+    assert h.classes.count(fx.SEA_TURTLE) == 1 and h.parents[fx.SEA_TURTLE] == {fx.ANIMAL, fx.TURTLE}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("/m/a,Dog\n/m/a,Cat\n", r"d\.csv:2: class /m/a is listed twice"),
+        ("/m/a,Dog,extra\n", r"d\.csv:1: expected 'LabelName,DisplayName'"),
+        ("/m/a,\n", r"d\.csv:1: expected"),
+        ("\n", r"d\.csv: no classes"),
+    ],
+)
+def test_bad_descriptions_name_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_class_descriptions(str(path))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not a JSON class hierarchy"),
+        (json.dumps({"LabelName": "/m/0bl9f", "Subcategory": {"LabelName": "/m/a"}}), "'Subcategory' must be a list"),
+        (json.dumps({"LabelName": "/m/0bl9f", "Subcategory": [{"Name": "/m/a"}]}), r"Subcategory\[0\]: expected"),
+        (json.dumps([1, 2]), "root: expected"),
+    ],
+)
+def test_bad_hierarchy_names_the_file(tmp_path, content, message):
+    path = tmp_path / "h.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as e:
+        read_hierarchy(str(path))
+    assert str(path) in str(e.value)
+    with pytest.raises(ValueError, match="byte limit"):
+        read_hierarchy(str(path), max_bytes=2)
+
+
+def _nested(depth: int) -> str:
+    return '{"LabelName": "/m/0bl9f", "Subcategory": [' + "".join(
+        f'{{"LabelName": "/m/n{i}", "Subcategory": [' for i in range(depth)
+    ) + '{"LabelName": "/m/leaf"}' + "]}" * depth + "]}"
+
+
+def test_deep_hierarchies(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text(_nested(200))  # walked without recursion
+    h = read_hierarchy(str(path))
+    assert h.leaves == ["/m/leaf"] and len(h.classes) == 201
+    path.write_text(_nested(100000))  # too deep for json itself: an error naming the file
+    with pytest.raises(ValueError, match="deep.json: nested too deeply"):
+        read_hierarchy(str(path))
+
+
+def test_bad_rows_are_skipped_counted_and_named(tree, caplog):
+    csv_path = os.path.join(tree, fx.CSV_NAMES["train"])
+    with caplog.at_level(logging.WARNING, logger="als_d2.data.datasets.openimages"):
+        index = load_openimages_index(tree, "train")
+    s = index["stats"]
+    expected = {"bad_rows": 2, "inverted_boxes": 1, "unknown_labels": 1, "bad_image_ids": 1, "missing_images": 1}
+    assert {k: s.get(k, 0) for k in expected} == expected
+    assert s["clipped_boxes"] == 1 and s.get("degenerate_boxes", 0) == 0 and s.get("bad_flags", 0) == 0
+    assert s["rows"] == 25 + len(fx.BAD_TRAIN_ROWS) and s["dropped_rows"] == 1  # the row of the missing image
+    assert (s["images"], s["boxes"], s["group_of_boxes"], s["depiction_boxes"]) == (8, 25, 2, 2)
+    # every bad row is named by file and line: the header is line 1, the 25 good rows 2-26
+    for line, (counter, _) in enumerate(fx.BAD_TRAIN_ROWS, start=27):
+        if counter == "missing_images":
+            continue
+        assert any(e.startswith(f"{csv_path}:{line}: ") for e in index["examples"][counter]), (counter, line)
+    assert any("00000000000000ff.jpg" in e for e in index["examples"]["missing_images"])
+    logged = caplog.text
+    for counter in expected:
+        assert f"{counter} = {expected[counter]}" in logged
+    assert csv_path in logged
+
+
+def test_other_bad_values(tmp_path):
+    root = fx.write_openimages_tree(str(tmp_path / "oi"), {"train": fx.TINY["train"][:1]})
+    rows = [
+        f"{fx._id('a')},xclick,{fx.DOG},1,nan,0.5,0.1,0.5,0,0,0,0,0",     # non-finite
+        f"{fx._id('a')},xclick,{fx.DOG},1,0.3,0.3,0.1,0.5,0,0,0,0,0",     # zero width
+        f"{fx._id('a')},xclick,{fx.DOG},1,1.5,1.8,0.1,0.5,0,0,0,0,0",     # outside the image: empty after clipping
+        f"{fx._id('a')},xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,2,x,0",     # two bad flags: kept, flags unknown
+        f"{fx._id('a')}/x,xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0",   # ImageID with a separator
+    ]  # fmt: skip
+    with open(os.path.join(root, fx.CSV_NAMES["train"]), "a") as f:
+        f.write("\n".join(rows) + "\n")
+    index = load_openimages_index(root, "train")
+    s = index["stats"]
+    assert (s["bad_rows"], s["degenerate_boxes"], s["bad_flags"], s["bad_image_ids"]) == (1, 2, 2, 1)
+    assert s["boxes"] == 5 and index["box_flags"][-1].tolist() == [0, 0, -1, -1, 0]
+
+
+def test_missing_files_and_columns_are_errors(tmp_path):
+    root = fx.write_openimages_tree(str(tmp_path / "oi"), {"train": fx.TINY["train"][:2]})
+    with pytest.raises(FileNotFoundError, match="validation-annotations-bbox.csv"):
+        load_openimages_index(root, "val")
+    path = os.path.join(root, fx.CSV_NAMES["train"])
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("XMax,", "XMaximum,", 1))
+    with pytest.raises(ValueError, match=r"oidv6-train-annotations-bbox\.csv: not an OpenImages box CSV.*XMax"):
+        load_openimages_index(root, "train")
+
+
+def test_parallel_streaming_matches_serial(tree):
+    path = os.path.join(tree, fx.CSV_NAMES["train"])
+    label_to_idx = {m: i for i, (m, _) in enumerate(fx.CLASSES)}
+    from als_d2.data.datasets.imagenet_index import _Tally
+
+    runs = []
+    for workers, chunk in ((1, 1 << 20), (1, 150), (2, 150)):  # one range; ~15 ranges, serial and parallel
+        tally = _Tally(None)
+        rows = read_bbox_csv(path, label_to_idx, tally, num_workers=workers, chunk_bytes=chunk)
+        runs.append((rows, dict(tally.stats), {k: sorted(v) for k, v in tally.examples.items()}))
+    (ref, ref_stats, ref_examples) = runs[0]
+    assert len(ref.box_image) == 26 and ref.rows == 31
+    for rows, stats, examples in runs[1:]:
+        assert rows.image_ids == ref.image_ids and rows.rows == ref.rows
+        for key in ("box_image", "box_label", "box_xyxy", "box_flags"):
+            np.testing.assert_array_equal(getattr(rows, key), getattr(ref, key))
+        assert stats == ref_stats and examples == ref_examples  # same line numbers
+
+
+# ----------------------------------------------------------------------------------------
+# The subset
+
+
+def test_subset_steps_hand_counted(tree, rules, caplog):
+    report = {}
+    with caplog.at_level(logging.INFO, logger="als_d2.data.datasets.openimages"):
+        dicts = load_openimages_dicts(tree, "train", rules, report=report)
+    steps = {r["step"]: r for r in report["steps"]}
+    assert [r["step"] for r in report["steps"]] == ["boxable", "leaf", "fully annotated", "merged", "mask", "clipped"]
+    assert (steps["boxable"]["classes"], steps["boxable"]["images"], steps["boxable"]["boxes"]) == (13, 8, 25)
+    assert (steps["leaf"]["classes"], steps["leaf"]["images"], steps["leaf"]["boxes"]) == (9, 8, 22)
+    fa = steps["fully annotated"]
+    assert (fa["classes"], fa["boxes"], fa["dropped_few_images"], fa["dropped_group_of"]) == (7, 18, 1, 1)
+    assert (steps["merged"]["classes"], steps["merged"]["boxes"], steps["merged"]["merged_classes"]) == (6, 18, 1)
+    assert (steps["mask"]["samples"], steps["mask"]["images"]) == (18, 8)
+    assert (steps["clipped"]["samples"], steps["clipped"]["clipped_classes"]) == (15, 2)
+    assert len(dicts) == 15 and per_class(dicts) == [2, 2, 3, 3, 3, 2]
+    assert steps["clipped"]["images"] == len({d["image_id"] for d in dicts})
+
+    sel = report["selection"]
+    assert sel.names == HAND_NAMES
+    assert sel.members[LABEL["Coffee cup"]] == sorted([fx.COFFEE_CUP, fx.MUG])
+    assert sel.merges_applied == [(fx.MUG, fx.COFFEE_CUP)]
+    assert sel.dropped[fx.ANIMAL] == sel.dropped[fx.TURTLE] == sel.dropped[fx.PERSON] == "parent class"
+    assert sel.dropped[fx.TANK] == "not in the hierarchy"
+    assert "group-of" in sel.dropped[fx.FLOWER] and "min_images" in sel.dropped[fx.HARP]
+    for text in ("leaf                   9", "Flower (2/3 = 0.67", "Mug -> Coffee cup", "clipped"):
+        assert text in caplog.text
+
+
+def test_without_merges_or_clipping(tree):
+    dicts = load_openimages_dicts(tree, "train", SubsetRules(min_images=2, max_per_class=0, merges=""))
+    sel = get_openimages_classes(tree, SubsetRules(min_images=2, merges=""))
+    assert sel.names == ["Tortoise", "Sea turtle", "Cat", "Mug", "Coffee cup", "Dog", "Human face"]
+    assert len(dicts) == 18 and per_class(dicts, 7) == [2, 2, 3, 2, 2, 5, 2]
+    everything = SubsetRules(min_images=0, max_group_fraction=1.0, max_per_class=0, merges="")
+    assert len(load_openimages_dicts(tree, "train", everything)) == 22  # every leaf box
+
+
+def test_mask_expansion(tree, rules):
+    dicts = load_openimages_dicts(tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0}))
+    assert len(dicts) == 18
+    image_a = [d for d in dicts if d["image_id"] == fx._id("a")]
+    assert [d["target_object"] for d in image_a] == [0, 1, 2]  # Dog, Dog, Cat; not the Animal box
+    assert [d["label"] for d in image_a] == [LABEL["Dog"], LABEL["Dog"], LABEL["Cat"]]
+    anns = image_a[0]["annotations"]
+    assert [a["category_id"] for a in anns] == [LABEL["Dog"], LABEL["Dog"], LABEL["Cat"], -1]
+    for d in dicts:
+        image = next(im for im in fx.TINY["train"] if im.image_id == d["image_id"])
+        assert len(d["annotations"]) == len(image.boxes)  # every box of the image, painted by the mapper
+        assert d["annotations"][d["target_object"]]["category_id"] == d["label"]
+        assert (d["width"], d["height"]) == image.size
+        assert d["file_name"] == os.path.join(tree, "train", d["image_id"] + ".jpg")
+    # Mug boxes are Coffee cup samples; Flower, Harp and Tank boxes are never targets
+    image_e = [d for d in dicts if d["image_id"] == fx._id("e")]
+    assert [d["label"] for d in image_e] == [LABEL["Coffee cup"], LABEL["Coffee cup"], LABEL["Tortoise"], LABEL["Sea turtle"]]
+
+
+def test_boxes_in_pixels_of_the_real_image(tree, rules):
+    val = load_openimages_dicts(tree, "val", rules)
+    mug = next(d for d in val if d["image_id"] == fx._id("2"))  # a 100 x 50 JPEG
+    with Image.open(mug["file_name"]) as im:
+        assert im.size == (mug["width"], mug["height"]) == (100, 50)
+    assert mug["label"] == LABEL["Coffee cup"]
+    boxes = [a["bbox"] for a in mug["annotations"]]
+    np.testing.assert_allclose(boxes, [[10, 10, 50, 45], [60, 5, 90, 20]], atol=1e-6)
+    assert all(a["bbox_mode"] == BoxMode.XYXY_ABS for a in mug["annotations"])
+    train = load_openimages_dicts(tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0}))
+    dog_g = next(d for d in train if d["image_id"] == fx._id("g"))  # XMax 1.2 on a 64 x 48 image
+    np.testing.assert_allclose(dog_g["annotations"][dog_g["target_object"]]["bbox"], [32, 14.4, 64, 43.2], atol=1e-6)
+
+
+def test_val_and_test_have_the_train_classes_and_no_clipping(tree, rules):
+    one = SubsetRules(**{**rules.as_dict(), "max_per_class": 1})
+    val = load_openimages_dicts(tree, "val", one)
+    test = load_openimages_dicts(tree, "test", one)
+    assert sorted(d["label"] for d in val) == sorted([LABEL["Dog"], LABEL["Cat"], LABEL["Coffee cup"]])
+    assert sorted(d["label"] for d in test) == sorted(LABEL[n] for n in ("Tortoise", "Sea turtle", "Dog", "Human face"))
+    assert len({d["image_id"] for d in val}) == 2 and len(test) == 4
+
+
+def test_clipping_is_deterministic_and_stable(tmp_path, rules):
+    def dog_samples(root):
+        dicts = load_openimages_dicts(root, "train", rules)
+        return sorted((d["image_id"], d["target_object"]) for d in dicts if d["label"] == LABEL["Dog"])
+
+    a = fx.write_openimages_tree(str(tmp_path / "a"))
+    first = dog_samples(a)
+    assert len(first) == 3 and dog_samples(a) == first
+    spec = {k: list(v) for k, v in fx.TINY.items()}  # one more image, of another class
+    spec["train"].append(fx.FixtureImage(fx._id("i"), (64, 48), [fx.Box(fx.CAT, .1, .5, .1, .5)]))
+    b = fx.write_openimages_tree(str(tmp_path / "b"), spec, extra_rows={})
+    assert dog_samples(b) == first
+    other_seed = SubsetRules(**{**rules.as_dict(), "seed": 1})
+    picks = {tuple(sorted((d["image_id"], d["target_object"]) for d in load_openimages_dicts(a, "train", r)
+                          if d["label"] == LABEL["Dog"])) for r in (other_seed, SubsetRules(**{**rules.as_dict(), "seed": 7}))}
+    assert all(len(p) == 3 for p in picks)
+
+
+def test_merge_files(tmp_path):
+    desc = dict(fx.CLASSES)
+    good = fx.write_merges(str(tmp_path / "m.csv"), [("Mug", "Coffee cup"), ("/m/0120dh", "Tortoise"),
+                                                    ("Unicorn", "Dog"), ("Dog", "Dog")])
+    merges, problems = read_class_merges(good, desc)
+    assert merges == {fx.MUG: fx.COFFEE_CUP, fx.SEA_TURTLE: fx.TORTOISE}
+    assert len(problems) == 1 and "'Unicorn': unknown class" in problems[0] and "m.csv:5" in problems[0]
+    cycle = fx.write_merges(str(tmp_path / "c.csv"), [("Mug", "Coffee cup"), ("Coffee cup", "Mug")])
+    with pytest.raises(ValueError, match=r"c\.csv: the merges form a cycle"):
+        read_class_merges(cycle, desc)
+    twice = fx.write_merges(str(tmp_path / "t.csv"), [("Mug", "Coffee cup"), ("Mug", "Dog")])
+    with pytest.raises(ValueError, match=r"t\.csv:4: Mug is merged into two classes"):
+        read_class_merges(twice, desc)
+    header = fx.write_merges(str(tmp_path / "h.csv"), [("Mug", "Coffee cup")], header="From,To")
+    with pytest.raises(ValueError, match=r"h\.csv: expected the header 'Source,Target"):
+        read_class_merges(header, desc)
+
+
+def test_shipped_merge_file_parses():
+    with open(DEFAULT_MERGES) as f:
+        rows = [line.rstrip("\n").split(",") for line in f if line.strip() and not line.startswith("#")]
+    assert rows[0][:2] == ["Source", "Target"] and len(rows) > 10
+    names = sorted({r[0] for r in rows[1:]} | {r[1] for r in rows[1:]})
+    desc = {f"/m/{i}": n for i, n in enumerate(names)}
+    merges, problems = read_class_merges(DEFAULT_MERGES, desc)
+    assert problems == [] and len(merges) == len(rows) - 1
+    assert all(len(r) == 3 and r[2] for r in rows[1:])  # every merge says why
+
+
+def test_rules_are_checked():
+    with pytest.raises(ValueError, match="max_group_fraction"):
+        SubsetRules(max_group_fraction=1.5)
+    with pytest.raises(ValueError, match="max_per_class"):
+        SubsetRules(max_per_class=-1)
+
+
+# ----------------------------------------------------------------------------------------
+# Cache and registration
+
+
+def test_second_load_reads_the_cache(tree, rules, monkeypatch):
+    first = load_openimages_dicts(tree, "train", rules)
+    load_openimages_dicts(tree, "val", rules)
+
+    def boom(*a, **k):
+        raise AssertionError("re-indexed although the cache is valid")
+
+    monkeypatch.setattr(openimages, "build_index", boom)
+    assert load_openimages_dicts(tree, "train", rules) == first
+    load_openimages_dicts(tree, "val", rules)  # the train statistics come from their small cache
+    monkeypatch.undo()
+    with open(os.path.join(tree, fx.CSV_NAMES["train"]), "a") as f:  # a changed CSV is re-indexed
+        f.write(fx.box_row(fx._id("h"), fx.Box(fx.DOG, .1, .2, .1, .2), True) + "\n")
+    assert len(load_openimages_dicts(tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0}))) == 19
+
+
+def test_registration_and_metadata(tree, rules):
+    name = "openimages_test_registration_train"
+    register_openimages(name, tree, "train", rules)
+    meta = MetadataCatalog.get(name)
+    assert meta.evaluator_type == "classification" and meta.subset == "leaf_mask"
+    assert meta.get("thing_classes") is None  # lazily: nothing read yet
+    dicts = DatasetCatalog.get(name)
+    assert len(dicts) == 15
+    assert meta.thing_classes == HAND_NAMES and meta.num_classes == 6
+    assert meta.label_names[LABEL["Dog"]] == fx.DOG and meta.class_members[LABEL["Coffee cup"]] == sorted([fx.COFFEE_CUP, fx.MUG])
+    assert [s["step"] for s in meta.subset_steps][-1] == "clipped"
+    with pytest.raises(ValueError, match="unknown OpenImages split"):
+        register_openimages("openimages_test_bad_split", tree, "training")
+
+
+def test_builtin_names_are_registered():
+    for name, (_, split) in PREDEFINED_SPLITS_OPENIMAGES.items():
+        assert name in DatasetCatalog.list()
+        meta = MetadataCatalog.get(name)
+        assert meta.evaluator_type == "classification" and meta.split == split
+        assert meta.subset_rules["max_per_class"] == 50000
+    assert set(PREDEFINED_SPLITS_OPENIMAGES) == {"openimages_train_leaf_mask", "openimages_val_leaf", "openimages_test_leaf"}
+
+
+# ----------------------------------------------------------------------------------------
+# Configs, tools/dataset_stats.py, tools/train_cls.py
+
+
+@pytest.mark.parametrize("method", ["hard", "ls", "als"])
+def test_configs_have_the_paper_schedule(method):
+    path = os.path.join(REPO, "configs", "openimages", f"{method}_r50.yaml")
+    with open(path) as f:
+        assert "Table 6" in f.readline()
+    cfg = load_als_config(path, ["MODEL.DEVICE", "cpu"])
+    assert cfg.MODEL.ALS.METHOD == method and cfg.MODEL.CLASSIFIER.NUM_CLASSES == 480
+    assert (cfg.SOLVER.EPOCHS, tuple(cfg.SOLVER.STEPS_EPOCHS)) == (72, (18, 36, 54))
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.IMS_PER_BATCH, cfg.INPUT.CLS.VARIANT) == (0.1, 256, "mask")
+    assert cfg.DATASETS.TRAIN == ("openimages_train_leaf_mask",) and cfg.DATASETS.TEST == ("openimages_val_leaf",)
+
+
+def test_dataset_stats_tool(tree, rules, tmp_path, capsys):
+    tool = load_tool("dataset_stats")
+    name = "openimages_test_stats_train"
+    register_openimages(name, tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0}))
+    png, js = str(tmp_path / "counts.png"), str(tmp_path / "counts.json")
+    info = tool.main(["--dataset", name, "--output", png, "--json", js])
+    assert info["counts"] == [2, 2, 3, 4, 5, 2] and info["samples"] == 18 and info["images"] == 8
+    assert [c["name"] for c in info["largest"][:2]] == ["Dog", "Coffee cup"]
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 200
+    with open(js) as f:
+        assert json.load(f)["classes"] == 6
+    out = capsys.readouterr().out
+    assert "6 classes" in out and "merged" in out  # the subset steps are printed
+    other = register_tiny(str(tmp_path / "tiny"), per_class=2)  # any classification dataset
+    assert tool.main(["--dataset", other, "--output", str(tmp_path / "t.png"), "--order", "label", "--log"])["counts"] == [2] * 4
+
+
+def test_a_few_training_iterations_through_train_cls(tmp_path):
+    fx.write_openimages_tree(str(tmp_path / "datasets" / "openimages"), fx.trainable_spec(per_class=20))
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), ALS_D2_CACHE=str(tmp_path / "cache"),
+               ALS_D2_INDEX_WORKERS="1", OMP_NUM_THREADS="1")
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, os.path.join(REPO, "tools", "train_cls.py"),
+        "--config-file", os.path.join(REPO, "configs", "openimages", "als_r50.yaml"),
+        "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "INPUT.CLS.CROP_SIZE", "32",
+        "INPUT.CLS.TEST_RESIZE", "36", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", "3",
+        "SOLVER.STEPS", "()", "SOLVER.LR_REFERENCE_BATCH", "0", "SOLVER.CHECKPOINT_PERIOD_EPOCHS", "0.0",
+        "TEST.EVAL_PERIOD_EPOCHS", "0.0", "TEST.EVAL_PERIOD", "0", "TEST.IMS_PER_BATCH", "8", "MODEL.DEVICE", "cpu",
+        "DATALOADER.NUM_WORKERS", "0", "MODEL.CLASSIFIER.NUM_CLASSES", "3", "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert (out / "model_final.pth").exists()
+    with open(out / "metrics.json") as f:
+        rows = [json.loads(line) for line in f]
+    assert any(np.isfinite(r.get("total_loss", np.nan)) for r in rows)
+    assert rows[-1]["classification/num_samples"] == 6  # the final evaluation on openimages_val_leaf
+    assert "OpenImages merges" in proc.stdout  # the shipped merge file names classes this tree lacks: warned

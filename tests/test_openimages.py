@@ -28,7 +28,7 @@ from detectron2.structures import BoxMode
 from PIL import Image
 
 from als_d2.config import load_als_config
-from als_d2.data.datasets import openimages, openimages_index
+from als_d2.data.datasets import openimages
 from als_d2.data.datasets.openimages import (
     PREDEFINED_SPLITS_OPENIMAGES,
     SubsetRules,
@@ -173,13 +173,16 @@ def test_other_bad_values(tmp_path):
         f"{fx._id('a')},xclick,{fx.DOG},1,1.5,1.8,0.1,0.5,0,0,0,0,0",     # outside the image: empty after clipping
         f"{fx._id('a')},xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,2,x,0",     # two bad flags: kept, flags unknown
         f"{fx._id('a')}/x,xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0",   # ImageID with a separator
+        f'"{fx._id("a")},xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0',    # a stray quote: one bad row only
+        f'"{fx._id("a")}","xclick","{fx.CAT}","1","0.1","0.5","0.1","0.5","0","0","0","0","0"',  # quoted: fine
     ]  # fmt: skip
     with open(os.path.join(root, fx.CSV_NAMES["train"]), "a") as f:
         f.write("\n".join(rows) + "\n")
     index = load_openimages_index(root, "train")
     s = index["stats"]
-    assert (s["bad_rows"], s["degenerate_boxes"], s["bad_flags"], s["bad_image_ids"]) == (1, 2, 2, 1)
-    assert s["boxes"] == 5 and index["box_flags"][-1].tolist() == [0, 0, -1, -1, 0]
+    assert (s["bad_rows"], s["degenerate_boxes"], s["bad_flags"], s["bad_image_ids"]) == (2, 2, 2, 1)
+    assert s["boxes"] == 6 and index["box_flags"][-2].tolist() == [0, 0, -1, -1, 0]
+    assert index["box_label"][-1] == [m for m, _ in fx.CLASSES].index(fx.CAT)
 
 
 def test_missing_files_and_columns_are_errors(tmp_path):
@@ -287,6 +290,19 @@ def test_boxes_in_pixels_of_the_real_image(tree, rules):
     np.testing.assert_allclose(dog_g["annotations"][dog_g["target_object"]]["bbox"], [32, 14.4, 64, 43.2], atol=1e-6)
 
 
+def test_the_mapper_paints_the_other_objects(tree, rules):
+    from als_d2.data.mapper import ClassificationDatasetMapper
+
+    mug = next(d for d in load_openimages_dicts(tree, "val", rules) if d["image_id"] == fx._id("2"))
+    out = ClassificationDatasetMapper(False, augmentations=[], paint_color=(0, 255, 0))(mug)
+    image = out["image"].permute(1, 2, 0).numpy()  # 50 x 100 RGB
+    assert image.shape == (50, 100, 3)
+    np.testing.assert_array_equal(out["boxes"].numpy(), [[10, 10, 50, 45]])  # only the target
+    assert out["objectness"] == pytest.approx(40 * 35 / (100 * 50))
+    assert np.abs(image[12, 75].astype(int) - [0, 255, 0]).max() <= 2  # inside the Flower box: painted
+    assert np.abs(image[30, 30].astype(int) - [0, 255, 0]).max() > 50  # inside the target: not
+
+
 def test_val_and_test_have_the_train_classes_and_no_clipping(tree, rules):
     one = SubsetRules(**{**rules.as_dict(), "max_per_class": 1})
     val = load_openimages_dicts(tree, "val", one)
@@ -354,16 +370,30 @@ def test_rules_are_checked():
 # Cache and registration
 
 
-def test_second_load_reads_the_cache(tree, rules, monkeypatch):
+def test_second_load_reads_the_cache(tree, rules, tmp_path, monkeypatch):
     first = load_openimages_dicts(tree, "train", rules)
     load_openimages_dicts(tree, "val", rules)
+    load_openimages_dicts(tree, "test", rules)
 
     def boom(*a, **k):
         raise AssertionError("re-indexed although the cache is valid")
 
     monkeypatch.setattr(openimages, "build_index", boom)
     assert load_openimages_dicts(tree, "train", rules) == first
-    load_openimages_dicts(tree, "val", rules)  # the train statistics come from their small cache
+    real_load = openimages.load_openimages_index
+
+    def no_train_index(root, split, **kw):
+        assert split != "train", "val read the whole train index instead of its class statistics"
+        return real_load(root, split, **kw)
+
+    monkeypatch.setattr(openimages, "load_openimages_index", no_train_index)
+    assert len(load_openimages_dicts(tree, "val", rules)) == 3  # train statistics: their small cache
+    monkeypatch.setattr(openimages, "load_openimages_index", real_load)
+    for name in os.listdir(tmp_path / "cache" / "index"):
+        if name.startswith("openimages-stats-"):
+            os.unlink(tmp_path / "cache" / "index" / name)
+    assert len(load_openimages_dicts(tree, "test", rules)) == 4  # from the train index cache, no re-indexing
+    assert any(n.startswith("openimages-stats-") for n in os.listdir(tmp_path / "cache" / "index"))
     monkeypatch.undo()
     with open(os.path.join(tree, fx.CSV_NAMES["train"]), "a") as f:  # a changed CSV is re-indexed
         f.write(fx.box_row(fx._id("h"), fx.Box(fx.DOG, .1, .2, .1, .2), True) + "\n")

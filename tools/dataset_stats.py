@@ -78,7 +78,9 @@ def draw(counts: np.ndarray, path: str, title: str, order: str = "count", log: b
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(np.arange(len(values)), values, width=1.0, color="#3b6ea5", edgecolor="none")
+    ax.bar(np.arange(len(values)), values, width=1.0 if len(values) > 100 else 0.8, color="#3b6ea5", edgecolor="none")
+    if len(values) <= 20:
+        ax.set_xticks(np.arange(len(values)))
     ax.set_xlim(-0.5, max(len(values), 1) - 0.5)
     ax.set_xlabel("class (sorted by count)" if order == "count" else "class (label)")
     ax.set_ylabel("samples")

@@ -29,7 +29,7 @@ or test reads the train statistics from a small cache (or indexes train once).
 import logging
 import os
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -38,7 +38,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from . import index_cache
-from .openimages_files import read_class_descriptions, read_hierarchy
+from .openimages_files import read_hierarchy
 from .openimages_index import INFO_COUNTERS, SKIP_COUNTERS, SPLITS, build_index, index_inputs, split_paths
 from .openimages_subset import (
     ClassSelection,
@@ -96,11 +96,10 @@ def load_openimages_index(
             index = build_index(root, split, **build)
             saved = index_cache.save_cached(path, INDEX_VERSION, key, fingerprint, index)
             source = f"indexed in {index['seconds']:.1f}s" + (f", cached to {path}" if saved else "")
-            if split == "train":
-                stats_key = ("openimages-train-stats",) + key[1:]
+            if split == "train":  # what val / test need of train, small
+                stats_path, stats_key = _stats_cache(root)
                 index_cache.save_cached(
-                    index_cache.cache_path("openimages-stats", stats_key), INDEX_VERSION, stats_key,
-                    fingerprint, {k: index[k] for k in _STATS_KEYS},
+                    stats_path, INDEX_VERSION, stats_key, fingerprint, {k: index[k] for k in _STATS_KEYS}
                 )
     _log_index(index, root, split, source)
     return index
@@ -116,13 +115,19 @@ def _paths_ok(index: dict) -> bool:
         return False
 
 
+def _stats_cache(root: str):
+    key = ("openimages-train-stats",) + _cache_key(root, "train")[1:]
+    return index_cache.cache_path("openimages-stats", key), key
+
+
 def _train_stats(root: str, use_cache: bool, num_workers: Optional[int]) -> dict:
     """``mids``, ``names``, ``label_stats`` of the train split: the small cache, else the
-    train index (built if needed)."""
+    train index (built if needed; the small cache is then written)."""
+    fingerprint = None
     if use_cache:
-        key = ("openimages-train-stats",) + _cache_key(root, "train")[1:]
+        path, key = _stats_cache(root)
         fingerprint = index_cache.tree_fingerprint(*index_inputs(root, "train"))
-        cached = index_cache.load_cached(index_cache.cache_path("openimages-stats", key), INDEX_VERSION, key, fingerprint)
+        cached = index_cache.load_cached(path, INDEX_VERSION, key, fingerprint)
         if cached is not None:
             return cached
     try:
@@ -132,7 +137,10 @@ def _train_stats(root: str, use_cache: bool, num_workers: Optional[int]) -> dict
             f"The OpenImages classes are chosen on the train split (hierarchy, annotation rules, "
             f"merges), which is needed to load any split: {e}"
         ) from None
-    return {k: index[k] for k in _STATS_KEYS}
+    stats = {k: index[k] for k in _STATS_KEYS}
+    if use_cache:
+        index_cache.save_cached(path, INDEX_VERSION, key, fingerprint, stats)
+    return stats
 
 
 def _log_index(index: dict, root: str, split: str, source: str) -> None:

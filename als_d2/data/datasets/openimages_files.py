@@ -26,7 +26,6 @@ columns, a hierarchy that is not the published structure, a class listed twice) 
 ``ValueError`` naming it. This module does not import detectron2 (worker processes).
 """
 import csv
-import io
 import json
 import math
 import multiprocessing as mp
@@ -34,7 +33,7 @@ import os
 import sys
 from array import array
 from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 
@@ -258,9 +257,12 @@ def _parse_range(task) -> dict:
 
     flag_values = _FLAG_VALUES
     rows = 0
-    for k, row in enumerate(csv.reader(lines)):
-        if not row or (len(row) == 1 and not row[0].strip()):
+    for k, line in enumerate(lines):
+        line = line.rstrip("\r")
+        if not line.strip():
             continue
+        # one line at a time: a stray quote cannot swallow the lines after it
+        row = line.split(",") if '"' not in line else next(csv.reader([line]), [])
         rows += 1
         if len(row) < needed:
             bad("bad_rows", k, f"{len(row)} fields, expected {width}")

@@ -13,7 +13,8 @@ Steps, in the paper's order, each logged with its counts (:class:`ClassSelection
      its boxes are ``IsGroupOf`` (one box around several instances: its objects are not
      boxed one by one, so a 'mask' sample would not be one object);
    * ``min_images`` (default 20): drop a class with fewer training images than this
-     (too few to learn or evaluate; our addition, not the paper's).
+     (too few to learn or evaluate; our addition, not the paper's). A class without
+     any training box is always dropped.
 
    Both are our operational reading of the paper's sentence; neither threshold comes
    from the paper, which does not give its rule.
@@ -42,7 +43,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .openimages_files import GROUP_OF, Hierarchy
+from .openimages_files import Hierarchy
 
 __all__ = [
     "DEFAULT_MERGES",
@@ -211,8 +212,8 @@ def select_classes(
     n_few = n_group = 0
     for i in alive:
         images, boxes, group = stats[i, 0], stats[i, 1], stats[i, 2]
-        if images < rules.min_images:
-            dropped[mids[i]] = f"{images} training images < min_images {rules.min_images}"
+        if images < max(1, rules.min_images):  # a class without training boxes is never kept
+            dropped[mids[i]] = f"{images} training images < min_images {max(1, rules.min_images)}"
             n_few += 1
         elif boxes and group / boxes > rules.max_group_fraction:
             dropped[mids[i]] = (

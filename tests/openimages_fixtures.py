@@ -1,6 +1,7 @@
 """Writers of small OpenImages V6 trees in the published formats, for the tests.
 
-Box CSVs with the published header (the train file with V6's eight XClick columns),
+Box CSVs with the published header (the train file with V6's eight XClick columns), the
+train human-verified image-level label CSV (``write_image_labels``),
 ``class-descriptions-boxable.csv`` without a header, ``bbox_labels_600_hierarchy.json``
 nested as published, real JPEGs named ``<ImageID>.jpg``. The hand-written ``TINY`` tree
 is small enough to count by hand; the expected counts are in tests/test_openimages.py.
@@ -123,6 +124,46 @@ BAD_TRAIN_ROWS = [
     ("bad_rows", f"{_id('c')},xclick,{DOG},1,0.1"),
     ("missing_images", f"{_id('ff')},xclick,{DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1"),
 ]
+
+
+# Human-verified image-level labels of TINY train, (ImageID tag, mid, Confidence), in the
+# order written; the hand counts are in tests/test_openimages.py. Dog is verified in one
+# image without a Dog box (d), Mug in three (a, b, c); Sea turtle has no label at all;
+# "ff" has no image file and "x9" no box, so their rows are outside the index.
+IMAGE_LABELS = [
+    ("a", DOG, 1), ("b", DOG, 1), ("c", DOG, 1), ("g", DOG, 1), ("d", DOG, 1),
+    ("a", CAT, 1), ("a", CAT, 1), ("d", CAT, 1), ("h", CAT, 1), ("a", ANIMAL, 1),
+    ("e", TORTOISE, 1), ("f", TORTOISE, 1), ("ff", TORTOISE, 1), ("d", COFFEE_CUP, 1), ("e", COFFEE_CUP, 1),
+    ("a", MUG, 1), ("b", MUG, 1), ("c", MUG, 1), ("d", MUG, 1), ("e", MUG, 1),
+    ("c", FLOWER, 1), ("g", FLOWER, 1), ("f", HARP, 1), ("b", PERSON, 1), ("b", FACE, 1),
+    ("h", FACE, 1), ("g", TANK, 1), ("x9", CAT, 1),
+    ("h", DOG, 0), ("b", CAT, 0), ("a", FACE, 0), ("f", MUG, 0),
+]  # fmt: skip
+IMAGE_LABELS_HEADER = "ImageID,Source,LabelName,Confidence"
+IMAGE_LABELS_NAME = "oidv6-train-annotations-human-imagelabels-boxable.csv"
+# Rows that must be skipped, (counter, CSV line), written after IMAGE_LABELS.
+BAD_IMAGE_LABEL_ROWS = [
+    ("bad_rows", f"{_id('a')},verification,{DOG}"),
+    ("bad_rows", f"{_id('a')},verification,{CAT},0.5"),
+    ("unknown_labels", f"{_id('b')},verification,/m/zzzzz,1"),
+    ("bad_image_ids", f"../../etc/passwd,verification,{DOG},1"),
+]
+
+
+def write_image_labels(root: str, labels=None, extra_rows=None, name: str = IMAGE_LABELS_NAME) -> str:
+    """The train image-level label CSV in the published format (CRLF lines; the second of
+    two rows for one image and class comes from another source). Returns its path."""
+    labels = IMAGE_LABELS if labels is None else labels
+    extra_rows = [line for _, line in BAD_IMAGE_LABEL_ROWS] if extra_rows is None else extra_rows
+    lines, seen = [IMAGE_LABELS_HEADER], set()
+    for tag, mid, conf in labels:
+        source = "crowdsource-verification" if (tag, mid) in seen else "verification"
+        seen.add((tag, mid))
+        lines.append(f"{_id(tag)},{source},{mid},{conf}")
+    path = os.path.join(root, name)
+    with open(path, "w", newline="") as f:
+        f.write("\r\n".join(lines + list(extra_rows)) + "\r\n")
+    return path
 
 
 def _num(v: float) -> str:

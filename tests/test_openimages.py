@@ -14,6 +14,16 @@ Hand counts of TINY train (8 images a-h, 25 good box rows; see the fixture):
 
 Val: Dog + Cat (image 1), Mug -> Coffee cup (image 2), nothing in image 3 (Harp): 3
 samples from 2 images. Test: Tortoise, Sea turtle, Dog, Human face: 4 samples.
+
+With the image-level labels of tests/openimages_fixtures.IMAGE_LABELS (the paper's rule)
+the "fully annotated" step is instead, per leaf class, boxed / positive train images:
+Dog 4/5 (a b c g of a b c d g; 0.8, kept at min_box_coverage 0.8), Cat 3/3, Tortoise 2/2
+(the "ff" row has no image), Sea turtle 0/0 (no label: kept), Coffee cup 2/2, Mug 2/5
+(d e of a b c d e: dropped), Flower 2/2, Harp 1/1, Human face 2/2 (Flower and Harp, which
+the heuristic drops, stay): 8 classes, 20 boxes; nothing to merge (Mug is gone); 'mask':
+Tortoise 2, Sea turtle 2, Cat 3, Coffee cup 2, Harp 1, Dog 5, Flower 3, Human face 2 =
+20 samples from 8 images; clipped (3): Dog 5 -> 3: 18 samples. Val: Dog, Cat, Flower,
+Harp (its Mug is no class): 4 samples.
 """
 import json
 import logging
@@ -367,6 +377,153 @@ def test_rules_are_checked():
 
 
 # ----------------------------------------------------------------------------------------
+# Classes annotated for a subset: the paper's rule (image-level labels) and the fallback
+
+IMAGE_LABEL_NAMES = ["Tortoise", "Sea turtle", "Cat", "Coffee cup", "Harp", "Dog", "Flower", "Human face"]  # by mid
+
+
+@pytest.fixture
+def labelled_tree(tree):
+    fx.write_image_labels(tree)
+    return tree
+
+
+def test_image_label_reader_counts_and_names_bad_rows(labelled_tree):
+    from als_d2.data.datasets.imagenet_index import _Tally
+    from als_d2.data.datasets.openimages_files import read_image_labels_csv
+
+    path = os.path.join(labelled_tree, fx.IMAGE_LABELS_NAME)
+    label_to_idx = {m: i for i, (m, _) in enumerate(fx.CLASSES)}
+    runs = []
+    for workers, chunk in ((1, 1 << 20), (1, 200), (2, 200)):  # one range; ~8 ranges, serial and parallel
+        tally = _Tally(None)
+        rows = read_image_labels_csv(path, label_to_idx, tally, num_workers=workers, chunk_bytes=chunk)
+        runs.append((rows, dict(tally.stats), {k: sorted(v) for k, v in tally.examples.items()}))
+    rows, stats, examples = runs[0]
+    # 32 good rows (28 positive, 4 verified absent) + 4 bad
+    assert (rows.rows, len(rows.image), rows.negatives) == (36, 28, 4)
+    assert stats == {"bad_rows": 2, "unknown_labels": 1, "bad_image_ids": 1}
+    # the header is line 1, the 32 good rows 2-33, the bad rows 34-37
+    for line, (counter, _) in enumerate(fx.BAD_IMAGE_LABEL_ROWS, start=34):
+        assert any(e.startswith(f"{path}:{line}: ") for e in examples[counter]), (counter, line)
+    assert "Confidence '0.5'" in " ".join(examples["bad_rows"])
+    assert rows.image_ids[:3] == [fx._id("a"), fx._id("b"), fx._id("c")]
+    assert rows.label[:5].tolist() == [0] * 5  # five Dog rows first
+    for other, other_stats, other_examples in runs[1:]:
+        assert other.image_ids == rows.image_ids and (other.rows, other.negatives) == (rows.rows, rows.negatives)
+        np.testing.assert_array_equal(other.image, rows.image)
+        np.testing.assert_array_equal(other.label, rows.label)
+        assert other_stats == stats and other_examples == examples  # same line numbers
+
+    bad_header = os.path.join(labelled_tree, "h.csv")
+    with open(bad_header, "w") as f:
+        f.write("ImageID,Source,LabelName\n")
+    with pytest.raises(ValueError, match=r"h\.csv: not an OpenImages image-level label CSV.*Confidence"):
+        read_image_labels_csv(bad_header, label_to_idx)
+
+
+def test_image_label_coverage_hand_counted(labelled_tree):
+    from als_d2.data.datasets.openimages_index import image_label_coverage
+
+    index = load_openimages_index(labelled_tree, "train")
+    cov = image_label_coverage(index, os.path.join(labelled_tree, fx.IMAGE_LABELS_NAME), num_workers=1)
+    # fx.CLASSES order: Dog Cat Animal Tortoise Sea-turtle Turtle Coffee-cup Mug Flower Harp Person Face Tank
+    assert cov["positive_images"].tolist() == [5, 3, 1, 2, 0, 0, 2, 5, 2, 1, 1, 2, 1]
+    assert cov["boxed_positive_images"].tolist() == [4, 3, 1, 2, 0, 0, 2, 2, 2, 1, 1, 2, 1]
+    s = cov["stats"]
+    assert (s["rows"], s["positive_rows"], s["negative_rows"], s["positives_outside_index"]) == (36, 28, 4, 2)
+    assert (s["bad_rows"], s["unknown_labels"], s["bad_image_ids"]) == (2, 1, 1)
+
+
+def test_subset_by_image_level_labels_hand_counted(labelled_tree, rules, caplog):
+    report = {}
+    with caplog.at_level(logging.INFO, logger="als_d2.data.datasets.openimages"):
+        dicts = load_openimages_dicts(labelled_tree, "train", rules, report=report)
+    steps = {r["step"]: r for r in report["steps"]}
+    fa = steps["fully annotated"]
+    assert fa["rule"] == "image-level labels" and fa["min_box_coverage"] == 0.8
+    assert (fa["classes"], fa["images"], fa["boxes"]) == (8, 8, 20)
+    assert (fa["dropped_partly_boxed"], fa["dropped_no_boxes"], fa["kept_without_image_labels"]) == (1, 0, 1)
+    assert "dropped_group_of" not in fa  # the heuristic did not run
+    assert (steps["merged"]["classes"], steps["merged"]["merged_classes"]) == (8, 0)
+    assert (steps["mask"]["samples"], steps["mask"]["images"]) == (20, 8)
+    assert (steps["clipped"]["samples"], steps["clipped"]["clipped_classes"]) == (18, 1)
+    assert per_class(dicts, 8) == [2, 2, 3, 2, 1, 3, 3, 2]
+
+    sel = report["selection"]
+    assert sel.names == IMAGE_LABEL_NAMES and sel.annotation_rule == "image-level labels"
+    assert sel.dropped[fx.MUG].startswith("boxes on 2/5 = 0.40 of its positive training images < min_box_coverage 0.8")
+    assert sel.merges_applied == []
+    assert "rule=image-level labels" in caplog.text  # in the logged step table
+    assert "dropped by the image-level labels rule: Mug (boxes on 2/5" in caplog.text
+    assert "28 positive, 4 verified absent; 2 positive rows" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"{fx.IMAGE_LABELS_NAME}: bad_rows = 2" in w for w in warnings)
+    assert not any("heuristic" in w for w in warnings)
+
+    # val, with the same classes (from the cached counts): Dog, Cat (image 1), Flower (image 2;
+    # its Mug is no class now), Harp (image 3)
+    val = load_openimages_dicts(labelled_tree, "val", rules)
+    assert sorted(d["label"] for d in val) == sorted(IMAGE_LABEL_NAMES.index(n) for n in ("Dog", "Cat", "Flower", "Harp"))
+
+
+@pytest.mark.parametrize(
+    "min_box_coverage, dropped",
+    [(0.81, {"Mug", "Dog"}), (0.8, {"Mug"}), (0.4, set()), (0.0, set())],  # Dog 4/5 = 0.8, Mug 2/5 = 0.4
+)
+def test_min_box_coverage_threshold(labelled_tree, min_box_coverage, dropped):
+    rules = SubsetRules(min_box_coverage=min_box_coverage, merges="")
+    sel = get_openimages_classes(labelled_tree, rules)
+    by_rule = {dict(fx.CLASSES)[m] for m, why in sel.dropped.items() if "min_box_coverage" in why}
+    assert by_rule == dropped
+    assert len(sel.mids) == 9 - len(dropped)  # the 9 leaf classes less those
+
+
+def test_heuristic_fallback_without_image_level_labels(tree, rules, caplog):
+    with caplog.at_level(logging.INFO, logger="als_d2.data.datasets.openimages"):
+        report = {}
+        load_openimages_dicts(tree, "train", rules, report=report)
+    fa = next(r for r in report["steps"] if r["step"] == "fully annotated")
+    assert fa["rule"] == "heuristic" and report["selection"].annotation_rule == "heuristic"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    fallback = [w for w in warnings if "no human-verified image-level label file" in w]
+    assert len(fallback) == 1 and "heuristic rule" in fallback[0] and fx.IMAGE_LABELS_NAME in fallback[0]
+    assert "rule=heuristic" in caplog.text
+    # the V5 name and annotations/ are found too
+    os.makedirs(os.path.join(tree, "annotations"))
+    fx.write_image_labels(os.path.join(tree, "annotations"), name="train-annotations-human-imagelabels-boxable.csv")
+    assert get_openimages_classes(tree, rules).annotation_rule == "image-level labels"
+
+
+def test_image_label_counts_are_cached(labelled_tree, rules, monkeypatch):
+    from als_d2.data.datasets import openimages_index
+
+    first = load_openimages_dicts(labelled_tree, "train", rules)
+
+    def boom(*a, **k):
+        raise AssertionError("the image-level labels were read again although their counts are cached")
+
+    monkeypatch.setattr(openimages, "image_label_coverage", boom)
+    assert load_openimages_dicts(labelled_tree, "train", rules) == first
+    real_load = openimages.load_openimages_index
+
+    def no_train_index(root, split, **kw):
+        assert split != "train", "val read the train index instead of the cached counts"
+        return real_load(root, split, **kw)
+
+    monkeypatch.setattr(openimages, "load_openimages_index", no_train_index)
+    assert len(load_openimages_dicts(labelled_tree, "val", rules)) == 4
+    monkeypatch.undo()
+    # a changed label file is read again: Mug verified only where it is boxed -> kept, merged
+    fx.write_image_labels(labelled_tree, [row for row in fx.IMAGE_LABELS if row[1] != fx.MUG or row[0] in "de"])
+    calls = []
+    monkeypatch.setattr(openimages, "image_label_coverage",
+                        lambda *a, **k: calls.append(1) or openimages_index.image_label_coverage(*a, **k))
+    sel = get_openimages_classes(labelled_tree, rules)
+    assert calls == [1] and fx.MUG not in sel.dropped and sel.merges_applied == [(fx.MUG, fx.COFFEE_CUP)]
+
+
+# ----------------------------------------------------------------------------------------
 # Cache and registration
 
 
@@ -411,6 +568,7 @@ def test_registration_and_metadata(tree, rules):
     assert meta.thing_classes == HAND_NAMES and meta.num_classes == 6
     assert meta.label_names[LABEL["Dog"]] == fx.DOG and meta.class_members[LABEL["Coffee cup"]] == sorted([fx.COFFEE_CUP, fx.MUG])
     assert [s["step"] for s in meta.subset_steps][-1] == "clipped"
+    assert meta.annotation_rule == "heuristic"  # the tree has no image-level labels
     with pytest.raises(ValueError, match="unknown OpenImages split"):
         register_openimages("openimages_test_bad_split", tree, "training")
 

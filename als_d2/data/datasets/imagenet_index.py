@@ -71,6 +71,7 @@ __all__ = [
     "build_index",
     "build_imagenetv2_index",
     "default_num_workers",
+    "map_in_processes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,28 @@ def default_num_workers() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
     return max(1, min(16, cpus))
+
+
+def map_in_processes(fn, tasks: Sequence, num_workers: int, desc: str, unit: str = "task",
+                     show_progress: bool = False, initializer=None, initargs: tuple = ()) -> list:
+    """``[fn(t) for t in tasks]`` in order, in up to ``num_workers`` processes (serial for one
+    worker or one task), with a tqdm bar when ``show_progress``. Processes fork where they
+    can (workers inherit large lookup tables for free), else spawn. ``initializer(*initargs)``
+    runs in each worker; in the serial case the caller sets up its own context."""
+    from tqdm import tqdm
+
+    bar = dict(total=len(tasks), desc=desc, unit=unit, disable=None if show_progress else True)
+    if num_workers <= 1 or len(tasks) <= 1:
+        return [fn(t) for t in tqdm(tasks, **bar)]
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    with ProcessPoolExecutor(
+        max_workers=min(num_workers, len(tasks)),
+        mp_context=mp.get_context(method),
+        initializer=initializer,
+        initargs=initargs,
+    ) as pool:
+        results = pool.map(fn, tasks, chunksize=1)  # submits all before tqdm starts
+        return list(tqdm(results, **bar))
 
 
 # ----------------------------------------------------------------------------------------
@@ -391,23 +414,11 @@ def _index_task(task, ctx: Optional[dict] = None) -> dict:
 
 def _run_tasks(tasks, initargs, num_workers: int, desc: str, show_progress: bool) -> List[dict]:
     """Run ``_index_task`` over ``tasks`` (``initargs``: the arguments of :func:`_context`)."""
-    from tqdm import tqdm
-
-    bar = dict(total=len(tasks), desc=desc, unit="task", disable=None if show_progress else True)
     if num_workers <= 1 or len(tasks) <= 1:
         ctx = _context(*initargs)
-        return [_index_task(t, ctx) for t in tqdm(tasks, **bar)]
-    # fork: workers inherit the (large) lookup tables for free; spawn where fork is missing.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    ctx = mp.get_context(method)
-    with ProcessPoolExecutor(
-        max_workers=min(num_workers, len(tasks)),
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=initargs,
-    ) as pool:
-        results = pool.map(_index_task, tasks, chunksize=1)  # submits all before tqdm starts
-        return list(tqdm(results, **bar))
+        return map_in_processes(lambda t: _index_task(t, ctx), tasks, 1, desc, show_progress=show_progress)
+    return map_in_processes(_index_task, tasks, num_workers, desc, show_progress=show_progress,
+                            initializer=_init_worker, initargs=initargs)
 
 
 def index_inputs(root: str, split: str, layout: str, class_root: Optional[str] = None):

@@ -21,8 +21,9 @@ Each dataset dict is one object (a 'mask' sample, as ``imagenet_train_boxed_mask
 Pixel boxes are ``XMin * width``, ``YMin * height``, ... of the real image size, rounded to
 0.001 pixel (the index keeps normalised coordinates as float32: the CSVs have 6 decimals).
 
-The index of a split (CSV rows and image sizes) is cached (:mod:`.index_cache`); the
-subset is computed from it at each load (seconds), so changing the rules, the hierarchy
+The index of a split (CSV rows and image sizes) is cached (:mod:`.index_cache`), and so
+are the per-class counts of the train image-level label file; the subset is computed
+from them at each load (seconds), so changing the rules, the hierarchy
 or the merge file needs no re-indexing. Classes come from the train split; loading val
 or test reads the train statistics from a small cache (or indexes train once).
 """
@@ -39,7 +40,16 @@ from detectron2.utils.file_io import PathManager
 
 from . import index_cache
 from .openimages_files import read_hierarchy
-from .openimages_index import INFO_COUNTERS, SKIP_COUNTERS, SPLITS, build_index, index_inputs, split_paths
+from .openimages_index import (
+    INFO_COUNTERS,
+    SKIP_COUNTERS,
+    IMAGE_LABEL_NAMES,
+    SPLITS,
+    build_index,
+    image_label_coverage,
+    index_inputs,
+    split_paths,
+)
 from .openimages_subset import (
     ClassSelection,
     SubsetRules,
@@ -62,6 +72,7 @@ logger = logging.getLogger(__name__)
 
 INDEX_VERSION = 1  # bump when the index format or its semantics change
 _STATS_KEYS = ("mids", "names", "label_stats")
+_LABEL_COUNTERS = ("bad_rows", "unknown_labels", "bad_image_ids")  # of the image-level label reader
 
 
 def _cache_key(root: str, split: str) -> tuple:
@@ -143,6 +154,53 @@ def _train_stats(root: str, use_cache: bool, num_workers: Optional[int]) -> dict
     return stats
 
 
+def _image_label_coverage(
+    root: str, use_cache: bool, num_workers: Optional[int], train_index: Optional[dict] = None
+) -> Optional[dict]:
+    """Per-class positive / boxed-positive image counts of the train image-level label
+    file (:func:`openimages_index.image_label_coverage`), None when the tree has no such
+    file. Cached like the index (invalidated when the label file, the train CSV, the
+    descriptions or the train image folder change); computing them needs the train
+    index (``train_index``, else loaded)."""
+    labels_path = split_paths(root, "train", required=False)["image_labels"]
+    if labels_path is None:
+        return None
+    build = dict(num_workers=num_workers, show_progress=comm.is_main_process())
+    if not use_cache:
+        index = train_index or load_openimages_index(root, "train", use_cache=False, num_workers=num_workers)
+        coverage = image_label_coverage(index, labels_path, **build)
+        _log_coverage(coverage, "read, cache off")
+        return coverage
+    key = ("openimages-image-labels",) + _cache_key(root, "train")[1:]
+    path = index_cache.cache_path("openimages-labels", key)
+    dirs, subdirs, files = index_inputs(root, "train")
+    with index_cache.cache_lock(path):
+        fingerprint = index_cache.tree_fingerprint(dirs, subdirs, [*files, labels_path])
+        coverage = index_cache.load_cached(path, INDEX_VERSION, key, fingerprint)
+        if coverage is not None:
+            source = f"counts from cache {path}"
+        else:
+            index = train_index or load_openimages_index(root, "train", num_workers=num_workers)
+            coverage = image_label_coverage(index, labels_path, **build)
+            saved = index_cache.save_cached(path, INDEX_VERSION, key, fingerprint, coverage)
+            source = f"read in {coverage['seconds']:.1f}s" + (f", counts cached to {path}" if saved else "")
+    _log_coverage(coverage, source)
+    return coverage
+
+
+def _log_coverage(coverage: dict, source: str) -> None:
+    s, path = coverage["stats"], coverage["path"]
+    logger.info(
+        f"OpenImages image-level labels {path} ({source}): {s['rows']} rows, {s['positive_rows']} positive, "
+        f"{s['negative_rows']} verified absent; {s['positives_outside_index']} positive rows of images "
+        "without boxes in the train index left out."
+    )
+    for key in _LABEL_COUNTERS:
+        if s.get(key):
+            examples = "; ".join(coverage["examples"].get(key, [])[:3])
+            logger.warning(f"OpenImages image-level labels {path}: {key} = {s[key]} (e.g. {examples})")
+
+
 def _log_index(index: dict, root: str, split: str, source: str) -> None:
     s = index["stats"]
     logger.info(
@@ -166,11 +224,16 @@ def get_openimages_classes(
     use_cache: bool = True,
     num_workers: Optional[int] = None,
     train_stats: Optional[dict] = None,
+    train_index: Optional[dict] = None,
 ) -> ClassSelection:
     """The K classes of the subset (steps 1-3 of :mod:`.openimages_subset`), chosen on the
-    train split of ``root`` with its hierarchy and ``rules.merges``."""
+    train split of ``root`` with its hierarchy, its image-level labels (when the tree has
+    them; else the heuristic rule, with a warning) and ``rules.merges``. ``train_stats``
+    / ``train_index``: already loaded, to avoid reading them again."""
     rules = rules or SubsetRules()
     root = PathManager.get_local_path(root)
+    if train_stats is None and train_index is not None:
+        train_stats = {k: train_index[k] for k in _STATS_KEYS}
     stats = train_stats or _train_stats(root, use_cache, num_workers)
     paths = split_paths(root, "train", required=False)
     if not os.path.isfile(paths["hierarchy"]):
@@ -190,7 +253,26 @@ def get_openimages_classes(
             f"OpenImages hierarchy {paths['hierarchy']}: {len(unknown_leaves)} leaf class(es) missing from the "
             f"class descriptions (e.g. {sorted(unknown_leaves)[:3]}); they have no boxes here."
         )
-    return select_classes(stats["mids"], stats["names"], stats["label_stats"], hierarchy, rules, merges)
+    coverage = _image_label_coverage(root, use_cache, num_workers, train_index)
+    if coverage is None:
+        tried = [os.path.join(root, n) for n in IMAGE_LABEL_NAMES["train"]]
+        logger.warning(
+            f"OpenImages at {root}: no human-verified image-level label file (tried {tried} and annotations/); "
+            "classes annotated for only a subset of their images are chosen by our heuristic rule "
+            f"(group-of share > max_group_fraction {rules.max_group_fraction} or < min_images {rules.min_images} "
+            "training images), not the paper's rule (boxes on fewer than min_box_coverage "
+            f"{rules.min_box_coverage} of the positive images)."
+        )
+    elif len(coverage["positive_images"]) != len(stats["mids"]):
+        raise RuntimeError(f"OpenImages at {root}: the image-level label counts do not match the train classes; "
+                           "delete the index caches (their paths are logged) and reload.")
+    else:
+        logger.info(
+            f"OpenImages at {root}: classes annotated for only a subset of their images are chosen by the "
+            f"paper's rule: boxes on fewer than min_box_coverage {rules.min_box_coverage} of the positive "
+            f"images of {coverage['path']}."
+        )
+    return select_classes(stats["mids"], stats["names"], stats["label_stats"], hierarchy, rules, merges, coverage)
 
 
 def _log_steps(rows: List[dict], root: str, split: str) -> None:
@@ -247,8 +329,9 @@ def load_openimages_dicts(
     Args:
         root: the tree (see :mod:`.openimages_index`).
         split: "train", "val" or "test"; only train is clipped to ``rules.max_per_class``.
-        rules: :class:`SubsetRules` (default: the paper's cap, our annotation rules, the
-            shipped merge file).
+        rules: :class:`SubsetRules` (default: the paper's cap, the image-level label
+            rule with ``min_box_coverage`` 0.8 or the heuristic without the label file,
+            the shipped merge file).
         use_cache: read / write the index cache under ``$ALS_D2_CACHE``.
         num_workers: indexing processes (default ``$ALS_D2_INDEX_WORKERS`` or the CPUs).
         report: a dict to fill with ``selection`` (:class:`ClassSelection`), ``steps``
@@ -269,7 +352,10 @@ def load_openimages_dicts(
             f"OpenImages {split} at {root} was indexed with other class descriptions than train; "
             "delete the index caches (their paths are logged) and reload."
         )
-    selection = get_openimages_classes(root, rules, train_stats=train_stats)
+    selection = get_openimages_classes(
+        root, rules, use_cache=use_cache, num_workers=num_workers, train_stats=train_stats,
+        train_index=index if split == "train" else None,
+    )
     cap = rules.max_per_class if split == "train" else 0
     chosen, counts = mask_samples(index, selection.label_map, cap, rules.seed)
     rows = step_counts(index, selection, counts)
@@ -278,7 +364,9 @@ def load_openimages_dicts(
     if by_rule:
         names = dict(zip(train_stats["mids"], train_stats["names"]))
         shown = "; ".join(f"{names.get(m, m)} ({why})" for m, why in list(by_rule.items())[:20])
-        logger.info(f"OpenImages: {len(by_rule)} leaf class(es) dropped by the annotation rules: {shown}")
+        logger.info(
+            f"OpenImages: {len(by_rule)} leaf class(es) dropped by the {selection.annotation_rule} rule: {shown}"
+        )
     if selection.merges_applied:
         names = dict(zip(train_stats["mids"], train_stats["names"]))
         shown = ", ".join(f"{names.get(a, a)} -> {names.get(b, b)}" for a, b in selection.merges_applied)
@@ -310,6 +398,7 @@ def _load_registered(name: str, root: str, split: str, rules: SubsetRules) -> Li
                 f"this process ({key}); restart to use the new tree or rules."
             )
     meta.subset_steps = report["steps"]  # counts of the last load (plain data)
+    meta.annotation_rule = sel.annotation_rule
     return dicts
 
 
@@ -320,8 +409,9 @@ def register_openimages(name: str, root: str, split: str, rules: Optional[Subset
     MetadataCatalog gets ``evaluator_type="classification"``, ``image_root``, ``split``,
     ``subset="leaf_mask"``, ``subset_rules`` now, and ``thing_classes`` (display names of
     the K classes), ``label_names`` (their mids), ``class_members`` (mids merged into each),
-    ``num_classes`` and ``subset_steps`` (the logged counts) at the first
-    ``DatasetCatalog.get(name)``.
+    ``num_classes``, ``subset_steps`` (the logged counts) and ``annotation_rule`` (which
+    rule found the classes annotated for only a subset: ``"image-level labels"``, the
+    paper's, or ``"heuristic"``) at the first ``DatasetCatalog.get(name)``.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown OpenImages split {split!r}; expected one of {SPLITS}")

@@ -20,6 +20,17 @@ found by name (the V6 train file has eight more, the XClick points, which are no
 has ~14.6M rows: :func:`read_bbox_csv` streams it in byte ranges, in parallel, keeping
 compact arrays (``array``/numpy), never one Python object per row.
 
+``oidv6-train-annotations-human-imagelabels-boxable.csv`` (V5: ``train-annotations-human-
+imagelabels-boxable.csv``; also ``validation-...`` / ``test-...``, not read): the
+human-verified image-level labels of the boxable classes, one row per (image, class)::
+
+    ImageID,Source,LabelName,Confidence
+    000002b66c9c498e,verification,/m/014j1m,0
+
+``Confidence`` 1: verified present, 0: verified absent. :func:`read_image_labels_csv`
+streams it as the box CSVs are and keeps the positive rows (the subset rule "classes
+annotated with boxes for only a subset of their images" compares them with the boxes).
+
 Bad input is counted (``tally``) and named by file and line, the row skipped; see the
 policy table in :mod:`.openimages_index`. A file that cannot be used at all (missing
 columns, a hierarchy that is not the published structure, a class listed twice) raises
@@ -28,16 +39,13 @@ columns, a hierarchy that is not the published structure, a class listed twice) 
 import csv
 import json
 import math
-import multiprocessing as mp
 import os
-import sys
 from array import array
-from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 
-from .imagenet_index import _Tally, is_plain_name
+from .imagenet_index import _Tally, is_plain_name, map_in_processes
 
 __all__ = [
     "BBOX_COLUMNS",
@@ -50,11 +58,16 @@ __all__ = [
     "read_hierarchy",
     "read_bbox_header",
     "read_bbox_csv",
+    "IMAGE_LABEL_COLUMNS",
+    "ImageLabelRows",
+    "read_image_labels_header",
+    "read_image_labels_csv",
 ]
 
 HIERARCHY_ROOT = "/m/0bl9f"
 MAX_HIERARCHY_BYTES = 16 << 20  # the published file is ~90 KiB
 BBOX_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
+IMAGE_LABEL_COLUMNS = ("ImageID", "LabelName", "Confidence")
 FLAG_COLUMNS = ("IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside")
 GROUP_OF = FLAG_COLUMNS.index("IsGroupOf")
 DEPICTION = FLAG_COLUMNS.index("IsDepiction")
@@ -170,24 +183,26 @@ def read_hierarchy(path: str, max_bytes: int = MAX_HIERARCHY_BYTES) -> Hierarchy
 # Box CSVs
 
 
-def read_bbox_header(path: str) -> Tuple[Dict[str, int], int]:
-    """``({column: position}, byte offset of the first data row)``.
-
-    Raises ValueError naming the file when a column of ``BBOX_COLUMNS`` is missing.
-    Flag columns may be missing (their values are then unknown, -1).
-    """
+def _read_header(path: str, required: Tuple[str, ...], what: str) -> Tuple[Dict[str, int], int]:
     with open(path, "rb") as f:
         first = f.readline()
         offset = f.tell()
     text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
     header = [c.strip() for c in next(csv.reader([text]), [])]
     columns = {name: i for i, name in reversed(list(enumerate(header)))}
-    missing = [c for c in BBOX_COLUMNS if c not in columns]
+    missing = [c for c in required if c not in columns]
     if missing:
-        raise ValueError(
-            f"{path}: not an OpenImages box CSV: the header lacks {missing} (got {header[:16]})"
-        )
+        raise ValueError(f"{path}: not an OpenImages {what}: the header lacks {missing} (got {header[:16]})")
     return columns, offset
+
+
+def read_bbox_header(path: str) -> Tuple[Dict[str, int], int]:
+    """``({column: position}, byte offset of the first data row)``.
+
+    Raises ValueError naming the file when a column of ``BBOX_COLUMNS`` is missing.
+    Flag columns may be missing (their values are then unknown, -1).
+    """
+    return _read_header(path, BBOX_COLUMNS, "box CSV")
 
 
 class BoxRows(NamedTuple):
@@ -227,16 +242,68 @@ def _chunk_starts(path: str, data_start: int, size: int, chunk_bytes: int) -> Li
     return starts
 
 
-def _parse_range(task) -> dict:
-    """Parse rows [start, end) of a box CSV. Returns arrays with chunk-local image
-    indices, counters, and examples as ``(line within the chunk, text)``."""
-    path, start, end, columns, label_to_idx, max_examples = task
+def _range_lines(path: str, start: int, end: int) -> List[str]:
+    """The lines of bytes [start, end) of a file (UTF-8, bad bytes replaced)."""
     with open(path, "rb") as f:
         f.seek(start)
         text = f.read(end - start).decode("utf-8", errors="replace")
     lines = text.split("\n")  # not splitlines(): it also splits at \x0b, \x1c, \u2028, ...
     if lines and lines[-1] == "":
         lines.pop()
+    return lines
+
+
+def _stream_csv(
+    path: str,
+    parse,
+    columns: Dict[str, int],
+    data_start: int,
+    args: tuple,
+    tally: _Tally,
+    num_workers: int,
+    chunk_bytes: int,
+    show_progress: bool,
+) -> Tuple[List[dict], List[str], int]:
+    """Run ``parse((path, start, end, columns, *args, max_examples))`` over line-aligned byte
+    ranges of a CSV, in parallel. Each result holds ``ids`` (its distinct ImageIDs), ``img``
+    (int32 indices into them), ``stats``, ``local_examples`` (``(counter, line within the
+    range, why)``), ``lines`` and ``rows``.
+
+    Adds the counters and the examples (``"<path>:<line>: <why>"``) to ``tally`` and
+    rewrites each ``img`` to indices into the returned ImageIDs (first-seen order).
+    Returns ``(results in file order, image_ids, data rows read)``.
+    """
+    size = os.path.getsize(path)
+    starts = _chunk_starts(path, data_start, size, chunk_bytes) if size > data_start else []
+    tasks = [(path, a, b, columns, *args, tally.max_examples) for a, b in zip(starts, starts[1:] + [size])]
+    results = map_in_processes(parse, tasks, num_workers, f"Reading {os.path.basename(path)}", "chunk", show_progress)
+
+    ids: Dict[str, int] = {}
+    line0 = 2  # the header is line 1
+    rows = 0
+    for r in results:
+        for key, n in r["stats"].items():
+            tally.stats[key] += n
+        for key, k, why in r["local_examples"]:
+            kept = tally.examples.setdefault(key, [])
+            if tally.max_examples is None or len(kept) < tally.max_examples:
+                kept.append(f"{path}:{line0 + k}: {why}")
+        line0 += r["lines"]
+        rows += r["rows"]
+        remap = np.fromiter((ids.setdefault(i, len(ids)) for i in r["ids"]), dtype=np.int32, count=len(r["ids"]))
+        r["img"] = remap[r["img"]] if len(r["img"]) else r["img"]
+    return results, list(ids), rows
+
+
+def _cat(parts, empty: np.ndarray) -> np.ndarray:
+    return np.concatenate(parts) if parts else empty
+
+
+def _parse_range(task) -> dict:
+    """Parse rows [start, end) of a box CSV. Returns arrays with chunk-local image
+    indices, counters, and examples as ``(line within the chunk, text)``."""
+    path, start, end, columns, label_to_idx, max_examples = task
+    lines = _range_lines(path, start, end)
     i_id, i_lab = columns["ImageID"], columns["LabelName"]
     i_x0, i_x1, i_y0, i_y1 = (columns[c] for c in ("XMin", "XMax", "YMin", "YMax"))
     i_flags = [columns.get(c, -1) for c in FLAG_COLUMNS]
@@ -341,50 +408,138 @@ def read_bbox_csv(
             line starts (fields never hold line breaks in these files).
         show_progress: a tqdm bar over the ranges.
     """
-    from tqdm import tqdm
-
     tally = tally if tally is not None else _Tally()
     columns, data_start = read_bbox_header(path)
-    size = os.path.getsize(path)
-    starts = _chunk_starts(path, data_start, size, chunk_bytes) if size > data_start else []
-    bounds = list(zip(starts, starts[1:] + [size]))
-    tasks = [(path, a, b, columns, label_to_idx, tally.max_examples) for a, b in bounds]
-    bar = dict(total=len(tasks), desc=f"Reading {os.path.basename(path)}", unit="chunk",
-               disable=None if show_progress else True)
-    if num_workers <= 1 or len(tasks) <= 1:
-        results = [_parse_range(t) for t in tqdm(tasks, **bar)]
-    else:
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        with ProcessPoolExecutor(max_workers=min(num_workers, len(tasks)), mp_context=mp.get_context(method)) as pool:
-            results = list(tqdm(pool.map(_parse_range, tasks, chunksize=1), **bar))
+    results, image_ids, rows = _stream_csv(
+        path, _parse_range, columns, data_start, (label_to_idx,), tally, num_workers, chunk_bytes, show_progress
+    )
+    return BoxRows(
+        image_ids=image_ids,
+        box_image=_cat([r["img"] for r in results], np.zeros(0, np.int32)).astype(np.int32, copy=False),
+        box_label=_cat([r["lab"] for r in results], np.zeros(0, np.int32)).astype(np.int32, copy=False),
+        box_xyxy=_cat([r["xyxy"] for r in results], np.zeros((0, 4), np.float32)),
+        box_flags=_cat([r["flags"] for r in results], np.zeros((0, len(FLAG_COLUMNS)), np.int8)),
+        rows=rows,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Human-verified image-level labels
+
+
+def read_image_labels_header(path: str) -> Tuple[Dict[str, int], int]:
+    """``({column: position}, byte offset of the first data row)`` of an image-level label
+    CSV. Raises ValueError naming the file when a column of ``IMAGE_LABEL_COLUMNS`` is
+    missing."""
+    return _read_header(path, IMAGE_LABEL_COLUMNS, "image-level label CSV")
+
+
+class ImageLabelRows(NamedTuple):
+    """The positive (``Confidence`` 1) rows of one image-level label CSV, in file order.
+
+    image_ids: distinct ImageIDs of the positive rows, first-seen order.
+    image: int32 (P,), index into ``image_ids``.
+    label: int32 (P,), index into the class list the CSV was read against.
+    rows: data rows read (good and bad); negatives: rows with ``Confidence`` 0 (verified
+        absent: read, not kept).
+    """
+
+    image_ids: List[str]
+    image: np.ndarray
+    label: np.ndarray
+    rows: int
+    negatives: int
+
+
+def _parse_label_range(task) -> dict:
+    """Parse rows [start, end) of an image-level label CSV (see :func:`_parse_range`)."""
+    path, start, end, columns, label_to_idx, max_examples = task
+    lines = _range_lines(path, start, end)
+    i_id, i_lab, i_conf = columns["ImageID"], columns["LabelName"], columns["Confidence"]
+    needed = max(i_id, i_lab, i_conf) + 1
+    width = max(columns.values()) + 1
 
     ids: Dict[str, int] = {}
-    parts_img, parts_lab, parts_xyxy, parts_flags = [], [], [], []
-    line0 = 2  # the header is line 1
-    rows = 0
-    for r in results:
-        for key, n in r["stats"].items():
-            tally.stats[key] += n
-        for key, k, why in r["local_examples"]:
-            kept = tally.examples.setdefault(key, [])
-            if tally.max_examples is None or len(kept) < tally.max_examples:
-                kept.append(f"{path}:{line0 + k}: {why}")
-        line0 += r["lines"]
-        rows += r["rows"]
-        remap = np.fromiter((ids.setdefault(i, len(ids)) for i in r["ids"]), dtype=np.int32, count=len(r["ids"]))
-        parts_img.append(remap[r["img"]] if len(r["img"]) else r["img"])
-        parts_lab.append(r["lab"])
-        parts_xyxy.append(r["xyxy"])
-        parts_flags.append(r["flags"])
+    bad_ids: Set[str] = set()
+    img, lab = array("i"), array("i")
+    stats: Dict[str, int] = {}
+    local: List[Tuple[str, int, str]] = []
 
-    def cat(parts, empty):
-        return np.concatenate(parts) if parts else empty
+    def bad(key: str, k: int, why: str) -> None:
+        n = stats[key] = stats.get(key, 0) + 1
+        if max_examples is None or n <= max_examples:
+            local.append((key, k, why))
 
-    return BoxRows(
-        image_ids=list(ids),
-        box_image=cat(parts_img, np.zeros(0, np.int32)).astype(np.int32, copy=False),
-        box_label=cat(parts_lab, np.zeros(0, np.int32)).astype(np.int32, copy=False),
-        box_xyxy=cat(parts_xyxy, np.zeros((0, 4), np.float32)),
-        box_flags=cat(parts_flags, np.zeros((0, len(FLAG_COLUMNS)), np.int8)),
+    rows = negatives = 0
+    for k, line in enumerate(lines):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        row = line.split(",") if '"' not in line else next(csv.reader([line]), [])
+        rows += 1
+        if len(row) < needed:
+            bad("bad_rows", k, f"{len(row)} fields, expected {width}")
+            continue
+        conf = row[i_conf].strip()
+        if conf != "1":
+            try:
+                value = float(conf)
+            except ValueError:
+                value = math.nan
+            if value == 0.0:
+                negatives += 1
+                continue
+            if value != 1.0:
+                bad("bad_rows", k, f"Confidence {row[i_conf]!r} is not 1 or 0")
+                continue
+        label = label_to_idx.get(row[i_lab])
+        if label is None:
+            bad("unknown_labels", k, f"LabelName {row[i_lab]!r} is not a class")
+            continue
+        image_id = row[i_id]
+        local_id = ids.get(image_id)
+        if local_id is None:
+            if image_id in bad_ids or not is_plain_name(image_id):
+                bad_ids.add(image_id)
+                bad("bad_image_ids", k, f"ImageID {image_id!r} is not a file name")
+                continue
+            local_id = ids[image_id] = len(ids)
+        img.append(local_id)
+        lab.append(label)
+    return {
+        "ids": list(ids),
+        "img": np.frombuffer(img, dtype=np.int32) if len(img) else np.zeros(0, np.int32),
+        "lab": np.frombuffer(lab, dtype=np.int32) if len(lab) else np.zeros(0, np.int32),
+        "stats": stats,
+        "local_examples": local,
+        "lines": len(lines),
+        "rows": rows,
+        "negatives": negatives,
+    }
+
+
+def read_image_labels_csv(
+    path: str,
+    label_to_idx: Dict[str, int],
+    tally: Optional[_Tally] = None,
+    num_workers: int = 1,
+    chunk_bytes: int = CHUNK_BYTES,
+    show_progress: bool = False,
+) -> ImageLabelRows:
+    """Stream one human-verified image-level label CSV (``ImageID,Source,LabelName,
+    Confidence``; ~9M rows for V6 train) into compact arrays (see :class:`ImageLabelRows`),
+    as :func:`read_bbox_csv` does: parallel byte ranges, bad rows skipped and counted in
+    ``tally`` (``bad_rows``: too few fields or a Confidence other than 1 / 0;
+    ``unknown_labels``; ``bad_image_ids``) with examples naming file and line."""
+    tally = tally if tally is not None else _Tally()
+    columns, data_start = read_image_labels_header(path)
+    results, image_ids, rows = _stream_csv(
+        path, _parse_label_range, columns, data_start, (label_to_idx,), tally, num_workers, chunk_bytes, show_progress
+    )
+    return ImageLabelRows(
+        image_ids=image_ids,
+        image=_cat([r["img"] for r in results], np.zeros(0, np.int32)).astype(np.int32, copy=False),
+        label=_cat([r["lab"] for r in results], np.zeros(0, np.int32)).astype(np.int32, copy=False),
         rows=rows,
+        negatives=sum(r["negatives"] for r in results),
     )

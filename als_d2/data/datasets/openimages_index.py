@@ -8,6 +8,8 @@ also sit in ``root/annotations/``)::
     root/test-annotations-bbox.csv
     root/oidv6-class-descriptions-boxable.csv   (or class-descriptions-boxable.csv)
     root/bbox_labels_600_hierarchy.json
+    root/oidv6-train-annotations-human-imagelabels-boxable.csv   (optional; or
+                                                 train-annotations-human-imagelabels-boxable.csv)
     root/train/<ImageID>.jpg
     root/validation/<ImageID>.jpg
     root/test/<ImageID>.jpg
@@ -16,7 +18,9 @@ also sit in ``root/annotations/``)::
 matches ImageIDs to image files, reads each image's size from its header (PIL, no
 decoding; in parallel) and keeps compact arrays. It applies no subset rule (those are
 cheap and live in :mod:`.openimages_subset`), so the cached index does not depend on
-the hierarchy, the merge file or the rules. It does not import detectron2.
+the hierarchy, the merge file or the rules. :func:`image_label_coverage` counts, per
+class, the train images verified to contain it and those of them with a box of it (the
+paper's "annotated for a subset" rule). It does not import detectron2.
 
 Policy for bad input (every case counted in ``index["stats"]``, up to ``MAX_EXAMPLES``
 examples naming the file and line in ``index["examples"]``, logged by the loader):
@@ -45,18 +49,22 @@ missing CSV, descriptions file or image folder, a CSV header without the needed
 columns, a descriptions file with a bad line or a repeated class.
 """
 import logging
-import multiprocessing as mp
 import os
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
-from .imagenet_index import IMAGE_EXTENSIONS, _Tally, default_num_workers, is_inside
-from .openimages_files import DEPICTION, FLAG_COLUMNS, GROUP_OF, read_bbox_csv, read_class_descriptions
+from .imagenet_index import IMAGE_EXTENSIONS, _Tally, default_num_workers, is_inside, map_in_processes
+from .openimages_files import (
+    DEPICTION,
+    FLAG_COLUMNS,
+    GROUP_OF,
+    read_bbox_csv,
+    read_class_descriptions,
+    read_image_labels_csv,
+)
 
 __all__ = [
     "SPLITS",
@@ -66,6 +74,7 @@ __all__ = [
     "index_inputs",
     "build_index",
     "label_stats",
+    "image_label_coverage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +88,12 @@ CSV_NAMES = {
     "test": ("test-annotations-bbox.csv",),
 }
 IMAGE_DIRS = {"train": "train", "val": "validation", "test": "test"}
+# human-verified image-level labels: classes are chosen on train, so only its file is read
+IMAGE_LABEL_NAMES = {
+    "train": ("oidv6-train-annotations-human-imagelabels-boxable.csv", "train-annotations-human-imagelabels-boxable.csv"),
+    "val": ("validation-annotations-human-imagelabels-boxable.csv",),
+    "test": ("test-annotations-human-imagelabels-boxable.csv",),
+}
 DESCRIPTION_NAMES = ("oidv6-class-descriptions-boxable.csv", "class-descriptions-boxable.csv")
 HIERARCHY_NAMES = ("bbox_labels_600_hierarchy.json",)
 ANNOTATION_DIRS = ("", "annotations")
@@ -96,7 +111,8 @@ def _find(root: str, names: Sequence[str]) -> Tuple[Optional[str], List[str]]:
 
 
 def split_paths(root: str, split: str, required: bool = True) -> Dict[str, Optional[str]]:
-    """``csv``, ``images`` (folder), ``descriptions``, ``hierarchy`` of one split.
+    """``csv``, ``images`` (folder), ``descriptions``, ``hierarchy``, ``image_labels`` (the
+    human-verified image-level label CSV, None when absent: it is optional) of one split.
 
     With ``required``, a missing CSV or descriptions file raises FileNotFoundError
     listing the paths tried (the hierarchy is checked by whoever needs it)."""
@@ -105,6 +121,7 @@ def split_paths(root: str, split: str, required: bool = True) -> Dict[str, Optio
     csv_path, tried_csv = _find(root, CSV_NAMES[split])
     desc, tried_desc = _find(root, DESCRIPTION_NAMES)
     hier, _ = _find(root, HIERARCHY_NAMES)
+    image_labels, _ = _find(root, IMAGE_LABEL_NAMES[split])
     if required and csv_path is None:
         raise FileNotFoundError(f"OpenImages {split} boxes not found; tried {tried_csv}")
     if required and desc is None:
@@ -114,6 +131,7 @@ def split_paths(root: str, split: str, required: bool = True) -> Dict[str, Optio
         "images": os.path.join(root, IMAGE_DIRS[split]),
         "descriptions": desc or tried_desc[0],
         "hierarchy": hier or os.path.join(root, HIERARCHY_NAMES[0]),
+        "image_labels": image_labels,
     }
 
 
@@ -170,17 +188,8 @@ def _read_headers(paths: List[str]) -> List[Tuple[int, int, int, str]]:
 
 
 def _header_sizes(paths: List[str], num_workers: int, show_progress: bool):
-    from tqdm import tqdm
-
     chunks = [paths[i : i + HEADER_CHUNK] for i in range(0, len(paths), HEADER_CHUNK)]
-    bar = dict(total=len(chunks), desc="Reading image headers", unit="chunk",
-               disable=None if show_progress else True)
-    if num_workers <= 1 or len(chunks) <= 1:
-        parts = [_read_headers(c) for c in tqdm(chunks, **bar)]
-    else:
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        with ProcessPoolExecutor(max_workers=min(num_workers, len(chunks)), mp_context=mp.get_context(method)) as pool:
-            parts = list(tqdm(pool.map(_read_headers, chunks, chunksize=1), **bar))
+    parts = map_in_processes(_read_headers, chunks, num_workers, "Reading image headers", "chunk", show_progress)
     return [r for part in parts for r in part]
 
 
@@ -277,6 +286,60 @@ def build_index(
         "box_xyxy": box_xyxy.astype(np.float32),
         "box_flags": box_flags.astype(np.int8).reshape(-1, len(FLAG_COLUMNS)),
         "label_stats": label_stats(box_image, box_label, box_flags, len(mids)),
+        "stats": stats,
+        "examples": tally.examples,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def image_label_coverage(
+    index: dict,
+    path: str,
+    num_workers: Optional[int] = None,
+    show_progress: bool = True,
+    max_examples: Optional[int] = MAX_EXAMPLES,
+) -> dict:
+    """How many of each class's verified-positive images carry a box of it.
+
+    Streams the image-level label CSV at ``path`` (:func:`read_image_labels_csv`) against
+    the classes of ``index`` (a train index of :func:`build_index`) and counts, per class,
+    over the images of the index (images with boxes whose files are there; positives on
+    other images are counted in ``stats["positives_outside_index"]`` and left out, so a
+    partial download or a reduced box CSV does not make classes look partly boxed):
+
+    ``positive_images`` int64 (L,): images with a ``Confidence`` 1 row of the class;
+    ``boxed_positive_images`` int64 (L,): those of them with at least one box of it.
+
+    Also ``path``, ``stats`` (``rows``, ``positive_rows``, ``negative_rows``,
+    ``positives_outside_index`` and the bad-row counters of the reader), ``examples``
+    (file:line per counter) and ``seconds``.
+    """
+    t0 = time.perf_counter()
+    mids = list(index["mids"])
+    num_labels = len(mids)
+    tally = _Tally(max_examples)
+    workers = default_num_workers() if num_workers is None else num_workers
+    rows = read_image_labels_csv(path, {m: i for i, m in enumerate(mids)}, tally, workers, show_progress=show_progress)
+
+    position = {image_id: i for i, image_id in enumerate(index["image_ids"])}
+    remap = np.fromiter((position.get(i, -1) for i in rows.image_ids), dtype=np.int64, count=len(rows.image_ids))
+    image = remap[rows.image] if len(rows.image) else np.zeros(0, np.int64)
+    inside = image >= 0
+    positive = np.unique(image[inside] * num_labels + rows.label[inside])
+    boxed = np.unique(index["box_image"].astype(np.int64) * num_labels + index["box_label"])
+    covered = np.intersect1d(positive, boxed, assume_unique=True)
+
+    stats = dict(tally.stats)
+    stats.update(
+        rows=rows.rows,
+        positive_rows=int(len(rows.image)),
+        negative_rows=rows.negatives,
+        positives_outside_index=int((~inside).sum()),
+    )
+    return {
+        "path": path,
+        "positive_images": np.bincount(positive % num_labels, minlength=num_labels).astype(np.int64),
+        "boxed_positive_images": np.bincount(covered % num_labels, minlength=num_labels).astype(np.int64),
         "stats": stats,
         "examples": tally.examples,
         "seconds": time.perf_counter() - t0,

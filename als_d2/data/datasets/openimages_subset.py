@@ -5,19 +5,33 @@ Steps, in the paper's order, each logged with its counts (:class:`ClassSelection
 1. **leaf**: keep the leaf classes of ``bbox_labels_600_hierarchy.json`` (no
    ``Subcategory`` anywhere in the tree; "Part" lists do not make a parent). Boxable
    classes missing from the hierarchy are dropped too.
-2. **fully annotated**: the paper drops "classes that have boxes for only a subset of
-   images". The box files alone cannot tell which images lack a box, so als-d2 uses two
-   rules computed on the **train** split (:class:`SubsetRules`):
+2. **fully annotated**: the paper drops the classes for which "the dataset has bounding
+   boxes for only a subset of images". Two rules, computed on the **train** split:
 
-   * ``max_group_fraction`` (default 0.5): drop a class when more than this fraction of
-     its boxes are ``IsGroupOf`` (one box around several instances: its objects are not
-     boxed one by one, so a 'mask' sample would not be one object);
-   * ``min_images`` (default 20): drop a class with fewer training images than this
-     (too few to learn or evaluate; our addition, not the paper's). A class without
-     any training box is always dropped.
+   * **image-level labels** (the paper's rule, used when the human-verified image-level
+     label file ``oidv6-train-annotations-human-imagelabels-boxable.csv`` is in the
+     tree): a class is annotated for a subset when its boxes cover fewer than
+     ``SubsetRules.min_box_coverage`` (default 0.8) of its verified-positive images
+     (``Confidence`` 1), counted over the indexed train images
+     (:func:`.openimages_index.image_label_coverage`). A class whose boxes cover every
+     positive image is kept whatever its size or group-of share; a class with boxes but
+     no positive image-level label is kept (nothing says it is partial). The 0.8 is
+     ours: the paper names the rule, not a threshold; every dropped class is logged
+     with its fraction, so the threshold can be checked against the data.
+   * **heuristic** (the fallback when that file is absent, logged as a WARNING):
 
-   Both are our operational reading of the paper's sentence; neither threshold comes
-   from the paper, which does not give its rule.
+     - ``max_group_fraction`` (default 0.5): drop a class when more than this fraction
+       of its boxes are ``IsGroupOf`` (one box around several instances: its objects
+       are not boxed one by one, so a 'mask' sample would not be one object);
+     - ``min_images`` (default 20): drop a class with fewer training images than this
+       (too few to learn or evaluate; our addition, not the paper's).
+
+     Both are our operational reading of the paper's sentence; neither threshold comes
+     from the paper.
+
+   Under both rules a class without any training box is dropped. The rule used is
+   recorded in the step's ``rule`` note (``image-level labels`` / ``heuristic``), in the
+   logged table and in ``MetadataCatalog`` (``subset_steps``, ``annotation_rule``).
 3. **merged**: merge confusing classes through a mapping file (``Source,Target`` rows,
    display names or mids; default ``configs/openimages/class_merges.csv``, see its
    header for where it comes from). The class of a merged group is its final target
@@ -65,14 +79,19 @@ DEFAULT_MERGES = os.path.join(_REPO, "configs", "openimages", "class_merges.csv"
 class SubsetRules:
     """Parameters of the subset (see the module docstring).
 
-    min_images: classes with fewer training images (with a box of them) are dropped.
-    max_group_fraction: classes whose share of IsGroupOf boxes (train) exceeds this are
-        dropped; 1.0 keeps every class.
+    min_box_coverage: with the image-level label file (the paper's rule), classes whose
+        boxes cover fewer than this fraction of their verified-positive training images
+        are dropped; 0.0 keeps every class.
+    min_images: heuristic rule (no image-level label file): classes with fewer training
+        images (with a box of them) are dropped.
+    max_group_fraction: heuristic rule: classes whose share of IsGroupOf boxes (train)
+        exceeds this are dropped; 1.0 keeps every class.
     max_per_class: samples per class on train (0: no limit). The paper: 50,000.
     merges: path of the merge mapping; "" for none.
     seed: changes which samples the clipping keeps.
     """
 
+    min_box_coverage: float = 0.8
     min_images: int = 20
     max_group_fraction: float = 0.5
     max_per_class: int = 50000
@@ -80,6 +99,8 @@ class SubsetRules:
     seed: int = 0
 
     def __post_init__(self):
+        if not 0.0 <= self.min_box_coverage <= 1.0:
+            raise ValueError(f"SubsetRules.min_box_coverage = {self.min_box_coverage}: must be in [0, 1]")
         if self.min_images < 0:
             raise ValueError(f"SubsetRules.min_images = {self.min_images}: must be >= 0")
         if not 0.0 <= self.max_group_fraction <= 1.0:
@@ -100,8 +121,9 @@ class ClassSelection(NamedTuple):
     dropped: ``{mid: reason}`` of every boxable class without a label.
     merges_applied: ``[(source mid, target mid)]`` that changed a surviving class.
     steps: ``[{"step", "classes", "alive", ...}]`` per class step: the number of classes,
-        ``alive`` bool (L,) the boxable classes still in, and notes (drop / merge counts);
-        :func:`step_counts` adds the images and boxes of a split.
+        ``alive`` bool (L,) the boxable classes still in, and notes (drop / merge counts,
+        the annotation rule); :func:`step_counts` adds the images and boxes of a split.
+    annotation_rule: ``"image-level labels"`` or ``"heuristic"`` (step 2).
     """
 
     mids: List[str]
@@ -111,6 +133,7 @@ class ClassSelection(NamedTuple):
     dropped: Dict[str, str]
     merges_applied: List[Tuple[str, str]]
     steps: List[dict]
+    annotation_rule: str = "heuristic"
 
 
 def read_class_merges(path: str, descriptions: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
@@ -183,9 +206,13 @@ def select_classes(
     hierarchy: Hierarchy,
     rules: SubsetRules,
     merges: Optional[Dict[str, str]] = None,
+    coverage: Optional[dict] = None,
 ) -> ClassSelection:
     """Steps 1-3 on the train statistics (``label_stats`` of the train index, aligned with
-    ``mids``). ``merges``: from :func:`read_class_merges` (None: no merging)."""
+    ``mids``). ``merges``: from :func:`read_class_merges` (None: no merging).
+    ``coverage``: ``positive_images`` and ``boxed_positive_images`` per class from
+    :func:`.openimages_index.image_label_coverage` (the paper's rule for step 2), or None
+    (the heuristic rule)."""
     merges = merges or {}
     stats = np.asarray(train_label_stats, dtype=np.int64).reshape(len(mids), 4)
     dropped: Dict[str, str] = {}
@@ -208,22 +235,11 @@ def select_classes(
             alive.append(i)
     steps.append(row("leaf", alive))
 
-    kept = []
-    n_few = n_group = 0
-    for i in alive:
-        images, boxes, group = stats[i, 0], stats[i, 1], stats[i, 2]
-        if images < max(1, rules.min_images):  # a class without training boxes is never kept
-            dropped[mids[i]] = f"{images} training images < min_images {max(1, rules.min_images)}"
-            n_few += 1
-        elif boxes and group / boxes > rules.max_group_fraction:
-            dropped[mids[i]] = (
-                f"{group}/{boxes} = {group / boxes:.2f} of its training boxes are group-of "
-                f"> max_group_fraction {rules.max_group_fraction}"
-            )
-            n_group += 1
-        else:
-            kept.append(i)
-    steps.append(row("fully annotated", kept, dropped_few_images=n_few, dropped_group_of=n_group))
+    if coverage is not None:
+        kept, notes = _partly_boxed_by_image_labels(mids, stats, alive, coverage, rules, dropped)
+    else:
+        kept, notes = _partly_boxed_by_heuristic(mids, stats, alive, rules, dropped)
+    steps.append(row("fully annotated", kept, **notes))
 
     groups: Dict[str, List[str]] = {}
     applied = []
@@ -245,7 +261,55 @@ def select_classes(
         dropped=dropped,
         merges_applied=applied,
         steps=steps,
+        annotation_rule=notes["rule"],
     )
+
+
+def _partly_boxed_by_image_labels(mids, stats, alive, coverage, rules, dropped) -> Tuple[List[int], dict]:
+    """Step 2, the paper's rule: boxes on fewer than ``min_box_coverage`` of the class's
+    verified-positive training images."""
+    positive = np.asarray(coverage["positive_images"], dtype=np.int64)
+    boxed = np.asarray(coverage["boxed_positive_images"], dtype=np.int64)
+    if len(positive) != len(mids) or len(boxed) != len(mids):
+        raise ValueError(f"image-level coverage has {len(positive)} classes, the train index {len(mids)}")
+    kept: List[int] = []
+    n_none = n_partial = n_unlabelled = 0
+    for i in alive:
+        if stats[i, 0] == 0:
+            dropped[mids[i]] = "no training boxes"
+            n_none += 1
+        elif positive[i] and boxed[i] / positive[i] < rules.min_box_coverage:
+            dropped[mids[i]] = (
+                f"boxes on {boxed[i]}/{positive[i]} = {boxed[i] / positive[i]:.2f} of its positive training "
+                f"images < min_box_coverage {rules.min_box_coverage}"
+            )
+            n_partial += 1
+        else:
+            n_unlabelled += int(positive[i] == 0)
+            kept.append(i)
+    notes = dict(rule="image-level labels", min_box_coverage=rules.min_box_coverage, dropped_partly_boxed=n_partial,
+                 dropped_no_boxes=n_none, kept_without_image_labels=n_unlabelled)
+    return kept, notes
+
+
+def _partly_boxed_by_heuristic(mids, stats, alive, rules, dropped) -> Tuple[List[int], dict]:
+    """Step 2 without image-level labels: our group-of share and min-images rules."""
+    kept: List[int] = []
+    n_few = n_group = 0
+    for i in alive:
+        images, boxes, group = stats[i, 0], stats[i, 1], stats[i, 2]
+        if images < max(1, rules.min_images):  # a class without training boxes is never kept
+            dropped[mids[i]] = f"{images} training images < min_images {max(1, rules.min_images)}"
+            n_few += 1
+        elif boxes and group / boxes > rules.max_group_fraction:
+            dropped[mids[i]] = (
+                f"{group}/{boxes} = {group / boxes:.2f} of its training boxes are group-of "
+                f"> max_group_fraction {rules.max_group_fraction}"
+            )
+            n_group += 1
+        else:
+            kept.append(i)
+    return kept, dict(rule="heuristic", dropped_few_images=n_few, dropped_group_of=n_group)
 
 
 def mask_samples(index: dict, label_map: np.ndarray, max_per_class: int = 0, seed: int = 0) -> Tuple[np.ndarray, dict]:

@@ -617,7 +617,7 @@ def test_dataset_stats_tool(tree, rules, tmp_path, capsys):
 
 
 def test_a_few_training_iterations_through_train_cls(tmp_path):
-    fx.write_openimages_tree(str(tmp_path / "datasets" / "openimages"), fx.trainable_spec(per_class=20))
+    root = fx.write_openimages_tree(str(tmp_path / "datasets" / "openimages"), fx.trainable_spec(per_class=20))
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), ALS_D2_CACHE=str(tmp_path / "cache"),
                ALS_D2_INDEX_WORKERS="1", OMP_NUM_THREADS="1")
     out = tmp_path / "out"
@@ -638,3 +638,15 @@ def test_a_few_training_iterations_through_train_cls(tmp_path):
     assert any(np.isfinite(r.get("total_loss", np.nan)) for r in rows)
     assert rows[-1]["classification/num_samples"] == 6  # the final evaluation on openimages_val_leaf
     assert "OpenImages merges" in proc.stdout  # the shipped merge file names classes this tree lacks: warned
+    # the als_d2 logger reaches OUTPUT_DIR/log.txt: the subset tables of train and val, the rule used.
+    # Train: 3 classes x 20 images, one target box each (Person is a parent class): 60 samples;
+    # val: 2 images per class: 6 samples.
+    with open(out / "log.txt") as f:
+        log = f.read()
+    assert f"OpenImages train subset at {root}:" in log and f"OpenImages val subset at {root}:" in log
+    assert "rule=heuristic" in log and "no human-verified image-level label file" in log
+    train_table = log.split(f"OpenImages train subset at {root}:", 1)[1]
+    assert [line.split()[:4] for line in train_table.splitlines()[2:8]] == [
+        ["boxable", "13", "60", "120"], ["leaf", "9", "60", "60"], ["fully", "annotated", "3", "60"],
+        ["merged", "3", "60", "60"], ["mask", "3", "60", "60"], ["clipped", "3", "60", "60"],
+    ]

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import als_d2  # noqa: F401  (detectron2 bootstrap first; registers the datasets)
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
@@ -40,7 +40,7 @@ from detectron2.utils.file_io import PathManager
 from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
 from als_d2.config import load_als_config
 from als_d2.engine import ClassificationTrainer
-from als_d2.engine.launch import launch_from_args
+from als_d2.engine.launch import als_default_setup, launch_from_args
 
 logger = logging.getLogger("als_d2.eval_cls")
 
@@ -98,7 +98,7 @@ def checkpoint_names(paths: Sequence[str], names: Optional[Sequence[str]] = None
 
 def setup(args):
     cfg = load_als_config(args.config_file, args.opts)
-    default_setup(cfg, args)
+    als_default_setup(cfg, args)  # default_setup + the als_d2 logger (console, OUTPUT_DIR/log.txt)
     return cfg
 
 

@@ -9,19 +9,19 @@ Mirrors detectron2's tools/train_net.py:
     tools/train_cls.py --config-file configs/demo/als_r18_cpu.yaml SOLVER.MAX_ITER 20   # trailing KEY VALUE overrides
 """
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
 from als_d2.config import load_als_config
 from als_d2.engine import ClassificationTrainer
-from als_d2.engine.launch import launch_from_args
+from als_d2.engine.launch import als_default_setup, launch_from_args
 
 
 def setup(args):
     cfg = load_als_config(args.config_file, args.opts)
-    default_setup(cfg, args)
+    als_default_setup(cfg, args)  # default_setup + the als_d2 logger (console, OUTPUT_DIR/log.txt)
     return cfg
 
 

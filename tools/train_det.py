@@ -17,15 +17,14 @@ under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.
 """
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 from als_d2.checkpoint import TransferCheckpointer
 from als_d2.config import check_device
 from als_d2.engine.detection import DetectionTrainer
-from als_d2.engine.launch import launch_from_args
+from als_d2.engine.launch import als_default_setup, launch_from_args
 
 
 def setup(args):
@@ -34,8 +33,7 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key
-    default_setup(cfg, args)  # logs of detectron2 and fvcore (the transfer report)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="als_d2")
+    als_default_setup(cfg, args)  # default_setup (detectron2, fvcore: the transfer report) + the als_d2 logger
     return cfg
 
 

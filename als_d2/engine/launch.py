@@ -1,10 +1,24 @@
-"""What the tools share around detectron2's ``launch()``: the ``--num-gpus`` check."""
+"""What the tools share around detectron2's ``launch()``: the ``--num-gpus`` check and the
+per-process set-up (output folder, config dump, loggers)."""
 import torch
-from detectron2.engine import launch
+from detectron2.engine import default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from .. import compat
 
-__all__ = ["check_processes", "launch_from_args"]
+__all__ = ["als_default_setup", "check_processes", "launch_from_args"]
+
+
+def als_default_setup(cfg, args) -> None:
+    """detectron2's ``default_setup`` (OUTPUT_DIR, the config dump, the environment report,
+    the ``detectron2`` and ``fvcore`` loggers) plus the ``als_d2`` logger, set up the same
+    way: console on the main process, ``OUTPUT_DIR/log.txt`` (``log.txt.rank<N>`` on the
+    other ranks). Without it the messages of als_d2's modules (dataset index and subset
+    tables, skipped samples, schedule) reach neither the console nor log.txt.
+    ``setup_logger`` is cached per argument set, so a second call adds no handler."""
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="als_d2")
 
 
 def check_processes(num_gpus: int) -> None:

@@ -15,9 +15,10 @@ Pipelines (all: RandomResizedCrop(224) with torchvision's sampling, horizontal f
   objectness = fraction of mask pixels in the output.
 * ``als_jitter`` (not in the ratios): ``als`` with the config's default colour jitter and
   PCA lighting, for reference.
-* ``hard_packed``, ``als_packed`` (DataLoader only): ``hard`` / ``als`` with
-  ``pack_batch`` as the loader's ``collate_fn``: the images and the boxes of a batch in
-  one shared storage each, instead of two shared-memory blocks per sample.
+* ``hard_unpacked``, ``als_unpacked`` (DataLoader only): ``hard`` / ``als`` through the
+  same loader with detectron2's ``trivial_batch_collator`` instead of als-d2's
+  ``pack_batch`` (which puts the images and the boxes of a batch in one shared storage
+  each): two shared-memory blocks per sample cross from the workers, as before.
 
 Two settings: in this process (torch and PIL on one thread: images/s per core) and
 through a DataLoader with ``--workers`` worker processes (our pipelines through
@@ -254,47 +255,17 @@ class _ListDataset(torch.utils.data.Dataset):
         return self.fn(self.dicts[i])
 
 
-def pack_batch(batch: List[dict]) -> List[dict]:
-    """detectron2's list-of-dicts batch, but the images (and boxes) of the batch share one
-    storage each: a worker hands over 2 shared-memory blocks per batch instead of 2 per
-    sample. Each dict still holds its own 3xHxW ``image`` and Mx4 ``boxes`` (views)."""
-    if not batch:
-        return batch
-    images = [d["image"] for d in batch]
-    if all(im.shape == images[0].shape for im in images):
-        info = torch.utils.data.get_worker_info()
-        out = None
-        if info is not None:  # allocate in shared memory directly, as default_collate does
-            numel = sum(im.numel() for im in images)
-            out = (
-                images[0]
-                .new(images[0].untyped_storage()._new_shared(numel))
-                .resize_(len(images), *images[0].shape)
-            )
-        stacked = torch.stack(images, out=out)
-        batch = [dict(d, image=im) for d, im in zip(batch, stacked)]
-    if all("boxes" in d for d in batch):
-        counts = [d["boxes"].shape[0] for d in batch]
-        boxes = torch.cat([d["boxes"] for d in batch]).split(counts)
-        batch = [dict(d, boxes=b) for d, b in zip(batch, boxes)]
-    return batch
-
-
 def _loader(fn, ds, kind: str, batch: int, workers: int, seed: int):
-    if kind == "d2_packed":  # als-d2's training loader with pack_batch as collate_fn
-        from detectron2.data.build import build_batch_data_loader
-        from detectron2.data.common import DatasetFromList
+    if kind == "d2_unpacked":  # als-d2's training loader, one storage per sample
+        from detectron2.data.build import trivial_batch_collator
 
-        from als_d2.data.build import PositionedTrainingSampler, SeededMapDataset
+        from als_d2.data.build import build_cls_train_loader
 
-        return build_batch_data_loader(
-            SeededMapDataset(DatasetFromList(list(ds), copy=False), fn, seed),
-            PositionedTrainingSampler(len(ds), seed),
-            batch,
-            num_workers=workers,
-            collate_fn=pack_batch,
+        return build_cls_train_loader(
+            ds, fn, total_batch_size=batch, seed=seed, num_workers=workers,
+            collate_fn=trivial_batch_collator,
         )
-    if kind == "d2":  # als-d2's own training loader
+    if kind == "d2":  # als-d2's own training loader (pack_batch)
         from als_d2.data.build import build_cls_train_loader
 
         return build_cls_train_loader(
@@ -313,9 +284,9 @@ def time_dataloader(
     after the first one (worker start-up excluded), a fresh loader per run (no
     prefetching between runs)."""
     pipelines = dict(pipelines)
-    for name in ("hard", "als"):  # the same mappings, one storage per batch (pack_batch)
+    for name in ("hard", "als"):  # the same mappings, one storage per sample
         if name in pipelines:
-            pipelines[name + "_packed"] = pipelines[name][:2] + ("d2_packed",)
+            pipelines[name + "_unpacked"] = pipelines[name][:2] + ("d2_unpacked",)
     rates = {name: [] for name in pipelines}
     for r, order in enumerate(_rotations(pipelines, reps)):
         for name in order:
@@ -378,9 +349,9 @@ RATIOS = {  # name: (numerator, denominator) pipelines
     "mask_raster_over_torchvision": ("mask_raster", "torchvision"),
     "als_mask_over_als": ("als_mask", "als"),
     # DataLoader only
-    "als_packed_over_als": ("als_packed", "als"),
-    "als_packed_over_hard_packed": ("als_packed", "hard_packed"),
-    "hard_packed_over_torchvision": ("hard_packed", "torchvision"),
+    "als_over_als_unpacked": ("als", "als_unpacked"),
+    "hard_over_hard_unpacked": ("hard", "hard_unpacked"),
+    "als_unpacked_over_hard_unpacked": ("als_unpacked", "hard_unpacked"),
 }
 
 

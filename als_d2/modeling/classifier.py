@@ -8,6 +8,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
+from ..data.build import stacked_images
 from ..data.mapper import pixel_mean_rgb
 from .losses import soft_cross_entropy
 from .targets import TargetBuilder
@@ -72,7 +73,7 @@ class ImageClassifier(nn.Module):
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> torch.Tensor:
         """Stack and normalise: N x 3 x H x W float32 on the model's device."""
-        images = torch.stack([x["image"] for x in batched_inputs]).to(self.device, non_blocking=True)
+        images = stacked_images([x["image"] for x in batched_inputs]).to(self.device, non_blocking=True)
         images = (images.float() - self.pixel_mean) / self.pixel_std
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

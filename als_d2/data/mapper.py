@@ -201,7 +201,9 @@ class ClassificationDatasetMapper:
     """
     Maps a dataset dict ``{file_name, image_id, height, width, label, annotations:
     [{bbox, bbox_mode, category_id}], optional target_object: int, optional
-    paint_all_objects: bool}`` to a copy of it with these keys added or replaced:
+    paint_all_objects: bool}`` to a copy of it without ``annotations`` (their boxes,
+    transformed, are ``boxes``; as detectron2's DatasetMapper drops them once converted),
+    with these keys added or replaced:
 
     * ``image``: 3xHxW uint8 tensor, RGB (whatever cfg.INPUT.FORMAT is).
     * ``label``: int.
@@ -397,6 +399,7 @@ class ClassificationDatasetMapper:
         else:
             boxes, objectness = output_boxes(kept, [geometry, rest], out_hw)
 
+        dataset_dict.pop("annotations", None)  # not needed downstream: less to pickle per sample
         dataset_dict["image"] = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["label"] = int(dataset_dict["label"])
         dataset_dict["boxes"] = boxes

@@ -376,6 +376,18 @@ def test_rules_are_checked():
         SubsetRules(max_per_class=-1)
 
 
+def forbid_train_index(monkeypatch, message: str):
+    """Make loading the train index fail with ``message``; returns the real loader."""
+    real_load = openimages.load_openimages_index
+
+    def no_train_index(root, split, **kw):
+        assert split != "train", message
+        return real_load(root, split, **kw)
+
+    monkeypatch.setattr(openimages, "load_openimages_index", no_train_index)
+    return real_load
+
+
 # ----------------------------------------------------------------------------------------
 # Classes annotated for a subset: the paper's rule (image-level labels) and the fallback
 
@@ -415,6 +427,11 @@ def test_image_label_reader_counts_and_names_bad_rows(labelled_tree):
         np.testing.assert_array_equal(other.label, rows.label)
         assert other_stats == stats and other_examples == examples  # same line numbers
 
+    empty = os.path.join(labelled_tree, "e.csv")
+    with open(empty, "w") as f:
+        f.write(fx.IMAGE_LABELS_HEADER + "\r\n")
+    rows = read_image_labels_csv(empty, label_to_idx)
+    assert (rows.image_ids, len(rows.image), rows.rows, rows.negatives) == ([], 0, 0, 0)
     bad_header = os.path.join(labelled_tree, "h.csv")
     with open(bad_header, "w") as f:
         f.write("ImageID,Source,LabelName\n")
@@ -505,13 +522,7 @@ def test_image_label_counts_are_cached(labelled_tree, rules, monkeypatch):
 
     monkeypatch.setattr(openimages, "image_label_coverage", boom)
     assert load_openimages_dicts(labelled_tree, "train", rules) == first
-    real_load = openimages.load_openimages_index
-
-    def no_train_index(root, split, **kw):
-        assert split != "train", "val read the train index instead of the cached counts"
-        return real_load(root, split, **kw)
-
-    monkeypatch.setattr(openimages, "load_openimages_index", no_train_index)
+    forbid_train_index(monkeypatch, "val read the train index instead of the cached counts")
     assert len(load_openimages_dicts(labelled_tree, "val", rules)) == 4
     monkeypatch.undo()
     # a changed label file is read again: Mug verified only where it is boxed -> kept, merged
@@ -537,13 +548,7 @@ def test_second_load_reads_the_cache(tree, rules, tmp_path, monkeypatch):
 
     monkeypatch.setattr(openimages, "build_index", boom)
     assert load_openimages_dicts(tree, "train", rules) == first
-    real_load = openimages.load_openimages_index
-
-    def no_train_index(root, split, **kw):
-        assert split != "train", "val read the whole train index instead of its class statistics"
-        return real_load(root, split, **kw)
-
-    monkeypatch.setattr(openimages, "load_openimages_index", no_train_index)
+    real_load = forbid_train_index(monkeypatch, "val read the whole train index instead of its class statistics")
     assert len(load_openimages_dicts(tree, "val", rules)) == 3  # train statistics: their small cache
     monkeypatch.setattr(openimages, "load_openimages_index", real_load)
     for name in os.listdir(tmp_path / "cache" / "index"):
@@ -569,6 +574,9 @@ def test_registration_and_metadata(tree, rules):
     assert meta.label_names[LABEL["Dog"]] == fx.DOG and meta.class_members[LABEL["Coffee cup"]] == sorted([fx.COFFEE_CUP, fx.MUG])
     assert [s["step"] for s in meta.subset_steps][-1] == "clipped"
     assert meta.annotation_rule == "heuristic"  # the tree has no image-level labels
+    fx.write_image_labels(tree)  # now the paper's rule picks other classes (Flower, Harp in; Mug out)
+    with pytest.raises(RuntimeError, match=f"dataset '{name}' .* changed since they were first loaded.*thing_classes"):
+        DatasetCatalog.get(name)
     with pytest.raises(ValueError, match="unknown OpenImages split"):
         register_openimages("openimages_test_bad_split", tree, "training")
 

@@ -52,17 +52,18 @@ class is the image label, each keeping all annotations of its image: 'mask' Imag
 
 The index of a split is cached (:mod:`.index_cache`); the second start reads the cache.
 """
+import functools
 import logging
 import os
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from . import index_cache
+from .catalog import register_lazy, set_class_metadata
 from .imagenet_index import (
     LAYOUTS,
     SKIP_COUNTERS,
@@ -276,21 +277,8 @@ def load_imagenet_dicts(
 
 def _load_registered(name: str, root: str, split: str, layout: str, subset: str, class_root):
     index = load_imagenet_index(root, split, layout, class_root)
-    meta = MetadataCatalog.get(name)
-    classes: Dict[str, object] = {
-        "thing_classes": list(index["names"]),
-        "wnids": list(index["wnids"]),
-        "num_classes": len(index["wnids"]),
-    }
-    for key, value in classes.items():
-        old = meta.get(key)
-        if old is None:
-            setattr(meta, key, value)
-        elif old != value:
-            raise RuntimeError(
-                f"The classes of dataset '{name}' ({root}) changed since they were first "
-                f"loaded in this process ({key}); restart to use the new tree."
-            )
+    classes = {"thing_classes": list(index["names"]), "wnids": list(index["wnids"]), "num_classes": len(index["wnids"])}
+    set_class_metadata(name, root, classes)
     return _dicts_from_index(index, root, subset)
 
 
@@ -311,13 +299,5 @@ def register_imagenet(
     Arguments as in :func:`load_imagenet_dicts`.
     """
     _check_args(split, layout, subset)
-    DatasetCatalog.register(
-        name, lambda: _load_registered(name, root, split, layout, subset, class_root)
-    )
-    MetadataCatalog.get(name).set(
-        evaluator_type="classification",
-        image_root=root,
-        split=split,
-        layout=layout,
-        subset=subset,
-    )
+    load = functools.partial(_load_registered, name, root, split, layout, subset, class_root)
+    register_lazy(name, load, root, split, layout=layout, subset=subset)

@@ -27,18 +27,20 @@ from them at each load (seconds), so changing the rules, the hierarchy
 or the merge file needs no re-indexing. Classes come from the train split; loading val
 or test reads the train statistics from a small cache (or indexes train once).
 """
+import functools
 import logging
 import os
 import time
 from typing import List, Optional
 
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from . import index_cache
+from .catalog import register_lazy, set_class_metadata
 from .openimages_files import read_hierarchy
 from .openimages_index import (
     INFO_COUNTERS,
@@ -381,22 +383,14 @@ def _load_registered(name: str, root: str, split: str, rules: SubsetRules) -> Li
     report: dict = {}
     dicts = load_openimages_dicts(root, split, rules, report=report)
     sel: ClassSelection = report["selection"]
-    meta = MetadataCatalog.get(name)
     classes = {
         "thing_classes": list(sel.names),
         "label_names": list(sel.mids),
         "class_members": [list(m) for m in sel.members],
         "num_classes": len(sel.mids),
     }
-    for key, value in classes.items():
-        old = meta.get(key)
-        if old is None:
-            setattr(meta, key, value)
-        elif old != value:
-            raise RuntimeError(
-                f"The classes of dataset '{name}' ({root}) changed since they were first loaded in "
-                f"this process ({key}); restart to use the new tree or rules."
-            )
+    set_class_metadata(name, root, classes)
+    meta = MetadataCatalog.get(name)
     meta.subset_steps = report["steps"]  # counts of the last load (plain data)
     meta.annotation_rule = sel.annotation_rule
     return dicts
@@ -416,14 +410,8 @@ def register_openimages(name: str, root: str, split: str, rules: Optional[Subset
     if split not in SPLITS:
         raise ValueError(f"unknown OpenImages split {split!r}; expected one of {SPLITS}")
     rules = rules or SubsetRules()
-    DatasetCatalog.register(name, lambda: _load_registered(name, root, split, rules))
-    MetadataCatalog.get(name).set(
-        evaluator_type="classification",
-        image_root=root,
-        split=split,
-        subset="leaf_mask",
-        subset_rules=rules.as_dict(),
-    )
+    load = functools.partial(_load_registered, name, root, split, rules)
+    register_lazy(name, load, root, split, subset="leaf_mask", subset_rules=rules.as_dict())
 
 
 # name: (folder under $DETECTRON2_DATASETS, split)

@@ -620,6 +620,7 @@ def test_dataset_stats_tool(tree, rules, tmp_path, capsys):
         assert json.load(f)["classes"] == 6
     out = capsys.readouterr().out
     assert "6 classes" in out and "merged" in out  # the subset steps are printed
+    assert "found by the heuristic rule" in out and info["annotation_rule"] == "heuristic"
     other = register_tiny(str(tmp_path / "tiny"), per_class=2)  # any classification dataset
     assert tool.main(["--dataset", other, "--output", str(tmp_path / "t.png"), "--order", "label", "--log"])["counts"] == [2] * 4
 

@@ -13,7 +13,8 @@ sets, one object). Classes come from ``MetadataCatalog`` (``num_classes`` or
 are sorted by count (``--order count``, the default) or by label. Printed: classes,
 samples, images (distinct ``image_id``), min / median / max per class, the largest and
 smallest classes by name, and the subset steps when the dataset logs them
-(``subset_steps``, OpenImages). Drawn with matplotlib's Agg canvas (no display needed).
+(``subset_steps``, OpenImages, with the rule that found the classes annotated for only a
+subset of their images: ``annotation_rule``). Drawn with matplotlib's Agg canvas (no display needed).
 """
 import argparse
 import json
@@ -130,6 +131,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         for s in steps:
             n = s.get("samples", s.get("boxes", 0))
             print(f"  {s['step']:<16} classes {s['classes']:>6}  images {s['images']:>9}  boxes/samples {n:>10}")
+    rule = meta.get("annotation_rule")
+    if rule:
+        info["annotation_rule"] = rule
+        print(f"classes annotated for only a subset of their images: found by the {rule} rule")
     title = (f"{args.dataset}: {info['samples']} samples, {info['classes']} classes "
              f"(max {info['max']}, median {info['median']:g}, min {info['min']})")
     draw(counts, args.output, title, args.order, args.log)

@@ -281,7 +281,8 @@ def time_dataloader(
     pipelines, reps: int, batches: int, batch: int, workers: int
 ) -> Dict[str, List[float]]:
     """images/s through a DataLoader in ``reps`` interleaved runs: ``batches`` batches timed
-    after the first one (worker start-up excluded), a fresh loader per run (no
+    after one batch per worker (their start-up and first samples excluded: each worker
+    produces its first batch before the clock starts), a fresh loader per run (no
     prefetching between runs)."""
     pipelines = dict(pipelines)
     for name in ("hard", "als"):  # the same mappings, one storage per sample
@@ -292,7 +293,8 @@ def time_dataloader(
         for name in order:
             fn, ds, kind = pipelines[name]
             it = iter(_loader(fn, ds, kind, batch, workers, seed=r))
-            next(it)
+            for _ in range(max(1, workers)):
+                next(it)
             t0 = time.perf_counter()
             for _ in range(batches):
                 next(it)

@@ -1,9 +1,12 @@
 """pack_batch / stacked_images: a batch crosses from the loader's workers as one image
 storage, and the model stacks it without a copy; contents are what the mapper made."""
+import io
+import pickle
+
 import als_d2  # noqa: F401  (before detectron2)
 import torch
 
-from als_d2.data.build import build_cls_train_loader, pack_batch, stacked_images
+from als_d2.data.build import PackedBatch, build_cls_train_loader, pack_batch, stacked_images
 
 
 def _sample(i, n_boxes=None):
@@ -22,8 +25,34 @@ def test_pack_batch_shares_one_storage_and_keeps_contents():
     for o, b in zip(out, batch):
         assert torch.equal(o["image"], b["image"]) and torch.equal(o["boxes"], b["boxes"])
     assert len({o["image"].untyped_storage().data_ptr() for o in out}) == 1
-    assert len({o["boxes"].untyped_storage().data_ptr() for o in out}) == 1
-    assert [o["boxes"].shape[0] for o in out] == [0, 1, 2, 0]
+    assert isinstance(out, list) and isinstance(out, PackedBatch)
+
+
+def test_packed_batch_pickles_as_one_block_and_comes_back_equal():
+    batch = pack_batch([dict(_sample(i), context=bool(i % 2)) for i in range(4)])
+    calls = []
+
+    class Counting(pickle.Pickler):  # counts the tensors pickled (torch reduces each one)
+        def reducer_override(self, obj):
+            if isinstance(obj, torch.Tensor):
+                calls.append(tuple(obj.shape))
+            return NotImplemented
+
+    buf = io.BytesIO()
+    Counting(buf).dump(batch)
+    assert sorted(calls) == sorted([(4, 3, 4, 5), (3, 4)])  # the image block, 0+1+2+0 boxes
+    back = pickle.loads(buf.getvalue())
+    assert isinstance(back, PackedBatch) and len(back) == 4
+    for b, i in zip(back, range(4)):
+        assert list(b) == list(batch[i])  # same keys, same order
+        assert torch.equal(b["image"], torch.full((3, 4, 5), i, dtype=torch.uint8))
+        assert torch.equal(b["boxes"], _sample(i)["boxes"])
+        assert b["label"] == i and b["context"] == bool(i % 2)
+    assert len({b["image"].untyped_storage().data_ptr() for b in back}) == 1
+    assert [b["boxes"].shape[0] for b in back] == [0, 1, 2, 0]
+    batch[1]["image"] = torch.zeros(3, 4, 5, dtype=torch.uint8)  # replaced after packing: still right
+    again = pickle.loads(pickle.dumps(batch))
+    assert [int(b["image"].float().mean()) for b in again] == [0, 0, 2, 3]
 
 
 def test_pack_batch_leaves_mixed_shapes_and_missing_boxes_alone():
@@ -31,7 +60,9 @@ def test_pack_batch_leaves_mixed_shapes_and_missing_boxes_alone():
     del batch[1]["boxes"]
     out = pack_batch(batch)
     assert out[0]["image"] is batch[0]["image"] and out[1]["image"] is batch[1]["image"]
-    assert out[0]["boxes"] is batch[0]["boxes"] and "boxes" not in out[1]
+    back = pickle.loads(pickle.dumps(out))
+    assert torch.equal(back[1]["image"], batch[1]["image"]) and "boxes" not in back[1]
+    assert torch.equal(back[0]["boxes"], batch[0]["boxes"])
     assert pack_batch([]) == []
 
 
@@ -59,8 +90,9 @@ def test_worker_batches_arrive_packed_with_the_mapped_contents():
     it = iter(loader)
     for _ in range(3):
         batch = next(it)
-        assert len(batch) == 4
+        assert len(batch) == 4 and isinstance(batch, PackedBatch)
         assert len({d["image"].untyped_storage().data_ptr() for d in batch}) == 1
+        assert len({d["boxes"].untyped_storage().data_ptr() for d in batch if len(d["boxes"])}) <= 1
         for d in batch:  # the image and boxes of sample i, as the mapper built them
             i = d["label"]
             assert torch.equal(d["image"], torch.full((3, 4, 5), i, dtype=torch.uint8))

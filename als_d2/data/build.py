@@ -15,9 +15,10 @@ out of the loader's worker processes; the trainer removes the key and sums it in
 EventStorage (``data/skipped_samples``). Evaluation never skips: a None is an error.
 
 Batches are detectron2's lists of dicts, but :func:`pack_batch` (the loaders'
-``collate_fn``) puts the images of a batch in one storage (and the boxes in another):
-a worker process hands 2 shared-memory blocks per batch to the trainer instead of 2 per
-sample, and :func:`stacked_images` gives the model the N x 3 x H x W batch without a copy.
+``collate_fn``) puts the images of a batch in one storage and returns a
+:class:`PackedBatch`, which a worker process hands to the trainer as one image block and
+one box block (torch would otherwise pass a shared-memory file descriptor per tensor);
+:func:`stacked_images` gives the model the N x 3 x H x W batch without a copy.
 """
 import itertools
 import logging
@@ -141,36 +142,70 @@ def pop_skipped(batch: List[dict]) -> int:
     return sum(int(d.pop(SKIPPED_KEY, 0)) for d in batch)
 
 
+class PackedBatch(list):
+    """A list of mapped dicts (what detectron2's models take) whose ``image`` tensors are
+    the consecutive rows of one block. Pickled (from a DataLoader worker to the trainer),
+    it travels as that one block, the boxes of the batch concatenated, and the other
+    fields: one shared-memory storage (one file descriptor) per batch instead of one per
+    sample and tensor; unpickled, it is the same list of dicts again (views).
+    """
+
+    def __reduce__(self):
+        batch = list(self)
+        images = boxes = counts = None
+        if _same_shape([d.get("image") for d in batch]):
+            images = stacked_images([d["image"] for d in batch])  # a view when still packed
+        if batch and all(isinstance(d.get("boxes"), torch.Tensor) for d in batch):
+            counts = [d["boxes"].shape[0] for d in batch]
+            boxes = torch.cat([d["boxes"] for d in batch])
+        drop = {k for k, v in (("image", images), ("boxes", boxes)) if v is not None}
+        rest = [{k: (None if k in drop else v) for k, v in d.items()} for d in batch]  # keeps key order
+        return _unpack_batch, (rest, images, boxes, counts)
+
+
+def _unpack_batch(rest, images, boxes, counts) -> PackedBatch:
+    """Inverse of :meth:`PackedBatch.__reduce__`: the dicts, in their key order, with
+    ``image`` (and ``boxes``) as views of the blocks."""
+    batch = PackedBatch(rest)
+    if images is not None:
+        for d, im in zip(batch, images):
+            d["image"] = im
+    if boxes is not None:
+        for d, b in zip(batch, boxes.split(counts)):
+            d["boxes"] = b
+    return batch
+
+
+def _same_shape(tensors: Sequence) -> bool:
+    """True for a non-empty sequence of tensors of one shape and dtype."""
+    first = tensors[0] if len(tensors) else None
+    return isinstance(first, torch.Tensor) and all(
+        isinstance(t, torch.Tensor) and t.shape == first.shape and t.dtype == first.dtype
+        for t in tensors
+    )
+
+
 def pack_batch(batch: List[dict]) -> List[dict]:
-    """Collate a list of mapped dicts into the same list, with shared storage.
+    """Collate a list of mapped dicts into the same list, its images in one block.
 
     When every ``image`` (3 x H x W) has the same shape and dtype, the images are copied
     into one N x 3 x H x W block (allocated in shared memory inside a DataLoader worker,
-    as ``default_collate`` does) and each dict gets its row, a view; likewise the Mx4
-    ``boxes`` of the batch share one sum(M) x 4 block. Everything else is untouched.
-    A batch crosses from a worker to the trainer as two storages instead of two per
-    sample.
+    as ``default_collate`` does) and each dict gets its row, a view. Returns a
+    :class:`PackedBatch` (a list): from a worker, a batch crosses to the trainer as one
+    image storage and one box storage. Other values are untouched.
     """
     if not batch:
         return batch
     images = [d.get("image") for d in batch]
-    first = images[0]
-    if isinstance(first, torch.Tensor) and all(
-        isinstance(im, torch.Tensor) and im.shape == first.shape and im.dtype == first.dtype
-        for im in images
-    ):
-        out = None
+    if _same_shape(images):
+        first, out = images[0], None
         if torch.utils.data.get_worker_info() is not None:
             numel = first.numel() * len(images)
             out = first.new(first.untyped_storage()._new_shared(numel * first.element_size()))
             out = out.resize_(len(images), *first.shape)
         stacked = torch.stack(images, out=out)
         batch = [dict(d, image=im) for d, im in zip(batch, stacked)]
-    if all(isinstance(d.get("boxes"), torch.Tensor) for d in batch):
-        counts = [d["boxes"].shape[0] for d in batch]
-        boxes = torch.cat([d["boxes"] for d in batch]).split(counts)
-        batch = [dict(d, boxes=b) for d, b in zip(batch, boxes)]
-    return batch
+    return PackedBatch(batch)
 
 
 def stacked_images(images: Sequence[torch.Tensor]) -> torch.Tensor:

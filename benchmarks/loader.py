@@ -444,8 +444,8 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, default=21, help="interleaved in-process runs")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (0: skip)")
     p.add_argument("--batch", type=int, default=32, help="DataLoader batch size")
-    p.add_argument("--batches", type=int, default=6, help="timed batches per DataLoader run")
-    p.add_argument("--loader-reps", type=int, default=5, help="interleaved DataLoader runs")
+    p.add_argument("--batches", type=int, default=8, help="timed batches per DataLoader run")
+    p.add_argument("--loader-reps", type=int, default=9, help="interleaved DataLoader runs")
     p.add_argument("--size", type=int, default=224, help="output crop size (pixels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -39,7 +39,7 @@ def main(argv=None):
     results = {}
     results["train_step"] = _run("train_step.py", ["--device", "cpu"] + quick, timeout=150)
     print(json.dumps(results["train_step"]), flush=True)
-    results["loader"] = _run("loader.py", quick, timeout=210)
+    results["loader"] = _run("loader.py", quick, timeout=240)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         for name, r in results.items():

@@ -208,8 +208,13 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
       dict per object, e.g. ``imagenet_train_boxed_mask``);
     - ``INPUT.CLS.VARIANT context`` and ``MODEL.ALS.METHOD als / cutmix_als``: boxes
       (``annotations``) in every training dataset;
-    - every ``label`` is an int in [0, ``MODEL.CLASSIFIER.NUM_CLASSES``).
+    - every ``label`` is an int in [0, ``MODEL.CLASSIFIER.NUM_CLASSES``);
+    - a dataset whose metadata has ``num_classes`` (ImageNet, OpenImages: set when it is
+      loaded) has exactly ``MODEL.CLASSIFIER.NUM_CLASSES`` classes (an OpenImages subset's
+      count depends on the rules and the copy: the paper's 480 is not guaranteed).
     """
+    from detectron2.data import MetadataCatalog
+
     variant, method = cfg.INPUT.CLS.VARIANT, cfg.MODEL.ALS.METHOD
     num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
     for name, dicts in datasets.items():
@@ -227,6 +232,11 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
             _fail(key, variant if key == "INPUT.CLS.VARIANT" else method,
                   f"needs bounding boxes, but no dict of dataset {name!r} has 'annotations' "
                   "(use a boxed set, e.g. imagenet_train_boxed)")
+        known = getattr(MetadataCatalog.get(name), "num_classes", None) if name in MetadataCatalog else None
+        if known is not None and known != num_classes:
+            _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
+                  f"dataset {name!r} has {known} classes (its metadata, from the files it was loaded "
+                  f"from): set MODEL.CLASSIFIER.NUM_CLASSES {known}")
         bad = [d.get("label") for d in dicts
                if not isinstance(d.get("label"), int) or not 0 <= d["label"] < num_classes]
         if bad:

@@ -160,6 +160,17 @@ def test_variant_and_method_need_the_right_dicts():
         check_training_dicts(cfg, {"big": _dicts(label=7)})
 
 
+def test_num_classes_must_match_the_datasets_class_count():
+    from detectron2.data import MetadataCatalog
+
+    MetadataCatalog.get("robustness_three_classes").set(num_classes=3)  # as ImageNet/OpenImages loads set it
+    MetadataCatalog.get("robustness_four_classes").set(num_classes=4)
+    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
+    check_training_dicts(cfg, {"robustness_four_classes": _dicts()})  # labels < 3 < 4 but 4 classes: fine
+    with pytest.raises(ValueError, match=r"NUM_CLASSES = 4: dataset 'robustness_three_classes' has 3 classes.*NUM_CLASSES 3"):
+        check_training_dicts(cfg, {"robustness_three_classes": [d for d in _dicts() if d["label"] < 3]})
+
+
 def test_trainer_checks_its_dicts_before_building(tmp_path):
     dicts = write_color_objects(str(tmp_path / "data"), per_class=2)
     for d in dicts:

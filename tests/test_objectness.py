@@ -168,3 +168,71 @@ def test_frame_covered_early_stop():
     assert objectness([[0, 0, 10, 10], [0, 0, 10, 10], [10, 0, 20, 10]], (10, 20)) == 1.0
     with pytest.raises(ValueError):
         union_area([[1, 2, 3]], (0, 0, 1, 1))
+
+
+def _painted_area(boxes: np.ndarray, region) -> float:
+    """
+    Independent exact reference: the region cut at every distinct clipped box edge into
+    cells, each box paints the cells it spans (index ranges from a binary search), and
+    the area is the sum of the painted cells' areas. O(N^3) memory/time, no bitsets.
+    """
+    rx0, ry0, rx1, ry1 = region
+    rects = []
+    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4).tolist():
+        x0, x1 = max(x0, rx0), min(x1, rx1)
+        y0, y1 = max(y0, ry0), min(y1, ry1)
+        if x1 > x0 and y1 > y0:
+            rects.append((x0, y0, x1, y1))
+    if not rects:
+        return 0.0
+    xs = sorted({v for r in rects for v in (r[0], r[2])})
+    ys = sorted({v for r in rects for v in (r[1], r[3])})
+    painted = np.zeros((len(xs) - 1, len(ys) - 1), dtype=bool)
+    for x0, y0, x1, y1 in rects:
+        painted[xs.index(x0) : xs.index(x1), ys.index(y0) : ys.index(y1)] = True
+    return float(np.diff(xs) @ painted.astype(np.float64) @ np.diff(ys))
+
+
+@pytest.mark.parametrize("n", [21, 33, 50, 64, 100])
+@pytest.mark.parametrize("flush_subnormals", [False, True])
+def test_all_paths_vs_painted_cells(n, flush_subnormals, monkeypatch):
+    """Every implementation against ``_painted_area`` on random boxes with reversed,
+    empty, repeated and outside-the-frame ones, for frames and sub-regions."""
+    if flush_subnormals:  # as if the FPU flushed subnormals: the not_equal fallback
+        monkeypatch.setattr(objectness_module, "_DENORMAL", 0.0)
+    rng = np.random.default_rng(1000 + n)
+    for trial in range(12):
+        h, w = (int(v) for v in rng.integers(8, 300, size=2))
+        b = _random_boxes(rng, n, h, w)
+        k = rng.choice(n, size=n // 4, replace=False)
+        b[k[0::4]] = b[k[0::4]][:, [2, 3, 0, 1]]  # reversed: empty
+        b[k[1::4], 2] = b[k[1::4], 0]  # zero width
+        b[k[2::4]] += [2 * w, 0, 2 * w, 0]  # outside the frame
+        b[k[3::4]] = b[0]  # repeated
+        if trial % 3 == 0:  # integer edges: many repeated edge values
+            b = np.round(b)
+        if trial % 2:
+            region = (float(rng.uniform(-5, w / 3)), float(rng.uniform(-5, h / 3)),
+                      float(rng.uniform(w / 2, w + 5)), float(rng.uniform(h / 2, h + 5)))
+        else:
+            region = (0.0, 0.0, float(w), float(h))
+        ref = _painted_area(b, region)
+        tol = dict(rel=1e-9, abs=1e-9)
+        assert objectness_module._sweep_python(b.tolist(), *region) == pytest.approx(ref, **tol)
+        assert objectness_module._sweep_numpy(b, *region) == pytest.approx(ref, **tol)
+        if n <= 64:
+            assert objectness_module._bitset_area(b, *region) == pytest.approx(ref, **tol)
+        assert union_area(b, region) == pytest.approx(ref, **tol)
+        assert union_area(b.tolist(), region) == pytest.approx(ref, **tol)
+        assert union_area(torch.tensor(b), region) == pytest.approx(ref, **tol)
+        assert union_area(b.astype(np.float32), region) == pytest.approx(
+            _painted_area(b.astype(np.float32), region), **tol
+        )
+        if region[0] == 0.0:
+            assert objectness(b, (h, w)) == pytest.approx(ref / (h * w), **tol)
+
+
+def test_bitset_path_bounds():
+    # the thresholds the paths above rely on
+    assert objectness_module.PYTHON_SWEEP_MAX_BOXES < 21
+    assert objectness_module._BITSET_MAX_BOXES == 64

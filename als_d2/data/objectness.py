@@ -32,7 +32,11 @@ one depends on the number of boxes N):
 from typing import Sequence, Tuple, Union
 
 import numpy as np
-from numpy.core.umath import clip as _clip  # the ufunc: np.clip adds a Python wrapper
+
+try:  # the clip ufunc itself: np.clip adds a Python wrapper (numpy 2 moved numpy.core)
+    from numpy._core.umath import clip as _clip
+except ImportError:
+    from numpy.core.umath import clip as _clip
 
 __all__ = ["union_area", "objectness", "PYTHON_SWEEP_MAX_BOXES"]
 

@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -228,15 +229,21 @@ def _rotations(names: Sequence[str], reps: int):
 
 
 def time_in_process(pipelines, reps: int, samples: int) -> Dict[str, List[float]]:
-    """images/s of each pipeline in ``reps`` interleaved runs of ``samples`` maps."""
+    """images/s of each pipeline in ``reps`` interleaved runs of ``samples`` maps. Every
+    pipeline's run ``r`` starts from the same seeds (python, numpy, torch): pipelines
+    that draw their crops alike (``hard``, ``als``, ``als_mask``) time the same crops of
+    the same images, so their ratio compares the work, not the luck of the draw."""
     rates = {name: [] for name in pipelines}
     for name, (fn, ds, _) in pipelines.items():  # warm-up: page cache, lazy imports
         for d in ds[: min(len(ds), 4)]:
             fn(d)
-    for order in _rotations(pipelines, reps):
+    for r, order in enumerate(_rotations(pipelines, reps)):
         for name in order:
             fn, ds, _ = pipelines[name]
             n = len(ds)
+            random.seed(r)
+            np.random.seed(r)
+            torch.manual_seed(r)
             t0 = time.perf_counter()
             for i in range(samples):
                 fn(ds[i % n])

@@ -388,6 +388,25 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(checkpointer, tmp_pa
     ckpt.save("model_0000001", iteration=1)
     assert not stale.exists() and not _tmp_files(tmp_path)
 
+    # ... and by any later save in the folder once its writer is gone; a live writer's
+    # temporary file (another process still saving) is left alone
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: this pid no longer exists
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead_tmp = tmp_path / f".model_0000007.pth.{gone.pid}-0123abcd.tmp"
+        live_tmp = tmp_path / f".model_0000008.pth.{alive.pid}-89abcdef.tmp"
+        other = tmp_path / "notes.7-0123abcd.tmp"  # not one of ours: never touched
+        for f in (dead_tmp, live_tmp, other):
+            f.write_bytes(b"partial")
+        ckpt.save("model_0000004", iteration=4)
+        assert not dead_tmp.exists() and live_tmp.exists() and other.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    ckpt.save("model_0000005", iteration=5)
+    assert not live_tmp.exists() and other.exists()
+
 
 # ---------------------------------------------------------------------------------------
 # Dataset paths that leave the root, duplicates

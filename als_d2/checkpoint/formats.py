@@ -222,16 +222,48 @@ def temp_path_for(path: str) -> str:
     return os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
 
 
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (True when unsure)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str, name: str = "") -> int:
+    """Delete the temporary files of :func:`atomic_write` in ``folder`` that no writer
+    will finish: those of ``name`` (about to be written again), and any whose writing
+    process no longer exists (a run killed while saving, whatever the file name).
+    Returns how many were removed."""
+    removed = 0
+    for entry in os.listdir(folder):
+        m = _TEMP_NAME.match(entry)
+        if m is None:
+            continue
+        pid = int(m.group("pid"))
+        if m.group("name") == name or (pid != os.getpid() and not _process_alive(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+                removed += 1
+    if removed:
+        logger.info(f"removed {removed} unfinished temporary file(s) of killed writers in {folder}")
+    return removed
+
+
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(f)`` into a temporary file of the same folder, fsync
     it, then ``os.replace`` it over ``path`` (and fsync the folder). Readers see either
     the old file or the complete new one; after a crash, at worst a stale
-    ``.<name>.*.tmp`` file is left (removed by the next atomic write of ``path``)."""
+    ``.<name>.<pid>-*.tmp`` file is left: the next atomic write in the folder removes it
+    (:func:`remove_stale_temps`: same name, or its writer is gone)."""
     folder, name = os.path.split(os.path.abspath(path))
-    for stale in os.listdir(folder):
-        if stale.startswith(f".{name}.") and stale.endswith(TMP_SUFFIX):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, stale))
+    remove_stale_temps(folder, name)
     tmp = temp_path_for(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, as for open()
     try:

@@ -10,13 +10,11 @@ Mirrors detectron2's tools/train_net.py:
 """
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from detectron2.engine import default_argument_parser
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
 
 from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
 from als_d2.config import load_als_config
 from als_d2.engine import ClassificationTrainer
-from als_d2.engine.launch import als_default_setup, launch_from_args
+from als_d2.engine.launch import als_default_setup, launch_from_args, train_or_evaluate
 
 
 def setup(args):
@@ -26,17 +24,8 @@ def setup(args):
 
 
 def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = ClassificationTrainer.build_model(cfg)
-        ClassifierCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        res = ClassificationTrainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, res)
-        return res
-    trainer = ClassificationTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    return train_or_evaluate(setup(args), args, ClassificationTrainer, ClassifierCheckpointer)
+
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()

@@ -18,13 +18,11 @@ under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
 
 from als_d2.checkpoint import TransferCheckpointer
 from als_d2.config import check_device
 from als_d2.engine.detection import DetectionTrainer
-from als_d2.engine.launch import als_default_setup, launch_from_args
+from als_d2.engine.launch import als_default_setup, launch_from_args, train_or_evaluate
 
 
 def setup(args):
@@ -38,17 +36,7 @@ def setup(args):
 
 
 def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = DetectionTrainer.build_model(cfg)
-        TransferCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        res = DetectionTrainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, res)
-        return res
-    trainer = DetectionTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    return train_or_evaluate(setup(args), args, DetectionTrainer, TransferCheckpointer)
 
 
 if __name__ == "__main__":

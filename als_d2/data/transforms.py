@@ -29,6 +29,7 @@ __all__ = [
     "ColorJitterTransform",
     "Lighting",
     "LightingTransform",
+    "PhotometricTransform",
     "clip_boxes",
     "resize_uint8",
     "apply_box",
@@ -151,7 +152,24 @@ class CenterCrop(T.Augmentation):
         return ContiguousCropTransform(left, top, self.size, self.size, orig_w=w, orig_h=h)
 
 
-class ColorJitterTransform(T.Transform):
+class PhotometricTransform(T.Transform):
+    """A transform of pixel values only: coordinates, boxes and segmentations pass
+    through unchanged (no corner round trip), the inverse is a no-op."""
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:  # skip fvcore's corner round trip
+        return box
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return segmentation
+
+    def inverse(self) -> T.Transform:
+        return T.NoOpTransform()
+
+
+class ColorJitterTransform(PhotometricTransform):
     """
     Brightness / contrast / saturation blends applied in a given order to an RGB image
     (float arithmetic, clipped to [0, 255] after each step, rounded once at the end).
@@ -187,17 +205,6 @@ class ColorJitterTransform(T.Transform):
             return np.rint(out).astype(np.uint8)
         return out.astype(img.dtype)
 
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        return coords
-
-    def apply_box(self, box: np.ndarray) -> np.ndarray:  # skip fvcore's corner round trip
-        return box
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return segmentation
-
-    def inverse(self) -> T.Transform:
-        return T.NoOpTransform()
 
 
 class ColorJitter(T.Augmentation):
@@ -232,7 +239,7 @@ _PCA_EIGVEC = np.array(
 )
 
 
-class LightingTransform(T.Transform):
+class LightingTransform(PhotometricTransform):
     """Adds a constant RGB offset (0-255 units) to every pixel, clipped to [0, 255]."""
 
     def __init__(self, offset: Sequence[float]):
@@ -250,17 +257,6 @@ class LightingTransform(T.Transform):
             return out
         return np.clip(img + self.offset, 0.0, 255.0).astype(img.dtype)
 
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        return coords
-
-    def apply_box(self, box: np.ndarray) -> np.ndarray:  # skip fvcore's corner round trip
-        return box
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return segmentation
-
-    def inverse(self) -> T.Transform:
-        return T.NoOpTransform()
 
 
 class Lighting(T.Augmentation):
@@ -378,7 +374,7 @@ def _flatten(tfms) -> list:
 def axis_affine(tfms) -> Optional[Tuple[float, float, float, float]]:
     """
     (ax, cx, ay, cy) with x' = ax x + cx, y' = ay y + cy: the map of a chain of
-    axis-aligned transforms (crop, resize, flips, the photometric ones of this module);
+    axis-aligned transforms (crop, resize, flips, any PhotometricTransform);
     None when the chain has any other transform.
 
     Args:
@@ -386,7 +382,7 @@ def axis_affine(tfms) -> Optional[Tuple[float, float, float, float]]:
     """
     ax, cx, ay, cy = 1.0, 0.0, 1.0, 0.0
     for t in _flatten(tfms):
-        if isinstance(t, (T.NoOpTransform, ColorJitterTransform, LightingTransform)):
+        if isinstance(t, (T.NoOpTransform, PhotometricTransform)):
             continue
         if isinstance(t, T.CropTransform):
             cx, cy = cx - t.x0, cy - t.y0

@@ -70,6 +70,27 @@ if not HAS_COMPILED_OPS and "detectron2._C" not in sys.modules:
     detectron2._C = _placeholder
 
 
+# Pillow 10 removed the aliases Image.LINEAR, Image.CUBIC and Image.ANTIALIAS, which
+# detectron2 v0.6 uses in default arguments (evaluated when its modules are imported).
+PILLOW_ALIASES = (("LINEAR", "BILINEAR"), ("CUBIC", "BICUBIC"), ("ANTIALIAS", "LANCZOS"))
+
+
+def restore_pillow_aliases(image_module) -> list:
+    """Set each missing old filter name of ``image_module`` (PIL.Image) to the filter it
+    named; returns the names set (none on Pillow < 10)."""
+    added = []
+    for old, new in PILLOW_ALIASES:
+        if not hasattr(image_module, old) and hasattr(image_module, new):
+            setattr(image_module, old, getattr(image_module, new))
+            added.append(old)
+    return added
+
+
+from PIL import Image as _PILImage  # noqa: E402
+
+restore_pillow_aliases(_PILImage)
+
+
 # ---------------------------------------------------------------------------------------
 # Helpers for behaviour that differs between detectron2 versions.
 

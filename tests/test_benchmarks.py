@@ -75,3 +75,27 @@ def test_run_all_quick(tmp_path):
     _check_train_step(json.loads(lines[-2]))
     assert json.load(open(tmp_path / "loader.json"))["benchmark"] == "loader"
     assert json.load(open(tmp_path / "train_step.json"))["benchmark"] == "train_step"
+
+
+def test_gpu_check_refuses_an_incomplete_bundle(tmp_path):
+    """benchmarks/gpu_check.sh stops before installing anything when .whl/ lacks the bundle
+    (the full path was run in a Python 3.12 / numpy 2 / Pillow 13 environment with
+    DEVICE=cpu TRAIN_STEP_ARGS=--quick; a GPU run needs a lent machine)."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "benchmarks", "gpu_check.sh"), repo / "benchmarks")
+    (repo / ".whl").mkdir()
+    (repo / ".whl" / "iopath-0.1.9-py3-none-any.whl").write_bytes(b"")
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=repo, capture_output=True, text=True,
+                         env=dict(os.environ, OUT=str(tmp_path / "out"), SITE=str(tmp_path / "site")))
+    assert out.returncode == 2 and "gpu_bundle.sh" in out.stderr
+    assert not (tmp_path / "site").exists()
+
+
+def test_offline_detectron2_install_needs_the_sdist_path(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "ALS_D2_DETECTRON2_SDIST"}
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "install_detectron2.py"),
+                          "--offline-target", str(tmp_path / "d2")], capture_output=True, text=True, env=env)
+    assert out.returncode != 0 and "ALS_D2_DETECTRON2_SDIST" in out.stderr

@@ -115,3 +115,19 @@ def test_als_d2_env_cli():
     rows = dict(line.split(None, 1) for line in proc.stdout.splitlines() if line and not line.startswith(("detectron2 ", "torch CUDA", "CUDA dev", "CPU thr")))
     assert rows["torch"].strip() == torch.__version__.split("+")[0]
     assert "detectron2 compiled ops" in proc.stdout
+
+
+def test_pillow_aliases_restored_only_where_missing():
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from als_d2.compat import restore_pillow_aliases
+
+    pillow10 = SimpleNamespace(BILINEAR=2, BICUBIC=3, LANCZOS=1)  # Pillow >= 10: no old names
+    assert restore_pillow_aliases(pillow10) == ["LINEAR", "CUBIC", "ANTIALIAS"]
+    assert (pillow10.LINEAR, pillow10.CUBIC, pillow10.ANTIALIAS) == (2, 3, 1)
+    pillow9 = SimpleNamespace(LINEAR=2, BILINEAR=2, CUBIC=3, BICUBIC=3, ANTIALIAS=1, LANCZOS=1)
+    assert restore_pillow_aliases(pillow9) == []
+    # whatever Pillow is installed, detectron2 v0.6's names resolve to the right filters
+    assert Image.LINEAR == Image.BILINEAR and Image.CUBIC == Image.BICUBIC and Image.ANTIALIAS == Image.LANCZOS

@@ -12,6 +12,11 @@
 Either way the constraints that apply to later installs into this environment are
 written to ``--constraints-out`` (empty for an already present detectron2), so that
 ``pip install -e .`` cannot upgrade numpy past what v0.6 supports.
+
+For a machine that cannot reach the package index (the GPU check,
+``benchmarks/gpu_check.sh``): ``--download-to DIR`` saves the verified sdist here, and
+``ALS_D2_DETECTRON2_SDIST=<sdist> --offline-target DIR`` installs it there into a
+folder for PYTHONPATH, with no dependencies and no constraints.
 """
 import argparse
 import hashlib
@@ -93,10 +98,39 @@ def pip(*args: str) -> None:
     subprocess.check_call(cmd)
 
 
+def download_to(folder: str) -> str:
+    """Save the verified sdist in ``folder`` (for machines that cannot reach the index)."""
+    os.makedirs(folder, exist_ok=True)
+    path = fetch_sdist(folder)
+    print(f"[install_detectron2] saved {path}")
+    return path
+
+
+def install_offline(target: str) -> None:
+    """Install the sdist given by ``ALS_D2_DETECTRON2_SDIST`` into the folder ``target``
+    (``pip --target``, no dependencies, no index): for a machine with its own torch and
+    numpy, where nothing can be fetched and nothing installed may be downgraded."""
+    if not os.environ.get("ALS_D2_DETECTRON2_SDIST"):
+        raise SystemExit("[install_detectron2] --offline-target needs ALS_D2_DETECTRON2_SDIST=<path of the sdist>")
+    with tempfile.TemporaryDirectory() as workdir:
+        src = unpack_without_extension(fetch_sdist(workdir), workdir)
+        pip("--no-index", "--no-deps", "--no-build-isolation", "--target", target, src)
+    print(f"[install_detectron2] installed detectron2 v0.6 (pure Python) into {target}.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--constraints-out", required=True, help="where to write the constraints in force")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--constraints-out", help="install into this environment; write the constraints in force here")
+    mode.add_argument("--download-to", help="only download the verified sdist into this folder")
+    mode.add_argument("--offline-target", help="install ALS_D2_DETECTRON2_SDIST into this folder (pip --target, no deps)")
     args = parser.parse_args()
+    if args.download_to:
+        download_to(args.download_to)
+        return
+    if args.offline_target:
+        install_offline(args.offline_target)
+        return
 
     if detectron2_imports():
         print("[install_detectron2] detectron2 already imports: keeping it, no pins.")

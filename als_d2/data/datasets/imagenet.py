@@ -55,7 +55,6 @@ The index of a split is cached (:mod:`.index_cache`); the second start reads the
 import functools
 import logging
 import os
-import time
 from typing import List, Optional
 
 from detectron2.structures import BoxMode
@@ -135,21 +134,14 @@ def load_imagenet_index(
         _log_index(index, root, split, layout, "indexed, cache off")
         return index
 
-    path = index_cache.cache_path("imagenet", key)
-    with index_cache.cache_lock(path):  # other ranks on this machine wait, then read it
-        t0 = time.perf_counter()
-        fingerprint = index_cache.tree_fingerprint(*index_inputs(root, split, layout, class_root))
-        index = index_cache.load_cached(path, INDEX_VERSION, key, fingerprint)
-        if index is not None and not _relative_paths_ok(index):
-            logger.warning(f"Ignoring index cache {path}: it holds paths outside the dataset root; re-indexing.")
-            index = None
-        if index is not None:
-            source = f"cache {path}, {time.perf_counter() - t0:.1f}s"
-        else:
-            index = build_index(root, split, layout, class_root, **build)
-            saved = index_cache.save_cached(path, INDEX_VERSION, key, fingerprint, index)
-            source = f"indexed in {index['seconds']:.1f}s"
-            source += f", cached to {path}" if saved else ""
+    index, source = index_cache.load_or_build(
+        "imagenet",
+        key,
+        INDEX_VERSION,
+        index_inputs(root, split, layout, class_root),
+        lambda: build_index(root, split, layout, class_root, **build),
+        paths_ok=_relative_paths_ok,
+    )
     _log_index(index, root, split, layout, source)
     return index
 

@@ -22,8 +22,9 @@ import logging
 import os
 import pickle
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = [
     "cache_root",
@@ -32,6 +33,7 @@ __all__ = [
     "load_cached",
     "save_cached",
     "cache_lock",
+    "load_or_build",
 ]
 
 logger = logging.getLogger(__name__)
@@ -146,3 +148,34 @@ def cache_lock(path: str):
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def load_or_build(
+    kind: str,
+    key: Sequence[Any],
+    version: int,
+    inputs: Sequence[str],
+    build: Callable[[], dict],
+    paths_ok: Optional[Callable[[dict], bool]] = None,
+    on_built: Optional[Callable[[dict, Any], None]] = None,
+) -> Tuple[dict, str]:
+    """The index cached under ``(kind, key)`` when ``version`` and the fingerprint of
+    ``inputs`` (arguments of :func:`tree_fingerprint`) match and ``paths_ok(index)``
+    holds; else ``build()`` (a dict with ``seconds``), saved, and ``on_built(index,
+    fingerprint)`` called. All under the cache's lock: other ranks on this machine wait,
+    then read. Returns ``(index, where it came from)``, a phrase for the log."""
+    path = cache_path(kind, key)
+    with cache_lock(path):
+        t0 = time.perf_counter()
+        fingerprint = tree_fingerprint(*inputs)
+        index = load_cached(path, version, key, fingerprint)
+        if index is not None and paths_ok is not None and not paths_ok(index):
+            logger.warning(f"Ignoring index cache {path}: it holds paths outside the dataset root; re-indexing.")
+            index = None
+        if index is not None:
+            return index, f"cache {path}, {time.perf_counter() - t0:.1f}s"
+        index = build()
+        saved = save_cached(path, version, key, fingerprint, index)
+        if on_built is not None:
+            on_built(index, fingerprint)
+        return index, f"indexed in {index['seconds']:.1f}s" + (f", cached to {path}" if saved else "")

@@ -30,7 +30,6 @@ or test reads the train statistics from a small cache (or indexes train once).
 import functools
 import logging
 import os
-import time
 from typing import List, Optional
 
 import numpy as np
@@ -94,26 +93,21 @@ def load_openimages_index(
         index = build_index(root, split, **build)
         _log_index(index, root, split, "indexed, cache off")
         return index
-    key = _cache_key(root, split)
-    path = index_cache.cache_path("openimages", key)
-    with index_cache.cache_lock(path):
-        t0 = time.perf_counter()
-        fingerprint = index_cache.tree_fingerprint(*index_inputs(root, split))
-        index = index_cache.load_cached(path, INDEX_VERSION, key, fingerprint)
-        if index is not None and not _paths_ok(index):
-            logger.warning(f"Ignoring index cache {path}: it holds paths outside the dataset root; re-indexing.")
-            index = None
-        if index is not None:
-            source = f"cache {path}, {time.perf_counter() - t0:.1f}s"
-        else:
-            index = build_index(root, split, **build)
-            saved = index_cache.save_cached(path, INDEX_VERSION, key, fingerprint, index)
-            source = f"indexed in {index['seconds']:.1f}s" + (f", cached to {path}" if saved else "")
-            if split == "train":  # what val / test need of train, small
-                stats_path, stats_key = _stats_cache(root)
-                index_cache.save_cached(
-                    stats_path, INDEX_VERSION, stats_key, fingerprint, {k: index[k] for k in _STATS_KEYS}
-                )
+
+    def save_train_stats(index: dict, fingerprint) -> None:  # what val / test need of train, small
+        if split == "train":
+            stats_path, stats_key = _stats_cache(root)
+            index_cache.save_cached(stats_path, INDEX_VERSION, stats_key, fingerprint, {k: index[k] for k in _STATS_KEYS})
+
+    index, source = index_cache.load_or_build(
+        "openimages",
+        _cache_key(root, split),
+        INDEX_VERSION,
+        index_inputs(root, split),
+        lambda: build_index(root, split, **build),
+        paths_ok=_paths_ok,
+        on_built=save_train_stats,
+    )
     _log_index(index, root, split, source)
     return index
 

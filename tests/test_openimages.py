@@ -208,16 +208,23 @@ def test_missing_files_and_columns_are_errors(tmp_path):
         load_openimages_index(root, "train")
 
 
-def test_parallel_streaming_matches_serial(tree):
-    path = os.path.join(tree, fx.CSV_NAMES["train"])
-    label_to_idx = {m: i for i, (m, _) in enumerate(fx.CLASSES)}
+def _read_three_ways(reader, path, chunk):
+    """(rows, stats, sorted examples) of ``reader`` on ``path``: one byte range, then
+    ``chunk``-byte ranges in one process and in two."""
     from als_d2.data.datasets.imagenet_index import _Tally
 
+    label_to_idx = {m: i for i, (m, _) in enumerate(fx.CLASSES)}
     runs = []
-    for workers, chunk in ((1, 1 << 20), (1, 150), (2, 150)):  # one range; ~15 ranges, serial and parallel
+    for workers, size in ((1, 1 << 20), (1, chunk), (2, chunk)):
         tally = _Tally(None)
-        rows = read_bbox_csv(path, label_to_idx, tally, num_workers=workers, chunk_bytes=chunk)
+        rows = reader(path, label_to_idx, tally, num_workers=workers, chunk_bytes=size)
         runs.append((rows, dict(tally.stats), {k: sorted(v) for k, v in tally.examples.items()}))
+    return runs
+
+
+def test_parallel_streaming_matches_serial(tree):
+    # one range; ~15 ranges, serial and parallel
+    runs = _read_three_ways(read_bbox_csv, os.path.join(tree, fx.CSV_NAMES["train"]), 150)
     (ref, ref_stats, ref_examples) = runs[0]
     assert len(ref.box_image) == 26 and ref.rows == 31
     for rows, stats, examples in runs[1:]:
@@ -401,16 +408,12 @@ def labelled_tree(tree):
 
 
 def test_image_label_reader_counts_and_names_bad_rows(labelled_tree):
-    from als_d2.data.datasets.imagenet_index import _Tally
     from als_d2.data.datasets.openimages_files import read_image_labels_csv
 
+    # one range; ~8 ranges, serial and parallel
     path = os.path.join(labelled_tree, fx.IMAGE_LABELS_NAME)
     label_to_idx = {m: i for i, (m, _) in enumerate(fx.CLASSES)}
-    runs = []
-    for workers, chunk in ((1, 1 << 20), (1, 200), (2, 200)):  # one range; ~8 ranges, serial and parallel
-        tally = _Tally(None)
-        rows = read_image_labels_csv(path, label_to_idx, tally, num_workers=workers, chunk_bytes=chunk)
-        runs.append((rows, dict(tally.stats), {k: sorted(v) for k, v in tally.examples.items()}))
+    runs = _read_three_ways(read_image_labels_csv, path, 200)
     rows, stats, examples = runs[0]
     # 32 good rows (28 positive, 4 verified absent) + 4 bad
     assert (rows.rows, len(rows.image), rows.negatives) == (36, 28, 4)

@@ -503,11 +503,15 @@ def test_heuristic_fallback_without_image_level_labels(tree, rules, caplog):
     with caplog.at_level(logging.INFO, logger="als_d2.data.datasets.openimages"):
         report = {}
         load_openimages_dicts(tree, "train", rules, report=report)
+        for split in ("val", "test", "train"):  # each load chooses the classes again
+            load_openimages_dicts(tree, split, rules)
     fa = next(r for r in report["steps"] if r["step"] == "fully annotated")
     assert fa["rule"] == "heuristic" and report["selection"].annotation_rule == "heuristic"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     fallback = [w for w in warnings if "no human-verified image-level label file" in w]
+    # said once per process, not once per split load
     assert len(fallback) == 1 and "heuristic rule" in fallback[0] and fx.IMAGE_LABELS_NAME in fallback[0]
+    assert caplog.text.count("rule=heuristic") == 4  # while every load's step table still shows the rule
     assert "rule=heuristic" in caplog.text
     # the V5 name and annotations/ are found too
     os.makedirs(os.path.join(tree, "annotations"))

@@ -37,6 +37,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
+from detectron2.utils.logger import log_first_n
 
 from . import index_cache
 from .catalog import register_lazy, set_class_metadata
@@ -74,6 +75,12 @@ logger = logging.getLogger(__name__)
 INDEX_VERSION = 1  # bump when the index format or its semantics change
 _STATS_KEYS = ("mids", "names", "label_stats")
 _LABEL_COUNTERS = ("bad_rows", "unknown_labels", "bad_image_ids")  # of the image-level label reader
+
+
+def _warn_once(msg: str) -> None:
+    """A warning about the train split's class choice, logged once per process: the
+    classes are chosen again (from caches) at every split's load."""
+    log_first_n(logging.WARNING, msg, n=1, name=__name__, key="message")
 
 
 def _cache_key(root: str, split: str) -> tuple:
@@ -167,19 +174,17 @@ def _image_label_coverage(
         coverage = image_label_coverage(index, labels_path, **build)
         _log_coverage(coverage, "read, cache off")
         return coverage
-    key = ("openimages-image-labels",) + _cache_key(root, "train")[1:]
-    path = index_cache.cache_path("openimages-labels", key)
     dirs, subdirs, files = index_inputs(root, "train")
-    with index_cache.cache_lock(path):
-        fingerprint = index_cache.tree_fingerprint(dirs, subdirs, [*files, labels_path])
-        coverage = index_cache.load_cached(path, INDEX_VERSION, key, fingerprint)
-        if coverage is not None:
-            source = f"counts from cache {path}"
-        else:
-            index = train_index or load_openimages_index(root, "train", num_workers=num_workers)
-            coverage = image_label_coverage(index, labels_path, **build)
-            saved = index_cache.save_cached(path, INDEX_VERSION, key, fingerprint, coverage)
-            source = f"read in {coverage['seconds']:.1f}s" + (f", counts cached to {path}" if saved else "")
+    coverage, source = index_cache.load_or_build(
+        "openimages-labels",
+        ("openimages-image-labels",) + _cache_key(root, "train")[1:],
+        INDEX_VERSION,
+        (dirs, subdirs, [*files, labels_path]),
+        lambda: image_label_coverage(
+            train_index or load_openimages_index(root, "train", num_workers=num_workers), labels_path, **build
+        ),
+        built="counted",
+    )
     _log_coverage(coverage, source)
     return coverage
 
@@ -194,7 +199,7 @@ def _log_coverage(coverage: dict, source: str) -> None:
     for key in _LABEL_COUNTERS:
         if s.get(key):
             examples = "; ".join(coverage["examples"].get(key, [])[:3])
-            logger.warning(f"OpenImages image-level labels {path}: {key} = {s[key]} (e.g. {examples})")
+            _warn_once(f"OpenImages image-level labels {path}: {key} = {s[key]} (e.g. {examples})")
 
 
 def _log_index(index: dict, root: str, split: str, source: str) -> None:
@@ -240,19 +245,19 @@ def get_openimages_classes(
         descriptions = dict(zip(stats["mids"], stats["names"]))
         merges, problems = read_class_merges(rules.merges, descriptions)
         if problems:
-            logger.warning(
+            _warn_once(
                 f"OpenImages merges {rules.merges}: {len(problems)} row(s) skipped (e.g. {'; '.join(problems[:3])})"
             )
     unknown_leaves = set(hierarchy.leaves) - set(stats["mids"])
     if unknown_leaves:
-        logger.warning(
+        _warn_once(
             f"OpenImages hierarchy {paths['hierarchy']}: {len(unknown_leaves)} leaf class(es) missing from the "
             f"class descriptions (e.g. {sorted(unknown_leaves)[:3]}); they have no boxes here."
         )
     coverage = _image_label_coverage(root, use_cache, num_workers, train_index)
     if coverage is None:
         tried = [os.path.join(root, n) for n in IMAGE_LABEL_NAMES["train"]]
-        logger.warning(
+        _warn_once(
             f"OpenImages at {root}: no human-verified image-level label file (tried {tried} and annotations/); "
             "classes annotated for only a subset of their images are chosen by our heuristic rule "
             f"(group-of share > max_group_fraction {rules.max_group_fraction} or < min_images {rules.min_images} "

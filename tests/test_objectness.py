@@ -195,11 +195,14 @@ def _painted_area(boxes: np.ndarray, region) -> float:
 
 @pytest.mark.parametrize("n", [21, 33, 50, 64, 100])
 @pytest.mark.parametrize("flush_subnormals", [False, True])
-def test_all_paths_vs_painted_cells(n, flush_subnormals, monkeypatch):
+@pytest.mark.parametrize("sort_kind", ["stable", "quicksort"])
+def test_all_paths_vs_painted_cells(n, flush_subnormals, sort_kind, monkeypatch):
     """Every implementation against ``_painted_area`` on random boxes with reversed,
-    empty, repeated and outside-the-frame ones, for frames and sub-regions."""
+    empty, repeated and outside-the-frame ones, for frames and sub-regions; the bitset
+    path with either sort (equal edges in any order)."""
     if flush_subnormals:  # as if the FPU flushed subnormals: the not_equal fallback
         monkeypatch.setattr(objectness_module, "_DENORMAL", 0.0)
+    monkeypatch.setattr(objectness_module, "_SORT_KIND", sort_kind)
     rng = np.random.default_rng(1000 + n)
     for trial in range(12):
         h, w = (int(v) for v in rng.integers(8, 300, size=2))

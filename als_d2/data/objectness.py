@@ -19,7 +19,8 @@ one depends on the number of boxes N):
   50 on 2 busy cores; the sort of the 4N edges and the grid below dominate). Sorting
   the x edges (clipped to the region) and taking the running XOR of the boxes' bits
   (bit b toggles at both x edges of box b) gives the set of boxes present in every
-  x-strip; the same over y gives the set present in every y-strip. Strips of zero
+  x-strip; the same over y gives the set present in every y-strip (equal edges may come
+  in any order: the sets between them belong to strips of zero width). Strips of zero
   width at the region's borders (edges clipped onto them) are dropped. The cell
   (x-strip k, y-strip j) is covered iff the two sets intersect, so
   area = dx @ [X_k & Y_j != 0] @ dy: one AND outer product, no per-strip interval
@@ -49,6 +50,10 @@ _BITS = {}  # n -> uint64 [1, 2, 4, .., 2^(n-1)] twice: the bit of each edge's b
 _REGIONS = {}  # region -> arrays of _region_arrays
 _ROWS = np.array([[0], [1]])
 _DENORMAL = 5e-324  # the smallest positive subnormal float64
+# numpy >= 2 sorts floats with SIMD quicksort (x86-simd-sort, highway): 100 edges in ~1.8
+# µs against ~5 for the stable merge sort; before, the stable sort was the faster one. The
+# order of equal edges does not matter: the strips between them have zero width.
+_SORT_KIND = "quicksort" if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else "stable"
 
 
 def _as_boxes(boxes) -> np.ndarray:
@@ -125,7 +130,7 @@ def _bitset_area(b: np.ndarray, rx0: float, ry0: float, rx1: float, ry1: float) 
     bt = b.T
     _clip(bt[:2], lo, hi, out=starts)
     _clip(bt[2:], starts, hi, out=edges[:, n:])
-    order = edges.argsort(axis=1, kind="stable")  # methods, ufuncs: no Python-level wrappers
+    order = edges.argsort(axis=1, kind=_SORT_KIND)  # methods, ufuncs: no Python-level wrappers
     edges = edges[_ROWS, order]
     # sets[0, k]: boxes present between the k-th and (k+1)-th sorted x edge; sets[1]: over y
     sets = np.bitwise_xor.accumulate(bits[order], axis=1)

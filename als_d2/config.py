@@ -2,7 +2,8 @@
 
 Keys (defaults are the paper's ImageNet ResNet-50 setting where it gives one):
 
-MODEL.CLASSIFIER   NUM_CLASSES, IN_FEATURE (backbone feature pooled into the head)
+MODEL.CLASSIFIER   NUM_CLASSES (0 = the class count of the registered training set, logged),
+                   IN_FEATURE (backbone feature pooled into the head)
 MODEL.ALS          METHOD: hard | ls | als | cutmix | mixup | cutmix_als
                    LS_ALPHA: uniform label smoothing alpha (paper: 0.1)
                    LS_STYLE: "paper" (1-alpha on the true class, alpha/(K-1) elsewhere)
@@ -20,11 +21,13 @@ INPUT.CLS          CROP_SIZE (output side, pixels), CROP_SCALE / CROP_RATIO
                    PCA lighting; 0 = off)
                    VARIANT: none | mask | context
                    CONTEXT_PROB: probability that a training sample has every object
-                   painted out and a uniform target ('context' variant; paper: 0.15)
+                   painted out and a uniform target ('context' variant; paper: 0.15); on
+                   the 'mask' set the other samples are 'mask' samples
                    SKIP_UNREADABLE_EVAL: evaluation maps an image that cannot be decoded
                    to None (skipped, counted) instead of raising ImageDecodeError;
                    training always skips such images
 TEST               IMS_PER_BATCH: evaluation batch size (per process)
+LOG_PERIOD         iterations between metrics.json / console writes (detectron2's 20)
 SOLVER             EPOCHS, STEPS_EPOCHS, WARMUP_EPOCHS: the schedule in epochs; when
                    EPOCHS > 0, MAX_ITER / STEPS / WARMUP_ITERS are derived from the
                    training set size and IMS_PER_BATCH at start-up
@@ -42,7 +45,8 @@ config asks of the data: ``INPUT.CLS.VARIANT mask`` needs ``target_object`` in e
 dict, ``context`` and ``MODEL.ALS.METHOD als / cutmix_als`` need boxes, labels must be
 below ``MODEL.CLASSIFIER.NUM_CLASSES``.
 """
-from typing import Dict, Sequence
+import logging
+from typing import Dict, Optional, Sequence
 
 import torch
 from detectron2.config import CfgNode as CN
@@ -89,6 +93,7 @@ def add_als_config(cfg: CN) -> None:
     cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS = 0.0
     cfg.TEST.EVAL_PERIOD_EPOCHS = 0.0
     cfg.TEST.IMS_PER_BATCH = 64
+    cfg.LOG_PERIOD = 20
     if not hasattr(cfg.SOLVER, "AMP"):
         cfg.SOLVER.AMP = CN({"ENABLED": False})
     cfg.SOLVER.AMP.PRECISION = "auto"
@@ -138,8 +143,11 @@ def check_als_config(cfg: CN) -> None:
         _fail("MODEL.ALS.MIX_ALPHA", als.MIX_ALPHA, "must be > 0")
     if not 0.0 <= als.MIX_PROB <= 1.0:
         _fail("MODEL.ALS.MIX_PROB", als.MIX_PROB, "must be in [0, 1]")
-    if cfg.MODEL.CLASSIFIER.NUM_CLASSES < 2:
-        _fail("MODEL.CLASSIFIER.NUM_CLASSES", cfg.MODEL.CLASSIFIER.NUM_CLASSES, "must be >= 2")
+    if cfg.MODEL.CLASSIFIER.NUM_CLASSES < 2 and cfg.MODEL.CLASSIFIER.NUM_CLASSES != 0:
+        _fail("MODEL.CLASSIFIER.NUM_CLASSES", cfg.MODEL.CLASSIFIER.NUM_CLASSES,
+              "must be >= 2 (or 0: the class count of the training set)")
+    if cfg.LOG_PERIOD <= 0:
+        _fail("LOG_PERIOD", cfg.LOG_PERIOD, "must be > 0 (iterations between metric writes)")
     if inp.VARIANT not in VARIANTS:
         _fail("INPUT.CLS.VARIANT", inp.VARIANT, f"expected one of {VARIANTS}")
     if not 0.0 <= inp.CONTEXT_PROB < 1.0:
@@ -218,6 +226,11 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
     variant, method = cfg.INPUT.CLS.VARIANT, cfg.MODEL.ALS.METHOD
     num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
     for name, dicts in datasets.items():
+        if variant == "none" and any("target_object" in d for d in dicts):
+            _fail("INPUT.CLS.VARIANT", variant,
+                  f"dataset {name!r} (DATASETS.TRAIN) is a 'mask' set (its dicts have 'target_object', "
+                  "so the mapper paints the other objects): set INPUT.CLS.VARIANT mask (or context, "
+                  "the paper's 'context' rows), or train on a set without 'target_object'")
         if variant == "mask":
             missing = sum(1 for d in dicts if "target_object" not in d)
             if missing:
@@ -245,6 +258,49 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
                   f"(e.g. {bad[0]!r})")
 
 
+def dataset_num_classes(names: Sequence[str], datasets: Optional[Dict[str, Sequence[dict]]] = None) -> int:
+    """The class count of the registered datasets ``names`` (their metadata's
+    ``num_classes``, else ``len(thing_classes)``; loaded first when neither is set yet).
+    ``ValueError`` when they disagree or none is known."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    counts = {}
+    for name in names:
+        meta = MetadataCatalog.get(name)
+        known = getattr(meta, "num_classes", None)
+        if known is None and not (datasets and name in datasets):
+            DatasetCatalog.get(name)  # ImageNet / OpenImages set their metadata when loaded
+            known = getattr(meta, "num_classes", None)
+        if known is None and getattr(meta, "thing_classes", None):
+            known = len(meta.thing_classes)
+        if known is not None:
+            counts[name] = int(known)
+    if not counts:
+        _fail("MODEL.CLASSIFIER.NUM_CLASSES", 0,
+              f"the class count of {list(names)} is not recorded in their metadata: set it explicitly")
+    if len(set(counts.values())) > 1:
+        _fail("MODEL.CLASSIFIER.NUM_CLASSES", 0, f"the training sets disagree on the class count: {counts}")
+    return next(iter(counts.values()))
+
+
+def resolve_num_classes(cfg: CN, datasets: Optional[Dict[str, Sequence[dict]]] = None) -> CN:
+    """``cfg`` with ``MODEL.CLASSIFIER.NUM_CLASSES 0`` replaced by the class count of
+    ``DATASETS.TRAIN`` (logged); ``cfg`` itself when it is already set."""
+    if cfg.MODEL.CLASSIFIER.NUM_CLASSES != 0:
+        return cfg
+    num = dataset_num_classes(cfg.DATASETS.TRAIN, datasets)
+    logging.getLogger(__name__).info(
+        f"MODEL.CLASSIFIER.NUM_CLASSES 0 -> {num}: the class count of {tuple(cfg.DATASETS.TRAIN)}"
+    )
+    cfg = cfg.clone()
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    cfg.MODEL.CLASSIFIER.NUM_CLASSES = num
+    if frozen:
+        cfg.freeze()
+    return cfg
+
+
 def load_als_config(config_file: str, opts: Sequence = ()) -> CN:
     """detectron2's defaults + als-d2's keys + ``config_file`` + ``KEY VALUE`` overrides,
     frozen and checked (``check_als_config``, ``check_device``): what the tools start from."""
@@ -257,4 +313,4 @@ def load_als_config(config_file: str, opts: Sequence = ()) -> CN:
     cfg.freeze()
     check_als_config(cfg)
     check_device(cfg)
-    return cfg
+    return resolve_num_classes(cfg)

@@ -182,6 +182,8 @@ def output_boxes(boxes: np.ndarray, tfms, out_hw):
         if x1 > x0 and y1 > y0:
             rows.append((x0, y0, x1, y1))
     out = torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+    # emptiness is decided on the float32 values (an edge at 223.99999999999997 becomes 224.0)
+    out = out[(out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])]
     return out, compute_objectness(out.tolist(), out_hw)
 
 
@@ -215,6 +217,9 @@ class ClassificationDatasetMapper:
       of ``boxes``; None when the image has no annotated boxes (unknown).
     * ``context``: bool, True when the 'context' variant painted every object out of
       this training sample (then objectness = 0.0 and the target is uniform).
+    * ``painted_fraction``: float in [0, 1], fraction of the output frame painted with the
+      pixel mean (the painted boxes through the same transforms, minus the kept target
+      box); 0.0 when nothing was painted.
 
     Variants (painting uses the pixel mean, in RGB, before any augmentation):
 
@@ -224,7 +229,10 @@ class ClassificationDatasetMapper:
     * ``paint_all_objects`` (context-only evaluation): every object painted; the label is
       kept, objectness 0.0, context False.
     * ``variant == "context"`` (training only, images with boxes): with probability
-      ``context_prob`` every object is painted, context True, objectness 0.0.
+      ``context_prob`` every object is painted, context True, objectness 0.0. This is
+      drawn first, so on the 'mask' set a context sample has its target object painted
+      too (the paper's 'context' rows train on the 'mask' set); otherwise the sample is
+      a plain or 'mask' sample as above.
     """
 
     @configurable
@@ -364,8 +372,14 @@ class ClassificationDatasetMapper:
         if has_boxes and src.orientation != 1:
             all_boxes = src.orient_boxes(all_boxes)
         target = dataset_dict.get("target_object")
-        context = False
-        if has_boxes and dataset_dict.get("paint_all_objects", False):
+        # 'context' (training): every object painted, the target object of a 'mask' dict too
+        context = (
+            self.is_train
+            and self.variant == "context"
+            and has_boxes
+            and np.random.rand() < self.context_prob
+        )
+        if has_boxes and (context or dataset_dict.get("paint_all_objects", False)):
             painted, kept = all_boxes, None
         elif target is not None:
             target = int(target)
@@ -377,13 +391,6 @@ class ClassificationDatasetMapper:
             others = np.ones(all_boxes.shape[0], dtype=bool)
             others[target] = False
             painted, kept = all_boxes[others], all_boxes[target : target + 1]
-        elif (
-            self.is_train
-            and self.variant == "context"
-            and has_boxes
-            and np.random.rand() < self.context_prob
-        ):
-            painted, kept, context = all_boxes, None, True
         else:
             painted, kept = None, (all_boxes if has_boxes else None)
 
@@ -398,11 +405,17 @@ class ClassificationDatasetMapper:
             objectness: Optional[float] = 0.0 if has_boxes else None
         else:
             boxes, objectness = output_boxes(kept, [geometry, rest], out_hw)
+        painted_fraction = 0.0
+        if painted is not None and painted.shape[0] > 0:  # painted area = |painted U kept| - |kept|
+            covered = painted if kept is None else np.concatenate([painted, kept])
+            _, covered_fraction = output_boxes(covered, [geometry, rest], out_hw)
+            painted_fraction = max(0.0, covered_fraction - (objectness if kept is not None else 0.0))
 
         dataset_dict.pop("annotations", None)  # not needed downstream: less to pickle per sample
         dataset_dict["image"] = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["label"] = int(dataset_dict["label"])
         dataset_dict["boxes"] = boxes
         dataset_dict["objectness"] = objectness
-        dataset_dict["context"] = context
+        dataset_dict["context"] = bool(context)
+        dataset_dict["painted_fraction"] = painted_fraction
         return dataset_dict

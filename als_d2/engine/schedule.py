@@ -48,6 +48,13 @@ def apply_epoch_schedule(cfg: CfgNode, dataset_size: int) -> CfgNode:
             f"{solver.CHECKPOINT_PERIOD}, eval every {cfg.TEST.EVAL_PERIOD} iterations"
         )
         solver.EPOCHS = 0  # applied: MAX_ITER etc. are now authoritative
+    else:  # a schedule in iterations (e.g. the OpenImages runs, matched to ImageNet's): say what it means here
+        per_epoch = dataset_size / batch
+        logger.info(
+            f"Iteration schedule: MAX_ITER {solver.MAX_ITER} at batch {batch} over {dataset_size} samples "
+            f"= {solver.MAX_ITER / per_epoch:.2f} epochs; lr steps at iterations {list(solver.STEPS)} "
+            f"= epochs {[round(s / per_epoch, 2) for s in solver.STEPS]}"
+        )
     if was_frozen:
         cfg.freeze()
     return cfg

@@ -21,13 +21,14 @@ import weakref
 
 import torch
 from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
+from detectron2.engine.hooks import PeriodicWriter
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from ..checkpoint import ClassifierCheckpointer
-from ..config import check_als_config, check_device, check_training_dicts
+from ..config import check_als_config, check_device, check_training_dicts, resolve_num_classes
 from ..data.build import (
     build_cls_test_loader,
     build_cls_train_loader,
@@ -173,6 +174,7 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
         check_als_config(cfg)
         check_device(cfg)
         datasets = load_datasets(cfg.DATASETS.TRAIN)
+        cfg = resolve_num_classes(cfg, datasets)
         check_training_dicts(cfg, datasets)
         self.train_dicts = [d for part in datasets.values() for d in part]
         del datasets
@@ -222,10 +224,18 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
         self._pending_metric_history = None
         super().before_train()
 
+    def build_writers(self):
+        self._writers = super().build_writers()  # kept for build_hooks' PeriodicWriter
+        return self._writers
+
     def build_hooks(self):
         hooks = super().build_hooks()
         hooks.insert(1, ThroughputHook(self.cfg.SOLVER.IMS_PER_BATCH))  # right after IterationTimer
-        return hooks
+        # DefaultTrainer writes every 20 iterations; LOG_PERIOD makes it a config key
+        return [
+            PeriodicWriter(self._writers, period=self.cfg.LOG_PERIOD) if isinstance(h, PeriodicWriter) else h
+            for h in hooks
+        ]
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0, dicts=None, seed=None):

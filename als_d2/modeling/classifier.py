@@ -1,4 +1,5 @@
 """``ImageClassifier``: a detectron2 backbone, global average pooling and a linear head."""
+import functools
 import math
 from typing import Dict, List
 
@@ -103,17 +104,34 @@ class ImageClassifier(nn.Module):
         logits = self.logits(images)
         loss = soft_cross_entropy(logits.float(), targets)
 
-        with torch.no_grad():  # one device sync for the batch statistics
-            stats = torch.stack(
-                [
-                    objectness.nanmean(),
-                    targets.gather(1, labels[:, None]).mean(),
-                    context.float().mean(),
-                ]
-            ).tolist()
-        storage = get_event_storage()
-        if not math.isnan(stats[0]):
-            storage.put_scalar("als/mean_objectness", stats[0])
-        storage.put_scalar("als/mean_true_class_target", stats[1])
-        storage.put_scalar("als/context_fraction", stats[2])
+        self._log_batch_statistics(batched_inputs, labels, targets)
         return {"loss_cls": loss}
+
+    def _log_batch_statistics(self, batched_inputs: List[Dict], labels: torch.Tensor, targets: torch.Tensor) -> None:
+        """What this batch trained on, unsmoothed in EventStorage (``metrics.json`` rows):
+
+        * ``als/context_fraction``: fraction of context-only samples;
+        * ``als/boxed_fraction``: fraction with known objectness (context samples included);
+        * ``als/mean_objectness``: mean objectness over the boxed, non-context samples, read
+          from the batch (not from the targets), absent when there are none;
+        * ``als/painted_fraction``: mean fraction of the frame painted with the pixel mean;
+        * ``als/mean_true_class_target``: mean target mass on the true class;
+        * ``als/mixed`` (1.0 / 0.0) and ``als/mix_ratio`` (partner's share) for mixing methods.
+        """
+        n = len(batched_inputs)
+        context = [bool(x.get("context", False)) for x in batched_inputs]
+        known = [x.get("objectness") is not None for x in batched_inputs]
+        objectness = [float(x["objectness"]) for x, k, c in zip(batched_inputs, known, context) if k and not c]
+        true_class = float(targets.detach().gather(1, labels[:, None]).float().mean())
+        storage = get_event_storage()
+        put = functools.partial(storage.put_scalar, smoothing_hint=False)
+        put("als/context_fraction", sum(context) / n)
+        put("als/boxed_fraction", sum(known) / n)
+        if objectness:
+            put("als/mean_objectness", sum(objectness) / len(objectness))
+        put("als/painted_fraction", sum(float(x.get("painted_fraction", 0.0)) for x in batched_inputs) / n)
+        put("als/mean_true_class_target", true_class)
+        mix = self.target_builder.last_mix_ratio
+        if self.target_builder.mixes:
+            put("als/mixed", 0.0 if mix is None else 1.0)
+            put("als/mix_ratio", 0.0 if mix is None else mix)

@@ -402,6 +402,14 @@ class TargetBuilder:
         self.unboxed_target = unboxed_target
         self.mix_alpha = float(mix_alpha)
         self.mix_prob = float(mix_prob)
+        # partner's share of the last batch (1 - lam for Mixup, the pasted area fraction for
+        # CutMix), None when it was not mixed: what the model logs as als/mix_ratio
+        self.last_mix_ratio: Optional[float] = None
+
+    @property
+    def mixes(self) -> bool:
+        """True for the methods that mix pairs of images (mixup, cutmix, cutmix_als)."""
+        return self.method in ("mixup", "cutmix", "cutmix_als")
 
     @classmethod
     def from_config(cls, cfg):
@@ -445,6 +453,7 @@ class TargetBuilder:
         boxes: Optional[List[torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         k, n = self.num_classes, labels.shape[0]
+        self.last_mix_ratio = None
         if objectness is None:
             objectness = torch.full((n,), float("nan"), device=labels.device)
         m = self.method
@@ -463,10 +472,14 @@ class TargetBuilder:
             return images, _with_context(one_hot_targets(labels, k), context)
         perm = torch.randperm(n)
         if m == "mixup":
+            self.last_mix_ratio = 1.0 - lam
             return mixup(images, _with_context(one_hot_targets(labels, k), context), lam, perm=perm)
+        h, w = images.shape[-2:]
+        patch = _clip_patch(sample_cutmix_box(lam, h, w), h, w)
+        self.last_mix_ratio = (patch[2] - patch[0]) * (patch[3] - patch[1]) / float(h * w)
         if m == "cutmix":
             return cutmix(
-                images, _with_context(one_hot_targets(labels, k), context), lam, perm=perm
+                images, _with_context(one_hot_targets(labels, k), context), lam, box=patch, perm=perm
             )
         if boxes is None:
             boxes = [torch.zeros(0, 4) for _ in range(n)]
@@ -478,6 +491,7 @@ class TargetBuilder:
             lam,
             k,
             self.beta,
+            box=patch,
             perm=perm,
             context=context,
             unboxed=self.unboxed_target,

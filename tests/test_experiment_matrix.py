@@ -1,0 +1,336 @@
+"""The experiment matrix: every config under ``configs/`` is a row of one of the paper's tables
+(or says what else it is), and a short real run of it shows the property that makes it that row.
+
+Each classification config is trained for a few iterations through ``tools/train_cls.py``'s
+``main()`` on generated data (shrunk with overrides: 32 px crops, batch 16, MODEL.DEVICE cpu;
+depth, method, beta, variant, context probability and dataset kind are the config's own),
+and the row property is asserted from what the run logged (``metrics.json``, one row per
+iteration with ``LOG_PERIOD 1``; ``config.yaml``):
+
+* context fraction: within a binomial bound of ``CONTEXT_PROB`` over all samples, and
+  exactly 0 where the row has no context samples;
+* mean true-class target, per iteration: 1 (hard), 0.9 (LS 0.1), and for ALS exactly
+  ``(1 - c) * (beta * o + 1 - beta) + c / K`` with ``o`` the batch's own logged mean
+  objectness and ``c`` its context fraction (the formula of the paper, section 3);
+* painted pixels in 'mask' rows (> 0 somewhere, 0 in rows that paint nothing);
+* mixed batches in CutMix / Mixup rows (every batch at MIX_PROB 1, true-class mass between
+  1 - partner share and 1);
+* the schedule the header states (iterations, lr steps, lr), computed from the stated
+  dataset size by the trainer's own epoch arithmetic and found, as written, in the header.
+
+Detection configs are fine-tuned for 2 iterations through ``tools/train_det.py`` and
+evaluated; the recipe each states is checked against its solver and input settings.
+A config missing from ``ROWS`` fails: new configs join the matrix by being in ``configs/``.
+"""
+import glob
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import pytest
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser
+
+from als_d2.config import add_als_config
+from als_d2.data.datasets.builtin import register_synthetic_imagenet
+from als_d2.engine.schedule import apply_epoch_schedule
+
+from tiny_data import load_tool
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "configs")
+
+# the paper's training-set sizes (figure 4): images with boxes, and 'mask' samples (one per object)
+IMAGENET_BOXED = 474_000
+IMAGENET_MASK = 528_000
+NUM_CLASSES = 5  # of the generated data
+ITERS = 6
+BATCH = 16
+
+
+@dataclass
+class Row:
+    """What makes a config its row. ``target``: hard | ls | als | mix; ``schedule``:
+    (dataset size the header states, MAX_ITER, STEPS) at the config's own batch."""
+
+    paper: str
+    target: str
+    beta: float = 1.0
+    context: float = 0.0
+    mask: bool = False
+    depth: int = 50
+    schedule: Optional[Tuple[int, int, Tuple[int, ...]]] = None
+    lr: float = 0.1
+    kind: str = "cls"
+    extra: dict = field(default_factory=dict)
+
+
+R50_BOXED = (IMAGENET_BOXED, 555_469, (138_867, 277_734, 416_602))
+R50_MASK = (IMAGENET_MASK, 618_750, (154_688, 309_375, 464_062))
+OPENIMAGES = (None, 618_750, (154_688, 309_375, 464_062))  # fixed in iterations, any subset size
+JWYANG = (2 * 117_266, 146_583, (58_633, 117_266))  # train2017 kept by d2 + flips, 10 epochs, batch 16
+D2_1X = (None, 90_000, (60_000, 80_000))
+
+ROWS = {
+    "hard_r50.yaml": Row("Table 2 / Table 1: Hard Label", "hard", schedule=R50_BOXED),
+    "ls_r50.yaml": Row("Table 2 / Table 1: Label Smoothing", "ls", schedule=R50_BOXED),
+    "als_r50.yaml": Row("Table 2: A. L. S. (beta = 1); Table 1: A. L. S.", "als", schedule=R50_BOXED),
+    "als_b075_r50.yaml": Row("Table 2: A. L. S. (beta = 0.75)", "als", beta=0.75, schedule=R50_BOXED),
+    "als_b050_r50.yaml": Row("Table 2: A. L. S. (beta = 0.5)", "als", beta=0.5, schedule=R50_BOXED),
+    "als_mask_r50.yaml": Row("Table 2: A. L. S. (mask)", "als", mask=True, schedule=R50_MASK),
+    "als_context_r50.yaml": Row("Table 2: A. L. S. (Context)", "als", mask=True, context=0.15, schedule=R50_MASK),
+    "cutmix_r50.yaml": Row("Table 2 / Table 1: CutMix", "mix", schedule=R50_BOXED),
+    "mixup_r50.yaml": Row("baseline Mixup (related work)", "mix", schedule=R50_BOXED),
+    "hard_r101.yaml": Row("Table 3 (R101): Hard Label", "hard", depth=101, schedule=R50_BOXED),
+    "ls_r101.yaml": Row("Table 3 (R101): Label Smoothing", "ls", depth=101, schedule=R50_BOXED),
+    "als_r101.yaml": Row("Table 3 (R101): A. L. S.", "als", depth=101, schedule=R50_BOXED),
+    "openimages/hard_r50.yaml": Row("Table 6 (OpenImages): Hard Label", "hard", mask=True, schedule=OPENIMAGES),
+    "openimages/ls_r50.yaml": Row("Table 6 (OpenImages): Label Smoothing", "ls", mask=True, schedule=OPENIMAGES),
+    "openimages/cutmix_r50.yaml": Row("Table 6 (OpenImages): CutMix", "mix", mask=True, schedule=OPENIMAGES),
+    "openimages/als_r50.yaml": Row("Table 6 (OpenImages): A. L. S.", "als", mask=True, schedule=OPENIMAGES),
+    "openimages/als_context_r50.yaml": Row(
+        "Table 6 (OpenImages): A. L. S. (Context)", "als", mask=True, context=0.15, schedule=OPENIMAGES
+    ),
+    "demo/hard_r18.yaml": Row("demo (not a paper row): hard", "hard", depth=18),
+    "demo/ls_r18.yaml": Row("demo (not a paper row): LS", "ls", depth=18),
+    "demo/als_r18.yaml": Row("demo (not a paper row): ALS", "als", depth=18),
+}
+DETECTION_ROWS = {
+    "COCO-Detection/faster_rcnn_R_50_C4_paper.yaml": Row("Tables 4 / 7", "jwyang", schedule=JWYANG, lr=0.01, kind="det"),
+    "COCO-Detection/faster_rcnn_R_50_C4_paper_syncbn.yaml": Row(
+        "Tables 4 / 7, SyncBN variant", "jwyang", schedule=JWYANG, lr=0.01, kind="det"
+    ),
+    "COCO-Detection/faster_rcnn_R_101_C4_paper.yaml": Row(
+        "R101 transfer", "jwyang", depth=101, schedule=JWYANG, lr=0.01, kind="det"
+    ),
+    "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml": Row("d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"),
+    "COCO-Detection/faster_rcnn_R_50_C4_1x_syncbn.yaml": Row(
+        "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
+    ),
+    "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml": Row("d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"),
+    "COCO-Detection/faster_rcnn_R_50_FPN_1x_syncbn.yaml": Row(
+        "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
+    ),
+    "COCO-Detection/faster_rcnn_R_101_C4_1x.yaml": Row(
+        "d2 recipe", "detectron2", depth=101, schedule=D2_1X, lr=0.02, kind="det"
+    ),
+    "COCO-Detection/faster_rcnn_R_101_FPN_1x.yaml": Row(
+        "d2 recipe", "detectron2", depth=101, schedule=D2_1X, lr=0.02, kind="det"
+    ),
+    "COCO-Detection/demo/faster_rcnn_R18_C4_cpu.yaml": Row("demo (not a paper row)", "demo", depth=18, kind="det"),
+    "COCO-Detection/demo/faster_rcnn_R18_FPN_cpu.yaml": Row("demo (not a paper row)", "demo", depth=18, kind="det"),
+}
+
+
+def _is_base(rel: str) -> bool:
+    return os.path.basename(rel).startswith("Base-")
+
+
+ALL_CONFIGS = sorted(
+    os.path.relpath(p, CONFIGS) for p in glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True)
+)
+
+
+def test_every_config_is_a_row():
+    """A config joins the matrix by being in configs/: one without a row fails here."""
+    rows = dict(ROWS, **DETECTION_ROWS)
+    missing = [rel for rel in ALL_CONFIGS if not _is_base(rel) and rel not in rows]
+    assert not missing, f"configs without a row in tests/test_experiment_matrix.py: {missing}"
+    stale = [rel for rel in rows if rel not in ALL_CONFIGS]
+    assert not stale, f"rows without a config: {stale}"
+
+
+def test_readme_table_lists_every_config():
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    absent = [rel for rel in ALL_CONFIGS if not _is_base(rel) and f"`{rel}`" not in readme]
+    assert not absent, f"configs missing from the README's config table: {absent}"
+
+
+def _header_chain(rel: str) -> str:
+    """The comment headers of a config and of its _BASE_ chain, concatenated."""
+    text, path = "", os.path.join(CONFIGS, rel)
+    while path:
+        lines = open(path, encoding="utf-8").read().splitlines()
+        text += "\n".join(line for line in lines if line.lstrip().startswith("#")) + "\n"
+        base = [line.split(":", 1)[1].strip().strip('"') for line in lines if line.startswith("_BASE_:")]
+        path = os.path.normpath(os.path.join(os.path.dirname(path), base[0])) if base else None
+    return text
+
+
+def _cls_cfg(rel: str):
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(os.path.join(CONFIGS, rel))
+    return cfg
+
+
+@pytest.mark.parametrize("rel", sorted(r for r in ROWS if ROWS[r].schedule))
+def test_classification_schedule_is_the_stated_one(rel):
+    row = ROWS[rel]
+    size, max_iter, steps = row.schedule
+    cfg = _cls_cfg(rel)
+    assert cfg.SOLVER.IMS_PER_BATCH == 256 and cfg.MODEL.RESNETS.DEPTH == row.depth
+    derived = apply_epoch_schedule(cfg, size if size else 1_000_000)  # OpenImages: in iterations, any size
+    assert derived.SOLVER.MAX_ITER == max_iter and tuple(derived.SOLVER.STEPS) == steps
+    assert derived.SOLVER.BASE_LR == pytest.approx(row.lr) and derived.SOLVER.GAMMA == 0.1
+    if size:  # 300 epochs, steps at 75 / 150 / 225, independently of the code's arithmetic
+        assert max_iter == round(300 * size / 256)
+        assert all(abs(s - e * size / 256) <= 0.5 for s, e in zip(steps, (75, 150, 225)))
+    header = _header_chain(rel)
+    for number in (max_iter, *steps):
+        assert f"{number:,}" in header, f"{rel}: its header does not state {number:,}"
+
+
+@pytest.mark.parametrize("rel", sorted(r for r in DETECTION_ROWS if DETECTION_ROWS[r].schedule))
+def test_detection_schedule_is_the_stated_one(rel):
+    row = DETECTION_ROWS[rel]
+    size, max_iter, steps = row.schedule
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(CONFIGS, rel))
+    s = cfg.SOLVER
+    assert (s.MAX_ITER, tuple(s.STEPS), s.BASE_LR, s.IMS_PER_BATCH) == (max_iter, steps, row.lr, 16)
+    assert cfg.MODEL.RESNETS.DEPTH == row.depth
+    if row.target == "jwyang":  # 10 epochs of train2017 + flips, x0.1 after epochs 4 and 8, no warm-up
+        assert max_iter == math.ceil(10 * size / 16)
+        assert steps == tuple(e * size // 16 for e in (4, 8))
+        assert s.WARMUP_ITERS == 0
+        assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN) == ((600,), 1000)
+        assert (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (600, 1000)
+        assert cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 128
+        assert cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION == 7
+        assert [list(x) for x in cfg.MODEL.ANCHOR_GENERATOR.SIZES] == [[64, 128, 256, 512]]
+    header = _header_chain(rel)
+    for number in (max_iter, *steps):
+        assert f"{number:,}" in header or str(number) in header, f"{rel}: header does not state {number}"
+
+
+# ---------------------------------------------------------------- short real runs
+
+
+@pytest.fixture(scope="module")
+def matrix_data(tmp_path_factory):
+    """Generated ImageNet-style data (every train image boxed; 1-3 objects each, so the
+    'mask' set paints) and a COCO split, registered as ``matrix_imagenet_*`` / ``matrix_coco_*``."""
+    from als_d2.data.synthetic import generate_synthetic_imagenet
+
+    root = str(tmp_path_factory.mktemp("matrix") / "synthetic_imagenet")
+    generate_synthetic_imagenet(
+        root, num_classes=NUM_CLASSES, train_per_class=12, val_per_class=2, boxed_fraction=1.0,
+        image_size=(48, 72), coco_train=6, coco_val=3,
+    )
+    register_synthetic_imagenet(root, prefix="matrix")
+    return root
+
+
+def _train_set(cfg) -> str:
+    mask = cfg.INPUT.CLS.VARIANT in ("mask", "context") and any("mask" in n for n in cfg.DATASETS.TRAIN)
+    return "matrix_imagenet_train_boxed_mask" if mask else "matrix_imagenet_train_boxed"
+
+
+def _metrics(output_dir: str):
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [r for r in (json.loads(line) for line in f) if "als/mean_true_class_target" in r]
+
+
+def _binomial_p_value(k: int, n: int, p: float) -> float:
+    """Two-sided exact binomial test: probability of an outcome at most as likely as k."""
+    pmf = [math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(n + 1)]
+    return sum(q for q in pmf if q <= pmf[k] * (1 + 1e-9))
+
+
+@pytest.fixture(scope="module")
+def train_cls():
+    return load_tool("train_cls")
+
+
+@pytest.mark.parametrize("rel", sorted(ROWS))
+def test_classification_row_trains_as_its_row(rel, matrix_data, train_cls, tmp_path):
+    row = ROWS[rel]
+    cfg = _cls_cfg(rel)
+    out = str(tmp_path / "run")
+    opts = [
+        "DATASETS.TRAIN", f"('{_train_set(cfg)}',)", "DATASETS.TEST", "()", "OUTPUT_DIR", out,
+        "MODEL.DEVICE", "cpu", "INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "36",
+        "SOLVER.IMS_PER_BATCH", str(BATCH), "SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", str(ITERS),
+        "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD_EPOCHS", "0.0",
+        "SOLVER.CHECKPOINT_PERIOD", "1000", "TEST.EVAL_PERIOD_EPOCHS", "0.0", "TEST.EVAL_PERIOD", "0",
+        "DATALOADER.NUM_WORKERS", "0", "LOG_PERIOD", "1", "SEED", "7",
+    ]
+    if cfg.MODEL.CLASSIFIER.NUM_CLASSES != 0:  # 0 (OpenImages): taken from the training set
+        opts += ["MODEL.CLASSIFIER.NUM_CLASSES", str(NUM_CLASSES)]
+    args = default_argument_parser().parse_args(["--config-file", os.path.join(CONFIGS, rel), *opts])
+    train_cls.main(args)
+
+    logged = get_cfg()
+    add_als_config(logged)
+    logged.merge_from_file(os.path.join(out, "config.yaml"))  # what the run wrote down
+    assert logged.MODEL.RESNETS.DEPTH == row.depth
+    assert logged.MODEL.CLASSIFIER.NUM_CLASSES == NUM_CLASSES
+    rows = _metrics(out)
+    assert [r["iteration"] for r in rows] == list(range(ITERS))
+    k = NUM_CLASSES
+
+    # context: a binomial draw at CONTEXT_PROB, or none at all
+    contexts = round(sum(r["als/context_fraction"] for r in rows) * BATCH)
+    if row.context:
+        assert _binomial_p_value(contexts, ITERS * BATCH, row.context) > 1e-6, contexts
+        assert contexts > 0
+    else:
+        assert contexts == 0
+
+    # the true-class target, batch by batch
+    for r in rows:
+        t, c = r["als/mean_true_class_target"], r["als/context_fraction"]
+        if row.target == "hard":
+            assert t == pytest.approx(1.0, abs=1e-6)
+        elif row.target == "ls":
+            assert t == pytest.approx(0.9, abs=1e-6)
+        elif row.target == "als":
+            assert r["als/boxed_fraction"] == 1.0
+            o = r.get("als/mean_objectness", 0.0)
+            assert 0.0 < o <= 1.0 or c == 1.0
+            expected = (1 - c) * (row.beta * o + 1 - row.beta) + c / k
+            assert t == pytest.approx(expected, abs=2e-5), (r["iteration"], t, expected)
+        else:  # mixing: every batch mixed (MIX_PROB 1), true-class mass in [1 - share, 1]
+            assert r["als/mixed"] == 1.0
+            share = r["als/mix_ratio"]
+            assert 1 - share - 1e-6 <= t <= 1 + 1e-6
+    if row.target == "als" and row.beta == 1.0:  # ALS is not hard labels in disguise
+        assert min(r["als/mean_true_class_target"] for r in rows) < 0.9
+    if row.target == "mix":
+        assert any(r["als/mean_true_class_target"] < 1 - 1e-3 for r in rows)
+
+    # painting: 'mask' rows paint the other objects; rows without mask or context paint nothing
+    painted = [r["als/painted_fraction"] for r in rows]
+    if row.mask or row.context:
+        assert max(painted) > 0
+    else:
+        assert max(painted) == 0.0
+
+
+@pytest.fixture(scope="module")
+def train_det():
+    return load_tool("train_det")
+
+
+@pytest.mark.parametrize("rel", sorted(DETECTION_ROWS))
+def test_detection_row_fine_tunes(rel, matrix_data, train_det, tmp_path):
+    row = DETECTION_ROWS[rel]
+    out = str(tmp_path / "run")
+    opts = [
+        "DATASETS.TRAIN", "('matrix_coco_train',)", "DATASETS.TEST", "('matrix_coco_val',)", "OUTPUT_DIR", out,
+        "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.NUM_CLASSES", str(NUM_CLASSES),
+        "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.FPN.NORM", "", "TEST.PRECISE_BN.ENABLED", "False",
+        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "96", "INPUT.MIN_SIZE_TEST", "64",
+        "INPUT.MAX_SIZE_TEST", "96", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
+        "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0", "SEED", "7",
+    ]
+    args = default_argument_parser().parse_args(["--config-file", os.path.join(CONFIGS, rel), *opts])
+    train_det.main(args)
+    record = json.loads(open(os.path.join(out, "transfer_metrics.json")).read())
+    assert f"R{row.depth}-" in record["architecture"]
+    assert "AP" in record["results"]["bbox"]
+    if row.target in ("jwyang", "detectron2"):
+        assert record.get("recipe") == row.target

@@ -73,7 +73,7 @@ def test_output_keys_types_and_cfg_construction(tmp_path):
     d = _dict(path, boxes)
     m = ClassificationDatasetMapper(_cfg(), is_train=True)
     out = m(d)
-    assert set(out) == (set(d) - {"annotations"}) | {"image", "boxes", "objectness", "context"}
+    assert set(out) == (set(d) - {"annotations"}) | {"image", "boxes", "objectness", "context", "painted_fraction"}
     assert "annotations" in d  # the input dict is not modified
     assert out["image"].dtype == torch.uint8 and out["image"].shape == (3, 48, 48)
     assert out["label"] == 7 and isinstance(out["label"], int)

@@ -16,6 +16,7 @@ from .imagenet import (
 from . import builtin as _builtin  # noqa: F401  (registers imagenet_* at import)
 from .builtin import register_all_imagenet
 from .openimages import SubsetRules, load_openimages_dicts, register_all_openimages, register_openimages  # noqa: F401
+from .wsol_metadata import load_wsol_metadata, read_wsol_metadata, register_all_wsol, register_wsol  # noqa: F401
 
 __all__ = [
     "IlsvrcAnnotation",
@@ -29,4 +30,8 @@ __all__ = [
     "load_imagenet_index",
     "register_imagenet",
     "register_all_imagenet",
+    "load_wsol_metadata",
+    "read_wsol_metadata",
+    "register_wsol",
+    "register_all_wsol",
 ]

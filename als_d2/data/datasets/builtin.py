@@ -11,7 +11,17 @@ imagenet_train_boxed_mask      imagenet                                        t
 imagenet_val                   imagenet                                        val     all
 imagenet_val_context           imagenet                                        val     context
 imagenetv2_matched_frequency   imagenetv2-matched-frequency-format-val         (val)   all
+imagenet_val_wsol              wsolevaluation (metadata/ILSVRC/test)           test    all
+imagenet_val_wsol_context      wsolevaluation (metadata/ILSVRC/test)           test    context
+imagenetv2_wsol                wsolevaluation (metadata/ILSVRC/val)            val     all
+imagenetv2_wsol_context        wsolevaluation (metadata/ILSVRC/val)            val     context
 =============================  ==============================================  ======  =======
+
+The ``*_wsol*`` names read the box metadata of Choe et al. 2020 (a clone of
+clovaai/wsolevaluation): split ``test`` is ImageNet val (images from
+``wsolevaluation/dataset/ILSVRC/val``, else the ``imagenet`` tree's val), split ``val`` is
+the boxed ImageNetV2 Threshold0.7 images (``wsolevaluation/dataset/ILSVRC/val2``). See
+:mod:`.wsol_metadata` for the tree, the file formats and the bad-line policy.
 
 The embedded default dataset (``tools/make_synthetic_imagenet.py --root
 $DETECTRON2_DATASETS/synthetic_imagenet``, Kaggle layout, plus a COCO-format split) is
@@ -25,11 +35,13 @@ import os
 
 from .imagenet import register_imagenet
 from .openimages import register_all_openimages
+from .wsol_metadata import register_all_wsol
 
 __all__ = [
     "PREDEFINED_SPLITS_IMAGENET",
     "register_all_imagenet",
     "register_all_openimages",
+    "register_all_wsol",
     "register_synthetic_imagenet",
 ]
 
@@ -83,3 +95,4 @@ if __name__.endswith(".builtin"):
     register_all_imagenet(_root)
     register_synthetic_imagenet(os.path.join(_root, "synthetic_imagenet"))
     register_all_openimages(_root)
+    register_all_wsol(_root)

@@ -5,7 +5,14 @@ import time
 import numpy as np
 import pytest
 
-from als_d2.evaluation.calibration import bin_statistics, calibration_metrics, metrics_from_stats, sample_stats_from_logits
+from als_d2.evaluation.calibration import (
+    bin_statistics,
+    calibration_metrics,
+    metrics_from_stats,
+    paper_bin_statistics,
+    paper_ece_mce,
+    sample_stats_from_logits,
+)
 from als_d2.evaluation.temperature import (
     fit_temperature,
     held_out_split,
@@ -15,6 +22,27 @@ from als_d2.evaluation.temperature import (
 
 
 # ------------------------------------------------------------------ reference (loops)
+def reference_paper_ece_mce(conf, correct, bins, k):
+    """Wenger et al. (2020) / pycalib ECE and MCE, one sample and one bin at a time: bin b
+    holds e_b <= p < e_{b+1} (the last one also p == 1), e = linspace(1/K, 1, B+1);
+    samples in no bin are dropped; each bin's accuracy is compared with the fixed value
+    linspace(1/K + 1/(2B), 1 - 1/(2B), B)[b]."""
+    edges = np.linspace(1 / k, 1, bins + 1).tolist()
+    ref = np.linspace(1 / k + 1 / (2 * bins), 1 - 1 / (2 * bins), bins).tolist()
+    members = [[] for _ in range(bins)]
+    for p, c in zip(conf, correct):
+        p = float(p)
+        for b in range(bins):
+            if edges[b] <= p and (p < edges[b + 1] or (b == bins - 1 and p == edges[bins])):
+                members[b].append(1.0 if c else 0.0)
+                break
+    total = sum(len(m) for m in members)
+    if total == 0:
+        return float("nan"), float("nan")
+    gaps = [(len(m), abs(sum(m) / len(m) - ref[b])) for b, m in enumerate(members) if m]
+    return sum(n * g for n, g in gaps) / total, max(g for _, g in gaps)
+
+
 def reference_metrics(probs, labels, objectness=None):
     """The metrics as written in section 4.2 / the issue, one sample at a time."""
     probs = [[float(v) for v in row] for row in probs]
@@ -56,6 +84,8 @@ def reference_metrics(probs, labels, objectness=None):
                 gaps.append(gap)
         out[f"ece_{bins}"] = ece if n else nan
         out[f"mce_{bins}"] = max(gaps) if gaps else nan
+        k = len(probs[0]) if probs else 2
+        out[f"paper_ece_{bins}"], out[f"paper_mce_{bins}"] = reference_paper_ece_mce(conf, correct, bins, k)
     # equal mass: sorted by confidence (wrong before right on ties), np.array_split sizes
     order = sorted(range(n), key=lambda i: (conf[i], correct[i]))
     ece, start = 0.0, 0
@@ -156,17 +186,100 @@ def test_edge_cases():
         calibration_metrics(probs, [0, 3])
 
 
+# ------------------------------------------------------------------ Wenger et al. / pycalib ECE
+def test_paper_bins_by_hand():
+    # K = 4, B = 3: edges 0.25, 0.5, 0.75, 1; reference linspace(0.25 + 1/6, 1 - 1/6, 3)
+    conf = np.array([0.2, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.0, 1.0 + 1e-9])
+    correct = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1], dtype=bool)
+    stats = paper_bin_statistics(conf, correct, 3, 4)
+    np.testing.assert_allclose(stats["edges"], [0.25, 0.5, 0.75, 1.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(stats["reference"], [5 / 12, 5 / 8, 5 / 6], rtol=0, atol=1e-15)
+    # 0.2 < 1/K and 1 + 1e-9 > 1: in no bin; 1/K = 0.25 in the first bin; the interior
+    # edges 0.5 and 0.75 in the upper bin; 1.0 in the last bin
+    np.testing.assert_array_equal(stats["count"], [2, 2, 4])
+    np.testing.assert_allclose(stats["accuracy"], [0.5, 0.5, 0.75], rtol=0, atol=1e-15)
+    ece, mce = paper_ece_mce(conf, correct, 3, 4)
+    # gaps 1/12, 1/8, 1/12 weighted 2, 2, 4 over the 8 samples in range (not 10)
+    assert ece == pytest.approx((2 / 12 + 2 / 8 + 4 / 12) / 8, rel=0, abs=1e-15)
+    assert ece == pytest.approx(0.09375, rel=0, abs=1e-15)
+    assert mce == pytest.approx(0.125, rel=0, abs=1e-15)
+    # an empty bin has NaN accuracy and plays no part
+    empty = paper_bin_statistics(np.array([0.3, 0.3]), np.array([True, False]), 3, 4)
+    np.testing.assert_array_equal(empty["count"], [2, 0, 0])
+    assert np.isnan(empty["accuracy"][1:]).all()
+    assert paper_ece_mce(np.array([0.3, 0.3]), np.array([True, False]), 3, 4) == pytest.approx((1 / 12, 1 / 12))
+
+
+def test_paper_ece_differs_from_guo():
+    # K = 2, B = 15: paper bins of width 1/30 on [0.5, 1]; 0.71 in bin 6, 0.98 and 0.99 in bin 14
+    probs = np.array([[0.98, 0.02], [0.99, 0.01], [0.71, 0.29]])
+    m = calibration_metrics(probs, [0, 1, 0])
+    ref6, ref14 = 1 / 2 + 1 / 30 + 6 * (13 / 30) / 14, 1 - 1 / 30  # 0.7190476..., 0.9666...
+    assert m["paper_ece_15"] == pytest.approx((1 * (1 - ref6) + 2 * (ref14 - 0.5)) / 3, rel=0, abs=1e-12)
+    assert m["paper_ece_15"] == pytest.approx(0.4047619047619, rel=0, abs=1e-12)
+    assert m["paper_mce_15"] == pytest.approx(14 / 30, rel=0, abs=1e-12)
+    # Guo et al.: bins of width 1/15 on [0, 1], each accuracy against its mean confidence
+    assert m["ece_15"] == pytest.approx((0.29 + 2 * 0.485) / 3, rel=0, abs=1e-12)
+    assert m["mce_15"] == pytest.approx(0.485, rel=0, abs=1e-12)
+
+
+def test_paper_ece_edge_cases():
+    nan = paper_ece_mce(np.array([0.1, 0.2, 0.24]), np.array([True, False, True]), 15, 4)
+    assert math.isnan(nan[0]) and math.isnan(nan[1])  # nothing in [1/K, 1]
+    stats = {"confidence": np.array([0.1, 0.2]), "correct": np.array([True, False]), "top5": np.array([True, True]),
+             "nll": np.array([1.0, 1.0]), "brier": np.array([1.0, 1.0])}
+    with_k = metrics_from_stats(stats, num_classes=4)
+    assert all(math.isnan(with_k[f"paper_{m}_{b}"]) for m in ("ece", "mce") for b in (15, 100))
+    assert not any(key.startswith("paper_") for key in metrics_from_stats(stats))  # K unknown: no keys
+    assert math.isnan(metrics_from_stats(stats, num_classes=1)["paper_ece_15"])
+    with pytest.raises(ValueError):
+        paper_bin_statistics(np.array([1.0]), np.array([True]), 15, 1)
+    # K is the model's class count, not the number of classes seen (pycalib's default)
+    probs = np.array([[0.6, 0.3, 0.1, 0.0], [0.2, 0.7, 0.1, 0.0]])
+    assert calibration_metrics(probs, [0, 0])["paper_ece_15"] == pytest.approx(paper_ece_mce([0.6, 0.7], [True, False], 15, 4)[0])
+
+
+@pytest.mark.parametrize("k", [2, 3, 10, 1000])
+@pytest.mark.parametrize("bins", [15, 100])
+def test_paper_ece_matches_loop_and_histogram(k, bins):
+    rng = np.random.default_rng(k * 1000 + bins)
+    n = 3000
+    conf = rng.dirichlet(np.full(k, 0.2), size=n).max(axis=1)
+    edges = np.linspace(1 / k, 1, bins + 1)
+    # values exactly on edges, at 1, and (as with unnormalised scores) below 1/K
+    conf[:200] = rng.choice(edges, 200)
+    conf[200:230] = 1.0
+    conf[230:260] = rng.random(30) / k
+    correct = rng.random(n) < conf
+    ece, mce = paper_ece_mce(conf, correct, bins, k)
+    loop = reference_paper_ece_mce(conf, correct, bins, k)
+    assert ece == pytest.approx(loop[0], rel=0, abs=1e-12) and mce == pytest.approx(loop[1], rel=0, abs=1e-12)
+    # pycalib's way: np.histogram over the edges gives the weights and the accuracies
+    weight = np.histogram(conf, edges)[0]
+    hits = np.histogram(conf, edges, weights=correct.astype(float))[0]
+    used = weight > 0
+    reference = np.linspace(1 / k + 1 / (2 * bins), 1 - 1 / (2 * bins), bins)
+    gap = np.abs(hits[used] / weight[used] - reference[used])
+    assert ece == pytest.approx(np.average(gap, weights=weight[used]), rel=0, abs=1e-12)
+    assert mce == pytest.approx(gap.max(), rel=0, abs=1e-12)
+    stats = paper_bin_statistics(conf, correct, bins, k)
+    np.testing.assert_array_equal(stats["count"], weight)
+    assert stats["count"].sum() == n - 30
+
+
 def test_logits_path_matches_probabilities():
     rng = np.random.default_rng(4)
     logits = rng.standard_normal((300, 12)) * 4
     labels = rng.integers(0, 12, 300)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
-    assert_metrics_equal(metrics_from_stats(sample_stats_from_logits(logits, labels)), calibration_metrics(probs, labels), 1e-12)
+    assert_metrics_equal(
+        metrics_from_stats(sample_stats_from_logits(logits, labels), num_classes=12), calibration_metrics(probs, labels), 1e-12
+    )
     # temperature 2 == logits / 2
     assert_metrics_equal(
-        metrics_from_stats(sample_stats_from_logits(logits, labels, 2.0)),
-        metrics_from_stats(sample_stats_from_logits(logits / 2, labels)),
+        metrics_from_stats(sample_stats_from_logits(logits, labels, 2.0), num_classes=12),
+        metrics_from_stats(sample_stats_from_logits(logits / 2, labels), num_classes=12),
         1e-12,
     )
     # huge logits: the probability of the true class underflows, the NLL stays finite
@@ -229,7 +342,7 @@ def test_temperature_scaling_report_improves_an_overconfident_model():
     assert report["temperature"] == pytest.approx(3.0, rel=0.15)
     before, after = report["before"], report["after"]
     _, held = held_out_split(4000)
-    assert_metrics_equal(before, metrics_from_stats(sample_stats_from_logits(logits[held], labels[held])), 1e-12)
+    assert_metrics_equal(before, metrics_from_stats(sample_stats_from_logits(logits[held], labels[held]), None, 10), 1e-12)
     assert after["nll"] < before["nll"] and after["ece_15"] < before["ece_15"] / 2
     assert after["acc"] == before["acc"] and after["top5"] == before["top5"]  # predictions do not change
     assert math.isnan(temperature_scaling_report(logits[:1], labels[:1])["temperature"])

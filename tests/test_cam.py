@@ -2,6 +2,7 @@
 tools (tools/visualize_cam.py, tools/eval_cls.py) and the evaluator's reliability
 diagrams on a small trained model."""
 import json
+import math
 import os
 
 import numpy as np
@@ -229,8 +230,14 @@ def test_eval_cls_tool(trained, capsys):
     assert results[("model_final", ctx)]["mean_objectness"] == 0.0
     assert results[("model_final", ctx)]["objectness_deviation"] == pytest.approx(results[("model_final", ctx)]["avg_conf"])
     printed = capsys.readouterr().out
-    assert "Table 1" in printed and "Table 2" in printed and "Table 3" in printed
+    assert "Table 1" in printed and "Table 2" in printed and "Temperature scaling (not a paper table)" in printed
+    assert "Table 3" not in printed  # the paper's Table 3 is the ResNet-101 one
+    assert "| ECE(15) pycalib | ECE(100) pycalib | MCE(15) pycalib |" in printed and "| ECE(15) Guo |" in printed
+    assert "Wenger et al. 2020" in printed and "Guo et al. 2017" in printed
     table1 = printed.split("Table 1")[1].split("Table 2")[0]
     assert ctx in table1 and f"| {name} |" not in table1
     with open(os.path.join(out, "tables.md")) as f:
-        assert "| Checkpoint | Val | ACC | O.conf | U.conf | A.conf |" in f.read()
+        md = f.read()
+    assert "| Checkpoint | Val | ACC | O.conf | U.conf | A.conf |" in md
+    # the paper's estimator is computed (K from the logits) and printed in Table 2
+    assert all(math.isfinite(m["paper_ece_15"]) for (_, d), m in results.items() if d == name)

@@ -6,7 +6,8 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRIC_KEYS = {"acc", "top5", "ece_15", "ece_100", "mce_15", "mce_100", "adaptive_ece_15", "over_conf",
-               "under_conf", "avg_conf", "nll", "brier", "mean_objectness", "objectness_deviation"}
+               "under_conf", "avg_conf", "nll", "brier", "mean_objectness", "objectness_deviation",
+               "paper_ece_15", "paper_ece_100", "paper_mce_15", "paper_mce_100"}
 
 
 def test_quick_demo_shows_lower_context_confidence_for_als(tmp_path):
@@ -17,6 +18,7 @@ def test_quick_demo_shows_lower_context_confidence_for_als(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Table 1: context-only val" in proc.stdout and "ETA" in proc.stdout
+    assert "| ECE15 pycalib |" in proc.stdout and "Wenger et al. 2020" in proc.stdout
     with open(out / "results.json") as f:
         results = json.load(f)
     for method in ("hard", "ls", "als"):

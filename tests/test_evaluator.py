@@ -63,6 +63,9 @@ def test_matches_calibration_metrics():
     obj = np.array([np.nan if x["objectness"] is None else x["objectness"] for x in inputs])
     expected = calibration_metrics(logits.softmax(1).numpy(), labels, obj)
     same({k: res[k] for k in expected}, expected, 1e-12)
+    # the paper's (Wenger et al. / pycalib) estimator with K = the logits' width
+    assert {"paper_ece_15", "paper_ece_100", "paper_mce_15", "paper_mce_100", "ts_paper_ece_15"} <= set(res)
+    assert math.isfinite(res["paper_ece_15"]) and res["paper_ece_15"] != res["ece_15"]
     assert res["top1"] == pytest.approx(100 * res["acc"])
     ts = temperature_scaling_report(logits.float().numpy(), labels, obj, [x["image_id"] for x in inputs])
     assert res["ts_temperature"] == ts["temperature"] and 1.5 < ts["temperature"] < 6
@@ -116,6 +119,8 @@ def test_files_and_event_storage(tmp_path):
         report = json.load(f, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert report["metrics"]["ece_15"] == pytest.approx(res["ece_15"])
     assert sum(report["bins"]["15"]["count"]) == N and len(report["bins"]["100"]["count"]) == 100
+    paper = report["paper_bins"]["15"]
+    assert sum(paper["count"]) == N and paper["edges"][0] == pytest.approx(1 / K) and len(paper["reference"]) == 15
     ts = report["temperature_scaling"]
     assert ts["temperature"] == pytest.approx(res["ts_temperature"]) and sum(ts["bins_after"]["count"]) == N // 2
     # no EventStorage active (eval-only): still works

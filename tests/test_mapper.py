@@ -8,6 +8,7 @@ from PIL import Image
 
 import als_d2  # noqa: F401
 from detectron2.config import get_cfg
+from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
 from als_d2.config import add_als_config
@@ -491,3 +492,61 @@ def test_size_mismatch_names_the_file(tmp_path):
     d.pop("height"), d.pop("width")
     out = ClassificationDatasetMapper(_cfg(), is_train=True)(d)
     assert (out["height"], out["width"]) == (120, 160)
+
+
+def test_context_on_mask_set_paints_the_target_too(tmp_path):
+    """The paper's 'context' rows train on the 'mask' set: a context sample has every object
+    painted, the target object included, and a uniform target; the others are 'mask' samples."""
+    colors = [(200, 30, 30), (30, 200, 30)]
+    boxes = [(10, 10, 50, 40), (60, 20, 120, 90)]
+    path, img = _write(tmp_path, "a.png", boxes, colors=colors)
+    d = _dict(path, boxes, target_object=1)
+    np.random.seed(1)
+    m = ClassificationDatasetMapper(True, augmentations=[], variant="context", context_prob=0.5,
+                                    paint_color=pixel_mean_rgb(MEAN_BGR, "BGR"))
+    outs = [m(d) for _ in range(200)]
+    ctx = np.array([o["context"] for o in outs])
+    assert abs(ctx.mean() - 0.5) < 4 * np.sqrt(0.25 / 200)
+    both = np.zeros(img.shape[:2], bool)
+    for x0, y0, x1, y1 in boxes:
+        both[y0:y1, x0:x1] = True
+    for o in outs[:40]:
+        got = o["image"].permute(1, 2, 0).numpy()
+        if o["context"]:  # both objects painted: the union of the two boxes
+            assert o["objectness"] == 0.0 and o["boxes"].shape == (0, 4)
+            assert (got[both] == MEAN_RGB_U8).all() and np.array_equal(got[~both], img[~both])
+            assert o["painted_fraction"] == pytest.approx(both.mean())
+        else:  # a 'mask' sample: object 0 painted, the target kept
+            assert o["objectness"] == pytest.approx(60 * 70 / (120 * 160))
+            assert (got[10:40, 10:50] == MEAN_RGB_U8).all() and np.array_equal(got[20:90, 60:120], img[20:90, 60:120])
+            assert o["painted_fraction"] == pytest.approx(40 * 30 / (120 * 160))
+
+
+def test_painted_fraction_is_the_painted_area_of_the_output(tmp_path):
+    """Through a real crop: the painted fraction equals the pixel count of the painted
+    colour in the output (counted here on an unresized crop, so pixels are exact)."""
+    boxes = [(10, 10, 50, 40), (40, 30, 100, 80)]  # overlapping; target = 1 kept whole
+    path, _ = _write(tmp_path, "a.png", boxes, colors=[(200, 30, 30), (30, 200, 30)])
+    crop = T.CropTransform(20, 15, 90, 70)  # x0, y0, w, h
+    m = ClassificationDatasetMapper(True, augmentations=[crop], paint_color=(0, 0, 0))
+    out = m(_dict(path, boxes, target_object=1))
+    got = out["image"].permute(1, 2, 0).numpy()
+    painted_pixels = (got == 0).all(axis=2).mean()
+    # by hand: box 0 in the crop is x 0..30, y 0..25, minus box 1 (x 20..80, y 15..65)
+    assert painted_pixels == pytest.approx((30 * 25 - 10 * 10) / (90 * 70))
+    assert out["painted_fraction"] == pytest.approx(painted_pixels)
+    plain = ClassificationDatasetMapper(True, augmentations=[crop])(_dict(path, boxes))
+    assert plain["painted_fraction"] == 0.0
+
+
+def test_no_zero_height_box_after_float32_rounding(tmp_path):
+    """A crop top 128, height 198, resized to 224: the edge y = 326 maps to 223.99999999999997
+    in float64 and to 224.0 in float32; the box (y 326..400) is empty and must be dropped."""
+    path, _ = _write(tmp_path, "a.png", [], size=(400, 300))
+    boxes = [(10, 326, 200, 400), (10, 150, 200, 250)]
+    tfms = [T.CropTransform(0, 128, 300, 198), T.ResizeTransform(198, 300, 224, 224)]
+    m = ClassificationDatasetMapper(True, augmentations=tfms)
+    out = m(_dict(path, boxes, size=(400, 300)))
+    b = out["boxes"]
+    assert b.dtype == torch.float32 and b.shape[0] == 1
+    assert bool(((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])).all())

@@ -3,7 +3,7 @@
 
     tools/eval_cls.py --config-file configs/als_r50.yaml \\
         --checkpoints output/hard_r50/model_final.pth output/als_r50/model_final.pth \\
-        --datasets imagenet_val imagenet_v2_matched_frequency imagenet_val_context \\
+        --datasets imagenet_val imagenetv2_matched_frequency imagenet_val_context \\
         --num-gpus 4 TEST.IMS_PER_BATCH 100          # trailing KEY VALUE overrides
 
 Every (checkpoint, dataset) pair runs through ``ClassificationTrainer.build_test_loader``
@@ -18,8 +18,11 @@ starts. Written under ``--output`` (default ``OUTPUT_DIR/eval``):
 
 Tables (paper section 4.2): Table 1, context-only datasets (name contains "context", or
 ``--context-datasets``): ACC, O.conf, U.conf, A.conf; Table 2, the other datasets: ACC,
-Top-5, ECE(15), ECE(100), MCE(15), O.conf, U.conf, A.conf, NLL, Brier, objectness
-deviation; Table 3: temperature scaling on the held-out half (before -> after).
+Top-5, ECE(15), ECE(100), MCE(15) of the paper's estimator (Wenger et al. 2020, pycalib:
+bins on [1/K, 1], fixed reference), O.conf, U.conf, A.conf, NLL, Brier, objectness
+deviation, then ECE(15), ECE(100), MCE(15) of Guo et al. 2017 (bins on [0, 1], mean
+confidence); a footnote under each table names the estimators. Then temperature scaling
+on the held-out half (before -> after; not a paper table).
 ``<name>`` is the checkpoint's file stem, or its folder when stems collide (``--names``
 sets them).
 """
@@ -47,13 +50,24 @@ logger = logging.getLogger("als_d2.eval_cls")
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 
 TABLE1 = [("ACC", "acc"), ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf")]
+# "pycalib" columns: the paper's Table 2 estimator; "Guo" columns: the usual one (see ESTIMATORS)
 TABLE2 = [
-    ("ACC", "acc"), ("Top-5", "top5"), ("ECE(15)", "ece_15"), ("ECE(100)", "ece_100"), ("MCE(15)", "mce_15"),
+    ("ACC", "acc"), ("Top-5", "top5"),
+    ("ECE(15) pycalib", "paper_ece_15"), ("ECE(100) pycalib", "paper_ece_100"), ("MCE(15) pycalib", "paper_mce_15"),
     ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf"), ("NLL", "nll"), ("Brier", "brier"),
     ("Obj.dev", "objectness_deviation"),
+    ("ECE(15) Guo", "ece_15"), ("ECE(100) Guo", "ece_100"), ("MCE(15) Guo", "mce_15"),
 ]
-TABLE3 = [("ECE(15)", "ece_15"), ("ECE(100)", "ece_100"), ("MCE(15)", "mce_15"), ("O.conf", "over_conf"),
-          ("U.conf", "under_conf"), ("A.conf", "avg_conf"), ("NLL", "nll")]
+# before/after temperature scaling (keys of als_d2.evaluation.evaluator.TS_KEYS)
+TABLE_TS = [("ECE(15) pycalib", "paper_ece_15"), ("ECE(15) Guo", "ece_15"), ("ECE(100) Guo", "ece_100"),
+            ("MCE(15) Guo", "mce_15"), ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf"),
+            ("NLL", "nll")]
+ESTIMATORS = (
+    "ECE/MCE with B bins: *pycalib* = Wenger et al. 2020 (pycalib `expected_calibration_error`, the estimator of "
+    "the paper's Table 2): equal-width bins on [1/K, 1] (K = the model's classes), each bin's accuracy against the "
+    "fixed reference linspace(1/K + 1/(2B), 1 - 1/(2B), B); *Guo* = Guo et al. 2017 (as torchmetrics, netcal): "
+    "equal-width bins on [0, 1], each bin's accuracy against its mean confidence."
+)
 
 
 def get_parser():
@@ -108,13 +122,16 @@ def _fmt(value) -> str:
     return f"{value:.4f}"
 
 
-def markdown_table(rows: Sequence[Tuple[str, str, Dict]], columns, title: str) -> str:
-    """``rows``: (checkpoint, dataset, metric dict); ``columns``: (header, key or callable)."""
+def markdown_table(rows: Sequence[Tuple[str, str, Dict]], columns, title: str, note: Optional[str] = None) -> str:
+    """``rows``: (checkpoint, dataset, metric dict); ``columns``: (header, key or callable);
+    ``note``: a footnote paragraph under the table."""
     head = ["Checkpoint", "Val"] + [c[0] for c in columns]
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, dataset, metrics in rows:
         cells = [c[1](metrics) if callable(c[1]) else _fmt(metrics.get(c[1])) for c in columns]
         lines.append("| " + " | ".join([name, dataset] + cells) + " |")
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
 
 
@@ -127,13 +144,15 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
     if context:
         parts.append(markdown_table(context, TABLE1, "Table 1: context-only images (objects painted out)"))
     if other:
-        parts.append(markdown_table(other, TABLE2, "Table 2: classification and calibration"))
+        parts.append(markdown_table(other, TABLE2, "Table 2: classification and calibration", ESTIMATORS))
     ts_rows = [r for r in rows if "ts_temperature" in r[2]]
     if ts_rows:
         columns = [("T", "ts_temperature")] + [
-            (h, lambda m, k=k: f"{_fmt(m.get('ts_base_' + k))} -> {_fmt(m.get('ts_' + k))}") for h, k in TABLE3
+            (h, lambda m, k=k: f"{_fmt(m.get('ts_base_' + k))} -> {_fmt(m.get('ts_' + k))}") for h, k in TABLE_TS
         ]
-        parts.append(markdown_table(ts_rows, columns, "Table 3: temperature scaling, held-out half (before -> after)"))
+        title = "Temperature scaling (not a paper table): held-out half, before -> after"
+        note = "ECE/MCE estimators: see the note under Table 2." if other else ESTIMATORS
+        parts.append(markdown_table(ts_rows, columns, title, note))
     return "\n\n".join(parts)
 
 

@@ -13,10 +13,27 @@ Keys of :func:`calibration_metrics` (all python floats, fractions in [0, 1] unle
 ``avg_conf``        mean ``p``
 ``over_conf``       mean ``p`` over wrong predictions (Mund et al. 2015; Wenger et al. 2020)
 ``under_conf``      mean ``1 - p`` over right predictions
-``ece_B``           expected calibration error with B equal-width bins, B in (15, 100):
-                    bin of ``p`` = ``min(floor(p * B), B - 1)`` (so p = 1 is in the last bin);
-                    ``sum_b n_b / N * |acc_b - conf_b|`` over non-empty bins
-``mce_B``           ``max_b |acc_b - conf_b|`` over non-empty bins
+``ece_B``           Guo et al. (2017) expected calibration error (as torchmetrics / netcal),
+                    B equal-width bins on [0, 1], B in (15, 100): bin of ``p`` =
+                    ``min(floor(p * B), B - 1)`` (so p = 1 is in the last bin);
+                    ``sum_b n_b / N * |acc_b - conf_b|`` over non-empty bins, ``conf_b`` the
+                    bin's mean ``p``
+``mce_B``           Guo et al.: ``max_b |acc_b - conf_b|`` over non-empty bins
+``paper_ece_B``     the estimator of the ALS paper's Table 2: Wenger et al. (2020), pycalib's
+                    ``scoring.expected_calibration_error(y, P, B, n_classes=K)``. B
+                    equal-width bins on [1/K, 1], K = the model's class count (P's columns;
+                    pycalib counts distinct labels and predictions when not given K):
+                    edges ``e = linspace(1/K, 1, B+1)``, bin b = [e_b, e_{b+1}) (an interior
+                    edge belongs to the upper bin), the last bin [e_{B-1}, 1] (as
+                    ``np.histogram``); ``p`` outside
+                    [1/K, 1] is in no bin and left out of the weights too. Each bin's
+                    accuracy is compared with a fixed reference
+                    ``r = linspace(1/K + 1/(2B), 1 - 1/(2B), B)`` (not its mean ``p``):
+                    ``sum_b n_b |acc_b - r_b| / sum_b n_b`` over non-empty bins; NaN when no
+                    ``p`` is in range. Only with K known (:func:`metrics_from_stats`'s
+                    ``num_classes``; :func:`calibration_metrics` always)
+``paper_mce_B``     Wenger et al. / pycalib with ``p=inf``: ``max_b |acc_b - r_b|`` over
+                    non-empty bins
 ``adaptive_ece_15`` ECE with 15 equal-mass bins: samples sorted by ``p`` (ties: wrong before
                     right), split into 15 contiguous chunks of sizes as ``np.array_split``
                     (the first ``N % 15`` chunks hold one more); empty chunks (N < 15) skipped
@@ -32,10 +49,12 @@ over known; the paper's "mean objectness deviation") and ``objectness_samples`` 
 are known, an int).
 
 Edge cases: a mean over an empty set is NaN. So with N = 0 every metric is NaN (counts are
-0); ``over_conf`` is NaN when no prediction is wrong, ``under_conf`` when none is right,
-the objectness metrics when no objectness is known. Empty bins contribute nothing to ECE
-and are not considered by MCE (they are reported with count 0 and NaN accuracy and
-confidence by :func:`bin_statistics`).
+0); the ``paper_`` ones are NaN also when no ``p`` is in [1/K, 1] and for K < 2 (a
+degenerate range; pycalib raises in both cases); ``over_conf`` is NaN when no prediction is
+wrong, ``under_conf`` when none is right, the objectness metrics when no objectness is known.
+Empty bins contribute nothing to ECE and are not considered by MCE (they are reported with
+count 0 and NaN accuracy and confidence by :func:`bin_statistics`, NaN accuracy by
+:func:`paper_bin_statistics`).
 """
 from typing import Dict, Optional, Sequence
 
@@ -50,6 +69,8 @@ __all__ = [
     "calibration_metrics",
     "bin_statistics",
     "adaptive_bin_statistics",
+    "paper_bin_statistics",
+    "paper_ece_mce",
 ]
 
 ECE_BINS = (15, 100)
@@ -176,6 +197,49 @@ def adaptive_bin_statistics(confidence, correct, num_bins: int) -> Dict[str, np.
     return {"count": count, "accuracy": acc, "confidence": conf, "lower": lower, "upper": upper}
 
 
+def paper_bin_statistics(confidence, correct, num_bins: int, num_classes: int) -> Dict[str, np.ndarray]:
+    """Wenger et al. (2020) / pycalib bins: B equal-width bins on [1/K, 1] (module docstring).
+
+    Args:
+        confidence: N max-probabilities; correct: N bools; num_bins: B >= 1;
+        num_classes: K >= 2, the model's class count.
+
+    Returns:
+        ``edges`` (B+1), ``count`` (B ints; samples outside [1/K, 1] are in no bin),
+        ``accuracy`` (B, NaN for empty bins), ``reference`` (B, the fixed value each
+        bin's accuracy is compared with).
+    """
+    if num_bins < 1 or num_classes < 2:
+        raise ValueError(f"need num_bins >= 1 and num_classes >= 2, got {num_bins}, {num_classes}")
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    edges = np.linspace(1.0 / num_classes, 1.0, num_bins + 1)
+    index = np.searchsorted(edges, confidence, side="right") - 1  # e_b <= p < e_{b+1}; NaN -> B
+    index[confidence == edges[-1]] = num_bins - 1  # the last bin is closed
+    inside = (index >= 0) & (index < num_bins)
+    count = np.bincount(index[inside], minlength=num_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(index[inside], weights=correct[inside], minlength=num_bins) / count
+    half = 1.0 / (2 * num_bins)
+    reference = np.linspace(1.0 / num_classes + half, 1.0 - half, num_bins)
+    return {"edges": edges, "count": count, "accuracy": acc, "reference": reference}
+
+
+def _paper_ece_mce(bins: Dict[str, np.ndarray]):
+    nonempty = bins["count"] > 0
+    if not nonempty.any():
+        return float("nan"), float("nan")
+    weight = bins["count"][nonempty]
+    gap = np.abs(bins["accuracy"][nonempty] - bins["reference"][nonempty])
+    return float((weight * gap).sum() / weight.sum()), float(gap.max())
+
+
+def paper_ece_mce(confidence, correct, num_bins: int, num_classes: int):
+    """(ECE, MCE) of Wenger et al. (2020) / pycalib (``p=1`` and ``p=inf``) over
+    :func:`paper_bin_statistics`; (NaN, NaN) when no confidence lies in [1/K, 1]."""
+    return _paper_ece_mce(paper_bin_statistics(confidence, correct, num_bins, num_classes))
+
+
 def _ece_mce(bins: Dict[str, np.ndarray], n: int):
     nonempty = bins["count"] > 0
     if n == 0:
@@ -184,8 +248,11 @@ def _ece_mce(bins: Dict[str, np.ndarray], n: int):
     return float((bins["count"][nonempty] / n * gap).sum()), float(gap.max())
 
 
-def metrics_from_stats(stats: Dict[str, np.ndarray], objectness=None) -> Dict[str, float]:
-    """The metrics of the module docstring from per-sample summaries (:func:`sample_stats`)."""
+def metrics_from_stats(
+    stats: Dict[str, np.ndarray], objectness=None, num_classes: Optional[int] = None
+) -> Dict[str, float]:
+    """The metrics of the module docstring from per-sample summaries (:func:`sample_stats`);
+    the ``paper_`` ECE/MCE only with ``num_classes`` (K, the model's class count)."""
     conf = np.asarray(stats["confidence"], dtype=np.float64)
     correct = np.asarray(stats["correct"], dtype=bool)
     n = conf.size
@@ -198,6 +265,13 @@ def metrics_from_stats(stats: Dict[str, np.ndarray], objectness=None) -> Dict[st
         out[f"ece_{b}"] = equal_width[b][0]
     for b in ECE_BINS:
         out[f"mce_{b}"] = equal_width[b][1]
+    if num_classes is not None:
+        nan2 = (float("nan"), float("nan"))
+        paper = {b: paper_ece_mce(conf, correct, b, num_classes) if num_classes >= 2 else nan2 for b in ECE_BINS}
+        for b in ECE_BINS:
+            out[f"paper_ece_{b}"] = paper[b][0]
+        for b in ECE_BINS:
+            out[f"paper_mce_{b}"] = paper[b][1]
     out[f"adaptive_ece_{ADAPTIVE_BINS}"] = _ece_mce(adaptive_bin_statistics(conf, correct, ADAPTIVE_BINS), n)[0]
     out["over_conf"] = _mean(conf[~correct])
     out["under_conf"] = _mean(1.0 - conf[correct])
@@ -225,6 +299,9 @@ def calibration_metrics(probs, labels, objectness: Optional[Sequence[float]] = N
         objectness: optional N floats in [0, 1], NaN where unknown.
 
     Returns:
-        dict of floats, keys and conventions in the module docstring.
+        dict of floats, keys and conventions in the module docstring (``paper_`` keys
+        with K = ``probs.shape[1]``).
     """
-    return metrics_from_stats(sample_stats(probs, labels), objectness)
+    probs = np.asarray(probs)
+    stats = sample_stats(probs, labels)
+    return metrics_from_stats(stats, objectness, num_classes=probs.shape[1])

@@ -21,6 +21,7 @@ from .calibration import (
     adaptive_bin_statistics,
     bin_statistics,
     metrics_from_stats,
+    paper_bin_statistics,
     sample_stats,
     sample_stats_from_logits,
 )
@@ -31,7 +32,9 @@ __all__ = ["ClassificationEvaluator", "TS_KEYS"]
 logger = logging.getLogger(__name__)
 
 # metrics reported before ("ts_base_<key>") and after ("ts_<key>") temperature scaling
-TS_KEYS = ("ece_15", "ece_100", "mce_15", "adaptive_ece_15", "over_conf", "under_conf", "avg_conf", "nll", "brier")
+TS_KEYS = (
+    "paper_ece_15", "ece_15", "ece_100", "mce_15", "adaptive_ece_15", "over_conf", "under_conf", "avg_conf", "nll", "brier",
+)
 PLOT_BINS = 15
 
 
@@ -69,7 +72,8 @@ class ClassificationEvaluator(DatasetEvaluator):
     and returns ``{"classification": {...}}``, a flat dict of numbers:
 
     * the keys of ``calibration.calibration_metrics`` (``acc``, ``top5`` fractions; ECE,
-      MCE, over/under/avg confidence, NLL, Brier, ``num_samples``), plus
+      MCE of Guo et al. and, as ``paper_*``, of Wenger et al./pycalib with K = the logits'
+      (or probs') width; over/under/avg confidence, NLL, Brier, ``num_samples``), plus
       ``mean_objectness``, ``objectness_deviation``, ``objectness_samples`` when some
       sample has a known objectness;
     * ``top1``: ``acc`` in percent (the key of d2-style accuracy reports);
@@ -78,8 +82,9 @@ class ClassificationEvaluator(DatasetEvaluator):
       ``ts_base_<m>`` (before) and ``ts_<m>`` (after) for m in ``TS_KEYS``.
 
     NaN marks an undefined metric (see ``calibration``). With ``output_dir`` it writes
-    ``calibration.json`` (metrics, bin statistics, the temperature-scaling block; NaN
-    written as null), ``reliability_diagram.png`` (15 bins), ``reliability_diagram_ts.png``
+    ``calibration.json`` (metrics, bin statistics: ``bins`` Guo et al., ``paper_bins``
+    Wenger et al.; the temperature-scaling block; NaN written as null),
+    ``reliability_diagram.png`` (15 bins), ``reliability_diagram_ts.png``
     (held-out half after scaling) and ``confidence_vs_objectness.png``; when an
     ``EventStorage`` is active the diagrams also go to it (``put_image``) for TensorBoard.
     """
@@ -116,10 +121,14 @@ class ClassificationEvaluator(DatasetEvaluator):
         if "logits" in outputs[0]:
             logits = torch.stack([o["logits"] for o in outputs]).detach().float().cpu().numpy()
             stats = sample_stats_from_logits(logits, labels)
+            num_classes = logits.shape[1]
         else:
             logits = None
-            stats = sample_stats(torch.stack([o["probs"] for o in outputs]).detach().float().cpu().numpy(), labels)
+            probs = torch.stack([o["probs"] for o in outputs]).detach().float().cpu().numpy()
+            stats = sample_stats(probs, labels)
+            num_classes = probs.shape[1]
         row = dict(stats)
+        row["num_classes"] = int(num_classes)
         row["label"] = labels
         row["objectness"] = np.array(
             [np.nan if x.get("objectness") is None else float(x["objectness"]) for x in inputs], dtype=np.float64
@@ -138,6 +147,10 @@ class ClassificationEvaluator(DatasetEvaluator):
             return None
         data = {key: np.concatenate([r[key] for r in rows]) for key in (*STAT_KEYS, "label", "objectness")}
         data["key"] = [k for r in rows for k in r["key"]]
+        widths = {r["num_classes"] for r in rows}
+        if len(widths) != 1:
+            raise ValueError(f"outputs have different class counts: {sorted(widths)}")
+        data["num_classes"] = widths.pop()
         if all("logits" in r for r in rows):
             data["logits"] = np.concatenate([r["logits"] for r in rows])
         return data
@@ -150,7 +163,8 @@ class ClassificationEvaluator(DatasetEvaluator):
             logger.warning(f"[ClassificationEvaluator] {self.dataset_name}: no predictions were collected")
             return {}
         objectness = data["objectness"] if (~np.isnan(data["objectness"])).any() else None
-        results = OrderedDict(metrics_from_stats(data, objectness))
+        k = data["num_classes"]
+        results = OrderedDict(metrics_from_stats(data, objectness, num_classes=k))
         results["top1"] = 100.0 * results["acc"]
 
         ts = None
@@ -172,12 +186,17 @@ class ClassificationEvaluator(DatasetEvaluator):
             "bins": {str(b): bin_statistics(data["confidence"], data["correct"], b) for b in ECE_BINS},
             f"adaptive_bins_{ADAPTIVE_BINS}": adaptive_bin_statistics(data["confidence"], data["correct"], ADAPTIVE_BINS),
         }
+        if k >= 2:
+            report["paper_bins"] = {
+                str(b): paper_bin_statistics(data["confidence"], data["correct"], b, k) for b in ECE_BINS
+            }
         if ts is not None:
             report["temperature_scaling"] = ts
         self._write(report, data, ts)
         logger.info(
             f"[ClassificationEvaluator] {self.dataset_name}: acc {results['acc']:.4f}, "
-            f"ECE(15) {results['ece_15']:.4f}, avg conf {results['avg_conf']:.4f} on {results['num_samples']} samples"
+            f"ECE(15) {results['paper_ece_15']:.4f} (pycalib), {results['ece_15']:.4f} (Guo), "
+            f"avg conf {results['avg_conf']:.4f} on {results['num_samples']} samples"
         )
         return OrderedDict(classification=results)
 

@@ -104,7 +104,7 @@ def held_out_split(n: int, keys: Optional[Sequence] = None) -> Tuple[np.ndarray,
 def temperature_scaling_report(logits, labels, objectness=None, keys: Optional[Sequence] = None) -> Dict:
     """Fit T on one half of the predictions (:func:`held_out_split`) and report the
     :func:`~als_d2.evaluation.calibration.metrics_from_stats` metrics of the other half
-    before and after scaling.
+    before and after scaling (with the ``paper_`` keys, K = the logits' width).
 
     Returns:
         ``{"temperature": T, "fit_samples": int, "eval_samples": int, "before": {...},
@@ -121,6 +121,7 @@ def temperature_scaling_report(logits, labels, objectness=None, keys: Optional[S
     t = fit_temperature(logits[fit], labels[fit])
     obj = None if objectness is None else np.asarray(objectness, dtype=np.float64)[held]
     report["temperature"] = float(t)
-    report["before"] = metrics_from_stats(sample_stats_from_logits(logits[held], labels[held]), obj)
-    report["after"] = metrics_from_stats(sample_stats_from_logits(logits[held], labels[held], t), obj)
+    k = logits.shape[1]
+    report["before"] = metrics_from_stats(sample_stats_from_logits(logits[held], labels[held]), obj, k)
+    report["after"] = metrics_from_stats(sample_stats_from_logits(logits[held], labels[held], t), obj, k)
     return report

@@ -149,7 +149,12 @@ def test_variant_and_method_need_the_right_dicts():
     with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'mask'.*target_object.*4 of the 4 dicts of dataset 'plain'"):
         check_training_dicts(cfg, {"plain": _dicts()})
     check_training_dicts(cfg, {"mask_set": _dicts(target=True)})
+    # a 'mask' set paints whatever the variant says: VARIANT none on it is refused, naming both keys
+    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
+    with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'none'.*'mask_set' \(DATASETS\.TRAIN\)"):
+        check_training_dicts(cfg, {"mask_set": _dicts(target=True)})
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4, "INPUT.CLS.VARIANT", "context")
+    check_training_dicts(cfg, {"mask_set": _dicts(target=True)})  # the paper's 'context' rows
     with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'context': needs bounding boxes.*'unboxed'"):
         check_training_dicts(cfg, {"boxed": _dicts(), "unboxed": _dicts(boxes=False)})
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4, "MODEL.ALS.METHOD", "als")
@@ -158,6 +163,24 @@ def test_variant_and_method_need_the_right_dicts():
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
     with pytest.raises(ValueError, match=r"MODEL\.CLASSIFIER\.NUM_CLASSES = 4: dataset 'big'.*e\.g\. 7"):
         check_training_dicts(cfg, {"big": _dicts(label=7)})
+
+
+def test_num_classes_zero_is_the_training_sets_count():
+    from detectron2.data import MetadataCatalog
+
+    from als_d2.config import resolve_num_classes
+
+    MetadataCatalog.get("robustness_seven_classes").set(num_classes=7)
+    MetadataCatalog.get("robustness_six_classes").set(thing_classes=[str(i) for i in range(6)])
+    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 0, "DATASETS.TRAIN", ("robustness_seven_classes",))
+    check_als_config(cfg)  # 0 is allowed: resolved from the data
+    assert resolve_num_classes(cfg).MODEL.CLASSIFIER.NUM_CLASSES == 7
+    cfg.merge_from_list(["DATASETS.TRAIN", ("robustness_seven_classes", "robustness_six_classes")])
+    with pytest.raises(ValueError, match=r"disagree on the class count"):
+        resolve_num_classes(cfg, {"robustness_seven_classes": [], "robustness_six_classes": []})
+    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 1)
+    with pytest.raises(ValueError, match=r"NUM_CLASSES = 1: must be >= 2 \(or 0"):
+        check_als_config(cfg)
 
 
 def test_num_classes_must_match_the_datasets_class_count():

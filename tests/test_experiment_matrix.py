@@ -326,6 +326,7 @@ def test_detection_row_fine_tunes(rel, matrix_data, train_det, tmp_path):
         "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "96", "INPUT.MIN_SIZE_TEST", "64",
         "INPUT.MAX_SIZE_TEST", "96", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
         "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0", "SEED", "7",
+        "SOLVER.BASE_LR", "1e-5",  # random init (no MODEL.WEIGHTS): keep the deep models finite
     ]
     args = default_argument_parser().parse_args(["--config-file", os.path.join(CONFIGS, rel), *opts])
     train_det.main(args)

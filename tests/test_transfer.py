@@ -2,7 +2,8 @@
 
 A small R18 classifier is trained for a few iterations; detectors start from its
 checkpoint as train_cls.py writes it, with no conversion step, and no ResNet tensor may
-stay at its random init.
+stay at its random init. The paper configs are checked against the settings of the code
+the paper used (jwyang/faster-rcnn.pytorch), written out here, and run shrunk.
 """
 import json
 import math
@@ -21,8 +22,13 @@ from als_d2.checkpoint import ClassifierCheckpointer
 from als_d2.checkpoint.formats import read_canonical
 from als_d2.config import add_als_config
 from als_d2.engine import ClassificationTrainer
-from als_d2.engine.detection import METRICS_FILE, DetectionTrainer
-from als_d2.engine.schedule import iterations_for
+from als_d2.engine.detection import (
+    METRICS_FILE,
+    DetectionTrainer,
+    add_transfer_config,
+    recipe_from_config_file,
+    resolve_recipe,
+)
 
 from coco_fixtures import register_coco_split, write_builtin_coco
 from tiny_data import load_tool, register_tiny
@@ -204,29 +210,222 @@ def test_train_det_cli_on_builtin_coco(classifier, tmp_path):
     assert "Start from scratch" in log and "head.bias, head.weight" in log
     record = json.loads((out / METRICS_FILE).read_text())
     assert record["datasets"] == ["coco_2017_val"] and set(COCO_METRICS) <= set(record["results"]["bbox"])
+    assert record["recipe"] == "demo"  # the "# Recipe:" line of the demo config's header
 
 
 def test_compare_transfer_table(tmp_path):
     compare = load_tool("compare_transfer")
-    for name, ap in (("hard", 30.0), ("als", 32.1)):
+    runs = (
+        ("hard", 30.0, {"recipe": "jwyang", "norm": "FrozenBN"}),
+        ("als", 32.1, {"recipe": "jwyang", "norm": "SyncBN"}),
+        ("old", 20.0, {}),  # a transfer_metrics.json written before the recipe was recorded
+    )
+    for name, ap, info in runs:
         run = tmp_path / name
         run.mkdir()
         bbox = {m: ap + i for i, m in enumerate(COCO_METRICS)}
         bbox["APl"] = None
-        (run / METRICS_FILE).write_text(json.dumps({"results": {"bbox": bbox}}))
+        (run / METRICS_FILE).write_text(json.dumps(dict(info, results={"bbox": bbox})))
     (tmp_path / "d2run").mkdir()  # detectron2's metrics.json: the last row with bbox/AP counts
     rows = [{"iteration": 9, "bbox/AP": 1.0}, {"iteration": 19, "total_loss": 1.0}, {"iteration": 19, "bbox/AP": 29.0, "bbox/AR1": 5.0}]
     (tmp_path / "d2run" / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "table.md"
     assert compare.main([f"hard={tmp_path / 'hard'}", str(tmp_path / "als"), f"d2={tmp_path / 'd2run'}",
-                         "--table", "7", "--baseline", "hard", "-o", str(out)]) == 0
+                         str(tmp_path / "old"), "--table", "7", "--baseline", "hard", "-o", str(out)]) == 0
     text = out.read_text()
     header = [line for line in text.splitlines() if line.startswith("| Method")][0]
-    assert header.split(" | ")[1:4] == ["AP", "AP50", "AP75"] and "ARl" in header
-    als_row = [line for line in text.splitlines() if line.startswith("| als ")][0]
-    assert "**0.321**" in als_row and "+0.021" in als_row
-    d2_row = [line for line in text.splitlines() if line.startswith("| d2 ")][0]
-    assert "0.290" in d2_row and "0.050" in d2_row and "–" in d2_row
+    assert header.split(" | ")[1:5] == ["Recipe", "AP", "AP50", "AP75"] and "ARl" in header
+
+    def row(name):
+        return [line for line in text.splitlines() if line.startswith(f"| {name} ")][0].split(" | ")
+
+    assert row("hard")[1] == "jwyang"
+    als_row = row("als")
+    assert als_row[1] == "jwyang (SyncBN)" and als_row[2] == "**0.321**" and "+0.021" in als_row[-1]
+    d2_row = row("d2")
+    assert d2_row[1] == "unknown" and d2_row[2] == "0.290" and "0.050" in d2_row and "–" in d2_row
+    assert row("old")[1] == "unknown"
+
+
+def test_compare_transfer_run_without_results(tmp_path, capsys):
+    """A run folder without results (not finished, not evaluated, mistyped) is a one-line
+    error naming it, not a traceback; so is a --baseline that names no run."""
+    compare = load_tool("compare_transfer")
+    good = tmp_path / "hard"
+    good.mkdir()
+    (good / METRICS_FILE).write_text(json.dumps({"recipe": "jwyang", "results": {"bbox": {"AP": 30.0}}}))
+    empty = tmp_path / "als_unfinished"
+    empty.mkdir()
+    (empty / "last_checkpoint").write_text("model_0004999.pth")
+    no_eval = tmp_path / "ls_noeval"
+    no_eval.mkdir()
+    (no_eval / "metrics.json").write_text(json.dumps({"iteration": 19, "total_loss": 1.0}) + "\n")
+    for spec, named in ((str(empty), "als_unfinished"), (f"ls={no_eval}", "ls_noeval"),
+                        (str(tmp_path / "missing"), "missing"), (f"x={good}", None)):
+        args = [str(good), spec] + (["--baseline", "nope"] if named is None else [])
+        assert compare.main(args) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("compare_transfer.py: error: ")
+        assert (named in err) if named else "'nope'" in err
+
+
+# ---------------------------------------------------------------- the paper's recipe (jwyang/faster-rcnn.pytorch)
+
+# The paper (section 4.3): batch 16, lr 0.01 decayed after every 4 epochs, 10 epochs, with
+# https://github.com/jwyang/faster-rcnn.pytorch. Its settings, from its files:
+TRAIN2017_KEPT = 117_266  # train2017 images detectron2 keeps (FILTER_EMPTY_ANNOTATIONS)
+EPOCH = 2 * TRAIN2017_KEPT  # roidb.py: every image and its horizontal flip (TRAIN.USE_FLIPPED)
+JWYANG = {
+    # paper; trainval_net.py --bs 16 --lr 0.01 --lr_decay_gamma 0.1; no warm-up
+    "SOLVER.IMS_PER_BATCH": 16, "SOLVER.BASE_LR": 0.01, "SOLVER.GAMMA": 0.1, "SOLVER.WARMUP_ITERS": 0,
+    "SOLVER.MAX_ITER": 146_583, "SOLVER.STEPS": (58_633, 117_266),
+    # config.py, cfgs/res101.yml: SGD momentum 0.9, weight decay 1e-4, none on biases, no double bias lr
+    "SOLVER.MOMENTUM": 0.9, "SOLVER.NESTEROV": False, "SOLVER.WEIGHT_DECAY": 0.0001,
+    "SOLVER.WEIGHT_DECAY_BIAS": 0.0, "SOLVER.BIAS_LR_FACTOR": 1.0, "SOLVER.CLIP_GRADIENTS.ENABLED": False,
+    # TRAIN/TEST.SCALES (600,), MAX_SIZE 1000; TRAIN.USE_FLIPPED
+    "INPUT.MIN_SIZE_TRAIN": (600,), "INPUT.MAX_SIZE_TRAIN": 1000, "INPUT.MIN_SIZE_TEST": 600,
+    "INPUT.MAX_SIZE_TEST": 1000, "INPUT.RANDOM_FLIP": "horizontal",
+    # trainval_net.py coco: ANCHOR_SCALES [4, 8, 16, 32] x FEAT_STRIDE 16, ANCHOR_RATIOS [0.5, 1, 2]
+    "MODEL.ANCHOR_GENERATOR.SIZES": [[4 * 16, 8 * 16, 16 * 16, 32 * 16]],
+    "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS": [[0.5, 1.0, 2.0]], "MODEL.ANCHOR_GENERATOR.OFFSET": 0.5,
+    # rpn.py (512-channel conv, sigma 3), anchor_target_layer.py (_allowed_border 0), config.py RPN_*
+    "MODEL.RPN.CONV_DIMS": [512], "MODEL.RPN.BOUNDARY_THRESH": 0, "MODEL.RPN.IOU_THRESHOLDS": [0.3, 0.7],
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE": 256, "MODEL.RPN.POSITIVE_FRACTION": 0.5,
+    "MODEL.RPN.SMOOTH_L1_BETA": 1 / 3**2, "MODEL.RPN.NMS_THRESH": 0.7,
+    "MODEL.RPN.BBOX_REG_WEIGHTS": (1.0, 1.0, 1.0, 1.0),
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN": 12000, "MODEL.RPN.POST_NMS_TOPK_TRAIN": 2000,
+    "MODEL.RPN.PRE_NMS_TOPK_TEST": 6000, "MODEL.RPN.POST_NMS_TOPK_TEST": 300, "MODEL.PROPOSAL_GENERATOR.MIN_SIZE": 0,
+    # TRAIN.BATCH_SIZE 128, FG_FRACTION 0.25, FG_THRESH 0.5; test_net.py: thresh 0, TEST.NMS 0.3, 100 per image
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 128, "MODEL.ROI_HEADS.POSITIVE_FRACTION": 0.25,
+    "MODEL.ROI_HEADS.IOU_THRESHOLDS": [0.5], "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT": True,
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.0, "MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.3, "TEST.DETECTIONS_PER_IMAGE": 100,
+    # POOLING_SIZE 7, POOLING_MODE align (unaligned ROIAlign, sampling 0); sigma 1; BBOX_NORMALIZE_STDS
+    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION": 7, "MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlign",
+    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": 0, "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 1.0,
+    "MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS": tuple(1 / s for s in (0.1, 0.1, 0.2, 0.2)),
+    "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG": False,
+    # resnet.py: conv1 and FIXED_BLOCKS 1 fixed, every BatchNorm frozen
+    "MODEL.BACKBONE.FREEZE_AT": 2, "MODEL.RESNETS.NORM": "FrozenBN",
+}
+PAPER_CONFIGS = [
+    "faster_rcnn_R_50_C4_paper.yaml", "faster_rcnn_R_101_C4_paper.yaml", "faster_rcnn_R_50_C4_paper_syncbn.yaml",
+]
+
+
+def _key(cfg, dotted):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def test_paper_schedule_arithmetic():
+    """10 epochs of train2017 + flips at batch 16, rounded up; decays after epochs 4 and 8."""
+    assert EPOCH / 16 == 14_658.25
+    assert JWYANG["SOLVER.MAX_ITER"] == math.ceil(10 * EPOCH / 16) == 146_583  # 146,582.5 rounded up
+    assert JWYANG["SOLVER.STEPS"] == (4 * EPOCH / 16, 8 * EPOCH / 16)  # exact
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_configs_are_the_authors_recipe(name):
+    cfg = _cfg(name)
+    syncbn = "syncbn" in name
+    for key, expected in JWYANG.items():
+        if syncbn and key in ("MODEL.BACKBONE.FREEZE_AT", "MODEL.RESNETS.NORM"):
+            continue
+        value = _key(cfg, key)
+        value = [list(v) for v in value] if key.endswith(("SIZES", "ASPECT_RATIOS")) else value
+        value = tuple(value) if isinstance(expected, tuple) else list(value) if isinstance(expected, list) else value
+        assert value == (pytest.approx(expected) if isinstance(expected, float) else expected), key
+    assert cfg.MODEL.RESNETS.DEPTH == (101 if "R_101" in name else 50)
+    assert cfg.SOLVER.CHECKPOINT_PERIOD == int(EPOCH / 16)  # one (whole) epoch
+    header = "".join(line for line in open(os.path.join(DET_CONFIGS, name)) if line.startswith("#"))
+    assert "Recipe: jwyang/faster-rcnn.pytorch as used by the paper" in header
+    assert "146,583" in header and "58,633" in header and "117,266" in header and "rounded up" in header
+    differs = header.split("Differs from the authors' code:")[1]
+    for item in ("lr decay", "flips are sampled", "DataParallel", "crowd", "ROIAlign", "RoI sampling", "RPN",
+                 "backbone", "SyncBN" if syncbn else "FrozenBN", "COCOEvaluator", "val2017", "image scale"):
+        assert item in differs, (name, item)
+    assert recipe_from_config_file(os.path.join(DET_CONFIGS, name)) == "jwyang"
+
+
+def test_paper_c4_head_pools_7x7_into_res5():
+    """The paper config's box head: unaligned RoIAlign to 7x7 on res4 (stride 16), res5
+    (stride 2) makes each RoI 2048 x 4 x 4, averaged into the box predictor."""
+    cfg = _cfg("faster_rcnn_R_50_C4_paper.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg).eval()
+    heads = model.roi_heads
+    pooler = heads.pooler.level_poolers[0]
+    assert tuple(pooler.output_size) == (7, 7) and pooler.aligned is False and pooler.sampling_ratio == 0
+    assert heads.pooler.level_poolers[0].spatial_scale == 1 / 16
+    from detectron2.structures import Boxes
+
+    res4 = torch.randn(1, 1024, 38, 50)  # 600 x 800 input
+    boxes = [Boxes(torch.tensor([[0.0, 0.0, 64.0, 64.0], [100.0, 50.0, 500.0, 590.0]]))]
+    with torch.no_grad():
+        x = heads._shared_roi_transform([res4], boxes)
+    assert tuple(x.shape) == (2, 2048, 4, 4)
+    assert model.proposal_generator.rpn_head.conv.out_channels == 512
+    assert model.proposal_generator.anchor_generator.num_cell_anchors == [12]
+
+
+@pytest.mark.parametrize("opts, recipe", [((), "jwyang"), (("TRANSFER.RECIPE", "mine"), "mine")])
+def test_recipe_resolution(opts, recipe, tmp_path):
+    """train_det.py's setup: TRANSFER.RECIPE from the config's header unless set; the dumped
+    config.yaml carries it, and loads back the same way."""
+    train_det = load_tool("train_det")
+    args = train_det.default_argument_parser().parse_args([
+        "--config-file", os.path.join(DET_CONFIGS, "faster_rcnn_R_50_C4_paper.yaml"),
+        "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path), *opts,
+    ])
+    cfg = train_det.setup(args)
+    assert cfg.TRANSFER.RECIPE == recipe
+    again = get_cfg()
+    add_transfer_config(again)
+    again.merge_from_file(str(tmp_path / "config.yaml"))
+    assert resolve_recipe(again, str(tmp_path / "config.yaml")) == recipe
+    plain = get_cfg()
+    assert resolve_recipe(plain, None) == "unknown"
+
+
+def test_paper_config_shrunk_trains_and_evaluates(coco, classifier, tmp_path):
+    """The paper config run for real through tools/train_det.py: 2 iterations on tiny COCO
+    data, R18 from a train_cls.py checkpoint (ResNetRes5ROIHeads builds its BasicBlock res5),
+    everything else the recipe's own (7x7 RoIAlign, 128 RoIs, anchors 64-512 with boundary
+    pruning, RPN 512 conv, no warm-up, lr 0.01, test NMS 0.3); transfer_metrics.json says jwyang."""
+    train, val = coco
+    weights, _ = classifier
+    out = tmp_path / "run"
+    train_det = load_tool("train_det")
+    args = train_det.default_argument_parser().parse_args([
+        "--config-file", os.path.join(DET_CONFIGS, "faster_rcnn_R_50_C4_paper.yaml"),
+        "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "18",
+        "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.ROI_HEADS.NAME", "ResNetRes5ROIHeads",
+        "MODEL.ROI_HEADS.NUM_CLASSES", "3", "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{val}',)",
+        "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "213", "INPUT.MIN_SIZE_TEST", "128",
+        "INPUT.MAX_SIZE_TEST", "213", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
+        "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
+        # an 8-iteration classifier's BN statistics do not fit 128 px images (see det_cfg): clipped steps
+        "SOLVER.CLIP_GRADIENTS.ENABLED", "True", "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "norm",
+        "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0", "OUTPUT_DIR", str(out),
+    ])
+    train_det.main(args)
+    record = json.loads((out / METRICS_FILE).read_text())
+    assert record["recipe"] == "jwyang" and record["architecture"] == "GeneralizedRCNN R18-C4"
+    assert record["iteration"] == 2 and record["weights"] == weights
+    bbox = record["results"]["bbox"]
+    assert set(COCO_METRICS) <= set(bbox) and isinstance(bbox["AP"], float) and isinstance(bbox["AR100"], float)
+    logged = get_cfg()
+    add_transfer_config(logged)
+    logged.merge_from_file(str(out / "config.yaml"))  # what the run used
+    assert logged.TRANSFER.RECIPE == "jwyang" and logged.SOLVER.WARMUP_ITERS == 0 and logged.SOLVER.BASE_LR == 0.01
+    for key in ("MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
+                "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "MODEL.ANCHOR_GENERATOR.SIZES", "MODEL.RPN.BOUNDARY_THRESH",
+                "MODEL.ROI_HEADS.NMS_THRESH_TEST"):
+        assert _key(logged, key) == JWYANG[key], key
+    with open(out / "inference" / val / "coco_instances_results.json") as f:
+        assert json.load(f)  # it detected something to evaluate
 
 
 def _cfg(rel):
@@ -259,15 +458,17 @@ def test_detection_configs(rel):
         assert cfg.MODEL.RESNETS.NORM == "FrozenBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 2
     if "R_101" in name:
         assert cfg.MODEL.RESNETS.DEPTH == 101 and "r101" in cfg.MODEL.WEIGHTS
+    header = "".join(line for line in open(os.path.join(DET_CONFIGS, rel)) if line.startswith("#"))
+    recipe = recipe_from_config_file(os.path.join(DET_CONFIGS, rel))
     if name.endswith("_1x.yaml") or name.endswith("_1x_syncbn.yaml"):
         s = cfg.SOLVER
         assert (s.IMS_PER_BATCH, s.BASE_LR, s.MAX_ITER, tuple(s.STEPS)) == (16, 0.02, 90000, (60000, 80000))
+        assert "Recipe: detectron2's 1x (not the paper's)" in header and recipe == "detectron2"
+        assert "Tables 4 and 7" in header or "No paper row" in header
     if "paper" in name:
-        s, images = cfg.SOLVER, 117266  # train2017 after detectron2 drops images without usable boxes
-        assert (s.IMS_PER_BATCH, s.BASE_LR, s.GAMMA) == (16, 0.01, 0.1)
-        assert s.MAX_ITER == iterations_for(10, images, 16) == 73291
-        assert tuple(s.STEPS) == tuple(iterations_for(e, images, 16) for e in (4, 8)) == (29316, 58633)
-        assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeads"
+        assert recipe == "jwyang" and "Differs from the authors' code:" in header
+        assert "Table 4" in header or "No paper row" in header
+        assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeads"  # d2's own: ResNetRes5ROIHeads is the same at R50/R101
     if "demo" in rel:
         assert cfg.MODEL.RESNETS.DEPTH == 18 and cfg.MODEL.DEVICE == "cpu"
-        assert cfg.MODEL.WEIGHTS.startswith("output/demo/")
+        assert cfg.MODEL.WEIGHTS.startswith("output/demo/") and recipe == "demo"

@@ -11,21 +11,37 @@ detectron2's metrics.json (its last row with bbox/AP). Prints a markdown table:
 - table 4 (main text): AP, AP50, AP75, AR1, AR10, AR100
 - table 7 (appendix): AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
 
+after a Recipe column: the recipe each run followed, from its transfer_metrics.json
+("jwyang": jwyang/faster-rcnn.pytorch as the paper used it, the *_paper configs;
+"detectron2": detectron2's 1x), with its BatchNorm when not FrozenBN ("jwyang (SyncBN)");
+"unknown" for runs that did not record one (detectron2's metrics.json, older runs).
 AP/AR as fractions with 3 decimals like the paper (``--percent`` for detectron2's
 0-100 scale); the best value of each column in bold; ``--baseline NAME`` adds the AP
-difference to that row.
+difference to that row. A RUN without results is a one-line error naming it (exit 2).
 """
 import argparse
 import json
 import math
 import os
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 TABLES = {
     "4": ["AP", "AP50", "AP75", "AR1", "AR10", "AR100"],
     "7": ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"],
 }
+
+
+UNKNOWN_RECIPE = "unknown"
+
+
+class RunError(Exception):
+    """A run that has no results to show (the message names it)."""
+
+
+class Run(NamedTuple):
+    metrics: Dict[str, Optional[float]]  # bbox metrics, detectron2's 0-100 scale
+    recipe: str  # e.g. "jwyang", "detectron2 (SyncBN)", "unknown"
 
 
 def _bbox_from_results(results: Dict, dataset: Optional[str]) -> Dict:
@@ -39,15 +55,25 @@ def _bbox_from_results(results: Dict, dataset: Optional[str]) -> Dict:
     return first["bbox"]
 
 
-def load_run(path: str, dataset: Optional[str] = None) -> Dict[str, Optional[float]]:
-    """bbox metrics (detectron2's 0-100 scale) of one run directory or metrics file."""
+def _recipe(record: Dict) -> str:
+    recipe = record.get("recipe") or UNKNOWN_RECIPE
+    norm = record.get("norm")
+    return recipe if not norm or norm == "FrozenBN" else f"{recipe} ({norm})"
+
+
+def read_run(path: str, dataset: Optional[str] = None) -> Run:
+    """bbox metrics and recipe of one run directory or metrics file; :class:`RunError` when
+    it has none (no such path, no metrics file, no evaluation in it, not a metrics file)."""
+    if not os.path.exists(path):
+        raise RunError(f"{path}: no such run folder or file")
     if os.path.isdir(path):
         for name in ("transfer_metrics.json", "metrics.json"):
             if os.path.isfile(os.path.join(path, name)):
                 path = os.path.join(path, name)
                 break
         else:
-            raise FileNotFoundError(f"{path}: no transfer_metrics.json or metrics.json")
+            raise RunError(f"{path}: no results (neither transfer_metrics.json nor metrics.json; "
+                           "is the run finished and evaluated?)")
     with open(path) as f:
         text = f.read()
     try:
@@ -55,13 +81,25 @@ def load_run(path: str, dataset: Optional[str] = None) -> Dict[str, Optional[flo
     except json.JSONDecodeError:
         record = None  # detectron2's metrics.json: one JSON object per line
     if isinstance(record, dict) and "results" in record:
-        return dict(_bbox_from_results(record["results"], dataset))
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            return Run(dict(_bbox_from_results(record["results"], dataset)), _recipe(record))
+        except (KeyError, StopIteration, TypeError, AttributeError):
+            which = f" for {dataset}" if dataset else ""
+            raise RunError(f"{path}: no bbox results{which}") from None
+    try:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError:
+        raise RunError(f"{path}: not a transfer_metrics.json or detectron2 metrics.json file") from None
     prefix = f"{dataset}/bbox/" if dataset else "bbox/"
-    rows = [r for r in rows if prefix + "AP" in r]
+    rows = [r for r in rows if isinstance(r, dict) and prefix + "AP" in r]
     if not rows:
-        raise ValueError(f"{path}: no evaluation results ({prefix}AP)")
-    return {k[len(prefix):]: v for k, v in rows[-1].items() if k.startswith(prefix)}
+        raise RunError(f"{path}: no evaluation results ({prefix}AP)")
+    return Run({k[len(prefix):]: v for k, v in rows[-1].items() if k.startswith(prefix)}, UNKNOWN_RECIPE)
+
+
+def load_run(path: str, dataset: Optional[str] = None) -> Dict[str, Optional[float]]:
+    """bbox metrics (detectron2's 0-100 scale) of one run directory or metrics file."""
+    return read_run(path, dataset).metrics
 
 
 def _value(metrics: Dict, column: str) -> Optional[float]:
@@ -72,15 +110,16 @@ def _value(metrics: Dict, column: str) -> Optional[float]:
 
 
 def markdown_table(runs: List[Tuple[str, Dict]], columns: List[str], percent: bool = False,
-                   baseline: Optional[str] = None) -> str:
-    """Rows = runs, columns = metrics; best per column in bold."""
+                   baseline: Optional[str] = None, recipes: Optional[List[str]] = None) -> str:
+    """Rows = runs, columns = metrics; best per column in bold. ``recipes`` (one per run):
+    a Recipe column after Method."""
     scale, digits = (1.0, 1) if percent else (0.01, 3)
     best = {}
     for c in columns:
         values = [_value(m, c) for _, m in runs]
         values = [v for v in values if v is not None]
         best[c] = max(values) if values else None
-    header = ["Method"] + columns
+    header = ["Method"] + (["Recipe"] if recipes is not None else []) + columns
     base = None
     if baseline is not None:
         names = [n for n, _ in runs]
@@ -89,8 +128,8 @@ def markdown_table(runs: List[Tuple[str, Dict]], columns: List[str], percent: bo
         base = _value(dict(runs)[baseline], "AP")
         header.append(f"ΔAP vs {baseline}")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
-    for name, metrics in runs:
-        cells = [name]
+    for i, (name, metrics) in enumerate(runs):
+        cells = [name] + ([recipes[i]] if recipes is not None else [])
         for c in columns:
             v = _value(metrics, c)
             if v is None:
@@ -115,7 +154,7 @@ def parse_run(spec: str) -> Tuple[str, str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", metavar="[NAME=]PATH", help="run OUTPUT_DIR or its metrics JSON")
     parser.add_argument("--table", choices=sorted(TABLES), default="4", help="paper table layout (default 4)")
     parser.add_argument("--columns", nargs="+", help="metrics to show instead of a paper table's")
@@ -125,14 +164,26 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", help="also write the table to this file")
     args = parser.parse_args(argv)
 
-    runs = []
+    runs, recipes = [], []
     for spec in args.runs:
         name, path = parse_run(spec)
-        runs.append((name, load_run(path, args.dataset)))
-    table = markdown_table(runs, args.columns or TABLES[args.table], percent=args.percent, baseline=args.baseline)
+        try:
+            run = read_run(path, args.dataset)
+        except RunError as e:
+            print(f"{parser.prog}: error: run {name!r}: {e}", file=sys.stderr)
+            return 2
+        runs.append((name, run.metrics))
+        recipes.append(run.recipe)
+    try:
+        table = markdown_table(runs, args.columns or TABLES[args.table], percent=args.percent,
+                               baseline=args.baseline, recipes=recipes)
+    except ValueError as e:  # --baseline naming no run
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     layout = "Custom columns" if args.columns else f"Table {args.table} layout"
     caption = (f"{layout}: Faster R-CNN fine-tuned on COCO from each classifier "
-               f"({'AP/AR in %' if args.percent else 'AP/AR as fractions'}; AR at 1/10/100 detections, IoU 0.5:0.95)")
+               f"({'AP/AR in %' if args.percent else 'AP/AR as fractions'}; AR at 1/10/100 detections, IoU 0.5:0.95; "
+               "Recipe: jwyang = jwyang/faster-rcnn.pytorch as the paper used it, detectron2 = detectron2's 1x)")
     text = caption + "\n\n" + table + "\n"
     print(text)
     if args.output:

@@ -13,7 +13,9 @@ or detectron2 backbone weights (.pkl):
 
 COCO 2017 comes from detectron2's builtin registration (coco_2017_train, coco_2017_val
 under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.json
-(AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for tools/compare_transfer.py.
+(AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for tools/compare_transfer.py,
+with the recipe the config follows: TRANSFER.RECIPE, by default the one its header declares
+("# Recipe: jwyang/..." -> jwyang, the paper's; "# Recipe: detectron2's 1x" -> detectron2).
 """
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from detectron2.config import get_cfg
@@ -21,14 +23,16 @@ from detectron2.engine import default_argument_parser
 
 from als_d2.checkpoint import TransferCheckpointer
 from als_d2.config import check_device
-from als_d2.engine.detection import DetectionTrainer
+from als_d2.engine.detection import DetectionTrainer, add_transfer_config, resolve_recipe
 from als_d2.engine.launch import als_default_setup, launch_from_args, train_or_evaluate
 
 
 def setup(args):
     cfg = get_cfg()
+    add_transfer_config(cfg)  # TRANSFER.RECIPE
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    resolve_recipe(cfg, args.config_file)  # unless set: the "# Recipe:" line of the config's header
     cfg.freeze()
     check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key
     als_default_setup(cfg, args)  # default_setup (detectron2, fvcore: the transfer report) + the als_d2 logger

@@ -8,7 +8,8 @@ What differs from detectron2's ``tools/train_net.py`` trainer:
 - evaluation is detectron2's ``COCOEvaluator`` (its fast C++ AP only with compiled ops)
   that also reports COCOeval's average recall (AR1/AR10/AR100, ARs/ARm/ARl), the
   figures of the paper's tables 4 and 7;
-- every evaluation writes ``OUTPUT_DIR/transfer_metrics.json`` for ``tools/compare_transfer.py``;
+- every evaluation writes ``OUTPUT_DIR/transfer_metrics.json`` for ``tools/compare_transfer.py``,
+  with the recipe the config follows (:func:`add_transfer_config`, :func:`resolve_recipe`);
 - several CPU processes work where ``launch()`` can start them (detectron2 main, gloo);
 - C4 models of any depth use ``als_d2.modeling.ResNetRes5ROIHeads`` (see there).
 """
@@ -16,25 +17,102 @@ import json
 import logging
 import math
 import os
+import re
 import weakref
 from collections import OrderedDict
 from typing import Dict, Optional
 
+import yaml
+from detectron2.config import CfgNode as CN
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
+from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from ..checkpoint import TransferCheckpointer
 from ..modeling.roi_heads import ResNetRes5ROIHeads  # noqa: F401  (re-exported)
 
-__all__ = ["COCOEvaluatorWithRecall", "DetectionTrainer", "ResNetRes5ROIHeads", "recall_from_cocoeval"]
+__all__ = [
+    "COCOEvaluatorWithRecall",
+    "DetectionTrainer",
+    "ResNetRes5ROIHeads",
+    "add_transfer_config",
+    "recall_from_cocoeval",
+    "recipe_from_config_file",
+    "resolve_recipe",
+    "transfer_recipe",
+]
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "transfer_metrics.json"
+UNKNOWN_RECIPE = "unknown"
+_RECIPE_LINE = re.compile(r"^#\s*Recipe:\s*([A-Za-z0-9_.\-]+)")
+
+
+def add_transfer_config(cfg: CN) -> None:
+    """Add the detection-transfer keys to a detectron2 config (in place; a second call is a no-op):
+
+    ``TRANSFER.RECIPE``: the published recipe the run follows, recorded in
+    ``transfer_metrics.json`` and shown by ``tools/compare_transfer.py`` ("jwyang":
+    jwyang/faster-rcnn.pytorch as the paper used it; "detectron2": detectron2's 1x; "demo").
+    Default "": the config file declares it (:func:`resolve_recipe`). The project's configs
+    declare it in their header, ``# Recipe: ...``, not as this key, so that detectron2's plain
+    ``get_cfg()`` (any detectron2 tool) still loads them; set the key to override."""
+    if "TRANSFER" not in cfg:
+        cfg.TRANSFER = CN()
+    if "RECIPE" not in cfg.TRANSFER:
+        cfg.TRANSFER.RECIPE = ""
+
+
+def recipe_from_config_file(path: str) -> Optional[str]:
+    """The recipe a config file's header declares: the first word of its ``# Recipe:`` line
+    (``# Recipe: jwyang/faster-rcnn.pytorch as used by the paper`` -> "jwyang",
+    ``# Recipe: detectron2's 1x (not the paper's)`` -> "detectron2"), looked for in the
+    leading comment block of the file, then of its ``_BASE_`` chain. None when none says."""
+    seen = set()
+    while path and path not in seen:
+        seen.add(path)
+        try:
+            with PathManager.open(path, "r") as f:
+                text = f.read()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            if not line.lstrip().startswith("#"):
+                break  # the header ends at the first setting
+            match = _RECIPE_LINE.match(line.strip())
+            if match:
+                return match.group(1)
+        try:
+            base = (yaml.safe_load(text) or {}).get("_BASE_")
+        except (yaml.YAMLError, AttributeError):
+            return None
+        if not isinstance(base, str):
+            return None
+        if not base.startswith(("/", "~", "https://", "http://")):  # as detectron2's load_yaml_with_base
+            base = os.path.join(os.path.dirname(path), base)
+        path = os.path.expanduser(base)
+    return None
+
+
+def resolve_recipe(cfg: CN, config_file: Optional[str]) -> str:
+    """Fill ``TRANSFER.RECIPE`` (when empty) from ``config_file``'s header (``unknown``
+    when it declares none) and return it. ``cfg`` must not be frozen."""
+    add_transfer_config(cfg)
+    if not cfg.TRANSFER.RECIPE:
+        cfg.TRANSFER.RECIPE = (config_file and recipe_from_config_file(config_file)) or UNKNOWN_RECIPE
+    return cfg.TRANSFER.RECIPE
+
+
+def transfer_recipe(cfg: CN) -> str:
+    """``TRANSFER.RECIPE`` of ``cfg``, ``unknown`` where it is missing or empty."""
+    return (cfg.get("TRANSFER") or {}).get("RECIPE") or UNKNOWN_RECIPE
 
 
 def recall_from_cocoeval(coco_eval, iou_type: str = "bbox") -> Dict[str, float]:
@@ -65,8 +143,8 @@ class COCOEvaluatorWithRecall(COCOEvaluator):
 
 
 def write_transfer_metrics(cfg, results: Dict, path: Optional[str] = None) -> str:
-    """Write the evaluation results with what produced them (weights, architecture, schedule)
-    as JSON; return the path (default ``OUTPUT_DIR/transfer_metrics.json``)."""
+    """Write the evaluation results with what produced them (weights, recipe, architecture,
+    schedule) as JSON; return the path (default ``OUTPUT_DIR/transfer_metrics.json``)."""
     try:
         iteration = get_event_storage().iter
     except (AssertionError, IndexError):  # no EventStorage: --eval-only
@@ -74,6 +152,7 @@ def write_transfer_metrics(cfg, results: Dict, path: Optional[str] = None) -> st
     heads = "FPN" if "fpn" in cfg.MODEL.BACKBONE.NAME else "C4"
     record = OrderedDict(
         weights=cfg.MODEL.WEIGHTS,
+        recipe=transfer_recipe(cfg),
         architecture=f"{cfg.MODEL.META_ARCHITECTURE} R{cfg.MODEL.RESNETS.DEPTH}-{heads}",
         norm=cfg.MODEL.RESNETS.NORM,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,

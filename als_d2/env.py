@@ -1,13 +1,124 @@
 """Environment report: ``python -m als_d2.env`` (``make env``).
 
-Prints the versions that matter to als-d2, whether detectron2 has compiled ops, and
-the CUDA devices. ``--full`` appends detectron2's own ``collect_env_info()``.
+Prints the versions that matter to als-d2, whether detectron2 has compiled ops, the
+CUDA devices and whether this CPU runs bf16 / fp16 matmuls natively.
+``--full`` appends detectron2's own ``collect_env_info()``.
+
+``cpu_has_native_bf16()`` / ``cpu_has_native_fp16()`` (used by ``SOLVER.AMP.PRECISION
+auto`` and the benchmarks): torch runs bf16 autocast on any x86 CPU, but without the
+bf16 instructions (AVX512_BF16 or AMX-BF16; ``bf16`` on ARM) oneDNN emulates them and a
+training step is several times *slower* than in fp32 (12x on an AVX2-only EPYC).
+``ALS_D2_CPU_NATIVE_BF16`` / ``ALS_D2_CPU_NATIVE_FP16`` (``0`` / ``1``) override the
+detection.
 """
 import argparse
+import functools
 from importlib import metadata
+import os
 import platform
 import sys
-from typing import List, Tuple
+from typing import FrozenSet, List, NamedTuple, Optional, Tuple
+
+# ISA flags (as /proc/cpuinfo names them) that make the dtype's matmuls native
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16, x86 AMX, ARMv8.6 BF16
+NATIVE_FP16_FLAGS = ("avx512_fp16", "amx_fp16", "asimdhp")  # x86 AVX512-FP16, x86 AMX-FP16, ARM FP16
+_OVERRIDE = {"bf16": "ALS_D2_CPU_NATIVE_BF16", "fp16": "ALS_D2_CPU_NATIVE_FP16"}
+
+
+def torch_cpu_capability() -> str:
+    """``torch.backends.cpu.get_cpu_capability()``: the ISA ATen's kernels were dispatched
+    to ("DEFAULT", "NO AVX", "AVX2", "AVX512", "VSX", "Z VECTOR", "SVE256"...; it does not
+    say whether bf16 is native), or "unknown"."""
+    try:
+        import torch
+
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # old torch, or no torch
+        return "unknown"
+
+
+@functools.lru_cache(maxsize=None)
+def _proc_cpuinfo_flags() -> Optional[FrozenSet[str]]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):  # x86 / ARM
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return None
+
+
+def _torch_probe_flags() -> FrozenSet[str]:
+    """The flags torch's own probes (``torch.cpu._is_*_supported``, private) confirm."""
+    probes = {
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "amx_bf16": "_is_amx_tile_supported",  # every CPU with AMX tiles has AMX-BF16
+        "amx_fp16": "_is_amx_fp16_supported",
+    }
+    found = set()
+    try:
+        import torch
+
+        for flag, probe in probes.items():
+            fn = getattr(torch.cpu, probe, None)
+            if fn is not None and fn():
+                found.add(flag)
+    except Exception:
+        pass
+    return frozenset(found)
+
+
+def cpu_flags() -> Optional[FrozenSet[str]]:
+    """This CPU's ISA flags (``/proc/cpuinfo`` and torch's probes); None when neither knows."""
+    proc = _proc_cpuinfo_flags()
+    probed = _torch_probe_flags()
+    if proc is None and not probed:
+        return None
+    return (proc or frozenset()) | probed
+
+
+class CpuPrecision(NamedTuple):
+    capability: str  # torch.backends.cpu.get_cpu_capability()
+    bf16: bool  # bf16 matmuls native (not emulated)
+    fp16: bool
+    reason_bf16: str  # one line: why
+    reason_fp16: str
+
+
+def _decide(dtype: str, native_flags, capability: str, flags: Optional[FrozenSet[str]]) -> Tuple[bool, str]:
+    override = os.environ.get(_OVERRIDE[dtype], "").strip()
+    if override in ("0", "1"):
+        state = "native" if override == "1" else "no native"
+        return override == "1", f"{state} {dtype} ({_OVERRIDE[dtype]}={override}; capability {capability})"
+    if flags is None:  # no /proc/cpuinfo, no torch probe: only the capability string to go by
+        native = dtype.upper() in capability.upper() or "AMX" in capability.upper()
+        how = "flags unknown"
+    else:
+        have = [f for f in native_flags if f in flags]
+        native = bool(have)
+        how = "+".join(have) if have else "no " + "/".join(native_flags[:2])
+    state = "native" if native else "no native"
+    return native, f"{state} {dtype} on this CPU (capability {capability}, {how})"
+
+
+def cpu_precision(capability: Optional[str] = None, flags: Optional[FrozenSet[str]] = ()) -> CpuPrecision:
+    """Whether bf16 / fp16 matmuls are native on this CPU, from its ISA flags (torch's
+    capability is reported, and decides only when the flags are unknown)."""
+    capability = torch_cpu_capability() if capability is None else capability
+    flags = cpu_flags() if flags == () else flags
+    bf16, why_bf16 = _decide("bf16", NATIVE_BF16_FLAGS, capability, flags)
+    fp16, why_fp16 = _decide("fp16", NATIVE_FP16_FLAGS, capability, flags)
+    return CpuPrecision(capability, bf16, fp16, why_bf16, why_fp16)
+
+
+def cpu_has_native_bf16() -> bool:
+    return cpu_precision().bf16
+
+
+def cpu_has_native_fp16() -> bool:
+    return cpu_precision().fp16
 
 
 def _version(distribution: str) -> str:
@@ -49,6 +160,9 @@ def collect() -> List[Tuple[str, str]]:
     else:
         rows.append(("CUDA devices", "none (CPU only)"))
     rows.append(("CPU threads (torch)", str(torch.get_num_threads())))
+    prec = cpu_precision()
+    rows.append(("CPU capability (torch)", prec.capability))
+    rows.append(("CPU bf16 / fp16", f"{prec.reason_bf16}; {prec.reason_fp16}"))
     return rows
 
 

@@ -34,11 +34,18 @@ pipeline), the ratios ``als_over_hard``, ``hard_over_torchvision``,
 of the ALS samples), ``objectness_us_by_boxes`` and ``objectness_us_max`` (random boxes,
 1 to 50 per frame).
 
+Time budget (``--budget`` seconds): the first repetition of each setting is measured,
+then the repetitions (at most ``--reps`` / ``--loader-reps``) are chosen to fit: about
+half of what is left after generating the images for the in-process runs, the rest for
+the DataLoader runs. ``reps`` in the JSON says how many were done, ``notes`` when fewer
+than asked.
+
     python benchmarks/loader.py             # ~1-2 minutes on 2 cores
     python benchmarks/loader.py --quick     # a few seconds, for tests
 """
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -228,16 +235,29 @@ def _rotations(names: Sequence[str], reps: int):
         yield names[k:] + names[:k]
 
 
-def time_in_process(pipelines, reps: int, samples: int) -> Dict[str, List[float]]:
+def _fit_reps(reps: int, rep_s: float, left_s: float) -> int:
+    """Repetitions (at most ``reps``, at least the one done) that fit in ``left_s``
+    seconds after the first, which took ``rep_s``."""
+    return max(1, min(reps, 1 + int(max(0.0, left_s) // max(rep_s, 1e-9))))
+
+
+def time_in_process(pipelines, reps: int, samples: int, budget_s: float = math.inf) -> Dict[str, List[float]]:
     """images/s of each pipeline in ``reps`` interleaved runs of ``samples`` maps. Every
     pipeline's run ``r`` starts from the same seeds (python, numpy, torch): pipelines
     that draw their crops alike (``hard``, ``als``, ``als_mask``) time the same crops of
-    the same images, so their ratio compares the work, not the luck of the draw."""
+    the same images, so their ratio compares the work, not the luck of the draw.
+    Repetitions after the first: as many as fit in ``budget_s`` seconds (warm-up included)."""
+    deadline = time.perf_counter() + budget_s
     rates = {name: [] for name in pipelines}
     for name, (fn, ds, _) in pipelines.items():  # warm-up: page cache, lazy imports
         for d in ds[: min(len(ds), 4)]:
             fn(d)
     for r, order in enumerate(_rotations(pipelines, reps)):
+        if r == 1:
+            reps = _fit_reps(reps, time.perf_counter() - t_rep, deadline - time.perf_counter())
+        if r >= reps:
+            break
+        t_rep = time.perf_counter()
         for name in order:
             fn, ds, _ = pipelines[name]
             n = len(ds)
@@ -285,18 +305,24 @@ def _loader(fn, ds, kind: str, batch: int, workers: int, seed: int):
 
 
 def time_dataloader(
-    pipelines, reps: int, batches: int, batch: int, workers: int
+    pipelines, reps: int, batches: int, batch: int, workers: int, budget_s: float = math.inf
 ) -> Dict[str, List[float]]:
     """images/s through a DataLoader in ``reps`` interleaved runs: ``batches`` batches timed
     after one batch per worker (their start-up and first samples excluded: each worker
     produces its first batch before the clock starts), a fresh loader per run (no
-    prefetching between runs)."""
+    prefetching between runs). Repetitions after the first: as many as fit in ``budget_s``."""
+    deadline = time.perf_counter() + budget_s
     pipelines = dict(pipelines)
     for name in ("hard", "als"):  # the same mappings, one storage per sample
         if name in pipelines:
             pipelines[name + "_unpacked"] = pipelines[name][:2] + ("d2_unpacked",)
     rates = {name: [] for name in pipelines}
     for r, order in enumerate(_rotations(pipelines, reps)):
+        if r == 1:
+            reps = _fit_reps(reps, time.perf_counter() - t_rep, deadline - time.perf_counter())
+        if r >= reps:
+            break
+        t_rep = time.perf_counter()
         for name in order:
             fn, ds, kind = pipelines[name]
             it = iter(_loader(fn, ds, kind, batch, workers, seed=r))
@@ -379,6 +405,10 @@ def _medians(rates: Dict[str, List[float]]) -> Dict[str, float]:
     return {k: round(statistics.median(v), 1) for k, v in rates.items()}
 
 
+def _reps_done(rates: Dict[str, List[float]]) -> int:
+    return min((len(v) for v in rates.values()), default=0)
+
+
 def machine() -> Dict[str, str]:
     cpu = platform.processor() or ""
     try:
@@ -402,6 +432,7 @@ def run(args) -> Dict:
     unknown = set(names) - set(ALL_PIPELINES)
     if unknown:
         raise SystemExit(f"unknown pipelines {sorted(unknown)}; choose from {ALL_PIPELINES}")
+    deadline = time.perf_counter() + args.budget
     with tempfile.TemporaryDirectory(prefix="als_bench_") as root:
         t0 = time.perf_counter()
         dicts = make_dataset(root, args.images, seed=args.seed)
@@ -410,11 +441,13 @@ def run(args) -> Dict:
         gen_s = time.perf_counter() - t0
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)
-        in_proc = time_in_process(pipelines, args.reps, args.samples)
+        left = deadline - time.perf_counter()
+        in_proc = time_in_process(pipelines, args.reps, args.samples, budget_s=0.45 * left)
         loader = {}
         if args.workers > 0 and args.batches > 0:
             loader = time_dataloader(
-                pipelines, args.loader_reps, args.batches, args.batch, args.workers
+                pipelines, args.loader_reps, args.batches, args.batch, args.workers,
+                budget_s=0.85 * (deadline - time.perf_counter()),
             )
         obj = time_objectness(
             build_pipelines(dicts, ["als"], args.size)["als"], args.size, args.quick
@@ -429,8 +462,16 @@ def run(args) -> Dict:
         "dataloader": _medians(loader),
         "dataloader_workers": args.workers if loader else 0,
         "units": "images/s, median of the repetitions (in_process: one core)",
-        "reps": {"in_process": args.reps, "dataloader": args.loader_reps if loader else 0},
+        "reps": {"in_process": _reps_done(in_proc), "dataloader": _reps_done(loader)},
+        "budget_s": args.budget,
+        "notes": [],
     }
+    for what, done, asked in (
+        ("in-process", _reps_done(in_proc), args.reps),
+        ("DataLoader", _reps_done(loader), args.loader_reps if loader else 0),
+    ):
+        if done < asked:
+            result["notes"].append(f"{what}: {done} of {asked} repetitions, to fit the {args.budget:.0f} s budget")
     result.update(_ratios(in_proc))
     result["dataloader_ratios"] = _ratios(loader)
     result.update(obj)
@@ -455,6 +496,10 @@ def parse_args(argv=None):
     p.add_argument("--loader-reps", type=int, default=9, help="interleaved DataLoader runs")
     p.add_argument("--size", type=int, default=224, help="output crop size (pixels)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--budget", type=float, default=150.0,
+        help="seconds for the whole run: the repetitions adapt to fit (at least one each)",
+    )
     p.add_argument(
         "--pipelines",
         default=",".join(ALL_PIPELINES),

@@ -17,8 +17,21 @@ fixed synthetic batch (uint8 images, labels, objectness, one box each).
   process: peak RSS (VmHWM) minus the RSS after building the model, i.e. what one
   training step adds (activations, gradients, optimizer state, allocator caches).
 
+On a CPU without native bf16 (``als_d2.env.cpu_has_native_bf16``: no AVX512-BF16 / AMX;
+e.g. an AVX2-only EPYC, where oneDNN emulates bf16 and a step takes 12x as long as in
+fp32) the bf16 configs are skipped and say so (``--emulated`` times them anyway).
+
+Time budget (``--budget`` seconds, for ``run()``): the warm-up and the first interleaved
+repetition are measured, then the number of repetitions (at most ``--reps``) is chosen so
+that they and the memory probes fit; a probe that would not fit, or fails, gives
+``peak_mem_mb: null`` and a line in ``notes``. The budget is a target, not a kill: at
+least one repetition of one step per config is always timed.
+
 The last line printed is a JSON object: per config ``images_per_s``, ``step_ms``,
-``peak_mem_mb``, and ``ratios`` (``bf16_over_fp32``, ``channels_last_over_contiguous``).
+``peak_mem_mb`` (a skipped config: ``skipped`` with the reason, the figures null; the
+same reasons under the top-level ``skipped``), ``ratios`` (``bf16_over_fp32``,
+``channels_last_over_contiguous``...: only between configs that were timed), ``reps``
+(repetitions done), ``budget_s``, ``cpu_capability`` and ``notes``.
 
     python benchmarks/train_step.py              # GPU if there is one, else the CPU config
     python benchmarks/train_step.py --device cpu --quick
@@ -32,6 +45,8 @@ import sys
 import time
 from typing import Dict, List
 
+_T0 = time.perf_counter()  # start-up cost of a child process ~ these imports
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import als_d2  # noqa: F401,E402  (before detectron2)
@@ -41,6 +56,9 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from als_d2.config import add_als_config  # noqa: E402
+from als_d2.env import cpu_precision  # noqa: E402
+
+IMPORT_S = time.perf_counter() - _T0
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "als_r50.yaml")
@@ -149,7 +167,9 @@ def probe_cpu_memory(name: str, args) -> Dict:
     return {"name": name, "peak_mem_mb": round(_rss_mb("VmHWM") - base, 1)}
 
 
-def _child_memory(name: str, args) -> float:
+def _child_memory(name: str, args, timeout: float) -> float:
+    """Peak memory of config ``name`` measured in a child process; raises on failure or
+    when it runs past ``timeout`` seconds."""
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -166,45 +186,110 @@ def _child_memory(name: str, args) -> float:
         "--threads",
         str(args.threads),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"exit code {out.returncode}: {out.stderr.strip()[-300:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mem_mb"]
 
 
+def skip_reasons(names: List[str], device: str, emulated: bool) -> Dict[str, str]:
+    """name -> why it is not timed: bf16 configs on a CPU that would emulate bf16."""
+    if device != "cpu" or emulated:
+        return {}
+    prec = cpu_precision()
+    if prec.bf16:
+        return {}
+    why = f"no native bf16 on this CPU (capability {prec.capability}; emulated bf16 is several times slower than fp32; --emulated times it anyway)"
+    return {n: why for n in names if SETTINGS[n][0] == torch.bfloat16}
+
+
 def run(args) -> Dict:
+    t_start = time.perf_counter()
+    deadline = t_start + args.budget
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
-    names = [n for n in args.configs.split(",") if n]
-    steps = {n: Step(n, args) for n in names}
-    for s in steps.values():  # warm-up: allocator, kernels, autotuning
-        s.run(args.warmup)
+    requested = [n for n in args.configs.split(",") if n]
+    skipped = skip_reasons(requested, args.device, args.emulated)
+    names = [n for n in requested if n not in skipped]
+    notes = []
+    steps, build_s, step_est = {}, {}, {}
+    for n in names:
+        t0 = time.perf_counter()
+        steps[n] = Step(n, args)
+        build_s[n] = time.perf_counter() - t0
+    for n in names:  # warm-up: allocator, kernels, autotuning (an upper bound of a step)
+        t0 = time.perf_counter()
+        steps[n].run(args.warmup)
+        step_est[n] = (time.perf_counter() - t0) / max(1, args.warmup)
+    # steps per timed run: fewer when one repetition at --steps would not fit the budget
+    n_steps = args.steps
+    left = deadline - time.perf_counter()
+    if n_steps > 1 and sum(step_est.values()) * n_steps > left / 2:
+        n_steps = max(1, int(left / 2 / max(1e-9, sum(step_est.values()))))
+        notes.append(f"steps per run cut from {args.steps} to {n_steps} to fit the budget")
+    # memory probes (CPU, in child processes): what each would cost, for the budget
+    probe = []
+    if args.device == "cpu" and args.memory:
+        probe = names[:1] if args.quick else list(names)  # --quick: one probe
+    probe_est = {n: 1.5 * (IMPORT_S + build_s[n] + 3 * step_est[n]) + 1.0 for n in probe}
     times = {n: [] for n in names}
+    peaks = {}
+    reps_target = args.reps
     for r in range(args.reps):  # interleaved, rotating order
+        if r >= reps_target:
+            break
         order = names[r % len(names) :] + names[: r % len(names)]
+        t_rep = time.perf_counter()
         for n in order:
             if args.device != "cpu":
                 torch.cuda.reset_peak_memory_stats(args.device)
-            times[n].append(steps[n].run(args.steps))
+            times[n].append(steps[n].run(n_steps))
             if args.device != "cpu" and r == 0:
-                steps[n].peak = torch.cuda.max_memory_allocated(args.device) / 2 ** 20
+                peaks[n] = torch.cuda.max_memory_allocated(args.device) / 2 ** 20
+        if r == 0:  # one repetition measured: how many fit with the probes
+            rep_s = time.perf_counter() - t_rep
+            left = deadline - time.perf_counter()
+            planned, cost = [], 0.0  # the probes that fit in half of what is left
+            for n in probe:
+                if cost + probe_est[n] <= left / 2:
+                    planned.append(n)
+                    cost += probe_est[n]
+                else:
+                    notes.append(f"{n}: memory probe skipped (needs ~{probe_est[n]:.0f} s of the budget)")
+            probe, left = planned, left - cost
+            reps_target = max(1, min(args.reps, 1 + int(max(0.0, left) // max(rep_s, 1e-9))))
+            if reps_target < args.reps:
+                notes.append(
+                    f"{reps_target} of {args.reps} repetitions: one takes {rep_s:.1f} s, budget {args.budget:.0f} s"
+                )
+    for n in probe:
+        left = deadline - time.perf_counter()
+        try:
+            peaks[n] = _child_memory(n, args, timeout=max(left, 2 * probe_est[n]))
+        except subprocess.TimeoutExpired as e:
+            notes.append(f"{n}: memory probe stopped after {e.timeout:.0f} s")
+        except Exception as e:  # noqa: BLE001  (reported, not fatal)
+            notes.append(f"{n}: memory probe failed: {e}")
     results = []
-    for n in names:
-        sec = statistics.median(times[n])
-        if args.device == "cpu":
-            probe = args.memory and not (args.quick and n != names[0])  # --quick: one probe
-            peak = _child_memory(n, args) if probe else None
+    for n in requested:
+        row = {
+            "name": n,
+            "precision": "bf16" if SETTINGS[n][0] is not None else "fp32",
+            "channels_last": SETTINGS[n][1],
+        }
+        if n in skipped:
+            row.update(images_per_s=None, step_ms=None, peak_mem_mb=None, skipped=skipped[n])
         else:
-            peak = steps[n].peak
-        results.append(
-            {
-                "name": n,
-                "precision": "bf16" if SETTINGS[n][0] is not None else "fp32",
-                "channels_last": SETTINGS[n][1],
-                "images_per_s": round(args.batch / sec, 2),
-                "step_ms": round(1000 * sec, 1),
-                "peak_mem_mb": None if peak is None else round(peak, 1),
-            }
-        )
-    by = {r["name"]: r["images_per_s"] for r in results}
+            sec = statistics.median(times[n])
+            peak = peaks.get(n)
+            row.update(
+                images_per_s=round(args.batch / sec, 2),
+                step_ms=round(1000 * sec, 1),
+                peak_mem_mb=None if peak is None else round(peak, 1),
+            )
+        results.append(row)
+    results_timed = [r for r in results if "skipped" not in r]
+    by = {r["name"]: r["images_per_s"] for r in results_timed}
     ratios = {}
     if "bf16" in by and "fp32" in by:
         ratios["bf16_over_fp32"] = round(by["bf16"] / by["fp32"], 3)
@@ -224,10 +309,15 @@ def run(args) -> Dict:
         "model": f"ImageClassifier R{args.depth} (ALS targets, SGD)",
         "image_size": args.size,
         "batch": args.batch,
-        "steps_per_run": args.steps,
-        "reps": args.reps,
+        "steps_per_run": n_steps,
+        "reps": min((len(t) for t in times.values()), default=0),
         "results": results,
         "ratios": ratios,
+        "skipped": skipped,
+        "cpu_capability": cpu_precision().capability,
+        "budget_s": args.budget,
+        "run_s": round(time.perf_counter() - t_start, 1),
+        "notes": notes,
         "torch": torch.__version__,
     }
 
@@ -255,6 +345,18 @@ def parse_args(argv=None):
     )
     p.add_argument("--configs", default=None, help=f"comma-separated subset of {list(SETTINGS)}")
     p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds for the measurements (CPU 120, --quick 60, GPU 300): repetitions and "
+        "memory probes adapt to fit",
+    )
+    p.add_argument(
+        "--emulated",
+        action="store_true",
+        help="CPU: time bf16 even where it is emulated (no AVX512-BF16 / AMX)",
+    )
+    p.add_argument(
         "--no-memory",
         dest="memory",
         action="store_false",
@@ -268,8 +370,9 @@ def parse_args(argv=None):
         if cpu
         else dict(depth=50, size=224, batch=256, steps=20, warmup=5)
     )
+    defaults["budget"] = 120.0 if cpu else 300.0
     if args.quick:
-        defaults.update(depth=18, size=32, batch=4, steps=1, warmup=1)
+        defaults.update(depth=18, size=32, batch=4, steps=1, warmup=1, budget=60.0)
         args.reps = 1
     for k, v in defaults.items():
         if getattr(args, k) is None:

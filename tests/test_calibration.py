@@ -1,6 +1,5 @@
 """calibration_metrics against a plain-Python reference; edge cases; temperature scaling."""
 import math
-import time
 
 import numpy as np
 import pytest
@@ -287,16 +286,25 @@ def test_logits_path_matches_probabilities():
     assert stats["nll"][0] == pytest.approx(2000.0)
 
 
-def test_speed_50k_by_1k():
+def test_50k_by_1k_in_chunks():
+    """ImageNet-val scale (50k x 1k float32, 200 MB): handled in chunks, never a float64
+    copy of the whole array (400 MB); speed is measured by ``make bench``, not here."""
+    import tracemalloc
+
     rng = np.random.default_rng(0)
     probs = rng.random((50_000, 1000), dtype=np.float32)
     probs /= probs.sum(axis=1, keepdims=True)
     labels = rng.integers(0, 1000, 50_000)
-    start = time.perf_counter()
-    calibration_metrics(probs, labels, rng.random(50_000))
-    elapsed = time.perf_counter() - start
-    print(f"calibration_metrics 50k x 1k float32: {elapsed:.2f} s")
-    assert elapsed < 5.0  # ~0.2-0.3 s on a 2-core CPU; generous for shared CI machines
+    tracemalloc.start()
+    try:
+        metrics = calibration_metrics(probs, labels, rng.random(50_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < probs.nbytes / 2, f"peak {peak / 2**20:.0f} MiB for a {probs.nbytes / 2**20:.0f} MiB input"
+    assert metrics["num_samples"] == 50_000
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert metrics["acc"] == pytest.approx(np.mean(probs.argmax(1) == labels))
 
 
 # ------------------------------------------------------------------ temperature scaling

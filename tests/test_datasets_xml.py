@@ -1,7 +1,6 @@
 """The hardened ILSVRC XML parser: real files, broken files, hostile files."""
 import os
 import pickle
-import time
 
 import pytest
 from lxml import etree
@@ -104,7 +103,6 @@ def test_size_cap(tmp_path):
 def test_billion_laughs_is_not_expanded(tmp_path):
     data = fx.BILLION_LAUGHS.replace("{w}", "50").replace("{h}", "50")
     path = fx.write_text(str(tmp_path / "lol.xml"), data)
-    t0 = time.perf_counter()
     with pytest.raises(IlsvrcXmlError, match="DOCTYPE"):
         parse_ilsvrc_xml(path)
     # The parser alone (without the DOCTYPE refusal in front of it) does not expand either.
@@ -115,7 +113,6 @@ def test_billion_laughs_is_not_expanded(tmp_path):
     else:
         assert root.find("object/name").text is None  # an unexpanded entity reference
         assert len(etree.tostring(root)) < 1000
-    assert time.perf_counter() - t0 < 5
 
 
 @pytest.mark.parametrize("template", [fx.XXE, fx.XXE_PARAMETER])

@@ -38,6 +38,7 @@ from ..data.build import (
     sample_seed,
 )
 from ..data.mapper import ClassificationDatasetMapper
+from ..env import cpu_precision
 from ..evaluation import ClassificationEvaluator
 from .schedule import apply_epoch_schedule
 
@@ -45,11 +46,29 @@ logger = logging.getLogger(__name__)
 
 
 def autocast_dtype(cfg, device_type: str):
-    """The autocast dtype the config asks for on ``device_type``, or None for float32."""
+    """The autocast dtype the config asks for on ``device_type``, or None for float32.
+
+    ``auto``: bf16 on GPUs that support it, else fp16; on a CPU bf16 only where its
+    matmuls are native (``als_d2.env.cpu_has_native_bf16``: AVX512-BF16 / AMX / ARM
+    BF16), else float32 (emulated bf16 is several times slower than fp32), with one log
+    line saying why. An explicit ``bf16`` / ``fp16`` is honoured (with a warning on a CPU
+    that would emulate it).
+    """
     if not cfg.SOLVER.AMP.ENABLED:
         return None
     precision = cfg.SOLVER.AMP.PRECISION
-    if precision == "auto":
+    if device_type == "cpu":
+        prec = cpu_precision()
+        if precision == "auto":
+            if not prec.bf16:
+                logger.warning(f"SOLVER.AMP.PRECISION auto: training in float32, {prec.reason_bf16}")
+                return None
+            logger.info(f"SOLVER.AMP.PRECISION auto: bf16 autocast, {prec.reason_bf16}")
+            precision = "bf16"
+        elif not getattr(prec, precision):
+            reason = prec.reason_bf16 if precision == "bf16" else prec.reason_fp16
+            logger.warning(f"SOLVER.AMP.PRECISION {precision}: emulated, likely slower than float32 ({reason})")
+    elif precision == "auto":
         if device_type == "cuda" and not torch.cuda.is_bf16_supported():
             precision = "fp16"
         else:

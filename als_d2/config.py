@@ -30,7 +30,9 @@ TEST               IMS_PER_BATCH: evaluation batch size (per process)
 LOG_PERIOD         iterations between metrics.json / console writes (detectron2's 20)
 SOLVER             EPOCHS, STEPS_EPOCHS, WARMUP_EPOCHS: the schedule in epochs; when
                    EPOCHS > 0, MAX_ITER / STEPS / WARMUP_ITERS are derived from the
-                   training set size and IMS_PER_BATCH at start-up
+                   training set size and IMS_PER_BATCH at start-up (setting MAX_ITER or
+                   STEPS away from detectron2's defaults next to EPOCHS > 0 is an error:
+                   SOLVER.EPOCHS 0 trains MAX_ITER iterations)
                    CHECKPOINT_PERIOD_EPOCHS (and TEST.EVAL_PERIOD_EPOCHS): periods in
                    epochs when > 0, overriding the iteration periods
                    LR_REFERENCE_BATCH: BASE_LR is the lr at this batch size and scales
@@ -56,6 +58,9 @@ LS_STYLES = ("paper", "torch")
 UNBOXED_TARGETS = ("hard", "ls", "uniform")
 VARIANTS = ("none", "mask", "context")
 AMP_PRECISIONS = ("auto", "bf16", "fp16")
+# detectron2's get_cfg() defaults: a SOLVER.MAX_ITER / STEPS that differs was set by the user
+D2_DEFAULT_MAX_ITER = 40000
+D2_DEFAULT_STEPS = (30000,)
 
 
 def add_als_config(cfg: CN) -> None:
@@ -172,6 +177,17 @@ def check_als_config(cfg: CN) -> None:
         _fail("SOLVER.EPOCHS", cfg.SOLVER.EPOCHS, "must be >= 0")
     if cfg.SOLVER.EPOCHS > 0 and any(not 0 < e < cfg.SOLVER.EPOCHS for e in cfg.SOLVER.STEPS_EPOCHS):
         _fail("SOLVER.STEPS_EPOCHS", cfg.SOLVER.STEPS_EPOCHS, f"each must be in (0, SOLVER.EPOCHS={cfg.SOLVER.EPOCHS})")
+    if cfg.SOLVER.EPOCHS > 0:
+        # apply_epoch_schedule derives MAX_ITER / STEPS from EPOCHS and overwrites them: an
+        # iteration schedule set next to an epoch schedule would be silently ignored
+        for key, value, default in (("SOLVER.MAX_ITER", cfg.SOLVER.MAX_ITER, D2_DEFAULT_MAX_ITER),
+                                    ("SOLVER.STEPS", tuple(cfg.SOLVER.STEPS), D2_DEFAULT_STEPS)):
+            if value != default:
+                _fail(key, value if key == "SOLVER.MAX_ITER" else list(value),
+                      f"conflicts with SOLVER.EPOCHS = {cfg.SOLVER.EPOCHS} (an epoch schedule derives "
+                      f"SOLVER.MAX_ITER and SOLVER.STEPS and would overwrite it): set SOLVER.EPOCHS 0 to "
+                      f"train MAX_ITER iterations (with SOLVER.STEPS), or leave SOLVER.MAX_ITER / "
+                      f"SOLVER.STEPS unset and use SOLVER.EPOCHS / SOLVER.STEPS_EPOCHS")
     if cfg.SOLVER.EPOCHS == 0 and cfg.SOLVER.MAX_ITER <= 0:
         _fail("SOLVER.MAX_ITER", cfg.SOLVER.MAX_ITER, "must be > 0 (or set SOLVER.EPOCHS)")
     for key, value in (
@@ -281,6 +297,42 @@ def dataset_num_classes(names: Sequence[str], datasets: Optional[Dict[str, Seque
     if len(set(counts.values())) > 1:
         _fail("MODEL.CLASSIFIER.NUM_CLASSES", 0, f"the training sets disagree on the class count: {counts}")
     return next(iter(counts.values()))
+
+
+def check_eval_num_classes(cfg: CN, dataset: str, dicts: Optional[Sequence[dict]] = None) -> int:
+    """The class count of the evaluated ``dataset`` (its metadata's ``num_classes``, else
+    ``len(thing_classes)``, else its max label + 1, a lower bound), checked against
+    ``MODEL.CLASSIFIER.NUM_CLASSES``: ``ValueError`` naming the key and the dataset when the
+    model's outputs cannot be the dataset's classes. Returns the count found."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
+
+    def known():
+        meta = MetadataCatalog.get(dataset)
+        count = getattr(meta, "num_classes", None)
+        if count is None and getattr(meta, "thing_classes", None):
+            count = len(meta.thing_classes)
+        return count
+
+    count = known()
+    if count is None and dicts is None:
+        dicts = DatasetCatalog.get(dataset)  # ImageNet / OpenImages set their metadata when loaded
+        count = known()
+    if count is not None:
+        if int(count) != num_classes:
+            _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
+                  f"the evaluated dataset {dataset!r} has {count} classes (its metadata): the model "
+                  f"would score {num_classes} classes; set MODEL.CLASSIFIER.NUM_CLASSES {count} "
+                  f"(and evaluate a checkpoint trained for {count} classes)")
+        return int(count)
+    labels = [d.get("label") for d in dicts if isinstance(d.get("label"), int)]
+    top = max(labels) + 1 if labels else 0
+    if top > num_classes:
+        _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
+              f"the evaluated dataset {dataset!r} has labels up to {top - 1} (at least {top} classes): "
+              f"set MODEL.CLASSIFIER.NUM_CLASSES to its class count")
+    return top
 
 
 def resolve_num_classes(cfg: CN, datasets: Optional[Dict[str, Sequence[dict]]] = None) -> CN:

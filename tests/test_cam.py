@@ -241,3 +241,142 @@ def test_eval_cls_tool(trained, capsys):
     assert "| Checkpoint | Val | ACC | O.conf | U.conf | A.conf |" in md
     # the paper's estimator is computed (K from the logits) and printed in Table 2
     assert all(math.isfinite(m["paper_ece_15"]) for (_, d), m in results.items() if d == name)
+
+
+# ------------------------------------------------------------------ strict checkpoint loading
+def _edited_checkpoint(trained, tmp_path, edit, name="edited.pth"):
+    """model_final.pth with its model dict changed by ``edit(state)``."""
+    data = torch.load(trained["checkpoints"][1], map_location="cpu", weights_only=True)
+    edit(data["model"])
+    path = str(tmp_path / name)
+    torch.save(data, path)
+    return path
+
+
+def _set_head(classes):
+    def edit(state):
+        state["head.weight"] = torch.zeros(classes, state["head.weight"].shape[1])
+        state["head.bias"] = torch.zeros(classes)
+    return edit
+
+
+def _drop(prefix):
+    def edit(state):
+        for k in [k for k in state if k.startswith(prefix)]:
+            del state[k]
+    return edit
+
+
+def _eval_args(tool, trained, checkpoint, out, *opts):
+    return tool.get_parser().parse_args(
+        ["--config-file", trained["config_file"], "--checkpoints", checkpoint, "--datasets", trained["name"],
+         "--output", str(out), "TEST.IMS_PER_BATCH", "8", *opts]
+    )
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (_set_head(3), r"head\.weight has 3 classes .*the config MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
+    (_drop("head."), r"no head\.weight / head\.bias .*MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
+    (_drop("res5.1."), r"model tensor\(s\) are not in the checkpoint .*res5\.1\."),
+])
+def test_eval_cls_loads_checkpoints_strictly(trained, tmp_path, edit, expected):
+    """A checkpoint whose head has another class count, or that lacks head or backbone
+    tensors, stops eval_cls with an error naming the file (not a random layer)."""
+    import re
+
+    tool = load_tool("eval_cls")
+    bad = _edited_checkpoint(trained, tmp_path, edit)
+    with pytest.raises(SystemExit) as info:
+        tool.main(_eval_args(tool, trained, bad, tmp_path / "eval"))
+    message = str(info.value.code)
+    assert message.startswith("error: ") and bad in message and "\n" not in message
+    assert re.search(expected, message), message
+
+
+def test_visualize_cam_loads_checkpoints_strictly(trained, tmp_path):
+    tool = load_tool("visualize_cam")
+    bad = _edited_checkpoint(trained, tmp_path, _set_head(3))
+    args = tool.get_parser().parse_args(
+        ["--config-file", trained["config_file"], "--checkpoints", trained["checkpoints"][1], bad,
+         "--dataset", trained["name"], "--num-images", "2", "--scatter-samples", "0", "--output", str(tmp_path / "cams")])
+    with pytest.raises(SystemExit, match=r"head\.weight has 3 classes.*MODEL\.CLASSIFIER\.NUM_CLASSES 4"):
+        tool.main(args)
+    assert not os.path.exists(tmp_path / "cams")
+    # the checkpointer itself (also when the model is built with the file's wrong count)
+    from als_d2.checkpoint import CheckpointMismatchError, EvaluationCheckpointer
+    from als_d2.engine import ClassificationTrainer
+
+    model = ClassificationTrainer.build_model(trained["cfg"])
+    with pytest.raises(CheckpointMismatchError, match=r"edited\.pth: head\.weight has 3 classes"):
+        EvaluationCheckpointer(model).load(bad)
+
+
+def test_eval_cls_checks_dataset_classes_and_missing_files(trained, tmp_path):
+    tool = load_tool("eval_cls")
+    # the config's class count against the evaluated dataset's (4 classes in its metadata)
+    with pytest.raises(SystemExit, match=r"MODEL\.CLASSIFIER\.NUM_CLASSES = 5.*has 4 classes"):
+        tool.main(_eval_args(tool, trained, trained["checkpoints"][1], tmp_path / "eval", "MODEL.CLASSIFIER.NUM_CLASSES", "5"))
+    # a checkpoint that does not exist: one line, before the config is read or a model built
+    missing = str(tmp_path / "no_such_run" / "model_final.pth")
+    with pytest.raises(SystemExit) as info:
+        tool.main(_eval_args(tool, trained, missing, tmp_path / "eval2"))
+    assert str(info.value.code) == f"error: checkpoint not found: {missing}"
+    assert not os.path.exists(tmp_path / "eval2")
+    cam = load_tool("visualize_cam")
+    with pytest.raises(SystemExit, match="checkpoint not found"):
+        cam.main(cam.get_parser().parse_args(["--config-file", trained["config_file"], "--checkpoints", missing,
+                                              "--output", str(tmp_path / "cams")]))
+
+
+def test_eval_cls_leaves_the_training_run_files_alone(trained, tmp_path):
+    """eval_cls writes its config.yaml / log.txt into its own folder (OUTPUT_DIR/eval by
+    default), never over the training run's."""
+    tool = load_tool("eval_cls")
+    run = tmp_path / "run"
+    run.mkdir()
+    sentinels = {"config.yaml": "# the training run's config\n", "log.txt": "the training run's log\n"}
+    for f, text in sentinels.items():
+        (run / f).write_text(text)
+    config_file = tmp_path / "config.yaml"
+    cfg = trained["cfg"].clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = str(run)
+    config_file.write_text(cfg.dump())
+    args = tool.get_parser().parse_args(
+        ["--config-file", str(config_file), "--checkpoints", trained["checkpoints"][1], "--datasets", trained["name"],
+         "TEST.IMS_PER_BATCH", "8"])
+    results = tool.main(args)
+    assert ("model_final", trained["name"]) in results
+    for f, text in sentinels.items():
+        assert (run / f).read_text() == text
+    assert (run / "eval" / "config.yaml").exists() and (run / "eval" / "tables.md").exists()
+    # an --output that holds a training run is refused
+    (run / "last_checkpoint").write_text("model_final.pth")
+    args = tool.get_parser().parse_args(
+        ["--config-file", str(config_file), "--checkpoints", trained["checkpoints"][1], "--datasets", trained["name"],
+         "--output", str(run)])
+    with pytest.raises(SystemExit, match="holds a training run"):
+        tool.main(args)
+    for f, text in sentinels.items():
+        assert (run / f).read_text() == text
+
+
+def test_eval_only_with_missing_model_weights_is_one_line(tmp_path):
+    """train_cls/train_det --eval-only: a MODEL.WEIGHTS that does not exist is reported
+    before any model is built."""
+    import argparse
+
+    from detectron2.config import get_cfg
+
+    from als_d2.engine.launch import train_or_evaluate
+
+    class NoBuild:
+        @classmethod
+        def build_model(cls, cfg):
+            raise AssertionError("a model was built")
+
+    cfg = get_cfg()
+    cfg.MODEL.WEIGHTS = str(tmp_path / "missing.pth")
+    with pytest.raises(SystemExit) as info:
+        train_or_evaluate(cfg, argparse.Namespace(eval_only=True, resume=False), NoBuild, None)
+    assert str(info.value.code) == f"error: MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}"

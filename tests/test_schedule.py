@@ -56,3 +56,37 @@ def test_iteration_schedule_left_alone_without_epochs():
 def test_bad_values_name_the_key(key, value, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):
         check_als_config(r50_cfg(key, value))
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["configs/als_r50.yaml", "configs/demo/Base-Demo-R18.yaml"],
+)
+@pytest.mark.parametrize(
+    "key,value", [("SOLVER.MAX_ITER", 30), ("SOLVER.STEPS", (20,)), ("SOLVER.STEPS", ())],
+)
+def test_iteration_schedule_next_to_epochs_is_an_error(config, key, value):
+    """EPOCHS > 0 derives MAX_ITER / STEPS and would overwrite them: a MAX_ITER or STEPS
+    set away from detectron2's default next to it stops, naming both keys and the fix."""
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, config))
+    assert cfg.SOLVER.EPOCHS > 0
+    check_als_config(cfg)  # the config as shipped is fine
+    cfg.merge_from_list([key, value])
+    with pytest.raises(ValueError) as info:
+        check_als_config(cfg)
+    message = str(info.value)
+    assert f"config key {key} = " in message and "SOLVER.EPOCHS" in message
+    assert "set SOLVER.EPOCHS 0 to train MAX_ITER iterations" in message
+    cfg.merge_from_list(["SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 30])
+    check_als_config(cfg)  # an iteration schedule with EPOCHS 0 is fine
+
+
+@pytest.mark.parametrize("config", ["configs/openimages/als_r50.yaml", "configs/demo/als_r18.yaml",
+                                    "configs/als_r50.yaml", "configs/hard_r101.yaml"])
+def test_shipped_configs_pass_the_schedule_check(config):
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, config))
+    check_als_config(cfg)

@@ -70,18 +70,28 @@ def summary(name: str, dicts: Sequence[dict], counts: np.ndarray, class_names: L
     }
 
 
-def draw(counts: np.ndarray, path: str, title: str, order: str = "count", log: bool = False) -> None:
-    """Bar chart of ``counts`` (sorted by count, or by label) to a PNG at ``path``."""
+def draw(counts: np.ndarray, path: str, title: str, order: str = "count", log: bool = False,
+         class_names: Optional[Sequence[str]] = None) -> List[str]:
+    """Bar chart of ``counts`` (sorted by count, or by label) to a PNG at ``path``. With at
+    most 20 classes each bar is labelled with its class (``class_names``, else the label),
+    in bar order; returns those tick labels ([] when there are too many classes to label)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    values = np.sort(counts)[::-1] if order == "count" else counts
+    counts = np.asarray(counts)
+    labels = np.argsort(-counts, kind="stable") if order == "count" else np.arange(len(counts))
+    values = counts[labels]
+    names = list(class_names) if class_names is not None and len(class_names) == len(counts) else None
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.bar(np.arange(len(values)), values, width=1.0 if len(values) > 100 else 0.8, color="#3b6ea5", edgecolor="none")
+    ticks: List[str] = []
     if len(values) <= 20:
+        ticks = [str(names[i]) if names else str(int(i)) for i in labels]
         ax.set_xticks(np.arange(len(values)))
+        ax.set_xticklabels(ticks, rotation=45 if any(len(t) > 4 for t in ticks) else 0, ha="right" if any(
+            len(t) > 4 for t in ticks) else "center", fontsize=8)
     ax.set_xlim(-0.5, max(len(values), 1) - 0.5)
     ax.set_xlabel("class (sorted by count)" if order == "count" else "class (label)")
     ax.set_ylabel("samples")
@@ -92,6 +102,7 @@ def draw(counts: np.ndarray, path: str, title: str, order: str = "count", log: b
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)
+    return ticks
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -137,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         print(f"classes annotated for only a subset of their images: found by the {rule} rule")
     title = (f"{args.dataset}: {info['samples']} samples, {info['classes']} classes "
              f"(max {info['max']}, median {info['median']:g}, min {info['min']})")
-    draw(counts, args.output, title, args.order, args.log)
+    draw(counts, args.output, title, args.order, args.log, class_names=names)
     print(f"wrote {args.output}")
     if args.json:
         with open(args.json, "w") as f:

@@ -9,7 +9,9 @@
 Every (checkpoint, dataset) pair runs through ``ClassificationTrainer.build_test_loader``
 and ``build_evaluator`` (the same ``ClassificationEvaluator`` as ``train_cls.py
 --eval-only``) under d2's ``inference_on_dataset``, in as many processes as ``launch``
-starts. Written under ``--output`` (default ``OUTPUT_DIR/eval``):
+starts. Written under ``--output`` (default ``OUTPUT_DIR/eval``), the evaluation's own
+folder (its ``config.yaml`` and ``log.txt`` go there too, never over a training run's;
+a folder holding a training run, ``last_checkpoint`` or ``metrics.json``, is refused):
 
     <name>/<dataset>/results.json      checkpoint, dataset and the flat metric dict
     <name>/<dataset>/calibration.json  the evaluator's report (bins, temperature scaling)
@@ -25,6 +27,11 @@ confidence); a footnote under each table names the estimators. Then temperature 
 on the held-out half (before -> after; not a paper table).
 ``<name>`` is the checkpoint's file stem, or its folder when stems collide (``--names``
 sets them).
+
+Checkpoints load strictly (``als_d2.checkpoint.evaluation``): a missing file stops before
+any model is built; a head with another class count than ``MODEL.CLASSIFIER.NUM_CLASSES``
+(itself checked against each evaluated dataset's class count), or a file without head or
+backbone tensors, is an error naming the file and the key, not a randomly initialised layer.
 """
 import json
 import logging
@@ -40,8 +47,13 @@ from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
-from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
-from als_d2.config import load_als_config
+from als_d2.checkpoint.evaluation import (
+    CheckpointMismatchError,
+    EvaluationCheckpointer,  # strict; reads files without running pickled code
+    check_checkpoint_head,
+    check_files_exist,
+)
+from als_d2.config import check_eval_num_classes, load_als_config
 from als_d2.engine import ClassificationTrainer
 from als_d2.engine.launch import als_default_setup, launch_from_args
 
@@ -110,10 +122,46 @@ def checkpoint_names(paths: Sequence[str], names: Optional[Sequence[str]] = None
     return [f"{i}_{s}" for i, s in enumerate(stem)]
 
 
-def setup(args):
+TRAINING_RUN_FILES = ("last_checkpoint", "metrics.json")
+
+
+def eval_output_dir(cfg, output: Optional[str]) -> str:
+    """``--output``, default ``OUTPUT_DIR/eval``: the evaluation's own folder. A folder that
+    holds a training run (``last_checkpoint``, ``metrics.json``) is refused, since the
+    evaluation writes its own ``config.yaml`` and ``log.txt`` there."""
+    folder = output or os.path.join(cfg.OUTPUT_DIR, "eval")
+    run = [f for f in TRAINING_RUN_FILES if os.path.exists(os.path.join(folder, f))]
+    if run:
+        raise SystemExit(f"error: --output {folder} holds a training run ({', '.join(run)}); the evaluation "
+                         f"would overwrite its config.yaml / log.txt: choose another --output "
+                         f"(default OUTPUT_DIR/eval)")
+    return folder
+
+
+def setup(args, output: Optional[str] = None):
+    """The config, with ``OUTPUT_DIR`` = the evaluation folder (``--output``, default
+    ``OUTPUT_DIR/eval``), so that detectron2's ``default_setup`` writes this evaluation's
+    ``config.yaml`` and ``log.txt`` there and not over the training run's."""
     cfg = load_als_config(args.config_file, args.opts)
+    folder = eval_output_dir(cfg, output)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = folder
+    cfg.freeze()
     als_default_setup(cfg, args)  # default_setup + the als_d2 logger (console, OUTPUT_DIR/log.txt)
     return cfg
+
+
+def preflight(cfg, checkpoints: Sequence[str], datasets: Sequence[str]) -> None:
+    """Before any model is built: ``MODEL.CLASSIFIER.NUM_CLASSES`` fits every evaluated
+    dataset and every checkpoint's head; ``SystemExit`` with a one-line error otherwise."""
+    try:
+        for dataset in datasets:
+            check_eval_num_classes(cfg, dataset)
+        for path in checkpoints:
+            check_checkpoint_head(path, cfg.MODEL.CLASSIFIER.NUM_CLASSES)
+    except (CheckpointMismatchError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
 
 
 def _fmt(value) -> str:
@@ -161,7 +209,10 @@ def evaluate_checkpoints(cfg, checkpoints: Sequence[str], names: Sequence[str], 
     results: Dict[Tuple[str, str], Dict] = OrderedDict()
     for path, name in zip(checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
-        ClassifierCheckpointer(model, save_dir=output).load(path)
+        try:
+            EvaluationCheckpointer(model, save_dir=output).load(path)
+        except CheckpointMismatchError as e:
+            raise SystemExit(f"error: {e}")
         model.eval()
         for dataset in datasets:
             folder = os.path.join(output, name, dataset)
@@ -181,11 +232,13 @@ def evaluate_checkpoints(cfg, checkpoints: Sequence[str], names: Sequence[str], 
 
 def main(args):
     split_overrides(args)
-    cfg = setup(args)
+    check_files_exist(args.checkpoints, "checkpoint")  # before the config's datasets are read
+    names = checkpoint_names(args.checkpoints, args.names)
+    cfg = setup(args, args.output)
+    output = cfg.OUTPUT_DIR
     datasets = list(args.datasets or cfg.DATASETS.TEST)
     context = args.context_datasets if args.context_datasets is not None else [d for d in datasets if "context" in d]
-    names = checkpoint_names(args.checkpoints, args.names)
-    output = args.output or os.path.join(cfg.OUTPUT_DIR, "eval")
+    preflight(cfg, args.checkpoints, datasets)
     results = evaluate_checkpoints(cfg, args.checkpoints, names, datasets, output)
     if comm.is_main_process():
         tables = format_tables(results, context)

@@ -6,6 +6,16 @@ layout, with boxes) and a COCO-format detection split, under --root.
     tools/make_synthetic_imagenet.py --root datasets/synthetic_quick --quick
     tools/make_synthetic_imagenet.py --root /tmp/syn --num-classes 20 --context-prob 0.9 --seed 3
 
+Where the data must live: the configs (configs/demo/*.yaml: synthetic_imagenet_*,
+synthetic_coco_*) read the tree registered at import from
+$DETECTRON2_DATASETS/synthetic_imagenet (DETECTRON2_DATASETS defaults to ./datasets), so
+for them write it there:
+
+    tools/make_synthetic_imagenet.py --root $DETECTRON2_DATASETS/synthetic_imagenet
+
+(any other --root is read only by code that calls
+als_d2.data.datasets.builtin.register_synthetic_imagenet(root, prefix), as tools/demo.py does).
+
 A second run with the same parameters returns at once (synthetic_manifest.json).
 See als_d2/data/synthetic.py for the layout and the image model.
 """
@@ -19,7 +29,9 @@ from als_d2.data.synthetic import DEFAULT_SIZES, QUICK_SIZES, generate_synthetic
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", required=True, help="output folder (created; must not hold another ILSVRC tree)")
+    p.add_argument("--root", required=True,
+                   help="output folder (created; must not hold another ILSVRC tree); "
+                        "$DETECTRON2_DATASETS/synthetic_imagenet for the synthetic_* names of the configs")
     p.add_argument("--quick", action="store_true", help=f"smaller preset: {QUICK_SIZES}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-classes", type=int, help=f"default {DEFAULT_SIZES['num_classes']} (1..100)")

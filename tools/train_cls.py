@@ -6,7 +6,9 @@ Mirrors detectron2's tools/train_net.py:
     tools/train_cls.py --config-file configs/als_r50.yaml --num-gpus 4
     tools/train_cls.py --config-file configs/als_r50.yaml --num-gpus 4 --resume
     tools/train_cls.py --config-file configs/als_r50.yaml --eval-only MODEL.WEIGHTS output/als_r50/model_final.pth
-    tools/train_cls.py --config-file configs/demo/als_r18_cpu.yaml SOLVER.MAX_ITER 20   # trailing KEY VALUE overrides
+    tools/train_cls.py --config-file configs/demo/als_r18.yaml SOLVER.EPOCHS 2   # trailing KEY VALUE overrides
+    tools/train_cls.py --config-file configs/demo/als_r18.yaml SOLVER.EPOCHS 0 SOLVER.MAX_ITER 20 SOLVER.STEPS "(15,)"
+        # an iteration schedule: SOLVER.EPOCHS 0, else MAX_ITER / STEPS next to EPOCHS is an error
 """
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from detectron2.engine import default_argument_parser

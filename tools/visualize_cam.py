@@ -15,7 +15,10 @@ Writes to ``--output``:
 * ``confidence_vs_objectness.png``: per checkpoint, max probability against the
   objectness of the evaluation crop over up to ``--scatter-samples`` images (0: skip).
 
-Runs in one process (CPU or one GPU, cfg.MODEL.DEVICE).
+Runs in one process (CPU or one GPU, cfg.MODEL.DEVICE). Checkpoints load strictly
+(``als_d2.checkpoint.evaluation``): a missing file stops before any model is built, and a
+head whose class count is not ``MODEL.CLASSIFIER.NUM_CLASSES`` (checked against the
+dataset's), or a file without head or backbone tensors, is an error naming the file.
 """
 import argparse
 import logging
@@ -25,12 +28,17 @@ from typing import Dict
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 import numpy as np
 import torch
-from als_d2.checkpoint import ClassifierCheckpointer  # reads MODEL.WEIGHTS without running pickled code
+from als_d2.checkpoint.evaluation import (  # strict; reads files without running pickled code
+    CheckpointMismatchError,
+    EvaluationCheckpointer,
+    check_checkpoint_head,
+    check_files_exist,
+)
 from detectron2.data import MetadataCatalog
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
-from als_d2.config import load_als_config
+from als_d2.config import check_eval_num_classes, load_als_config
 from als_d2.data.build import load_dataset_dicts
 from als_d2.data.datasets import builtin  # noqa: F401  (registers imagenet_* names)
 from als_d2.data.mapper import ClassificationDatasetMapper
@@ -83,8 +91,15 @@ def _scatter_data(cfg, model, dataset: str, max_samples: int) -> Dict[str, np.nd
 
 
 def main(args) -> Dict[str, str]:
+    check_files_exist(args.checkpoints, "checkpoint")
     cfg = setup(args)
     dataset = args.dataset or cfg.DATASETS.TEST[0]
+    try:
+        check_eval_num_classes(cfg, dataset)
+        for path in args.checkpoints:
+            check_checkpoint_head(path, cfg.MODEL.CLASSIFIER.NUM_CLASSES)
+    except (CheckpointMismatchError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
     names = args.names or [
         os.path.basename(os.path.dirname(os.path.abspath(p))) + "/" + os.path.splitext(os.path.basename(p))[0]
         for p in args.checkpoints
@@ -108,7 +123,10 @@ def main(args) -> Dict[str, str]:
     columns, panels = [], []
     for path, name in zip(args.checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
-        ClassifierCheckpointer(model).load(path)
+        try:
+            EvaluationCheckpointer(model).load(path)
+        except CheckpointMismatchError as e:
+            raise SystemExit(f"error: {e}")
         out = class_activation_maps(model, mapped)
         overlays = [overlay_cam(img, cam.numpy(), args.alpha) for img, cam in zip(images, out["cams"])]
         captions = [
@@ -131,4 +149,6 @@ def main(args) -> Dict[str, str]:
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    from als_d2.engine.launch import short_errors
+
+    short_errors(main)(get_parser().parse_args())

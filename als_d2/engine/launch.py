@@ -7,7 +7,24 @@ from detectron2.utils.logger import setup_logger
 
 from .. import compat
 
-__all__ = ["als_default_setup", "check_processes", "launch_from_args", "train_or_evaluate"]
+__all__ = ["als_default_setup", "check_processes", "launch_from_args", "short_errors", "train_or_evaluate"]
+
+
+class short_errors:
+    """``main`` with the errors that explain themselves (a missing dataset root) turned into
+    a one-line ``SystemExit`` instead of a traceback through the trainer and the loaders.
+    A class, not a closure, so that ``launch`` can pickle it for worker processes."""
+
+    def __init__(self, main):
+        self.main = main
+
+    def __call__(self, *args, **kwargs):
+        from ..data.datasets.catalog import DatasetRootMissingError
+
+        try:
+            return self.main(*args, **kwargs)
+        except DatasetRootMissingError as e:
+            raise SystemExit(f"error: {e}") from None
 
 
 def als_default_setup(cfg, args) -> None:
@@ -29,6 +46,10 @@ def train_or_evaluate(cfg, args, trainer_cls, checkpointer_cls):
     from detectron2.evaluation import verify_results
 
     if args.eval_only:
+        if not args.resume:  # a missing file is one line, before any model is built
+            from ..checkpoint.evaluation import check_files_exist
+
+            check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
         model = trainer_cls.build_model(cfg)
         checkpointer_cls(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = trainer_cls.test(cfg, model)
@@ -60,7 +81,7 @@ def launch_from_args(main, args) -> None:
     """``launch(main, ...)`` with the flags of detectron2's ``default_argument_parser``."""
     check_processes(args.num_gpus)
     launch(
-        main,
+        short_errors(main),
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,

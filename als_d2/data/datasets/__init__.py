@@ -1,4 +1,5 @@
-"""ImageNet / ImageNetV2 readers and their registration in detectron2's DatasetCatalog.
+"""ImageNet / ImageNetV2 readers and their registration in detectron2's DatasetCatalog;
+:func:`register_coco_with_defaults` for COCO-format files without ``iscrowd`` / ``area``.
 
 Importing this package registers the builtin names (:mod:`.builtin`), without touching
 the disk.
@@ -13,6 +14,7 @@ from .imagenet import (
     load_imagenet_index,
     register_imagenet,
 )
+from .coco_defaults import fill_coco_defaults, register_coco_with_defaults
 from . import builtin as _builtin  # noqa: F401  (registers imagenet_* at import)
 from .builtin import register_all_imagenet
 from .openimages import SubsetRules, load_openimages_dicts, register_all_openimages, register_openimages  # noqa: F401
@@ -34,4 +36,6 @@ __all__ = [
     "read_wsol_metadata",
     "register_wsol",
     "register_all_wsol",
+    "fill_coco_defaults",
+    "register_coco_with_defaults",
 ]

@@ -26,13 +26,16 @@ the boxed ImageNetV2 Threshold0.7 images (``wsolevaluation/dataset/ILSVRC/val2``
 The embedded default dataset (``tools/make_synthetic_imagenet.py --root
 $DETECTRON2_DATASETS/synthetic_imagenet``, Kaggle layout, plus a COCO-format split) is
 registered the same way, as ``synthetic_imagenet_{train,train_boxed,train_boxed_mask,val,
-val_context}`` and ``synthetic_coco_{train,val}`` (detectron2's ``register_coco_instances``).
+val_context}`` and ``synthetic_coco_{train,val}`` (:func:`.coco_defaults.register_coco_with_defaults`:
+detectron2's ``register_coco_instances``, with COCO's ``iscrowd`` / ``area`` defaults filled in
+for evaluation when a file lacks them).
 
 ``imagenet`` may have the standard or the Kaggle layout (auto-detected); ImageNetV2 takes
 its class names from ``imagenet`` when that is there. See :mod:`.imagenet` for the trees.
 """
 import os
 
+from .catalog import datasets_home
 from .imagenet import register_imagenet
 from .openimages import register_all_openimages
 from .wsol_metadata import register_all_wsol
@@ -67,21 +70,27 @@ def register_all_imagenet(root: str) -> None:
     for name, (folder, split, layout, subset) in PREDEFINED_SPLITS_IMAGENET.items():
         class_root = imagenet_root if layout == "imagenetv2" else None
         register_imagenet(
-            name, os.path.join(root, folder), split, layout, subset, class_root=class_root
+            name, os.path.join(root, folder), split, layout, subset, class_root=class_root,
+            missing_hint=f"put the {folder} tree there (standard or Kaggle ILSVRC layout; see the README's "
+                         f"dataset section)",
         )
 
 
 def register_synthetic_imagenet(root: str, prefix: str = "synthetic") -> None:
     """Register the generated dataset at ``root`` (see :mod:`als_d2.data.synthetic`) as
     ``{prefix}_imagenet_<split>`` (same splits/subsets as ImageNet, Kaggle layout) and
-    ``{prefix}_coco_{train,val}``."""
-    from detectron2.data.datasets import register_coco_instances
+    ``{prefix}_coco_{train,val}``. A missing ``root`` is an error at load that says how to
+    create it (``tools/make_synthetic_imagenet.py --root ...``)."""
+    from .coco_defaults import register_coco_with_defaults
 
+    builtin = os.path.abspath(root) == os.path.abspath(os.path.join(datasets_home(), "synthetic_imagenet"))
+    target = "$DETECTRON2_DATASETS/synthetic_imagenet" if builtin else root
+    hint = f"create it with: tools/make_synthetic_imagenet.py --root {target}"
     for name, (_, split, _, subset) in PREDEFINED_SPLITS_IMAGENET.items():
         if name.startswith("imagenet_"):
-            register_imagenet(f"{prefix}_{name}", root, split, "kaggle", subset)
+            register_imagenet(f"{prefix}_{name}", root, split, "kaggle", subset, missing_hint=hint)
     for split in ("train", "val"):
-        register_coco_instances(
+        register_coco_with_defaults(
             f"{prefix}_coco_{split}",
             {},
             os.path.join(root, "coco", "annotations", f"instances_{split}.json"),
@@ -91,7 +100,7 @@ def register_synthetic_imagenet(root: str, prefix: str = "synthetic") -> None:
 
 if __name__.endswith(".builtin"):
     # Assume pre-defined datasets live in `./datasets`.
-    _root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+    _root = datasets_home()
     register_all_imagenet(_root)
     register_synthetic_imagenet(os.path.join(_root, "synthetic_imagenet"))
     register_all_openimages(_root)

@@ -62,7 +62,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from . import index_cache
-from .catalog import register_lazy, set_class_metadata
+from .catalog import check_dataset_root, register_lazy, set_class_metadata
 from .imagenet_index import (
     LAYOUTS,
     SKIP_COUNTERS,
@@ -267,7 +267,9 @@ def load_imagenet_dicts(
     return _dicts_from_index(index, root, subset)
 
 
-def _load_registered(name: str, root: str, split: str, layout: str, subset: str, class_root):
+def _load_registered(name: str, root: str, split: str, layout: str, subset: str, class_root,
+                     missing_hint: Optional[str] = None):
+    check_dataset_root(name, root, missing_hint)
     index = load_imagenet_index(root, split, layout, class_root)
     classes = {"thing_classes": list(index["names"]), "wnids": list(index["wnids"]), "num_classes": len(index["wnids"])}
     set_class_metadata(name, root, classes)
@@ -282,14 +284,17 @@ def register_imagenet(
     subset: str = "all",
     *,
     class_root: Optional[str] = None,
+    missing_hint: Optional[str] = None,
 ) -> None:
     """Register an ImageNet split in DatasetCatalog (lazily: nothing is read now).
 
     MetadataCatalog gets ``evaluator_type="classification"``, ``image_root``, ``split``,
     ``layout``, ``subset`` now, and ``thing_classes``, ``wnids``, ``num_classes`` when the
     dataset is first loaded with ``DatasetCatalog.get(name)`` (the class list is on disk).
-    Arguments as in :func:`load_imagenet_dicts`.
+    Arguments as in :func:`load_imagenet_dicts`; a ``root`` that does not exist is a
+    :class:`.catalog.DatasetRootMissingError` at load, naming ``DETECTRON2_DATASETS`` and
+    ``missing_hint`` (how to create it).
     """
     _check_args(split, layout, subset)
-    load = functools.partial(_load_registered, name, root, split, layout, subset, class_root)
+    load = functools.partial(_load_registered, name, root, split, layout, subset, class_root, missing_hint)
     register_lazy(name, load, root, split, layout=layout, subset=subset)

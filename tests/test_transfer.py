@@ -472,3 +472,16 @@ def test_detection_configs(rel):
     if "demo" in rel:
         assert cfg.MODEL.RESNETS.DEPTH == 18 and cfg.MODEL.DEVICE == "cpu"
         assert cfg.MODEL.WEIGHTS.startswith("output/demo/") and recipe == "demo"
+
+
+def test_roi_heads_num_classes_checked_at_start_up(coco, classifier, tmp_path):
+    """Too few classes would die mid-training in torch (IndexError: Target 7 is out of
+    bounds); the trainer stops before that, naming the key and the dataset's count."""
+    from detectron2.data import MetadataCatalog
+
+    train, val = coco
+    weights, _ = classifier
+    cfg = det_cfg("C4", weights, train, val, str(tmp_path / "det"), "MODEL.ROI_HEADS.NUM_CLASSES", 2)
+    with pytest.raises(ValueError, match=r"MODEL\.ROI_HEADS\.NUM_CLASSES = 2: dataset .* has 3 classes"):
+        DetectionTrainer(cfg)
+    assert len(MetadataCatalog.get(train).thing_classes) == 3

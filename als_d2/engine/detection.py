@@ -181,6 +181,22 @@ def _nan_to_none(obj):
     return obj
 
 
+def check_detection_classes(cfg) -> None:
+    """``MODEL.ROI_HEADS.NUM_CLASSES`` must equal the class count (``thing_classes``) of
+    every training set, checked at start-up: too few would end in torch's
+    ``IndexError: Target 7 is out of bounds`` mid-training, too many trains dead classes."""
+    from detectron2.data import MetadataCatalog
+
+    num = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    for name in cfg.DATASETS.TRAIN:
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if classes is not None and len(classes) != num:
+            raise ValueError(
+                f"config key MODEL.ROI_HEADS.NUM_CLASSES = {num}: dataset {name!r} (DATASETS.TRAIN) has "
+                f"{len(classes)} classes: set MODEL.ROI_HEADS.NUM_CLASSES {len(classes)}"
+            )
+
+
 class DetectionTrainer(compat.SavesStepState, DefaultTrainer):
     """DefaultTrainer for COCO transfer (see the module docstring)."""
 
@@ -193,7 +209,8 @@ class DetectionTrainer(compat.SavesStepState, DefaultTrainer):
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
+        data_loader = self.build_train_loader(cfg)  # loads DATASETS.TRAIN: their classes are known now
+        check_detection_classes(cfg)
         model = compat.create_ddp_model(model, broadcast_buffers=False)
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)

@@ -88,6 +88,12 @@ SKIP_COUNTERS = (
 )  # fmt: skip
 
 
+def clip_box_to_image(box: Tuple[float, float, float, float], width: float, height: float):
+    """An XYXY_ABS box (pixels) clipped to the image [0, width] x [0, height]; may be empty."""
+    x0, y0, x1, y1 = box
+    return (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width), min(max(y1, 0.0), height))
+
+
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
@@ -379,12 +385,7 @@ def _index_task(task, ctx: Optional[dict] = None) -> dict:
                     tally.add("unknown_wnid", f"{xml_path or stem}: {wnid}")
                     continue
                 box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-                c = (
-                    min(max(box[0], 0.0), width),
-                    min(max(box[1], 0.0), height),
-                    min(max(box[2], 0.0), width),
-                    min(max(box[3], 0.0), height),
-                )
+                c = clip_box_to_image(box, width, height)
                 if c[2] <= c[0] or c[3] <= c[1]:
                     tally.add("degenerate_boxes", f"{xml_path or stem}: {wnid} {box}")
                     continue

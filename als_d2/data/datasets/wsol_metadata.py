@@ -91,7 +91,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 from detectron2.structures import BoxMode
 
 from .catalog import register_lazy, set_class_metadata
-from .imagenet_index import MAX_EXAMPLES, _Tally, get_imagenet_class_info
+from .imagenet_index import MAX_EXAMPLES, _Tally, clip_box_to_image, get_imagenet_class_info
 
 __all__ = [
     "WSOL_FILES",
@@ -298,12 +298,7 @@ def read_wsol_metadata(
         size = sizes.get(image)
         if size is not None:
             w, h = size
-            clipped = (
-                min(max(box[0], 0.0), w),
-                min(max(box[1], 0.0), h),
-                min(max(box[2], 0.0), w),
-                min(max(box[3], 0.0), h),
-            )
+            clipped = clip_box_to_image(box, w, h)
             if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
                 tally.add("degenerate_boxes", f"{where}: {values} is outside the image ({w}x{h})")
                 continue

@@ -63,6 +63,7 @@ def _worker(rank, init_file, out_dir, dicts):
     out["ddp"] = type(trainer.model).__name__
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(out, f)
+    dist.barrier()  # no rank tears gloo down while its peer still talks to it (SIGABRT)
     dist.destroy_process_group()
 
 

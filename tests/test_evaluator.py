@@ -140,6 +140,7 @@ def _worker(rank, world, init_file, out_dir):
     res = run(ev, inputs, outputs, InferenceSampler(N))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(res, f)  # NaN written as NaN (python json), read back as float nan
+    dist.barrier()  # no rank tears gloo down while its peer still talks to it (SIGABRT)
     dist.destroy_process_group()
 
 

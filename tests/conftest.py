@@ -1,4 +1,5 @@
 """Shared pytest set-up: als_d2 is imported first, as every entry point does."""
+import logging
 import os
 
 import als_d2  # noqa: F401  (registers the detectron2._C placeholder where needed)
@@ -16,3 +17,44 @@ def _single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Dataset tests (test_datasets*.py, test_openimages.py, test_check_dataset.py)
+
+
+@pytest.fixture
+def private_index_cache(tmp_path, monkeypatch):
+    """Dataset indexes cached under ``tmp_path/cache`` (not ``~/.cache``), built in one process."""
+    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
+
+
+@pytest.fixture
+def log_records():
+    """Records of the als_d2.data.datasets loggers (independent of propagate settings)."""
+    records = []
+
+    class _Handler(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("als_d2.data.datasets")
+    handler, old_level = _Handler(level=logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+@pytest.fixture
+def registered():
+    """A list the test appends the names it registers to; removed from detectron2's
+    DatasetCatalog and MetadataCatalog afterwards."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    names = []
+    yield names
+    for n in names:
+        DatasetCatalog.remove(n)
+        MetadataCatalog.remove(n)

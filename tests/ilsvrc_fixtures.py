@@ -5,6 +5,7 @@ ILSVRC2012_bbox_*.tar.gz files, tabs and all), real Kaggle ``LOC_*`` files. Ever
 records what it wrote in plain Python (``FixtureImage``) so that tests compute their
 expectations from that, not from the code under test.
 """
+
 import csv
 import os
 import random
@@ -108,6 +109,14 @@ def write_loc_solution_csv(path: str, rows: Dict[str, str]) -> None:
             w.writerow([image_id, text])
 
 
+# An annotation (template: {w}, {h}) whose class name is the entity NAME, for the attacks below.
+_ENTITY_ANNOTATION = """<annotation>
+\t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>
+\t<object><name>NAME</name>
+\t\t<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>
+</annotation>
+"""
+
 BILLION_LAUGHS = """<?xml version="1.0"?>
 <!DOCTYPE annotation [
  <!ENTITY lol "lol">
@@ -121,21 +130,11 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
  <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
  <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
 ]>
-<annotation>
-\t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>
-\t<object><name>&lol9;</name>
-\t\t<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>
-</annotation>
-"""
+""" + _ENTITY_ANNOTATION.replace("NAME", "&lol9;")
 
 XXE = """<?xml version="1.0"?>
 <!DOCTYPE annotation [ <!ENTITY xxe SYSTEM "file://{target}"> ]>
-<annotation>
-\t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>
-\t<object><name>&xxe;</name>
-\t\t<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>
-</annotation>
-"""
+""" + _ENTITY_ANNOTATION.replace("NAME", "&xxe;")
 
 XXE_PARAMETER = """<?xml version="1.0"?>
 <!DOCTYPE annotation [ <!ENTITY % ext SYSTEM "file://{target}"> %ext; ]>

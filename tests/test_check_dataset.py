@@ -27,10 +27,7 @@ def tool():
     return module
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
+pytestmark = pytest.mark.usefixtures("private_index_cache")
 
 
 def png_header_only(path, width, height):

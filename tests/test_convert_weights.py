@@ -15,13 +15,8 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from als_d2.checkpoint import TransferCheckpointer
-from als_d2.checkpoint.formats import (
-    RestrictedUnpickler,
-    convert,
-    load_weights_file,
-    read_canonical,
-    safe_pickle_load,
-)
+from als_d2.checkpoint.conversion import convert, read_canonical
+from als_d2.checkpoint.file_io import RestrictedUnpickler, load_weights_file, safe_pickle_load
 from als_d2.config import add_als_config
 
 

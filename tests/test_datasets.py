@@ -30,29 +30,7 @@ import ilsvrc_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
-
-
-@pytest.fixture
-def log_records():
-    """Records of the als_d2.data.datasets loggers (independent of propagate settings)."""
-    records = []
-
-    class _H(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    logger = logging.getLogger("als_d2.data.datasets")
-    handler, old_level = _H(level=logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
+pytestmark = pytest.mark.usefixtures("private_index_cache")
 
 
 def by_id(dicts):
@@ -440,15 +418,6 @@ def test_imagenetv2_layout_and_class_names(tmp_path):
 
 # ---------------------------------------------------------------------------------------
 # Registration
-
-
-@pytest.fixture
-def registered():
-    names = []
-    yield names
-    for n in names:
-        DatasetCatalog.remove(n)
-        MetadataCatalog.remove(n)
 
 
 def test_register_imagenet_catalog_and_metadata(tmp_path, monkeypatch, registered):

@@ -17,10 +17,7 @@ from als_d2.data.datasets import (
 import ilsvrc_fixtures as fx
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
+pytestmark = pytest.mark.usefixtures("private_index_cache")
 
 
 def cache_files(tmp_path):

@@ -105,32 +105,6 @@ def tree(tmp_path):
     }
 
 
-@pytest.fixture
-def registered():
-    names = []
-    yield names
-    for n in names:
-        DatasetCatalog.remove(n)
-        MetadataCatalog.remove(n)
-
-
-@pytest.fixture
-def log_records():
-    records = []
-
-    class _H(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    logger = logging.getLogger("als_d2.data.datasets")
-    handler, old_level = _H(level=logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
-
-
 def _register(registered, tree, split, subset, **kwargs):
     name = f"test_wsol_{split}_{subset}_{uuid.uuid4().hex[:8]}"
     register_wsol(name, tree[split], tree["image_root"], subset, class_root=tree["imagenet"], split=split,

@@ -18,10 +18,7 @@ import ilsvrc_fixtures as fx
 SECRET = "TOP-SECRET-7f3a9c"
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
+pytestmark = pytest.mark.usefixtures("private_index_cache")
 
 
 @pytest.fixture

@@ -62,10 +62,7 @@ HAND_NAMES = ["Tortoise", "Sea turtle", "Cat", "Coffee cup", "Dog", "Human face"
 LABEL = {name: k for k, name in enumerate(HAND_NAMES)}
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
+pytestmark = pytest.mark.usefixtures("private_index_cache")
 
 
 @pytest.fixture
@@ -211,12 +208,12 @@ def test_missing_files_and_columns_are_errors(tmp_path):
 def _read_three_ways(reader, path, chunk):
     """(rows, stats, sorted examples) of ``reader`` on ``path``: one byte range, then
     ``chunk``-byte ranges in one process and in two."""
-    from als_d2.data.datasets.imagenet_index import _Tally
+    from als_d2.data.datasets.indexing import Tally
 
     label_to_idx = {m: i for i, (m, _) in enumerate(fx.CLASSES)}
     runs = []
     for workers, size in ((1, 1 << 20), (1, chunk), (2, chunk)):
-        tally = _Tally(None)
+        tally = Tally(None)
         rows = reader(path, label_to_idx, tally, num_workers=workers, chunk_bytes=size)
         runs.append((rows, dict(tally.stats), {k: sorted(v) for k, v in tally.examples.items()}))
     return runs

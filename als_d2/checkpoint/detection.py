@@ -20,35 +20,27 @@ still loads it exactly, so resuming classification is unchanged.
 - :class:`ClassifierCheckpointer` writes ImageClassifier checkpoints in that form, so
   any detectron2 tool can start a detector from a ``tools/train_cls.py`` checkpoint.
 - :class:`TransferCheckpointer` (used by ``tools/train_det.py``) also reads the other
-  formats of :mod:`.formats` (torchvision/timm ResNets, classifier checkpoints written
+  formats of :mod:`.conversion` (torchvision/timm ResNets, classifier checkpoints written
   before ``ClassifierCheckpointer``) and logs what was transferred and what starts from
   scratch.
 
-Both are :class:`SafeCheckpointer`\ s: every file they read (``MODEL.WEIGHTS``, resumed
-checkpoints) is read without running pickled code (``torch.load(weights_only=True)``,
-the numpy-only unpickler for ``.pkl``; detectron2 v0.6 unpickles ``.pkl`` and ``.pyth``
-files with plain pickle), and every checkpoint they write is written atomically
-(temporary file in the same folder, fsync, ``os.replace``; ``last_checkpoint`` is
-replaced the same way, last), so a process killed during a save leaves the previous
-checkpoint and ``last_checkpoint`` usable.
+Both are :class:`SafeCheckpointer` s: every file they read (``MODEL.WEIGHTS``, resumed
+checkpoints) is read without running pickled code (:mod:`.file_io`:
+``torch.load(weights_only=True)``, the numpy-only unpickler for ``.pkl``; detectron2 v0.6
+unpickles ``.pkl`` and ``.pyth`` files with plain pickle), and every checkpoint they write
+is written atomically (temporary file in the same folder, fsync, ``os.replace``;
+``last_checkpoint`` is replaced the same way, last), so a process killed during a save
+leaves the previous checkpoint and ``last_checkpoint`` usable.
 """
-import os
+
 from collections import OrderedDict
 from typing import Dict, List
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .. import compat
-from .formats import (
-    AUTHOR,
-    WeightsFileError,
-    atomic_write,
-    backbone_relative,
-    load_pickle_file,
-    safe_torch_load,
-    to_canonical,
-)
+from .conversion import AUTHOR, backbone_relative, matching_checkpoint
+from .file_io import AtomicLocalWrites, WeightsFileError, read_weights
 
 __all__ = [
     "ClassifierCheckpointer",
@@ -61,61 +53,44 @@ __all__ = [
 
 class SafeCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` that reads files without running pickled code and writes
-    checkpoints atomically (see the module docstring). File formats and their meaning are
-    DetectionCheckpointer's (detectron2 / Caffe2 ``.pkl``, pycls ``.pyth``, torch files).
+    checkpoints atomically (see the module docstring).
+
+    Saving is fvcore's ``Checkpointer.save`` and ``tag_last_checkpoint`` through an
+    :class:`~.file_io.AtomicLocalWrites` path manager. Reading cannot go through
+    ``DetectionCheckpointer._load_file`` (plain ``pickle.load`` of ``.pkl`` files), so
+    :meth:`_load_file` reads the file safely, then gives it detectron2's meaning:
+    detectron2 / Caffe2 ``.pkl``, pycls ``.pyth``, torch files (``{"model": ...}``).
     """
 
-    def _model_state(self) -> Dict:
-        """What the checkpoint holds besides the checkpointables (``{"model": ...}``)."""
-        return {"model": self.model.state_dict()}
-
-    def _local_save_dir(self) -> bool:
-        return "://" not in str(self.save_dir)
-
-    def save(self, name: str, **kwargs) -> None:
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = self._model_state()
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        save_file = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {save_file}")
-        if self._local_save_dir():
-            os.makedirs(self.save_dir, exist_ok=True)
-            atomic_write(save_file, lambda f: torch.save(data, f))
-        else:  # a remote PathManager URI: its own semantics
-            with self.path_manager.open(save_file, "wb") as f:
-                torch.save(data, f)
-        self.tag_last_checkpoint(basename)
-
-    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        if not self._local_save_dir():
-            return super().tag_last_checkpoint(last_filename_basename)
-        path = os.path.join(self.save_dir, "last_checkpoint")
-        atomic_write(path, lambda f: f.write(last_filename_basename.encode("utf-8")))
+    def __init__(self, model, save_dir: str = "", **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.path_manager = AtomicLocalWrites(self.path_manager)
 
     def _load_file(self, filename: str) -> Dict:
+        self._source = filename  # named in the logs and errors of _load_model
+        with self.path_manager.open(filename, "rb") as f:
+            data = read_weights(f, filename)
+        if not isinstance(data, dict):
+            raise WeightsFileError(
+                f"{filename}: expected a checkpoint dict, got {type(data).__name__}"
+            )
         if filename.endswith(".pkl"):
-            with self.path_manager.open(filename, "rb") as f:
-                data = load_pickle_file(f, filename)
-            if not isinstance(data, dict):
-                raise WeightsFileError(f"{filename}: expected a dict of weights, got {type(data).__name__}")
             if "model" in data and "__author__" in data:  # detectron2 model zoo format
                 self.logger.info(f"Reading a file from '{data['__author__']}'")
                 return data
             blobs = data.get("blobs", data)  # Caffe2 / Detectron1 model zoo
             blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
             return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
-        with self.path_manager.open(filename, "rb") as f:
-            data = safe_torch_load(f, filename)
-        if not isinstance(data, dict):
-            raise WeightsFileError(f"{filename}: expected a checkpoint dict, got {type(data).__name__}")
         if filename.endswith(".pyth"):  # pycls
             if "model_state" not in data:
-                raise WeightsFileError(f"{filename}: pycls checkpoints (.pyth) must contain 'model_state'")
-            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+                raise WeightsFileError(
+                    f"{filename}: pycls checkpoints (.pyth) must contain 'model_state'"
+                )
+            state = {
+                k: v
+                for k, v in data["model_state"].items()
+                if not k.endswith("num_batches_tracked")
+            }
             return {"model": state, "__author__": "pycls", "matching_heuristics": True}
         if "model" not in data:
             data = {"model": data}
@@ -129,12 +104,10 @@ class ClassifierCheckpointer(SafeCheckpointer):
     does, atomically. Loading is DetectionCheckpointer's, without running pickled code.
     """
 
-    def _model_state(self) -> Dict:
-        return {
-            "model": backbone_relative(self.model.state_dict()),
-            "__author__": AUTHOR,
-            "matching_heuristics": True,
-        }
+    def save(self, name: str, **kwargs) -> None:
+        # Checkpointer.save writes its extra data over its own entries: "model" is replaced
+        model = backbone_relative(self.model.state_dict())
+        super().save(name, model=model, __author__=AUTHOR, matching_heuristics=True, **kwargs)
 
 
 def _stage(key: str) -> str:
@@ -153,7 +126,9 @@ def transferred_keys(model_keys: List[str], missing: List[str], incorrect: List[
     return [k for k in model_keys if k not in skip]
 
 
-def summarize_transfer(model_keys: List[str], loaded: List[str], unused: List[str], source: str) -> str:
+def summarize_transfer(
+    model_keys: List[str], loaded: List[str], unused: List[str], source: str
+) -> str:
     """A few log lines: tensors loaded per backbone stage and where they went, the
     detection parameters that start from scratch, the checkpoint tensors not used."""
     per_stage: "OrderedDict[str, List[str]]" = OrderedDict()
@@ -161,8 +136,10 @@ def summarize_transfer(model_keys: List[str], loaded: List[str], unused: List[st
         per_stage.setdefault(_stage(k), []).append(k)
     backbone_stages = [s for s in per_stage if s == "stem" or s.startswith("res")]
     n_backbone = sum(len(per_stage[s]) for s in backbone_stages)
-    lines = [f"Transfer from {source}: {len(loaded)} of {len(model_keys)} model tensors loaded, "
-             f"{n_backbone} of them ResNet backbone tensors:"]
+    lines = [
+        f"Transfer from {source}: {len(loaded)} of {len(model_keys)} model tensors loaded, "
+        f"{n_backbone} of them ResNet backbone tensors:"
+    ]
     for s in backbone_stages:
         where = sorted({k[: k.index(s) + len(s)] for k in per_stage[s]})
         lines.append(f"  {s:>5}: {len(per_stage[s]):4d} tensors -> {', '.join(where)}")
@@ -175,68 +152,68 @@ def summarize_transfer(model_keys: List[str], loaded: List[str], unused: List[st
         if k not in loaded_set:
             scratch[_stage(k)] = scratch.get(_stage(k), 0) + 1
     if scratch:
-        lines.append(f"Start from scratch ({sum(scratch.values())} tensors): "
-                     + ", ".join(f"{m} ({n})" for m, n in scratch.items()))
+        lines.append(
+            f"Start from scratch ({sum(scratch.values())} tensors): "
+            + ", ".join(f"{m} ({n})" for m, n in scratch.items())
+        )
     if unused:
-        lines.append(f"Not used from the checkpoint ({len(unused)} tensors): " + ", ".join(sorted(unused)[:12])
-                     + (" ..." if len(unused) > 12 else ""))
+        lines.append(
+            f"Not used from the checkpoint ({len(unused)} tensors): "
+            + ", ".join(sorted(unused)[:12])
+            + (" ..." if len(unused) > 12 else "")
+        )
     return "\n".join(lines)
 
 
 class TransferCheckpointer(SafeCheckpointer):
     """DetectionCheckpointer that also starts a detector from any ResNet format of
-    :mod:`als_d2.checkpoint.formats` and reports the transfer.
+    :mod:`als_d2.checkpoint.conversion` and reports the transfer.
 
     ResNet weights in any format (torchvision/timm, ImageClassifier checkpoints with or
     without ``ClassifierCheckpointer``'s naming, detectron2 ``.pkl``) are reduced to
     backbone-relative keys and loaded with ``matching_heuristics``; detector checkpoints
     (resuming, ``--eval-only``) and Caffe2 files are loaded as DetectionCheckpointer loads
-    them. Reading never unpickles code: ``torch.load(weights_only=True)`` for torch files,
-    the restricted unpickler of :mod:`.formats` for ``.pkl``.
+    them. Reading is :class:`SafeCheckpointer`'s (no pickled code runs).
     """
 
     def _load_file(self, filename: str) -> Dict:
-        self._source = filename
-        if filename.endswith(".pyth"):
-            return super()._load_file(filename)  # pycls (read safely)
-        if filename.endswith(".pkl"):
-            with self.path_manager.open(filename, "rb") as f:
-                data = load_pickle_file(f, filename)
-        else:
-            with self.path_manager.open(filename, "rb") as f:
-                data = safe_torch_load(f, filename)
-        if not isinstance(data, dict):
-            raise WeightsFileError(f"{filename}: expected a checkpoint dict, got {type(data).__name__}")
-        if filename.endswith(".pkl") and not ("model" in data and "__author__" in data):
-            # Caffe2 / Detectron1 numpy blobs: detectron2's interpretation of such files
-            blobs = data.get("blobs", data)
-            blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
-            return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+        data = super()._load_file(filename)
+        if data.get("__author__") in ("Caffe2", "pycls"):
+            return data  # converted by detectron2 itself (Caffe2 names, pycls)
         try:
-            fmt, canonical = to_canonical(data)
+            fmt, checkpoint = matching_checkpoint(data)
         except (ValueError, KeyError):
-            fmt = None  # a detector checkpoint, or anything else: detectron2's rules
-        if fmt is not None:
-            author = data.get("__author__", fmt)
-            self.logger.info(f"{filename}: {fmt} ResNet weights ({author}), loaded by name-matching heuristics")
-            return {"model": canonical, "__author__": author, "matching_heuristics": True}
-        if "model" not in data:
-            data = {"model": data}
-        return compat.apply_checkpoint_url_queries(self, data)
+            return data  # a detector checkpoint, or anything else: detectron2's rules
+        author = checkpoint["__author__"]
+        self.logger.info(
+            f"{filename}: {fmt} ResNet weights ({author}), loaded by name-matching heuristics"
+        )
+        return checkpoint
 
     def _load_model(self, checkpoint: Dict):
         model_keys = list(self.model.state_dict().keys())
         source = getattr(self, "_source", "checkpoint")
         if "__author__" in checkpoint:
             source += f" ({checkpoint['__author__']})"
-        if checkpoint.get("matching_heuristics", False) and not any(k.endswith(".num_batches_tracked") for k in model_keys):
+        if checkpoint.get("matching_heuristics", False) and not any(
+            k.endswith(".num_batches_tracked") for k in model_keys
+        ):
             # FrozenBN has no batch counter: the classifier's BN counters have nowhere to go
-            checkpoint["model"] = {k: v for k, v in checkpoint["model"].items() if not k.endswith(".num_batches_tracked")}
+            checkpoint["model"] = {
+                k: v
+                for k, v in checkpoint["model"].items()
+                if not k.endswith(".num_batches_tracked")
+            }
         incompatible = super()._load_model(checkpoint)
         if incompatible is not None:
             incorrect = [k for k, *_ in incompatible.incorrect_shapes]
             loaded = transferred_keys(model_keys, incompatible.missing_keys, incorrect)
-            self.transfer = {"loaded": loaded, "missing": list(incompatible.missing_keys),
-                             "unused": list(incompatible.unexpected_keys) + incorrect}
-            self.logger.info(summarize_transfer(model_keys, loaded, self.transfer["unused"], source))
+            self.transfer = {
+                "loaded": loaded,
+                "missing": list(incompatible.missing_keys),
+                "unused": list(incompatible.unexpected_keys) + incorrect,
+            }
+            self.logger.info(
+                summarize_transfer(model_keys, loaded, self.transfer["unused"], source)
+            )
         return incompatible

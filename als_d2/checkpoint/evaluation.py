@@ -16,11 +16,12 @@ layer and print plausible-looking numbers. ``tools/eval_cls.py`` and
 
 Every error names the file and, for class counts, ``MODEL.CLASSIFIER.NUM_CLASSES``.
 """
+
 import os
 from typing import Dict, Iterable, Optional
 
 from .detection import ClassifierCheckpointer
-from .formats import WeightsFileError
+from .file_io import WeightsFileError
 
 __all__ = [
     "CheckpointMismatchError",
@@ -62,24 +63,32 @@ def _shape(value) -> tuple:
     return tuple(getattr(value, "shape", ()))
 
 
-def head_problem(state: Dict, path: str, num_classes: int, in_features: Optional[int] = None) -> Optional[str]:
+def head_problem(
+    state: Dict, path: str, num_classes: int, in_features: Optional[int] = None
+) -> Optional[str]:
     """What is wrong with the classifier head in the model dict ``state`` of ``path``
     (None when it fits ``num_classes`` outputs, and ``in_features`` inputs when given)."""
     head = _head_tensors(state)
     missing = [n for n in ("head.weight", "head.bias") if n not in head]
     if missing:
-        return (f"{path}: no {' / '.join(missing)} in the checkpoint (a backbone-only or detector file?): "
-                f"evaluation needs the classifier head of a tools/train_cls.py checkpoint with "
-                f"{KEY} {num_classes}")
+        return (
+            f"{path}: no {' / '.join(missing)} in the checkpoint (a backbone-only or detector "
+            f"file?): evaluation needs the classifier head of a tools/train_cls.py checkpoint with "
+            f"{KEY} {num_classes}"
+        )
     weight, bias = _shape(head["head.weight"]), _shape(head["head.bias"])
     if len(weight) != 2 or weight[0] != num_classes or bias != (weight[0],):
         rows = weight[0] if weight else "?"
-        return (f"{path}: head.weight has {rows} classes (shape {list(weight)}, head.bias {list(bias)}), "
-                f"the config {KEY} {num_classes}: evaluate it with {KEY} {rows}, or use the checkpoint "
-                f"trained for {num_classes} classes")
+        return (
+            f"{path}: head.weight has {rows} classes (shape {list(weight)}, head.bias "
+            f"{list(bias)}), the config {KEY} {num_classes}: evaluate it with {KEY} {rows}, or use "
+            f"the checkpoint trained for {num_classes} classes"
+        )
     if in_features is not None and weight[1] != in_features:
-        return (f"{path}: head.weight takes {weight[1]} features, the model's head {in_features} "
-                f"(another MODEL.RESNETS.DEPTH / MODEL.CLASSIFIER.IN_FEATURE?)")
+        return (
+            f"{path}: head.weight takes {weight[1]} features, the model's head {in_features} "
+            f"(another MODEL.RESNETS.DEPTH / MODEL.CLASSIFIER.IN_FEATURE?)"
+        )
     return None
 
 
@@ -104,16 +113,14 @@ class EvaluationCheckpointer(ClassifierCheckpointer):
     """Loads an ImageClassifier checkpoint for evaluation: every model tensor must come
     from the file, with its shape (:class:`CheckpointMismatchError` otherwise)."""
 
-    def _load_file(self, filename: str) -> Dict:
-        self._source = filename
-        return super()._load_file(filename)
-
     def _load_model(self, checkpoint: Dict):
         source = getattr(self, "_source", "checkpoint")
         model_state = self.model.state_dict()
         head = model_state.get("head.weight")
         if head is not None:
-            problem = head_problem(checkpoint["model"], source, int(head.shape[0]), int(head.shape[1]))
+            problem = head_problem(
+                checkpoint["model"], source, int(head.shape[0]), int(head.shape[1])
+            )
             if problem:
                 raise CheckpointMismatchError(problem)
         incompatible = super()._load_model(checkpoint)
@@ -129,8 +136,9 @@ class EvaluationCheckpointer(ClassifierCheckpointer):
         if incompatible.incorrect_shapes:
             k, got, want = incompatible.incorrect_shapes[0]
             raise CheckpointMismatchError(
-                f"{source}: {len(incompatible.incorrect_shapes)} tensor(s) have another shape than the "
-                f"model's (e.g. {k}: checkpoint {list(got)}, model {list(want)}): another architecture"
+                f"{source}: {len(incompatible.incorrect_shapes)} tensor(s) have another shape than "
+                f"the model's (e.g. {k}: checkpoint {list(got)}, model {list(want)}): another "
+                "architecture"
             )
         return incompatible
 

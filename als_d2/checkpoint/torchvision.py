@@ -5,6 +5,7 @@ input), so only names change: torchvision ``layer{s}`` is detectron2's ``res{s+1
 ``bn{k}`` is ``conv{k}.norm``, ``downsample.{0,1}`` is ``shortcut`` / ``shortcut.norm``
 and ``fc`` is the classifier's ``head``.
 """
+
 import re
 from typing import Dict
 
@@ -43,7 +44,9 @@ def _rename(key: str, to_als: bool) -> str:
             elif "r" in fields:
                 fields["s"] = int(fields["r"]) - 1
             return (als if to_als else tv).format(**fields)
-    raise KeyError(f"unexpected {'torchvision ResNet' if to_als else 'als_d2 classifier'} key {key!r}")
+    raise KeyError(
+        f"unexpected {'torchvision ResNet' if to_als else 'als_d2 classifier'} key {key!r}"
+    )
 
 
 def torchvision_to_als(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ The expected content (``<folder>`` and ``<filename>`` are not used)::
 Problems with the whole file raise :class:`IlsvrcXmlError` (naming the file); a broken
 ``<object>`` is reported in ``IlsvrcAnnotation.bad_objects`` and the other objects are kept.
 """
+
 import math
 import threading
 from typing import List, NamedTuple, Optional, Tuple

@@ -52,6 +52,7 @@ class is the image label, each keeping all annotations of its image: 'mask' Imag
 
 The index of a split is cached (:mod:`.index_cache`); the second start reads the cache.
 """
+
 import functools
 import logging
 import os
@@ -87,7 +88,9 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 SUBSETS = ("all", "boxed", "mask", "context")
-INDEX_VERSION = 2  # bump when the index format or its semantics change (2: outside_root, duplicate_images)
+INDEX_VERSION = (
+    2  # bump when the index format or its semantics change (2: outside_root, duplicate_images)
+)
 
 
 def _check_args(split: str, layout: str, subset: str) -> None:
@@ -150,7 +153,9 @@ def _relative_paths_ok(index: dict) -> bool:
     """Every path of the index is relative and stays below the root (no '..', no '/...')."""
     try:
         return all(
-            not p.startswith(("/", "\\")) and ".." not in p.split("/") and ":" not in p.split("/", 1)[0]
+            not p.startswith(("/", "\\"))
+            and ".." not in p.split("/")
+            and ":" not in p.split("/", 1)[0]
             for p in index["rel_paths"]
         )
     except (KeyError, TypeError, AttributeError):
@@ -209,10 +214,14 @@ def _dicts_from_index(index: dict, root: str, subset: str) -> List[dict]:
         }
         if sizes[i][0] > 0:
             record["height"], record["width"] = sizes[i][1], sizes[i][0]
-        anns = [
-            {"bbox": xyxy[j], "bbox_mode": BoxMode.XYXY_ABS, "category_id": cats[j]}
-            for j in range(a, b)
-        ] if a != b else []
+        anns = (
+            [
+                {"bbox": xyxy[j], "bbox_mode": BoxMode.XYXY_ABS, "category_id": cats[j]}
+                for j in range(a, b)
+            ]
+            if a != b
+            else []
+        )
         if subset == "mask":
             for t in range(b - a):
                 if anns[t]["category_id"] != labels[i]:
@@ -267,11 +276,22 @@ def load_imagenet_dicts(
     return _dicts_from_index(index, root, subset)
 
 
-def _load_registered(name: str, root: str, split: str, layout: str, subset: str, class_root,
-                     missing_hint: Optional[str] = None):
+def _load_registered(
+    name: str,
+    root: str,
+    split: str,
+    layout: str,
+    subset: str,
+    class_root,
+    missing_hint: Optional[str] = None,
+):
     check_dataset_root(name, root, missing_hint)
     index = load_imagenet_index(root, split, layout, class_root)
-    classes = {"thing_classes": list(index["names"]), "wnids": list(index["wnids"]), "num_classes": len(index["wnids"])}
+    classes = {
+        "thing_classes": list(index["names"]),
+        "wnids": list(index["wnids"]),
+        "num_classes": len(index["wnids"]),
+    }
     set_class_metadata(name, root, classes)
     return _dicts_from_index(index, root, subset)
 
@@ -296,5 +316,7 @@ def register_imagenet(
     ``missing_hint`` (how to create it).
     """
     _check_args(split, layout, subset)
-    load = functools.partial(_load_registered, name, root, split, layout, subset, class_root, missing_hint)
+    load = functools.partial(
+        _load_registered, name, root, split, layout, subset, class_root, missing_hint
+    )
     register_lazy(name, load, root, split, layout=layout, subset=subset)

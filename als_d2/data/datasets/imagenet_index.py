@@ -46,39 +46,54 @@ Image paths come from listing folders, never from CSV or XML contents.
 Boxes of an image come from its XML when that parses, else from its CSV row; an image's
 label comes from its class folder, else its CSV row, else its XML (first known wnid).
 Image sizes are read (PIL header only, no decoding) only for images that have boxes.
+
+:func:`build_index` in steps: read the split's CSV and list its flat XML folder and its
+image folder (main process); one task per class folder (:class:`ClassFolderTask`, whose
+worker lists the folder) or per chunk of loose images (:class:`LooseImagesTask`);
+:func:`index_task` indexes each image of a task (:func:`index_image`: its annotation
+sources, objects, label, size, boxes scaled, clipped and validated); the results are
+merged in task order into the index's arrays (:func:`merge_results`).
 """
+
 import logging
-import multiprocessing as mp
 import os
-import sys
 import time
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 from PIL import Image
 
 from .ilsvrc_xml import IlsvrcXmlError, parse_ilsvrc_xml
+from .indexing import (
+    MAX_EXAMPLES,
+    Tally,
+    clip_box,
+    default_num_workers,
+    is_inside,
+    is_plain_name,
+    map_in_processes,
+    require_folder_in_root,
+)
 from .loc_files import parse_prediction_string, read_loc_solution_csv, read_synset_mapping
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "LAYOUTS",
     "IMAGE_EXTENSIONS",
+    "SKIP_COUNTERS",
     "resolve_layout",
     "layout_paths",
     "get_imagenet_class_info",
+    "index_inputs",
     "build_index",
     "build_imagenetv2_index",
-    "default_num_workers",
-    "map_in_processes",
 ]
 
-logger = logging.getLogger(__name__)
 
 LAYOUTS = ("auto", "standard", "kaggle", "imagenetv2")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
-MAX_EXAMPLES = 5
 CHUNK = 1000  # images per task outside class folders (flat val)
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
 SKIP_COUNTERS = (
@@ -87,15 +102,21 @@ SKIP_COUNTERS = (
     "duplicate_images", "orphan_xml", "orphan_csv_rows", "non_image_files",
 )  # fmt: skip
 
-
-def clip_box_to_image(box: Tuple[float, float, float, float], width: float, height: float):
-    """An XYXY_ABS box (pixels) clipped to the image [0, width] x [0, height]; may be empty."""
-    x0, y0, x1, y1 = box
-    return (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width), min(max(y1, 0.0), height))
+Box = Tuple[float, float, float, float]
+Objects = List[Tuple[str, Box]]  # [(wnid, (x0, y0, x1, y1))] as written in an XML or a CSV row
 
 
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _stem(rel_path: str) -> str:
+    """``a/b/name.JPEG`` -> ``name``: how images, XMLs and CSV rows are matched."""
+    return os.path.splitext(rel_path.rsplit("/", 1)[-1])[0]
+
+
+# ----------------------------------------------------------------------------------------
+# Tree layouts and class lists
 
 
 def resolve_layout(root: str, layout: str = "auto") -> str:
@@ -137,24 +158,6 @@ def layout_paths(root: str, split: str, layout: str) -> Dict[str, str]:
     }
 
 
-def is_inside(path: str, real_root: str) -> bool:
-    """Whether ``path`` resolves (symlinks followed) to ``real_root`` or below it."""
-    real = os.path.realpath(path)
-    return real == real_root or real.startswith(os.path.join(real_root, ""))
-
-
-def is_plain_name(name: str) -> bool:
-    """A file name without directory parts (``..``, separators, NUL, drive): what an
-    ImageId of a LOC_*_solution.csv must be."""
-    return (
-        bool(name)
-        and name not in (".", "..")
-        and not any(c in name for c in ("/", "\\", "\0"))
-        and not os.path.isabs(name)
-        and os.path.basename(name) == name
-    )
-
-
 def _subdirs(path: str) -> List[str]:
     try:
         return sorted(e.name for e in os.scandir(path) if e.is_dir())
@@ -187,241 +190,6 @@ def get_imagenet_class_info(root: str, layout: str = "auto") -> Tuple[List[str],
     )
 
 
-def default_num_workers() -> int:
-    """``$ALS_D2_INDEX_WORKERS``, else the usable CPUs (at most 16)."""
-    env = os.environ.get("ALS_D2_INDEX_WORKERS")
-    if env:
-        return max(1, int(env))
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(16, cpus))
-
-
-def map_in_processes(fn, tasks: Sequence, num_workers: int, desc: str, unit: str = "task",
-                     show_progress: bool = False, initializer=None, initargs: tuple = ()) -> list:
-    """``[fn(t) for t in tasks]`` in order, in up to ``num_workers`` processes (serial for one
-    worker or one task), with a tqdm bar when ``show_progress``. Processes fork where they
-    can (workers inherit large lookup tables for free), else spawn. ``initializer(*initargs)``
-    runs in each worker; in the serial case the caller sets up its own context."""
-    from tqdm import tqdm
-
-    bar = dict(total=len(tasks), desc=desc, unit=unit, disable=None if show_progress else True)
-    if num_workers <= 1 or len(tasks) <= 1:
-        return [fn(t) for t in tqdm(tasks, **bar)]
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    with ProcessPoolExecutor(
-        max_workers=min(num_workers, len(tasks)),
-        mp_context=mp.get_context(method),
-        initializer=initializer,
-        initargs=initargs,
-    ) as pool:
-        results = pool.map(fn, tasks, chunksize=1)  # submits all before tqdm starts
-        return list(tqdm(results, **bar))
-
-
-# ----------------------------------------------------------------------------------------
-# Worker side: everything below runs in the indexing processes.
-
-_WORKER: Dict[str, object] = {}
-
-
-def _context(root: str, wnid_to_idx, flat_xml, loose_csv, real_root=None, max_examples=MAX_EXAMPLES) -> dict:
-    return dict(root=root, wnid_to_idx=wnid_to_idx, flat_xml=flat_xml, loose_csv=loose_csv,
-                real_root=real_root or os.path.realpath(root), max_examples=max_examples)
-
-
-def _init_worker(*args) -> None:
-    _WORKER.update(_context(*args))
-
-
-class _Tally:
-    def __init__(self, max_examples: Optional[int] = MAX_EXAMPLES):
-        self.stats: Counter = Counter()
-        self.examples: Dict[str, List[str]] = {}
-        self.max_examples = max_examples  # None: keep every example
-
-    def add(self, key: str, example: str, n: int = 1) -> None:
-        self.stats[key] += n
-        ex = self.examples.setdefault(key, [])
-        if self.max_examples is None or len(ex) < self.max_examples:
-            ex.append(example)
-
-
-def _outside(e: os.DirEntry, real_root: str, tally: _Tally) -> bool:
-    """A symlink entry whose target is outside ``real_root`` (counted)."""
-    if e.is_symlink() and not is_inside(e.path, real_root):
-        tally.add("outside_root", f"{e.path} -> {os.path.realpath(e.path)}")
-        return True
-    return False
-
-
-def _folder_outside(folder: str, real_root: Optional[str], tally: _Tally) -> bool:
-    if real_root is not None and os.path.isdir(folder) and not is_inside(folder, real_root):
-        tally.add("outside_root", f"{folder}/ -> {os.path.realpath(folder)}")
-        return True
-    return False
-
-
-def _list_xml(folder: Optional[str], tally: _Tally, real_root: Optional[str] = None) -> Dict[str, str]:
-    out = {}
-    if not folder or _folder_outside(folder, real_root, tally):
-        return out
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return out
-    for e in entries:
-        if real_root is not None and _outside(e, real_root, tally):
-            continue
-        if e.name.lower().endswith(".xml"):
-            out[e.name[:-4]] = e.path
-        elif not e.is_dir():
-            tally.add("non_image_files", e.path)
-    return out
-
-
-def _known_label(objects, wnid_to_idx) -> int:
-    for wnid, _ in objects:
-        if wnid in wnid_to_idx:
-            return wnid_to_idx[wnid]
-    return -1
-
-
-def _index_task(task, ctx: Optional[dict] = None) -> dict:
-    """One class folder (``("folder", rel_dir, label, ann_dir, csv_rows)``: the worker lists
-    it) or one chunk of loose images (``("items", [rel_path, ...])``). ``ctx``: the lookup
-    tables of :func:`_init_worker` (default: those installed in this worker process)."""
-    ctx = _WORKER if ctx is None else ctx
-    root, wnid_to_idx = ctx["root"], ctx["wnid_to_idx"]
-    flat_xml, loose_csv = ctx["flat_xml"], ctx["loose_csv"]
-    real_root = ctx["real_root"]
-    tally = _Tally(ctx["max_examples"])
-    if task[0] == "folder":
-        _, rel_dir, folder_label, ann_dir, csv_rows = task
-        items = []
-        folder = os.path.join(root, rel_dir)
-        try:
-            entries = [] if _folder_outside(folder, real_root, tally) else sorted(os.scandir(folder), key=lambda e: e.name)
-        except FileNotFoundError:
-            entries = []
-        for e in entries:
-            if _outside(e, real_root, tally):
-                continue
-            if _is_image(e.name):
-                items.append(rel_dir + "/" + e.name)
-            elif not e.is_dir():
-                tally.add("non_image_files", e.path)
-        xml_map = _list_xml(ann_dir, tally, real_root)
-    else:
-        _, items = task
-        folder_label, csv_rows, xml_map = -1, {}, {}
-
-    images = []  # (rel_path, label, width, height, [(cat, x0, y0, x1, y1)])
-    used_flat_xml, used_loose_csv = [], []
-    seen_stems = set()
-    for rel in items:
-        stem = os.path.splitext(rel.rsplit("/", 1)[-1])[0]
-        seen_stems.add(stem)
-        path = os.path.join(root, rel)
-        xml_path = xml_map.get(stem)
-        if xml_path is None and stem in flat_xml:
-            xml_path = flat_xml[stem]
-            used_flat_xml.append(stem)
-        row = csv_rows.get(stem)
-        if row is None and stem in loose_csv:
-            row = loose_csv[stem]
-            used_loose_csv.append(stem)
-
-        xml_objects = csv_objects = None
-        xml_size = None
-        if xml_path is not None:
-            try:
-                ann = parse_ilsvrc_xml(xml_path)
-            except IlsvrcXmlError as e:
-                tally.add("bad_xml", f"{xml_path}: {e.reason}")
-            else:
-                xml_objects, xml_size = ann.objects, (ann.width, ann.height)
-                for reason in ann.bad_objects:
-                    tally.add("bad_objects", f"{xml_path}: {reason}")
-        if row is not None:
-            csv_objects, bad = parse_prediction_string(row)
-            for reason in bad:
-                tally.add("bad_csv_groups", f"{stem}: {reason}")
-
-        label = folder_label
-        if label < 0 and csv_objects:
-            label = _known_label(csv_objects, wnid_to_idx)
-        if label < 0 and xml_objects:
-            label = _known_label(xml_objects, wnid_to_idx)
-        if label < 0:
-            tally.add("unlabeled_images", path)
-            continue
-
-        if xml_objects is not None:
-            objects, src_size = xml_objects, xml_size
-        else:
-            objects, src_size = csv_objects or [], None
-        width = height = -1
-        boxes = []
-        if objects:
-            try:
-                with Image.open(path) as im:
-                    width, height = im.size
-            except Exception as e:  # OSError, SyntaxError, DecompressionBombError, ...
-                tally.add("unreadable_images", f"{path}: {e!r}")
-                continue
-            sx = sy = 1.0
-            if src_size is not None and src_size != (width, height):
-                sx, sy = width / src_size[0], height / src_size[1]
-                tally.add(
-                    "rescaled_files",
-                    f"{xml_path}: <size> {src_size[0]}x{src_size[1]}, image {width}x{height}",
-                )
-            for wnid, (x0, y0, x1, y1) in objects:
-                cat = wnid_to_idx.get(wnid)
-                if cat is None:
-                    tally.add("unknown_wnid", f"{xml_path or stem}: {wnid}")
-                    continue
-                box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-                c = clip_box_to_image(box, width, height)
-                if c[2] <= c[0] or c[3] <= c[1]:
-                    tally.add("degenerate_boxes", f"{xml_path or stem}: {wnid} {box}")
-                    continue
-                if c != box:
-                    tally.add("clipped_boxes", f"{xml_path or stem}: {wnid} {box}")
-                boxes.append((cat, *c))
-        images.append((rel, label, width, height, boxes))
-
-    for stem, xml_path in xml_map.items():
-        if stem not in seen_stems:
-            tally.add("orphan_xml", xml_path)
-    for stem in csv_rows:
-        if stem not in seen_stems:
-            tally.add("orphan_csv_rows", stem)
-    return {
-        "images": images,
-        "stats": tally.stats,
-        "examples": tally.examples,
-        "used_flat_xml": used_flat_xml,
-        "used_loose_csv": used_loose_csv,
-    }
-
-
-# ----------------------------------------------------------------------------------------
-# Main process side.
-
-
-def _run_tasks(tasks, initargs, num_workers: int, desc: str, show_progress: bool) -> List[dict]:
-    """Run ``_index_task`` over ``tasks`` (``initargs``: the arguments of :func:`_context`)."""
-    if num_workers <= 1 or len(tasks) <= 1:
-        ctx = _context(*initargs)
-        return map_in_processes(lambda t: _index_task(t, ctx), tasks, 1, desc, show_progress=show_progress)
-    return map_in_processes(_index_task, tasks, num_workers, desc, show_progress=show_progress,
-                            initializer=_init_worker, initargs=initargs)
-
-
 def index_inputs(root: str, split: str, layout: str, class_root: Optional[str] = None):
     """The folders and files that an index of this split depends on (for the fingerprint):
     ``(dirs, subdirs_of, files)``."""
@@ -435,6 +203,423 @@ def index_inputs(root: str, split: str, layout: str, class_root: Optional[str] =
             files.append(cp["mapping"])
             dirs.append(cp["train"])
     return dirs, [p["images"], p["annotations"]], files
+
+
+# ----------------------------------------------------------------------------------------
+# Listing folders (symlinks that leave the root are counted and skipped)
+
+
+def _outside(e: os.DirEntry, real_root: str, tally: Tally) -> bool:
+    """A symlink entry whose target is outside ``real_root`` (counted)."""
+    if e.is_symlink() and not is_inside(e.path, real_root):
+        tally.add("outside_root", f"{e.path} -> {os.path.realpath(e.path)}")
+        return True
+    return False
+
+
+def _folder_outside(folder: str, real_root: str, tally: Tally) -> bool:
+    """A folder that resolves outside ``real_root`` (counted)."""
+    if os.path.isdir(folder) and not is_inside(folder, real_root):
+        tally.add("outside_root", f"{folder}/ -> {os.path.realpath(folder)}")
+        return True
+    return False
+
+
+def _list_xml(folder: str, real_root: str, tally: Tally) -> Dict[str, str]:
+    """``{stem: XML path}`` of one annotation folder (missing: empty); other files are
+    counted as ``non_image_files``."""
+    out = {}
+    if _folder_outside(folder, real_root, tally):
+        return out
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for e in entries:
+        if _outside(e, real_root, tally):
+            continue
+        if e.name.lower().endswith(".xml"):
+            out[e.name[:-4]] = e.path
+        elif not e.is_dir():
+            tally.add("non_image_files", e.path)
+    return out
+
+
+def _list_split_folder(folder: str, wnid_to_idx: Dict[str, int], real_root: str, tally: Tally):
+    """``(class folder names, loose image names)`` of the split's image folder, sorted;
+    folders that are not classes and files that are not images are counted."""
+    class_folders, loose = [], []
+    for e in sorted(os.scandir(folder), key=lambda e: e.name):
+        if _outside(e, real_root, tally):
+            continue
+        if e.is_dir():
+            if e.name in wnid_to_idx:
+                class_folders.append(e.name)
+            else:
+                tally.add("unknown_folders", e.path)
+        elif _is_image(e.name):
+            loose.append(e.name)
+        else:
+            tally.add("non_image_files", e.path)
+    return class_folders, loose
+
+
+def _read_csv_rows(path: str, real_root: str, tally: Tally) -> Dict[str, str]:
+    """``{ImageId: PredictionString}`` of the split's LOC CSV (absent: empty). A CSV that
+    resolves outside the root, and ImageIds that are paths, are counted and left out."""
+    rows: Dict[str, str] = {}
+    if os.path.isfile(path):
+        if is_inside(path, real_root):
+            rows = read_loc_solution_csv(path)
+        else:
+            tally.add("outside_root", f"{path} -> {os.path.realpath(path)}")
+    for image_id in [k for k in rows if not is_plain_name(k)]:
+        tally.add("outside_root", f"{path}: ImageId {image_id!r} is a path, not an image name")
+        del rows[image_id]
+    return rows
+
+
+def _count_orphan_annotation_folders(
+    ann_dir: str, class_folders: Sequence[str], real_root: str, tally: Tally
+):
+    """Count the XMLs of annotation sub-folders whose class folder of images is not there."""
+    present = set(class_folders)
+    for sub in _subdirs(ann_dir):
+        if sub not in present:
+            for xml_path in _list_xml(os.path.join(ann_dir, sub), real_root, tally).values():
+                tally.add("orphan_xml", xml_path)
+
+
+def _group_csv_rows(rows: Dict[str, str], class_folders: Sequence[str]):
+    """``({class folder: {ImageId: row}}, {ImageId: row} of the others)``: a train ImageId
+    starts with its wnid, so its row goes with the task of its class folder; the other
+    rows are looked up by every task."""
+    by_folder: Dict[str, Dict[str, str]] = {f: {} for f in class_folders}
+    loose: Dict[str, str] = {}
+    for image_id, row in rows.items():
+        prefix = image_id.split("_", 1)[0]
+        if prefix in by_folder:
+            by_folder[prefix][image_id] = row
+        else:
+            loose[image_id] = row
+    return by_folder, loose
+
+
+# ----------------------------------------------------------------------------------------
+# Tasks: one class folder or one chunk of loose images. Everything from here to
+# index_task runs in the indexing processes.
+
+
+@dataclass(frozen=True)
+class IndexContext:
+    """What every task of a split reads (sent once to each worker process).
+
+    wnid_to_idx: ``{wnid: class index}``; flat_xml: ``{stem: XML path}`` of the split's
+    annotation folder itself (not of its class sub-folders); loose_csv: ``{ImageId:
+    PredictionString}`` of the CSV rows not tied to a class folder; max_examples: as
+    :class:`~.indexing.Tally`.
+    """
+
+    root: str
+    real_root: str
+    wnid_to_idx: Dict[str, int]
+    flat_xml: Dict[str, str]
+    loose_csv: Dict[str, str]
+    max_examples: Optional[int]
+
+
+@dataclass
+class TaskImages:
+    """The images of one task (paths relative to root, sorted), with the label of their
+    class folder (-1: none), the CSV rows and XMLs that belong to that folder."""
+
+    rel_paths: List[str]
+    label: int = -1
+    csv_rows: Dict[str, str] = field(default_factory=dict)
+    xml_by_stem: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClassFolderTask:
+    """One class folder of images (``rel_dir``), its class index and its annotation
+    folder, with the CSV rows of its images; the worker lists both folders."""
+
+    rel_dir: str
+    label: int
+    ann_dir: str
+    csv_rows: Dict[str, str]
+
+    def images(self, context: IndexContext, tally: Tally) -> TaskImages:
+        rel_paths = []
+        folder = os.path.join(context.root, self.rel_dir)
+        try:
+            entries = (
+                [] if _folder_outside(folder, context.real_root, tally) else os.scandir(folder)
+            )
+            entries = sorted(entries, key=lambda e: e.name)
+        except FileNotFoundError:
+            entries = []
+        for e in entries:
+            if _outside(e, context.real_root, tally):
+                continue
+            if _is_image(e.name):
+                rel_paths.append(self.rel_dir + "/" + e.name)
+            elif not e.is_dir():
+                tally.add("non_image_files", e.path)
+        xml_by_stem = _list_xml(self.ann_dir, context.real_root, tally)
+        return TaskImages(rel_paths, self.label, self.csv_rows, xml_by_stem)
+
+
+@dataclass(frozen=True)
+class LooseImagesTask:
+    """A chunk of images outside class folders (``rel_paths``; a flat val folder)."""
+
+    rel_paths: List[str]
+
+    def images(self, context: IndexContext, tally: Tally) -> TaskImages:
+        return TaskImages(self.rel_paths)
+
+
+class ImageRecord(NamedTuple):
+    """One indexed image: label, size in pixels (-1 where not read), boxes
+    ``[(class index, x0, y0, x1, y1)]`` XYXY_ABS pixels of the real image."""
+
+    rel_path: str
+    label: int
+    width: int
+    height: int
+    boxes: List[Tuple[int, float, float, float, float]]
+
+
+@dataclass
+class TaskResult:
+    """What a task returns: its images in order, its counted problems, and the stems of
+    the context's flat XMLs and loose CSV rows it used (the others are orphans)."""
+
+    images: List[ImageRecord]
+    tally: Tally
+    used_flat_xml: List[str]
+    used_loose_csv: List[str]
+
+
+def _read_xml_objects(
+    xml_path: str, tally: Tally
+) -> Tuple[Optional[Objects], Optional[Tuple[int, int]]]:
+    """``(objects, (width, height) the XML claims)`` of one XML; ``(None, None)`` when the
+    file cannot be used (``bad_xml``). Broken ``<object>`` elements are counted
+    (``bad_objects``)."""
+    try:
+        ann = parse_ilsvrc_xml(xml_path)
+    except IlsvrcXmlError as e:
+        tally.add("bad_xml", f"{xml_path}: {e.reason}")
+        return None, None
+    for reason in ann.bad_objects:
+        tally.add("bad_objects", f"{xml_path}: {reason}")
+    return ann.objects, (ann.width, ann.height)
+
+
+def _read_csv_objects(row: str, stem: str, tally: Tally) -> Objects:
+    """The objects of one PredictionString; bad groups are counted (``bad_csv_groups``)."""
+    objects, bad = parse_prediction_string(row)
+    for reason in bad:
+        tally.add("bad_csv_groups", f"{stem}: {reason}")
+    return objects
+
+
+def _first_known_label(objects: Optional[Objects], wnid_to_idx: Dict[str, int]) -> int:
+    """The class index of the first object whose wnid is a class; -1 if none."""
+    for wnid, _ in objects or ():
+        if wnid in wnid_to_idx:
+            return wnid_to_idx[wnid]
+    return -1
+
+
+def _read_image_size(path: str, tally: Tally) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` from the image header (no decoding); None if unreadable (counted)."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as e:  # OSError, SyntaxError, DecompressionBombError, ...
+        tally.add("unreadable_images", f"{path}: {e!r}")
+        return None
+
+
+def _scale_to_image(
+    xml_size, size: Tuple[int, int], xml_path: str, tally: Tally
+) -> Tuple[float, float]:
+    """``(sx, sy)`` from the frame an XML's boxes are written in (its ``<size>``; None for
+    a CSV row: the image's own) to the real image; a mismatch is counted (``rescaled_files``)."""
+    if xml_size is None or xml_size == size:
+        return 1.0, 1.0
+    tally.add(
+        "rescaled_files",
+        f"{xml_path}: <size> {xml_size[0]}x{xml_size[1]}, image {size[0]}x{size[1]}",
+    )
+    return size[0] / xml_size[0], size[1] / xml_size[1]
+
+
+def _image_boxes(
+    objects: Objects, scale, size, where: str, wnid_to_idx: Dict[str, int], tally: Tally
+):
+    """``[(class index, x0, y0, x1, y1)]``: the objects scaled to the real image and clipped
+    to it; objects of unknown wnids and boxes empty after clipping are dropped (counted),
+    clipped boxes counted. ``where``: the XML path or the ImageId, for the examples."""
+    (sx, sy), (width, height) = scale, size
+    boxes = []
+    for wnid, (x0, y0, x1, y1) in objects:
+        cat = wnid_to_idx.get(wnid)
+        if cat is None:
+            tally.add("unknown_wnid", f"{where}: {wnid}")
+            continue
+        clipped = clip_box(
+            (x0 * sx, y0 * sy, x1 * sx, y1 * sy), width, height, tally, f"{where}: {wnid}"
+        )
+        if clipped is not None:
+            boxes.append((cat, *clipped))
+    return boxes
+
+
+def index_image(
+    rel: str,
+    xml_path: Optional[str],
+    csv_row: Optional[str],
+    folder_label: int,
+    context: IndexContext,
+    tally: Tally,
+) -> Optional[ImageRecord]:
+    """Index one image from its XML and/or CSV row (either may be None); None when it is
+    dropped (no label, or boxes but an unreadable header), every problem counted."""
+    stem = _stem(rel)
+    xml_objects, xml_size = (
+        _read_xml_objects(xml_path, tally) if xml_path is not None else (None, None)
+    )
+    csv_objects = _read_csv_objects(csv_row, stem, tally) if csv_row is not None else None
+
+    label = folder_label
+    if label < 0:
+        label = _first_known_label(csv_objects, context.wnid_to_idx)
+    if label < 0:
+        label = _first_known_label(xml_objects, context.wnid_to_idx)
+    path = os.path.join(context.root, rel)
+    if label < 0:
+        tally.add("unlabeled_images", path)
+        return None
+
+    # boxes from the XML when it parsed, else from the CSV row (in the image's own frame)
+    objects, frame = (
+        (xml_objects, xml_size) if xml_objects is not None else (csv_objects or [], None)
+    )
+    if not objects:
+        return ImageRecord(rel, label, -1, -1, [])
+    size = _read_image_size(path, tally)
+    if size is None:
+        return None
+    scale = _scale_to_image(frame, size, xml_path, tally)
+    boxes = _image_boxes(objects, scale, size, xml_path or stem, context.wnid_to_idx, tally)
+    return ImageRecord(rel, label, size[0], size[1], boxes)
+
+
+def index_task(task: Union[ClassFolderTask, LooseImagesTask], context: IndexContext) -> TaskResult:
+    """Index the images of one task (:class:`ClassFolderTask` or :class:`LooseImagesTask`):
+    each image's XML is its folder's, else the flat folder's of the same stem; its CSV
+    row is its folder's, else a loose one. XMLs and CSV rows of the folder without an
+    image are counted as orphans."""
+    tally = Tally(context.max_examples)
+    listed = task.images(context, tally)
+    result = TaskResult([], tally, [], [])
+    seen_stems: Set[str] = set()
+    for rel in listed.rel_paths:
+        stem = _stem(rel)
+        seen_stems.add(stem)
+        xml_path = listed.xml_by_stem.get(stem)
+        if xml_path is None and stem in context.flat_xml:
+            xml_path = context.flat_xml[stem]
+            result.used_flat_xml.append(stem)
+        csv_row = listed.csv_rows.get(stem)
+        if csv_row is None and stem in context.loose_csv:
+            csv_row = context.loose_csv[stem]
+            result.used_loose_csv.append(stem)
+        record = index_image(rel, xml_path, csv_row, listed.label, context, tally)
+        if record is not None:
+            result.images.append(record)
+    for stem, xml_path in listed.xml_by_stem.items():
+        if stem not in seen_stems:
+            tally.add("orphan_xml", xml_path)
+    for stem in listed.csv_rows:
+        if stem not in seen_stems:
+            tally.add("orphan_csv_rows", stem)
+    return result
+
+
+# ----------------------------------------------------------------------------------------
+# Main process: list the split, run the tasks, merge.
+
+
+def _make_tasks(
+    rel_images: str, class_folders, loose, wnid_to_idx, ann_dir: str, csv_by_folder
+) -> list:
+    """One :class:`ClassFolderTask` per class folder, then one :class:`LooseImagesTask`
+    per ``CHUNK`` loose images."""
+    tasks = [
+        ClassFolderTask(
+            f"{rel_images}/{f}", wnid_to_idx[f], os.path.join(ann_dir, f), csv_by_folder[f]
+        )
+        for f in class_folders
+    ]
+    tasks += [
+        LooseImagesTask([f"{rel_images}/{n}" for n in loose[i : i + CHUNK]])
+        for i in range(0, len(loose), CHUNK)
+    ]
+    return tasks
+
+
+def merge_results(results: Sequence[TaskResult], tally: Tally) -> dict:
+    """The images of all tasks in order as the index's arrays (``rel_paths``, ``labels``,
+    ``sizes``, ``box_image``, ``box_cat``, ``box_xyxy``; see :func:`build_index`); the
+    tasks' counts and examples are merged into ``tally``."""
+    rel_paths, labels, sizes = [], [], []
+    box_image, box_cat, box_xyxy = [], [], []
+    for r in results:
+        tally.merge(r.tally)
+        for image in r.images:
+            i = len(rel_paths)
+            rel_paths.append(image.rel_path)
+            labels.append(image.label)
+            sizes.append((image.width, image.height))
+            for cat, *xyxy in image.boxes:
+                box_image.append(i)
+                box_cat.append(cat)
+                box_xyxy.append(xyxy)
+    return {
+        "rel_paths": rel_paths,
+        "labels": np.asarray(labels, dtype=np.int32),
+        "sizes": np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
+        "box_image": np.asarray(box_image, dtype=np.int32),
+        "box_cat": np.asarray(box_cat, dtype=np.int32),
+        "box_xyxy": np.asarray(box_xyxy, dtype=np.float64).reshape(-1, 4),
+    }
+
+
+def _count_unused(context: IndexContext, results: Sequence[TaskResult], tally: Tally) -> None:
+    """Count the flat XMLs and loose CSV rows that no image used as orphans."""
+    used_xml = {stem for r in results for stem in r.used_flat_xml}
+    used_csv = {stem for r in results for stem in r.used_loose_csv}
+    for stem in context.flat_xml.keys() - used_xml:
+        tally.add("orphan_xml", context.flat_xml[stem])
+    for stem in context.loose_csv.keys() - used_csv:
+        tally.add("orphan_csv_rows", stem)
+
+
+def _count_duplicates(rel_paths: Sequence[str], root: str, tally: Tally) -> None:
+    """Count every image whose name stem was seen before in the split (kept: the dataset
+    dicts then use relative paths as image_id)."""
+    first: Dict[str, str] = {}
+    for rel in rel_paths:
+        stem = _stem(rel)
+        if stem in first:
+            tally.add("duplicate_images", f"{os.path.join(root, rel)} (same name as {first[stem]})")
+        else:
+            first[stem] = rel
 
 
 def build_index(
@@ -460,139 +645,53 @@ def build_index(
     paths = layout_paths(root, split, layout)
     wnids, names = get_imagenet_class_info(class_root or root, "auto" if class_root else layout)
     wnid_to_idx = {w: i for i, w in enumerate(wnids)}
-    if not os.path.isdir(paths["images"]):
-        raise FileNotFoundError(
-            f"ImageNet {split} images not found: {paths['images']} ({layout} layout)"
-        )
     real_root = os.path.realpath(root)
-    if not is_inside(paths["images"], real_root):
-        raise ValueError(
-            f"ImageNet {split} images {paths['images']} resolve to {os.path.realpath(paths['images'])}, "
-            f"outside the dataset root {real_root}: link the whole root instead of a folder inside it"
-        )
-
-    tally = _Tally(max_examples)
-    csv_rows = {}
-    if os.path.isfile(paths["csv"]):
-        if is_inside(paths["csv"], real_root):
-            csv_rows = read_loc_solution_csv(paths["csv"])
-        else:
-            tally.add("outside_root", f"{paths['csv']} -> {os.path.realpath(paths['csv'])}")
-    for image_id in [k for k in csv_rows if not is_plain_name(k)]:
-        tally.add("outside_root", f"{paths['csv']}: ImageId {image_id!r} is a path, not an image name")
-        del csv_rows[image_id]
-    ann_dir = paths["annotations"]
-    flat_xml = _list_xml(ann_dir, tally, real_root)
-
-    folders, loose = [], []
-    for e in sorted(os.scandir(paths["images"]), key=lambda e: e.name):
-        if _outside(e, real_root, tally):
-            continue
-        if e.is_dir():
-            if e.name in wnid_to_idx:
-                folders.append(e.name)
-            else:
-                tally.add("unknown_folders", e.path)
-        elif _is_image(e.name):
-            loose.append(e.name)
-        else:
-            tally.add("non_image_files", e.path)
-
-    folder_set = set(folders)
-    for sub in _subdirs(ann_dir):
-        if sub not in folder_set:  # annotations of a class folder that is not there
-            for xml_path in _list_xml(os.path.join(ann_dir, sub), tally, real_root).values():
-                tally.add("orphan_xml", xml_path)
-
-    # CSV rows go with the task of their class folder (train ImageIds start with the wnid);
-    # the others are looked up by every task.
-    by_folder: Dict[str, Dict[str, str]] = {f: {} for f in folders}
-    loose_csv: Dict[str, str] = {}
-    for stem, row in csv_rows.items():
-        prefix = stem.split("_", 1)[0]
-        if prefix in folder_set:
-            by_folder[prefix][stem] = row
-        else:
-            loose_csv[stem] = row
-
-    rel_images = os.path.relpath(paths["images"], root).replace(os.sep, "/")
-    tasks = [
-        ("folder", f"{rel_images}/{f}", wnid_to_idx[f], os.path.join(ann_dir, f), by_folder[f])
-        for f in folders
-    ]
-    tasks += [
-        ("items", [f"{rel_images}/{n}" for n in loose[i : i + CHUNK]])
-        for i in range(0, len(loose), CHUNK)
-    ]
-    workers = default_num_workers() if num_workers is None else num_workers
-    results = _run_tasks(
-        tasks,
-        (root, wnid_to_idx, flat_xml, loose_csv, real_root, max_examples),
-        workers,
-        f"Indexing ImageNet {split}",
-        show_progress,
+    require_folder_in_root(
+        paths["images"], real_root, f"ImageNet {split} image folder ({layout} layout)"
     )
 
-    rel_paths, labels, sizes = [], [], []
-    box_image, box_cat, box_xyxy = [], [], []
-    used_flat_xml, used_loose_csv = set(), set()
-    for r in results:
-        for key, n in r["stats"].items():
-            tally.stats[key] += n
-            kept = tally.examples.setdefault(key, [])
-            room = None if max_examples is None else max(0, max_examples - len(kept))
-            kept.extend(r["examples"].get(key, [])[:room])
-        used_flat_xml.update(r["used_flat_xml"])
-        used_loose_csv.update(r["used_loose_csv"])
-        for rel, label, w, h, boxes in r["images"]:
-            i = len(rel_paths)
-            rel_paths.append(rel)
-            labels.append(label)
-            sizes.append((w, h))
-            for cat, *xyxy in boxes:
-                box_image.append(i)
-                box_cat.append(cat)
-                box_xyxy.append(xyxy)
-    for stem in flat_xml.keys() - used_flat_xml:
-        # flat XMLs matched by name from class folders are used there, the rest are orphans
-        tally.add("orphan_xml", flat_xml[stem])
-    for stem in loose_csv.keys() - used_loose_csv:
-        tally.add("orphan_csv_rows", stem)
-    _count_duplicates(rel_paths, root, tally)
+    # main process: the CSV, the flat XML folder, the split's folder
+    tally = Tally(max_examples)
+    csv_rows = _read_csv_rows(paths["csv"], real_root, tally)
+    flat_xml = _list_xml(paths["annotations"], real_root, tally)
+    class_folders, loose = _list_split_folder(paths["images"], wnid_to_idx, real_root, tally)
+    _count_orphan_annotation_folders(paths["annotations"], class_folders, real_root, tally)
+    csv_by_folder, loose_csv = _group_csv_rows(csv_rows, class_folders)
 
-    box_image = np.asarray(box_image, dtype=np.int32)
+    # worker processes: one task per class folder or chunk of loose images
+    context = IndexContext(root, real_root, wnid_to_idx, flat_xml, loose_csv, max_examples)
+    rel_images = os.path.relpath(paths["images"], root).replace(os.sep, "/")
+    tasks = _make_tasks(
+        rel_images, class_folders, loose, wnid_to_idx, paths["annotations"], csv_by_folder
+    )
+    workers = default_num_workers() if num_workers is None else num_workers
+    results = map_in_processes(
+        index_task,
+        tasks,
+        workers,
+        f"Indexing ImageNet {split}",
+        show_progress=show_progress,
+        context=context,
+    )
+
+    index = merge_results(results, tally)
+    _count_unused(context, results, tally)
+    _count_duplicates(index["rel_paths"], root, tally)
     stats = dict(tally.stats)
     stats.update(
-        images=len(rel_paths),
-        boxed_images=int(len(np.unique(box_image))),
-        objects=len(box_cat),
+        images=len(index["rel_paths"]),
+        boxed_images=int(len(np.unique(index["box_image"]))),
+        objects=len(index["box_cat"]),
         classes=len(wnids),
     )
     return {
         "wnids": wnids,
         "names": names,
-        "rel_paths": rel_paths,
-        "labels": np.asarray(labels, dtype=np.int32),
-        "sizes": np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
-        "box_image": box_image,
-        "box_cat": np.asarray(box_cat, dtype=np.int32),
-        "box_xyxy": np.asarray(box_xyxy, dtype=np.float64).reshape(-1, 4),
+        **index,
         "stats": stats,
         "examples": tally.examples,
         "seconds": time.perf_counter() - t0,
     }
-
-
-def _count_duplicates(rel_paths: Sequence[str], root: str, tally: _Tally) -> None:
-    """Count every image whose name stem was seen before in the split (kept: the dataset
-    dicts then use relative paths as image_id)."""
-    first: Dict[str, str] = {}
-    for rel in rel_paths:
-        stem = os.path.splitext(rel.rsplit("/", 1)[-1])[0]
-        if stem in first:
-            tally.add("duplicate_images", f"{os.path.join(root, rel)} (same name as {first[stem]})")
-        else:
-            first[stem] = rel
 
 
 def build_imagenetv2_index(
@@ -604,7 +703,7 @@ def build_imagenetv2_index(
     else ``class_<i>`` for i < (largest folder index + 1). Same keys as :func:`build_index`.
     """
     t0 = time.perf_counter()
-    tally = _Tally(max_examples)
+    tally = Tally(max_examples)
     real_root = os.path.realpath(root)
     wnids = names = None
     if class_root is not None:

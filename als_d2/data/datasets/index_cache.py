@@ -11,17 +11,17 @@ class folders of images and annotations) plus ``(path, mtime_ns, size)`` of sing
 and/or entry count. Editing a file in place under the same name is *not* detected: delete
 the cache file (its path is logged) or set ``ALS_D2_CACHE`` to a fresh folder.
 
-Writes are atomic (temporary file + rename), and concurrent builders of the same key
-(several ranks on one machine) are serialized by a lock file where ``fcntl`` exists.
-Cache files are read with the numpy-only unpickler of :mod:`als_d2.checkpoint.formats`
-(no pickled code runs, even from a tampered cache); anything else is rebuilt.
+Cache files are written and read by :mod:`als_d2.checkpoint.file_io`: atomically
+(temporary file, fsync, rename), and with the numpy-only unpickler (no pickled code runs,
+even from a tampered cache; anything else is rebuilt). Concurrent builders of the same
+key (several ranks on one machine) are serialized by a lock file where ``fcntl`` exists.
 """
+
 import contextlib
 import hashlib
 import logging
 import os
 import pickle
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
@@ -89,7 +89,9 @@ def tree_fingerprint(
 def load_cached(path: str, version: int, key: Sequence[Any], fingerprint) -> Optional[Any]:
     """The cached payload, or None when absent, stale (other version/key/fingerprint) or
     unreadable (a warning says so; the caller rebuilds and overwrites it)."""
-    from ...checkpoint.formats import safe_pickle_load
+    from ...checkpoint.file_io import (
+        safe_pickle_load,
+    )  # here: the checkpoint package imports detectron2
 
     try:
         with open(path, "rb") as f:
@@ -109,18 +111,12 @@ def load_cached(path: str, version: int, key: Sequence[Any], fingerprint) -> Opt
 
 def save_cached(path: str, version: int, key: Sequence[Any], fingerprint, payload: Any) -> bool:
     """Write atomically; on failure (read-only home, full disk) warn and return False."""
+    from ...checkpoint.file_io import atomic_write
+
     blob = {"version": version, "key": list(key), "fingerprint": fingerprint, "payload": payload}
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(blob, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: pickle.dump(blob, f, protocol=pickle.HIGHEST_PROTOCOL))
     except OSError as e:
         logger.warning(f"Could not write the index cache {path}: {e!r}; the next start re-indexes.")
         return False
@@ -172,7 +168,10 @@ def load_or_build(
         fingerprint = tree_fingerprint(*inputs)
         index = load_cached(path, version, key, fingerprint)
         if index is not None and paths_ok is not None and not paths_ok(index):
-            logger.warning(f"Ignoring index cache {path}: it holds paths outside the dataset root; re-indexing.")
+            logger.warning(
+                f"Ignoring index cache {path}: it holds paths outside the dataset root; "
+                "re-indexing."
+            )
             index = None
         if index is not None:
             return index, f"cache {path}, {time.perf_counter() - t0:.1f}s"
@@ -180,4 +179,6 @@ def load_or_build(
         saved = save_cached(path, version, key, fingerprint, index)
         if on_built is not None:
             on_built(index, fingerprint)
-        return index, f"{built} in {index['seconds']:.1f}s" + (f", cached to {path}" if saved else "")
+        return index, f"{built} in {index['seconds']:.1f}s" + (
+            f", cached to {path}" if saved else ""
+        )

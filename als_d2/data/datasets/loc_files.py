@@ -11,6 +11,7 @@ then one row per image with boxes; PredictionString repeats ``wnid x_min y_min x
     ImageId,PredictionString
     ILSVRC2012_val_00000001,n01751748 10 20 300 400 n01751748 5 5 50 60
 """
+
 import csv
 import math
 from typing import Dict, List, Tuple
@@ -68,9 +69,12 @@ def read_loc_solution_csv(path: str) -> Dict[str, str]:
                 rows[image_id] = row[1] if len(row) > 1 else ""
     repeated = {k: v for k, v in lines.items() if len(v) > 1}
     if repeated:
-        shown = "; ".join(f"ImageId {k} appears twice (lines {', '.join(map(str, v))})"
-                          if len(v) == 2 else f"ImageId {k} appears {len(v)} times (lines {', '.join(map(str, v))})"
-                          for k, v in list(repeated.items())[:20])
+        shown = "; ".join(
+            f"ImageId {k} appears twice (lines {', '.join(map(str, v))})"
+            if len(v) == 2
+            else f"ImageId {k} appears {len(v)} times (lines {', '.join(map(str, v))})"
+            for k, v in list(repeated.items())[:20]
+        )
         more = f"; and {len(repeated) - 20} more" if len(repeated) > 20 else ""
         raise ValueError(f"{path}: {len(repeated)} repeated ImageId(s): {shown}{more}")
     return rows
@@ -98,5 +102,5 @@ def parse_prediction_string(
             continue
         objects.append((wnid, values))
     if len(tokens) % 5:
-        bad.append(f"incomplete group at the end: {tokens[-(len(tokens) % 5):]}")
+        bad.append(f"incomplete group at the end: {tokens[-(len(tokens) % 5) :]}")
     return objects, bad

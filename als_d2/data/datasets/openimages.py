@@ -27,6 +27,7 @@ from them at each load (seconds), so changing the rules, the hierarchy
 or the merge file needs no re-indexing. Classes come from the train split; loading val
 or test reads the train statistics from a small cache (or indexes train once).
 """
+
 import functools
 import logging
 import os
@@ -104,7 +105,13 @@ def load_openimages_index(
     def save_train_stats(index: dict, fingerprint) -> None:  # what val / test need of train, small
         if split == "train":
             stats_path, stats_key = _stats_cache(root)
-            index_cache.save_cached(stats_path, INDEX_VERSION, stats_key, fingerprint, {k: index[k] for k in _STATS_KEYS})
+            index_cache.save_cached(
+                stats_path,
+                INDEX_VERSION,
+                stats_key,
+                fingerprint,
+                {k: index[k] for k in _STATS_KEYS},
+            )
 
     index, source = index_cache.load_or_build(
         "openimages",
@@ -170,7 +177,9 @@ def _image_label_coverage(
         return None
     build = dict(num_workers=num_workers, show_progress=comm.is_main_process())
     if not use_cache:
-        index = train_index or load_openimages_index(root, "train", use_cache=False, num_workers=num_workers)
+        index = train_index or load_openimages_index(
+            root, "train", use_cache=False, num_workers=num_workers
+        )
         coverage = image_label_coverage(index, labels_path, **build)
         _log_coverage(coverage, "read, cache off")
         return coverage
@@ -181,7 +190,9 @@ def _image_label_coverage(
         INDEX_VERSION,
         (dirs, subdirs, [*files, labels_path]),
         lambda: image_label_coverage(
-            train_index or load_openimages_index(root, "train", num_workers=num_workers), labels_path, **build
+            train_index or load_openimages_index(root, "train", num_workers=num_workers),
+            labels_path,
+            **build,
         ),
         built="counted",
     )
@@ -192,9 +203,10 @@ def _image_label_coverage(
 def _log_coverage(coverage: dict, source: str) -> None:
     s, path = coverage["stats"], coverage["path"]
     logger.info(
-        f"OpenImages image-level labels {path} ({source}): {s['rows']} rows, {s['positive_rows']} positive, "
-        f"{s['negative_rows']} verified absent; {s['positives_outside_index']} positive rows of images "
-        "without boxes in the train index left out."
+        f"OpenImages image-level labels {path} ({source}): {s['rows']} rows, "
+        f"{s['positive_rows']} positive, {s['negative_rows']} verified absent; "
+        f"{s['positives_outside_index']} positive rows of images without boxes in the train "
+        "index left out."
     )
     for key in _LABEL_COUNTERS:
         if s.get(key):
@@ -246,41 +258,51 @@ def get_openimages_classes(
         merges, problems = read_class_merges(rules.merges, descriptions)
         if problems:
             _warn_once(
-                f"OpenImages merges {rules.merges}: {len(problems)} row(s) skipped (e.g. {'; '.join(problems[:3])})"
+                f"OpenImages merges {rules.merges}: {len(problems)} row(s) skipped "
+                f"(e.g. {'; '.join(problems[:3])})"
             )
     unknown_leaves = set(hierarchy.leaves) - set(stats["mids"])
     if unknown_leaves:
         _warn_once(
-            f"OpenImages hierarchy {paths['hierarchy']}: {len(unknown_leaves)} leaf class(es) missing from the "
-            f"class descriptions (e.g. {sorted(unknown_leaves)[:3]}); they have no boxes here."
+            f"OpenImages hierarchy {paths['hierarchy']}: {len(unknown_leaves)} leaf class(es) "
+            f"missing from the class descriptions (e.g. {sorted(unknown_leaves)[:3]}); they have "
+            "no boxes here."
         )
     coverage = _image_label_coverage(root, use_cache, num_workers, train_index)
     if coverage is None:
         tried = [os.path.join(root, n) for n in IMAGE_LABEL_NAMES["train"]]
         _warn_once(
-            f"OpenImages at {root}: no human-verified image-level label file (tried {tried} and annotations/); "
-            "classes annotated for only a subset of their images are chosen by our heuristic rule "
-            f"(group-of share > max_group_fraction {rules.max_group_fraction} or < min_images {rules.min_images} "
-            "training images), not the paper's rule (boxes on fewer than min_box_coverage "
-            f"{rules.min_box_coverage} of the positive images)."
+            f"OpenImages at {root}: no human-verified image-level label file (tried {tried} and "
+            "annotations/); classes annotated for only a subset of their images are chosen by our "
+            f"heuristic rule (group-of share > max_group_fraction {rules.max_group_fraction} or "
+            f"< min_images {rules.min_images} training images), not the paper's rule (boxes on "
+            f"fewer than min_box_coverage {rules.min_box_coverage} of the positive images)."
         )
     elif len(coverage["positive_images"]) != len(stats["mids"]):
-        raise RuntimeError(f"OpenImages at {root}: the image-level label counts do not match the train classes; "
-                           "delete the index caches (their paths are logged) and reload.")
+        raise RuntimeError(
+            f"OpenImages at {root}: the image-level label counts do not match the train classes; "
+            "delete the index caches (their paths are logged) and reload."
+        )
     else:
         logger.info(
-            f"OpenImages at {root}: classes annotated for only a subset of their images are chosen by the "
-            f"paper's rule: boxes on fewer than min_box_coverage {rules.min_box_coverage} of the positive "
-            f"images of {coverage['path']}."
+            f"OpenImages at {root}: classes annotated for only a subset of their images are chosen "
+            f"by the paper's rule: boxes on fewer than min_box_coverage {rules.min_box_coverage} "
+            f"of the positive images of {coverage['path']}."
         )
-    return select_classes(stats["mids"], stats["names"], stats["label_stats"], hierarchy, rules, merges, coverage)
+    return select_classes(
+        stats["mids"], stats["names"], stats["label_stats"], hierarchy, rules, merges, coverage
+    )
 
 
 def _log_steps(rows: List[dict], root: str, split: str) -> None:
     lines = [f"{'step':<16} {'classes':>7} {'images':>9} {'boxes/samples':>13}  notes"]
     for r in rows:
         n = r.get("samples", r.get("boxes", 0))
-        notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("step", "classes", "images", "boxes", "samples"))
+        notes = ", ".join(
+            f"{k}={v}"
+            for k, v in r.items()
+            if k not in ("step", "classes", "images", "boxes", "samples")
+        )
         lines.append(f"{r['step']:<16} {r['classes']:>7} {r['images']:>9} {n:>13}  {notes}")
     logger.info(f"OpenImages {split} subset at {root}:\n" + "\n".join(lines))
 
@@ -300,7 +322,9 @@ def _dicts(index: dict, root: str, selection: ClassSelection, chosen: np.ndarray
         a = starts[i]
         if i != last:
             w, h = sizes[i]
-            xyxy = np.round(index["box_xyxy"][a : starts[i + 1]].astype(np.float64) * [w, h, w, h], 3).tolist()
+            xyxy = np.round(
+                index["box_xyxy"][a : starts[i + 1]].astype(np.float64) * [w, h, w, h], 3
+            ).tolist()
             anns = [
                 {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": labels[a + t]}
                 for t, box in enumerate(xyxy)
@@ -354,23 +378,34 @@ def load_openimages_dicts(
             "delete the index caches (their paths are logged) and reload."
         )
     selection = get_openimages_classes(
-        root, rules, use_cache=use_cache, num_workers=num_workers, train_stats=train_stats,
+        root,
+        rules,
+        use_cache=use_cache,
+        num_workers=num_workers,
+        train_stats=train_stats,
         train_index=index if split == "train" else None,
     )
     cap = rules.max_per_class if split == "train" else 0
     chosen, counts = mask_samples(index, selection.label_map, cap, rules.seed)
     rows = step_counts(index, selection, counts)
     _log_steps(rows, root, split)
-    by_rule = {m: why for m, why in selection.dropped.items() if why not in ("parent class", "not in the hierarchy")}
+    by_rule = {
+        m: why
+        for m, why in selection.dropped.items()
+        if why not in ("parent class", "not in the hierarchy")
+    }
     if by_rule:
         names = dict(zip(train_stats["mids"], train_stats["names"]))
         shown = "; ".join(f"{names.get(m, m)} ({why})" for m, why in list(by_rule.items())[:20])
         logger.info(
-            f"OpenImages: {len(by_rule)} leaf class(es) dropped by the {selection.annotation_rule} rule: {shown}"
+            f"OpenImages: {len(by_rule)} leaf class(es) dropped by the {selection.annotation_rule} "
+            f"rule: {shown}"
         )
     if selection.merges_applied:
         names = dict(zip(train_stats["mids"], train_stats["names"]))
-        shown = ", ".join(f"{names.get(a, a)} -> {names.get(b, b)}" for a, b in selection.merges_applied)
+        shown = ", ".join(
+            f"{names.get(a, a)} -> {names.get(b, b)}" for a, b in selection.merges_applied
+        )
         logger.info(f"OpenImages: {len(selection.merges_applied)} class(es) merged: {shown}")
     dicts = _dicts(index, root, selection, chosen)
     if report is not None:
@@ -395,7 +430,9 @@ def _load_registered(name: str, root: str, split: str, rules: SubsetRules) -> Li
     return dicts
 
 
-def register_openimages(name: str, root: str, split: str, rules: Optional[SubsetRules] = None) -> None:
+def register_openimages(
+    name: str, root: str, split: str, rules: Optional[SubsetRules] = None
+) -> None:
     """Register one split of the OpenImages subset in DatasetCatalog (lazily: nothing is
     read now).
 
@@ -413,16 +450,5 @@ def register_openimages(name: str, root: str, split: str, rules: Optional[Subset
     register_lazy(name, load, root, split, subset="leaf_mask", subset_rules=rules.as_dict())
 
 
-# name: (folder under $DETECTRON2_DATASETS, split)
-PREDEFINED_SPLITS_OPENIMAGES = {
-    "openimages_train_leaf_mask": ("openimages", "train"),
-    "openimages_val_leaf": ("openimages", "val"),
-    "openimages_test_leaf": ("openimages", "test"),
-}
-
-
-def register_all_openimages(root: str) -> None:
-    """Register every name of ``PREDEFINED_SPLITS_OPENIMAGES`` under ``root`` with the
-    default :class:`SubsetRules`."""
-    for name, (folder, split) in PREDEFINED_SPLITS_OPENIMAGES.items():
-        register_openimages(name, os.path.join(root, folder), split)
+# The builtin names live with the others (registered lazily at import):
+from .builtin import PREDEFINED_SPLITS_OPENIMAGES, register_all_openimages  # noqa: E402,F401

@@ -36,16 +36,18 @@ policy table in :mod:`.openimages_index`. A file that cannot be used at all (mis
 columns, a hierarchy that is not the published structure, a class listed twice) raises
 ``ValueError`` naming it. This module does not import detectron2 (worker processes).
 """
+
 import csv
 import json
 import math
 import os
 from array import array
-from typing import Dict, List, NamedTuple, Optional, Set, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 
-from .imagenet_index import _Tally, is_plain_name, map_in_processes
+from .indexing import Tally, is_plain_name, map_in_processes
 
 __all__ = [
     "BBOX_COLUMNS",
@@ -145,8 +147,14 @@ def read_hierarchy(path: str, max_bytes: int = MAX_HIERARCHY_BYTES) -> Hierarchy
         raise ValueError(f"{path}: nested too deeply for a class hierarchy") from None
 
     def label(node, where: str) -> str:
-        if not isinstance(node, dict) or not isinstance(node.get("LabelName"), str) or not node["LabelName"]:
-            raise ValueError(f"{path}: {where}: expected {{\"LabelName\": <mid>, ...}}, got {str(node)[:80]}")
+        if (
+            not isinstance(node, dict)
+            or not isinstance(node.get("LabelName"), str)
+            or not node["LabelName"]
+        ):
+            raise ValueError(
+                f'{path}: {where}: expected {{"LabelName": <mid>, ...}}, got {str(node)[:80]}'
+            )
         return node["LabelName"]
 
     root = label(tree, "root")
@@ -167,7 +175,9 @@ def read_hierarchy(path: str, max_bytes: int = MAX_HIERARCHY_BYTES) -> Hierarchy
         for key in ("Subcategory", "Part"):
             subs = node.get(key, [])
             if not isinstance(subs, list):
-                raise ValueError(f"{path}: {mid}: '{key}' must be a list, got {type(subs).__name__}")
+                raise ValueError(
+                    f"{path}: {mid}: '{key}' must be a list, got {type(subs).__name__}"
+                )
             for i, sub in enumerate(subs):
                 sub_mid = label(sub, f"{mid} {key}[{i}]")
                 if key == "Subcategory":
@@ -192,7 +202,9 @@ def _read_header(path: str, required: Tuple[str, ...], what: str) -> Tuple[Dict[
     columns = {name: i for i, name in reversed(list(enumerate(header)))}
     missing = [c for c in required if c not in columns]
     if missing:
-        raise ValueError(f"{path}: not an OpenImages {what}: the header lacks {missing} (got {header[:16]})")
+        raise ValueError(
+            f"{path}: not an OpenImages {what}: the header lacks {missing} (got {header[:16]})"
+        )
     return columns, offset
 
 
@@ -253,30 +265,55 @@ def _range_lines(path: str, start: int, end: int) -> List[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class CsvRange:
+    """One parsing task: the data rows in bytes [start, end) of the CSV at ``path``,
+    whose ``columns`` are ``{name: position}``, read against ``label_to_idx``; keep
+    ``max_examples`` examples per counter (None: all)."""
+
+    path: str
+    start: int
+    end: int
+    columns: Dict[str, int]
+    label_to_idx: Dict[str, int]
+    max_examples: Optional[int]
+
+
 def _stream_csv(
     path: str,
-    parse,
-    columns: Dict[str, int],
-    data_start: int,
-    args: tuple,
-    tally: _Tally,
-    num_workers: int,
-    chunk_bytes: int,
-    show_progress: bool,
+    read_header: Callable[[str], Tuple[Dict[str, int], int]],
+    parse: Callable[[CsvRange], dict],
+    label_to_idx: Dict[str, int],
+    tally: Optional[Tally] = None,
+    *,
+    num_workers: int = 1,
+    chunk_bytes: int = CHUNK_BYTES,
+    show_progress: bool = False,
 ) -> Tuple[List[str], int, Dict[str, object]]:
-    """Run ``parse((path, start, end, columns, *args, max_examples))`` over line-aligned byte
-    ranges of a CSV, in parallel, and join the results (``parse`` returns
+    """Run ``parse`` over the line-aligned byte ranges (:class:`CsvRange`, ``chunk_bytes``
+    each) of a CSV whose header ``read_header`` checks, in ``num_workers`` processes (a
+    tqdm bar with ``show_progress``), and join the results (``parse`` returns
     :meth:`_Range.result`: ``ids``, range-local ``img``, counters, examples, and arrays or
     counts of its own).
 
-    Adds the counters and the examples (``"<path>:<line>: <why>"``) to ``tally``. Returns
-    ``(image_ids in first-seen order, data rows read, {key: the ranges' arrays
-    concatenated (``img``: indices into image_ids) or their numbers summed})``.
+    Adds the counters and the examples (``"<path>:<line>: <why>"``) to ``tally`` (a fresh
+    one when None: then they are lost). Returns ``(image_ids in first-seen order, data
+    rows read, {key: the ranges' arrays concatenated (``img``: indices into image_ids) or
+    their numbers summed})``.
     """
+    tally = tally if tally is not None else Tally()
+    columns, data_start = read_header(path)
     size = os.path.getsize(path)
-    starts = _chunk_starts(path, data_start, size, chunk_bytes) if size > data_start else [data_start]
-    tasks = [(path, a, b, columns, *args, tally.max_examples) for a, b in zip(starts, starts[1:] + [size])]
-    results = map_in_processes(parse, tasks, num_workers, f"Reading {os.path.basename(path)}", "chunk", show_progress)
+    starts = (
+        _chunk_starts(path, data_start, size, chunk_bytes) if size > data_start else [data_start]
+    )
+    tasks = [
+        CsvRange(path, a, b, columns, label_to_idx, tally.max_examples)
+        for a, b in zip(starts, starts[1:] + [size])
+    ]
+    results = map_in_processes(
+        parse, tasks, num_workers, f"Reading {os.path.basename(path)}", "chunk", show_progress
+    )
 
     ids: Dict[str, int] = {}
     line0 = 2  # the header is line 1
@@ -290,11 +327,15 @@ def _stream_csv(
                 kept.append(f"{path}:{line0 + k}: {why}")
         line0 += r["lines"]
         rows += r["rows"]
-        remap = np.fromiter((ids.setdefault(i, len(ids)) for i in r["ids"]), dtype=np.int32, count=len(r["ids"]))
+        remap = np.fromiter(
+            (ids.setdefault(i, len(ids)) for i in r["ids"]), dtype=np.int32, count=len(r["ids"])
+        )
         r["img"] = remap[r["img"]] if len(r["img"]) else r["img"]
     own = [k for k in results[0] if k not in ("ids", "stats", "local_examples", "lines", "rows")]
     joined = {
-        k: np.concatenate([r[k] for r in results]) if isinstance(results[0][k], np.ndarray) else sum(r[k] for r in results)
+        k: np.concatenate([r[k] for r in results])
+        if isinstance(results[0][k], np.ndarray)
+        else sum(r[k] for r in results)
         for k in own
     }
     return list(ids), rows, joined
@@ -306,9 +347,9 @@ class _Range:
     rows), its ImageIDs (range-local indices), its counters and examples (``(counter,
     line within the range, why)``, numbered by :func:`_stream_csv`)."""
 
-    def __init__(self, path: str, start: int, end: int, max_examples: Optional[int]):
-        self.lines = _range_lines(path, start, end)
-        self.max_examples = max_examples
+    def __init__(self, task: CsvRange):
+        self.lines = _range_lines(task.path, task.start, task.end)
+        self.max_examples = task.max_examples
         self.ids: Dict[str, int] = {}
         self.bad_ids: Set[str] = set()
         self.stats: Dict[str, int] = {}
@@ -346,11 +387,11 @@ def _int32(values: array) -> np.ndarray:
     return np.frombuffer(values, dtype=np.int32) if len(values) else np.zeros(0, np.int32)
 
 
-def _parse_range(task) -> dict:
-    """Parse rows [start, end) of a box CSV (see :func:`_stream_csv`); also returns ``lab``,
-    ``xyxy``, ``flags``."""
-    path, start, end, columns, label_to_idx, max_examples = task
-    r = _Range(path, start, end, max_examples)
+def _parse_box_range(task: CsvRange) -> dict:
+    """Parse the rows of one range of a box CSV (see :func:`_stream_csv`); also returns
+    ``lab``, ``xyxy``, ``flags``."""
+    columns, label_to_idx = task.columns, task.label_to_idx
+    r = _Range(task)
     bad, ids = r.bad, r.ids
     i_id, i_lab = columns["ImageID"], columns["LabelName"]
     i_x0, i_x1, i_y0, i_y1 = (columns[c] for c in ("XMin", "XMax", "YMin", "YMax"))
@@ -371,17 +412,26 @@ def _parse_range(task) -> dict:
         if len(row) < needed:
             bad("bad_rows", k, f"{len(row)} fields, expected {width}")
             continue
-        label = label_to_idx.get(row[i_lab])
-        if label is None:
+        if (label := label_to_idx.get(row[i_lab])) is None:
             bad("unknown_labels", k, f"LabelName {row[i_lab]!r} is not a class")
             continue
         try:
             x0, x1, y0, y1 = float(row[i_x0]), float(row[i_x1]), float(row[i_y0]), float(row[i_y1])
         except ValueError:
-            bad("bad_rows", k, f"non-numeric coordinates {[row[i_x0], row[i_x1], row[i_y0], row[i_y1]]}")
+            bad(
+                "bad_rows",
+                k,
+                f"non-numeric coordinates {[row[i_x0], row[i_x1], row[i_y0], row[i_y1]]}",
+            )
             continue
-        if not (math.isfinite(x0) and math.isfinite(x1) and math.isfinite(y0) and math.isfinite(y1)):
-            bad("bad_rows", k, f"non-finite coordinates {[row[i_x0], row[i_x1], row[i_y0], row[i_y1]]}")
+        if not (
+            math.isfinite(x0) and math.isfinite(x1) and math.isfinite(y0) and math.isfinite(y1)
+        ):
+            bad(
+                "bad_rows",
+                k,
+                f"non-finite coordinates {[row[i_x0], row[i_x1], row[i_y0], row[i_y1]]}",
+            )
             continue
         if x0 > x1 or y0 > y1:
             bad("inverted_boxes", k, f"XMin > XMax or YMin > YMax: {x0}, {x1}, {y0}, {y1}")
@@ -410,44 +460,30 @@ def _parse_range(task) -> dict:
     return r.result(
         img,
         lab=_int32(lab),
-        xyxy=np.frombuffer(xyxy, dtype=np.float32).reshape(-1, 4) if len(xyxy) else np.zeros((0, 4), np.float32),
-        flags=np.frombuffer(flags, dtype=np.int8).reshape(-1, len(FLAG_COLUMNS)) if len(flags) else np.zeros((0, len(FLAG_COLUMNS)), np.int8),
+        xyxy=np.frombuffer(xyxy, dtype=np.float32).reshape(-1, 4)
+        if len(xyxy)
+        else np.zeros((0, 4), np.float32),
+        flags=np.frombuffer(flags, dtype=np.int8).reshape(-1, len(FLAG_COLUMNS))
+        if len(flags)
+        else np.zeros((0, len(FLAG_COLUMNS)), np.int8),
     )
 
 
 def read_bbox_csv(
-    path: str,
-    label_to_idx: Dict[str, int],
-    tally: Optional[_Tally] = None,
-    num_workers: int = 1,
-    chunk_bytes: int = CHUNK_BYTES,
-    show_progress: bool = False,
+    path: str, label_to_idx: Dict[str, int], tally: Optional[Tally] = None, **options
 ) -> BoxRows:
-    """Stream one box CSV into compact arrays (see :class:`BoxRows`).
+    """Stream one box CSV (local path) into compact arrays (see :class:`BoxRows`).
 
-    Args:
-        path: the CSV (local path).
-        label_to_idx: ``{mid: class index}``; rows of other mids are skipped
-            (``unknown_labels``).
-        tally: counters and examples (``"<path>:<line>: <why>"``) of skipped or fixed
-            rows; a fresh one when None (then they are lost: pass one).
-        num_workers: parsing processes; the file is cut into ``chunk_bytes`` ranges at
-            line starts (fields never hold line breaks in these files).
-        show_progress: a tqdm bar over the ranges.
+    Rows of mids not in ``label_to_idx`` (``{mid: class index}``) are skipped
+    (``unknown_labels``); skipped or fixed rows are counted in ``tally`` with examples
+    ``"<path>:<line>: <why>"``. ``options``: ``num_workers`` (parsing processes, 1),
+    ``chunk_bytes`` (the file is cut into ranges of about this size at line starts;
+    fields never hold line breaks in these files), ``show_progress`` (a tqdm bar, False).
     """
-    tally = tally if tally is not None else _Tally()
-    columns, data_start = read_bbox_header(path)
     image_ids, rows, out = _stream_csv(
-        path, _parse_range, columns, data_start, (label_to_idx,), tally, num_workers, chunk_bytes, show_progress
+        path, read_bbox_header, _parse_box_range, label_to_idx, tally, **options
     )
-    return BoxRows(
-        image_ids=image_ids,
-        box_image=out["img"],
-        box_label=out["lab"],
-        box_xyxy=out["xyxy"],
-        box_flags=out["flags"],
-        rows=rows,
-    )
+    return BoxRows(image_ids, out["img"], out["lab"], out["xyxy"], out["flags"], rows)
 
 
 # ----------------------------------------------------------------------------------------
@@ -478,11 +514,11 @@ class ImageLabelRows(NamedTuple):
     negatives: int
 
 
-def _parse_label_range(task) -> dict:
-    """Parse rows [start, end) of an image-level label CSV (see :func:`_stream_csv`); keeps
-    the positive rows (``lab``) and counts the verified-absent ones (``negatives``)."""
-    path, start, end, columns, label_to_idx, max_examples = task
-    r = _Range(path, start, end, max_examples)
+def _parse_label_range(task: CsvRange) -> dict:
+    """Parse the rows of one range of an image-level label CSV (see :func:`_stream_csv`);
+    keeps the positive rows (``lab``) and counts the verified-absent ones (``negatives``)."""
+    columns, label_to_idx = task.columns, task.label_to_idx
+    r = _Range(task)
     bad, ids = r.bad, r.ids
     i_id, i_lab, i_conf = columns["ImageID"], columns["LabelName"], columns["Confidence"]
     needed = max(i_id, i_lab, i_conf) + 1
@@ -511,8 +547,7 @@ def _parse_label_range(task) -> dict:
             if value != 1.0:
                 bad("bad_rows", k, f"Confidence {row[i_conf]!r} is not 1 or 0")
                 continue
-        label = label_to_idx.get(row[i_lab])
-        if label is None:
+        if (label := label_to_idx.get(row[i_lab])) is None:
             bad("unknown_labels", k, f"LabelName {row[i_lab]!r} is not a class")
             continue
         local_id = ids.get(row[i_id])
@@ -524,21 +559,14 @@ def _parse_label_range(task) -> dict:
 
 
 def read_image_labels_csv(
-    path: str,
-    label_to_idx: Dict[str, int],
-    tally: Optional[_Tally] = None,
-    num_workers: int = 1,
-    chunk_bytes: int = CHUNK_BYTES,
-    show_progress: bool = False,
-) -> ImageLabelRows:
+    path: str, label_to_idx: Dict[str, int], tally: Optional[Tally] = None, **options
+):
     """Stream one human-verified image-level label CSV (``ImageID,Source,LabelName,
-    Confidence``; ~9M rows for V6 train) into compact arrays (see :class:`ImageLabelRows`),
-    as :func:`read_bbox_csv` does: parallel byte ranges, bad rows skipped and counted in
+    Confidence``; ~9M rows for V6 train) into compact arrays (:class:`ImageLabelRows`), as
+    :func:`read_bbox_csv` does (same ``options``): bad rows skipped and counted in
     ``tally`` (``bad_rows``: too few fields or a Confidence other than 1 / 0;
     ``unknown_labels``; ``bad_image_ids``) with examples naming file and line."""
-    tally = tally if tally is not None else _Tally()
-    columns, data_start = read_image_labels_header(path)
     image_ids, rows, out = _stream_csv(
-        path, _parse_label_range, columns, data_start, (label_to_idx,), tally, num_workers, chunk_bytes, show_progress
+        path, read_image_labels_header, _parse_label_range, label_to_idx, tally, **options
     )
-    return ImageLabelRows(image_ids=image_ids, image=out["img"], label=out["lab"], rows=rows, negatives=out["negatives"])
+    return ImageLabelRows(image_ids, out["img"], out["lab"], rows, out["negatives"])

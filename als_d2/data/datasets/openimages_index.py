@@ -48,7 +48,7 @@ Errors (``ValueError`` / ``FileNotFoundError`` naming the file; nothing is index
 missing CSV, descriptions file or image folder, a CSV header without the needed
 columns, a descriptions file with a bad line or a repeated class.
 """
-import logging
+
 import os
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -56,11 +56,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .imagenet_index import IMAGE_EXTENSIONS, _Tally, default_num_workers, is_inside, map_in_processes
+from .imagenet_index import IMAGE_EXTENSIONS
+from .indexing import (
+    Tally,
+    default_num_workers,
+    is_inside,
+    map_in_processes,
+    require_folder_in_root,
+)
 from .openimages_files import (
     DEPICTION,
     FLAG_COLUMNS,
     GROUP_OF,
+    BoxRows,
     read_bbox_csv,
     read_class_descriptions,
     read_image_labels_csv,
@@ -77,10 +85,7 @@ __all__ = [
     "image_label_coverage",
 ]
 
-logger = logging.getLogger(__name__)
-
 SPLITS = ("train", "val", "test")
-MAX_EXAMPLES = 5
 HEADER_CHUNK = 2000  # images per header-reading task
 CSV_NAMES = {
     "train": ("oidv6-train-annotations-bbox.csv", "train-annotations-bbox.csv"),
@@ -90,7 +95,10 @@ CSV_NAMES = {
 IMAGE_DIRS = {"train": "train", "val": "validation", "test": "test"}
 # human-verified image-level labels: classes are chosen on train, so only its file is read
 IMAGE_LABEL_NAMES = {
-    "train": ("oidv6-train-annotations-human-imagelabels-boxable.csv", "train-annotations-human-imagelabels-boxable.csv"),
+    "train": (
+        "oidv6-train-annotations-human-imagelabels-boxable.csv",
+        "train-annotations-human-imagelabels-boxable.csv",
+    ),
     "val": ("validation-annotations-human-imagelabels-boxable.csv",),
     "test": ("test-annotations-human-imagelabels-boxable.csv",),
 }
@@ -142,15 +150,9 @@ def index_inputs(root: str, split: str):
     return [p["images"]], [], [p["csv"], p["descriptions"]]
 
 
-def _list_images(folder: str, real_root: str, tally: _Tally) -> Dict[str, str]:
+def _list_images(folder: str, real_root: str, tally: Tally) -> Dict[str, str]:
     """``{ImageID: file name}`` of the image folder (one scandir; no file is opened)."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"OpenImages image folder {folder} not found")
-    if not is_inside(folder, real_root):
-        raise ValueError(
-            f"OpenImages image folder {folder} resolves to {os.path.realpath(folder)}, outside the "
-            f"dataset root {real_root}: link the whole root instead of a folder inside it"
-        )
+    require_folder_in_root(folder, real_root, "OpenImages image folder")
     found: Dict[str, str] = {}
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
@@ -164,7 +166,10 @@ def _list_images(folder: str, real_root: str, tally: _Tally) -> Dict[str, str]:
             tally.add("outside_root", f"{e.path} -> {os.path.realpath(e.path)}")
             continue
         if stem in found:
-            tally.add("duplicate_images", f"{e.path} (ImageID {stem} is also {found[stem]}; that one is used)")
+            tally.add(
+                "duplicate_images",
+                f"{e.path} (ImageID {stem} is also {found[stem]}; that one is used)",
+            )
             continue
         found[stem] = e.name
     return found
@@ -189,31 +194,86 @@ def _read_headers(paths: List[str]) -> List[Tuple[int, int, int, str]]:
 
 def _header_sizes(paths: List[str], num_workers: int, show_progress: bool):
     chunks = [paths[i : i + HEADER_CHUNK] for i in range(0, len(paths), HEADER_CHUNK)]
-    parts = map_in_processes(_read_headers, chunks, num_workers, "Reading image headers", "chunk", show_progress)
+    parts = map_in_processes(
+        _read_headers, chunks, num_workers, "Reading image headers", "chunk", show_progress
+    )
     return [r for part in parts for r in part]
 
 
-def label_stats(box_image: np.ndarray, box_label: np.ndarray, box_flags: np.ndarray, num_labels: int) -> np.ndarray:
+def label_stats(
+    box_image: np.ndarray, box_label: np.ndarray, box_flags: np.ndarray, num_labels: int
+) -> np.ndarray:
     """int64 (L, 4) per class: images with a box of it, boxes, group-of boxes, depiction boxes."""
     out = np.zeros((num_labels, 4), dtype=np.int64)
     if len(box_label) == 0:
         return out
     out[:, 1] = np.bincount(box_label, minlength=num_labels)
-    out[:, 2] = np.bincount(box_label, weights=box_flags[:, GROUP_OF] == 1, minlength=num_labels).astype(np.int64)
-    out[:, 3] = np.bincount(box_label, weights=box_flags[:, DEPICTION] == 1, minlength=num_labels).astype(np.int64)
+    out[:, 2] = np.bincount(
+        box_label, weights=box_flags[:, GROUP_OF] == 1, minlength=num_labels
+    ).astype(np.int64)
+    out[:, 3] = np.bincount(
+        box_label, weights=box_flags[:, DEPICTION] == 1, minlength=num_labels
+    ).astype(np.int64)
     pairs = np.unique(box_image.astype(np.int64) * num_labels + box_label)
     out[:, 0] = np.bincount(pairs % num_labels, minlength=num_labels)
     return out
 
 
+def _match_image_files(
+    image_ids: List[str], files: Dict[str, str], split: str, root: str, tally: Tally
+):
+    """``(CSV image indices with a file, their paths relative to root)``; ImageIDs of the
+    CSV without a file are counted (``missing_images``)."""
+    folder = os.path.join(root, IMAGE_DIRS[split])
+    present = []
+    for i, image_id in enumerate(image_ids):
+        if image_id in files:
+            present.append(i)
+        else:
+            tally.add("missing_images", os.path.join(folder, image_id + ".jpg"))
+    return present, [f"{IMAGE_DIRS[split]}/{files[image_ids[i]]}" for i in present]
+
+
+def _keep_readable(
+    image_ids: List[str], present: List[int], rel: List[str], headers, root: str, tally: Tally
+):
+    """The images whose header gave a size: ``(keep, image_ids, file_names, sizes)`` where
+    ``keep`` int64 (N_csv,) maps a CSV image index to its index in the lists, -1 for images
+    dropped (no file, or unreadable: counted); EXIF-rotated images are counted (kept)."""
+    keep = np.full(len(image_ids), -1, dtype=np.int64)
+    kept_ids, file_names, sizes = [], [], []
+    for i, r, (w, h, orientation, err) in zip(present, rel, headers):
+        if w <= 0 or h <= 0:
+            tally.add("unreadable_images", f"{os.path.join(root, r)}: {err or 'empty image'}")
+            continue
+        if orientation != 1:
+            tally.add("exif_rotated", f"{os.path.join(root, r)}: EXIF orientation {orientation}")
+        keep[i] = len(kept_ids)
+        kept_ids.append(image_ids[i])
+        file_names.append(r)
+        sizes.append((w, h))
+    return keep, kept_ids, file_names, sizes
+
+
+def _boxes_of_kept_images(rows: BoxRows, keep: np.ndarray) -> Dict[str, np.ndarray]:
+    """The boxes of the kept images, ordered by (new) image index, file order within an
+    image: ``box_image``, ``box_label``, ``box_xyxy``, ``box_flags`` (see :func:`build_index`)."""
+    new_image = keep[rows.box_image] if len(rows.box_image) else np.zeros(0, np.int64)
+    kept = new_image >= 0
+    order = np.argsort(new_image[kept], kind="stable")
+    return {
+        "box_image": new_image[kept][order].astype(np.int32),
+        "box_label": rows.box_label[kept][order].astype(np.int32),
+        "box_xyxy": rows.box_xyxy[kept][order].astype(np.float32),
+        "box_flags": rows.box_flags[kept][order].astype(np.int8).reshape(-1, len(FLAG_COLUMNS)),
+    }
+
+
 def build_index(
-    root: str,
-    split: str,
-    num_workers: Optional[int] = None,
-    show_progress: bool = True,
-    max_examples: Optional[int] = MAX_EXAMPLES,
+    root: str, split: str, *, num_workers: Optional[int] = None, show_progress: bool = True
 ) -> dict:
-    """Index one split of an OpenImages tree.
+    """Index one split of an OpenImages tree: list the image folder, stream the box CSV,
+    match ImageIDs to files, read the image headers, keep the readable images and their boxes.
 
     Returns a dict: ``mids``, ``names`` (the L boxable classes, descriptions order),
     ``image_ids`` (N, CSV order), ``file_names`` (N, relative to root, '/'-separated),
@@ -228,52 +288,33 @@ def build_index(
     paths = split_paths(root, split)
     descriptions = read_class_descriptions(paths["descriptions"])
     mids, names = list(descriptions), list(descriptions.values())
-    label_to_idx = {m: i for i, m in enumerate(mids)}
-    real_root = os.path.realpath(root)
     workers = default_num_workers() if num_workers is None else num_workers
-    tally = _Tally(max_examples)
+    tally = Tally()
 
-    files = _list_images(paths["images"], real_root, tally)  # fail early on a missing folder
-    rows = read_bbox_csv(paths["csv"], label_to_idx, tally, workers, show_progress=show_progress)
-
-    rel_dir = IMAGE_DIRS[split]
-    present = [i for i, image_id in enumerate(rows.image_ids) if image_id in files]
-    for image_id in rows.image_ids:
-        if image_id not in files:
-            tally.add("missing_images", os.path.join(paths["images"], image_id + ".jpg"))
-    rel = [f"{rel_dir}/{files[rows.image_ids[i]]}" for i in present]
+    files = _list_images(
+        paths["images"], os.path.realpath(root), tally
+    )  # fail early on a missing folder
+    label_to_idx = {m: i for i, m in enumerate(mids)}
+    rows = read_bbox_csv(
+        paths["csv"], label_to_idx, tally, num_workers=workers, show_progress=show_progress
+    )
+    present, rel = _match_image_files(rows.image_ids, files, split, root, tally)
     headers = _header_sizes([os.path.join(root, r) for r in rel], workers, show_progress)
+    keep, image_ids, file_names, sizes = _keep_readable(
+        rows.image_ids, present, rel, headers, root, tally
+    )
+    boxes = _boxes_of_kept_images(rows, keep)
 
-    keep = np.full(len(rows.image_ids), -1, dtype=np.int64)  # old image index -> new
-    image_ids, file_names, sizes = [], [], []
-    for i, r, (w, h, orientation, err) in zip(present, rel, headers):
-        if w <= 0 or h <= 0:
-            tally.add("unreadable_images", f"{os.path.join(root, r)}: {err or 'empty image'}")
-            continue
-        if orientation != 1:
-            tally.add("exif_rotated", f"{os.path.join(root, r)}: EXIF orientation {orientation}")
-        keep[i] = len(image_ids)
-        image_ids.append(rows.image_ids[i])
-        file_names.append(r)
-        sizes.append((w, h))
-
-    new_image = keep[rows.box_image] if len(rows.box_image) else np.zeros(0, np.int64)
-    kept = new_image >= 0
-    order = np.argsort(new_image[kept], kind="stable")
-    box_image = new_image[kept][order].astype(np.int32)
-    box_label = rows.box_label[kept][order]
-    box_xyxy = rows.box_xyxy[kept][order]
-    box_flags = rows.box_flags[kept][order]
-
+    flags = boxes["box_flags"]
     stats = dict(tally.stats)
     stats.update(
         rows=rows.rows,
-        dropped_rows=int(len(rows.box_image) - len(box_image)),
+        dropped_rows=int(len(rows.box_image) - len(boxes["box_image"])),
         images=len(image_ids),
-        boxes=int(len(box_image)),
+        boxes=int(len(boxes["box_image"])),
         classes=len(mids),
-        group_of_boxes=int((box_flags[:, GROUP_OF] == 1).sum()),
-        depiction_boxes=int((box_flags[:, DEPICTION] == 1).sum()),
+        group_of_boxes=int((flags[:, GROUP_OF] == 1).sum()),
+        depiction_boxes=int((flags[:, DEPICTION] == 1).sum()),
     )
     return {
         "mids": mids,
@@ -281,11 +322,8 @@ def build_index(
         "image_ids": image_ids,
         "file_names": file_names,
         "sizes": np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
-        "box_image": box_image,
-        "box_label": box_label.astype(np.int32),
-        "box_xyxy": box_xyxy.astype(np.float32),
-        "box_flags": box_flags.astype(np.int8).reshape(-1, len(FLAG_COLUMNS)),
-        "label_stats": label_stats(box_image, box_label, box_flags, len(mids)),
+        **boxes,
+        "label_stats": label_stats(boxes["box_image"], boxes["box_label"], flags, len(mids)),
         "stats": stats,
         "examples": tally.examples,
         "seconds": time.perf_counter() - t0,
@@ -293,11 +331,7 @@ def build_index(
 
 
 def image_label_coverage(
-    index: dict,
-    path: str,
-    num_workers: Optional[int] = None,
-    show_progress: bool = True,
-    max_examples: Optional[int] = MAX_EXAMPLES,
+    index: dict, path: str, *, num_workers: Optional[int] = None, show_progress: bool = True
 ) -> dict:
     """How many of each class's verified-positive images carry a box of it.
 
@@ -317,12 +351,17 @@ def image_label_coverage(
     t0 = time.perf_counter()
     mids = list(index["mids"])
     num_labels = len(mids)
-    tally = _Tally(max_examples)
+    tally = Tally()
     workers = default_num_workers() if num_workers is None else num_workers
-    rows = read_image_labels_csv(path, {m: i for i, m in enumerate(mids)}, tally, workers, show_progress=show_progress)
+    label_to_idx = {m: i for i, m in enumerate(mids)}
+    rows = read_image_labels_csv(
+        path, label_to_idx, tally, num_workers=workers, show_progress=show_progress
+    )
 
     position = {image_id: i for i, image_id in enumerate(index["image_ids"])}
-    remap = np.fromiter((position.get(i, -1) for i in rows.image_ids), dtype=np.int64, count=len(rows.image_ids))
+    remap = np.fromiter(
+        (position.get(i, -1) for i in rows.image_ids), dtype=np.int64, count=len(rows.image_ids)
+    )
     image = remap[rows.image] if len(rows.image) else np.zeros(0, np.int64)
     inside = image >= 0
     positive = np.unique(image[inside] * num_labels + rows.label[inside])
@@ -338,8 +377,12 @@ def image_label_coverage(
     )
     return {
         "path": path,
-        "positive_images": np.bincount(positive % num_labels, minlength=num_labels).astype(np.int64),
-        "boxed_positive_images": np.bincount(covered % num_labels, minlength=num_labels).astype(np.int64),
+        "positive_images": np.bincount(positive % num_labels, minlength=num_labels).astype(
+            np.int64
+        ),
+        "boxed_positive_images": np.bincount(covered % num_labels, minlength=num_labels).astype(
+            np.int64
+        ),
         "stats": stats,
         "examples": tally.examples,
         "seconds": time.perf_counter() - t0,

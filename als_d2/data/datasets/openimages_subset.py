@@ -48,16 +48,18 @@ Steps, in the paper's order, each logged with its counts (:class:`ClassSelection
 Classes depend on the train split only; val and test use the same classes (and are not
 clipped). This module does not import detectron2.
 """
+
 import csv
 import logging
 import os
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .openimages_files import Hierarchy
+if TYPE_CHECKING:  # builtin.py imports SubsetRules at start-up; the CSV readers load with a dataset
+    from .openimages_files import Hierarchy
 
 __all__ = [
     "DEFAULT_MERGES",
@@ -71,7 +73,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
 DEFAULT_MERGES = os.path.join(_REPO, "configs", "openimages", "class_merges.csv")
 
 
@@ -100,13 +104,19 @@ class SubsetRules:
 
     def __post_init__(self):
         if not 0.0 <= self.min_box_coverage <= 1.0:
-            raise ValueError(f"SubsetRules.min_box_coverage = {self.min_box_coverage}: must be in [0, 1]")
+            raise ValueError(
+                f"SubsetRules.min_box_coverage = {self.min_box_coverage}: must be in [0, 1]"
+            )
         if self.min_images < 0:
             raise ValueError(f"SubsetRules.min_images = {self.min_images}: must be >= 0")
         if not 0.0 <= self.max_group_fraction <= 1.0:
-            raise ValueError(f"SubsetRules.max_group_fraction = {self.max_group_fraction}: must be in [0, 1]")
+            raise ValueError(
+                f"SubsetRules.max_group_fraction = {self.max_group_fraction}: must be in [0, 1]"
+            )
         if self.max_per_class < 0:
-            raise ValueError(f"SubsetRules.max_per_class = {self.max_per_class}: must be >= 0 (0: no limit)")
+            raise ValueError(
+                f"SubsetRules.max_per_class = {self.max_per_class}: must be >= 0 (0: no limit)"
+            )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -164,7 +174,11 @@ def read_class_merges(path: str, descriptions: Dict[str, str]) -> Tuple[Dict[str
     merges: Dict[str, str] = {}
     problems: List[str] = []
     with open(path, newline="", encoding="utf-8-sig") as f:
-        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip() and not line.lstrip().startswith("#")]
+        lines = [
+            (n, line)
+            for n, line in enumerate(f, 1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
     rows = list(zip((n for n, _ in lines), csv.reader(line for _, line in lines)))
     if not rows or [c.strip() for c in rows[0][1][:2]] != ["Source", "Target"]:
         got = rows[0][1] if rows else None
@@ -188,7 +202,9 @@ def read_class_merges(path: str, descriptions: Dict[str, str]) -> Tuple[Dict[str
         while node in merges:
             node = merges[node]
             if node in seen:
-                raise ValueError(f"{path}: the merges form a cycle through {descriptions.get(node, node)}")
+                raise ValueError(
+                    f"{path}: the merges form a cycle through {descriptions.get(node, node)}"
+                )
             seen.add(node)
     return merges, problems
 
@@ -203,7 +219,7 @@ def select_classes(
     mids: Sequence[str],
     names: Sequence[str],
     train_label_stats: np.ndarray,
-    hierarchy: Hierarchy,
+    hierarchy: "Hierarchy",
     rules: SubsetRules,
     merges: Optional[Dict[str, str]] = None,
     coverage: Optional[dict] = None,
@@ -222,7 +238,9 @@ def select_classes(
     def row(step: str, alive: Sequence[int], classes: Optional[int] = None, **notes) -> dict:
         mask = np.zeros(len(mids), dtype=bool)
         mask[list(alive)] = True
-        return dict(step=step, classes=len(alive) if classes is None else classes, alive=mask, **notes)
+        return dict(
+            step=step, classes=len(alive) if classes is None else classes, alive=mask, **notes
+        )
 
     steps = [row("boxable", range(len(mids)))]
     alive = []
@@ -265,13 +283,17 @@ def select_classes(
     )
 
 
-def _partly_boxed_by_image_labels(mids, stats, alive, coverage, rules, dropped) -> Tuple[List[int], dict]:
+def _partly_boxed_by_image_labels(
+    mids, stats, alive, coverage, rules, dropped
+) -> Tuple[List[int], dict]:
     """Step 2, the paper's rule: boxes on fewer than ``min_box_coverage`` of the class's
     verified-positive training images."""
     positive = np.asarray(coverage["positive_images"], dtype=np.int64)
     boxed = np.asarray(coverage["boxed_positive_images"], dtype=np.int64)
     if len(positive) != len(mids) or len(boxed) != len(mids):
-        raise ValueError(f"image-level coverage has {len(positive)} classes, the train index {len(mids)}")
+        raise ValueError(
+            f"image-level coverage has {len(positive)} classes, the train index {len(mids)}"
+        )
     kept: List[int] = []
     n_none = n_partial = n_unlabelled = 0
     for i in alive:
@@ -280,15 +302,20 @@ def _partly_boxed_by_image_labels(mids, stats, alive, coverage, rules, dropped) 
             n_none += 1
         elif positive[i] and boxed[i] / positive[i] < rules.min_box_coverage:
             dropped[mids[i]] = (
-                f"boxes on {boxed[i]}/{positive[i]} = {boxed[i] / positive[i]:.2f} of its positive training "
-                f"images < min_box_coverage {rules.min_box_coverage}"
+                f"boxes on {boxed[i]}/{positive[i]} = {boxed[i] / positive[i]:.2f} of its positive "
+                f"training images < min_box_coverage {rules.min_box_coverage}"
             )
             n_partial += 1
         else:
             n_unlabelled += int(positive[i] == 0)
             kept.append(i)
-    notes = dict(rule="image-level labels", min_box_coverage=rules.min_box_coverage, dropped_partly_boxed=n_partial,
-                 dropped_no_boxes=n_none, kept_without_image_labels=n_unlabelled)
+    notes = dict(
+        rule="image-level labels",
+        min_box_coverage=rules.min_box_coverage,
+        dropped_partly_boxed=n_partial,
+        dropped_no_boxes=n_none,
+        kept_without_image_labels=n_unlabelled,
+    )
     return kept, notes
 
 
@@ -312,7 +339,9 @@ def _partly_boxed_by_heuristic(mids, stats, alive, rules, dropped) -> Tuple[List
     return kept, dict(rule="heuristic", dropped_few_images=n_few, dropped_group_of=n_group)
 
 
-def mask_samples(index: dict, label_map: np.ndarray, max_per_class: int = 0, seed: int = 0) -> Tuple[np.ndarray, dict]:
+def mask_samples(
+    index: dict, label_map: np.ndarray, max_per_class: int = 0, seed: int = 0
+) -> Tuple[np.ndarray, dict]:
     """Steps 4-5: the boxes of ``index`` that become samples.
 
     Returns (int64 indices into the index's boxes, ascending; counts: ``mask_samples``,
@@ -339,8 +368,12 @@ def mask_samples(index: dict, label_map: np.ndarray, max_per_class: int = 0, see
             for k in full.tolist():
                 members = chosen[labels[chosen] == k]
                 keys = np.fromiter(
-                    (zlib.crc32(f"{seed}:{ids[box_image[j]]}:{ordinal[j]}".encode()) for j in members.tolist()),
-                    dtype=np.int64, count=len(members),
+                    (
+                        zlib.crc32(f"{seed}:{ids[box_image[j]]}:{ordinal[j]}".encode())
+                        for j in members.tolist()
+                    ),
+                    dtype=np.int64,
+                    count=len(members),
                 )
                 order = np.lexsort((members, keys))  # ties: the earlier box
                 drop.append(members[order[max_per_class:]])
@@ -353,7 +386,9 @@ def mask_samples(index: dict, label_map: np.ndarray, max_per_class: int = 0, see
     return chosen, counts
 
 
-def step_counts(index: dict, selection: ClassSelection, mask_counts: Optional[dict] = None) -> List[dict]:
+def step_counts(
+    index: dict, selection: ClassSelection, mask_counts: Optional[dict] = None
+) -> List[dict]:
     """The steps of ``selection`` with the ``images`` and ``boxes`` of ``index`` (one
     split) still in after each, plus the 'mask' and 'clipped' steps from ``mask_counts``
     (:func:`mask_samples`): a table for logs and reports (no arrays)."""
@@ -365,9 +400,9 @@ def step_counts(index: dict, selection: ClassSelection, mask_counts: Optional[di
         row.update(images=int(len(np.unique(box_image[alive]))), boxes=int(alive.sum()))
         out.append(row)
     if mask_counts is not None:
-        k = len(selection.mids)
-        out.append(dict(step="mask", classes=k, images=mask_counts["mask_images"], samples=mask_counts["mask_samples"]))
-        if "clipped" in mask_counts:
-            out.append(dict(step="clipped", classes=k, images=mask_counts["images"], samples=mask_counts["samples"],
-                            clipped_classes=mask_counts["clipped_classes"], max_per_class=mask_counts["clipped"]))
+        k, c = len(selection.mids), mask_counts
+        out.append(dict(step="mask", classes=k, images=c["mask_images"], samples=c["mask_samples"]))
+        if "clipped" in c:
+            row = dict(step="clipped", classes=k, images=c["images"], samples=c["samples"])
+            out.append(dict(row, clipped_classes=c["clipped_classes"], max_per_class=c["clipped"]))
     return out

@@ -11,10 +11,10 @@ they give a context-only V2 set and the objectness deviation on V2.
 Files: one folder per split, ``metadata/ILSVRC/<split>/``, four text files without header,
 comma-separated, one record per line; image paths are relative to an image root::
 
-    image_ids.txt     <path>                         val/ILSVRC2012_val_00000001.JPEG
-    class_labels.txt  <path>,<label>                 val/ILSVRC2012_val_00000001.JPEG,65
-    image_sizes.txt   <path>,<width>,<height>        val/ILSVRC2012_val_00000001.JPEG,500,375
-    localization.txt  <path>,<x0>,<y0>,<x1>,<y1>     val/ILSVRC2012_val_00000001.JPEG,111,108,441,193
+    image_ids.txt     <path>                        val/ILSVRC2012_val_00000001.JPEG
+    class_labels.txt  <path>,<label>                val/ILSVRC2012_val_00000001.JPEG,65
+    image_sizes.txt   <path>,<width>,<height>       val/ILSVRC2012_val_00000001.JPEG,500,375
+    localization.txt  <path>,<x0>,<y0>,<x1>,<y1>    val/ILSVRC2012_val_00000001.JPEG,111,108,441,193
 
 ``label``: 0..999, the position of the class wnid in the sorted ILSVRC wnids (the class
 index of this project's ImageNet readers). Sizes and boxes in pixels (boxes XYXY, of that
@@ -24,7 +24,7 @@ the current release; an older one used ``0.jpeg`` .. ``9.jpeg`` and ships ``mapp
 to rename the tarball's files (nothing here reads it).
 
 Expected tree under ``$DETECTRON2_DATASETS`` (what ``git clone`` of the repository plus its
-``dataset/prepare_evaluation_data.sh`` give; :func:`register_all_wsol`)::
+``dataset/prepare_evaluation_data.sh`` give; :func:`.builtin.register_all_wsol`)::
 
     wsolevaluation/metadata/ILSVRC/test/{image_ids,class_labels,image_sizes,localization}.txt
     wsolevaluation/metadata/ILSVRC/val/{image_ids,class_labels,image_sizes,localization}.txt
@@ -82,6 +82,7 @@ every missing one), a path listed twice in image_ids / class_labels / image_size
 known), no image in image_ids.txt, and no listed image found under the image root
 (``FileNotFoundError`` naming the root and a path it looked for).
 """
+
 import functools
 import logging
 import math
@@ -91,7 +92,10 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 from detectron2.structures import BoxMode
 
 from .catalog import register_lazy, set_class_metadata
-from .imagenet_index import MAX_EXAMPLES, _Tally, clip_box_to_image, get_imagenet_class_info
+from .imagenet_index import get_imagenet_class_info
+from .indexing import MAX_EXAMPLES, Tally, clip_box
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "WSOL_FILES",
@@ -105,7 +109,6 @@ __all__ = [
     "register_all_wsol",
 ]
 
-logger = logging.getLogger(__name__)
 
 WSOL_FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
 _FORMATS = {
@@ -121,14 +124,6 @@ WARNING_COUNTERS = (
     "missing_images", "unsized_images", "unboxed_images",
 )  # fmt: skip
 INFO_COUNTERS = ("clipped_boxes",)
-
-# name: (Choe et al.'s split, subset); see register_all_wsol for the folders
-PREDEFINED_SPLITS_WSOL = {
-    "imagenet_val_wsol": ("test", "all"),
-    "imagenet_val_wsol_context": ("test", "context"),
-    "imagenetv2_wsol": ("val", "all"),
-    "imagenetv2_wsol_context": ("val", "context"),
-}
 
 Box = Tuple[float, float, float, float]
 
@@ -187,7 +182,7 @@ def _check_repeats(path: str, lines: Dict[str, List[int]]) -> None:
     )
 
 
-def _read_records(path: str, n_fields: int, known: Optional[set], tally: _Tally):
+def _read_records(path: str, n_fields: int, known: Optional[set], tally: Tally):
     """``(lineno, path, [values...])`` of the lines of ``path`` with ``n_fields`` fields
     whose image path is in ``known`` (others counted); values still strings."""
     fmt = _FORMATS[os.path.basename(path)]
@@ -201,6 +196,96 @@ def _read_records(path: str, n_fields: int, known: Optional[set], tally: _Tally)
             tally.add("orphan_lines", f"{where}: {parts[0]!r} is not in image_ids.txt")
             continue
         yield lineno, parts[0], parts[1:]
+
+
+def _read_image_ids(path: str, tally: Tally) -> List[str]:
+    """The usable paths of image_ids.txt, in file order (a path with a comma or one that
+    leaves the root: counted, skipped). ValueError for a repeated path or none at all."""
+    image_ids: List[str] = []
+    id_lines: Dict[str, List[int]] = {}
+    for lineno, line in _lines(path):
+        where = f"{path}:{lineno}"
+        if "," in line:
+            tally.add(
+                "bad_lines",
+                f"{where}: expected '<path>' (a path with a comma cannot be "
+                f"named in the other files), got {line!r}",
+            )
+            continue
+        if not _is_safe_path(line):
+            tally.add("outside_root", f"{where}: {line!r} is not a path below the image root")
+            continue
+        id_lines.setdefault(line, []).append(lineno)
+        if len(id_lines[line]) == 1:
+            image_ids.append(line)
+    _check_repeats(path, id_lines)
+    if not image_ids:
+        raise ValueError(f"{path}: no usable image path")
+    return image_ids
+
+
+def _read_labels(path: str, known: set, num_classes: Optional[int], tally: Tally) -> Dict[str, int]:
+    """``{path: class index}`` of class_labels.txt (labels in [0, num_classes))."""
+    labels: Dict[str, int] = {}
+    label_lines: Dict[str, List[int]] = {}
+    for lineno, image, (value,) in _read_records(path, 2, known, tally):
+        label_lines.setdefault(image, []).append(lineno)
+        try:
+            label = int(value)
+        except ValueError:
+            tally.add("bad_lines", f"{path}:{lineno}: label {value!r} is not an integer")
+            continue
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+            tally.add("bad_lines", f"{path}:{lineno}: label {label} is not in {bound}")
+            continue
+        labels.setdefault(image, label)
+    _check_repeats(path, label_lines)
+    return labels
+
+
+def _read_sizes(path: str, known: set, tally: Tally) -> Dict[str, Tuple[int, int]]:
+    """``{path: (width, height)}`` of image_sizes.txt (positive integers)."""
+    sizes: Dict[str, Tuple[int, int]] = {}
+    size_lines: Dict[str, List[int]] = {}
+    for lineno, image, values in _read_records(path, 3, known, tally):
+        size_lines.setdefault(image, []).append(lineno)
+        try:
+            width, height = int(values[0]), int(values[1])
+        except ValueError:
+            tally.add("bad_lines", f"{path}:{lineno}: width, height {values} are not integers")
+            continue
+        if width <= 0 or height <= 0:
+            tally.add("bad_lines", f"{path}:{lineno}: size {width}x{height} is not positive")
+            continue
+        sizes.setdefault(image, (width, height))
+    _check_repeats(path, size_lines)
+    return sizes
+
+
+def _read_boxes(path: str, known: set, sizes: Dict[str, Tuple[int, int]], tally: Tally):
+    """``{path: [(x0, y0, x1, y1)]}`` of localization.txt, clipped to the image where its
+    size is known (kept unclipped otherwise: policy ``unsized_images``)."""
+    boxes: Dict[str, List[Box]] = {}
+    for lineno, image, values in _read_records(path, 5, known, tally):
+        where = f"{path}:{lineno}"
+        try:
+            box = tuple(float(v) for v in values)
+        except ValueError:
+            tally.add("bad_lines", f"{where}: non-numeric coordinates {values}")
+            continue
+        if not all(math.isfinite(v) for v in box):
+            tally.add("bad_lines", f"{where}: non-finite coordinates {values}")
+            continue
+        if box[2] <= box[0] or box[3] <= box[1]:
+            tally.add("degenerate_boxes", f"{where}: x1 <= x0 or y1 <= y0 in {values}")
+            continue
+        if image in sizes:
+            box = clip_box(box, *sizes[image], tally, f"{where}:")
+            if box is None:
+                continue
+        boxes.setdefault(image, []).append(box)
+    return boxes
 
 
 def read_wsol_metadata(
@@ -226,87 +311,12 @@ def read_wsol_metadata(
             f"(expected the four files {', '.join(WSOL_FILES)} of wsolevaluation's "
             "metadata/ILSVRC/<split>/)"
         )
-    tally = _Tally(max_examples)
-
-    image_ids: List[str] = []
-    id_lines: Dict[str, List[int]] = {}
-    for lineno, line in _lines(files["image_ids.txt"]):
-        where = f"{files['image_ids.txt']}:{lineno}"
-        if "," in line:
-            tally.add("bad_lines", f"{where}: expected '<path>' (a path with a comma cannot be "
-                                   f"named in the other files), got {line!r}")
-            continue
-        if not _is_safe_path(line):
-            tally.add("outside_root", f"{where}: {line!r} is not a path below the image root")
-            continue
-        id_lines.setdefault(line, []).append(lineno)
-        if len(id_lines[line]) == 1:
-            image_ids.append(line)
-    _check_repeats(files["image_ids.txt"], id_lines)
-    if not image_ids:
-        raise ValueError(f"{files['image_ids.txt']}: no usable image path")
+    tally = Tally(max_examples)
+    image_ids = _read_image_ids(files["image_ids.txt"], tally)
     known = set(image_ids)
-
-    labels: Dict[str, int] = {}
-    label_lines: Dict[str, List[int]] = {}
-    path = files["class_labels.txt"]
-    for lineno, image, (value,) in _read_records(path, 2, known, tally):
-        label_lines.setdefault(image, []).append(lineno)
-        try:
-            label = int(value)
-        except ValueError:
-            tally.add("bad_lines", f"{path}:{lineno}: label {value!r} is not an integer")
-            continue
-        if label < 0 or (num_classes is not None and label >= num_classes):
-            bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-            tally.add("bad_lines", f"{path}:{lineno}: label {label} is not in {bound}")
-            continue
-        labels.setdefault(image, label)
-    _check_repeats(path, label_lines)
-
-    sizes: Dict[str, Tuple[int, int]] = {}
-    size_lines: Dict[str, List[int]] = {}
-    path = files["image_sizes.txt"]
-    for lineno, image, values in _read_records(path, 3, known, tally):
-        size_lines.setdefault(image, []).append(lineno)
-        try:
-            width, height = int(values[0]), int(values[1])
-        except ValueError:
-            tally.add("bad_lines", f"{path}:{lineno}: width, height {values} are not integers")
-            continue
-        if width <= 0 or height <= 0:
-            tally.add("bad_lines", f"{path}:{lineno}: size {width}x{height} is not positive")
-            continue
-        sizes.setdefault(image, (width, height))
-    _check_repeats(path, size_lines)
-
-    boxes: Dict[str, List[Box]] = {}
-    path = files["localization.txt"]
-    for lineno, image, values in _read_records(path, 5, known, tally):
-        where = f"{path}:{lineno}"
-        try:
-            box = tuple(float(v) for v in values)
-        except ValueError:
-            tally.add("bad_lines", f"{where}: non-numeric coordinates {values}")
-            continue
-        if not all(math.isfinite(v) for v in box):
-            tally.add("bad_lines", f"{where}: non-finite coordinates {values}")
-            continue
-        if box[2] <= box[0] or box[3] <= box[1]:
-            tally.add("degenerate_boxes", f"{where}: x1 <= x0 or y1 <= y0 in {values}")
-            continue
-        size = sizes.get(image)
-        if size is not None:
-            w, h = size
-            clipped = clip_box_to_image(box, w, h)
-            if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                tally.add("degenerate_boxes", f"{where}: {values} is outside the image ({w}x{h})")
-                continue
-            if clipped != box:
-                tally.add("clipped_boxes", f"{where}: {values} clipped to the image ({w}x{h})")
-            box = clipped
-        boxes.setdefault(image, []).append(box)
-
+    labels = _read_labels(files["class_labels.txt"], known, num_classes, tally)
+    sizes = _read_sizes(files["image_sizes.txt"], known, tally)
+    boxes = _read_boxes(files["localization.txt"], known, sizes, tally)
     return WsolMetadata(image_ids, labels, sizes, boxes, dict(tally.stats), tally.examples)
 
 
@@ -366,7 +376,7 @@ def _load(
         raise ValueError(f"unknown WSOL subset {subset!r}; expected one of {SUBSETS}")
     meta = read_wsol_metadata(metadata_dir, num_classes)
     root = _pick_image_root(image_root, meta.image_ids)
-    tally = _Tally()  # counters of this load, merged into meta's for the log
+    tally = Tally()  # counters of this load, merged into meta's for the log
     tally.stats.update(meta.stats)
     tally.examples.update({k: list(v) for k, v in meta.examples.items()})
     ids_file = os.path.join(metadata_dir, "image_ids.txt")
@@ -374,7 +384,9 @@ def _load(
     usable = []
     for rel in meta.image_ids:
         if rel not in meta.labels:
-            tally.add("unlabeled_images", f"{ids_file}: {rel!r} has no usable line in class_labels.txt")
+            tally.add(
+                "unlabeled_images", f"{ids_file}: {rel!r} has no usable line in class_labels.txt"
+            )
         else:
             usable.append(rel)
     if check_images and usable:
@@ -382,9 +394,10 @@ def _load(
         if not present:
             raise FileNotFoundError(
                 f"WSOL metadata {metadata_dir}: none of its {len(usable)} images is under {root} "
-                f"(e.g. {os.path.join(root, usable[0])}); see als_d2/data/datasets/wsol_metadata.py "
-                "for the expected tree (older ImageNetV2 metadata names files 0.jpeg..9.jpeg: "
-                "rename with wsolevaluation's mapping.txt, or use the current metadata)"
+                f"(e.g. {os.path.join(root, usable[0])}); see "
+                "als_d2/data/datasets/wsol_metadata.py for the expected tree (older ImageNetV2 "
+                "metadata names files 0.jpeg..9.jpeg: rename with wsolevaluation's mapping.txt, or "
+                "use the current metadata)"
             )
         for rel in usable:
             if rel not in present:
@@ -406,13 +419,17 @@ def _load(
         if size is not None:
             record["width"], record["height"] = size
         else:
-            tally.add("unsized_images", f"{ids_file}: {rel!r} has no usable line in image_sizes.txt")
+            tally.add(
+                "unsized_images", f"{ids_file}: {rel!r} has no usable line in image_sizes.txt"
+            )
         anns = [
             {"bbox": list(b), "bbox_mode": BoxMode.XYXY_ABS, "category_id": label}
             for b in meta.boxes.get(rel, ())
         ]
         if not anns:
-            tally.add("unboxed_images", f"{ids_file}: {rel!r} has no usable line in localization.txt")
+            tally.add(
+                "unboxed_images", f"{ids_file}: {rel!r} has no usable line in localization.txt"
+            )
             if subset == "context":
                 continue
         record["annotations"] = anns
@@ -459,7 +476,9 @@ def _class_info(class_root: Optional[str]) -> Optional[Tuple[List[str], List[str
     try:
         return get_imagenet_class_info(class_root)
     except (FileNotFoundError, ValueError) as e:
-        logger.info(f"WSOL metadata: no ImageNet class names from {class_root} ({e}); using class_<i>.")
+        logger.info(
+            f"WSOL metadata: no ImageNet class names from {class_root} ({e}); using class_<i>."
+        )
         return None
 
 
@@ -472,7 +491,9 @@ def _load_registered(name, metadata_dir, image_root, subset, class_root) -> List
         n = max(meta.labels.values(), default=-1) + 1
         wnids = names = [f"class_{i}" for i in range(n)]
     set_class_metadata(
-        name, metadata_dir, {"thing_classes": list(names), "wnids": list(wnids), "num_classes": len(wnids)}
+        name,
+        metadata_dir,
+        {"thing_classes": list(names), "wnids": list(wnids), "num_classes": len(wnids)},
     )
     return dicts
 
@@ -502,25 +523,5 @@ def register_wsol(
     register_lazy(name, load, first, split, subset=subset, metadata_dir=metadata_dir)
 
 
-def register_all_wsol(root: str) -> None:
-    """Register every name of ``PREDEFINED_SPLITS_WSOL`` under ``root`` (the tree of the
-    module docstring)."""
-    wsol = os.path.join(root, "wsolevaluation")
-    imagenet = os.path.join(root, "imagenet")
-    image_roots = {
-        "test": (
-            os.path.join(wsol, "dataset", "ILSVRC"),
-            imagenet,
-            os.path.join(imagenet, "ILSVRC", "Data", "CLS-LOC"),
-        ),
-        "val": (os.path.join(wsol, "dataset", "ILSVRC"),),
-    }
-    for name, (split, subset) in PREDEFINED_SPLITS_WSOL.items():
-        register_wsol(
-            name,
-            os.path.join(wsol, "metadata", "ILSVRC", split),
-            image_roots[split],
-            subset,
-            class_root=imagenet,
-            split=split,
-        )
+# The builtin names live with the others (registered lazily at import):
+from .builtin import PREDEFINED_SPLITS_WSOL, register_all_wsol  # noqa: E402,F401

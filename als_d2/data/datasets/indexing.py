@@ -1,0 +1,165 @@
+"""What the dataset index builders share (ImageNet, OpenImages, WSOL metadata).
+
+- :class:`Tally`: counted problems of bad input, with a few examples (file, file:line)
+  per counter, the form every index reports them in;
+- :func:`clip_box`: a box clipped to its image, empty and clipped boxes counted;
+- :func:`is_inside`, :func:`is_plain_name`: paths stay inside the dataset root;
+- :func:`map_in_processes`: a process pool with a tqdm bar, and :func:`default_num_workers`.
+
+It does not import detectron2, so that the pool's worker processes start light.
+"""
+
+import multiprocessing as mp
+import os
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "MAX_EXAMPLES",
+    "Tally",
+    "clip_box",
+    "default_num_workers",
+    "is_inside",
+    "is_plain_name",
+    "map_in_processes",
+    "require_folder_in_root",
+]
+
+MAX_EXAMPLES = 5
+
+
+class Tally:
+    """Counts of problems (``stats``: counter -> number) and up to ``max_examples``
+    examples each (``examples``: counter -> [str]; ``max_examples`` None keeps all)."""
+
+    def __init__(self, max_examples: Optional[int] = MAX_EXAMPLES):
+        self.stats: Counter = Counter()
+        self.examples: Dict[str, List[str]] = {}
+        self.max_examples = max_examples
+
+    def add(self, key: str, example: str, n: int = 1) -> None:
+        """Count ``n`` problems of kind ``key``; keep ``example`` if there is room."""
+        self.stats[key] += n
+        kept = self.examples.setdefault(key, [])
+        if self.max_examples is None or len(kept) < self.max_examples:
+            kept.append(example)
+
+    def merge(self, other: "Tally") -> None:
+        """Add the counts of ``other``, and its examples while there is room."""
+        for key, n in other.stats.items():
+            self.stats[key] += n
+            kept = self.examples.setdefault(key, [])
+            room = None if self.max_examples is None else max(0, self.max_examples - len(kept))
+            kept.extend(other.examples.get(key, [])[:room])
+
+
+def is_inside(path: str, real_root: str) -> bool:
+    """Whether ``path`` resolves (symlinks followed) to ``real_root`` or below it."""
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(os.path.join(real_root, ""))
+
+
+def clip_box(box: Tuple[float, ...], width: float, height: float, tally: Tally, what: str):
+    """``box`` (x0, y0, x1, y1 in pixels) clipped to the image [0, width] x [0, height];
+    None when nothing is left (counted: ``degenerate_boxes``, inverted boxes included). A
+    box that clipping changed is counted (``clipped_boxes``). Examples: ``"<what> <box>: ..."``."""
+    x0, y0, x1, y1 = box
+    clipped = (
+        min(max(x0, 0.0), width),
+        min(max(y0, 0.0), height),
+        min(max(x1, 0.0), width),
+        min(max(y1, 0.0), height),
+    )
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        tally.add(
+            "degenerate_boxes",
+            f"{what} {box}: empty after clipping to the image ({width}x{height})",
+        )
+        return None
+    if clipped != box:
+        tally.add("clipped_boxes", f"{what} {box}: clipped to the image ({width}x{height})")
+    return clipped
+
+
+def require_folder_in_root(folder: str, real_root: str, what: str) -> None:
+    """FileNotFoundError when ``folder`` (``what``: e.g. "OpenImages image folder") is
+    missing, ValueError when it resolves outside ``real_root``; both name it."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{what} {folder} not found")
+    if not is_inside(folder, real_root):
+        raise ValueError(
+            f"{what} {folder} resolves to {os.path.realpath(folder)}, outside the dataset root "
+            f"{real_root}: link the whole root instead of a folder inside it"
+        )
+
+
+def is_plain_name(name: str) -> bool:
+    """A file name without directory parts (``..``, separators, NUL, drive): what an
+    image id read from a CSV must be before it is joined to a folder."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and not os.path.isabs(name)
+        and os.path.basename(name) == name
+    )
+
+
+def default_num_workers() -> int:
+    """``$ALS_D2_INDEX_WORKERS``, else the usable CPUs (at most 16)."""
+    env = os.environ.get("ALS_D2_INDEX_WORKERS")
+    if env:
+        return max(1, int(env))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(16, cpus))
+
+
+# In a worker process of map_in_processes(..., context=...): the function and its
+# context, installed once by the pool's initializer (_start_worker).
+_worker_call: Dict[str, Any] = {}
+
+
+def _start_worker(fn: Callable, context: Any) -> None:
+    _worker_call.update(fn=fn, context=context)
+
+
+def _call_in_worker(task: Any) -> Any:
+    return _worker_call["fn"](task, _worker_call["context"])
+
+
+def map_in_processes(
+    fn: Callable,
+    tasks: Sequence,
+    num_workers: int,
+    desc: str,
+    unit: str = "task",
+    show_progress: bool = False,
+    context: Any = None,
+) -> list:
+    """``[fn(t) for t in tasks]``, or ``[fn(t, context) for t in tasks]`` when ``context``
+    is given, in order, in up to ``num_workers`` processes (serial for one worker or one
+    task), with a tqdm bar when ``show_progress``.
+
+    ``context`` (large read-only lookup tables) goes to each worker process once, through
+    the pool's initializer, instead of with every task. Processes fork where they can
+    (they then inherit it without pickling), else spawn."""
+    from tqdm import tqdm
+
+    bar = dict(total=len(tasks), desc=desc, unit=unit, disable=None if show_progress else True)
+    if num_workers <= 1 or len(tasks) <= 1:
+        call = fn if context is None else (lambda t: fn(t, context))
+        return [call(t) for t in tqdm(tasks, **bar)]
+    pool_args = {} if context is None else dict(initializer=_start_worker, initargs=(fn, context))
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    with ProcessPoolExecutor(
+        max_workers=min(num_workers, len(tasks)), mp_context=mp.get_context(method), **pool_args
+    ) as pool:
+        results = pool.map(
+            fn if context is None else _call_in_worker, tasks, chunksize=1
+        )  # all submitted now
+        return list(tqdm(results, **bar))

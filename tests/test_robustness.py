@@ -19,7 +19,7 @@ from detectron2.structures import BoxMode
 from als_d2 import compat
 from als_d2.checkpoint import ClassifierCheckpointer, TransferCheckpointer
 from als_d2.checkpoint.detection import SafeCheckpointer
-from als_d2.checkpoint.formats import UnsafeWeightsError, WeightsFileError
+from als_d2.checkpoint.file_io import UnsafeWeightsError, WeightsFileError
 from als_d2.config import add_als_config, check_als_config, check_device, check_training_dicts
 from als_d2.data.build import SKIPPED_KEY, SeededMapDataset, build_cls_test_loader, build_cls_train_loader
 from als_d2.data.datasets import load_imagenet_dicts, load_imagenet_index

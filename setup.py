@@ -25,6 +25,7 @@ setup(
         "matplotlib",
         "tqdm",
         "tensorboard",
+        "submitit",  # tools/submit.py: SLURM jobs
     ],
     extras_require={"dev": ["pytest", "pytest-xdist"]},
 )

@@ -1,51 +1,11 @@
-"""``add_als_config(cfg)``: the config keys of als-d2, and their validation.
-
-Keys (defaults are the paper's ImageNet ResNet-50 setting where it gives one):
-
-MODEL.CLASSIFIER   NUM_CLASSES (0 = the class count of the registered training set, logged),
-                   IN_FEATURE (backbone feature pooled into the head)
-MODEL.ALS          METHOD: hard | ls | als | cutmix | mixup | cutmix_als
-                   LS_ALPHA: uniform label smoothing alpha (paper: 0.1)
-                   LS_STYLE: "paper" (1-alpha on the true class, alpha/(K-1) elsewhere)
-                             | "torch" (torch's label_smoothing: alpha/K on every class)
-                   BETA: ALS blend, target = BETA * ALS + (1 - BETA) * hard, in [0, 1]
-                   UNBOXED_TARGET: target of samples whose objectness is unknown
-                             (images without boxes): hard | ls | uniform
-                   MIX_ALPHA: Beta(a, a) parameter of the CutMix/Mixup ratio
-                   MIX_PROB: probability that a batch is mixed
-MODEL.CHANNELS_LAST
-INPUT.CLS          CROP_SIZE (output side, pixels), CROP_SCALE / CROP_RATIO
-                   (RandomResizedCrop, torchvision semantics), TEST_RESIZE (shorter
-                   side before the centre crop), HFLIP_PROB, COLOR_JITTER
-                   (brightness, contrast, saturation; [] = off), LIGHTING_STD (AlexNet
-                   PCA lighting; 0 = off)
-                   VARIANT: none | mask | context
-                   CONTEXT_PROB: probability that a training sample has every object
-                   painted out and a uniform target ('context' variant; paper: 0.15); on
-                   the 'mask' set the other samples are 'mask' samples
-                   SKIP_UNREADABLE_EVAL: evaluation maps an image that cannot be decoded
-                   to None (skipped, counted) instead of raising ImageDecodeError;
-                   training always skips such images
-TEST               IMS_PER_BATCH: evaluation batch size (per process)
-LOG_PERIOD         iterations between metrics.json / console writes (detectron2's 20)
-SOLVER             EPOCHS, STEPS_EPOCHS, WARMUP_EPOCHS: the schedule in epochs; when
-                   EPOCHS > 0, MAX_ITER / STEPS / WARMUP_ITERS are derived from the
-                   training set size and IMS_PER_BATCH at start-up (setting MAX_ITER or
-                   STEPS away from detectron2's defaults next to EPOCHS > 0 is an error:
-                   SOLVER.EPOCHS 0 trains MAX_ITER iterations)
-                   CHECKPOINT_PERIOD_EPOCHS (and TEST.EVAL_PERIOD_EPOCHS): periods in
-                   epochs when > 0, overriding the iteration periods
-                   LR_REFERENCE_BATCH: BASE_LR is the lr at this batch size and scales
-                   linearly with IMS_PER_BATCH (0 = no scaling)
-                   AMP.PRECISION: auto | bf16 | fp16 (with SOLVER.AMP.ENABLED)
+"""``add_als_config(cfg)``: the config keys of als-d2 (each commented where it is defined),
+and their validation.
 
 Validation (``ValueError`` naming the key, before anything is trained):
-:func:`check_als_config` checks ranges, choices and conflicts between keys (any
-machine), :func:`check_device` that ``MODEL.DEVICE`` exists on this machine, and
+:func:`check_als_config` checks ranges, choices and conflicts between keys (any machine),
+:func:`check_device` that ``MODEL.DEVICE`` exists on this machine, and
 :func:`check_training_dicts` (at trainer start, from the loaded training dicts) what the
-config asks of the data: ``INPUT.CLS.VARIANT mask`` needs ``target_object`` in every
-dict, ``context`` and ``MODEL.ALS.METHOD als / cutmix_als`` need boxes, labels must be
-below ``MODEL.CLASSIFIER.NUM_CLASSES``.
+config asks of the data.
 """
 import logging
 from typing import Dict, Optional, Sequence
@@ -53,10 +13,6 @@ from typing import Dict, Optional, Sequence
 import torch
 from detectron2.config import CfgNode as CN
 
-METHODS = ("hard", "ls", "als", "cutmix", "mixup", "cutmix_als")
-LS_STYLES = ("paper", "torch")
-UNBOXED_TARGETS = ("hard", "ls", "uniform")
-VARIANTS = ("none", "mask", "context")
 AMP_PRECISIONS = ("auto", "bf16", "fp16")
 # detectron2's get_cfg() defaults: a SOLVER.MAX_ITER / STEPS that differs was set by the user
 D2_DEFAULT_MAX_ITER = 40000
@@ -64,44 +20,97 @@ D2_DEFAULT_STEPS = (30000,)
 
 
 def add_als_config(cfg: CN) -> None:
-    """Add als-d2's keys to a detectron2 config (in place), as d2 projects do."""
-    cfg.MODEL.CLASSIFIER = CN()
-    cfg.MODEL.CLASSIFIER.NUM_CLASSES = 1000
-    cfg.MODEL.CLASSIFIER.IN_FEATURE = "res5"
-    cfg.MODEL.CHANNELS_LAST = False
+    """Add als-d2's keys to a detectron2 config (in place), as d2 projects do. Defaults are
+    the paper's ImageNet ResNet-50 setting where it gives one (appendix A.3)."""
+    _C = cfg
 
-    cfg.MODEL.ALS = CN()
-    cfg.MODEL.ALS.METHOD = "hard"
-    cfg.MODEL.ALS.LS_ALPHA = 0.1
-    cfg.MODEL.ALS.LS_STYLE = "paper"
-    cfg.MODEL.ALS.BETA = 1.0
-    cfg.MODEL.ALS.UNBOXED_TARGET = "hard"
-    cfg.MODEL.ALS.MIX_ALPHA = 1.0
-    cfg.MODEL.ALS.MIX_PROB = 1.0
+    _C.MODEL.CLASSIFIER = CN()
+    # Number of classes K of the linear head; 0 = the class count of the registered
+    # DATASETS.TRAIN (logged at start-up). ImageNet rows: 1000; OpenImages rows: their subset's.
+    _C.MODEL.CLASSIFIER.NUM_CLASSES = 1000
+    # Backbone feature (one of MODEL.RESNETS.OUT_FEATURES) that is average-pooled into the head.
+    _C.MODEL.CLASSIFIER.IN_FEATURE = "res5"
+    # Run the classifier in channels_last memory format (faster convolutions on some GPUs/CPUs).
+    _C.MODEL.CHANNELS_LAST = False
 
-    cfg.INPUT.CLS = CN()
-    cfg.INPUT.CLS.CROP_SIZE = 224
-    cfg.INPUT.CLS.CROP_SCALE = (0.08, 1.0)
-    cfg.INPUT.CLS.CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
-    cfg.INPUT.CLS.TEST_RESIZE = 256
-    cfg.INPUT.CLS.HFLIP_PROB = 0.5
-    cfg.INPUT.CLS.COLOR_JITTER = (0.4, 0.4, 0.4)
-    cfg.INPUT.CLS.LIGHTING_STD = 0.1
-    cfg.INPUT.CLS.VARIANT = "none"
-    cfg.INPUT.CLS.CONTEXT_PROB = 0.15
-    cfg.INPUT.CLS.SKIP_UNREADABLE_EVAL = False
+    _C.MODEL.ALS = CN()
+    # Training targets, a name in als_d2.modeling.targets.TARGET_REGISTRY: "hard" (one-hot;
+    # table 2 "Hard Label"), "ls" (label smoothing; "Label Smoothing"), "als" (adaptive label
+    # smoothing, alpha = 1 - objectness; the "A. L. S." rows), "cutmix" (table 1/2 "CutMix"),
+    # "mixup" (baseline), "cutmix_als" (box-aware CutMix with ALS, not in the paper).
+    _C.MODEL.ALS.METHOD = "hard"
+    # Label smoothing alpha in [0, 1] of "ls" (and of UNBOXED_TARGET "ls"); the paper's 0.1.
+    _C.MODEL.ALS.LS_ALPHA = 0.1
+    # Label smoothing convention: "paper" (1 - alpha on the true class, alpha / (K - 1)
+    # elsewhere; Szegedy et al., the paper's formula) or "torch" (F.cross_entropy's
+    # label_smoothing: alpha / K on every class).
+    _C.MODEL.ALS.LS_STYLE = "paper"
+    # ALS blend in [0, 1]: target = BETA * ALS + (1 - BETA) * hard (paper eq. 6); 0 = hard.
+    # Table 2 rows "A. L. S. (beta = 1 / 0.75 / 0.5)".
+    _C.MODEL.ALS.BETA = 1.0
+    # Target of samples whose objectness is unknown (images without boxes, e.g. on the
+    # all-images set): "hard" | "ls" | "uniform".
+    _C.MODEL.ALS.UNBOXED_TARGET = "hard"
+    # Beta(a, a) parameter a > 0 of the mixing ratio of mixup / cutmix / cutmix_als
+    # (CutMix row: 1.0; Mixup baseline: 0.2).
+    _C.MODEL.ALS.MIX_ALPHA = 1.0
+    # Probability in [0, 1] that a batch is mixed (mixing methods only).
+    _C.MODEL.ALS.MIX_PROB = 1.0
 
-    cfg.SOLVER.EPOCHS = 0
-    cfg.SOLVER.STEPS_EPOCHS = ()
-    cfg.SOLVER.WARMUP_EPOCHS = 0.0
-    cfg.SOLVER.LR_REFERENCE_BATCH = 0
-    cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS = 0.0
-    cfg.TEST.EVAL_PERIOD_EPOCHS = 0.0
-    cfg.TEST.IMS_PER_BATCH = 64
-    cfg.LOG_PERIOD = 20
-    if not hasattr(cfg.SOLVER, "AMP"):
-        cfg.SOLVER.AMP = CN({"ENABLED": False})
-    cfg.SOLVER.AMP.PRECISION = "auto"
+    _C.INPUT.CLS = CN()
+    # Side of the square training / evaluation crop, pixels.
+    _C.INPUT.CLS.CROP_SIZE = 224
+    # RandomResizedCrop's area fraction range (min, max) in (0, 1] (torchvision semantics).
+    _C.INPUT.CLS.CROP_SCALE = (0.08, 1.0)
+    # RandomResizedCrop's aspect ratio range (min, max), > 0.
+    _C.INPUT.CLS.CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+    # Evaluation: shorter side resized to this (pixels, >= CROP_SIZE), then a centre crop.
+    _C.INPUT.CLS.TEST_RESIZE = 256
+    # Probability in [0, 1] of a horizontal flip in training.
+    _C.INPUT.CLS.HFLIP_PROB = 0.5
+    # Colour jitter strengths (brightness, contrast, saturation), each >= 0; [] = off.
+    _C.INPUT.CLS.COLOR_JITTER = (0.4, 0.4, 0.4)
+    # Standard deviation of AlexNet's PCA lighting noise; 0 = off.
+    _C.INPUT.CLS.LIGHTING_STD = 0.1
+    # Training-set variant, one of als_d2.data.mapper.VARIANTS: "none"; "mask" (one sample
+    # per annotated object, the other objects painted with the pixel mean; table 2
+    # "A. L. S. (mask)"); "context" (the 'mask' set plus context-only samples; table 2
+    # "A. L. S. (Context)").
+    _C.INPUT.CLS.VARIANT = "none"
+    # 'context' variant: probability in [0, 1) that a training sample has every object
+    # painted out and a uniform target (the paper's 0.15); the others are 'mask' samples.
+    _C.INPUT.CLS.CONTEXT_PROB = 0.15
+    # Evaluation: an image that cannot be decoded is skipped (and counted) instead of
+    # raising ImageDecodeError. Training always skips such images.
+    _C.INPUT.CLS.SKIP_UNREADABLE_EVAL = False
+
+    # Training length in epochs when > 0: SOLVER.MAX_ITER / STEPS / WARMUP_ITERS are then
+    # derived at start-up from the training set size and IMS_PER_BATCH (engine/schedule.py),
+    # and setting MAX_ITER or STEPS as well is an error. 0 = train SOLVER.MAX_ITER iterations.
+    # The paper's ImageNet rows: 300.
+    _C.SOLVER.EPOCHS = 0
+    # Epochs (each in (0, EPOCHS)) at which the lr is multiplied by SOLVER.GAMMA; the paper's
+    # ImageNet rows: (75, 150, 225).
+    _C.SOLVER.STEPS_EPOCHS = ()
+    # Linear warmup length in epochs (the paper: none).
+    _C.SOLVER.WARMUP_EPOCHS = 0.0
+    # Linear lr scaling: BASE_LR is the lr at this batch size and scales with IMS_PER_BATCH
+    # (the paper: lr 0.1 at batch 256); 0 = no scaling. Not together with
+    # SOLVER.REFERENCE_WORLD_SIZE, detectron2's own scaling of BASE_LR.
+    _C.SOLVER.LR_REFERENCE_BATCH = 0
+    # Checkpoint period in epochs when > 0 (overrides SOLVER.CHECKPOINT_PERIOD).
+    _C.SOLVER.CHECKPOINT_PERIOD_EPOCHS = 0.0
+    # Evaluation period in epochs when > 0 (overrides TEST.EVAL_PERIOD).
+    _C.TEST.EVAL_PERIOD_EPOCHS = 0.0
+    # Evaluation batch size, per process.
+    _C.TEST.IMS_PER_BATCH = 64
+    # Iterations between metrics.json / console writes (detectron2 writes every 20).
+    _C.LOG_PERIOD = 20
+    if not hasattr(_C.SOLVER, "AMP"):
+        _C.SOLVER.AMP = CN({"ENABLED": False})
+    # Autocast dtype with SOLVER.AMP.ENABLED: "auto" (bf16 on GPUs that have it, else fp16;
+    # on a CPU bf16 only where it is native, else float32), "bf16" or "fp16" (grad scaler).
+    _C.SOLVER.AMP.PRECISION = "auto"
 
 
 def _fail(key: str, value, why: str):
@@ -117,12 +126,13 @@ def check_device(cfg: CN) -> None:
         _fail("MODEL.DEVICE", name, f"not a torch device ({e})")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            built = torch.version.cuda or "without CUDA"
-            _fail("MODEL.DEVICE", name, f"CUDA is not available here (torch {torch.__version__} built "
-                                        f"{'for CUDA ' + built if torch.version.cuda else built}, "
-                                        f"{torch.cuda.device_count()} visible device(s)); use MODEL.DEVICE cpu")
+            built = "for CUDA " + torch.version.cuda if torch.version.cuda else "without CUDA"
+            _fail("MODEL.DEVICE", name,
+                  f"CUDA is not available here (torch {torch.__version__} built {built}, "
+                  f"{torch.cuda.device_count()} visible device(s)); use MODEL.DEVICE cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            _fail("MODEL.DEVICE", name, f"only {torch.cuda.device_count()} CUDA device(s) are visible")
+            _fail("MODEL.DEVICE", name,
+                  f"only {torch.cuda.device_count()} CUDA device(s) are visible")
     elif device.type != "cpu":
         backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
         available = getattr(backend, "is_available", None)
@@ -133,70 +143,16 @@ def check_device(cfg: CN) -> None:
 def check_als_config(cfg: CN) -> None:
     """Stop before training on out-of-range or conflicting values, naming the key.
     (What the machine offers is :func:`check_device`'s business.)"""
-    als, inp = cfg.MODEL.ALS, cfg.INPUT.CLS
-    if als.METHOD not in METHODS:
-        _fail("MODEL.ALS.METHOD", als.METHOD, f"unknown method; expected one of {METHODS}")
-    if als.LS_STYLE not in LS_STYLES:
-        _fail("MODEL.ALS.LS_STYLE", als.LS_STYLE, f"expected one of {LS_STYLES}")
-    if als.UNBOXED_TARGET not in UNBOXED_TARGETS:
-        _fail("MODEL.ALS.UNBOXED_TARGET", als.UNBOXED_TARGET, f"expected one of {UNBOXED_TARGETS}")
-    if not 0.0 <= als.LS_ALPHA <= 1.0:
-        _fail("MODEL.ALS.LS_ALPHA", als.LS_ALPHA, "must be in [0, 1]")
-    if not 0.0 <= als.BETA <= 1.0:
-        _fail("MODEL.ALS.BETA", als.BETA, "must be in [0, 1]")
-    if als.MIX_ALPHA <= 0.0:
-        _fail("MODEL.ALS.MIX_ALPHA", als.MIX_ALPHA, "must be > 0")
-    if not 0.0 <= als.MIX_PROB <= 1.0:
-        _fail("MODEL.ALS.MIX_PROB", als.MIX_PROB, "must be in [0, 1]")
-    if cfg.MODEL.CLASSIFIER.NUM_CLASSES < 2 and cfg.MODEL.CLASSIFIER.NUM_CLASSES != 0:
-        _fail("MODEL.CLASSIFIER.NUM_CLASSES", cfg.MODEL.CLASSIFIER.NUM_CLASSES,
-              "must be >= 2 (or 0: the class count of the training set)")
-    if cfg.LOG_PERIOD <= 0:
-        _fail("LOG_PERIOD", cfg.LOG_PERIOD, "must be > 0 (iterations between metric writes)")
-    if inp.VARIANT not in VARIANTS:
-        _fail("INPUT.CLS.VARIANT", inp.VARIANT, f"expected one of {VARIANTS}")
-    if not 0.0 <= inp.CONTEXT_PROB < 1.0:
-        _fail("INPUT.CLS.CONTEXT_PROB", inp.CONTEXT_PROB, "must be in [0, 1)")
-    if inp.CROP_SIZE <= 0:
-        _fail("INPUT.CLS.CROP_SIZE", inp.CROP_SIZE, "must be > 0")
-    if inp.TEST_RESIZE < inp.CROP_SIZE:
-        _fail("INPUT.CLS.TEST_RESIZE", inp.TEST_RESIZE, f"must be >= INPUT.CLS.CROP_SIZE ({inp.CROP_SIZE})")
-    lo, hi = inp.CROP_SCALE
-    if not 0.0 < lo <= hi <= 1.0:
-        _fail("INPUT.CLS.CROP_SCALE", inp.CROP_SCALE, "must satisfy 0 < min <= max <= 1")
-    lo, hi = inp.CROP_RATIO
-    if not 0.0 < lo <= hi:
-        _fail("INPUT.CLS.CROP_RATIO", inp.CROP_RATIO, "must satisfy 0 < min <= max")
-    if not 0.0 <= inp.HFLIP_PROB <= 1.0:
-        _fail("INPUT.CLS.HFLIP_PROB", inp.HFLIP_PROB, "must be in [0, 1]")
-    if len(inp.COLOR_JITTER) not in (0, 3) or any(v < 0 for v in inp.COLOR_JITTER):
-        _fail("INPUT.CLS.COLOR_JITTER", inp.COLOR_JITTER, "must be [] or [brightness, contrast, saturation] >= 0")
-    if cfg.SOLVER.AMP.PRECISION not in AMP_PRECISIONS:
-        _fail("SOLVER.AMP.PRECISION", cfg.SOLVER.AMP.PRECISION, f"expected one of {AMP_PRECISIONS}")
-    if cfg.SOLVER.EPOCHS < 0:
-        _fail("SOLVER.EPOCHS", cfg.SOLVER.EPOCHS, "must be >= 0")
-    if cfg.SOLVER.EPOCHS > 0 and any(not 0 < e < cfg.SOLVER.EPOCHS for e in cfg.SOLVER.STEPS_EPOCHS):
-        _fail("SOLVER.STEPS_EPOCHS", cfg.SOLVER.STEPS_EPOCHS, f"each must be in (0, SOLVER.EPOCHS={cfg.SOLVER.EPOCHS})")
-    if cfg.SOLVER.EPOCHS > 0:
-        # apply_epoch_schedule derives MAX_ITER / STEPS from EPOCHS and overwrites them: an
-        # iteration schedule set next to an epoch schedule would be silently ignored
-        for key, value, default in (("SOLVER.MAX_ITER", cfg.SOLVER.MAX_ITER, D2_DEFAULT_MAX_ITER),
-                                    ("SOLVER.STEPS", tuple(cfg.SOLVER.STEPS), D2_DEFAULT_STEPS)):
-            if value != default:
-                _fail(key, value if key == "SOLVER.MAX_ITER" else list(value),
-                      f"conflicts with SOLVER.EPOCHS = {cfg.SOLVER.EPOCHS} (an epoch schedule derives "
-                      f"SOLVER.MAX_ITER and SOLVER.STEPS and would overwrite it): set SOLVER.EPOCHS 0 to "
-                      f"train MAX_ITER iterations (with SOLVER.STEPS), or leave SOLVER.MAX_ITER / "
-                      f"SOLVER.STEPS unset and use SOLVER.EPOCHS / SOLVER.STEPS_EPOCHS")
-    if cfg.SOLVER.EPOCHS == 0 and cfg.SOLVER.MAX_ITER <= 0:
-        _fail("SOLVER.MAX_ITER", cfg.SOLVER.MAX_ITER, "must be > 0 (or set SOLVER.EPOCHS)")
+    _check_model(cfg)
+    _check_input(cfg)
+    _check_schedule(cfg)
     for key, value in (
         ("SOLVER.WARMUP_EPOCHS", cfg.SOLVER.WARMUP_EPOCHS),
         ("SOLVER.CHECKPOINT_PERIOD_EPOCHS", cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS),
         ("TEST.EVAL_PERIOD_EPOCHS", cfg.TEST.EVAL_PERIOD_EPOCHS),
         ("TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD),
         ("DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS),
-        ("INPUT.CLS.LIGHTING_STD", inp.LIGHTING_STD),
+        ("INPUT.CLS.LIGHTING_STD", cfg.INPUT.CLS.LIGHTING_STD),
     ):
         if value < 0:
             _fail(key, value, "must be >= 0")
@@ -204,20 +160,107 @@ def check_als_config(cfg: CN) -> None:
         ("SOLVER.IMS_PER_BATCH", cfg.SOLVER.IMS_PER_BATCH),
         ("TEST.IMS_PER_BATCH", cfg.TEST.IMS_PER_BATCH),
         ("SOLVER.BASE_LR", cfg.SOLVER.BASE_LR),
+        ("LOG_PERIOD", cfg.LOG_PERIOD),
     ):
         if value <= 0:
             _fail(key, value, "must be > 0")
     if cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS == 0 and cfg.SOLVER.CHECKPOINT_PERIOD <= 0:
-        _fail("SOLVER.CHECKPOINT_PERIOD", cfg.SOLVER.CHECKPOINT_PERIOD, "must be > 0 (iterations between checkpoints)")
-    if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
-        _fail("INPUT.FORMAT", cfg.INPUT.FORMAT, "the classification pipeline reads RGB or BGR")
+        _fail("SOLVER.CHECKPOINT_PERIOD", cfg.SOLVER.CHECKPOINT_PERIOD,
+              "must be > 0 (iterations between checkpoints)")
+
+
+def _check_choices(*keys_values_choices) -> None:
+    for key, value, choices in keys_values_choices:
+        if value not in choices:
+            _fail(key, value, f"expected one of {tuple(choices)}")
+
+
+def _check_model(cfg: CN) -> None:
+    """MODEL.ALS, MODEL.CLASSIFIER."""
+    # the names are defined where they are used (imported here: no import cycle with config)
+    from .modeling.targets import LS_STYLES, TARGET_REGISTRY, UNBOXED_TARGETS
+
+    als = cfg.MODEL.ALS
+    _check_choices(
+        ("MODEL.ALS.METHOD", als.METHOD, [name for name, _ in TARGET_REGISTRY]),
+        ("MODEL.ALS.LS_STYLE", als.LS_STYLE, LS_STYLES),
+        ("MODEL.ALS.UNBOXED_TARGET", als.UNBOXED_TARGET, UNBOXED_TARGETS),
+    )
+    for key, value in (
+        ("MODEL.ALS.LS_ALPHA", als.LS_ALPHA),
+        ("MODEL.ALS.BETA", als.BETA),
+        ("MODEL.ALS.MIX_PROB", als.MIX_PROB),
+    ):
+        if not 0.0 <= value <= 1.0:
+            _fail(key, value, "must be in [0, 1]")
+    if als.MIX_ALPHA <= 0.0:
+        _fail("MODEL.ALS.MIX_ALPHA", als.MIX_ALPHA, "must be > 0")
+    num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
+    if num_classes < 2 and num_classes != 0:
+        _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
+              "must be >= 2 (or 0: the class count of the training set)")
     feature = cfg.MODEL.CLASSIFIER.IN_FEATURE
     if feature not in cfg.MODEL.RESNETS.OUT_FEATURES:
         _fail("MODEL.CLASSIFIER.IN_FEATURE", feature,
               f"must be one of MODEL.RESNETS.OUT_FEATURES {list(cfg.MODEL.RESNETS.OUT_FEATURES)}")
 
 
-BOX_METHODS = ("als", "cutmix_als")
+def _check_input(cfg: CN) -> None:
+    """INPUT.CLS, INPUT.FORMAT."""
+    from .data.mapper import VARIANTS
+
+    inp = cfg.INPUT.CLS
+    _check_choices(("INPUT.CLS.VARIANT", inp.VARIANT, VARIANTS),
+                   ("INPUT.FORMAT", cfg.INPUT.FORMAT, ("RGB", "BGR")))
+    if not 0.0 <= inp.CONTEXT_PROB < 1.0:
+        _fail("INPUT.CLS.CONTEXT_PROB", inp.CONTEXT_PROB, "must be in [0, 1)")
+    if not 0.0 <= inp.HFLIP_PROB <= 1.0:
+        _fail("INPUT.CLS.HFLIP_PROB", inp.HFLIP_PROB, "must be in [0, 1]")
+    if inp.CROP_SIZE <= 0:
+        _fail("INPUT.CLS.CROP_SIZE", inp.CROP_SIZE, "must be > 0")
+    if inp.TEST_RESIZE < inp.CROP_SIZE:
+        _fail("INPUT.CLS.TEST_RESIZE", inp.TEST_RESIZE,
+              f"must be >= INPUT.CLS.CROP_SIZE ({inp.CROP_SIZE})")
+    lo, hi = inp.CROP_SCALE
+    if not 0.0 < lo <= hi <= 1.0:
+        _fail("INPUT.CLS.CROP_SCALE", inp.CROP_SCALE, "must satisfy 0 < min <= max <= 1")
+    lo, hi = inp.CROP_RATIO
+    if not 0.0 < lo <= hi:
+        _fail("INPUT.CLS.CROP_RATIO", inp.CROP_RATIO, "must satisfy 0 < min <= max")
+    if len(inp.COLOR_JITTER) not in (0, 3) or any(v < 0 for v in inp.COLOR_JITTER):
+        _fail("INPUT.CLS.COLOR_JITTER", inp.COLOR_JITTER,
+              "must be [] or [brightness, contrast, saturation] >= 0")
+
+
+def _check_schedule(cfg: CN) -> None:
+    """The epoch / iteration schedule, lr scaling, AMP."""
+    solver = cfg.SOLVER
+    _check_choices(("SOLVER.AMP.PRECISION", solver.AMP.PRECISION, AMP_PRECISIONS))
+    if solver.EPOCHS < 0:
+        _fail("SOLVER.EPOCHS", solver.EPOCHS, "must be >= 0")
+    if solver.EPOCHS == 0 and solver.MAX_ITER <= 0:
+        _fail("SOLVER.MAX_ITER", solver.MAX_ITER, "must be > 0 (or set SOLVER.EPOCHS)")
+    if solver.EPOCHS > 0:
+        if any(not 0 < e < solver.EPOCHS for e in solver.STEPS_EPOCHS):
+            _fail("SOLVER.STEPS_EPOCHS", solver.STEPS_EPOCHS,
+                  f"each must be in (0, SOLVER.EPOCHS={solver.EPOCHS})")
+        # apply_epoch_schedule derives MAX_ITER / STEPS from EPOCHS and overwrites them: an
+        # iteration schedule set next to an epoch schedule would be silently ignored
+        for key, value, default in (("SOLVER.MAX_ITER", solver.MAX_ITER, D2_DEFAULT_MAX_ITER),
+                                    ("SOLVER.STEPS", tuple(solver.STEPS), D2_DEFAULT_STEPS)):
+            if value != default:
+                _fail(key, value if key == "SOLVER.MAX_ITER" else list(value),
+                      f"conflicts with SOLVER.EPOCHS = {solver.EPOCHS} (an epoch schedule derives "
+                      "SOLVER.MAX_ITER and SOLVER.STEPS and would overwrite it): set SOLVER.EPOCHS "
+                      "0 to train MAX_ITER iterations (with SOLVER.STEPS), or leave "
+                      "SOLVER.MAX_ITER / SOLVER.STEPS unset and use SOLVER.EPOCHS / "
+                      "SOLVER.STEPS_EPOCHS")
+    if solver.LR_REFERENCE_BATCH > 0 and solver.REFERENCE_WORLD_SIZE > 0:
+        # both scale BASE_LR (ours by the batch size, detectron2's auto_scale_workers by the
+        # number of processes): together the lr would be scaled twice
+        _fail("SOLVER.LR_REFERENCE_BATCH", solver.LR_REFERENCE_BATCH,
+              f"conflicts with SOLVER.REFERENCE_WORLD_SIZE = {solver.REFERENCE_WORLD_SIZE}: "
+              "both scale SOLVER.BASE_LR; set one of them to 0")
 
 
 def _has_boxes(d: dict) -> bool:
@@ -230,7 +273,7 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
 
     - ``INPUT.CLS.VARIANT mask``: every dict has ``target_object`` (the 'mask' set, one
       dict per object, e.g. ``imagenet_train_boxed_mask``);
-    - ``INPUT.CLS.VARIANT context`` and ``MODEL.ALS.METHOD als / cutmix_als``: boxes
+    - ``INPUT.CLS.VARIANT context`` and a method that ``needs_boxes`` (als, cutmix_als): boxes
       (``annotations``) in every training dataset;
     - every ``label`` is an int in [0, ``MODEL.CLASSIFIER.NUM_CLASSES``);
     - a dataset whose metadata has ``num_classes`` (ImageNet, OpenImages: set when it is
@@ -239,42 +282,49 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
     """
     from detectron2.data import MetadataCatalog
 
+    from .modeling.targets import TARGET_REGISTRY
+
     variant, method = cfg.INPUT.CLS.VARIANT, cfg.MODEL.ALS.METHOD
+    method_needs_boxes = method in TARGET_REGISTRY and TARGET_REGISTRY.get(method).needs_boxes
     num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
     for name, dicts in datasets.items():
         if variant == "none" and any("target_object" in d for d in dicts):
             _fail("INPUT.CLS.VARIANT", variant,
-                  f"dataset {name!r} (DATASETS.TRAIN) is a 'mask' set (its dicts have 'target_object', "
-                  "so the mapper paints the other objects): set INPUT.CLS.VARIANT mask (or context, "
-                  "the paper's 'context' rows), or train on a set without 'target_object'")
+                  f"dataset {name!r} (DATASETS.TRAIN) is a 'mask' set (its dicts have "
+                  "'target_object', so the mapper paints the other objects): set "
+                  "INPUT.CLS.VARIANT mask (or context, the paper's 'context' rows), or train on a "
+                  "set without 'target_object'")
         if variant == "mask":
             missing = sum(1 for d in dicts if "target_object" not in d)
             if missing:
                 _fail("INPUT.CLS.VARIANT", variant,
-                      f"needs training dicts with 'target_object' (one per annotated object, e.g. "
-                      f"imagenet_train_boxed_mask), but {missing} of the {len(dicts)} dicts of dataset "
-                      f"{name!r} have none")
+                      "needs training dicts with 'target_object' (one per annotated object, e.g. "
+                      f"imagenet_train_boxed_mask), but {missing} of the {len(dicts)} dicts of "
+                      f"dataset {name!r} have none")
         needs_boxes = [k for k, v in (("INPUT.CLS.VARIANT", variant == "context"),
-                                      ("MODEL.ALS.METHOD", method in BOX_METHODS)) if v]
+                                      ("MODEL.ALS.METHOD", method_needs_boxes)) if v]
         if needs_boxes and not any(_has_boxes(d) for d in dicts):
             key = needs_boxes[0]
             _fail(key, variant if key == "INPUT.CLS.VARIANT" else method,
                   f"needs bounding boxes, but no dict of dataset {name!r} has 'annotations' "
                   "(use a boxed set, e.g. imagenet_train_boxed)")
-        known = getattr(MetadataCatalog.get(name), "num_classes", None) if name in MetadataCatalog else None
+        metadata = MetadataCatalog.get(name) if name in MetadataCatalog else {}
+        known = metadata.get("num_classes", None)
         if known is not None and known != num_classes:
             _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-                  f"dataset {name!r} has {known} classes (its metadata, from the files it was loaded "
-                  f"from): set MODEL.CLASSIFIER.NUM_CLASSES {known}")
+                  f"dataset {name!r} has {known} classes (its metadata, from the files it was "
+                  f"loaded from): set MODEL.CLASSIFIER.NUM_CLASSES {known}")
         bad = [d.get("label") for d in dicts
                if not isinstance(d.get("label"), int) or not 0 <= d["label"] < num_classes]
         if bad:
             _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-                  f"dataset {name!r} has {len(bad)} dict(s) whose 'label' is not in [0, {num_classes}) "
-                  f"(e.g. {bad[0]!r})")
+                  f"dataset {name!r} has {len(bad)} dict(s) whose 'label' is not in "
+                  f"[0, {num_classes}) (e.g. {bad[0]!r})")
 
 
-def dataset_num_classes(names: Sequence[str], datasets: Optional[Dict[str, Sequence[dict]]] = None) -> int:
+def dataset_num_classes(
+    names: Sequence[str], datasets: Optional[Dict[str, Sequence[dict]]] = None
+) -> int:
     """The class count of the registered datasets ``names`` (their metadata's
     ``num_classes``, else ``len(thing_classes)``; loaded first when neither is set yet).
     ``ValueError`` when they disagree or none is known."""
@@ -293,9 +343,11 @@ def dataset_num_classes(names: Sequence[str], datasets: Optional[Dict[str, Seque
             counts[name] = int(known)
     if not counts:
         _fail("MODEL.CLASSIFIER.NUM_CLASSES", 0,
-              f"the class count of {list(names)} is not recorded in their metadata: set it explicitly")
+              f"the class count of {list(names)} is not recorded in their metadata: "
+              "set it explicitly")
     if len(set(counts.values())) > 1:
-        _fail("MODEL.CLASSIFIER.NUM_CLASSES", 0, f"the training sets disagree on the class count: {counts}")
+        _fail("MODEL.CLASSIFIER.NUM_CLASSES", 0,
+              f"the training sets disagree on the class count: {counts}")
     return next(iter(counts.values()))
 
 
@@ -322,16 +374,16 @@ def check_eval_num_classes(cfg: CN, dataset: str, dicts: Optional[Sequence[dict]
     if count is not None:
         if int(count) != num_classes:
             _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-                  f"the evaluated dataset {dataset!r} has {count} classes (its metadata): the model "
-                  f"would score {num_classes} classes; set MODEL.CLASSIFIER.NUM_CLASSES {count} "
-                  f"(and evaluate a checkpoint trained for {count} classes)")
+                  f"the evaluated dataset {dataset!r} has {count} classes (its metadata): the "
+                  f"model would score {num_classes} classes; set MODEL.CLASSIFIER.NUM_CLASSES "
+                  f"{count} (and evaluate a checkpoint trained for {count} classes)")
         return int(count)
     labels = [d.get("label") for d in dicts if isinstance(d.get("label"), int)]
     top = max(labels) + 1 if labels else 0
     if top > num_classes:
         _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-              f"the evaluated dataset {dataset!r} has labels up to {top - 1} (at least {top} classes): "
-              f"set MODEL.CLASSIFIER.NUM_CLASSES to its class count")
+              f"the evaluated dataset {dataset!r} has labels up to {top - 1} (at least {top} "
+              "classes): set MODEL.CLASSIFIER.NUM_CLASSES to its class count")
     return top
 
 

@@ -80,6 +80,7 @@ HALTING_RUN = (
     "    return _backward(self, *args, **kwargs)\n"
     "torch.Tensor.backward = _backward_halting\n"
     "sys.argv = sys.argv[1:]\n"
+    "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))  # as `python tools/x.py`\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
 

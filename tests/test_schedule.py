@@ -90,3 +90,22 @@ def test_shipped_configs_pass_the_schedule_check(config):
     add_als_config(cfg)
     cfg.merge_from_file(os.path.join(REPO, config))
     check_als_config(cfg)
+
+
+def test_two_lr_scalings_together_are_an_error():
+    """SOLVER.REFERENCE_WORLD_SIZE (detectron2's auto_scale_workers) and LR_REFERENCE_BATCH
+    both scale BASE_LR: each alone does it once, together the lr would be scaled twice."""
+    from detectron2.engine import DefaultTrainer
+
+    by_workers = DefaultTrainer.auto_scale_workers(
+        r50_cfg("SOLVER.REFERENCE_WORLD_SIZE", 1, "SOLVER.LR_REFERENCE_BATCH", 0), 2)
+    by_batch = apply_epoch_schedule(r50_cfg("SOLVER.IMS_PER_BATCH", 512), 1000)
+    assert by_workers.SOLVER.BASE_LR == pytest.approx(0.2) == by_batch.SOLVER.BASE_LR
+    both = r50_cfg("SOLVER.REFERENCE_WORLD_SIZE", 1)
+    assert both.SOLVER.LR_REFERENCE_BATCH == 256  # the shipped configs' linear scaling
+    with pytest.raises(ValueError) as info:
+        check_als_config(both)
+    message = str(info.value)
+    assert "SOLVER.LR_REFERENCE_BATCH" in message and "SOLVER.REFERENCE_WORLD_SIZE" in message
+    check_als_config(r50_cfg("SOLVER.REFERENCE_WORLD_SIZE", 1, "SOLVER.LR_REFERENCE_BATCH", 0))
+    check_als_config(r50_cfg())

@@ -12,11 +12,11 @@ from als_d2.modeling.losses import soft_cross_entropy
 from als_d2.modeling.targets import (
     TargetBuilder,
     als_targets,
-    cutmix,
-    cutmix_als,
+    cutmix_als_batch,
     cutmix_als_weights,
+    cutmix_batch,
     label_smoothing_targets,
-    mixup,
+    mixup_batch,
     one_hot_targets,
     sample_cutmix_box,
     uniform_targets,
@@ -125,7 +125,7 @@ def test_mixup():
     x = _const_images(3, 4, 5)
     t = one_hot_targets(torch.tensor([0, 1, 2]), 3)
     perm = torch.tensor([2, 0, 1])
-    mx, mt = mixup(x, t, 0.7, perm=perm)
+    mx, mt = mixup_batch(x, t, 0.7, perm=perm)
     assert torch.allclose(mx[0], torch.full((3, 4, 5), 0.7 * 1 + 0.3 * 3))
     assert torch.allclose(mt[0], torch.tensor([0.7, 0.0, 0.3]))
     _rows_sum_to_one(mt)
@@ -139,7 +139,7 @@ def test_cutmix_weight_is_pasted_area(box):
     x = _const_images(n, h, w)
     t = one_hot_targets(torch.arange(n), n)
     perm = torch.tensor([1, 2, 3, 0])
-    mx, mt = cutmix(x, t, lam=0.5, box=box, perm=perm)
+    mx, mt = cutmix_batch(x, t, lam=0.5, box=box, perm=perm)
     for i in range(n):
         from_partner = (mx[i, 0] == perm[i] + 1).float().mean()  # counted independently
         assert torch.allclose(mt[i, perm[i]], from_partner)
@@ -217,7 +217,7 @@ def test_cutmix_als_formula_and_pixels(beta):
     obj = torch.tensor([0.5, 0.625, 0.0625, 1.0])
     perm = torch.tensor([1, 2, 3, 0])
     patch = (5, 0, 15, 10)  # r_B = 100 / 400
-    mx, t = cutmix_als(x, labels, obj, boxes, 0.5, k, beta, box=patch, perm=perm)
+    mx, t = cutmix_als_batch(x, labels, obj, boxes, 0.5, k, beta, box=patch, perm=perm)
     # pixels: the patch comes from the partner
     for i in range(4):
         assert (mx[i, :, 0:10, 5:15] == perm[i] + 1).all()
@@ -252,13 +252,13 @@ def test_cutmix_als_reductions_and_special_samples():
     kw = dict(perm=perm, context=ctx, unboxed="ls", ls_alpha=0.3, ls_style="torch")
     ref = als_targets(labels, obj, k, 0.6, "ls", 0.3, "torch", ctx)
     # empty patch: exactly ALS of the sample; full patch: exactly ALS of the partner
-    mx, t = cutmix_als(x, labels, obj, boxes, 1.0, k, 0.6, box=(3, 3, 3, 9), **kw)
+    mx, t = cutmix_als_batch(x, labels, obj, boxes, 1.0, k, 0.6, box=(3, 3, 3, 9), **kw)
     assert torch.equal(mx, x) and torch.allclose(t, ref, atol=1e-6)
-    mx, t = cutmix_als(x, labels, obj, boxes, 0.0, k, 0.6, box=(0, 0, w, h), **kw)
+    mx, t = cutmix_als_batch(x, labels, obj, boxes, 0.0, k, 0.6, box=(0, 0, w, h), **kw)
     assert torch.equal(mx, x[perm]) and torch.allclose(t, ref[perm], atol=1e-6)
     # same class, both boxed: ALS with the summed object area
     lab2 = torch.tensor([4, 4, 4, 4])
-    _, t = cutmix_als(
+    _, t = cutmix_als_batch(
         x,
         lab2,
         torch.tensor([0.25, 0.25, 0.25, 0.25]),
@@ -271,7 +271,7 @@ def test_cutmix_als_reductions_and_special_samples():
     )
     # A keeps its box (outside the patch) = 64 px; B's box is not in the patch: 0
     assert torch.allclose(t, als_targets(lab2, torch.full((4,), 0.25), k, 1.0), atol=1e-6)
-    _, t = cutmix_als(x, labels, obj, boxes, 0.5, k, 0.6, box=(0, 0, 8, 16), **kw)
+    _, t = cutmix_als_batch(x, labels, obj, boxes, 0.5, k, 0.6, box=(0, 0, 8, 16), **kw)
     _rows_sum_to_one(t)
     # sample 2 is context (no object, uniform) with partner 1 unboxed ('ls' target): a_A = 0,
     # a_B = r_B = 0.5, so the hard part goes to B's target
@@ -341,3 +341,53 @@ def test_target_builder_mix_prob(method):
     torch.manual_seed(1)
     mixed = [not torch.equal(half(images, labels, obj, ctx, boxes)[0], images) for _ in range(200)]
     assert 0.35 < np.mean(mixed) < 0.65
+
+
+PAPER_METHODS = ("hard", "ls", "als", "mixup", "cutmix", "cutmix_als")
+
+
+def test_registry_is_the_list_of_methods():
+    """MODEL.ALS.METHOD takes exactly the names of TARGET_REGISTRY: build_target_builder
+    builds each, the config check accepts each and names the key for anything else."""
+    from als_d2.config import check_als_config
+    from als_d2.modeling.targets import TARGET_REGISTRY, build_target_builder
+
+    def cfg(method):
+        c = _cfg(method)
+        c.MODEL.RESNETS.OUT_FEATURES = ["res5"]  # the classifier's IN_FEATURE
+        return c
+
+    names = sorted(name for name, _ in TARGET_REGISTRY)
+    assert names == sorted(PAPER_METHODS)
+    for name in names:
+        builder = build_target_builder(cfg(name))
+        assert isinstance(builder, TargetBuilder) and builder.method == name
+        check_als_config(cfg(name))
+    with pytest.raises(ValueError, match=r"MODEL\.ALS\.METHOD.*cutmix_als"):
+        check_als_config(cfg("focal"))
+    with pytest.raises(ValueError, match="focal"):
+        TargetBuilder(_cfg("focal"))
+
+
+@pytest.mark.parametrize("method", PAPER_METHODS)
+def test_method_attributes_match_what_the_method_does(method):
+    """``mixes``: the images change (MIX_PROB 1); ``needs_boxes``: the targets depend on
+    objectness and boxes. Checked on the outputs, not on the names."""
+    from als_d2.modeling.targets import TARGET_REGISTRY
+
+    fn = TARGET_REGISTRY.get(method)
+    builder = TargetBuilder(_cfg(method, MIX_PROB=1.0))
+    assert builder.mixes == fn.mixes
+    images, labels, obj, ctx, boxes = _batch()
+    other_obj, other_boxes = torch.tensor([0.1, 0.9, 0.3, 0.6, 0.2, 0.7]), [b * 0.5 for b in boxes]
+    changed_images, changed_targets = False, False
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out, t = builder(images, labels, obj, ctx, boxes)
+        torch.manual_seed(seed)
+        _, t_other = builder(images, labels, other_obj, ctx, other_boxes)
+        changed_images |= not torch.equal(out, images)
+        changed_targets |= not torch.equal(t, t_other)
+        assert (builder.last_mix_ratio is not None) == fn.mixes
+    assert changed_images == fn.mixes
+    assert changed_targets == fn.needs_boxes

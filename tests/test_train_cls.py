@@ -156,3 +156,17 @@ def test_bf16_autocast_and_channels_last(tiny, tmp_path):
     assert trainer.model.backbone.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.isfinite(trainer.model.head.weight).all() and not torch.equal(w0, trainer.model.head.weight)
     assert all(l == l for l in losses_from(str(tmp_path)))
+
+
+def test_lr_scaling_once(tiny, tmp_path):
+    """LR_REFERENCE_BATCH scales BASE_LR linearly with IMS_PER_BATCH, in the config and the
+    optimizer; next to detectron2's REFERENCE_WORLD_SIZE (which scales it too) it stops."""
+    scaled = ("SOLVER.LR_REFERENCE_BATCH", 4)  # BASE_LR 0.05 at batch 4; IMS_PER_BATCH is 8
+    trainer = ClassificationTrainer(small_cfg(tiny, str(tmp_path / "a"), *scaled))
+    assert trainer.cfg.SOLVER.BASE_LR == pytest.approx(0.1)
+    assert all(g["lr"] == pytest.approx(0.1) for g in trainer.optimizer.param_groups)
+    both = small_cfg(tiny, str(tmp_path / "b"), *scaled, "SOLVER.REFERENCE_WORLD_SIZE", 1)
+    with pytest.raises(ValueError) as info:
+        ClassificationTrainer(both)
+    message = str(info.value)
+    assert "SOLVER.LR_REFERENCE_BATCH" in message and "SOLVER.REFERENCE_WORLD_SIZE" in message

@@ -16,10 +16,11 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
+from detectron2.engine.hooks import PeriodicCheckpointer
 from detectron2.modeling import build_model
 
-from als_d2.checkpoint import ClassifierCheckpointer
-from als_d2.checkpoint.formats import read_canonical
+from als_d2.checkpoint import ClassifierCheckpointer, TransferCheckpointer
+from als_d2.checkpoint.conversion import read_canonical
 from als_d2.config import add_als_config
 from als_d2.engine import ClassificationTrainer
 from als_d2.engine.detection import (
@@ -116,6 +117,9 @@ def test_fine_tune_from_train_cls_checkpoint(coco, classifier, tmp_path, arch):
     weights, reference = classifier
     cfg = det_cfg(arch, weights, train, val, str(tmp_path / "det"))
     trainer = DetectionTrainer(cfg)
+    # DefaultTrainer.__init__ built the hooks: its periodic (and final) saves go through ours too
+    periodic = [h.checkpointer for h in trainer._hooks if isinstance(h, PeriodicCheckpointer)]
+    assert periodic == [trainer.checkpointer] and isinstance(periodic[0], TransferCheckpointer)
     trainer.resume_or_load(resume=False)
     loaded = assert_resnet_transferred(trainer.model, reference)
     report = trainer.checkpointer.transfer

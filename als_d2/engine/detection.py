@@ -24,16 +24,17 @@ from typing import Dict, Optional
 
 import yaml
 from detectron2.config import CfgNode as CN
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.file_io import PathManager
-from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from ..checkpoint import TransferCheckpointer
 from ..modeling.roi_heads import ResNetRes5ROIHeads  # noqa: F401  (re-exported)
+from .default_trainer import ddp_without_device_ids, use_checkpointer
+from .preemption import stop_on_signal_hooks
 
 __all__ = [
     "COCOEvaluatorWithRecall",
@@ -95,7 +96,8 @@ def recipe_from_config_file(path: str) -> Optional[str]:
             return None
         if not isinstance(base, str):
             return None
-        if not base.startswith(("/", "~", "https://", "http://")):  # as detectron2's load_yaml_with_base
+        # relative to the file, as detectron2's load_yaml_with_base resolves it
+        if not base.startswith(("/", "~", "https://", "http://")):
             base = os.path.join(os.path.dirname(path), base)
         path = os.path.expanduser(base)
     return None
@@ -106,7 +108,8 @@ def resolve_recipe(cfg: CN, config_file: Optional[str]) -> str:
     when it declares none) and return it. ``cfg`` must not be frozen."""
     add_transfer_config(cfg)
     if not cfg.TRANSFER.RECIPE:
-        cfg.TRANSFER.RECIPE = (config_file and recipe_from_config_file(config_file)) or UNKNOWN_RECIPE
+        declared = config_file and recipe_from_config_file(config_file)
+        cfg.TRANSFER.RECIPE = declared or UNKNOWN_RECIPE
     return cfg.TRANSFER.RECIPE
 
 
@@ -192,8 +195,9 @@ def check_detection_classes(cfg) -> None:
         classes = MetadataCatalog.get(name).get("thing_classes", None)
         if classes is not None and len(classes) != num:
             raise ValueError(
-                f"config key MODEL.ROI_HEADS.NUM_CLASSES = {num}: dataset {name!r} (DATASETS.TRAIN) has "
-                f"{len(classes)} classes: set MODEL.ROI_HEADS.NUM_CLASSES {len(classes)}"
+                f"config key MODEL.ROI_HEADS.NUM_CLASSES = {num}: dataset {name!r} "
+                f"(DATASETS.TRAIN) has {len(classes)} classes: set MODEL.ROI_HEADS.NUM_CLASSES "
+                f"{len(classes)}"
             )
 
 
@@ -201,24 +205,21 @@ class DetectionTrainer(compat.SavesStepState, DefaultTrainer):
     """DefaultTrainer for COCO transfer (see the module docstring)."""
 
     def __init__(self, cfg):
-        # DefaultTrainer.__init__'s steps, with two changes: the TransferCheckpointer, and
-        # compat.create_ddp_model (d2's passes device_ids, which DDP refuses for CPU processes)
-        TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)  # loads DATASETS.TRAIN: their classes are known now
-        check_detection_classes(cfg)
-        model = compat.create_ddp_model(model, broadcast_buffers=False)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = TransferCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.register_hooks(self.build_hooks())
+        with ddp_without_device_ids(cfg):  # CPU processes over gloo
+            super().__init__(cfg)
+        use_checkpointer(
+            self, TransferCheckpointer(self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        )
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        loader = super().build_train_loader(cfg)
+        check_detection_classes(cfg)  # loading DATASETS.TRAIN registered their classes
+        return loader
+
+    def build_hooks(self):
+        # jobs of tools/submit.py: save and stop on the scheduler's signal (engine/preemption.py)
+        return super().build_hooks() + stop_on_signal_hooks()
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

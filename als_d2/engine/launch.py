@@ -7,7 +7,13 @@ from detectron2.utils.logger import setup_logger
 
 from .. import compat
 
-__all__ = ["als_default_setup", "check_processes", "launch_from_args", "short_errors", "train_or_evaluate"]
+__all__ = [
+    "als_default_setup",
+    "check_processes",
+    "launch_from_args",
+    "short_errors",
+    "train_or_evaluate",
+]
 
 
 class short_errors:
@@ -51,7 +57,8 @@ def train_or_evaluate(cfg, args, trainer_cls, checkpointer_cls):
 
             check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
         model = trainer_cls.build_model(cfg)
-        checkpointer_cls(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = checkpointer_cls(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = trainer_cls.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
@@ -70,9 +77,10 @@ def check_processes(num_gpus: int) -> None:
         return  # detectron2 main runs CPU processes over gloo
     if visible == 0:
         raise SystemExit(
-            f"--num-gpus {num_gpus}: no CUDA device is visible and the installed detectron2's launch() "
-            "cannot start CPU processes (v0.6 asserts CUDA; detectron2 main runs them over gloo). "
-            "Run with --num-gpus 1 MODEL.DEVICE cpu, or install the official detectron2 main."
+            f"--num-gpus {num_gpus}: no CUDA device is visible and the installed detectron2's "
+            "launch() cannot start CPU processes (v0.6 asserts CUDA; detectron2 main runs them "
+            "over gloo). Run with --num-gpus 1 MODEL.DEVICE cpu, or install the official "
+            "detectron2 main."
         )
     raise SystemExit(f"--num-gpus {num_gpus}: only {visible} CUDA device(s) are visible")
 

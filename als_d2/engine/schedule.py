@@ -37,23 +37,27 @@ def apply_epoch_schedule(cfg: CfgNode, dataset_size: int) -> CfgNode:
         solver.STEPS = tuple(iterations_for(e, dataset_size, batch) for e in solver.STEPS_EPOCHS)
         solver.WARMUP_ITERS = iterations_for(solver.WARMUP_EPOCHS, dataset_size, batch)
         if solver.CHECKPOINT_PERIOD_EPOCHS > 0:
-            solver.CHECKPOINT_PERIOD = max(1, iterations_for(solver.CHECKPOINT_PERIOD_EPOCHS, dataset_size, batch))
+            solver.CHECKPOINT_PERIOD = max(
+                1, iterations_for(solver.CHECKPOINT_PERIOD_EPOCHS, dataset_size, batch)
+            )
         if cfg.TEST.EVAL_PERIOD_EPOCHS > 0:
-            cfg.TEST.EVAL_PERIOD = max(1, iterations_for(cfg.TEST.EVAL_PERIOD_EPOCHS, dataset_size, batch))
+            cfg.TEST.EVAL_PERIOD = max(
+                1, iterations_for(cfg.TEST.EVAL_PERIOD_EPOCHS, dataset_size, batch)
+            )
         logger.info(
-            f"Epoch schedule: {dataset_size} samples / batch {batch} = {per_epoch:.1f} iterations per epoch; "
-            f"{solver.EPOCHS} epochs -> MAX_ITER {solver.MAX_ITER}, lr steps at epochs "
+            f"Epoch schedule: {dataset_size} samples / batch {batch} = {per_epoch:.1f} iterations "
+            f"per epoch; {solver.EPOCHS} epochs -> MAX_ITER {solver.MAX_ITER}, lr steps at epochs "
             f"{list(solver.STEPS_EPOCHS)} -> iterations {list(solver.STEPS)}, warmup "
             f"{solver.WARMUP_EPOCHS} epochs -> {solver.WARMUP_ITERS} iterations, checkpoint every "
             f"{solver.CHECKPOINT_PERIOD}, eval every {cfg.TEST.EVAL_PERIOD} iterations"
         )
         solver.EPOCHS = 0  # applied: MAX_ITER etc. are now authoritative
-    else:  # a schedule in iterations (e.g. the OpenImages runs, matched to ImageNet's): say what it means here
+    else:  # a schedule in iterations (e.g. the OpenImages runs): say what it means here
         per_epoch = dataset_size / batch
         logger.info(
-            f"Iteration schedule: MAX_ITER {solver.MAX_ITER} at batch {batch} over {dataset_size} samples "
-            f"= {solver.MAX_ITER / per_epoch:.2f} epochs; lr steps at iterations {list(solver.STEPS)} "
-            f"= epochs {[round(s / per_epoch, 2) for s in solver.STEPS]}"
+            f"Iteration schedule: MAX_ITER {solver.MAX_ITER} at batch {batch} over {dataset_size} "
+            f"samples = {solver.MAX_ITER / per_epoch:.2f} epochs; lr steps at iterations "
+            f"{list(solver.STEPS)} = epochs {[round(s / per_epoch, 2) for s in solver.STEPS]}"
         )
     if was_frozen:
         cfg.freeze()

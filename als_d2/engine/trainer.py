@@ -16,15 +16,16 @@ What differs from training a detector:
   same smoothed metrics (``metrics.json``) as an uninterrupted one.
 """
 import logging
+import os
 import time
+import warnings
 import weakref
 
 import torch
-from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
+from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer
 from detectron2.engine.hooks import PeriodicWriter
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
-from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from ..checkpoint import ClassifierCheckpointer
@@ -40,6 +41,8 @@ from ..data.build import (
 from ..data.mapper import ClassificationDatasetMapper
 from ..env import cpu_precision
 from ..evaluation import ClassificationEvaluator
+from .default_trainer import ddp_without_device_ids, use_checkpointer
+from .preemption import stop_on_signal_hooks
 from .schedule import apply_epoch_schedule
 
 logger = logging.getLogger(__name__)
@@ -61,13 +64,17 @@ def autocast_dtype(cfg, device_type: str):
         prec = cpu_precision()
         if precision == "auto":
             if not prec.bf16:
-                logger.warning(f"SOLVER.AMP.PRECISION auto: training in float32, {prec.reason_bf16}")
+                logger.warning(
+                    f"SOLVER.AMP.PRECISION auto: training in float32, {prec.reason_bf16}"
+                )
                 return None
             logger.info(f"SOLVER.AMP.PRECISION auto: bf16 autocast, {prec.reason_bf16}")
             precision = "bf16"
         elif not getattr(prec, precision):
             reason = prec.reason_bf16 if precision == "bf16" else prec.reason_fp16
-            logger.warning(f"SOLVER.AMP.PRECISION {precision}: emulated, likely slower than float32 ({reason})")
+            logger.warning(
+                f"SOLVER.AMP.PRECISION {precision}: emulated, likely slower than float32 ({reason})"
+            )
     elif precision == "auto":
         if device_type == "cuda" and not torch.cuda.is_bf16_supported():
             precision = "fp16"
@@ -77,7 +84,8 @@ def autocast_dtype(cfg, device_type: str):
 
 
 class ClassificationStepRunner(SimpleTrainer):
-    """d2's ``SimpleTrainer`` step with optional autocast (bf16, or fp16 with a grad scaler).
+    """d2's ``SimpleTrainer`` whose step runs under autocast on any device (bf16, or fp16
+    with a grad scaler), which d2's ``AMPTrainer`` does only on CUDA.
 
     With ``step_seed`` set, torch's global RNG is seeded from (step_seed, iteration)
     before each forward, so batch-level randomness (CutMix/Mixup pairing and ratio) is
@@ -87,14 +95,14 @@ class ClassificationStepRunner(SimpleTrainer):
     ranks) accumulate in ``skipped_samples``, logged as ``data/skipped_samples``.
     """
 
-    def __init__(self, model, data_loader, optimizer, *, amp_dtype=None, device_type="cpu", step_seed=None):
+    def __init__(
+        self, model, data_loader, optimizer, *, amp_dtype=None, device_type="cpu", step_seed=None
+    ):
         super().__init__(model, data_loader, optimizer)
         self.amp_dtype = amp_dtype
         self.device_type = device_type
         self.step_seed = step_seed
-        self.grad_scaler = (
-            torch.amp.GradScaler(device_type) if amp_dtype == torch.float16 else None
-        )
+        self.grad_scaler = torch.amp.GradScaler(device_type) if amp_dtype == torch.float16 else None
         self.skipped_samples = 0
 
     def run_step(self):
@@ -105,18 +113,17 @@ class ClassificationStepRunner(SimpleTrainer):
         self._count_skipped(pop_skipped(data))
         if self.step_seed is not None:
             torch.manual_seed(sample_seed(self.step_seed, self.iter))
-        with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        amp = self.amp_dtype is not None
+        with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32, enabled=amp):
             loss_dict = self.model(data)
         losses = sum(loss_dict.values())
         self.optimizer.zero_grad(set_to_none=True)
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(losses).backward()
-        else:
-            losses.backward()
+        scaler = self.grad_scaler
+        (scaler.scale(losses) if scaler is not None else losses).backward()
         self._write_metrics(loss_dict, data_time)
-        if self.grad_scaler is not None:
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
         else:
             self.optimizer.step()
 
@@ -124,7 +131,9 @@ class ClassificationStepRunner(SimpleTrainer):
         if comm.get_world_size() > 1:
             skipped = sum(comm.all_gather(skipped))
         self.skipped_samples += skipped
-        get_event_storage().put_scalar("data/skipped_samples", self.skipped_samples, smoothing_hint=False)
+        get_event_storage().put_scalar(
+            "data/skipped_samples", self.skipped_samples, smoothing_hint=False
+        )
 
     def state_dict(self):
         ret = super().state_dict()
@@ -157,7 +166,10 @@ METRIC_HISTORY_KEPT = 100  # per scalar; d2's writers smooth over the last 20
 
 def metric_history(storage, keep: int = METRIC_HISTORY_KEPT) -> dict:
     """The last ``keep`` (value, iteration) pairs of every scalar of an EventStorage."""
-    return {name: [(float(v), int(i)) for v, i in h.values()[-keep:]] for name, h in storage.histories().items()}
+    return {
+        name: [(float(v), int(i)) for v, i in h.values()[-keep:]]
+        for name, h in storage.histories().items()
+    }
 
 
 def restore_metric_history(storage, history: dict) -> None:
@@ -186,10 +198,9 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
     """DefaultTrainer for ``ImageClassifier`` with the ALS data path (see module docstring)."""
 
     def __init__(self, cfg):
-        TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        # d2's worker scaling first (DefaultTrainer's own call is then a no-op): the checks
+        # and the epoch schedule see the batch size that is trained
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         check_als_config(cfg)
         check_device(cfg)
         datasets = load_datasets(cfg.DATASETS.TRAIN)
@@ -199,31 +210,43 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
         del datasets
         logger.info(f"Training on {cfg.DATASETS.TRAIN}: {len(self.train_dicts)} samples")
         cfg = apply_epoch_schedule(cfg, len(self.train_dicts))
-        self.cfg = cfg
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
         self.data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
 
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
+        # DefaultTrainer.__init__ gets its loader from self.build_train_loader(cfg): for this
+        # instance, the loader of this run (the classmethod is back once it is built)
+        self.build_train_loader = self._run_train_loader
+        try:
+            with ddp_without_device_ids(cfg), warnings.catch_warnings():
+                # its AMPTrainer (replaced below) makes a CUDA GradScaler, which warns on a CPU
+                warnings.filterwarnings("ignore", message=r".*GradScaler")
+                super().__init__(cfg)
+        finally:
+            del self.build_train_loader
+        # this project's step (autocast on any device, per-step seed, skipped samples) and
+        # checkpointer (backbone-relative keys that stock DetectionCheckpointer loads into C4
+        # and FPN detectors, see als_d2/checkpoint) in place of DefaultTrainer's
         device_type = torch.device(cfg.MODEL.DEVICE).type
-        data_loader = _DeferredLoader(
-            lambda: self.build_train_loader(cfg, start_iter=self.start_iter, dicts=self.train_dicts, seed=self.data_seed)
-        )
-        model = compat.create_ddp_model(model, broadcast_buffers=False)
         self._trainer = ClassificationStepRunner(
-            model,
-            data_loader,
-            optimizer,
+            self.model,
+            self.data_loader,
+            self.optimizer,
             amp_dtype=autocast_dtype(cfg, device_type),
             device_type=device_type,
             step_seed=self.data_seed + 1,
         )
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        # backbone-relative keys + matching_heuristics: stock DetectionCheckpointer loads these
-        # checkpoints into C4 and FPN detectors (see als_d2/checkpoint/detection.py)
-        self.checkpointer = ClassifierCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        self.register_hooks(self.build_hooks())
+        use_checkpointer(
+            self, ClassifierCheckpointer(self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        )
+
+    def _run_train_loader(self, cfg) -> _DeferredLoader:
+        """The training loader of this run: :meth:`build_train_loader` of the dicts that
+        ``__init__`` checked and the run's seed, built on the first step, at the iteration
+        ``resume_or_load`` starts from (exact resume)."""
+        return _DeferredLoader(
+            lambda: type(self).build_train_loader(
+                cfg, start_iter=self.start_iter, dicts=self.train_dicts, seed=self.data_seed
+            )
+        )
 
     def state_dict(self):
         ret = super().state_dict()
@@ -250,11 +273,11 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
     def build_hooks(self):
         hooks = super().build_hooks()
         hooks.insert(1, ThroughputHook(self.cfg.SOLVER.IMS_PER_BATCH))  # right after IterationTimer
-        # DefaultTrainer writes every 20 iterations; LOG_PERIOD makes it a config key
-        return [
-            PeriodicWriter(self._writers, period=self.cfg.LOG_PERIOD) if isinstance(h, PeriodicWriter) else h
-            for h in hooks
-        ]
+        for i, hook in enumerate(hooks):
+            if isinstance(hook, PeriodicWriter):  # main process: d2 writes every 20 iterations
+                hooks[i] = PeriodicWriter(self._writers, period=self.cfg.LOG_PERIOD)
+        # jobs of tools/submit.py: save and stop on the scheduler's signal
+        return hooks + stop_on_signal_hooks()
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0, dicts=None, seed=None):
@@ -284,8 +307,6 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        import os
-
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return ClassificationEvaluator(dataset_name, distributed=True, output_dir=output_folder)

@@ -13,8 +13,9 @@ the object boxes), e_y the one-hot vector of y, u = 1/K the uniform vector.
   at least 0.25 on y.
 * context-only samples (every object painted out) get u whatever the method.
 
-Box-aware CutMix with ALS (``cutmix_als``), our extension. Image A (the sample) keeps
-the frame outside the patch P, image B (its partner) fills P. With frame area F:
+Box-aware CutMix with ALS (method ``cutmix_als``, :func:`cutmix_als_batch`), our extension.
+Image A (the sample) keeps the frame outside the patch P, image B (its partner) fills P.
+With frame area F:
 
   r_A = 1 - |P|/F,  r_B = |P|/F                  (region shares, CutMix's weights)
   a_A = |union(A's boxes) minus P| / F           (object area A contributes)
@@ -42,6 +43,9 @@ reduces exactly to ``als_targets`` of A when P is empty and of B when P is the w
 frame, equals ALS(y, a_A + a_B) when both images have the same class, sums to 1, and
 with beta = 1 the label mass of each class is exactly the object area of that class
 visible in the mixed image (plus the ALS spread of the background).
+
+Methods (``cfg.MODEL.ALS.METHOD``) are the functions of :data:`TARGET_REGISTRY`;
+:func:`build_target_builder` gives the model its :class:`TargetBuilder`.
 """
 import math
 from typing import List, Optional, Sequence, Tuple, Union
@@ -50,23 +54,30 @@ import numpy as np
 import torch
 
 from detectron2.config import configurable
+from detectron2.utils.registry import Registry
 
 from ..data.objectness import union_area
 
 __all__ = [
-    "one_hot_targets",
-    "uniform_targets",
-    "label_smoothing_targets",
-    "als_targets",
-    "mixup",
-    "sample_cutmix_box",
-    "cutmix",
-    "cutmix_als_weights",
-    "cutmix_als",
+    "LS_STYLES",
+    "TARGET_REGISTRY",
+    "UNBOXED_TARGETS",
     "TargetBuilder",
+    "als_targets",
+    "build_target_builder",
+    "cutmix_als_batch",
+    "cutmix_als_weights",
+    "cutmix_batch",
+    "label_smoothing_targets",
+    "mixup_batch",
+    "one_hot_targets",
+    "sample_cutmix_box",
+    "uniform_targets",
 ]
 
 Box = Tuple[int, int, int, int]
+LS_STYLES = ("paper", "torch")  # MODEL.ALS.LS_STYLE
+UNBOXED_TARGETS = ("hard", "ls", "uniform")  # MODEL.ALS.UNBOXED_TARGET
 
 
 def one_hot_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -110,7 +121,7 @@ def label_smoothing_targets(
         return hard * (1.0 - a) + (1.0 - hard) * (a / (num_classes - 1))
     if style == "torch":
         return hard * (1.0 - a) + a / num_classes
-    raise ValueError(f"label smoothing style {style!r}: expected 'paper' or 'torch'")
+    raise ValueError(f"label smoothing style {style!r}: expected one of {LS_STYLES}")
 
 
 def _unboxed_targets(labels, num_classes, unboxed, ls_alpha, ls_style) -> torch.Tensor:
@@ -120,7 +131,7 @@ def _unboxed_targets(labels, num_classes, unboxed, ls_alpha, ls_style) -> torch.
         return label_smoothing_targets(labels, num_classes, ls_alpha, ls_style)
     if unboxed == "uniform":
         return uniform_targets(labels, num_classes)
-    raise ValueError(f"unboxed target {unboxed!r}: expected hard | ls | uniform")
+    raise ValueError(f"unboxed target {unboxed!r}: expected one of {UNBOXED_TARGETS}")
 
 
 def als_targets(
@@ -174,7 +185,7 @@ def _perm(n: int, perm: Optional[torch.Tensor], device) -> torch.Tensor:
     return perm.to(device=device, dtype=torch.long)
 
 
-def mixup(
+def mixup_batch(
     images: torch.Tensor, targets: torch.Tensor, lam: float, perm: Optional[torch.Tensor] = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """
@@ -222,7 +233,7 @@ def _paste(images: torch.Tensor, p: torch.Tensor, box: Box) -> torch.Tensor:
     return mixed
 
 
-def cutmix(
+def cutmix_batch(
     images: torch.Tensor,
     targets: torch.Tensor,
     lam: float,
@@ -272,7 +283,7 @@ def cutmix_als_weights(
     return max(a_a, 0.0) / area, max(a_b, 0.0) / area
 
 
-def cutmix_als(
+def cutmix_als_batch(
     images: torch.Tensor,
     labels: torch.Tensor,
     objectness: torch.Tensor,
@@ -304,7 +315,7 @@ def cutmix_als(
     """
     n, (h, w) = images.shape[0], images.shape[-2:]
     if len(boxes) != n:
-        raise ValueError(f"cutmix_als: {len(boxes)} box tensors for {n} images")
+        raise ValueError(f"cutmix_als_batch: {len(boxes)} box tensors for {n} images")
     dev = labels.device
     p = _perm(n, perm, images.device)
     patch = _clip_patch(sample_cutmix_box(lam, h, w) if box is None else box, h, w)
@@ -361,6 +372,104 @@ def cutmix_als(
     return _paste(images, p, patch), targets
 
 
+TARGET_REGISTRY = Registry("ALS_TARGET")
+TARGET_REGISTRY.__doc__ = """
+Training-target methods, registered under the names ``cfg.MODEL.ALS.METHOD`` takes.
+
+A method is a function ``(builder, images, labels, objectness, context, boxes) -> (images,
+targets)``: the arguments of :meth:`TargetBuilder.__call__`, with ``builder`` giving the
+parameters (``cfg.MODEL.ALS``) and the batch-level draws. Two attributes say what it needs
+and does: ``mixes`` (it mixes pairs of images) and ``needs_boxes`` (the targets depend on
+objectness: the training set must have boxes).
+"""
+
+
+def _method(*, mixes: bool = False, needs_boxes: bool = False):
+    """Sets the ``mixes`` / ``needs_boxes`` attributes of a target method."""
+
+    def mark(fn):
+        fn.mixes, fn.needs_boxes = mixes, needs_boxes
+        return fn
+
+    return mark
+
+
+@TARGET_REGISTRY.register()
+@_method()
+def hard(b: "TargetBuilder", images, labels, objectness, context, boxes):
+    """One-hot targets."""
+    return images, _with_context(one_hot_targets(labels, b.num_classes), context)
+
+
+@TARGET_REGISTRY.register()
+@_method()
+def ls(b: "TargetBuilder", images, labels, objectness, context, boxes):
+    """Label smoothing with LS_ALPHA in the LS_STYLE convention."""
+    t = label_smoothing_targets(labels, b.num_classes, b.ls_alpha, b.ls_style)
+    return images, _with_context(t, context)
+
+
+@TARGET_REGISTRY.register()
+@_method(needs_boxes=True)
+def als(b: "TargetBuilder", images, labels, objectness, context, boxes):
+    """Adaptive label smoothing, alpha = 1 - objectness, blended with BETA (paper eq. 6)."""
+    return images, b.als(labels, objectness, context)
+
+
+@TARGET_REGISTRY.register()
+@_method(mixes=True)
+def mixup(b: "TargetBuilder", images, labels, objectness, context, boxes):
+    """Mixup of images and hard targets; an unmixed batch keeps its hard targets."""
+    _, targets = hard(b, images, labels, objectness, context, boxes)
+    lam = b.sample_lam(labels.shape[0])
+    if lam is None:
+        return images, targets
+    perm = torch.randperm(labels.shape[0])
+    b.last_mix_ratio = 1.0 - lam
+    return mixup_batch(images, targets, lam, perm=perm)
+
+
+@TARGET_REGISTRY.register()
+@_method(mixes=True)
+def cutmix(b: "TargetBuilder", images, labels, objectness, context, boxes):
+    """CutMix of images and hard targets; an unmixed batch keeps its hard targets."""
+    _, targets = hard(b, images, labels, objectness, context, boxes)
+    lam = b.sample_lam(labels.shape[0])
+    if lam is None:
+        return images, targets
+    perm = torch.randperm(labels.shape[0])
+    return cutmix_batch(images, targets, lam, box=b.sample_patch(lam, images), perm=perm)
+
+
+@TARGET_REGISTRY.register()
+@_method(mixes=True, needs_boxes=True)
+def cutmix_als(b: "TargetBuilder", images, labels, objectness, context, boxes):
+    """Box-aware CutMix with ALS (module docstring); an unmixed batch gets ALS targets."""
+    n = labels.shape[0]
+    lam = b.sample_lam(n)
+    if lam is None:
+        return als(b, images, labels, objectness, context, boxes)
+    perm = torch.randperm(n)
+    patch = b.sample_patch(lam, images)
+    if boxes is None:
+        boxes = [torch.zeros(0, 4) for _ in range(n)]
+    return cutmix_als_batch(
+        images,
+        labels,
+        objectness,
+        boxes,
+        lam,
+        b.num_classes,
+        b.beta,
+        box=patch,
+        perm=perm,
+        context=context,
+        unboxed=b.unboxed_target,
+        ls_alpha=b.ls_alpha,
+        ls_style=b.ls_style,
+    )
+
+
 class TargetBuilder:
     """
     Builds the training targets of a batch, and mixes its images for the mixing methods.
@@ -372,11 +481,9 @@ class TargetBuilder:
       samples, uniform target); boxes: N tensors Mi x 4, XYXY_ABS in output pixels.
     * returns the (possibly mixed) images and NxK float32 targets whose rows sum to 1.
 
-    Methods (cfg.MODEL.ALS.METHOD): hard, ls, als (unmixed); mixup, cutmix (hard labels
-    mixed); cutmix_als (box-aware CutMix with ALS). A batch is mixed with probability
-    MIX_PROB, lam ~ Beta(MIX_ALPHA, MIX_ALPHA), each sample paired with a partner from
-    torch.randperm; unmixed batches of cutmix_als get ALS targets, of mixup/cutmix hard
-    ones. All randomness comes from torch's RNG.
+    ``method`` is a name in :data:`TARGET_REGISTRY`. A mixing method mixes a batch with
+    probability MIX_PROB, lam ~ Beta(MIX_ALPHA, MIX_ALPHA), each sample paired with a
+    partner from torch.randperm. All randomness comes from torch's RNG.
     """
 
     @configurable
@@ -392,10 +499,12 @@ class TargetBuilder:
         mix_alpha: float = 1.0,
         mix_prob: float = 1.0,
     ):
-        if method not in ("hard", "ls", "als", "cutmix", "mixup", "cutmix_als"):
-            raise ValueError(f"TargetBuilder: unknown method {method!r}")
+        if method not in TARGET_REGISTRY:
+            names = tuple(name for name, _ in TARGET_REGISTRY)
+            raise ValueError(f"TargetBuilder: unknown method {method!r}; expected one of {names}")
         self.num_classes = int(num_classes)
         self.method = method
+        self._targets = TARGET_REGISTRY.get(method)
         self.ls_alpha = float(ls_alpha)
         self.ls_style = ls_style
         self.beta = float(beta)
@@ -409,7 +518,7 @@ class TargetBuilder:
     @property
     def mixes(self) -> bool:
         """True for the methods that mix pairs of images (mixup, cutmix, cutmix_als)."""
-        return self.method in ("mixup", "cutmix", "cutmix_als")
+        return self._targets.mixes
 
     @classmethod
     def from_config(cls, cfg):
@@ -425,7 +534,8 @@ class TargetBuilder:
             "mix_prob": als.MIX_PROB,
         }
 
-    def _als(self, labels, objectness, context):
+    def als(self, labels, objectness, context) -> torch.Tensor:
+        """ALS targets (:func:`als_targets`) with this builder's parameters."""
         return als_targets(
             labels,
             objectness,
@@ -437,12 +547,20 @@ class TargetBuilder:
             context,
         )
 
-    def _sample_lam(self) -> Optional[float]:
-        """lam ~ Beta(a, a) with probability mix_prob, else None (torch RNG)."""
-        if self.mix_prob <= 0.0 or float(torch.rand(())) >= self.mix_prob:
+    def sample_lam(self, n: int) -> Optional[float]:
+        """lam ~ Beta(a, a) with probability mix_prob, else None; None without a partner (n < 2)."""
+        if n < 2 or self.mix_prob <= 0.0 or float(torch.rand(())) >= self.mix_prob:
             return None
         a = torch.tensor(self.mix_alpha, dtype=torch.float64)
         return float(torch.distributions.Beta(a, a).sample())
+
+    def sample_patch(self, lam: float, images: torch.Tensor) -> Box:
+        """CutMix's patch for ``lam`` in the frame of ``images`` (:func:`sample_cutmix_box`,
+        clipped); sets ``last_mix_ratio`` to its area fraction."""
+        h, w = images.shape[-2:]
+        patch = _clip_patch(sample_cutmix_box(lam, h, w), h, w)
+        self.last_mix_ratio = (patch[2] - patch[0]) * (patch[3] - patch[1]) / float(h * w)
+        return patch
 
     def __call__(
         self,
@@ -452,49 +570,12 @@ class TargetBuilder:
         context: Optional[torch.Tensor] = None,
         boxes: Optional[List[torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        k, n = self.num_classes, labels.shape[0]
         self.last_mix_ratio = None
         if objectness is None:
-            objectness = torch.full((n,), float("nan"), device=labels.device)
-        m = self.method
-        if m == "hard":
-            return images, _with_context(one_hot_targets(labels, k), context)
-        if m == "ls":
-            t = label_smoothing_targets(labels, k, self.ls_alpha, self.ls_style)
-            return images, _with_context(t, context)
-        if m == "als":
-            return images, self._als(labels, objectness, context)
+            objectness = torch.full((labels.shape[0],), float("nan"), device=labels.device)
+        return self._targets(self, images, labels, objectness, context, boxes)
 
-        lam = self._sample_lam() if n > 1 else None
-        if lam is None:
-            if m == "cutmix_als":
-                return images, self._als(labels, objectness, context)
-            return images, _with_context(one_hot_targets(labels, k), context)
-        perm = torch.randperm(n)
-        if m == "mixup":
-            self.last_mix_ratio = 1.0 - lam
-            return mixup(images, _with_context(one_hot_targets(labels, k), context), lam, perm=perm)
-        h, w = images.shape[-2:]
-        patch = _clip_patch(sample_cutmix_box(lam, h, w), h, w)
-        self.last_mix_ratio = (patch[2] - patch[0]) * (patch[3] - patch[1]) / float(h * w)
-        if m == "cutmix":
-            return cutmix(
-                images, _with_context(one_hot_targets(labels, k), context), lam, box=patch, perm=perm
-            )
-        if boxes is None:
-            boxes = [torch.zeros(0, 4) for _ in range(n)]
-        return cutmix_als(
-            images,
-            labels,
-            objectness,
-            boxes,
-            lam,
-            k,
-            self.beta,
-            box=patch,
-            perm=perm,
-            context=context,
-            unboxed=self.unboxed_target,
-            ls_alpha=self.ls_alpha,
-            ls_style=self.ls_style,
-        )
+
+def build_target_builder(cfg) -> TargetBuilder:
+    """The :class:`TargetBuilder` of ``cfg.MODEL.ALS.METHOD``, a name in :data:`TARGET_REGISTRY`."""
+    return TargetBuilder(cfg)

@@ -17,8 +17,8 @@ Pipelines (all: RandomResizedCrop(224) with torchvision's sampling, horizontal f
   PCA lighting, for reference.
 * ``hard_unpacked``, ``als_unpacked`` (DataLoader only): ``hard`` / ``als`` through the
   same loader with detectron2's ``trivial_batch_collator`` instead of als-d2's
-  ``pack_batch`` (which puts the images and the boxes of a batch in one shared storage
-  each): two shared-memory blocks per sample cross from the workers, as before.
+  ``collate_samples`` (which stacks the images and concatenates the boxes of a batch in
+  the workers): two shared-memory tensors per sample cross from the workers.
 
 Two settings: in this process (torch and PIL on one thread: images/s per core) and
 through a DataLoader with ``--workers`` worker processes (our pipelines through
@@ -31,8 +31,9 @@ The last line printed is a JSON object: ``in_process`` and ``dataloader`` (image
 pipeline), the ratios ``als_over_hard``, ``hard_over_torchvision``,
 ``mask_raster_over_als`` (in-process, i.e. per core; the same under
 ``dataloader_ratios``), ``objectness_us_per_sample`` (µs of ``objectness()`` on the boxes
-of the ALS samples), ``objectness_us_by_boxes`` and ``objectness_us_max`` (random boxes,
-1 to 50 per frame).
+of the ALS samples), ``objectness_share`` (that time over the in-process time of an ALS
+sample), ``objectness_us_by_boxes`` and ``objectness_us_max`` (random boxes, 1 to 50 per
+frame).
 
 Time budget (``--budget`` seconds): the first repetition of each setting is measured,
 then the repetitions (at most ``--reps`` / ``--loader-reps``) are chosen to fit: about
@@ -43,6 +44,7 @@ than asked.
     python benchmarks/loader.py             # ~1-2 minutes on 2 cores
     python benchmarks/loader.py --quick     # a few seconds, for tests
 """
+
 import argparse
 import json
 import math
@@ -53,7 +55,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -241,7 +243,9 @@ def _fit_reps(reps: int, rep_s: float, left_s: float) -> int:
     return max(1, min(reps, 1 + int(max(0.0, left_s) // max(rep_s, 1e-9))))
 
 
-def time_in_process(pipelines, reps: int, samples: int, budget_s: float = math.inf) -> Dict[str, List[float]]:
+def time_in_process(
+    pipelines, reps: int, samples: int, budget_s: float = math.inf
+) -> Dict[str, List[float]]:
     """images/s of each pipeline in ``reps`` interleaved runs of ``samples`` maps. Every
     pipeline's run ``r`` starts from the same seeds (python, numpy, torch): pipelines
     that draw their crops alike (``hard``, ``als``, ``als_mask``) time the same crops of
@@ -252,6 +256,7 @@ def time_in_process(pipelines, reps: int, samples: int, budget_s: float = math.i
     for name, (fn, ds, _) in pipelines.items():  # warm-up: page cache, lazy imports
         for d in ds[: min(len(ds), 4)]:
             fn(d)
+    t_rep = time.perf_counter()
     for r, order in enumerate(_rotations(pipelines, reps)):
         if r == 1:
             reps = _fit_reps(reps, time.perf_counter() - t_rep, deadline - time.perf_counter())
@@ -289,16 +294,20 @@ def _loader(fn, ds, kind: str, batch: int, workers: int, seed: int):
         from als_d2.data.build import build_cls_train_loader
 
         return build_cls_train_loader(
-            ds, fn, total_batch_size=batch, seed=seed, num_workers=workers,
+            ds,
+            fn,
+            total_batch_size=batch,
+            seed=seed,
+            num_workers=workers,
             collate_fn=trivial_batch_collator,
         )
-    if kind == "d2":  # als-d2's own training loader (pack_batch)
+    if kind == "d2":  # als-d2's own training loader (collate_samples)
         from als_d2.data.build import build_cls_train_loader
 
         return build_cls_train_loader(
             ds, fn, total_batch_size=batch, seed=seed, num_workers=workers
         )
-    sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=10 ** 8)
+    sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=10**8)
     return torch.utils.data.DataLoader(
         _ListDataset(ds, fn), batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True
     )
@@ -317,6 +326,7 @@ def time_dataloader(
         if name in pipelines:
             pipelines[name + "_unpacked"] = pipelines[name][:2] + ("d2_unpacked",)
     rates = {name: [] for name in pipelines}
+    t_rep = time.perf_counter()
     for r, order in enumerate(_rotations(pipelines, reps)):
         if r == 1:
             reps = _fit_reps(reps, time.perf_counter() - t_rep, deadline - time.perf_counter())
@@ -413,7 +423,8 @@ def machine() -> Dict[str, str]:
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+            model = (line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            cpu = next(model, cpu)
     except OSError:
         pass
     return {
@@ -446,7 +457,11 @@ def run(args) -> Dict:
         loader = {}
         if args.workers > 0 and args.batches > 0:
             loader = time_dataloader(
-                pipelines, args.loader_reps, args.batches, args.batch, args.workers,
+                pipelines,
+                args.loader_reps,
+                args.batches,
+                args.batch,
+                args.workers,
                 budget_s=0.85 * (deadline - time.perf_counter()),
             )
         obj = time_objectness(
@@ -471,10 +486,15 @@ def run(args) -> Dict:
         ("DataLoader", _reps_done(loader), args.loader_reps if loader else 0),
     ):
         if done < asked:
-            result["notes"].append(f"{what}: {done} of {asked} repetitions, to fit the {args.budget:.0f} s budget")
+            result["notes"].append(
+                f"{what}: {done} of {asked} repetitions, to fit the {args.budget:.0f} s budget"
+            )
     result.update(_ratios(in_proc))
     result["dataloader_ratios"] = _ratios(loader)
     result.update(obj)
+    if in_proc.get("als"):
+        ms_per_sample = 1e3 / statistics.median(in_proc["als"])
+        result["objectness_share"] = round(obj["objectness_us_per_sample"] / 1e3 / ms_per_sample, 5)
     result["machine"] = machine()
     result["setup_s"] = round(gen_s, 2)
     return result
@@ -497,7 +517,9 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=224, help="output crop size (pixels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--budget", type=float, default=150.0,
+        "--budget",
+        type=float,
+        default=150.0,
         help="seconds for the whole run: the repetitions adapt to fit (at least one each)",
     )
     p.add_argument(

@@ -1,4 +1,5 @@
-"""image_io: what ILSVRC contains (bad files, odd modes, EXIF) and reduced JPEG decoding."""
+"""image_io: what ILSVRC contains (bad files, odd modes, EXIF)."""
+
 import io
 import pickle
 
@@ -10,11 +11,10 @@ import als_d2  # noqa: F401
 from detectron2.data.detection_utils import read_image
 
 from als_d2.data.image_io import ImageDecodeError, open_image, orient_boxes, read_image_rgb
-from als_d2.data.transforms import resize_uint8
 
 
 def _smooth(h, w, seed=0):
-    """A low-frequency RGB image (JPEG-friendly: reduced decoding ~ area averaging)."""
+    """A low-frequency RGB image (JPEG-friendly)."""
     rng = np.random.default_rng(seed)
     low = rng.integers(0, 256, size=(h // 16 + 2, w // 16 + 2, 3), dtype=np.uint8)
     return np.asarray(Image.fromarray(low).resize((w, h), Image.BICUBIC))
@@ -72,9 +72,7 @@ def test_png_named_jpeg(tmp_path):
     Image.fromarray(img).save(path, format="PNG")
     assert np.array_equal(read_image_rgb(str(path)), img)
     src = open_image(str(path))
-    assert src.format == "PNG" and src.draft_scale((30, 50), (4, 4)) == 1
-    region = src.decode_region((10, 5, 40, 25), scale=4)  # no reduced decoding for PNG
-    assert region.scale == 1 and np.array_equal(region.pixels, img[5:25, 10:40])
+    assert src.format == "PNG" and src.size == (30, 50)
 
 
 def test_greyscale_and_cmyk_jpegs(tmp_path):
@@ -92,11 +90,6 @@ def test_greyscale_and_cmyk_jpegs(tmp_path):
     assert Image.open(path).mode == "CMYK"
     out = read_image_rgb(str(path))
     assert out.shape == (32, 48, 3) and np.abs(out.astype(int) - rgb).mean() < 4
-    # also through the region path, at a reduced scale
-    big = tmp_path / "cmyk_big.JPEG"
-    Image.fromarray(_smooth(128, 160)).convert("CMYK").save(big, quality=95)
-    region = open_image(str(big)).decode_region((0, 0, 160, 128), scale=2)
-    assert region.scale == 2 and region.pixels.shape == (64, 80, 3)
 
 
 def test_other_modes(tmp_path):
@@ -132,47 +125,12 @@ def test_exif_orientation_pixels_and_boxes(tmp_path, orientation):
     inside = out[y0:y1, x0:x1, 0].astype(int)
     assert inside.mean() > 230
     assert (out[..., 0] > 128).sum() == pytest.approx((x1 - x0) * (y1 - y0), rel=0.05)
-    # regions are cut from the oriented image (reduced decoding only without orientation)
-    region = src.decode_region((x0, y0, x1, y1), scale=2)
-    assert region.scale == (2 if orientation == 1 else 1)
-    if orientation != 1:
-        assert region.pixels[..., 0].mean() > 230
+    assert np.array_equal(src.decode(), out)  # the header-parsed image decodes the same
 
 
-def test_reduced_decoding_geometry(tmp_path):
-    """A JPEG decoded at 1/s: pixel j covers [j s, (j+1) s) of the full image, and the
-    region box maps exactly (resize of the reduced region ~ resize of the full one)."""
-    h, w = 480, 640
-    img = _smooth(h, w)
-    path = _jpeg(tmp_path / "big.JPEG", img)
-    box = (37, 21, 37 + 501, 21 + 443)  # not aligned to any scale
-    full = open_image(path).decode_region(box, scale=1)
-    assert full.scale == 1 and full.pixels.shape == (443, 501, 3)
-    ref = resize_uint8(full.pixels, (200, 220), full.box)
-    for s, tol in ((2, 1.5), (4, 2.5)):  # 4: the region is upsampled (the mapper never does)
-        src = open_image(path)
-        assert src.draft_scale((443, 501), (200, 220)) == 2  # the largest s keeping >= out
-        region = src.decode_region(box, scale=s)
-        assert region.scale == s
-        ox, oy = region.origin
-        assert (ox, oy) == ((37 // s) * s, (21 // s) * s)
-        bx = region.box
-        assert bx == pytest.approx(((37 - ox) / s, (21 - oy) / s, (538 - ox) / s, (464 - oy) / s))
-        assert np.allclose(region.to_pixels(np.array([box], float)), [bx])
-        out = resize_uint8(region.pixels, (200, 220), bx)
-        diff = np.abs(out.astype(int) - ref).mean()
-        assert diff < tol, (s, diff)
-        # sensitive to the geometry: the box shifted by half a reduced pixel is clearly worse
-        d = 0.5 if bx[2] + 0.5 <= region.pixels.shape[1] else -0.5
-        shifted = resize_uint8(region.pixels, (200, 220), (bx[0] + d, bx[1], bx[2] + d, bx[3]))
-        assert np.abs(shifted.astype(int) - ref).mean() > 1.3 * diff
-
-
-def test_decode_region_validates(tmp_path):
+def test_decodes_once(tmp_path):
     path = _jpeg(tmp_path / "a.JPEG", _smooth(40, 60))
-    with pytest.raises(ValueError):
-        open_image(path).decode_region((0, 0, 61, 40))
     src = open_image(path)
-    src.decode()
+    assert src.decode().shape == (40, 60, 3)
     with pytest.raises(RuntimeError):  # decodes once
         src.decode()

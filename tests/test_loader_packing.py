@@ -1,12 +1,24 @@
-"""pack_batch / stacked_images: a batch crosses from the loader's workers as one image
-storage, and the model stacks it without a copy; contents are what the mapper made."""
+"""collate_samples / split_batch / stack_images: a batch crosses from the loader's workers
+as one image tensor and one box tensor, and the model stacks it without a copy; contents
+are what the mapper made."""
+
+import ast
 import io
+import os
 import pickle
 
 import als_d2  # noqa: F401  (before detectron2)
 import torch
 
-from als_d2.data.build import PackedBatch, build_cls_train_loader, pack_batch, stacked_images
+from als_d2.data.build import (
+    build_cls_test_loader,
+    build_cls_train_loader,
+    collate_samples,
+    split_batch,
+)
+from als_d2.structures import stack_images
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _sample(i, n_boxes=None):
@@ -18,18 +30,18 @@ def _sample(i, n_boxes=None):
     }
 
 
-def test_pack_batch_shares_one_storage_and_keeps_contents():
+def test_collate_stacks_images_and_concatenates_boxes():
     batch = [_sample(i) for i in range(4)]
-    out = pack_batch([dict(d) for d in batch])
-    assert [d["label"] for d in out] == [0, 1, 2, 3]
+    out = split_batch(collate_samples([dict(d) for d in batch]))
+    assert isinstance(out, list) and [d["label"] for d in out] == [0, 1, 2, 3]
     for o, b in zip(out, batch):
         assert torch.equal(o["image"], b["image"]) and torch.equal(o["boxes"], b["boxes"])
     assert len({o["image"].untyped_storage().data_ptr() for o in out}) == 1
-    assert isinstance(out, list) and isinstance(out, PackedBatch)
+    assert len({o["boxes"].untyped_storage().data_ptr() for o in out}) == 1
 
 
-def test_packed_batch_pickles_as_one_block_and_comes_back_equal():
-    batch = pack_batch([dict(_sample(i), context=bool(i % 2)) for i in range(4)])
+def test_collated_batch_pickles_as_two_tensors_and_comes_back_equal():
+    batch = [dict(_sample(i), context=bool(i % 2)) for i in range(4)]
     calls = []
 
     class Counting(pickle.Pickler):  # counts the tensors pickled (torch reduces each one)
@@ -39,44 +51,44 @@ def test_packed_batch_pickles_as_one_block_and_comes_back_equal():
             return NotImplemented
 
     buf = io.BytesIO()
-    Counting(buf).dump(batch)
+    Counting(buf).dump(collate_samples([dict(d) for d in batch]))
     assert sorted(calls) == sorted([(4, 3, 4, 5), (3, 4)])  # the image block, 0+1+2+0 boxes
-    back = pickle.loads(buf.getvalue())
-    assert isinstance(back, PackedBatch) and len(back) == 4
-    for b, i in zip(back, range(4)):
-        assert list(b) == list(batch[i])  # same keys, same order
+    back = split_batch(pickle.loads(buf.getvalue()))
+    assert len(back) == 4
+    for b, d, i in zip(back, batch, range(4)):
+        assert list(b) == list(d)  # same keys, same order
         assert torch.equal(b["image"], torch.full((3, 4, 5), i, dtype=torch.uint8))
         assert torch.equal(b["boxes"], _sample(i)["boxes"])
         assert b["label"] == i and b["context"] == bool(i % 2)
     assert len({b["image"].untyped_storage().data_ptr() for b in back}) == 1
     assert [b["boxes"].shape[0] for b in back] == [0, 1, 2, 0]
-    batch[1]["image"] = torch.zeros(3, 4, 5, dtype=torch.uint8)  # replaced after packing: still right
-    again = pickle.loads(pickle.dumps(batch))
-    assert [int(b["image"].float().mean()) for b in again] == [0, 0, 2, 3]
 
 
-def test_pack_batch_leaves_mixed_shapes_and_missing_boxes_alone():
+def test_mixed_shapes_missing_boxes_and_skipped_samples_left_alone():
     batch = [_sample(0), dict(_sample(1), image=torch.zeros(3, 6, 5, dtype=torch.uint8))]
     del batch[1]["boxes"]
-    out = pack_batch(batch)
-    assert out[0]["image"] is batch[0]["image"] and out[1]["image"] is batch[1]["image"]
-    back = pickle.loads(pickle.dumps(out))
-    assert torch.equal(back[1]["image"], batch[1]["image"]) and "boxes" not in back[1]
-    assert torch.equal(back[0]["boxes"], batch[0]["boxes"])
-    assert pack_batch([]) == []
+    collated = collate_samples(batch + [None])  # None: skipped in evaluation
+    assert collated["images"] is None and collated["boxes"] is None
+    out = split_batch(pickle.loads(pickle.dumps(collated)))
+    assert len(out) == 2 and "boxes" not in out[1]
+    assert torch.equal(out[1]["image"], batch[1]["image"]) and torch.equal(
+        out[0]["image"], batch[0]["image"]
+    )
+    assert torch.equal(out[0]["boxes"], batch[0]["boxes"])
+    assert split_batch(collate_samples([])) == []
 
 
-def test_stacked_images_is_a_view_only_for_consecutive_rows():
-    out = pack_batch([_sample(i) for i in range(3)])
+def test_stack_images_is_a_view_only_for_consecutive_rows():
+    out = split_batch(collate_samples([_sample(i) for i in range(3)]))
     images = [d["image"] for d in out]
-    view = stacked_images(images)
+    view = stack_images(images)
     assert view.shape == (3, 3, 4, 5)
     assert view.data_ptr() == images[0].data_ptr()  # no copy
     assert [int(v.float().mean()) for v in view] == [0, 1, 2]
-    shuffled = stacked_images(images[::-1])  # not consecutive: a copy, right order
+    shuffled = stack_images(images[::-1])  # not consecutive: a copy, right order
     assert shuffled.data_ptr() != images[0].data_ptr()
     assert [int(v.float().mean()) for v in shuffled] == [2, 1, 0]
-    loose = stacked_images([_sample(i)["image"] for i in range(2)])
+    loose = stack_images([_sample(i)["image"] for i in range(2)])
     assert [int(v.float().mean()) for v in loose] == [0, 1]
 
 
@@ -84,20 +96,40 @@ def _mapper(d):
     return _sample(d["index"])
 
 
-def test_worker_batches_arrive_packed_with_the_mapped_contents():
+def test_worker_batches_arrive_as_rows_of_one_block():
     dicts = [{"index": i} for i in range(10)]
     loader = build_cls_train_loader(dicts, _mapper, total_batch_size=4, seed=3, num_workers=2)
     it = iter(loader)
+    labels = []
     for _ in range(3):
         batch = next(it)
-        assert len(batch) == 4 and isinstance(batch, PackedBatch)
+        assert isinstance(batch, list) and len(batch) == 4
         assert len({d["image"].untyped_storage().data_ptr() for d in batch}) == 1
         assert len({d["boxes"].untyped_storage().data_ptr() for d in batch if len(d["boxes"])}) <= 1
         for d in batch:  # the image and boxes of sample i, as the mapper built them
             i = d["label"]
             assert torch.equal(d["image"], torch.full((3, 4, 5), i, dtype=torch.uint8))
             assert torch.equal(d["boxes"], _sample(i)["boxes"])
-        images = stacked_images([d["image"] for d in batch])
+        images = stack_images([d["image"] for d in batch])
         assert images.data_ptr() == batch[0]["image"].data_ptr()
-        assert torch.equal(images, torch.stack([torch.full((3, 4, 5), d["label"], dtype=torch.uint8) for d in batch]))
+        assert torch.equal(
+            images,
+            torch.stack([torch.full((3, 4, 5), d["label"], dtype=torch.uint8) for d in batch]),
+        )
+        labels.append([d["label"] for d in batch])
     del it
+    # the batches do not depend on the number of workers
+    same = iter(build_cls_train_loader(dicts, _mapper, total_batch_size=4, seed=3, num_workers=0))
+    assert [[d["label"] for d in next(same)] for _ in range(3)] == labels
+    test = build_cls_test_loader(dicts, _mapper, batch_size=4, num_workers=2)
+    assert len(test) == 3 and [d["label"] for b in test for d in b] == list(range(10))
+
+
+def test_the_model_does_not_import_the_data_package():
+    with open(os.path.join(REPO, "als_d2", "modeling", "classifier.py")) as f:
+        tree = ast.parse(f.read())
+    modules = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert modules and not [
+        m for m in modules if m == "data" or m.startswith(("data.", "als_d2.data"))
+    ]

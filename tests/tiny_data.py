@@ -2,6 +2,7 @@
 in detectron2's catalog (independent of the ImageNet readers)."""
 import importlib.util
 import os
+import sys
 import uuid
 from typing import List
 
@@ -53,8 +54,11 @@ def register_dicts(name: str, dicts: List[dict], num_classes: int) -> None:
 
 
 def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package), with
+    ``tools/`` on ``sys.path`` as when the script runs (its sibling ``tool_args``)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.join(repo, "tools") not in sys.path:
+        sys.path.insert(0, os.path.join(repo, "tools"))
     spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "tools", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -6,7 +6,8 @@ global stream, and the augmentation RNGs (python, numpy, torch) are seeded from
 (seed, position) right before the mapper runs. A sample's crop, flip, jitter and
 'context' draw therefore depend only on the seed and its position: not on the number of
 workers, and not on whether the run was interrupted and resumed (the loader of a
-resumed run starts at ``start_iter * IMS_PER_BATCH``).
+resumed run starts at ``start_iter * IMS_PER_BATCH``). The batch sampler runs in the
+trainer's process, so a batch is always the next consecutive positions of the stream.
 
 Skipped samples: when the mapper returns None (an image it cannot decode, say), the
 training dataset draws another index (deterministically) and records how many draws it
@@ -14,12 +15,15 @@ needed under :data:`SKIPPED_KEY` in the returned dict. The count travels with th
 out of the loader's worker processes; the trainer removes the key and sums it into
 EventStorage (``data/skipped_samples``). Evaluation never skips: a None is an error.
 
-Batches are detectron2's lists of dicts, but :func:`pack_batch` (the loaders'
-``collate_fn``) puts the images of a batch in one storage and returns a
-:class:`PackedBatch`, which a worker process hands to the trainer as one image block and
-one box block (torch would otherwise pass a shared-memory file descriptor per tensor);
-:func:`stacked_images` gives the model the N x 3 x H x W batch without a copy.
+Batches are detectron2's lists of dicts (the samples of :mod:`als_d2.structures`). In
+the worker processes :func:`collate_samples` stacks the images of a batch into one
+N x 3 x H x W tensor (``default_collate``: in shared memory) and concatenates its boxes,
+so a batch crosses to the trainer as two tensors (one shared-memory file each) instead of
+two per sample; :func:`split_batch` makes the list of dicts again in the trainer's
+process, whose images are the rows of that tensor (``stack_images`` of the model takes
+them back without a copy).
 """
+
 import itertools
 import logging
 import random
@@ -28,11 +32,11 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.data.build import build_batch_data_loader
+from detectron2.data.build import worker_init_reset_seed
 from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default_collate
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +75,11 @@ class PositionedTrainingSampler(Sampler):
         g.manual_seed(self._seed)
         position = 0
         while True:
-            order = torch.randperm(self._size, generator=g) if self._shuffle else torch.arange(self._size)
+            order = (
+                torch.randperm(self._size, generator=g)
+                if self._shuffle
+                else torch.arange(self._size)
+            )
             for index in order.tolist():
                 yield index, position
                 position += 1
@@ -108,13 +116,15 @@ class SeededMapDataset(Dataset):
                 out[SKIPPED_KEY] = attempt
                 return out
             logger.warning(
-                "skipped training sample %r (dataset index %d): the mapper returned None; drawing another",
-                d.get("file_name", index), index,
+                "skipped training sample %r (dataset index %d): the mapper returned None; "
+                "drawing another",
+                d.get("file_name", index),
+                index,
             )
             index = random.Random(seed + attempt).randrange(len(self._dicts))
         raise RuntimeError(
-            f"the mapper skipped {MAX_SKIPS} samples in a row (last index {index}); check the dataset "
-            "with tools/check_dataset.py"
+            f"the mapper skipped {MAX_SKIPS} samples in a row (last index {index}); "
+            "check the dataset with tools/check_dataset.py"
         )
 
 
@@ -142,41 +152,7 @@ def pop_skipped(batch: List[dict]) -> int:
     return sum(int(d.pop(SKIPPED_KEY, 0)) for d in batch)
 
 
-class PackedBatch(list):
-    """A list of mapped dicts (what detectron2's models take) whose ``image`` tensors are
-    the consecutive rows of one block. Pickled (from a DataLoader worker to the trainer),
-    it travels as that one block, the boxes of the batch concatenated, and the other
-    fields: one shared-memory storage (one file descriptor) per batch instead of one per
-    sample and tensor; unpickled, it is the same list of dicts again (views).
-    """
-
-    def __reduce__(self):
-        batch = list(self)
-        images = boxes = counts = None
-        if _same_shape([d.get("image") for d in batch]):
-            images = stacked_images([d["image"] for d in batch])  # a view when still packed
-        if batch and all(isinstance(d.get("boxes"), torch.Tensor) for d in batch):
-            counts = [d["boxes"].shape[0] for d in batch]
-            boxes = torch.cat([d["boxes"] for d in batch])
-        drop = {k for k, v in (("image", images), ("boxes", boxes)) if v is not None}
-        rest = [{k: (None if k in drop else v) for k, v in d.items()} for d in batch]  # keeps key order
-        return _unpack_batch, (rest, images, boxes, counts)
-
-
-def _unpack_batch(rest, images, boxes, counts) -> PackedBatch:
-    """Inverse of :meth:`PackedBatch.__reduce__`: the dicts, in their key order, with
-    ``image`` (and ``boxes``) as views of the blocks."""
-    batch = PackedBatch(rest)
-    if images is not None:
-        for d, im in zip(batch, images):
-            d["image"] = im
-    if boxes is not None:
-        for d, b in zip(batch, boxes.split(counts)):
-            d["boxes"] = b
-    return batch
-
-
-def _same_shape(tensors: Sequence) -> bool:
+def _stackable(tensors: Sequence) -> bool:
     """True for a non-empty sequence of tensors of one shape and dtype."""
     first = tensors[0] if len(tensors) else None
     return isinstance(first, torch.Tensor) and all(
@@ -185,44 +161,63 @@ def _same_shape(tensors: Sequence) -> bool:
     )
 
 
-def pack_batch(batch: List[dict]) -> List[dict]:
-    """Collate a list of mapped dicts into the same list, its images in one block.
-
-    When every ``image`` (3 x H x W) has the same shape and dtype, the images are copied
-    into one N x 3 x H x W block (allocated in shared memory inside a DataLoader worker,
-    as ``default_collate`` does) and each dict gets its row, a view. Returns a
-    :class:`PackedBatch` (a list): from a worker, a batch crosses to the trainer as one
-    image storage and one box storage. Other values are untouched.
+def collate_samples(samples: List[dict]) -> dict:
     """
-    if not batch:
-        return batch
-    images = [d.get("image") for d in batch]
-    if _same_shape(images):
-        first, out = images[0], None
-        if torch.utils.data.get_worker_info() is not None:
-            numel = first.numel() * len(images)
-            out = first.new(first.untyped_storage()._new_shared(numel * first.element_size()))
-            out = out.resize_(len(images), *first.shape)
-        stacked = torch.stack(images, out=out)
-        batch = [dict(d, image=im) for d, im in zip(batch, stacked)]
-    return PackedBatch(batch)
+    The loaders' ``collate_fn`` (in the worker processes): a batch of mapped samples as
+
+    * ``images``: N x 3 x H x W, the stacked ``image`` tensors (``default_collate``, which
+      allocates it in shared memory inside a worker); None when their shapes differ;
+    * ``boxes``: the ``boxes`` (M_i x 4 tensors) concatenated, ``num_boxes``: the M_i;
+      both None when a sample has no boxes tensor;
+    * ``samples``: the dicts, in their key order, with None for the values moved above
+      (samples that are None, skipped by the evaluation loader, are left out).
+    """
+    samples = [s for s in samples if s is not None]  # None: skipped by the evaluation loader
+    images = [s.get("image") for s in samples]
+    boxes = [s.get("boxes") for s in samples]
+    stack = _stackable(images)
+    cat = bool(boxes) and all(
+        isinstance(b, torch.Tensor)
+        and b.dim() == 2
+        and b.shape[1] == boxes[0].shape[1]
+        and b.dtype == boxes[0].dtype
+        for b in boxes
+    )
+    moved = {"image": None} if stack else {}
+    if cat:
+        moved["boxes"] = None
+    return {
+        "images": default_collate(images) if stack else None,
+        "boxes": torch.cat(boxes) if cat else None,
+        "num_boxes": [len(b) for b in boxes] if cat else None,
+        "samples": [dict(s, **moved) for s in samples],
+    }
 
 
-def stacked_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
-    """N x C x H x W batch of ``images`` (each C x H x W): a view when they are the
-    consecutive rows of one storage (as :func:`pack_batch` leaves them), else a copy."""
-    first = images[0]
-    numel = first.numel()
-    if first.is_contiguous() and all(
-        im.shape == first.shape
-        and im.dtype == first.dtype
-        and im.is_contiguous()
-        and im.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
-        and im.storage_offset() == first.storage_offset() + i * numel
-        for i, im in enumerate(images)
-    ):
-        return first.as_strided((len(images),) + tuple(first.shape), (numel,) + first.stride())
-    return torch.stack(list(images))
+def split_batch(batch: dict) -> List[dict]:
+    """Inverse of :func:`collate_samples` (in the trainer's process): detectron2's list of
+    dicts, whose ``image`` and ``boxes`` are views of the batch's tensors."""
+    samples = batch["samples"]
+    if batch["images"] is not None:
+        for s, image in zip(samples, batch["images"]):
+            s["image"] = image
+    if batch["boxes"] is not None:
+        for s, boxes in zip(samples, batch["boxes"].split(batch["num_boxes"])):
+            s["boxes"] = boxes
+    return samples
+
+
+class _SplitBatches:
+    """Iterates a DataLoader whose batches :func:`collate_samples` made as lists of dicts."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[List[dict]]:
+        return map(split_batch, self.loader)
 
 
 def build_cls_train_loader(
@@ -233,22 +228,21 @@ def build_cls_train_loader(
     seed: int,
     start_iter: int = 0,
     num_workers: int = 0,
-    collate_fn: Optional[Callable[[List[dict]], List[dict]]] = pack_batch,
+    collate_fn: Optional[Callable[[List[dict]], list]] = None,
 ):
     """Endless loader of batches (lists of mapped dicts) for this rank, starting at
-    ``start_iter``; ``collate_fn`` (default :func:`pack_batch`) sees each batch's list."""
+    ``start_iter``. Batches cross from the workers as :func:`collate_samples` makes them,
+    unless ``collate_fn`` is given (then its output is the batch)."""
     world = comm.get_world_size()
     if total_batch_size % world != 0:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={total_batch_size} is not divisible by the {world} processes")
-    sampler = PositionedTrainingSampler(len(dicts), seed, start=start_iter * (total_batch_size // world))
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH={total_batch_size} is not divisible by the {world} processes"
+        )
+    batch_size = total_batch_size // world
+    sampler = PositionedTrainingSampler(len(dicts), seed, start=start_iter * batch_size)
     dataset = SeededMapDataset(DatasetFromList(list(dicts), copy=False), mapper, seed)
-    return build_batch_data_loader(
-        dataset,
-        sampler,
-        total_batch_size,
-        aspect_ratio_grouping=False,
-        num_workers=num_workers,
-        collate_fn=collate_fn,
+    return _data_loader(
+        dataset, BatchSampler(sampler, batch_size, drop_last=True), num_workers, collate_fn
     )
 
 
@@ -260,21 +254,29 @@ def build_cls_test_loader(
     num_workers: int = 0,
     skip_unreadable: bool = False,
 ):
-    """Loader that visits every sample exactly once over all ranks (d2's InferenceSampler), in batches.
+    """Loader that visits every sample exactly once over all ranks (d2's InferenceSampler),
+    in batches.
 
     A sample the mapper cannot map (returns None) is an error naming the file, unless
     ``skip_unreadable`` (``INPUT.CLS.SKIP_UNREADABLE_EVAL``): then it is dropped from its
     batch with a warning naming the file and the running count.
     """
     dataset = _MapDataset(DatasetFromList(list(dicts), copy=False), mapper, skip_unreadable)
-    batch_sampler = torch.utils.data.BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
-    return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=_drop_skipped
+    batch_sampler = BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
+    return _data_loader(dataset, batch_sampler, num_workers, None)
+
+
+def _data_loader(dataset, batch_sampler, num_workers: int, collate_fn):
+    """A DataLoader of ``batch_sampler``'s batches; with ``collate_fn`` None, collated by
+    :func:`collate_samples` in the workers and split into lists of dicts here."""
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        collate_fn=collate_samples if collate_fn is None else collate_fn,
+        worker_init_fn=worker_init_reset_seed,
     )
-
-
-def _drop_skipped(batch: List[dict]) -> List[dict]:
-    return pack_batch([x for x in batch if x is not None])
+    return _SplitBatches(loader) if collate_fn is None else loader
 
 
 class _MapDataset(Dataset):
@@ -295,5 +297,7 @@ class _MapDataset(Dataset):
             if not self._skip:
                 raise RuntimeError(f"evaluation sample {name!r} could not be mapped")
             self._skipped += 1
-            logger.warning(f"evaluation: skipped unreadable {name!r} ({self._skipped} so far in this worker)")
+            logger.warning(
+                f"evaluation: skipped unreadable {name!r} ({self._skipped} so far in this worker)"
+            )
         return out

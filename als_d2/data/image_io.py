@@ -1,9 +1,8 @@
 """Robust, lazy image decoding for the classification mapper.
 
-``open_image(file_name)`` reads the file's bytes and header only: the stored size, the
-EXIF orientation and the oriented size are known before any pixel is decoded, so the
-training crop can be sampled first and the JPEG decoded at a reduced scale when the crop
-allows (``EncodedImage.decode_region``). Output is always RGB uint8, HxWx3.
+``open_image(file_name)`` reads the file's bytes and header: the stored size, the EXIF
+orientation and the oriented size (``EncodedImage``); ``decode()`` then gives the pixels,
+always RGB uint8, HxWx3, oriented as detectron2's ``read_image`` orients them.
 
 What ILSVRC (and the web) contains, and what happens to it:
 
@@ -19,14 +18,10 @@ What ILSVRC (and the web) contains, and what happens to it:
 * zero-byte, missing or unreadable files, unknown formats, truncated or corrupt data,
   decompression bombs: ``ImageDecodeError(file_name, reason)``. Truncated JPEGs are not
   padded with grey (Pillow's ``LOAD_TRUNCATED_IMAGES``): their boxes would label grey.
-
-Geometry follows ``objectness.py``: pixel (row i, column j) is the unit square
-[j, j+1] x [i, i+1]. A JPEG decoded at scale 1/s (libjpeg's DCT scaling, Pillow's
-``draft``) has ceil(W/s) x ceil(H/s) pixels and its pixel j covers the stored columns
-[j s, (j+1) s): a region [x0, x1) of the full image is [x0/s, x1/s) of the reduced one.
 """
+
 import io
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -34,7 +29,6 @@ from PIL import Image
 __all__ = [
     "ImageDecodeError",
     "EncodedImage",
-    "Region",
     "open_image",
     "read_image_rgb",
     "orient_boxes",
@@ -51,7 +45,6 @@ _TRANSPOSE = {
     7: Image.TRANSVERSE,
     8: Image.ROTATE_90,
 }
-_DRAFT_SCALES = (8, 4, 2)
 
 
 class ImageDecodeError(OSError):
@@ -169,98 +162,19 @@ class EncodedImage:
         """Nx4 XYXY boxes in stored pixels -> the oriented frame (see :func:`orient_boxes`)."""
         return orient_boxes(boxes, self.orientation, self.stored_size)
 
-    def _load(self, scale: int = 1) -> int:
-        """Decode (once), at 1/``scale`` when > 1 and supported; returns the scale used."""
+    def decode(self) -> np.ndarray:
+        """The whole image: HxWx3 uint8 RGB (read-only), EXIF orientation applied; once."""
         if self._decoded:
             raise RuntimeError("EncodedImage decodes once")
         self._decoded = True
-        im = self._im
-        used = 1
-        if scale > 1 and im.format == "JPEG" and self.orientation == 1:
-            w, h = im.size
-            # Pillow picks the largest s in (8, 4, 2, 1) with s <= min(w // rw, h // rh);
-            # requesting (w // scale, h // scale) gives exactly ``scale`` (see the module doc)
-            ret = im.draft(im.mode, (max(w // scale, 1), max(h // scale, 1)))
-            if ret is not None:
-                used = int(round(w / ret[1][2]))
-                if im.size != (-(-w // used), -(-h // used)):
-                    raise RuntimeError(f"unexpected draft size {im.size} for {w}x{h} / {used}")
         try:
-            im.load()
-        except Exception as e:  # OSError (truncated, broken stream), SyntaxError, ValueError
-            raise ImageDecodeError(self.file_name, _reason(e)) from e
-        return used
-
-    def decode(self) -> np.ndarray:
-        """The whole image: HxWx3 uint8 RGB (read-only), EXIF orientation applied."""
-        self._load()
-        try:
+            self._im.load()
             im = _to_rgb(self._im)
             if self.orientation in _TRANSPOSE:
                 im = im.transpose(_TRANSPOSE[self.orientation])
             return np.asarray(im)
-        except Exception as e:
+        except Exception as e:  # OSError (truncated, broken stream), SyntaxError, ValueError
             raise ImageDecodeError(self.file_name, _reason(e)) from e
-
-    def draft_scale(self, region_hw: Tuple[int, int], out_hw: Tuple[int, int]) -> int:
-        """The largest JPEG decoding scale s in {1, 2, 4, 8} that keeps a region of
-        ``region_hw`` pixels at least ``out_hw`` after the 1/s reduction (no upsampling)."""
-        if self._im.format != "JPEG" or self.orientation != 1:
-            return 1
-        rh, rw = region_hw
-        oh, ow = out_hw
-        for s in _DRAFT_SCALES:
-            if rh >= s * oh and rw >= s * ow:
-                return s
-        return 1
-
-    def decode_region(self, box: Sequence[int], scale: int = 1) -> "Region":
-        """
-        Decode the pixels needed for the region ``box`` of the oriented image.
-
-        Args:
-            box: (x0, y0, x1, y1) integers, 0 <= x0 < x1 <= w, 0 <= y0 < y1 <= h.
-            scale: decode at 1/scale (JPEG without EXIF orientation; see ``draft_scale``);
-                other images are decoded at full size.
-
-        Returns:
-            Region: ``pixels`` (hxwx3 uint8 RGB, read-only) containing the region; pixel
-            (i, j) covers [ox + j s, ox + (j + 1) s) x [oy + i s, oy + (i + 1) s) of the
-            oriented image, (ox, oy) = ``origin``, s = ``scale``; ``box`` is the region in
-            ``pixels`` coordinates (floats; (0, 0, w, h) of ``pixels`` when s = 1).
-        """
-        x0, y0, x1, y1 = (int(v) for v in box)
-        h, w = self.size
-        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-            raise ValueError(f"region {tuple(box)} outside the {w}x{h} image {self.file_name}")
-        if self.orientation != 1:  # rare: decode, orient, slice
-            pixels = np.ascontiguousarray(self.decode()[y0:y1, x0:x1])
-            return Region(pixels, (0.0, 0.0, float(x1 - x0), float(y1 - y0)), 1, (x0, y0))
-        s = self._load(scale)
-        rw, rh = self._im.size
-        c0, r0 = x0 // s, y0 // s
-        c1, r1 = min(-(-x1 // s), rw), min(-(-y1 // s), rh)
-        try:
-            pixels = np.asarray(_to_rgb(self._im.crop((c0, r0, c1, r1))))
-        except Exception as e:
-            raise ImageDecodeError(self.file_name, _reason(e)) from e
-        sub = (x0 / s - c0, y0 / s - r0, x1 / s - c0, y1 / s - r0)
-        return Region(pixels, sub, s, (c0 * s, r0 * s))
-
-
-class Region(NamedTuple):
-    """Decoded pixels covering a region of an image; see ``EncodedImage.decode_region``."""
-
-    pixels: np.ndarray
-    box: Tuple[float, float, float, float]
-    scale: int
-    origin: Tuple[int, int]
-
-    def to_pixels(self, boxes: np.ndarray) -> np.ndarray:
-        """Nx4 XYXY boxes in image pixels -> ``pixels`` coordinates (float64)."""
-        ox, oy = self.origin
-        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) - (ox, oy, ox, oy)
-        return b / self.scale if self.scale != 1 else b
 
 
 def open_image(file_name: str) -> EncodedImage:

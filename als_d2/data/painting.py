@@ -10,6 +10,7 @@ ceil(x0 - 0.5) .. ceil(x1 - 0.5) - 1 are painted. For integer box coordinates (a
 ImageNet's annotations) the painted pixels are exactly the box's area; otherwise the
 painted count differs from the exact area by less than half a pixel per edge.
 """
+
 from typing import Sequence
 
 import numpy as np

@@ -4,15 +4,18 @@ Geometric augmentations (RandomResizedCrop, horizontal flip, test-time resize an
 centre crop) return detectron2/fvcore ``CropTransform`` / ``ResizeTransform`` /
 ``HFlipTransform``, whose ``apply_box`` maps XYXY_ABS boxes (pixels) into the output
 frame: a pixel is the unit square [j, j+1] x [i, i+1], so the crop of columns
-[x0, x0+w) resized to S columns maps x to (x - x0) * S / w. Photometric ones (colour
+[x0, x0+w) resized to S columns maps x to (x - x0) * S / w. Resizes of uint8 images use
+torch's antialiased filter (:class:`TorchResizeTransform`). Photometric ones (colour
 jitter, AlexNet PCA lighting) act on the image only and expect RGB uint8 images.
 
 Every random draw uses numpy's global RNG, as detectron2's augmentations do, so seeded
 data-loader workers reproduce the same samples.
 """
+
+import functools
 import math
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +24,7 @@ from PIL import Image
 from detectron2.data import transforms as T
 
 __all__ = [
-    "ContiguousCropTransform",
+    "TorchResizeTransform",
     "RandomResizedCrop",
     "ResizeShorterSide",
     "CenterCrop",
@@ -31,9 +34,6 @@ __all__ = [
     "LightingTransform",
     "PhotometricTransform",
     "clip_boxes",
-    "resize_uint8",
-    "apply_box",
-    "axis_affine",
     "build_cls_augmentation",
 ]
 
@@ -41,21 +41,47 @@ __all__ = [
 _GRAY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class ContiguousCropTransform(T.CropTransform):
-    """``CropTransform`` returning a C-contiguous copy of the crop instead of a view: PIL
-    (the resize that follows) copies a strided view element by element, ~4x slower."""
+@functools.lru_cache(maxsize=None)
+def _torch_resizes_uint8() -> bool:
+    """Whether this torch resizes uint8 images with antialiasing (torch >= 2.1)."""
+    try:
+        x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+        torch.nn.functional.interpolate(x, size=(3, 5), mode="bilinear", antialias=True)
+        return True
+    except (RuntimeError, NotImplementedError):
+        return False
 
-    def apply_image(self, img: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(super().apply_image(img))
 
+class TorchResizeTransform(T.ResizeTransform):
+    """
+    detectron2's ``ResizeTransform`` (same geometry for boxes and coordinates) whose
+    bilinear resize of HxWx3 uint8 images runs through torch's antialiased uint8 kernel:
+    PIL's filter, within 2 grey levels of it, ~4x faster than PIL (the resize was a
+    quarter of a training sample's cost). Other images and filters: PIL, as detectron2.
+    """
 
-def _crop_and_resize(height, width, top, left, h, w, out_h, out_w, interp) -> T.TransformList:
-    return T.TransformList(
-        [
-            ContiguousCropTransform(left, top, w, h, orig_w=width, orig_h=height),
-            T.ResizeTransform(h, w, out_h, out_w, interp),
-        ]
-    )
+    def apply_image(self, img: np.ndarray, interp=None) -> np.ndarray:
+        interp = self.interp if interp is None else interp
+        if not (
+            img.dtype == np.uint8
+            and img.ndim == 3
+            and img.shape[2] == 3
+            and interp == Image.BILINEAR
+            and _torch_resizes_uint8()
+        ):
+            return super().apply_image(img, interp)
+        assert img.shape[:2] == (self.h, self.w), f"{img.shape[:2]} != {(self.h, self.w)}"
+        if (self.new_h, self.new_w) == (self.h, self.w):
+            return img
+        img = np.ascontiguousarray(img)  # crops are views: the channels-last kernel needs rows
+        with warnings.catch_warnings():  # decoded images are read-only; torch only reads them
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.from_numpy(img)
+        x = x.unsqueeze(0).permute(0, 3, 1, 2)  # 1x3xHxW, channels-last memory
+        out = torch.nn.functional.interpolate(
+            x, size=(self.new_h, self.new_w), mode="bilinear", antialias=True, align_corners=False
+        )
+        return out[0].permute(1, 2, 0).numpy()  # HxWx3, C-contiguous
 
 
 class RandomResizedCrop(T.Augmentation):
@@ -111,7 +137,12 @@ class RandomResizedCrop(T.Augmentation):
     def get_transform(self, image):
         height, width = image.shape[:2]
         top, left, h, w = self.get_params(height, width)
-        return _crop_and_resize(height, width, top, left, h, w, self.size, self.size, self.interp)
+        return T.TransformList(
+            [
+                T.CropTransform(left, top, w, h, orig_w=width, orig_h=height),
+                TorchResizeTransform(h, w, self.size, self.size, self.interp),
+            ]
+        )
 
 
 class ResizeShorterSide(T.Augmentation):
@@ -133,7 +164,7 @@ class ResizeShorterSide(T.Augmentation):
             new_h, new_w = self.size, int(self.size * w / h)
         if (new_h, new_w) == (h, w):
             return T.NoOpTransform()
-        return T.ResizeTransform(h, w, new_h, new_w, self.interp)
+        return TorchResizeTransform(h, w, new_h, new_w, self.interp)
 
 
 class CenterCrop(T.Augmentation):
@@ -149,7 +180,7 @@ class CenterCrop(T.Augmentation):
             raise ValueError(f"CenterCrop({self.size}) of a {h}x{w} image: resize it first")
         top = int(round((h - self.size) / 2.0))
         left = int(round((w - self.size) / 2.0))
-        return ContiguousCropTransform(left, top, self.size, self.size, orig_w=w, orig_h=h)
+        return T.CropTransform(left, top, self.size, self.size, orig_w=w, orig_h=h)
 
 
 class PhotometricTransform(T.Transform):
@@ -206,7 +237,6 @@ class ColorJitterTransform(PhotometricTransform):
         return out.astype(img.dtype)
 
 
-
 class ColorJitter(T.Augmentation):
     """
     torchvision's ``ColorJitter(brightness, contrast, saturation)``: each factor is
@@ -258,7 +288,6 @@ class LightingTransform(PhotometricTransform):
         return np.clip(img + self.offset, 0.0, 255.0).astype(img.dtype)
 
 
-
 class Lighting(T.Augmentation):
     """
     AlexNet PCA lighting noise: offset = 255 * eigvec @ (a * eigval), a ~ N(0, std^2)
@@ -293,142 +322,6 @@ def clip_boxes(boxes, image_size: Tuple[int, int]) -> np.ndarray:
     np.maximum(b, 0.0, out=b)  # np.clip is ~10x slower on small arrays (numpy 1.23)
     np.minimum(b, np.array([w, h, w, h], dtype=np.float32), out=b)
     return b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
-
-
-def _torch_resize_ok() -> bool:
-    """Whether torch resizes uint8 images with antialiasing (torch >= 2.1) like PIL does."""
-    try:
-        x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
-        torch.nn.functional.interpolate(
-            x, size=(3, 5), mode="bilinear", antialias=True, align_corners=False
-        )
-        return True
-    except (RuntimeError, TypeError, NotImplementedError):
-        return False
-
-
-_TORCH_RESIZE = _torch_resize_ok()
-
-
-_READONLY_WARNED = False
-
-
-def _torch_view(img: np.ndarray) -> torch.Tensor:
-    """1x3xHxW channels-last uint8 tensor sharing the memory of a C-contiguous HxWx3 array."""
-    global _READONLY_WARNED
-    if img.flags.writeable or _READONLY_WARNED:
-        t = torch.from_numpy(img)
-    else:  # Pillow's arrays are read-only (torch only reads them): torch warns once per process
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            t = torch.from_numpy(img)
-        _READONLY_WARNED = True
-    return t.unsqueeze(0).permute(0, 3, 1, 2)
-
-
-def resize_uint8(
-    img: np.ndarray,
-    out_hw: Tuple[int, int],
-    box: Optional[Sequence[float]] = None,
-    interp=Image.BILINEAR,
-) -> np.ndarray:
-    """
-    Resize the region ``box`` of an HxWx3 uint8 image to ``out_hw`` = (h, w), with PIL's
-    antialiased filters: output pixel j samples x = x0 + (j + 0.5) (x1 - x0) / w, the
-    filter taps clamped to the image (pixels around a fractional box count).
-
-    The whole image (``box`` None or (0, 0, W, H)) with bilinear goes through torch's
-    uint8 antialiased resize (~5x faster than PIL, equal to it within 2 levels); anything
-    else through PIL's ``Image.resize(box=...)``.
-
-    Returns:
-        out_h x out_w x 3 uint8 array (C-contiguous).
-    """
-    h, w = img.shape[:2]
-    out_h, out_w = int(out_hw[0]), int(out_hw[1])
-    whole = box is None or tuple(float(v) for v in box) == (0.0, 0.0, float(w), float(h))
-    if whole and (out_h, out_w) == (h, w):
-        return img
-    img = np.ascontiguousarray(img)
-    if whole and interp == Image.BILINEAR and _TORCH_RESIZE and img.ndim == 3 and img.shape[2] == 3:
-        out = torch.nn.functional.interpolate(
-            _torch_view(img),
-            size=(out_h, out_w),
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )
-        return out[0].permute(1, 2, 0).numpy()  # channels-last output: HWC C-contiguous
-    pil = Image.fromarray(img)
-    return np.asarray(pil.resize((out_w, out_h), interp, box=None if whole else tuple(box)))
-
-
-def _flatten(tfms) -> list:
-    if isinstance(tfms, T.TransformList):
-        return list(tfms.transforms)
-    if isinstance(tfms, (list, tuple)):
-        return [t for x in tfms for t in _flatten(x)]
-    return [tfms]
-
-
-def axis_affine(tfms) -> Optional[Tuple[float, float, float, float]]:
-    """
-    (ax, cx, ay, cy) with x' = ax x + cx, y' = ay y + cy: the map of a chain of
-    axis-aligned transforms (crop, resize, flips, any PhotometricTransform);
-    None when the chain has any other transform.
-
-    Args:
-        tfms: a Transform, a TransformList, or a sequence of them (applied in order).
-    """
-    ax, cx, ay, cy = 1.0, 0.0, 1.0, 0.0
-    for t in _flatten(tfms):
-        if isinstance(t, (T.NoOpTransform, PhotometricTransform)):
-            continue
-        if isinstance(t, T.CropTransform):
-            cx, cy = cx - t.x0, cy - t.y0
-        elif isinstance(t, T.ResizeTransform):
-            fx, fy = t.new_w * 1.0 / t.w, t.new_h * 1.0 / t.h
-            ax, cx, ay, cy = ax * fx, cx * fx, ay * fy, cy * fy
-        elif isinstance(t, T.HFlipTransform):
-            ax, cx = -ax, t.width - cx
-        elif isinstance(t, T.VFlipTransform):
-            ay, cy = -ay, t.height - cy
-        else:
-            return None
-    return ax, cx, ay, cy
-
-
-def apply_box(tfms, boxes) -> np.ndarray:
-    """
-    ``tfm.apply_box(boxes)`` for XYXY_ABS boxes, in float64. Chains of axis-aligned
-    transforms (crop, resize, flips, the photometric ones of this module) are composed
-    into one affine map per axis and applied at once, without fvcore's corner round trip
-    (same boxes, up to float64 rounding); others go through their ``apply_box``.
-
-    Args:
-        tfms: a Transform, a TransformList, or a sequence of them (applied in order).
-        boxes: Nx4.
-
-    Returns:
-        Nx4 float64.
-    """
-    b = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    affine = axis_affine(tfms)
-    if affine is None:
-        for t in _flatten(tfms):
-            b = np.asarray(t.apply_box(b), dtype=np.float64).reshape(-1, 4)
-        return b
-    ax, cx, ay, cy = affine
-    if (ax, cx, ay, cy) != (1.0, 0.0, 1.0, 0.0):
-        b *= (ax, ay, ax, ay)
-        b += (cx, cy, cx, cy)
-    if ax < 0 and ay < 0:
-        b = b[:, [2, 3, 0, 1]]
-    elif ax < 0:
-        b = b[:, [2, 1, 0, 3]]
-    elif ay < 0:
-        b = b[:, [0, 3, 2, 1]]
-    return b
 
 
 def build_cls_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:

@@ -9,20 +9,19 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..data.build import stacked_images
-from ..data.mapper import pixel_mean_rgb
+from ..structures import pixel_mean_rgb, stack_images
 from .losses import soft_cross_entropy
-from .targets import TargetBuilder
+from .targets import TargetBuilder, build_target_builder
 
 __all__ = ["ImageClassifier"]
 
 
 @META_ARCH_REGISTRY.register()
 class ImageClassifier(nn.Module):
-    """Classifies d2-style batches: ``list[dict]`` with ``image`` (3xHxW uint8, RGB as
-    ClassificationDatasetMapper writes it), and in training ``label`` (int), ``objectness`` (float in
+    """Classifies d2-style batches: ``list[dict]`` of the samples of :mod:`als_d2.structures`:
+    ``image`` (3xHxW uint8, RGB), and in training ``label`` (int), ``objectness`` (float in
     [0, 1] or None when unknown), ``context`` (bool) and ``boxes`` (Mx4 XYXY pixels of
-    the output frame).
+    the image).
 
     Pixels are normalised with ``pixel_mean``/``pixel_std`` inside the model, so loaders
     move uint8. Training returns ``{"loss_cls": soft-target cross entropy}`` with the
@@ -64,7 +63,7 @@ class ImageClassifier(nn.Module):
             # the mapper writes RGB; the config's mean/std are in INPUT.FORMAT's channel order
             "pixel_mean": pixel_mean_rgb(cfg.MODEL.PIXEL_MEAN, cfg.INPUT.FORMAT),
             "pixel_std": pixel_mean_rgb(cfg.MODEL.PIXEL_STD, cfg.INPUT.FORMAT),
-            "target_builder": TargetBuilder(cfg),
+            "target_builder": build_target_builder(cfg),
             "channels_last": cfg.MODEL.CHANNELS_LAST,
         }
 
@@ -74,7 +73,7 @@ class ImageClassifier(nn.Module):
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> torch.Tensor:
         """Stack and normalise: N x 3 x H x W float32 on the model's device."""
-        images = stacked_images([x["image"] for x in batched_inputs]).to(self.device, non_blocking=True)
+        images = stack_images([x["image"] for x in batched_inputs]).to(self.device, non_blocking=True)
         images = (images.float() - self.pixel_mean) / self.pixel_std
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

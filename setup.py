@@ -4,6 +4,7 @@
 detectron2 is not on the package index under its own name, so it is not listed in
 ``install_requires``: build the official one from git, or run ``make setup``.
 """
+
 from setuptools import find_packages, setup
 
 setup(

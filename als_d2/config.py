@@ -7,6 +7,7 @@ Validation (``ValueError`` naming the key, before anything is trained):
 :func:`check_training_dicts` (at trainer start, from the loaded training dicts) what the
 config asks of the data.
 """
+
 import logging
 from typing import Dict, Optional, Sequence
 
@@ -127,12 +128,16 @@ def check_device(cfg: CN) -> None:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             built = "for CUDA " + torch.version.cuda if torch.version.cuda else "without CUDA"
-            _fail("MODEL.DEVICE", name,
-                  f"CUDA is not available here (torch {torch.__version__} built {built}, "
-                  f"{torch.cuda.device_count()} visible device(s)); use MODEL.DEVICE cpu")
+            _fail(
+                "MODEL.DEVICE",
+                name,
+                f"CUDA is not available here (torch {torch.__version__} built {built}, "
+                f"{torch.cuda.device_count()} visible device(s)); use MODEL.DEVICE cpu",
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            _fail("MODEL.DEVICE", name,
-                  f"only {torch.cuda.device_count()} CUDA device(s) are visible")
+            _fail(
+                "MODEL.DEVICE", name, f"only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
     elif device.type != "cpu":
         backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
         available = getattr(backend, "is_available", None)
@@ -165,8 +170,11 @@ def check_als_config(cfg: CN) -> None:
         if value <= 0:
             _fail(key, value, "must be > 0")
     if cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS == 0 and cfg.SOLVER.CHECKPOINT_PERIOD <= 0:
-        _fail("SOLVER.CHECKPOINT_PERIOD", cfg.SOLVER.CHECKPOINT_PERIOD,
-              "must be > 0 (iterations between checkpoints)")
+        _fail(
+            "SOLVER.CHECKPOINT_PERIOD",
+            cfg.SOLVER.CHECKPOINT_PERIOD,
+            "must be > 0 (iterations between checkpoints)",
+        )
 
 
 def _check_choices(*keys_values_choices) -> None:
@@ -197,12 +205,18 @@ def _check_model(cfg: CN) -> None:
         _fail("MODEL.ALS.MIX_ALPHA", als.MIX_ALPHA, "must be > 0")
     num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
     if num_classes < 2 and num_classes != 0:
-        _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-              "must be >= 2 (or 0: the class count of the training set)")
+        _fail(
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            num_classes,
+            "must be >= 2 (or 0: the class count of the training set)",
+        )
     feature = cfg.MODEL.CLASSIFIER.IN_FEATURE
     if feature not in cfg.MODEL.RESNETS.OUT_FEATURES:
-        _fail("MODEL.CLASSIFIER.IN_FEATURE", feature,
-              f"must be one of MODEL.RESNETS.OUT_FEATURES {list(cfg.MODEL.RESNETS.OUT_FEATURES)}")
+        _fail(
+            "MODEL.CLASSIFIER.IN_FEATURE",
+            feature,
+            f"must be one of MODEL.RESNETS.OUT_FEATURES {list(cfg.MODEL.RESNETS.OUT_FEATURES)}",
+        )
 
 
 def _check_input(cfg: CN) -> None:
@@ -210,8 +224,10 @@ def _check_input(cfg: CN) -> None:
     from .data.mapper import VARIANTS
 
     inp = cfg.INPUT.CLS
-    _check_choices(("INPUT.CLS.VARIANT", inp.VARIANT, VARIANTS),
-                   ("INPUT.FORMAT", cfg.INPUT.FORMAT, ("RGB", "BGR")))
+    _check_choices(
+        ("INPUT.CLS.VARIANT", inp.VARIANT, VARIANTS),
+        ("INPUT.FORMAT", cfg.INPUT.FORMAT, ("RGB", "BGR")),
+    )
     if not 0.0 <= inp.CONTEXT_PROB < 1.0:
         _fail("INPUT.CLS.CONTEXT_PROB", inp.CONTEXT_PROB, "must be in [0, 1)")
     if not 0.0 <= inp.HFLIP_PROB <= 1.0:
@@ -219,8 +235,11 @@ def _check_input(cfg: CN) -> None:
     if inp.CROP_SIZE <= 0:
         _fail("INPUT.CLS.CROP_SIZE", inp.CROP_SIZE, "must be > 0")
     if inp.TEST_RESIZE < inp.CROP_SIZE:
-        _fail("INPUT.CLS.TEST_RESIZE", inp.TEST_RESIZE,
-              f"must be >= INPUT.CLS.CROP_SIZE ({inp.CROP_SIZE})")
+        _fail(
+            "INPUT.CLS.TEST_RESIZE",
+            inp.TEST_RESIZE,
+            f"must be >= INPUT.CLS.CROP_SIZE ({inp.CROP_SIZE})",
+        )
     lo, hi = inp.CROP_SCALE
     if not 0.0 < lo <= hi <= 1.0:
         _fail("INPUT.CLS.CROP_SCALE", inp.CROP_SCALE, "must satisfy 0 < min <= max <= 1")
@@ -228,8 +247,11 @@ def _check_input(cfg: CN) -> None:
     if not 0.0 < lo <= hi:
         _fail("INPUT.CLS.CROP_RATIO", inp.CROP_RATIO, "must satisfy 0 < min <= max")
     if len(inp.COLOR_JITTER) not in (0, 3) or any(v < 0 for v in inp.COLOR_JITTER):
-        _fail("INPUT.CLS.COLOR_JITTER", inp.COLOR_JITTER,
-              "must be [] or [brightness, contrast, saturation] >= 0")
+        _fail(
+            "INPUT.CLS.COLOR_JITTER",
+            inp.COLOR_JITTER,
+            "must be [] or [brightness, contrast, saturation] >= 0",
+        )
 
 
 def _check_schedule(cfg: CN) -> None:
@@ -242,25 +264,36 @@ def _check_schedule(cfg: CN) -> None:
         _fail("SOLVER.MAX_ITER", solver.MAX_ITER, "must be > 0 (or set SOLVER.EPOCHS)")
     if solver.EPOCHS > 0:
         if any(not 0 < e < solver.EPOCHS for e in solver.STEPS_EPOCHS):
-            _fail("SOLVER.STEPS_EPOCHS", solver.STEPS_EPOCHS,
-                  f"each must be in (0, SOLVER.EPOCHS={solver.EPOCHS})")
+            _fail(
+                "SOLVER.STEPS_EPOCHS",
+                solver.STEPS_EPOCHS,
+                f"each must be in (0, SOLVER.EPOCHS={solver.EPOCHS})",
+            )
         # apply_epoch_schedule derives MAX_ITER / STEPS from EPOCHS and overwrites them: an
         # iteration schedule set next to an epoch schedule would be silently ignored
-        for key, value, default in (("SOLVER.MAX_ITER", solver.MAX_ITER, D2_DEFAULT_MAX_ITER),
-                                    ("SOLVER.STEPS", tuple(solver.STEPS), D2_DEFAULT_STEPS)):
+        for key, value, default in (
+            ("SOLVER.MAX_ITER", solver.MAX_ITER, D2_DEFAULT_MAX_ITER),
+            ("SOLVER.STEPS", tuple(solver.STEPS), D2_DEFAULT_STEPS),
+        ):
             if value != default:
-                _fail(key, value if key == "SOLVER.MAX_ITER" else list(value),
-                      f"conflicts with SOLVER.EPOCHS = {solver.EPOCHS} (an epoch schedule derives "
-                      "SOLVER.MAX_ITER and SOLVER.STEPS and would overwrite it): set SOLVER.EPOCHS "
-                      "0 to train MAX_ITER iterations (with SOLVER.STEPS), or leave "
-                      "SOLVER.MAX_ITER / SOLVER.STEPS unset and use SOLVER.EPOCHS / "
-                      "SOLVER.STEPS_EPOCHS")
+                _fail(
+                    key,
+                    value if key == "SOLVER.MAX_ITER" else list(value),
+                    f"conflicts with SOLVER.EPOCHS = {solver.EPOCHS} (an epoch schedule derives "
+                    "SOLVER.MAX_ITER and SOLVER.STEPS and would overwrite it): set SOLVER.EPOCHS "
+                    "0 to train MAX_ITER iterations (with SOLVER.STEPS), or leave "
+                    "SOLVER.MAX_ITER / SOLVER.STEPS unset and use SOLVER.EPOCHS / "
+                    "SOLVER.STEPS_EPOCHS",
+                )
     if solver.LR_REFERENCE_BATCH > 0 and solver.REFERENCE_WORLD_SIZE > 0:
         # both scale BASE_LR (ours by the batch size, detectron2's auto_scale_workers by the
         # number of processes): together the lr would be scaled twice
-        _fail("SOLVER.LR_REFERENCE_BATCH", solver.LR_REFERENCE_BATCH,
-              f"conflicts with SOLVER.REFERENCE_WORLD_SIZE = {solver.REFERENCE_WORLD_SIZE}: "
-              "both scale SOLVER.BASE_LR; set one of them to 0")
+        _fail(
+            "SOLVER.LR_REFERENCE_BATCH",
+            solver.LR_REFERENCE_BATCH,
+            f"conflicts with SOLVER.REFERENCE_WORLD_SIZE = {solver.REFERENCE_WORLD_SIZE}: "
+            "both scale SOLVER.BASE_LR; set one of them to 0",
+        )
 
 
 def _has_boxes(d: dict) -> bool:
@@ -289,37 +322,61 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
     num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
     for name, dicts in datasets.items():
         if variant == "none" and any("target_object" in d for d in dicts):
-            _fail("INPUT.CLS.VARIANT", variant,
-                  f"dataset {name!r} (DATASETS.TRAIN) is a 'mask' set (its dicts have "
-                  "'target_object', so the mapper paints the other objects): set "
-                  "INPUT.CLS.VARIANT mask (or context, the paper's 'context' rows), or train on a "
-                  "set without 'target_object'")
+            _fail(
+                "INPUT.CLS.VARIANT",
+                variant,
+                f"dataset {name!r} (DATASETS.TRAIN) is a 'mask' set (its dicts have "
+                "'target_object', so the mapper paints the other objects): set "
+                "INPUT.CLS.VARIANT mask (or context, the paper's 'context' rows), or train on a "
+                "set without 'target_object'",
+            )
         if variant == "mask":
             missing = sum(1 for d in dicts if "target_object" not in d)
             if missing:
-                _fail("INPUT.CLS.VARIANT", variant,
-                      "needs training dicts with 'target_object' (one per annotated object, e.g. "
-                      f"imagenet_train_boxed_mask), but {missing} of the {len(dicts)} dicts of "
-                      f"dataset {name!r} have none")
-        needs_boxes = [k for k, v in (("INPUT.CLS.VARIANT", variant == "context"),
-                                      ("MODEL.ALS.METHOD", method_needs_boxes)) if v]
+                _fail(
+                    "INPUT.CLS.VARIANT",
+                    variant,
+                    "needs training dicts with 'target_object' (one per annotated object, e.g. "
+                    f"imagenet_train_boxed_mask), but {missing} of the {len(dicts)} dicts of "
+                    f"dataset {name!r} have none",
+                )
+        needs_boxes = [
+            k
+            for k, v in (
+                ("INPUT.CLS.VARIANT", variant == "context"),
+                ("MODEL.ALS.METHOD", method_needs_boxes),
+            )
+            if v
+        ]
         if needs_boxes and not any(_has_boxes(d) for d in dicts):
             key = needs_boxes[0]
-            _fail(key, variant if key == "INPUT.CLS.VARIANT" else method,
-                  f"needs bounding boxes, but no dict of dataset {name!r} has 'annotations' "
-                  "(use a boxed set, e.g. imagenet_train_boxed)")
+            _fail(
+                key,
+                variant if key == "INPUT.CLS.VARIANT" else method,
+                f"needs bounding boxes, but no dict of dataset {name!r} has 'annotations' "
+                "(use a boxed set, e.g. imagenet_train_boxed)",
+            )
         metadata = MetadataCatalog.get(name) if name in MetadataCatalog else {}
         known = metadata.get("num_classes", None)
         if known is not None and known != num_classes:
-            _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-                  f"dataset {name!r} has {known} classes (its metadata, from the files it was "
-                  f"loaded from): set MODEL.CLASSIFIER.NUM_CLASSES {known}")
-        bad = [d.get("label") for d in dicts
-               if not isinstance(d.get("label"), int) or not 0 <= d["label"] < num_classes]
+            _fail(
+                "MODEL.CLASSIFIER.NUM_CLASSES",
+                num_classes,
+                f"dataset {name!r} has {known} classes (its metadata, from the files it was "
+                f"loaded from): set MODEL.CLASSIFIER.NUM_CLASSES {known}",
+            )
+        bad = [
+            d.get("label")
+            for d in dicts
+            if not isinstance(d.get("label"), int) or not 0 <= d["label"] < num_classes
+        ]
         if bad:
-            _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-                  f"dataset {name!r} has {len(bad)} dict(s) whose 'label' is not in "
-                  f"[0, {num_classes}) (e.g. {bad[0]!r})")
+            _fail(
+                "MODEL.CLASSIFIER.NUM_CLASSES",
+                num_classes,
+                f"dataset {name!r} has {len(bad)} dict(s) whose 'label' is not in "
+                f"[0, {num_classes}) (e.g. {bad[0]!r})",
+            )
 
 
 def dataset_num_classes(
@@ -342,12 +399,18 @@ def dataset_num_classes(
         if known is not None:
             counts[name] = int(known)
     if not counts:
-        _fail("MODEL.CLASSIFIER.NUM_CLASSES", 0,
-              f"the class count of {list(names)} is not recorded in their metadata: "
-              "set it explicitly")
+        _fail(
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            0,
+            f"the class count of {list(names)} is not recorded in their metadata: "
+            "set it explicitly",
+        )
     if len(set(counts.values())) > 1:
-        _fail("MODEL.CLASSIFIER.NUM_CLASSES", 0,
-              f"the training sets disagree on the class count: {counts}")
+        _fail(
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            0,
+            f"the training sets disagree on the class count: {counts}",
+        )
     return next(iter(counts.values()))
 
 
@@ -373,17 +436,23 @@ def check_eval_num_classes(cfg: CN, dataset: str, dicts: Optional[Sequence[dict]
         count = known()
     if count is not None:
         if int(count) != num_classes:
-            _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-                  f"the evaluated dataset {dataset!r} has {count} classes (its metadata): the "
-                  f"model would score {num_classes} classes; set MODEL.CLASSIFIER.NUM_CLASSES "
-                  f"{count} (and evaluate a checkpoint trained for {count} classes)")
+            _fail(
+                "MODEL.CLASSIFIER.NUM_CLASSES",
+                num_classes,
+                f"the evaluated dataset {dataset!r} has {count} classes (its metadata): the "
+                f"model would score {num_classes} classes; set MODEL.CLASSIFIER.NUM_CLASSES "
+                f"{count} (and evaluate a checkpoint trained for {count} classes)",
+            )
         return int(count)
     labels = [d.get("label") for d in dicts if isinstance(d.get("label"), int)]
     top = max(labels) + 1 if labels else 0
     if top > num_classes:
-        _fail("MODEL.CLASSIFIER.NUM_CLASSES", num_classes,
-              f"the evaluated dataset {dataset!r} has labels up to {top - 1} (at least {top} "
-              "classes): set MODEL.CLASSIFIER.NUM_CLASSES to its class count")
+        _fail(
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            num_classes,
+            f"the evaluated dataset {dataset!r} has labels up to {top - 1} (at least {top} "
+            "classes): set MODEL.CLASSIFIER.NUM_CLASSES to its class count",
+        )
     return top
 
 

@@ -11,6 +11,7 @@ training step is several times *slower* than in fp32 (12x on an AVX2-only EPYC).
 ``ALS_D2_CPU_NATIVE_BF16`` / ``ALS_D2_CPU_NATIVE_FP16`` (``0`` / ``1``) override the
 detection.
 """
+
 import argparse
 import functools
 from importlib import metadata
@@ -21,7 +22,11 @@ from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
 # ISA flags (as /proc/cpuinfo names them) that make the dtype's matmuls native
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16, x86 AMX, ARMv8.6 BF16
-NATIVE_FP16_FLAGS = ("avx512_fp16", "amx_fp16", "asimdhp")  # x86 AVX512-FP16, x86 AMX-FP16, ARM FP16
+NATIVE_FP16_FLAGS = (
+    "avx512_fp16",
+    "amx_fp16",
+    "asimdhp",
+)  # x86 AVX512-FP16, x86 AMX-FP16, ARM FP16
 _OVERRIDE = {"bf16": "ALS_D2_CPU_NATIVE_BF16", "fp16": "ALS_D2_CPU_NATIVE_FP16"}
 
 
@@ -87,11 +92,16 @@ class CpuPrecision(NamedTuple):
     reason_fp16: str
 
 
-def _decide(dtype: str, native_flags, capability: str, flags: Optional[FrozenSet[str]]) -> Tuple[bool, str]:
+def _decide(
+    dtype: str, native_flags, capability: str, flags: Optional[FrozenSet[str]]
+) -> Tuple[bool, str]:
     override = os.environ.get(_OVERRIDE[dtype], "").strip()
     if override in ("0", "1"):
         state = "native" if override == "1" else "no native"
-        return override == "1", f"{state} {dtype} ({_OVERRIDE[dtype]}={override}; capability {capability})"
+        return (
+            override == "1",
+            f"{state} {dtype} ({_OVERRIDE[dtype]}={override}; capability {capability})",
+        )
     if flags is None:  # no /proc/cpuinfo, no torch probe: only the capability string to go by
         native = dtype.upper() in capability.upper() or "AMX" in capability.upper()
         how = "flags unknown"
@@ -103,7 +113,9 @@ def _decide(dtype: str, native_flags, capability: str, flags: Optional[FrozenSet
     return native, f"{state} {dtype} on this CPU (capability {capability}, {how})"
 
 
-def cpu_precision(capability: Optional[str] = None, flags: Optional[FrozenSet[str]] = ()) -> CpuPrecision:
+def cpu_precision(
+    capability: Optional[str] = None, flags: Optional[FrozenSet[str]] = ()
+) -> CpuPrecision:
     """Whether bf16 / fp16 matmuls are native on this CPU, from its ISA flags (torch's
     capability is reported, and decides only when the flags are unknown)."""
     capability = torch_cpu_capability() if capability is None else capability
@@ -143,11 +155,23 @@ def collect() -> List[Tuple[str, str]]:
     rows.append(
         (
             "detectron2 compiled ops",
-            "yes" if compat.HAS_COMPILED_OPS else "no (placeholder detectron2._C; C4/FPN Faster R-CNN "
+            "yes"
+            if compat.HAS_COMPILED_OPS
+            else "no (placeholder detectron2._C; C4/FPN Faster R-CNN "
             "and classification work, deformable/rotated ops do not)",
         )
     )
-    for dist in ("torch", "torchvision", "numpy", "Pillow", "fvcore", "iopath", "pycocotools", "lxml", "matplotlib"):
+    for dist in (
+        "torch",
+        "torchvision",
+        "numpy",
+        "Pillow",
+        "fvcore",
+        "iopath",
+        "pycocotools",
+        "lxml",
+        "matplotlib",
+    ):
         rows.append((dist, _version(dist)))
 
     import torch
@@ -156,7 +180,12 @@ def collect() -> List[Tuple[str, str]]:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            rows.append((f"GPU {i}", f"{p.name}, {p.total_memory / 2**30:.1f} GiB, capability {p.major}.{p.minor}"))
+            rows.append(
+                (
+                    f"GPU {i}",
+                    f"{p.name}, {p.total_memory / 2**30:.1f} GiB, capability {p.major}.{p.minor}",
+                )
+            )
     else:
         rows.append(("CUDA devices", "none (CPU only)"))
     rows.append(("CPU threads (torch)", str(torch.get_num_threads())))
@@ -173,7 +202,9 @@ def format_rows(rows: List[Tuple[str, str]]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="als-d2 environment report")
-    parser.add_argument("--full", action="store_true", help="append detectron2's collect_env_info()")
+    parser.add_argument(
+        "--full", action="store_true", help="append detectron2's collect_env_info()"
+    )
     args = parser.parse_args(argv)
     print(format_rows(collect()))
     if args.full:

@@ -16,6 +16,7 @@ allowance, then doubled) is stopped and reported as ``{"benchmark": ..., "error"
 
     python benchmarks/run_all.py [--quick] [--budget 300] [--out output/bench]
 """
+
 import argparse
 import json
 import os
@@ -43,11 +44,21 @@ def _run(script: str, extra, budget: float) -> dict:
         }
     wall = round(time.perf_counter() - t0, 1)
     if out.returncode != 0:
-        return {"benchmark": name, "error": f"exit code {out.returncode}", "stderr_tail": out.stderr[-2000:], "wall_s": wall}
+        return {
+            "benchmark": name,
+            "error": f"exit code {out.returncode}",
+            "stderr_tail": out.stderr[-2000:],
+            "wall_s": wall,
+        }
     try:
         result = json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        return {"benchmark": name, "error": "no JSON result", "stdout_tail": out.stdout[-2000:], "wall_s": wall}
+        return {
+            "benchmark": name,
+            "error": "no JSON result",
+            "stdout_tail": out.stdout[-2000:],
+            "wall_s": wall,
+        }
     result["wall_s"] = wall
     return result
 
@@ -72,9 +83,17 @@ def main(argv=None):
             with open(os.path.join(args.out, f"{name}.json"), "w") as f:
                 json.dump(r, f, indent=2)
     print(json.dumps(results["loader"]), flush=True)
-    failed = [n for n, r in results.items() if str(r.get("error", "")).startswith(("exit code", "no JSON"))]
+    failed = [
+        n
+        for n, r in results.items()
+        if str(r.get("error", "")).startswith(("exit code", "no JSON"))
+    ]
     if failed:
-        sys.stderr.write("".join(f"{n}: {results[n]['error']}\n{results[n].get('stderr_tail', '')}\n" for n in failed))
+        sys.stderr.write(
+            "".join(
+                f"{n}: {results[n]['error']}\n{results[n].get('stderr_tail', '')}\n" for n in failed
+            )
+        )
         sys.exit(1)
     return results
 

@@ -36,6 +36,7 @@ same reasons under the top-level ``skipped``), ``ratios`` (``bf16_over_fp32``,
     python benchmarks/train_step.py              # GPU if there is one, else the CPU config
     python benchmarks/train_step.py --device cpu --quick
 """
+
 import argparse
 import json
 import os
@@ -245,7 +246,7 @@ def run(args) -> Dict:
                 torch.cuda.reset_peak_memory_stats(args.device)
             times[n].append(steps[n].run(n_steps))
             if args.device != "cpu" and r == 0:
-                peaks[n] = torch.cuda.max_memory_allocated(args.device) / 2 ** 20
+                peaks[n] = torch.cuda.max_memory_allocated(args.device) / 2**20
         if r == 0:  # one repetition measured: how many fit with the probes
             rep_s = time.perf_counter() - t_rep
             left = deadline - time.perf_counter()
@@ -255,7 +256,9 @@ def run(args) -> Dict:
                     planned.append(n)
                     cost += probe_est[n]
                 else:
-                    notes.append(f"{n}: memory probe skipped (needs ~{probe_est[n]:.0f} s of the budget)")
+                    notes.append(
+                        f"{n}: memory probe skipped (needs ~{probe_est[n]:.0f} s of the budget)"
+                    )
             probe, left = planned, left - cost
             reps_target = max(1, min(args.reps, 1 + int(max(0.0, left) // max(rep_s, 1e-9))))
             if reps_target < args.reps:

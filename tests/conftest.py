@@ -1,4 +1,5 @@
 """Shared pytest set-up: als_d2 is imported first, as every entry point does."""
+
 import logging
 import os
 

@@ -6,6 +6,7 @@ train human-verified image-level label CSV (``write_image_labels``),
 nested as published, real JPEGs named ``<ImageID>.jpg``. The hand-written ``TINY`` tree
 is small enough to count by hand; the expected counts are in tests/test_openimages.py.
 """
+
 import json
 import os
 from typing import Dict, List, NamedTuple, Sequence, Tuple
@@ -50,7 +51,10 @@ HIERARCHY = {
             "Subcategory": [
                 {"LabelName": DOG},
                 {"LabelName": CAT, "Part": [{"LabelName": FACE}]},
-                {"LabelName": TURTLE, "Subcategory": [{"LabelName": TORTOISE}, {"LabelName": SEA_TURTLE}]},
+                {
+                    "LabelName": TURTLE,
+                    "Subcategory": [{"LabelName": TORTOISE}, {"LabelName": SEA_TURTLE}],
+                },
                 {"LabelName": SEA_TURTLE},
             ],
         },
@@ -118,11 +122,23 @@ TINY: Dict[str, List[FixtureImage]] = {
 # Raw train rows that must be skipped (counter, CSV line) or kept with a fix.
 BAD_TRAIN_ROWS = [
     ("bad_rows", f"{_id('a')},xclick,{DOG},1,abc,0.5,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1"),
-    ("inverted_boxes", f"{_id('a')},xclick,{DOG},1,0.7,0.2,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1"),
-    ("unknown_labels", f"{_id('b')},xclick,/m/zzzzz,1,0.1,0.5,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1"),
-    ("bad_image_ids", f"../../etc/passwd,xclick,{DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1"),
+    (
+        "inverted_boxes",
+        f"{_id('a')},xclick,{DOG},1,0.7,0.2,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1",
+    ),
+    (
+        "unknown_labels",
+        f"{_id('b')},xclick,/m/zzzzz,1,0.1,0.5,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1",
+    ),
+    (
+        "bad_image_ids",
+        f"../../etc/passwd,xclick,{DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1",
+    ),
     ("bad_rows", f"{_id('c')},xclick,{DOG},1,0.1"),
-    ("missing_images", f"{_id('ff')},xclick,{DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1"),
+    (
+        "missing_images",
+        f"{_id('ff')},xclick,{DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1",
+    ),
 ]
 
 
@@ -150,7 +166,9 @@ BAD_IMAGE_LABEL_ROWS = [
 ]
 
 
-def write_image_labels(root: str, labels=None, extra_rows=None, name: str = IMAGE_LABELS_NAME) -> str:
+def write_image_labels(
+    root: str, labels=None, extra_rows=None, name: str = IMAGE_LABELS_NAME
+) -> str:
     """The train image-level label CSV in the published format (CRLF lines; the second of
     two rows for one image and class comes from another source). Returns its path."""
     labels = IMAGE_LABELS if labels is None else labels
@@ -206,22 +224,29 @@ def write_openimages_tree(
         lines = [TRAIN_HEADER if train else EVAL_HEADER]
         for k, im in enumerate(images):
             lines += [box_row(im.image_id, b, train) for b in im.boxes]
-            write_jpeg(os.path.join(root, IMAGE_DIRS[split], im.image_id + ".jpg"), im.size,
-                       color=(40 + 20 * (k % 8), 90, 200 - 15 * (k % 8)))
+            write_jpeg(
+                os.path.join(root, IMAGE_DIRS[split], im.image_id + ".jpg"),
+                im.size,
+                color=(40 + 20 * (k % 8), 90, 200 - 15 * (k % 8)),
+            )
         lines += list(extra_rows.get(split, []))
         with open(os.path.join(root, CSV_NAMES[split]), "w", newline="") as f:
             f.write("\r\n".join(lines) + "\r\n")  # the published files end lines with CRLF
     return root
 
 
-def write_merges(path: str, rows: Sequence[Tuple[str, str]], header: str = "Source,Target,Why") -> str:
+def write_merges(
+    path: str, rows: Sequence[Tuple[str, str]], header: str = "Source,Target,Why"
+) -> str:
     with open(path, "w") as f:
         f.write("# test merges\n" + header + "\n")
         f.writelines(f"{a},{b},test\n" for a, b in rows)
     return path
 
 
-def trainable_spec(per_class: int = 20, seed_classes=(DOG, CAT, TORTOISE)) -> Dict[str, List[FixtureImage]]:
+def trainable_spec(
+    per_class: int = 20, seed_classes=(DOG, CAT, TORTOISE)
+) -> Dict[str, List[FixtureImage]]:
     """``per_class`` train images per class (one box of it, one Person box to paint), and
     two val images per class: enough for the default rules (min_images 20)."""
     spec: Dict[str, List[FixtureImage]] = {"train": [], "val": [], "test": []}

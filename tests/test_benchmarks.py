@@ -1,4 +1,5 @@
 """benchmarks/: the scripts run (--quick) and print their JSON last; no timing is asserted."""
+
 import json
 import os
 import subprocess
@@ -85,15 +86,25 @@ def test_run_all_quick(tmp_path):
 def test_train_step_skips_emulated_bf16():
     """Detection mocked to 'no native bf16' (the override als_d2.env reads): the bf16 rows
     say why they were skipped, their figures are null, no ratio uses them, exit 0."""
-    out = _run("benchmarks/train_step.py", "--device", "cpu", "--quick", "--configs", "fp32,bf16,bf16_cl",
-               "--no-memory", env={"ALS_D2_CPU_NATIVE_BF16": "0"})
+    out = _run(
+        "benchmarks/train_step.py",
+        "--device",
+        "cpu",
+        "--quick",
+        "--configs",
+        "fp32,bf16,bf16_cl",
+        "--no-memory",
+        env={"ALS_D2_CPU_NATIVE_BF16": "0"},
+    )
     r = json.loads(out.strip().splitlines()[-1])
     rows = {x["name"]: x for x in r["results"]}
     assert list(rows) == ["fp32", "bf16", "bf16_cl"]
     assert _positive(rows["fp32"]["images_per_s"]) and "skipped" not in rows["fp32"]
     for name in ("bf16", "bf16_cl"):
         assert rows[name]["skipped"].startswith("no native bf16 on this CPU (capability ")
-        assert rows[name]["images_per_s"] is rows[name]["step_ms"] is rows[name]["peak_mem_mb"] is None
+        assert (
+            rows[name]["images_per_s"] is rows[name]["step_ms"] is rows[name]["peak_mem_mb"] is None
+        )
         assert r["skipped"][name] == rows[name]["skipped"]
     assert r["ratios"] == {}  # bf16_over_fp32 etc. only between timed configs
     assert r["cpu_capability"] in rows["bf16"]["skipped"]
@@ -104,7 +115,9 @@ def test_train_step_skip_reasons_follow_the_detection(monkeypatch):
 
     from als_d2.env import CpuPrecision
 
-    spec = importlib.util.spec_from_file_location("bench_train_step", os.path.join(ROOT, "benchmarks", "train_step.py"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_train_step", os.path.join(ROOT, "benchmarks", "train_step.py")
+    )
     ts = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ts)
     names = ["fp32", "fp32_cl", "bf16", "bf16_cl"]
@@ -122,7 +135,9 @@ def test_run_all_reports_a_slow_script_and_exits_0(monkeypatch):
     in the JSON, not a traceback."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_run_all", os.path.join(ROOT, "benchmarks", "run_all.py"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_run_all", os.path.join(ROOT, "benchmarks", "run_all.py")
+    )
     ra = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ra)
     monkeypatch.setattr(ra, "STARTUP_S", 0.0)
@@ -144,14 +159,28 @@ def test_gpu_check_refuses_an_incomplete_bundle(tmp_path):
     shutil.copy(os.path.join(ROOT, "benchmarks", "gpu_check.sh"), repo / "benchmarks")
     (repo / ".whl").mkdir()
     (repo / ".whl" / "iopath-0.1.9-py3-none-any.whl").write_bytes(b"")
-    out = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=repo, capture_output=True, text=True,
-                         env=dict(os.environ, OUT=str(tmp_path / "out"), SITE=str(tmp_path / "site")))
+    out = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OUT=str(tmp_path / "out"), SITE=str(tmp_path / "site")),
+    )
     assert out.returncode == 2 and "gpu_bundle.sh" in out.stderr
     assert not (tmp_path / "site").exists()
 
 
 def test_offline_detectron2_install_needs_the_sdist_path(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ALS_D2_DETECTRON2_SDIST"}
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "install_detectron2.py"),
-                          "--offline-target", str(tmp_path / "d2")], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "install_detectron2.py"),
+            "--offline-target",
+            str(tmp_path / "d2"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert out.returncode != 0 and "ALS_D2_DETECTRON2_SDIST" in out.stderr

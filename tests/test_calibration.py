@@ -1,4 +1,5 @@
 """calibration_metrics against a plain-Python reference; edge cases; temperature scaling."""
+
 import math
 
 import numpy as np
@@ -84,7 +85,9 @@ def reference_metrics(probs, labels, objectness=None):
         out[f"ece_{bins}"] = ece if n else nan
         out[f"mce_{bins}"] = max(gaps) if gaps else nan
         k = len(probs[0]) if probs else 2
-        out[f"paper_ece_{bins}"], out[f"paper_mce_{bins}"] = reference_paper_ece_mce(conf, correct, bins, k)
+        out[f"paper_ece_{bins}"], out[f"paper_mce_{bins}"] = reference_paper_ece_mce(
+            conf, correct, bins, k
+        )
     # equal mass: sorted by confidence (wrong before right on ties), np.array_split sizes
     order = sorted(range(n), key=lambda i: (conf[i], correct[i]))
     ece, start = 0.0, 0
@@ -93,7 +96,9 @@ def reference_metrics(probs, labels, objectness=None):
         m = order[start : start + size]
         start += size
         if m:
-            ece += len(m) / n * abs(mean([float(correct[i]) for i in m]) - mean([conf[i] for i in m]))
+            ece += (
+                len(m) / n * abs(mean([float(correct[i]) for i in m]) - mean([conf[i] for i in m]))
+            )
     out["adaptive_ece_15"] = ece if n else nan
     if objectness is not None:
         known = [i for i in range(n) if not math.isnan(objectness[i])]
@@ -123,11 +128,19 @@ def random_case(n, k, seed, dtype=np.float64, concentration=0.3):
 
 
 @pytest.mark.parametrize(
-    "n,k,seed,dtype", [(500, 10, 0, np.float64), (1000, 50, 1, np.float32), (37, 3, 2, np.float64), (9000, 7, 3, np.float64)]
+    "n,k,seed,dtype",
+    [
+        (500, 10, 0, np.float64),
+        (1000, 50, 1, np.float32),
+        (37, 3, 2, np.float64),
+        (9000, 7, 3, np.float64),
+    ],
 )
 def test_matches_reference(n, k, seed, dtype):
     probs, labels, objectness = random_case(n, k, seed, dtype)
-    assert_metrics_equal(calibration_metrics(probs, labels, objectness), reference_metrics(probs, labels, objectness))
+    assert_metrics_equal(
+        calibration_metrics(probs, labels, objectness), reference_metrics(probs, labels, objectness)
+    )
     assert_metrics_equal(calibration_metrics(probs, labels), reference_metrics(probs, labels))
 
 
@@ -169,7 +182,11 @@ def test_edge_cases():
     assert math.isnan(right["over_conf"]) and right["under_conf"] == pytest.approx(0.25)
     wrong = calibration_metrics(probs, [2, 2])
     assert math.isnan(wrong["under_conf"]) and wrong["over_conf"] == pytest.approx(0.75)
-    assert wrong["acc"] == 0.0 and wrong["ece_100"] == pytest.approx(0.75) and wrong["mce_100"] == pytest.approx(0.8)
+    assert (
+        wrong["acc"] == 0.0
+        and wrong["ece_100"] == pytest.approx(0.75)
+        and wrong["mce_100"] == pytest.approx(0.8)
+    )
     # N < 15: empty equal-mass bins are skipped (here each sample is its own bin)
     assert right["adaptive_ece_15"] == pytest.approx((0.3 + 0.2) / 2)
     # objectness: absent keys without it, NaN when nothing is known
@@ -206,7 +223,9 @@ def test_paper_bins_by_hand():
     empty = paper_bin_statistics(np.array([0.3, 0.3]), np.array([True, False]), 3, 4)
     np.testing.assert_array_equal(empty["count"], [2, 0, 0])
     assert np.isnan(empty["accuracy"][1:]).all()
-    assert paper_ece_mce(np.array([0.3, 0.3]), np.array([True, False]), 3, 4) == pytest.approx((1 / 12, 1 / 12))
+    assert paper_ece_mce(np.array([0.3, 0.3]), np.array([True, False]), 3, 4) == pytest.approx(
+        (1 / 12, 1 / 12)
+    )
 
 
 def test_paper_ece_differs_from_guo():
@@ -214,7 +233,9 @@ def test_paper_ece_differs_from_guo():
     probs = np.array([[0.98, 0.02], [0.99, 0.01], [0.71, 0.29]])
     m = calibration_metrics(probs, [0, 1, 0])
     ref6, ref14 = 1 / 2 + 1 / 30 + 6 * (13 / 30) / 14, 1 - 1 / 30  # 0.7190476..., 0.9666...
-    assert m["paper_ece_15"] == pytest.approx((1 * (1 - ref6) + 2 * (ref14 - 0.5)) / 3, rel=0, abs=1e-12)
+    assert m["paper_ece_15"] == pytest.approx(
+        (1 * (1 - ref6) + 2 * (ref14 - 0.5)) / 3, rel=0, abs=1e-12
+    )
     assert m["paper_ece_15"] == pytest.approx(0.4047619047619, rel=0, abs=1e-12)
     assert m["paper_mce_15"] == pytest.approx(14 / 30, rel=0, abs=1e-12)
     # Guo et al.: bins of width 1/15 on [0, 1], each accuracy against its mean confidence
@@ -225,17 +246,26 @@ def test_paper_ece_differs_from_guo():
 def test_paper_ece_edge_cases():
     nan = paper_ece_mce(np.array([0.1, 0.2, 0.24]), np.array([True, False, True]), 15, 4)
     assert math.isnan(nan[0]) and math.isnan(nan[1])  # nothing in [1/K, 1]
-    stats = {"confidence": np.array([0.1, 0.2]), "correct": np.array([True, False]), "top5": np.array([True, True]),
-             "nll": np.array([1.0, 1.0]), "brier": np.array([1.0, 1.0])}
+    stats = {
+        "confidence": np.array([0.1, 0.2]),
+        "correct": np.array([True, False]),
+        "top5": np.array([True, True]),
+        "nll": np.array([1.0, 1.0]),
+        "brier": np.array([1.0, 1.0]),
+    }
     with_k = metrics_from_stats(stats, num_classes=4)
     assert all(math.isnan(with_k[f"paper_{m}_{b}"]) for m in ("ece", "mce") for b in (15, 100))
-    assert not any(key.startswith("paper_") for key in metrics_from_stats(stats))  # K unknown: no keys
+    assert not any(
+        key.startswith("paper_") for key in metrics_from_stats(stats)
+    )  # K unknown: no keys
     assert math.isnan(metrics_from_stats(stats, num_classes=1)["paper_ece_15"])
     with pytest.raises(ValueError):
         paper_bin_statistics(np.array([1.0]), np.array([True]), 15, 1)
     # K is the model's class count, not the number of classes seen (pycalib's default)
     probs = np.array([[0.6, 0.3, 0.1, 0.0], [0.2, 0.7, 0.1, 0.0]])
-    assert calibration_metrics(probs, [0, 0])["paper_ece_15"] == pytest.approx(paper_ece_mce([0.6, 0.7], [True, False], 15, 4)[0])
+    assert calibration_metrics(probs, [0, 0])["paper_ece_15"] == pytest.approx(
+        paper_ece_mce([0.6, 0.7], [True, False], 15, 4)[0]
+    )
 
 
 @pytest.mark.parametrize("k", [2, 3, 10, 1000])
@@ -252,7 +282,9 @@ def test_paper_ece_matches_loop_and_histogram(k, bins):
     correct = rng.random(n) < conf
     ece, mce = paper_ece_mce(conf, correct, bins, k)
     loop = reference_paper_ece_mce(conf, correct, bins, k)
-    assert ece == pytest.approx(loop[0], rel=0, abs=1e-12) and mce == pytest.approx(loop[1], rel=0, abs=1e-12)
+    assert ece == pytest.approx(loop[0], rel=0, abs=1e-12) and mce == pytest.approx(
+        loop[1], rel=0, abs=1e-12
+    )
     # pycalib's way: np.histogram over the edges gives the weights and the accuracies
     weight = np.histogram(conf, edges)[0]
     hits = np.histogram(conf, edges, weights=correct.astype(float))[0]
@@ -273,7 +305,9 @@ def test_logits_path_matches_probabilities():
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     assert_metrics_equal(
-        metrics_from_stats(sample_stats_from_logits(logits, labels), num_classes=12), calibration_metrics(probs, labels), 1e-12
+        metrics_from_stats(sample_stats_from_logits(logits, labels), num_classes=12),
+        calibration_metrics(probs, labels),
+        1e-12,
     )
     # temperature 2 == logits / 2
     assert_metrics_equal(
@@ -301,7 +335,9 @@ def test_50k_by_1k_in_chunks():
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < probs.nbytes / 2, f"peak {peak / 2**20:.0f} MiB for a {probs.nbytes / 2**20:.0f} MiB input"
+    assert peak < probs.nbytes / 2, (
+        f"peak {peak / 2**20:.0f} MiB for a {probs.nbytes / 2**20:.0f} MiB input"
+    )
     assert metrics["num_samples"] == 50_000
     assert all(math.isfinite(v) for v in metrics.values())
     assert metrics["acc"] == pytest.approx(np.mean(probs.argmax(1) == labels))
@@ -350,7 +386,13 @@ def test_temperature_scaling_report_improves_an_overconfident_model():
     assert report["temperature"] == pytest.approx(3.0, rel=0.15)
     before, after = report["before"], report["after"]
     _, held = held_out_split(4000)
-    assert_metrics_equal(before, metrics_from_stats(sample_stats_from_logits(logits[held], labels[held]), None, 10), 1e-12)
+    assert_metrics_equal(
+        before,
+        metrics_from_stats(sample_stats_from_logits(logits[held], labels[held]), None, 10),
+        1e-12,
+    )
     assert after["nll"] < before["nll"] and after["ece_15"] < before["ece_15"] / 2
-    assert after["acc"] == before["acc"] and after["top5"] == before["top5"]  # predictions do not change
+    assert (
+        after["acc"] == before["acc"] and after["top5"] == before["top5"]
+    )  # predictions do not change
     assert math.isnan(temperature_scaling_report(logits[:1], labels[:1])["temperature"])

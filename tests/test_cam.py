@@ -1,6 +1,7 @@
 """Class activation maps on a hand-built model with a known answer; the CAM and evaluation
 tools (tools/visualize_cam.py, tools/eval_cls.py) and the evaluator's reliability
 diagrams on a small trained model."""
+
 import json
 import math
 import os
@@ -38,8 +39,12 @@ class PoolBackbone(Backbone):
 
 def hand_model(weight):
     model = ImageClassifier(
-        backbone=PoolBackbone(), in_feature="res5", num_classes=len(weight),
-        pixel_mean=[0.0, 0.0, 0.0], pixel_std=[1.0, 1.0, 1.0], target_builder=None,
+        backbone=PoolBackbone(),
+        in_feature="res5",
+        num_classes=len(weight),
+        pixel_mean=[0.0, 0.0, 0.0],
+        pixel_std=[1.0, 1.0, 1.0],
+        target_builder=None,
     )
     with torch.no_grad():
         model.head.weight.copy_(torch.tensor(weight, dtype=torch.float32))
@@ -73,7 +78,10 @@ def test_cam_of_one_active_cell():
     # a class with no evidence (0 weight on every active channel), or only negative
     # evidence (removed by the ReLU): an all-zero map
     for c in (0, 2):
-        assert torch.equal(class_activation_maps(model, [patch_image([(1, 1, 2, 200)])], [c])["cams"][0], torch.zeros(32, 32))
+        assert torch.equal(
+            class_activation_maps(model, [patch_image([(1, 1, 2, 200)])], [c])["cams"][0],
+            torch.zeros(32, 32),
+        )
 
 
 def test_cam_weights_features_per_image():
@@ -101,11 +109,15 @@ def test_cams_from_features_and_overlay():
     feats = torch.zeros(1, 2, 2, 2)
     feats[0, 0, 0, 1] = 3.0
     cam = cams_from_features(feats, torch.tensor([[2.0, 0.0]]), torch.tensor([0]), (2, 2))
-    assert torch.equal(cam[0], torch.tensor([[0.0, 1.0], [0.0, 0.0]]))  # same size: no interpolation
+    assert torch.equal(
+        cam[0], torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    )  # same size: no interpolation
     image = np.full((2, 2, 3), 100, dtype=np.uint8)
     assert np.array_equal(overlay_cam(image, cam[0].numpy(), alpha=0.0), image)
     over = overlay_cam(image, cam[0].numpy(), alpha=1.0)
-    assert over.dtype == np.uint8 and over[0, 1, 0] > over[0, 1, 2] and over[0, 0, 2] > over[0, 0, 0]  # jet: red hot, blue cold
+    assert (
+        over.dtype == np.uint8 and over[0, 1, 0] > over[0, 1, 2] and over[0, 0, 2] > over[0, 0, 0]
+    )  # jet: red hot, blue cold
     grid = cam_grid([image, image], ["a", "b"], [("m", [over, over], ["x", "y"])])
     assert grid.ndim == 3 and grid.shape[2] == 3 and grid.dtype == np.uint8
 
@@ -129,8 +141,18 @@ def trained(tmp_path_factory):
     if name not in DatasetCatalog.list():
         register_dicts(name, dicts, 4)
         register_dicts(name + "_context", [dict(d, paint_all_objects=True) for d in dicts], 4)
-    cfg = small_cfg(name, str(root / "train"), "SOLVER.MAX_ITER", 32, "SOLVER.BASE_LR", 0.02, "SOLVER.CHECKPOINT_PERIOD", 16,
-                    "TEST.IMS_PER_BATCH", 8)
+    cfg = small_cfg(
+        name,
+        str(root / "train"),
+        "SOLVER.MAX_ITER",
+        32,
+        "SOLVER.BASE_LR",
+        0.02,
+        "SOLVER.CHECKPOINT_PERIOD",
+        16,
+        "TEST.IMS_PER_BATCH",
+        8,
+    )
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
@@ -138,9 +160,18 @@ def trained(tmp_path_factory):
     config_file = str(root / "config.yaml")
     with open(config_file, "w") as f:
         f.write(cfg.dump())
-    checkpoints = [str(root / "train" / "model_0000015.pth"), str(root / "train" / "model_final.pth")]
+    checkpoints = [
+        str(root / "train" / "model_0000015.pth"),
+        str(root / "train" / "model_final.pth"),
+    ]
     assert all(os.path.exists(p) for p in checkpoints)
-    return {"cfg": cfg, "name": name, "config_file": config_file, "checkpoints": checkpoints, "root": root}
+    return {
+        "cfg": cfg,
+        "name": name,
+        "config_file": config_file,
+        "checkpoints": checkpoints,
+        "root": root,
+    }
 
 
 def _png(path):
@@ -170,9 +201,27 @@ def test_visualize_cam_tool(trained):
     tool = load_tool("visualize_cam")
     out = str(trained["root"] / "cams")
     args = tool.get_parser().parse_args(
-        ["--config-file", trained["config_file"], "--checkpoints", *trained["checkpoints"], "--names", "iter16", "final",
-         "--dataset", trained["name"], "--num-images", "4", "--scatter-samples", "16", "--output", out,
-         "INPUT.CLS.TEST_RESIZE", "128", "INPUT.CLS.CROP_SIZE", "128"]  # res5 4x4 (at 32 px it is 1x1)
+        [
+            "--config-file",
+            trained["config_file"],
+            "--checkpoints",
+            *trained["checkpoints"],
+            "--names",
+            "iter16",
+            "final",
+            "--dataset",
+            trained["name"],
+            "--num-images",
+            "4",
+            "--scatter-samples",
+            "16",
+            "--output",
+            out,
+            "INPUT.CLS.TEST_RESIZE",
+            "128",
+            "INPUT.CLS.CROP_SIZE",
+            "128",
+        ]  # res5 4x4 (at 32 px it is 1x1)
     )
     written = tool.main(args)
     w, h = _png(written["cam_grid"])
@@ -213,8 +262,19 @@ def test_eval_cls_tool(trained, capsys):
     out = str(trained["root"] / "eval")
     name, ctx = trained["name"], trained["name"] + "_context"
     args = tool.get_parser().parse_args(
-        ["--config-file", trained["config_file"], "--checkpoints", *trained["checkpoints"],
-         "--datasets", name, ctx, "--output", out, "TEST.IMS_PER_BATCH", "5"]
+        [
+            "--config-file",
+            trained["config_file"],
+            "--checkpoints",
+            *trained["checkpoints"],
+            "--datasets",
+            name,
+            ctx,
+            "--output",
+            out,
+            "TEST.IMS_PER_BATCH",
+            "5",
+        ]
     )
     results = tool.main(args)
     stems = ["model_0000015", "model_final"]
@@ -228,11 +288,20 @@ def test_eval_cls_tool(trained, capsys):
         _png(os.path.join(folder, "reliability_diagram.png"))
     # context-only images: every object painted out, objectness 0 for every sample
     assert results[("model_final", ctx)]["mean_objectness"] == 0.0
-    assert results[("model_final", ctx)]["objectness_deviation"] == pytest.approx(results[("model_final", ctx)]["avg_conf"])
+    assert results[("model_final", ctx)]["objectness_deviation"] == pytest.approx(
+        results[("model_final", ctx)]["avg_conf"]
+    )
     printed = capsys.readouterr().out
-    assert "Table 1" in printed and "Table 2" in printed and "Temperature scaling (not a paper table)" in printed
+    assert (
+        "Table 1" in printed
+        and "Table 2" in printed
+        and "Temperature scaling (not a paper table)" in printed
+    )
     assert "Table 3" not in printed  # the paper's Table 3 is the ResNet-101 one
-    assert "| ECE(15) pycalib | ECE(100) pycalib | MCE(15) pycalib |" in printed and "| ECE(15) Guo |" in printed
+    assert (
+        "| ECE(15) pycalib | ECE(100) pycalib | MCE(15) pycalib |" in printed
+        and "| ECE(15) Guo |" in printed
+    )
     assert "Wenger et al. 2020" in printed and "Guo et al. 2017" in printed
     table1 = printed.split("Table 1")[1].split("Table 2")[0]
     assert ctx in table1 and f"| {name} |" not in table1
@@ -257,6 +326,7 @@ def _set_head(classes):
     def edit(state):
         state["head.weight"] = torch.zeros(classes, state["head.weight"].shape[1])
         state["head.bias"] = torch.zeros(classes)
+
     return edit
 
 
@@ -264,21 +334,36 @@ def _drop(prefix):
     def edit(state):
         for k in [k for k in state if k.startswith(prefix)]:
             del state[k]
+
     return edit
 
 
 def _eval_args(tool, trained, checkpoint, out, *opts):
     return tool.get_parser().parse_args(
-        ["--config-file", trained["config_file"], "--checkpoints", checkpoint, "--datasets", trained["name"],
-         "--output", str(out), "TEST.IMS_PER_BATCH", "8", *opts]
+        [
+            "--config-file",
+            trained["config_file"],
+            "--checkpoints",
+            checkpoint,
+            "--datasets",
+            trained["name"],
+            "--output",
+            str(out),
+            "TEST.IMS_PER_BATCH",
+            "8",
+            *opts,
+        ]
     )
 
 
-@pytest.mark.parametrize("edit,expected", [
-    (_set_head(3), r"head\.weight has 3 classes .*the config MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
-    (_drop("head."), r"no head\.weight / head\.bias .*MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
-    (_drop("res5.1."), r"model tensor\(s\) are not in the checkpoint .*res5\.1\."),
-])
+@pytest.mark.parametrize(
+    "edit,expected",
+    [
+        (_set_head(3), r"head\.weight has 3 classes .*the config MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
+        (_drop("head."), r"no head\.weight / head\.bias .*MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
+        (_drop("res5.1."), r"model tensor\(s\) are not in the checkpoint .*res5\.1\."),
+    ],
+)
 def test_eval_cls_loads_checkpoints_strictly(trained, tmp_path, edit, expected):
     """A checkpoint whose head has another class count, or that lacks head or backbone
     tensors, stops eval_cls with an error naming the file (not a random layer)."""
@@ -297,9 +382,25 @@ def test_visualize_cam_loads_checkpoints_strictly(trained, tmp_path):
     tool = load_tool("visualize_cam")
     bad = _edited_checkpoint(trained, tmp_path, _set_head(3))
     args = tool.get_parser().parse_args(
-        ["--config-file", trained["config_file"], "--checkpoints", trained["checkpoints"][1], bad,
-         "--dataset", trained["name"], "--num-images", "2", "--scatter-samples", "0", "--output", str(tmp_path / "cams")])
-    with pytest.raises(SystemExit, match=r"head\.weight has 3 classes.*MODEL\.CLASSIFIER\.NUM_CLASSES 4"):
+        [
+            "--config-file",
+            trained["config_file"],
+            "--checkpoints",
+            trained["checkpoints"][1],
+            bad,
+            "--dataset",
+            trained["name"],
+            "--num-images",
+            "2",
+            "--scatter-samples",
+            "0",
+            "--output",
+            str(tmp_path / "cams"),
+        ]
+    )
+    with pytest.raises(
+        SystemExit, match=r"head\.weight has 3 classes.*MODEL\.CLASSIFIER\.NUM_CLASSES 4"
+    ):
         tool.main(args)
     assert not os.path.exists(tmp_path / "cams")
     # the checkpointer itself (also when the model is built with the file's wrong count)
@@ -315,7 +416,16 @@ def test_eval_cls_checks_dataset_classes_and_missing_files(trained, tmp_path):
     tool = load_tool("eval_cls")
     # the config's class count against the evaluated dataset's (4 classes in its metadata)
     with pytest.raises(SystemExit, match=r"MODEL\.CLASSIFIER\.NUM_CLASSES = 5.*has 4 classes"):
-        tool.main(_eval_args(tool, trained, trained["checkpoints"][1], tmp_path / "eval", "MODEL.CLASSIFIER.NUM_CLASSES", "5"))
+        tool.main(
+            _eval_args(
+                tool,
+                trained,
+                trained["checkpoints"][1],
+                tmp_path / "eval",
+                "MODEL.CLASSIFIER.NUM_CLASSES",
+                "5",
+            )
+        )
     # a checkpoint that does not exist: one line, before the config is read or a model built
     missing = str(tmp_path / "no_such_run" / "model_final.pth")
     with pytest.raises(SystemExit) as info:
@@ -324,8 +434,18 @@ def test_eval_cls_checks_dataset_classes_and_missing_files(trained, tmp_path):
     assert not os.path.exists(tmp_path / "eval2")
     cam = load_tool("visualize_cam")
     with pytest.raises(SystemExit, match="checkpoint not found"):
-        cam.main(cam.get_parser().parse_args(["--config-file", trained["config_file"], "--checkpoints", missing,
-                                              "--output", str(tmp_path / "cams")]))
+        cam.main(
+            cam.get_parser().parse_args(
+                [
+                    "--config-file",
+                    trained["config_file"],
+                    "--checkpoints",
+                    missing,
+                    "--output",
+                    str(tmp_path / "cams"),
+                ]
+            )
+        )
 
 
 def test_eval_cls_leaves_the_training_run_files_alone(trained, tmp_path):
@@ -334,7 +454,10 @@ def test_eval_cls_leaves_the_training_run_files_alone(trained, tmp_path):
     tool = load_tool("eval_cls")
     run = tmp_path / "run"
     run.mkdir()
-    sentinels = {"config.yaml": "# the training run's config\n", "log.txt": "the training run's log\n"}
+    sentinels = {
+        "config.yaml": "# the training run's config\n",
+        "log.txt": "the training run's log\n",
+    }
     for f, text in sentinels.items():
         (run / f).write_text(text)
     config_file = tmp_path / "config.yaml"
@@ -343,8 +466,17 @@ def test_eval_cls_leaves_the_training_run_files_alone(trained, tmp_path):
     cfg.OUTPUT_DIR = str(run)
     config_file.write_text(cfg.dump())
     args = tool.get_parser().parse_args(
-        ["--config-file", str(config_file), "--checkpoints", trained["checkpoints"][1], "--datasets", trained["name"],
-         "TEST.IMS_PER_BATCH", "8"])
+        [
+            "--config-file",
+            str(config_file),
+            "--checkpoints",
+            trained["checkpoints"][1],
+            "--datasets",
+            trained["name"],
+            "TEST.IMS_PER_BATCH",
+            "8",
+        ]
+    )
     results = tool.main(args)
     assert ("model_final", trained["name"]) in results
     for f, text in sentinels.items():
@@ -353,8 +485,17 @@ def test_eval_cls_leaves_the_training_run_files_alone(trained, tmp_path):
     # an --output that holds a training run is refused
     (run / "last_checkpoint").write_text("model_final.pth")
     args = tool.get_parser().parse_args(
-        ["--config-file", str(config_file), "--checkpoints", trained["checkpoints"][1], "--datasets", trained["name"],
-         "--output", str(run)])
+        [
+            "--config-file",
+            str(config_file),
+            "--checkpoints",
+            trained["checkpoints"][1],
+            "--datasets",
+            trained["name"],
+            "--output",
+            str(run),
+        ]
+    )
     with pytest.raises(SystemExit, match="holds a training run"):
         tool.main(args)
     for f, text in sentinels.items():

@@ -1,6 +1,7 @@
 """tools/check_dataset.py on a tree with one of every kind of bad input: each is reported
 by file under its kind, the exit status says whether training would fail, and hostile
 files (a decompression bomb header, a billion-laughs XML) stay cheap."""
+
 import importlib.util
 import io
 import json
@@ -32,17 +33,30 @@ pytestmark = pytest.mark.usefixtures("private_index_cache")
 
 def png_header_only(path, width, height):
     """A PNG whose header claims width x height pixels, with (almost) no pixel data."""
+
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+        f.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + chunk(b"IEND", b"")
+        )
 
 
 def jpeg_bytes(size=(40, 30), mode="RGB", **save):
     buf = io.BytesIO()
-    Image.new(mode, size, 128 if mode == "L" else (10, 200, 30, 0)[: len(mode)]).save(buf, "JPEG", **save)
+    Image.new(mode, size, 128 if mode == "L" else (10, 200, 30, 0)[: len(mode)]).save(
+        buf, "JPEG", **save
+    )
     return buf.getvalue()
 
 
@@ -71,14 +85,30 @@ def hostile(tmp_path):
     fx.write_text(broken.xml_path, "<annotation><size><width>40</width>")
     note("bad_xml", broken.xml_path)
     nosize = tree.add_image("train", a, (40, 30), [(a, (1, 1, 10, 10))])
-    fx.write_text(nosize.xml_path, fx.ilsvrc_xml_text(a, nosize.stem, (40, 30), nosize.objects).replace("<width>40</width>", ""))
+    fx.write_text(
+        nosize.xml_path,
+        fx.ilsvrc_xml_text(a, nosize.stem, (40, 30), nosize.objects).replace(
+            "<width>40</width>", ""
+        ),
+    )
     note("bad_xml", nosize.xml_path)
     laughs = tree.add_image("train", b, (40, 30), [(b, (1, 1, 10, 10))])
     fx.write_text(laughs.xml_path, fx.BILLION_LAUGHS.format(w=40, h=30))
     note("bad_xml", laughs.xml_path)
-    mixed = tree.add_image("train", b, (40, 30), [(b, (1, 1, 10, 10)), ("n00000042", (1, 1, 5, 5)),
-                                                  (b, (20, 20, 10, 10)), (b, (30, 10, 80, 60))])
-    text = fx.ilsvrc_xml_text(b, mixed.stem, (40, 30), mixed.objects).replace("<xmin>1</xmin>", "<xmin>one</xmin>", 1)
+    mixed = tree.add_image(
+        "train",
+        b,
+        (40, 30),
+        [
+            (b, (1, 1, 10, 10)),
+            ("n00000042", (1, 1, 5, 5)),
+            (b, (20, 20, 10, 10)),
+            (b, (30, 10, 80, 60)),
+        ],
+    )
+    text = fx.ilsvrc_xml_text(b, mixed.stem, (40, 30), mixed.objects).replace(
+        "<xmin>1</xmin>", "<xmin>one</xmin>", 1
+    )
     fx.write_text(mixed.xml_path, text)
     note("bad_objects", mixed.xml_path)  # non-numeric coordinate
     note("unknown_wnid", mixed.xml_path)
@@ -90,7 +120,10 @@ def hostile(tmp_path):
     write(notimage.path, b"GIF89a but not really")
     note("unreadable_images", notimage.path)
     # listings
-    fx.write_text(os.path.join(tree.ann_dir("train"), a, f"{a}_424242.xml"), fx.ilsvrc_xml_text(a, "x", (9, 9), []))
+    fx.write_text(
+        os.path.join(tree.ann_dir("train"), a, f"{a}_424242.xml"),
+        fx.ilsvrc_xml_text(a, "x", (9, 9), []),
+    )
     note("orphan_xml", f"{a}_424242.xml")
     fx.write_jpeg(os.path.join(tree.image_dir("train"), "n55555555", "n55555555_1.JPEG"), (9, 9))
     note("unknown_folders", "n55555555")
@@ -100,7 +133,9 @@ def hostile(tmp_path):
     outside = tmp_path / "secret"
     outside.mkdir()
     write(str(outside / "passwd.JPEG"), jpeg_bytes())
-    os.symlink(str(outside / "passwd.JPEG"), os.path.join(tree.image_dir("train"), a, f"{a}_31337.JPEG"))
+    os.symlink(
+        str(outside / "passwd.JPEG"), os.path.join(tree.image_dir("train"), a, f"{a}_31337.JPEG")
+    )
     note("outside_root", f"{a}_31337.JPEG")
     fx.write_text(str(outside / "x.xml"), fx.ilsvrc_xml_text(b, "x", (40, 30), [(b, (1, 1, 5, 5))]))
     linked = tree.add_image("train", b, (40, 30), [])
@@ -178,7 +213,7 @@ def test_every_kind_is_reported_by_file(tool, hostile, tmp_path, capsys, monkeyp
     rc, out = run_main(tool, capsys, "--root", tree.root, "--json", str(tmp_path / "r.json"))
     monkeypatch.undo()
     # hostile files stay cheap: the 1.6 Gpixel bomb is refused from its header, never decoded
-    assert decoded and max(decoded) < 10 ** 6, max(decoded, default=None)
+    assert decoded and max(decoded) < 10**6, max(decoded, default=None)
     report = json.load(open(tmp_path / "r.json"))
     problems = {}  # kind -> files, both splits
     for split in ("train", "val"):
@@ -210,7 +245,9 @@ def test_undecodable_val_image_fails_evaluation(tool, tmp_path, capsys):
     for w in (a, b):
         tree.add_image("train", w, (40, 30), [(w, (1, 1, 9, 9))])
         tree.add_image("val", w, (40, 30), [(w, (1, 1, 9, 9))])
-    bad = tree.add_image("val", a, (40, 30), [], xml=False, in_folder=True)  # labelled by its folder
+    bad = tree.add_image(
+        "val", a, (40, 30), [], xml=False, in_folder=True
+    )  # labelled by its folder
     write(bad.path, jpeg_bytes((64, 48))[:200])
     rc, out = run_main(tool, capsys, "--root", tree.root, "--list", "5")
     assert rc == 1
@@ -231,7 +268,11 @@ def test_reader_errors_are_fatal_and_name_the_file(tool, tmp_path, capsys):
         f.write(f"{stem},{a} 2 2 8 8 \n")  # the same ImageId twice
     rc, out = run_main(tool, capsys, "--root", tree.root, "--no-decode")
     assert rc == 1
-    assert "index_error" in out and "LOC_train_solution.csv" in out and f"ImageId {stem} appears twice (lines 2, 4)" in out
+    assert (
+        "index_error" in out
+        and "LOC_train_solution.csv" in out
+        and f"ImageId {stem} appears twice (lines 2, 4)" in out
+    )
     # an empty split: no usable image
     empty = fx.FixtureTree(str(tmp_path / "empty"), "standard", fx.wnid_names(2))
     os.makedirs(empty.image_dir("train"))
@@ -242,13 +283,35 @@ def test_reader_errors_are_fatal_and_name_the_file(tool, tmp_path, capsys):
 def test_command_line_exit_status_and_json(hostile, tmp_path):
     tree, _ = hostile
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, TOOL, "--root", tree.root, "--workers", "2", "--quiet", "--strict",
-                           "--json", str(tmp_path / "r.json")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            TOOL,
+            "--root",
+            tree.root,
+            "--workers",
+            "2",
+            "--quiet",
+            "--strict",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr  # --strict: skipped problems fail
     report = json.load(open(tmp_path / "r.json"))
     assert report["splits"]["train"]["problems"]["decompression_bombs"]["count"] == 1
     assert report["splits"]["train"]["problems"]["undecodable_images"]["count"] >= 1
-    proc = subprocess.run([sys.executable, TOOL, "--root", str(tmp_path / "nope")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, TOOL, "--root", str(tmp_path / "nope")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "not a folder" in proc.stderr

@@ -1,4 +1,5 @@
 """ImageClassifier: torchvision's ResNet convention, outputs, the configs."""
+
 import glob
 import os
 
@@ -39,7 +40,9 @@ def test_torchvision_resnet50_weights_give_torchvision_logits():
     reference.eval()
 
     model = build_model(load_cfg("configs/hard_r50.yaml"))
-    missing, unexpected = model.load_state_dict(torchvision_to_als(reference.state_dict()), strict=True)
+    missing, unexpected = model.load_state_dict(
+        torchvision_to_als(reference.state_dict()), strict=True
+    )
     assert not missing and not unexpected
     model.eval()
 
@@ -60,7 +63,13 @@ def test_weight_names_round_trip():
     assert als_to_torchvision(torchvision_to_als(sd)).keys() == sd.keys()
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml")) + glob.glob(os.path.join(REPO, "configs", "demo", "*.yaml"))))
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        glob.glob(os.path.join(REPO, "configs", "*.yaml"))
+        + glob.glob(os.path.join(REPO, "configs", "demo", "*.yaml"))
+    ),
+)
 def test_every_classification_config_loads_and_builds(path):
     rel = os.path.relpath(path, REPO)
     if os.path.basename(path).startswith("Base-"):

@@ -1,6 +1,7 @@
 """COCO-format files without ``iscrowd`` / ``area`` (as mmdetection's
 tests/data/coco_sample.json): registered with ``register_coco_with_defaults`` they load
 and evaluate with detectron2's COCOEvaluator (pycocotools) instead of ``KeyError: 'iscrowd'``."""
+
 import json
 import os
 import uuid
@@ -44,11 +45,18 @@ def sample(tmp_path, monkeypatch):
 def _evaluate(name, tmp_path):
     """Perfect predictions (the ground-truth boxes) through COCOEvaluator (pycocotools)."""
     dicts = DatasetCatalog.get(name)
-    evaluator = COCOEvaluator(name, tasks=("bbox",), distributed=False, output_dir=str(tmp_path / "eval"),
-                              use_fast_impl=False)
+    evaluator = COCOEvaluator(
+        name,
+        tasks=("bbox",),
+        distributed=False,
+        output_dir=str(tmp_path / "eval"),
+        use_fast_impl=False,
+    )
     evaluator.reset()
     for d in dicts:
-        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]]
+        boxes = [
+            BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]
+        ]
         inst = Instances((d["height"], d["width"]))
         inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
         inst.scores = torch.full((len(boxes),), 0.9)
@@ -72,7 +80,12 @@ def test_coco_file_without_iscrowd_and_area_evaluates(sample, tmp_path):
     with open(coco_json_with_defaults(sample)) as f:
         filled = json.load(f)
     assert [a["iscrowd"] for a in filled["annotations"]] == [0] * 4
-    assert [a["area"] for a in filled["annotations"]] == [200 * 120, 150 * 250, 300 * 200, 120 * 300]
+    assert [a["area"] for a in filled["annotations"]] == [
+        200 * 120,
+        150 * 250,
+        300 * 200,
+        120 * 300,
+    ]
 
 
 def test_plain_register_coco_instances_fails_at_evaluation(sample, tmp_path):
@@ -85,7 +98,9 @@ def test_plain_register_coco_instances_fails_at_evaluation(sample, tmp_path):
 
 
 def test_complete_files_are_read_unchanged(sample, tmp_path):
-    complete = dict(SAMPLE, annotations=[dict(a, iscrowd=0, area=1.0) for a in SAMPLE["annotations"]])
+    complete = dict(
+        SAMPLE, annotations=[dict(a, iscrowd=0, area=1.0) for a in SAMPLE["annotations"]]
+    )
     path = tmp_path / "complete.json"
     path.write_text(json.dumps(complete))
     assert coco_json_with_defaults(str(path)) == str(path)
@@ -96,4 +111,6 @@ def test_builtin_coco_sets_use_the_helper(tmp_path):
     prefix = f"t{uuid.uuid4().hex[:8]}"
     register_synthetic_imagenet(str(tmp_path / "absent"), prefix=prefix)  # lazy: nothing is read
     json_file = MetadataCatalog.get(f"{prefix}_coco_val").json_file
-    assert json_file == PREFIX + os.path.join(str(tmp_path / "absent"), "coco", "annotations", "instances_val.json")
+    assert json_file == PREFIX + os.path.join(
+        str(tmp_path / "absent"), "coco", "annotations", "instances_val.json"
+    )

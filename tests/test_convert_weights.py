@@ -1,4 +1,5 @@
 """tools/convert_weights.py: format recognition, bit-identical round trips, safe loading."""
+
 import os
 import pickle
 import re
@@ -39,8 +40,13 @@ def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def run_tool(*args):
-    proc = subprocess.run([sys.executable, TOOL, *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.run(
+        [sys.executable, TOOL, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     return proc
 
 
@@ -106,7 +112,9 @@ def test_torchvision_resnet50_through_the_tool_gives_torchvision_logits(tmp_path
         DetectionCheckpointer(detector).load(str(tmp_path / "r50_als.pth"))
         state, classifier_state = detector.state_dict(), model.state_dict()
         resnet = [k for k in state if re.search(r"(^|\.)(stem|res[2-5])\.", k)]
-        assert len(resnet) == 53 * 5  # 53 convs: weight + FrozenBN weight, bias, running mean, running var
+        assert (
+            len(resnet) == 53 * 5
+        )  # 53 convs: weight + FrozenBN weight, bias, running mean, running var
         for k in resnet:
             source = "backbone." + re.sub(r"^.*?((stem|res[2-5])\..*)$", r"\1", k)
             assert torch.equal(state[k], classifier_state[source]), k
@@ -143,35 +151,69 @@ def test_detectron2_pkl_loads_into_detectors_and_converts_back(tv18, tmp_path):
 def test_formats_are_recognised(tv18, tmp_path):
     path, sd = tv18
     # timm-style: wrapped in "state_dict", DDP "module." prefixes
-    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, tmp_path / "timm.pth.tar")
+    torch.save(
+        {"state_dict": {"module." + k: v for k, v in sd.items()}, "epoch": 3},
+        tmp_path / "timm.pth.tar",
+    )
     fmt, timm = read_canonical(str(tmp_path / "timm.pth.tar"))
     assert fmt == "torchvision" and "res2.0.conv1.weight" in timm
     # ... which train_det.py's checkpointer takes as MODEL.WEIGHTS directly
     cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(REPO, "configs", "COCO-Detection", "demo/faster_rcnn_R18_FPN_cpu.yaml"))
+    cfg.merge_from_file(
+        os.path.join(REPO, "configs", "COCO-Detection", "demo/faster_rcnn_R18_FPN_cpu.yaml")
+    )
     detector = build_model(cfg)
     checkpointer = TransferCheckpointer(detector)
     checkpointer.load(str(tmp_path / "timm.pth.tar"))
-    assert len(checkpointer.transfer["loaded"]) == 20 * 5 and checkpointer.transfer["unused"] == ["head.bias", "head.weight"]
+    assert len(checkpointer.transfer["loaded"]) == 20 * 5 and checkpointer.transfer["unused"] == [
+        "head.bias",
+        "head.weight",
+    ]
     state = detector.state_dict()
-    assert torch.equal(state["backbone.bottom_up.res5.1.conv2.norm.running_var"], sd["layer4.1.bn2.running_var"])
+    assert torch.equal(
+        state["backbone.bottom_up.res5.1.conv2.norm.running_var"], sd["layer4.1.bn2.running_var"]
+    )
     # the ImageClassifier's own keys (train_cls.py checkpoints from a stock DetectionCheckpointer)
-    legacy = {"model": {("backbone." + k if not k.startswith("head.") else k): v for k, v in timm.items()}, "iteration": 9}
+    legacy = {
+        "model": {
+            ("backbone." + k if not k.startswith("head.") else k): v for k, v in timm.items()
+        },
+        "iteration": 9,
+    }
     torch.save(legacy, tmp_path / "legacy.pth")
     fmt, state = read_canonical(str(tmp_path / "legacy.pth"))
     assert fmt == "als_d2"
     assert_identical(state, timm)
     # MoCo-style detectron2 pkl
     with open(tmp_path / "moco.pkl", "wb") as f:
-        pickle.dump({"model": {k: v.numpy() for k, v in timm.items() if not k.startswith("head.")},
-                     "__author__": "MOCO", "matching_heuristics": True}, f)
+        pickle.dump(
+            {
+                "model": {k: v.numpy() for k, v in timm.items() if not k.startswith("head.")},
+                "__author__": "MOCO",
+                "matching_heuristics": True,
+            },
+            f,
+        )
     assert read_canonical(str(tmp_path / "moco.pkl"))[0] == "detectron2"
     # refused: Caffe2 names, detectors
     with open(tmp_path / "c2.pkl", "wb") as f:
-        pickle.dump({"blobs": {"conv1_w": np.zeros((64, 3, 7, 7), np.float32), "res2_0_branch2a_w": np.zeros(1)}}, f)
+        pickle.dump(
+            {
+                "blobs": {
+                    "conv1_w": np.zeros((64, 3, 7, 7), np.float32),
+                    "res2_0_branch2a_w": np.zeros(1),
+                }
+            },
+            f,
+        )
     with pytest.raises(ValueError, match="Caffe2"):
         read_canonical(str(tmp_path / "c2.pkl"))
-    detector = {"model": {"backbone.stem.conv1.weight": torch.zeros(1), "proposal_generator.rpn_head.conv.weight": torch.zeros(1)}}
+    detector = {
+        "model": {
+            "backbone.stem.conv1.weight": torch.zeros(1),
+            "proposal_generator.rpn_head.conv.weight": torch.zeros(1),
+        }
+    }
     torch.save(detector, tmp_path / "det.pth")
     with pytest.raises(ValueError, match="detector"):
         read_canonical(str(tmp_path / "det.pth"))
@@ -189,15 +231,23 @@ class _Evil:
 
 def test_malicious_pickles_are_refused(tmp_path):
     marker = tmp_path / "pwned"
-    payload = {"model": {"stem.conv1.weight": np.zeros((2, 2), np.float32)}, "__author__": _Evil(marker)}
+    payload = {
+        "model": {"stem.conv1.weight": np.zeros((2, 2), np.float32)},
+        "__author__": _Evil(marker),
+    }
     for protocol in (2, 4, 5):
         path = tmp_path / f"evil{protocol}.pkl"
         with open(path, "wb") as f:
             pickle.dump(payload, f, protocol=protocol)
         with pytest.raises(pickle.UnpicklingError, match="os|posix|system"):
             load_weights_file(str(path))
-        proc = run_tool(path, tmp_path / "out.pth", "--to", "torchvision") if protocol == 4 else None
-        assert proc is None or (proc.returncode == 1 and "refusing to unpickle posix.system" in proc.stdout + proc.stderr)
+        proc = (
+            run_tool(path, tmp_path / "out.pth", "--to", "torchvision") if protocol == 4 else None
+        )
+        assert proc is None or (
+            proc.returncode == 1
+            and "refusing to unpickle posix.system" in proc.stdout + proc.stderr
+        )
     assert not marker.exists()
 
     import io
@@ -205,14 +255,23 @@ def test_malicious_pickles_are_refused(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         RestrictedUnpickler(io.BytesIO(pickle.dumps(eval))).load()  # builtins.eval: not a container
     # what is allowed: numpy arrays (any protocol), numpy scalars, OrderedDict, sets
-    good = OrderedDict(a=np.arange(6, dtype=np.float32).reshape(2, 3), b=np.float64(2.5), c={1, 2}, d=(1, "x"))
+    good = OrderedDict(
+        a=np.arange(6, dtype=np.float32).reshape(2, 3), b=np.float64(2.5), c={1, 2}, d=(1, "x")
+    )
     for protocol in (2, 4, 5):
         back = safe_pickle_load(io.BytesIO(pickle.dumps(good, protocol=protocol)))
-        assert isinstance(back, OrderedDict) and np.array_equal(back["a"], good["a"]) and back["b"] == 2.5
+        assert (
+            isinstance(back, OrderedDict)
+            and np.array_equal(back["a"], good["a"])
+            and back["b"] == 2.5
+        )
 
 
 def test_torch_files_load_with_weights_only(tmp_path):
-    torch.save({"model": {"stem.conv1.weight": torch.zeros(1)}, "evil": _Evil(tmp_path / "pwned")}, tmp_path / "evil.pth")
+    torch.save(
+        {"model": {"stem.conv1.weight": torch.zeros(1)}, "evil": _Evil(tmp_path / "pwned")},
+        tmp_path / "evil.pth",
+    )
     with pytest.raises(pickle.UnpicklingError):
         load_weights_file(str(tmp_path / "evil.pth"))
     assert not (tmp_path / "pwned").exists()

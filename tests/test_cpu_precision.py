@@ -1,5 +1,6 @@
 """Native bf16 / fp16 on the CPU (als_d2.env) and SOLVER.AMP.PRECISION's choice on each
 kind of CPU, with what torch and /proc/cpuinfo report mocked."""
+
 import logging
 
 import pytest
@@ -72,7 +73,10 @@ def test_override(monkeypatch):
     assert env.cpu_has_native_bf16()
     monkeypatch.setenv("ALS_D2_CPU_NATIVE_BF16", "0")
     _mock_machine(monkeypatch, "sapphire_rapids")
-    assert not env.cpu_has_native_bf16() and "ALS_D2_CPU_NATIVE_BF16=0" in env.cpu_precision().reason_bf16
+    assert (
+        not env.cpu_has_native_bf16()
+        and "ALS_D2_CPU_NATIVE_BF16=0" in env.cpu_precision().reason_bf16
+    )
 
 
 def test_this_machine_reports_something():

@@ -3,6 +3,7 @@
 Every tree is written by tests/ilsvrc_fixtures.py into a tmp dir; expectations come from
 what the fixture wrote (or from numbers worked out here), never from the code under test.
 """
+
 import json
 import logging
 import os

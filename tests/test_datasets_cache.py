@@ -1,5 +1,6 @@
 """The index cache: reused while the tree is unchanged, rebuilt when it changes; and the
 parallel indexer agrees with the serial one."""
+
 import logging
 import os
 

@@ -4,6 +4,7 @@ Every tree is written here into a tmp dir in the release's exact format (four te
 no header, ``<path>,...`` lines, several localization lines for an image with several
 boxes); expectations come from what was written, never from the code under test.
 """
+
 import json
 import logging
 import os
@@ -27,14 +28,31 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (path relative to the image root, (width, height), label, [boxes x0, y0, x1, y1], colour)
 TEST_SPLIT = [  # Choe's "test" = ImageNet val
     ("val/ILSVRC2012_val_00000001.JPEG", (60, 40), 2, [(5, 6, 30, 20)], (120, 80, 40)),
-    ("val/ILSVRC2012_val_00000002.JPEG", (50, 70), 0, [(1, 2, 20, 30), (10, 40, 45, 65)], (30, 90, 160)),
+    (
+        "val/ILSVRC2012_val_00000002.JPEG",
+        (50, 70),
+        0,
+        [(1, 2, 20, 30), (10, 40, 45, 65)],
+        (30, 90, 160),
+    ),
     ("val/ILSVRC2012_val_00000003.JPEG", (40, 40), 1, [(0, 0, 39, 39)], (200, 200, 60)),
     ("val/ILSVRC2012_val_00000004.JPEG", (30, 20), 1, [], (90, 90, 90)),  # no box
 ]
 V2_SPLIT = [  # Choe's "val" = ImageNetV2 Threshold0.7 with boxes (PNG here: exact pixels)
-    ("val2/0/a31041fd31109279f69ba5827fe508eee00abd75.png", (48, 32), 0, [(4, 4, 20, 28)], (20, 160, 220)),
-    ("val2/2/bcf8a5326180b5e9320642f5024096fbc8a5d454.png", (36, 52), 2,
-     [(2, 10, 30, 40), (20, 0, 36, 12)], (230, 40, 40)),
+    (
+        "val2/0/a31041fd31109279f69ba5827fe508eee00abd75.png",
+        (48, 32),
+        0,
+        [(4, 4, 20, 28)],
+        (20, 160, 220),
+    ),
+    (
+        "val2/2/bcf8a5326180b5e9320642f5024096fbc8a5d454.png",
+        (36, 52),
+        2,
+        [(2, 10, 30, 40), (20, 0, 36, 12)],
+        (230, 40, 40),
+    ),
 ]
 CLASS_NAMES = ["tench", "Chihuahua", "window screen"]  # sorted wnids of fx.wnid_names(3)
 
@@ -55,8 +73,9 @@ def write_split(metadata_dir, image_root, images, write_images=True):
         "image_ids.txt": [p for p, *_ in images],
         "class_labels.txt": [f"{p},{label}" for p, _, label, _, _ in images],
         "image_sizes.txt": [f"{p},{w},{h}" for p, (w, h), _, _, _ in images],
-        "localization.txt": [f"{p},{x0},{y0},{x1},{y1}" for p, _, _, boxes, _ in images
-                             for x0, y0, x1, y1 in boxes],
+        "localization.txt": [
+            f"{p},{x0},{y0},{x1},{y1}" for p, _, _, boxes, _ in images for x0, y0, x1, y1 in boxes
+        ],
     }
     for name, lines in files.items():
         with open(os.path.join(metadata_dir, name), "w") as f:
@@ -91,7 +110,9 @@ def expected_dicts(image_root, images, subset="all"):
 @pytest.fixture
 def tree(tmp_path):
     """$DETECTRON2_DATASETS-like tree: imagenet (class names) + wsolevaluation (both splits)."""
-    fx.make_imagenet_tree(str(tmp_path / "imagenet"), n_classes=3, train_per_class=1, val_per_class=0)
+    fx.make_imagenet_tree(
+        str(tmp_path / "imagenet"), n_classes=3, train_per_class=1, val_per_class=0
+    )
     wsol = tmp_path / "wsolevaluation"
     image_root = str(wsol / "dataset" / "ILSVRC")
     write_split(str(wsol / "metadata" / "ILSVRC" / "test"), image_root, TEST_SPLIT)
@@ -107,8 +128,15 @@ def tree(tmp_path):
 
 def _register(registered, tree, split, subset, **kwargs):
     name = f"test_wsol_{split}_{subset}_{uuid.uuid4().hex[:8]}"
-    register_wsol(name, tree[split], tree["image_root"], subset, class_root=tree["imagenet"], split=split,
-                  **kwargs)
+    register_wsol(
+        name,
+        tree[split],
+        tree["image_root"],
+        subset,
+        class_root=tree["imagenet"],
+        split=split,
+        **kwargs,
+    )
     registered.append(name)
     return name
 
@@ -127,11 +155,18 @@ def test_registered_test_split_matches_what_was_written(tree, registered):
     assert dicts == expected_dicts(tree["image_root"], TEST_SPLIT)
     # the image with two boxes (two localization lines), spelled out
     two = dicts[1]
-    assert two["file_name"] == os.path.join(tree["image_root"], "val", "ILSVRC2012_val_00000002.JPEG")
+    assert two["file_name"] == os.path.join(
+        tree["image_root"], "val", "ILSVRC2012_val_00000002.JPEG"
+    )
     assert (two["image_id"], two["label"]) == ("ILSVRC2012_val_00000002", 0)
     assert (two["width"], two["height"]) == (50, 70)
-    assert [a["bbox"] for a in two["annotations"]] == [[1.0, 2.0, 20.0, 30.0], [10.0, 40.0, 45.0, 65.0]]
-    assert all(a["bbox_mode"] == BoxMode.XYXY_ABS and a["category_id"] == 0 for a in two["annotations"])
+    assert [a["bbox"] for a in two["annotations"]] == [
+        [1.0, 2.0, 20.0, 30.0],
+        [10.0, 40.0, 45.0, 65.0],
+    ]
+    assert all(
+        a["bbox_mode"] == BoxMode.XYXY_ABS and a["category_id"] == 0 for a in two["annotations"]
+    )
     assert dicts[3]["annotations"] == [] and "paint_all_objects" not in dicts[0]
 
     assert meta.thing_classes == CLASS_NAMES
@@ -142,8 +177,10 @@ def test_registered_test_split_matches_what_was_written(tree, registered):
 def test_registered_v2_split_and_context_subsets(tree, registered):
     v2 = DatasetCatalog.get(_register(registered, tree, "val", "all"))
     assert v2 == expected_dicts(tree["image_root"], V2_SPLIT)
-    assert [d["image_id"] for d in v2] == ["a31041fd31109279f69ba5827fe508eee00abd75",
-                                           "bcf8a5326180b5e9320642f5024096fbc8a5d454"]
+    assert [d["image_id"] for d in v2] == [
+        "a31041fd31109279f69ba5827fe508eee00abd75",
+        "bcf8a5326180b5e9320642f5024096fbc8a5d454",
+    ]
     v2_ctx = DatasetCatalog.get(_register(registered, tree, "val", "context"))
     assert v2_ctx == expected_dicts(tree["image_root"], V2_SPLIT, "context")
     ctx = DatasetCatalog.get(_register(registered, tree, "test", "context"))
@@ -160,10 +197,16 @@ def test_unboxed_image_counted_kept_in_all_dropped_in_context(tree, log_records)
 
 def test_without_class_list_classes_are_numbered(tree, registered):
     name = f"test_wsol_noclass_{uuid.uuid4().hex[:8]}"
-    register_wsol(name, tree["val"], tree["image_root"], class_root=os.path.join(tree["root"], "missing"))
+    register_wsol(
+        name, tree["val"], tree["image_root"], class_root=os.path.join(tree["root"], "missing")
+    )
     registered.append(name)
     DatasetCatalog.get(name)
-    assert MetadataCatalog.get(name).thing_classes == ["class_0", "class_1", "class_2"]  # largest label 2
+    assert MetadataCatalog.get(name).thing_classes == [
+        "class_0",
+        "class_1",
+        "class_2",
+    ]  # largest label 2
 
 
 def test_image_root_candidates_first_holding_the_paths(tree):
@@ -193,14 +236,14 @@ def test_bad_lines_skipped_and_counted_with_file_and_line(tree, log_records):
     loc = os.path.join(meta_dir, "localization.txt")
     with open(loc, "w") as f:
         f.write(
-            f"{a},5,6,30,20\n"                          # 1 ok
-            f"{b},1,2,20,30\n"                          # 2 ok
-            f"{b},10,40,45\n"                           # 3 four fields
-            f"{c},0,0,abc,39\n"                         # 4 not a number
-            f"{c},30,0,10,39\n"                         # 5 x1 <= x0
+            f"{a},5,6,30,20\n"  # 1 ok
+            f"{b},1,2,20,30\n"  # 2 ok
+            f"{b},10,40,45\n"  # 3 four fields
+            f"{c},0,0,abc,39\n"  # 4 not a number
+            f"{c},30,0,10,39\n"  # 5 x1 <= x0
             "val/ILSVRC2012_val_00000099.JPEG,1,1,5,5\n"  # 6 not in image_ids.txt
-            "\n"                                        # 7 blank: ignored
-            f"{c},0,0,39,39\n"                          # 8 ok
+            "\n"  # 7 blank: ignored
+            f"{c},0,0,39,39\n"  # 8 ok
         )
     labels = os.path.join(meta_dir, "class_labels.txt")
     with open(labels) as f:
@@ -220,13 +263,23 @@ def test_bad_lines_skipped_and_counted_with_file_and_line(tree, log_records):
     assert meta.examples["orphan_lines"][0].startswith(f"{loc}:6: ")
 
     dicts = load_wsol_metadata(meta_dir, root)
-    assert [x["image_id"] for x in dicts] == ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002",
-                                              "ILSVRC2012_val_00000003"]  # d: unlabeled, dropped
+    assert [x["image_id"] for x in dicts] == [
+        "ILSVRC2012_val_00000001",
+        "ILSVRC2012_val_00000002",
+        "ILSVRC2012_val_00000003",
+    ]  # d: unlabeled, dropped
     assert [[x["bbox"] for x in y["annotations"]] for y in dicts] == [
-        [[5.0, 6.0, 30.0, 20.0]], [[1.0, 2.0, 20.0, 30.0]], [[0.0, 0.0, 39.0, 39.0]]
+        [[5.0, 6.0, 30.0, 20.0]],
+        [[1.0, 2.0, 20.0, 30.0]],
+        [[0.0, 0.0, 39.0, 39.0]],
     ]
     warnings = " | ".join(r.getMessage() for r in log_records if r.levelno == logging.WARNING)
-    for key, n in (("bad_lines", 3), ("orphan_lines", 1), ("degenerate_boxes", 1), ("unlabeled_images", 1)):
+    for key, n in (
+        ("bad_lines", 3),
+        ("orphan_lines", 1),
+        ("degenerate_boxes", 1),
+        ("unlabeled_images", 1),
+    ):
         assert f"{key} = {n}" in warnings
     assert f"{loc}:3" in warnings and f"{loc}:5" in warnings and f"{labels}:4" in warnings
 
@@ -245,21 +298,33 @@ def test_label_out_of_range_and_bad_size(tree):
 
     meta = read_wsol_metadata(meta_dir, num_classes=3)
     assert meta.stats == {"bad_lines": 2}
-    assert meta.examples["bad_lines"] == [f"{path}:1: label 7 is not in [0, 3)",
-                                          f"{sizes}:3: size 40x0 is not positive"]
-    dicts = {d["image_id"]: d for d in load_wsol_metadata(meta_dir, tree["image_root"], num_classes=3)}
+    assert meta.examples["bad_lines"] == [
+        f"{path}:1: label 7 is not in [0, 3)",
+        f"{sizes}:3: size 40x0 is not positive",
+    ]
+    dicts = {
+        d["image_id"]: d for d in load_wsol_metadata(meta_dir, tree["image_root"], num_classes=3)
+    }
     assert "ILSVRC2012_val_00000001" not in dicts
     c = dicts["ILSVRC2012_val_00000003"]  # kept without a size, boxes as written
-    assert "width" not in c and "height" not in c and c["annotations"][0]["bbox"] == [0.0, 0.0, 39.0, 39.0]
+    assert (
+        "width" not in c
+        and "height" not in c
+        and c["annotations"][0]["bbox"] == [0.0, 0.0, 39.0, 39.0]
+    )
 
 
 def test_boxes_clipped_to_the_image_size(tmp_path, log_records):
-    images = [("val/x.png", (60, 40), 1, [(50, 30, 70, 45), (70, 0, 80, 10), (-3, -2, 10, 10)], (9, 9, 9))]
+    images = [
+        ("val/x.png", (60, 40), 1, [(50, 30, 70, 45), (70, 0, 80, 10), (-3, -2, 10, 10)], (9, 9, 9))
+    ]
     write_split(str(tmp_path / "meta"), str(tmp_path / "img"), images)
     meta = read_wsol_metadata(str(tmp_path / "meta"))
     assert meta.boxes == {"val/x.png": [(50.0, 30.0, 60.0, 40.0), (0.0, 0.0, 10.0, 10.0)]}
     assert meta.stats == {"clipped_boxes": 2, "degenerate_boxes": 1}
-    assert meta.examples["degenerate_boxes"][0].startswith(f"{tmp_path / 'meta' / 'localization.txt'}:2: ")
+    assert meta.examples["degenerate_boxes"][0].startswith(
+        f"{tmp_path / 'meta' / 'localization.txt'}:2: "
+    )
 
 
 def test_missing_file_is_a_clear_error(tree):
@@ -272,15 +337,20 @@ def test_repeated_path_is_a_clear_error(tree):
     path = os.path.join(tree["test"], "class_labels.txt")
     with open(path, "a") as f:
         f.write(f"{TEST_SPLIT[0][0]},1\n")  # line 5 repeats line 1 with another label
-    with pytest.raises(ValueError, match=r"class_labels.txt: 1 path\(s\) listed more than once.*lines 1, 5"):
+    with pytest.raises(
+        ValueError, match=r"class_labels.txt: 1 path\(s\) listed more than once.*lines 1, 5"
+    ):
         load_wsol_metadata(tree["test"], tree["image_root"])
 
 
 def test_missing_images_counted_and_none_found_is_an_error(tree, log_records):
     os.remove(os.path.join(tree["image_root"], TEST_SPLIT[2][0]))
     dicts = load_wsol_metadata(tree["test"], tree["image_root"])
-    assert [d["image_id"] for d in dicts] == ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002",
-                                              "ILSVRC2012_val_00000004"]
+    assert [d["image_id"] for d in dicts] == [
+        "ILSVRC2012_val_00000001",
+        "ILSVRC2012_val_00000002",
+        "ILSVRC2012_val_00000004",
+    ]
     assert any("missing_images = 1" in r.getMessage() for r in log_records)
     with pytest.raises(FileNotFoundError, match="none of its 4 images"):
         load_wsol_metadata(tree["test"], os.path.join(tree["root"], "elsewhere"))
@@ -308,7 +378,9 @@ def test_unknown_subset_rejected_at_registration():
 
 @pytest.mark.parametrize("split", ["test", "val"])
 def test_context_dicts_map_to_images_painted_inside_every_box(tree, registered, split):
-    images = {p: (size, colour) for p, size, _, _, colour in (TEST_SPLIT if split == "test" else V2_SPLIT)}
+    images = {
+        p: (size, colour) for p, size, _, _, colour in (TEST_SPLIT if split == "test" else V2_SPLIT)
+    }
     paint = (10, 200, 30)
     mapper = ClassificationDatasetMapper(False, augmentations=[], paint_color=paint)
     for d in DatasetCatalog.get(_register(registered, tree, split, "context")):
@@ -332,7 +404,9 @@ def test_context_dict_painted_with_the_pixel_mean_by_default(tree, registered):
     d = DatasetCatalog.get(_register(registered, tree, "val", "context"))[0]
     img = ClassificationDatasetMapper(False, augmentations=[])(d)["image"].permute(1, 2, 0).numpy()
     x0, y0, x1, y1 = map(int, d["annotations"][0]["bbox"])
-    assert (img[y0:y1, x0:x1] == np.array([124, 116, 104], np.uint8)).all()  # detectron2's mean, RGB
+    assert (
+        img[y0:y1, x0:x1] == np.array([124, 116, 104], np.uint8)
+    ).all()  # detectron2's mean, RGB
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,7 +421,9 @@ def test_builtin_wsol_names_under_detectron2_datasets(tmp_path):
     fx.make_imagenet_tree(str(built / "imagenet"), n_classes=3, train_per_class=1, val_per_class=0)
     wsol = built / "wsolevaluation"
     write_split(str(wsol / "metadata" / "ILSVRC" / "test"), str(built / "imagenet"), TEST_SPLIT)
-    write_split(str(wsol / "metadata" / "ILSVRC" / "val"), str(wsol / "dataset" / "ILSVRC"), V2_SPLIT)
+    write_split(
+        str(wsol / "metadata" / "ILSVRC" / "val"), str(wsol / "dataset" / "ILSVRC"), V2_SPLIT
+    )
     d2 = tmp_path / "d2"  # does not exist at import: registration must not need it
     code = f"""
 import json, os, als_d2
@@ -361,13 +437,17 @@ out["ctx"] = all(d["paint_all_objects"] for d in DatasetCatalog.get("imagenetv2_
 print("RESULT" + json.dumps(out))
 """
     env = dict(os.environ, DETECTRON2_DATASETS=str(d2), PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     val_root = str(d2 / "imagenet")
     v2_root = str(d2 / "wsolevaluation" / "dataset" / "ILSVRC")
     assert out["imagenet_val_wsol"] == [os.path.join(val_root, p) for p, *_ in TEST_SPLIT]
-    assert out["imagenet_val_wsol_context"] == [os.path.join(val_root, p) for p, *_ in TEST_SPLIT[:3]]
+    assert out["imagenet_val_wsol_context"] == [
+        os.path.join(val_root, p) for p, *_ in TEST_SPLIT[:3]
+    ]
     v2_files = [os.path.join(v2_root, p) for p, *_ in V2_SPLIT]
     assert out["imagenetv2_wsol"] == out["imagenetv2_wsol_context"] == v2_files
     assert all(c == CLASS_NAMES for c in out["classes"].values()) and out["ctx"] is True

@@ -1,4 +1,5 @@
 """The hardened ILSVRC XML parser: real files, broken files, hostile files."""
+
 import os
 import pickle
 

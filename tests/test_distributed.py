@@ -1,11 +1,11 @@
 """Distributed pieces in 2 CPU processes over gloo (spawned by the test itself): the
 training sampler's sharding, the evaluator's gather, and DDP training in sync."""
+
 import json
 import os
 
 import als_d2  # noqa: F401  (first: spawned workers unpickle detectron2 objects)
 import numpy as np
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -56,7 +56,9 @@ def _worker(rank, init_file, out_dir, dicts):
     from als_d2.engine import ClassificationTrainer
 
     register_dicts("tiny_ddp", dicts, 4)
-    trainer = ClassificationTrainer(small_cfg("tiny_ddp", os.path.join(out_dir, "train"), "SOLVER.MAX_ITER", 3))
+    trainer = ClassificationTrainer(
+        small_cfg("tiny_ddp", os.path.join(out_dir, "train"), "SOLVER.MAX_ITER", 3)
+    )
     trainer.resume_or_load(resume=False)
     trainer.train()
     out["head"] = trainer.model.module.head.weight.detach().flatten()[:50].tolist()

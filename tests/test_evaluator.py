@@ -1,6 +1,7 @@
 """ClassificationEvaluator: same numbers as calibration_metrics, batching- and
 process-count-independent, files and TensorBoard images; on a small trained model
 through ClassificationTrainer.test."""
+
 import json
 import math
 import os
@@ -28,7 +29,11 @@ def synthetic(n=N, k=K, seed=0):
     labels = torch.multinomial(probs, 1, generator=g)[:, 0]
     objectness = torch.rand(n, generator=g)
     inputs = [
-        {"label": int(labels[i]), "objectness": None if i % 4 == 0 else float(objectness[i]), "image_id": f"im{i:04d}"}
+        {
+            "label": int(labels[i]),
+            "objectness": None if i % 4 == 0 else float(objectness[i]),
+            "image_id": f"im{i:04d}",
+        }
         for i in range(n)
     ]
     outputs = [{"logits": logits[i], "probs": logits[i].softmax(0)} for i in range(n)]
@@ -57,17 +62,27 @@ def same(a, b, tol=0.0):
 
 def test_matches_calibration_metrics():
     inputs, outputs = synthetic()
-    res = run(ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(N))["classification"]
+    res = run(
+        ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(N)
+    )["classification"]
     logits = torch.stack([o["logits"] for o in outputs]).double()
     labels = np.array([x["label"] for x in inputs])
     obj = np.array([np.nan if x["objectness"] is None else x["objectness"] for x in inputs])
     expected = calibration_metrics(logits.softmax(1).numpy(), labels, obj)
     same({k: res[k] for k in expected}, expected, 1e-12)
     # the paper's (Wenger et al. / pycalib) estimator with K = the logits' width
-    assert {"paper_ece_15", "paper_ece_100", "paper_mce_15", "paper_mce_100", "ts_paper_ece_15"} <= set(res)
+    assert {
+        "paper_ece_15",
+        "paper_ece_100",
+        "paper_mce_15",
+        "paper_mce_100",
+        "ts_paper_ece_15",
+    } <= set(res)
     assert math.isfinite(res["paper_ece_15"]) and res["paper_ece_15"] != res["ece_15"]
     assert res["top1"] == pytest.approx(100 * res["acc"])
-    ts = temperature_scaling_report(logits.float().numpy(), labels, obj, [x["image_id"] for x in inputs])
+    ts = temperature_scaling_report(
+        logits.float().numpy(), labels, obj, [x["image_id"] for x in inputs]
+    )
     assert res["ts_temperature"] == ts["temperature"] and 1.5 < ts["temperature"] < 6
     for key in TS_KEYS:
         assert res[f"ts_base_{key}"] == ts["before"][key] and res[f"ts_{key}"] == ts["after"][key]
@@ -76,10 +91,15 @@ def test_matches_calibration_metrics():
 
     # probability-only outputs (no logits): no temperature scaling, same metrics from probs
     probs_only = [{"probs": o["probs"]} for o in outputs]
-    res2 = run(ClassificationEvaluator("syn", distributed=False, plots=False), inputs, probs_only, range(N))
+    res2 = run(
+        ClassificationEvaluator("syn", distributed=False, plots=False), inputs, probs_only, range(N)
+    )
     res2 = res2["classification"]
     assert not any(k.startswith("ts_") for k in res2)
-    same({k: res2[k] for k in expected}, calibration_metrics(torch.stack([o["probs"] for o in outputs]).numpy(), labels, obj))
+    same(
+        {k: res2[k] for k in expected},
+        calibration_metrics(torch.stack([o["probs"] for o in outputs]).numpy(), labels, obj),
+    )
 
 
 def test_batching_and_order_do_not_change_the_result():
@@ -96,7 +116,9 @@ def test_no_objectness_no_objectness_keys():
     inputs, outputs = synthetic(20)
     for x in inputs:
         x["objectness"] = None
-    res = run(ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(20))
+    res = run(
+        ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(20)
+    )
     assert "mean_objectness" not in res["classification"]
     assert ClassificationEvaluator("syn", distributed=False).evaluate() == {}
 
@@ -111,7 +133,13 @@ def test_files_and_event_storage(tmp_path):
     names = ["reliability_diagram", "reliability_diagram_ts", "confidence_vs_objectness"]
     assert sorted(images) == sorted(f"syn/{n}" for n in names)
     for img in images.values():
-        assert img.ndim == 3 and img.shape[0] == 3 and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+        assert (
+            img.ndim == 3
+            and img.shape[0] == 3
+            and img.dtype == np.float32
+            and 0 <= img.min()
+            and img.max() <= 1
+        )
     for name in names:
         with Image.open(os.path.join(out, f"{name}.png")) as im:
             assert im.mode == "RGB" and min(im.size) > 200
@@ -120,11 +148,20 @@ def test_files_and_event_storage(tmp_path):
     assert report["metrics"]["ece_15"] == pytest.approx(res["ece_15"])
     assert sum(report["bins"]["15"]["count"]) == N and len(report["bins"]["100"]["count"]) == 100
     paper = report["paper_bins"]["15"]
-    assert sum(paper["count"]) == N and paper["edges"][0] == pytest.approx(1 / K) and len(paper["reference"]) == 15
+    assert (
+        sum(paper["count"]) == N
+        and paper["edges"][0] == pytest.approx(1 / K)
+        and len(paper["reference"]) == 15
+    )
     ts = report["temperature_scaling"]
-    assert ts["temperature"] == pytest.approx(res["ts_temperature"]) and sum(ts["bins_after"]["count"]) == N // 2
+    assert (
+        ts["temperature"] == pytest.approx(res["ts_temperature"])
+        and sum(ts["bins_after"]["count"]) == N // 2
+    )
     # no EventStorage active (eval-only): still works
-    run(ClassificationEvaluator("syn", distributed=False, output_dir=out), inputs, outputs, range(N))
+    run(
+        ClassificationEvaluator("syn", distributed=False, output_dir=out), inputs, outputs, range(N)
+    )
 
 
 # ------------------------------------------------------------------ 2 processes (gloo)
@@ -136,7 +173,9 @@ def _worker(rank, world, init_file, out_dir):
     from detectron2.data.samplers import InferenceSampler
 
     inputs, outputs = synthetic()
-    ev = ClassificationEvaluator("syn", distributed=True, output_dir=os.path.join(out_dir, "files"), plots=False)
+    ev = ClassificationEvaluator(
+        "syn", distributed=True, output_dir=os.path.join(out_dir, "files"), plots=False
+    )
     res = run(ev, inputs, outputs, InferenceSampler(N))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(res, f)  # NaN written as NaN (python json), read back as float nan
@@ -151,6 +190,8 @@ def test_two_processes_match_one(tmp_path):
     with open(tmp_path / "rank1.json") as f:
         assert json.load(f) == {}
     inputs, outputs = synthetic()
-    single = run(ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(N))
+    single = run(
+        ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(N)
+    )
     same(rank0["classification"], json.loads(json.dumps(single))["classification"])
     assert os.path.exists(tmp_path / "files" / "calibration.json")

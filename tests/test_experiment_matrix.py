@@ -22,6 +22,7 @@ Detection configs are fine-tuned for 2 iterations through ``tools/train_det.py``
 evaluated; the recipe each states is checked against its solver and input settings.
 A config missing from ``ROWS`` fails: new configs join the matrix by being in ``configs/``.
 """
+
 import glob
 import json
 import math
@@ -70,46 +71,74 @@ class Row:
 R50_BOXED = (IMAGENET_BOXED, 555_469, (138_867, 277_734, 416_602))
 R50_MASK = (IMAGENET_MASK, 618_750, (154_688, 309_375, 464_062))
 OPENIMAGES = (None, 618_750, (154_688, 309_375, 464_062))  # fixed in iterations, any subset size
-JWYANG = (2 * 117_266, 146_583, (58_633, 117_266))  # train2017 kept by d2 + flips, 10 epochs, batch 16
+JWYANG = (
+    2 * 117_266,
+    146_583,
+    (58_633, 117_266),
+)  # train2017 kept by d2 + flips, 10 epochs, batch 16
 D2_1X = (None, 90_000, (60_000, 80_000))
 
 ROWS = {
     "hard_r50.yaml": Row("Table 2 / Table 1: Hard Label", "hard", schedule=R50_BOXED),
     "ls_r50.yaml": Row("Table 2 / Table 1: Label Smoothing", "ls", schedule=R50_BOXED),
-    "als_r50.yaml": Row("Table 2: A. L. S. (beta = 1); Table 1: A. L. S.", "als", schedule=R50_BOXED),
-    "als_b075_r50.yaml": Row("Table 2: A. L. S. (beta = 0.75)", "als", beta=0.75, schedule=R50_BOXED),
+    "als_r50.yaml": Row(
+        "Table 2: A. L. S. (beta = 1); Table 1: A. L. S.", "als", schedule=R50_BOXED
+    ),
+    "als_b075_r50.yaml": Row(
+        "Table 2: A. L. S. (beta = 0.75)", "als", beta=0.75, schedule=R50_BOXED
+    ),
     "als_b050_r50.yaml": Row("Table 2: A. L. S. (beta = 0.5)", "als", beta=0.5, schedule=R50_BOXED),
     "als_mask_r50.yaml": Row("Table 2: A. L. S. (mask)", "als", mask=True, schedule=R50_MASK),
-    "als_context_r50.yaml": Row("Table 2: A. L. S. (Context)", "als", mask=True, context=0.15, schedule=R50_MASK),
+    "als_context_r50.yaml": Row(
+        "Table 2: A. L. S. (Context)", "als", mask=True, context=0.15, schedule=R50_MASK
+    ),
     "cutmix_r50.yaml": Row("Table 2 / Table 1: CutMix", "mix", schedule=R50_BOXED),
     "mixup_r50.yaml": Row("baseline Mixup (related work)", "mix", schedule=R50_BOXED),
     "hard_r101.yaml": Row("Table 3 (R101): Hard Label", "hard", depth=101, schedule=R50_BOXED),
     "ls_r101.yaml": Row("Table 3 (R101): Label Smoothing", "ls", depth=101, schedule=R50_BOXED),
     "als_r101.yaml": Row("Table 3 (R101): A. L. S.", "als", depth=101, schedule=R50_BOXED),
-    "openimages/hard_r50.yaml": Row("Table 6 (OpenImages): Hard Label", "hard", mask=True, schedule=OPENIMAGES),
-    "openimages/ls_r50.yaml": Row("Table 6 (OpenImages): Label Smoothing", "ls", mask=True, schedule=OPENIMAGES),
-    "openimages/cutmix_r50.yaml": Row("Table 6 (OpenImages): CutMix", "mix", mask=True, schedule=OPENIMAGES),
-    "openimages/als_r50.yaml": Row("Table 6 (OpenImages): A. L. S.", "als", mask=True, schedule=OPENIMAGES),
+    "openimages/hard_r50.yaml": Row(
+        "Table 6 (OpenImages): Hard Label", "hard", mask=True, schedule=OPENIMAGES
+    ),
+    "openimages/ls_r50.yaml": Row(
+        "Table 6 (OpenImages): Label Smoothing", "ls", mask=True, schedule=OPENIMAGES
+    ),
+    "openimages/cutmix_r50.yaml": Row(
+        "Table 6 (OpenImages): CutMix", "mix", mask=True, schedule=OPENIMAGES
+    ),
+    "openimages/als_r50.yaml": Row(
+        "Table 6 (OpenImages): A. L. S.", "als", mask=True, schedule=OPENIMAGES
+    ),
     "openimages/als_context_r50.yaml": Row(
-        "Table 6 (OpenImages): A. L. S. (Context)", "als", mask=True, context=0.15, schedule=OPENIMAGES
+        "Table 6 (OpenImages): A. L. S. (Context)",
+        "als",
+        mask=True,
+        context=0.15,
+        schedule=OPENIMAGES,
     ),
     "demo/hard_r18.yaml": Row("demo (not a paper row): hard", "hard", depth=18),
     "demo/ls_r18.yaml": Row("demo (not a paper row): LS", "ls", depth=18),
     "demo/als_r18.yaml": Row("demo (not a paper row): ALS", "als", depth=18),
 }
 DETECTION_ROWS = {
-    "COCO-Detection/faster_rcnn_R_50_C4_paper.yaml": Row("Tables 4 / 7", "jwyang", schedule=JWYANG, lr=0.01, kind="det"),
+    "COCO-Detection/faster_rcnn_R_50_C4_paper.yaml": Row(
+        "Tables 4 / 7", "jwyang", schedule=JWYANG, lr=0.01, kind="det"
+    ),
     "COCO-Detection/faster_rcnn_R_50_C4_paper_syncbn.yaml": Row(
         "Tables 4 / 7, SyncBN variant", "jwyang", schedule=JWYANG, lr=0.01, kind="det"
     ),
     "COCO-Detection/faster_rcnn_R_101_C4_paper.yaml": Row(
         "R101 transfer", "jwyang", depth=101, schedule=JWYANG, lr=0.01, kind="det"
     ),
-    "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml": Row("d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"),
+    "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml": Row(
+        "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
+    ),
     "COCO-Detection/faster_rcnn_R_50_C4_1x_syncbn.yaml": Row(
         "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
     ),
-    "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml": Row("d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"),
+    "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml": Row(
+        "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
+    ),
     "COCO-Detection/faster_rcnn_R_50_FPN_1x_syncbn.yaml": Row(
         "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
     ),
@@ -119,8 +148,12 @@ DETECTION_ROWS = {
     "COCO-Detection/faster_rcnn_R_101_FPN_1x.yaml": Row(
         "d2 recipe", "detectron2", depth=101, schedule=D2_1X, lr=0.02, kind="det"
     ),
-    "COCO-Detection/demo/faster_rcnn_R18_C4_cpu.yaml": Row("demo (not a paper row)", "demo", depth=18, kind="det"),
-    "COCO-Detection/demo/faster_rcnn_R18_FPN_cpu.yaml": Row("demo (not a paper row)", "demo", depth=18, kind="det"),
+    "COCO-Detection/demo/faster_rcnn_R18_C4_cpu.yaml": Row(
+        "demo (not a paper row)", "demo", depth=18, kind="det"
+    ),
+    "COCO-Detection/demo/faster_rcnn_R18_FPN_cpu.yaml": Row(
+        "demo (not a paper row)", "demo", depth=18, kind="det"
+    ),
 }
 
 
@@ -129,7 +162,8 @@ def _is_base(rel: str) -> bool:
 
 
 ALL_CONFIGS = sorted(
-    os.path.relpath(p, CONFIGS) for p in glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True)
+    os.path.relpath(p, CONFIGS)
+    for p in glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True)
 )
 
 
@@ -154,7 +188,9 @@ def _header_chain(rel: str) -> str:
     while path:
         lines = open(path, encoding="utf-8").read().splitlines()
         text += "\n".join(line for line in lines if line.lstrip().startswith("#")) + "\n"
-        base = [line.split(":", 1)[1].strip().strip('"') for line in lines if line.startswith("_BASE_:")]
+        base = [
+            line.split(":", 1)[1].strip().strip('"') for line in lines if line.startswith("_BASE_:")
+        ]
         path = os.path.normpath(os.path.join(os.path.dirname(path), base[0])) if base else None
     return text
 
@@ -172,7 +208,9 @@ def test_classification_schedule_is_the_stated_one(rel):
     size, max_iter, steps = row.schedule
     cfg = _cls_cfg(rel)
     assert cfg.SOLVER.IMS_PER_BATCH == 256 and cfg.MODEL.RESNETS.DEPTH == row.depth
-    derived = apply_epoch_schedule(cfg, size if size else 1_000_000)  # OpenImages: in iterations, any size
+    derived = apply_epoch_schedule(
+        cfg, size if size else 1_000_000
+    )  # OpenImages: in iterations, any size
     assert derived.SOLVER.MAX_ITER == max_iter and tuple(derived.SOLVER.STEPS) == steps
     assert derived.SOLVER.BASE_LR == pytest.approx(row.lr) and derived.SOLVER.GAMMA == 0.1
     if size:  # 300 epochs, steps at 75 / 150 / 225, independently of the code's arithmetic
@@ -192,7 +230,9 @@ def test_detection_schedule_is_the_stated_one(rel):
     s = cfg.SOLVER
     assert (s.MAX_ITER, tuple(s.STEPS), s.BASE_LR, s.IMS_PER_BATCH) == (max_iter, steps, row.lr, 16)
     assert cfg.MODEL.RESNETS.DEPTH == row.depth
-    if row.target == "jwyang":  # 10 epochs of train2017 + flips, x0.1 after epochs 4 and 8, no warm-up
+    if (
+        row.target == "jwyang"
+    ):  # 10 epochs of train2017 + flips, x0.1 after epochs 4 and 8, no warm-up
         assert max_iter == math.ceil(10 * size / 16)
         assert steps == tuple(e * size // 16 for e in (4, 8))
         assert s.WARMUP_ITERS == 0
@@ -203,7 +243,9 @@ def test_detection_schedule_is_the_stated_one(rel):
         assert [list(x) for x in cfg.MODEL.ANCHOR_GENERATOR.SIZES] == [[64, 128, 256, 512]]
     header = _header_chain(rel)
     for number in (max_iter, *steps):
-        assert f"{number:,}" in header or str(number) in header, f"{rel}: header does not state {number}"
+        assert f"{number:,}" in header or str(number) in header, (
+            f"{rel}: header does not state {number}"
+        )
 
 
 # ---------------------------------------------------------------- short real runs
@@ -217,15 +259,23 @@ def matrix_data(tmp_path_factory):
 
     root = str(tmp_path_factory.mktemp("matrix") / "synthetic_imagenet")
     generate_synthetic_imagenet(
-        root, num_classes=NUM_CLASSES, train_per_class=12, val_per_class=2, boxed_fraction=1.0,
-        image_size=(48, 72), coco_train=6, coco_val=3,
+        root,
+        num_classes=NUM_CLASSES,
+        train_per_class=12,
+        val_per_class=2,
+        boxed_fraction=1.0,
+        image_size=(48, 72),
+        coco_train=6,
+        coco_val=3,
     )
     register_synthetic_imagenet(root, prefix="matrix")
     return root
 
 
 def _train_set(cfg) -> str:
-    mask = cfg.INPUT.CLS.VARIANT in ("mask", "context") and any("mask" in n for n in cfg.DATASETS.TRAIN)
+    mask = cfg.INPUT.CLS.VARIANT in ("mask", "context") and any(
+        "mask" in n for n in cfg.DATASETS.TRAIN
+    )
     return "matrix_imagenet_train_boxed_mask" if mask else "matrix_imagenet_train_boxed"
 
 
@@ -251,16 +301,48 @@ def test_classification_row_trains_as_its_row(rel, matrix_data, train_cls, tmp_p
     cfg = _cls_cfg(rel)
     out = str(tmp_path / "run")
     opts = [
-        "DATASETS.TRAIN", f"('{_train_set(cfg)}',)", "DATASETS.TEST", "()", "OUTPUT_DIR", out,
-        "MODEL.DEVICE", "cpu", "INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "36",
-        "SOLVER.IMS_PER_BATCH", str(BATCH), "SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", str(ITERS),
-        "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD_EPOCHS", "0.0",
-        "SOLVER.CHECKPOINT_PERIOD", "1000", "TEST.EVAL_PERIOD_EPOCHS", "0.0", "TEST.EVAL_PERIOD", "0",
-        "DATALOADER.NUM_WORKERS", "0", "LOG_PERIOD", "1", "SEED", "7",
+        "DATASETS.TRAIN",
+        f"('{_train_set(cfg)}',)",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        out,
+        "MODEL.DEVICE",
+        "cpu",
+        "INPUT.CLS.CROP_SIZE",
+        "32",
+        "INPUT.CLS.TEST_RESIZE",
+        "36",
+        "SOLVER.IMS_PER_BATCH",
+        str(BATCH),
+        "SOLVER.EPOCHS",
+        "0",
+        "SOLVER.MAX_ITER",
+        str(ITERS),
+        "SOLVER.STEPS",
+        "()",
+        "SOLVER.WARMUP_ITERS",
+        "0",
+        "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
+        "0.0",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "1000",
+        "TEST.EVAL_PERIOD_EPOCHS",
+        "0.0",
+        "TEST.EVAL_PERIOD",
+        "0",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "LOG_PERIOD",
+        "1",
+        "SEED",
+        "7",
     ]
     if cfg.MODEL.CLASSIFIER.NUM_CLASSES != 0:  # 0 (OpenImages): taken from the training set
         opts += ["MODEL.CLASSIFIER.NUM_CLASSES", str(NUM_CLASSES)]
-    args = default_argument_parser().parse_args(["--config-file", os.path.join(CONFIGS, rel), *opts])
+    args = default_argument_parser().parse_args(
+        ["--config-file", os.path.join(CONFIGS, rel), *opts]
+    )
     train_cls.main(args)
 
     logged = get_cfg()
@@ -305,9 +387,11 @@ def test_classification_row_trains_as_its_row(rel, matrix_data, train_cls, tmp_p
     # painting: 'mask' rows paint the other objects; rows without mask or context paint nothing
     painted = [r["als/painted_fraction"] for r in rows]
     mean = lambda key: sum(r.get(key, 0.0) for r in rows) / len(rows)  # noqa: E731
-    print(f"[matrix] {rel}: context {contexts}/{ITERS * BATCH}, true-class target {mean('als/mean_true_class_target'):.4f}, "
-          f"objectness {mean('als/mean_objectness'):.4f}, painted {mean('als/painted_fraction'):.4f}, "
-          f"mix share {mean('als/mix_ratio'):.4f}")
+    print(
+        f"[matrix] {rel}: context {contexts}/{ITERS * BATCH}, true-class target {mean('als/mean_true_class_target'):.4f}, "
+        f"objectness {mean('als/mean_objectness'):.4f}, painted {mean('als/painted_fraction'):.4f}, "
+        f"mix share {mean('als/mix_ratio'):.4f}"
+    )
     if row.mask or row.context:
         assert max(painted) > 0
     else:
@@ -324,15 +408,52 @@ def test_detection_row_fine_tunes(rel, matrix_data, train_det, tmp_path):
     row = DETECTION_ROWS[rel]
     out = str(tmp_path / "run")
     opts = [
-        "DATASETS.TRAIN", "('matrix_coco_train',)", "DATASETS.TEST", "('matrix_coco_val',)", "OUTPUT_DIR", out,
-        "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.NUM_CLASSES", str(NUM_CLASSES),
-        "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.FPN.NORM", "", "TEST.PRECISE_BN.ENABLED", "False",
-        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "96", "INPUT.MIN_SIZE_TEST", "64",
-        "INPUT.MAX_SIZE_TEST", "96", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
-        "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0", "SEED", "7",
-        "SOLVER.BASE_LR", "1e-5",  # random init (no MODEL.WEIGHTS): keep the deep models finite
+        "DATASETS.TRAIN",
+        "('matrix_coco_train',)",
+        "DATASETS.TEST",
+        "('matrix_coco_val',)",
+        "OUTPUT_DIR",
+        out,
+        "MODEL.DEVICE",
+        "cpu",
+        "MODEL.WEIGHTS",
+        "",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        str(NUM_CLASSES),
+        "MODEL.RESNETS.NORM",
+        "FrozenBN",
+        "MODEL.FPN.NORM",
+        "",
+        "TEST.PRECISE_BN.ENABLED",
+        "False",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(64,)",
+        "INPUT.MAX_SIZE_TRAIN",
+        "96",
+        "INPUT.MIN_SIZE_TEST",
+        "64",
+        "INPUT.MAX_SIZE_TEST",
+        "96",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.STEPS",
+        "()",
+        "SOLVER.WARMUP_ITERS",
+        "0",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "1000",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "SEED",
+        "7",
+        "SOLVER.BASE_LR",
+        "1e-5",  # random init (no MODEL.WEIGHTS): keep the deep models finite
     ]
-    args = default_argument_parser().parse_args(["--config-file", os.path.join(CONFIGS, rel), *opts])
+    args = default_argument_parser().parse_args(
+        ["--config-file", os.path.join(CONFIGS, rel), *opts]
+    )
     train_det.main(args)
     record = json.loads(open(os.path.join(out, "transfer_metrics.json")).read())
     assert f"R{row.depth}-" in record["architecture"]

@@ -11,6 +11,7 @@ replaced) or at its n-th ``loss.backward()`` (between a forward and a backward, 
 after a checkpoint). The test waits for the marker, checks what is on disk and kills the
 process there. ``ALS_D2_KILL_SEED`` picks other counts n.
 """
+
 import json
 import os
 import random
@@ -36,13 +37,46 @@ DETERMINISTIC_PREFIXES = ("loss_", "als/")
 REQUIRED_KEYS = {"iteration", "total_loss", "lr", "data/skipped_samples", "als/boxed_fraction"}
 
 OPTS = [
-    "MODEL.CLASSIFIER.NUM_CLASSES", "4", "MODEL.RESNETS.OUT_FEATURES", '["res3"]',
-    "MODEL.CLASSIFIER.IN_FEATURE", "res3", "INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "36",
-    "MODEL.ALS.METHOD", "als", "INPUT.CLS.VARIANT", "context", "INPUT.CLS.CONTEXT_PROB", "0.3",
-    "SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", str(MAX_ITER), "SOLVER.STEPS", "(25,)", "SOLVER.WARMUP_ITERS", "3",
-    "SOLVER.IMS_PER_BATCH", "8", "SOLVER.BASE_LR", "0.05", "SOLVER.LR_REFERENCE_BATCH", "0",
-    "SOLVER.CHECKPOINT_PERIOD", str(PERIOD), "SOLVER.CHECKPOINT_PERIOD_EPOCHS", "0.0",
-    "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0", "SEED", "3",
+    "MODEL.CLASSIFIER.NUM_CLASSES",
+    "4",
+    "MODEL.RESNETS.OUT_FEATURES",
+    '["res3"]',
+    "MODEL.CLASSIFIER.IN_FEATURE",
+    "res3",
+    "INPUT.CLS.CROP_SIZE",
+    "32",
+    "INPUT.CLS.TEST_RESIZE",
+    "36",
+    "MODEL.ALS.METHOD",
+    "als",
+    "INPUT.CLS.VARIANT",
+    "context",
+    "INPUT.CLS.CONTEXT_PROB",
+    "0.3",
+    "SOLVER.EPOCHS",
+    "0",
+    "SOLVER.MAX_ITER",
+    str(MAX_ITER),
+    "SOLVER.STEPS",
+    "(25,)",
+    "SOLVER.WARMUP_ITERS",
+    "3",
+    "SOLVER.IMS_PER_BATCH",
+    "8",
+    "SOLVER.BASE_LR",
+    "0.05",
+    "SOLVER.LR_REFERENCE_BATCH",
+    "0",
+    "SOLVER.CHECKPOINT_PERIOD",
+    str(PERIOD),
+    "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
+    "0.0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SEED",
+    "3",
 ]
 
 # Runs tools/train_cls.py as __main__, halting at the point KILL_TEST_HALT names:
@@ -92,12 +126,23 @@ def env(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("kill_resume")
     generate_synthetic_imagenet(
-        str(base / "datasets" / "synthetic_imagenet"), num_classes=4, train_per_class=8, val_per_class=2,
-        boxed_fraction=1.0, image_size=(48, 64), coco_train=0, coco_val=0,
+        str(base / "datasets" / "synthetic_imagenet"),
+        num_classes=4,
+        train_per_class=8,
+        val_per_class=2,
+        boxed_fraction=1.0,
+        image_size=(48, 64),
+        coco_train=0,
+        coco_val=0,
     )
     e = dict(os.environ)
-    e.update(DETECTRON2_DATASETS=str(base / "datasets"), ALS_D2_CACHE=str(base / "cache"), OMP_NUM_THREADS="1",
-             MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    e.update(
+        DETECTRON2_DATASETS=str(base / "datasets"),
+        ALS_D2_CACHE=str(base / "cache"),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
     return e
 
 
@@ -111,9 +156,13 @@ def _start(env, out_dir, *, resume: bool, halt=None, marker=None) -> subprocess.
     else:
         cmd = [sys.executable, "-c", HALTING_RUN, TRAIN, *args]
         env = dict(env, KILL_TEST_HALT=halt, KILL_TEST_MARKER=marker or os.devnull)
-    log = open(os.path.join(os.path.dirname(out_dir), os.path.basename(out_dir) + ".console.txt"), "ab")
+    log = open(
+        os.path.join(os.path.dirname(out_dir), os.path.basename(out_dir) + ".console.txt"), "ab"
+    )
     # own process group: the kill reaches the trainer and nothing else
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _last_checkpoint(out_dir):
@@ -126,7 +175,11 @@ def _last_checkpoint(out_dir):
 
 def _temp_files(out_dir, prefix, ignore=()):
     try:
-        return [n for n in os.listdir(out_dir) if n.startswith(prefix) and n.endswith(".tmp") and n not in ignore]
+        return [
+            n
+            for n in os.listdir(out_dir)
+            if n.startswith(prefix) and n.endswith(".tmp") and n not in ignore
+        ]
     except FileNotFoundError:
         return []
 
@@ -136,8 +189,10 @@ def _wait_for_halt(proc, marker, console):
     deadline = time.monotonic() + TIMEOUT
     while not os.path.exists(marker):
         if proc.poll() is not None:
-            raise AssertionError(f"the run ended (exit {proc.returncode}) before its halt point:\n"
-                                 + open(console).read()[-3000:])
+            raise AssertionError(
+                f"the run ended (exit {proc.returncode}) before its halt point:\n"
+                + open(console).read()[-3000:]
+            )
         if time.monotonic() > deadline:
             raise TimeoutError(f"waiting for {marker}")
         time.sleep(0.05)
@@ -185,7 +240,9 @@ def _metrics(out_dir):
     with open(os.path.join(out_dir, "metrics.json")) as f:
         for line in f:
             row = json.loads(line)
-            by_iter.setdefault(row["iteration"], {}).update({k: v for k, v in row.items() if _deterministic(k)})
+            by_iter.setdefault(row["iteration"], {}).update(
+                {k: v for k, v in row.items() if _deterministic(k)}
+            )
     return by_iter
 
 
@@ -223,7 +280,9 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(env, tm
     assert expected["iteration"] == got["iteration"] == MAX_ITER - 1
     assert expected["model"].keys() == got["model"].keys()
     for key in expected["model"]:
-        torch.testing.assert_close(got["model"][key], expected["model"][key], rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(
+            got["model"][key], expected["model"][key], rtol=0, atol=0, msg=key
+        )
     got_metrics, expected_metrics = _metrics(killed_dir), _metrics(full_dir)
     assert sorted(expected_metrics) == sorted(got_metrics)
     training_rows = [row for row in expected_metrics.values() if "total_loss" in row]
@@ -231,4 +290,6 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(env, tm
     for row in training_rows:
         assert REQUIRED_KEYS <= set(row), sorted(row)
     assert got_metrics == expected_metrics
-    assert not _temp_files(killed_dir, "."), "a completed save removes the temporary files of killed saves"
+    assert not _temp_files(killed_dir, "."), (
+        "a completed save removes the temporary files of killed saves"
+    )

@@ -25,6 +25,7 @@ Tortoise 2, Sea turtle 2, Cat 3, Coffee cup 2, Harp 1, Dog 5, Flower 3, Human fa
 20 samples from 8 images; clipped (3): Dog 5 -> 3: 18 samples. Val: Dog, Cat, Flower,
 Harp (its Mug is no class): 4 samples.
 """
+
 import json
 import logging
 import os
@@ -37,7 +38,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
-from als_d2.config import load_als_config
 from als_d2.data.datasets import openimages
 from als_d2.data.datasets.openimages import (
     PREDEFINED_SPLITS_OPENIMAGES,
@@ -88,15 +88,33 @@ def test_descriptions_and_hierarchy(tree, tmp_path):
     desc = read_class_descriptions(os.path.join(tree, "class-descriptions-boxable.csv"))
     assert list(desc.items()) == fx.CLASSES
     with_header = tmp_path / "d.csv"
-    with_header.write_text("LabelName,DisplayName\n/m/011k07,Tortoise\n\"/m/x\",\"Kitchen & dining room table, big\"\n")
-    assert read_class_descriptions(str(with_header)) == {"/m/011k07": "Tortoise", "/m/x": "Kitchen & dining room table, big"}
+    with_header.write_text(
+        'LabelName,DisplayName\n/m/011k07,Tortoise\n"/m/x","Kitchen & dining room table, big"\n'
+    )
+    assert read_class_descriptions(str(with_header)) == {
+        "/m/011k07": "Tortoise",
+        "/m/x": "Kitchen & dining room table, big",
+    }
 
     h = read_hierarchy(os.path.join(tree, "bbox_labels_600_hierarchy.json"))
     assert h.root == "/m/0bl9f"
-    assert set(h.leaves) == {fx.DOG, fx.CAT, fx.TORTOISE, fx.SEA_TURTLE, fx.COFFEE_CUP, fx.MUG, fx.FLOWER,
-                             fx.HARP, fx.FACE, fx.WOMAN}  # Cat has a Part but stays a leaf
+    assert set(h.leaves) == {
+        fx.DOG,
+        fx.CAT,
+        fx.TORTOISE,
+        fx.SEA_TURTLE,
+        fx.COFFEE_CUP,
+        fx.MUG,
+        fx.FLOWER,
+        fx.HARP,
+        fx.FACE,
+        fx.WOMAN,
+    }  # Cat has a Part but stays a leaf
     assert {fx.ANIMAL, fx.TURTLE, fx.PERSON} == {m for m in h.classes if h.children.get(m)}
-    assert h.classes.count(fx.SEA_TURTLE) == 1 and h.parents[fx.SEA_TURTLE] == {fx.ANIMAL, fx.TURTLE}
+    assert h.classes.count(fx.SEA_TURTLE) == 1 and h.parents[fx.SEA_TURTLE] == {
+        fx.ANIMAL,
+        fx.TURTLE,
+    }
 
 
 @pytest.mark.parametrize(
@@ -119,8 +137,14 @@ def test_bad_descriptions_name_the_file_and_line(tmp_path, text, message):
     "content, message",
     [
         ("{not json", "not a JSON class hierarchy"),
-        (json.dumps({"LabelName": "/m/0bl9f", "Subcategory": {"LabelName": "/m/a"}}), "'Subcategory' must be a list"),
-        (json.dumps({"LabelName": "/m/0bl9f", "Subcategory": [{"Name": "/m/a"}]}), r"Subcategory\[0\]: expected"),
+        (
+            json.dumps({"LabelName": "/m/0bl9f", "Subcategory": {"LabelName": "/m/a"}}),
+            "'Subcategory' must be a list",
+        ),
+        (
+            json.dumps({"LabelName": "/m/0bl9f", "Subcategory": [{"Name": "/m/a"}]}),
+            r"Subcategory\[0\]: expected",
+        ),
         (json.dumps([1, 2]), "root: expected"),
     ],
 )
@@ -135,9 +159,13 @@ def test_bad_hierarchy_names_the_file(tmp_path, content, message):
 
 
 def _nested(depth: int) -> str:
-    return '{"LabelName": "/m/0bl9f", "Subcategory": [' + "".join(
-        f'{{"LabelName": "/m/n{i}", "Subcategory": [' for i in range(depth)
-    ) + '{"LabelName": "/m/leaf"}' + "]}" * depth + "]}"
+    return (
+        '{"LabelName": "/m/0bl9f", "Subcategory": ['
+        + "".join(f'{{"LabelName": "/m/n{i}", "Subcategory": [' for i in range(depth))
+        + '{"LabelName": "/m/leaf"}'
+        + "]}" * depth
+        + "]}"
+    )
 
 
 def test_deep_hierarchies(tmp_path):
@@ -155,16 +183,29 @@ def test_bad_rows_are_skipped_counted_and_named(tree, caplog):
     with caplog.at_level(logging.WARNING, logger="als_d2.data.datasets.openimages"):
         index = load_openimages_index(tree, "train")
     s = index["stats"]
-    expected = {"bad_rows": 2, "inverted_boxes": 1, "unknown_labels": 1, "bad_image_ids": 1, "missing_images": 1}
+    expected = {
+        "bad_rows": 2,
+        "inverted_boxes": 1,
+        "unknown_labels": 1,
+        "bad_image_ids": 1,
+        "missing_images": 1,
+    }
     assert {k: s.get(k, 0) for k in expected} == expected
-    assert s["clipped_boxes"] == 1 and s.get("degenerate_boxes", 0) == 0 and s.get("bad_flags", 0) == 0
-    assert s["rows"] == 25 + len(fx.BAD_TRAIN_ROWS) and s["dropped_rows"] == 1  # the row of the missing image
+    assert (
+        s["clipped_boxes"] == 1 and s.get("degenerate_boxes", 0) == 0 and s.get("bad_flags", 0) == 0
+    )
+    assert (
+        s["rows"] == 25 + len(fx.BAD_TRAIN_ROWS) and s["dropped_rows"] == 1
+    )  # the row of the missing image
     assert (s["images"], s["boxes"], s["group_of_boxes"], s["depiction_boxes"]) == (8, 25, 2, 2)
     # every bad row is named by file and line: the header is line 1, the 25 good rows 2-26
     for line, (counter, _) in enumerate(fx.BAD_TRAIN_ROWS, start=27):
         if counter == "missing_images":
             continue
-        assert any(e.startswith(f"{csv_path}:{line}: ") for e in index["examples"][counter]), (counter, line)
+        assert any(e.startswith(f"{csv_path}:{line}: ") for e in index["examples"][counter]), (
+            counter,
+            line,
+        )
     assert any("00000000000000ff.jpg" in e for e in index["examples"]["missing_images"])
     logged = caplog.text
     for counter in expected:
@@ -187,7 +228,12 @@ def test_other_bad_values(tmp_path):
         f.write("\n".join(rows) + "\n")
     index = load_openimages_index(root, "train")
     s = index["stats"]
-    assert (s["bad_rows"], s["degenerate_boxes"], s["bad_flags"], s["bad_image_ids"]) == (2, 2, 2, 1)
+    assert (s["bad_rows"], s["degenerate_boxes"], s["bad_flags"], s["bad_image_ids"]) == (
+        2,
+        2,
+        2,
+        1,
+    )
     assert s["boxes"] == 6 and index["box_flags"][-2].tolist() == [0, 0, -1, -1, 0]
     assert index["box_label"][-1] == [m for m, _ in fx.CLASSES].index(fx.CAT)
 
@@ -201,7 +247,9 @@ def test_missing_files_and_columns_are_errors(tmp_path):
         text = f.read()
     with open(path, "w") as f:
         f.write(text.replace("XMax,", "XMaximum,", 1))
-    with pytest.raises(ValueError, match=r"oidv6-train-annotations-bbox\.csv: not an OpenImages box CSV.*XMax"):
+    with pytest.raises(
+        ValueError, match=r"oidv6-train-annotations-bbox\.csv: not an OpenImages box CSV.*XMax"
+    ):
         load_openimages_index(root, "train")
 
 
@@ -240,12 +288,32 @@ def test_subset_steps_hand_counted(tree, rules, caplog):
     with caplog.at_level(logging.INFO, logger="als_d2.data.datasets.openimages"):
         dicts = load_openimages_dicts(tree, "train", rules, report=report)
     steps = {r["step"]: r for r in report["steps"]}
-    assert [r["step"] for r in report["steps"]] == ["boxable", "leaf", "fully annotated", "merged", "mask", "clipped"]
-    assert (steps["boxable"]["classes"], steps["boxable"]["images"], steps["boxable"]["boxes"]) == (13, 8, 25)
+    assert [r["step"] for r in report["steps"]] == [
+        "boxable",
+        "leaf",
+        "fully annotated",
+        "merged",
+        "mask",
+        "clipped",
+    ]
+    assert (steps["boxable"]["classes"], steps["boxable"]["images"], steps["boxable"]["boxes"]) == (
+        13,
+        8,
+        25,
+    )
     assert (steps["leaf"]["classes"], steps["leaf"]["images"], steps["leaf"]["boxes"]) == (9, 8, 22)
     fa = steps["fully annotated"]
-    assert (fa["classes"], fa["boxes"], fa["dropped_few_images"], fa["dropped_group_of"]) == (7, 18, 1, 1)
-    assert (steps["merged"]["classes"], steps["merged"]["boxes"], steps["merged"]["merged_classes"]) == (6, 18, 1)
+    assert (fa["classes"], fa["boxes"], fa["dropped_few_images"], fa["dropped_group_of"]) == (
+        7,
+        18,
+        1,
+        1,
+    )
+    assert (
+        steps["merged"]["classes"],
+        steps["merged"]["boxes"],
+        steps["merged"]["merged_classes"],
+    ) == (6, 18, 1)
     assert (steps["mask"]["samples"], steps["mask"]["images"]) == (18, 8)
     assert (steps["clipped"]["samples"], steps["clipped"]["clipped_classes"]) == (15, 2)
     assert len(dicts) == 15 and per_class(dicts) == [2, 2, 3, 3, 3, 2]
@@ -255,7 +323,9 @@ def test_subset_steps_hand_counted(tree, rules, caplog):
     assert sel.names == HAND_NAMES
     assert sel.members[LABEL["Coffee cup"]] == sorted([fx.COFFEE_CUP, fx.MUG])
     assert sel.merges_applied == [(fx.MUG, fx.COFFEE_CUP)]
-    assert sel.dropped[fx.ANIMAL] == sel.dropped[fx.TURTLE] == sel.dropped[fx.PERSON] == "parent class"
+    assert (
+        sel.dropped[fx.ANIMAL] == sel.dropped[fx.TURTLE] == sel.dropped[fx.PERSON] == "parent class"
+    )
     assert sel.dropped[fx.TANK] == "not in the hierarchy"
     assert "group-of" in sel.dropped[fx.FLOWER] and "min_images" in sel.dropped[fx.HARP]
     for text in ("leaf                   9", "Flower (2/3 = 0.67", "Mug -> Coffee cup", "clipped"):
@@ -263,7 +333,9 @@ def test_subset_steps_hand_counted(tree, rules, caplog):
 
 
 def test_without_merges_or_clipping(tree):
-    dicts = load_openimages_dicts(tree, "train", SubsetRules(min_images=2, max_per_class=0, merges=""))
+    dicts = load_openimages_dicts(
+        tree, "train", SubsetRules(min_images=2, max_per_class=0, merges="")
+    )
     sel = get_openimages_classes(tree, SubsetRules(min_images=2, merges=""))
     assert sel.names == ["Tortoise", "Sea turtle", "Cat", "Mug", "Coffee cup", "Dog", "Human face"]
     assert len(dicts) == 18 and per_class(dicts, 7) == [2, 2, 3, 2, 2, 5, 2]
@@ -272,7 +344,9 @@ def test_without_merges_or_clipping(tree):
 
 
 def test_mask_expansion(tree, rules):
-    dicts = load_openimages_dicts(tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0}))
+    dicts = load_openimages_dicts(
+        tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0})
+    )
     assert len(dicts) == 18
     image_a = [d for d in dicts if d["image_id"] == fx._id("a")]
     assert [d["target_object"] for d in image_a] == [0, 1, 2]  # Dog, Dog, Cat; not the Animal box
@@ -281,13 +355,20 @@ def test_mask_expansion(tree, rules):
     assert [a["category_id"] for a in anns] == [LABEL["Dog"], LABEL["Dog"], LABEL["Cat"], -1]
     for d in dicts:
         image = next(im for im in fx.TINY["train"] if im.image_id == d["image_id"])
-        assert len(d["annotations"]) == len(image.boxes)  # every box of the image, painted by the mapper
+        assert len(d["annotations"]) == len(
+            image.boxes
+        )  # every box of the image, painted by the mapper
         assert d["annotations"][d["target_object"]]["category_id"] == d["label"]
         assert (d["width"], d["height"]) == image.size
         assert d["file_name"] == os.path.join(tree, "train", d["image_id"] + ".jpg")
     # Mug boxes are Coffee cup samples; Flower, Harp and Tank boxes are never targets
     image_e = [d for d in dicts if d["image_id"] == fx._id("e")]
-    assert [d["label"] for d in image_e] == [LABEL["Coffee cup"], LABEL["Coffee cup"], LABEL["Tortoise"], LABEL["Sea turtle"]]
+    assert [d["label"] for d in image_e] == [
+        LABEL["Coffee cup"],
+        LABEL["Coffee cup"],
+        LABEL["Tortoise"],
+        LABEL["Sea turtle"],
+    ]
 
 
 def test_boxes_in_pixels_of_the_real_image(tree, rules):
@@ -299,9 +380,13 @@ def test_boxes_in_pixels_of_the_real_image(tree, rules):
     boxes = [a["bbox"] for a in mug["annotations"]]
     np.testing.assert_allclose(boxes, [[10, 10, 50, 45], [60, 5, 90, 20]], atol=1e-6)
     assert all(a["bbox_mode"] == BoxMode.XYXY_ABS for a in mug["annotations"])
-    train = load_openimages_dicts(tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0}))
+    train = load_openimages_dicts(
+        tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0})
+    )
     dog_g = next(d for d in train if d["image_id"] == fx._id("g"))  # XMax 1.2 on a 64 x 48 image
-    np.testing.assert_allclose(dog_g["annotations"][dog_g["target_object"]]["bbox"], [32, 14.4, 64, 43.2], atol=1e-6)
+    np.testing.assert_allclose(
+        dog_g["annotations"][dog_g["target_object"]]["bbox"], [32, 14.4, 64, 43.2], atol=1e-6
+    )
 
 
 def test_the_mapper_paints_the_other_objects(tree, rules):
@@ -313,7 +398,9 @@ def test_the_mapper_paints_the_other_objects(tree, rules):
     assert image.shape == (50, 100, 3)
     np.testing.assert_array_equal(out["boxes"].numpy(), [[10, 10, 50, 45]])  # only the target
     assert out["objectness"] == pytest.approx(40 * 35 / (100 * 50))
-    assert np.abs(image[12, 75].astype(int) - [0, 255, 0]).max() <= 2  # inside the Flower box: painted
+    assert (
+        np.abs(image[12, 75].astype(int) - [0, 255, 0]).max() <= 2
+    )  # inside the Flower box: painted
     assert np.abs(image[30, 30].astype(int) - [0, 255, 0]).max() > 50  # inside the target: not
 
 
@@ -321,36 +408,58 @@ def test_val_and_test_have_the_train_classes_and_no_clipping(tree, rules):
     one = SubsetRules(**{**rules.as_dict(), "max_per_class": 1})
     val = load_openimages_dicts(tree, "val", one)
     test = load_openimages_dicts(tree, "test", one)
-    assert sorted(d["label"] for d in val) == sorted([LABEL["Dog"], LABEL["Cat"], LABEL["Coffee cup"]])
-    assert sorted(d["label"] for d in test) == sorted(LABEL[n] for n in ("Tortoise", "Sea turtle", "Dog", "Human face"))
+    assert sorted(d["label"] for d in val) == sorted(
+        [LABEL["Dog"], LABEL["Cat"], LABEL["Coffee cup"]]
+    )
+    assert sorted(d["label"] for d in test) == sorted(
+        LABEL[n] for n in ("Tortoise", "Sea turtle", "Dog", "Human face")
+    )
     assert len({d["image_id"] for d in val}) == 2 and len(test) == 4
 
 
 def test_clipping_is_deterministic_and_stable(tmp_path, rules):
     def dog_samples(root):
         dicts = load_openimages_dicts(root, "train", rules)
-        return sorted((d["image_id"], d["target_object"]) for d in dicts if d["label"] == LABEL["Dog"])
+        return sorted(
+            (d["image_id"], d["target_object"]) for d in dicts if d["label"] == LABEL["Dog"]
+        )
 
     a = fx.write_openimages_tree(str(tmp_path / "a"))
     first = dog_samples(a)
     assert len(first) == 3 and dog_samples(a) == first
     spec = {k: list(v) for k, v in fx.TINY.items()}  # one more image, of another class
-    spec["train"].append(fx.FixtureImage(fx._id("i"), (64, 48), [fx.Box(fx.CAT, .1, .5, .1, .5)]))
+    spec["train"].append(
+        fx.FixtureImage(fx._id("i"), (64, 48), [fx.Box(fx.CAT, 0.1, 0.5, 0.1, 0.5)])
+    )
     b = fx.write_openimages_tree(str(tmp_path / "b"), spec, extra_rows={})
     assert dog_samples(b) == first
     other_seed = SubsetRules(**{**rules.as_dict(), "seed": 1})
-    picks = {tuple(sorted((d["image_id"], d["target_object"]) for d in load_openimages_dicts(a, "train", r)
-                          if d["label"] == LABEL["Dog"])) for r in (other_seed, SubsetRules(**{**rules.as_dict(), "seed": 7}))}
+    picks = {
+        tuple(
+            sorted(
+                (d["image_id"], d["target_object"])
+                for d in load_openimages_dicts(a, "train", r)
+                if d["label"] == LABEL["Dog"]
+            )
+        )
+        for r in (other_seed, SubsetRules(**{**rules.as_dict(), "seed": 7}))
+    }
     assert all(len(p) == 3 for p in picks)
 
 
 def test_merge_files(tmp_path):
     desc = dict(fx.CLASSES)
-    good = fx.write_merges(str(tmp_path / "m.csv"), [("Mug", "Coffee cup"), ("/m/0120dh", "Tortoise"),
-                                                    ("Unicorn", "Dog"), ("Dog", "Dog")])
+    good = fx.write_merges(
+        str(tmp_path / "m.csv"),
+        [("Mug", "Coffee cup"), ("/m/0120dh", "Tortoise"), ("Unicorn", "Dog"), ("Dog", "Dog")],
+    )
     merges, problems = read_class_merges(good, desc)
     assert merges == {fx.MUG: fx.COFFEE_CUP, fx.SEA_TURTLE: fx.TORTOISE}
-    assert len(problems) == 1 and "'Unicorn': unknown class" in problems[0] and "m.csv:5" in problems[0]
+    assert (
+        len(problems) == 1
+        and "'Unicorn': unknown class" in problems[0]
+        and "m.csv:5" in problems[0]
+    )
     cycle = fx.write_merges(str(tmp_path / "c.csv"), [("Mug", "Coffee cup"), ("Coffee cup", "Mug")])
     with pytest.raises(ValueError, match=r"c\.csv: the merges form a cycle"):
         read_class_merges(cycle, desc)
@@ -364,7 +473,9 @@ def test_merge_files(tmp_path):
 
 def test_shipped_merge_file_parses():
     with open(DEFAULT_MERGES) as f:
-        rows = [line.rstrip("\n").split(",") for line in f if line.strip() and not line.startswith("#")]
+        rows = [
+            line.rstrip("\n").split(",") for line in f if line.strip() and not line.startswith("#")
+        ]
     assert rows[0][:2] == ["Source", "Target"] and len(rows) > 10
     names = sorted({r[0] for r in rows[1:]} | {r[1] for r in rows[1:]})
     desc = {f"/m/{i}": n for i, n in enumerate(names)}
@@ -395,7 +506,16 @@ def forbid_train_index(monkeypatch, message: str):
 # ----------------------------------------------------------------------------------------
 # Classes annotated for a subset: the paper's rule (image-level labels) and the fallback
 
-IMAGE_LABEL_NAMES = ["Tortoise", "Sea turtle", "Cat", "Coffee cup", "Harp", "Dog", "Flower", "Human face"]  # by mid
+IMAGE_LABEL_NAMES = [
+    "Tortoise",
+    "Sea turtle",
+    "Cat",
+    "Coffee cup",
+    "Harp",
+    "Dog",
+    "Flower",
+    "Human face",
+]  # by mid
 
 
 @pytest.fixture
@@ -422,7 +542,10 @@ def test_image_label_reader_counts_and_names_bad_rows(labelled_tree):
     assert rows.image_ids[:3] == [fx._id("a"), fx._id("b"), fx._id("c")]
     assert rows.label[:5].tolist() == [0] * 5  # five Dog rows first
     for other, other_stats, other_examples in runs[1:]:
-        assert other.image_ids == rows.image_ids and (other.rows, other.negatives) == (rows.rows, rows.negatives)
+        assert other.image_ids == rows.image_ids and (other.rows, other.negatives) == (
+            rows.rows,
+            rows.negatives,
+        )
         np.testing.assert_array_equal(other.image, rows.image)
         np.testing.assert_array_equal(other.label, rows.label)
         assert other_stats == stats and other_examples == examples  # same line numbers
@@ -435,7 +558,9 @@ def test_image_label_reader_counts_and_names_bad_rows(labelled_tree):
     bad_header = os.path.join(labelled_tree, "h.csv")
     with open(bad_header, "w") as f:
         f.write("ImageID,Source,LabelName\n")
-    with pytest.raises(ValueError, match=r"h\.csv: not an OpenImages image-level label CSV.*Confidence"):
+    with pytest.raises(
+        ValueError, match=r"h\.csv: not an OpenImages image-level label CSV.*Confidence"
+    ):
         read_image_labels_csv(bad_header, label_to_idx)
 
 
@@ -443,12 +568,19 @@ def test_image_label_coverage_hand_counted(labelled_tree):
     from als_d2.data.datasets.openimages_index import image_label_coverage
 
     index = load_openimages_index(labelled_tree, "train")
-    cov = image_label_coverage(index, os.path.join(labelled_tree, fx.IMAGE_LABELS_NAME), num_workers=1)
+    cov = image_label_coverage(
+        index, os.path.join(labelled_tree, fx.IMAGE_LABELS_NAME), num_workers=1
+    )
     # fx.CLASSES order: Dog Cat Animal Tortoise Sea-turtle Turtle Coffee-cup Mug Flower Harp Person Face Tank
     assert cov["positive_images"].tolist() == [5, 3, 1, 2, 0, 0, 2, 5, 2, 1, 1, 2, 1]
     assert cov["boxed_positive_images"].tolist() == [4, 3, 1, 2, 0, 0, 2, 2, 2, 1, 1, 2, 1]
     s = cov["stats"]
-    assert (s["rows"], s["positive_rows"], s["negative_rows"], s["positives_outside_index"]) == (36, 28, 4, 2)
+    assert (s["rows"], s["positive_rows"], s["negative_rows"], s["positives_outside_index"]) == (
+        36,
+        28,
+        4,
+        2,
+    )
     assert (s["bad_rows"], s["unknown_labels"], s["bad_image_ids"]) == (2, 1, 1)
 
 
@@ -460,7 +592,11 @@ def test_subset_by_image_level_labels_hand_counted(labelled_tree, rules, caplog)
     fa = steps["fully annotated"]
     assert fa["rule"] == "image-level labels" and fa["min_box_coverage"] == 0.8
     assert (fa["classes"], fa["images"], fa["boxes"]) == (8, 8, 20)
-    assert (fa["dropped_partly_boxed"], fa["dropped_no_boxes"], fa["kept_without_image_labels"]) == (1, 0, 1)
+    assert (
+        fa["dropped_partly_boxed"],
+        fa["dropped_no_boxes"],
+        fa["kept_without_image_labels"],
+    ) == (1, 0, 1)
     assert "dropped_group_of" not in fa  # the heuristic did not run
     assert (steps["merged"]["classes"], steps["merged"]["merged_classes"]) == (8, 0)
     assert (steps["mask"]["samples"], steps["mask"]["images"]) == (20, 8)
@@ -469,7 +605,9 @@ def test_subset_by_image_level_labels_hand_counted(labelled_tree, rules, caplog)
 
     sel = report["selection"]
     assert sel.names == IMAGE_LABEL_NAMES and sel.annotation_rule == "image-level labels"
-    assert sel.dropped[fx.MUG].startswith("boxes on 2/5 = 0.40 of its positive training images < min_box_coverage 0.8")
+    assert sel.dropped[fx.MUG].startswith(
+        "boxes on 2/5 = 0.40 of its positive training images < min_box_coverage 0.8"
+    )
     assert sel.merges_applied == []
     assert "rule=image-level labels" in caplog.text  # in the logged step table
     assert "dropped by the image-level labels rule: Mug (boxes on 2/5" in caplog.text
@@ -481,12 +619,19 @@ def test_subset_by_image_level_labels_hand_counted(labelled_tree, rules, caplog)
     # val, with the same classes (from the cached counts): Dog, Cat (image 1), Flower (image 2;
     # its Mug is no class now), Harp (image 3)
     val = load_openimages_dicts(labelled_tree, "val", rules)
-    assert sorted(d["label"] for d in val) == sorted(IMAGE_LABEL_NAMES.index(n) for n in ("Dog", "Cat", "Flower", "Harp"))
+    assert sorted(d["label"] for d in val) == sorted(
+        IMAGE_LABEL_NAMES.index(n) for n in ("Dog", "Cat", "Flower", "Harp")
+    )
 
 
 @pytest.mark.parametrize(
     "min_box_coverage, dropped",
-    [(0.81, {"Mug", "Dog"}), (0.8, {"Mug"}), (0.4, set()), (0.0, set())],  # Dog 4/5 = 0.8, Mug 2/5 = 0.4
+    [
+        (0.81, {"Mug", "Dog"}),
+        (0.8, {"Mug"}),
+        (0.4, set()),
+        (0.0, set()),
+    ],  # Dog 4/5 = 0.8, Mug 2/5 = 0.4
 )
 def test_min_box_coverage_threshold(labelled_tree, min_box_coverage, dropped):
     rules = SubsetRules(min_box_coverage=min_box_coverage, merges="")
@@ -507,12 +652,20 @@ def test_heuristic_fallback_without_image_level_labels(tree, rules, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     fallback = [w for w in warnings if "no human-verified image-level label file" in w]
     # said once per process, not once per split load
-    assert len(fallback) == 1 and "heuristic rule" in fallback[0] and fx.IMAGE_LABELS_NAME in fallback[0]
-    assert caplog.text.count("rule=heuristic") == 4  # while every load's step table still shows the rule
+    assert (
+        len(fallback) == 1
+        and "heuristic rule" in fallback[0]
+        and fx.IMAGE_LABELS_NAME in fallback[0]
+    )
+    assert (
+        caplog.text.count("rule=heuristic") == 4
+    )  # while every load's step table still shows the rule
     assert "rule=heuristic" in caplog.text
     # the V5 name and annotations/ are found too
     os.makedirs(os.path.join(tree, "annotations"))
-    fx.write_image_labels(os.path.join(tree, "annotations"), name="train-annotations-human-imagelabels-boxable.csv")
+    fx.write_image_labels(
+        os.path.join(tree, "annotations"), name="train-annotations-human-imagelabels-boxable.csv"
+    )
     assert get_openimages_classes(tree, rules).annotation_rule == "image-level labels"
 
 
@@ -522,7 +675,9 @@ def test_image_label_counts_are_cached(labelled_tree, rules, monkeypatch):
     first = load_openimages_dicts(labelled_tree, "train", rules)
 
     def boom(*a, **k):
-        raise AssertionError("the image-level labels were read again although their counts are cached")
+        raise AssertionError(
+            "the image-level labels were read again although their counts are cached"
+        )
 
     monkeypatch.setattr(openimages, "image_label_coverage", boom)
     assert load_openimages_dicts(labelled_tree, "train", rules) == first
@@ -530,12 +685,21 @@ def test_image_label_counts_are_cached(labelled_tree, rules, monkeypatch):
     assert len(load_openimages_dicts(labelled_tree, "val", rules)) == 4
     monkeypatch.undo()
     # a changed label file is read again: Mug verified only where it is boxed -> kept, merged
-    fx.write_image_labels(labelled_tree, [row for row in fx.IMAGE_LABELS if row[1] != fx.MUG or row[0] in "de"])
+    fx.write_image_labels(
+        labelled_tree, [row for row in fx.IMAGE_LABELS if row[1] != fx.MUG or row[0] in "de"]
+    )
     calls = []
-    monkeypatch.setattr(openimages, "image_label_coverage",
-                        lambda *a, **k: calls.append(1) or openimages_index.image_label_coverage(*a, **k))
+    monkeypatch.setattr(
+        openimages,
+        "image_label_coverage",
+        lambda *a, **k: calls.append(1) or openimages_index.image_label_coverage(*a, **k),
+    )
     sel = get_openimages_classes(labelled_tree, rules)
-    assert calls == [1] and fx.MUG not in sel.dropped and sel.merges_applied == [(fx.MUG, fx.COFFEE_CUP)]
+    assert (
+        calls == [1]
+        and fx.MUG not in sel.dropped
+        and sel.merges_applied == [(fx.MUG, fx.COFFEE_CUP)]
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -552,18 +716,31 @@ def test_second_load_reads_the_cache(tree, rules, tmp_path, monkeypatch):
 
     monkeypatch.setattr(openimages, "build_index", boom)
     assert load_openimages_dicts(tree, "train", rules) == first
-    real_load = forbid_train_index(monkeypatch, "val read the whole train index instead of its class statistics")
-    assert len(load_openimages_dicts(tree, "val", rules)) == 3  # train statistics: their small cache
+    real_load = forbid_train_index(
+        monkeypatch, "val read the whole train index instead of its class statistics"
+    )
+    assert (
+        len(load_openimages_dicts(tree, "val", rules)) == 3
+    )  # train statistics: their small cache
     monkeypatch.setattr(openimages, "load_openimages_index", real_load)
     for name in os.listdir(tmp_path / "cache" / "index"):
         if name.startswith("openimages-stats-"):
             os.unlink(tmp_path / "cache" / "index" / name)
-    assert len(load_openimages_dicts(tree, "test", rules)) == 4  # from the train index cache, no re-indexing
+    assert (
+        len(load_openimages_dicts(tree, "test", rules)) == 4
+    )  # from the train index cache, no re-indexing
     assert any(n.startswith("openimages-stats-") for n in os.listdir(tmp_path / "cache" / "index"))
     monkeypatch.undo()
     with open(os.path.join(tree, fx.CSV_NAMES["train"]), "a") as f:  # a changed CSV is re-indexed
-        f.write(fx.box_row(fx._id("h"), fx.Box(fx.DOG, .1, .2, .1, .2), True) + "\n")
-    assert len(load_openimages_dicts(tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0}))) == 19
+        f.write(fx.box_row(fx._id("h"), fx.Box(fx.DOG, 0.1, 0.2, 0.1, 0.2), True) + "\n")
+    assert (
+        len(
+            load_openimages_dicts(
+                tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0})
+            )
+        )
+        == 19
+    )
 
 
 def test_registration_and_metadata(tree, rules):
@@ -575,11 +752,18 @@ def test_registration_and_metadata(tree, rules):
     dicts = DatasetCatalog.get(name)
     assert len(dicts) == 15
     assert meta.thing_classes == HAND_NAMES and meta.num_classes == 6
-    assert meta.label_names[LABEL["Dog"]] == fx.DOG and meta.class_members[LABEL["Coffee cup"]] == sorted([fx.COFFEE_CUP, fx.MUG])
+    assert meta.label_names[LABEL["Dog"]] == fx.DOG and meta.class_members[
+        LABEL["Coffee cup"]
+    ] == sorted([fx.COFFEE_CUP, fx.MUG])
     assert [s["step"] for s in meta.subset_steps][-1] == "clipped"
     assert meta.annotation_rule == "heuristic"  # the tree has no image-level labels
-    fx.write_image_labels(tree)  # now the paper's rule picks other classes (Flower, Harp in; Mug out)
-    with pytest.raises(RuntimeError, match=f"dataset '{name}' .* changed since they were first loaded.*thing_classes"):
+    fx.write_image_labels(
+        tree
+    )  # now the paper's rule picks other classes (Flower, Harp in; Mug out)
+    with pytest.raises(
+        RuntimeError,
+        match=f"dataset '{name}' .* changed since they were first loaded.*thing_classes",
+    ):
         DatasetCatalog.get(name)
     with pytest.raises(ValueError, match="unknown OpenImages split"):
         register_openimages("openimages_test_bad_split", tree, "training")
@@ -591,7 +775,11 @@ def test_builtin_names_are_registered():
         meta = MetadataCatalog.get(name)
         assert meta.evaluator_type == "classification" and meta.split == split
         assert meta.subset_rules["max_per_class"] == 50000
-    assert set(PREDEFINED_SPLITS_OPENIMAGES) == {"openimages_train_leaf_mask", "openimages_val_leaf", "openimages_test_leaf"}
+    assert set(PREDEFINED_SPLITS_OPENIMAGES) == {
+        "openimages_train_leaf_mask",
+        "openimages_val_leaf",
+        "openimages_test_leaf",
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -616,8 +804,13 @@ def test_configs_have_the_paper_schedule(method):
     assert cfg.MODEL.CLASSIFIER.NUM_CLASSES == 0
     assert cfg.SOLVER.EPOCHS == 0 and cfg.SOLVER.MAX_ITER == round(300 * 528_000 / 256) == 618_750
     assert tuple(cfg.SOLVER.STEPS) == tuple(round(e * 528_000 / 256) for e in (75, 150, 225))
-    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.IMS_PER_BATCH, cfg.INPUT.CLS.VARIANT[:4]) in ((0.1, 256, "mask"), (0.1, 256, "cont"))
-    assert cfg.DATASETS.TRAIN == ("openimages_train_leaf_mask",) and cfg.DATASETS.TEST == ("openimages_val_leaf",)
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.IMS_PER_BATCH, cfg.INPUT.CLS.VARIANT[:4]) in (
+        (0.1, 256, "mask"),
+        (0.1, 256, "cont"),
+    )
+    assert cfg.DATASETS.TRAIN == ("openimages_train_leaf_mask",) and cfg.DATASETS.TEST == (
+        "openimages_val_leaf",
+    )
 
 
 def test_dataset_stats_tool(tree, rules, tmp_path, capsys):
@@ -636,13 +829,25 @@ def test_dataset_stats_tool(tree, rules, tmp_path, capsys):
     assert "6 classes" in out and "merged" in out  # the subset steps are printed
     assert "found by the heuristic rule" in out and info["annotation_rule"] == "heuristic"
     other = register_tiny(str(tmp_path / "tiny"), per_class=2)  # any classification dataset
-    assert tool.main(["--dataset", other, "--output", str(tmp_path / "t.png"), "--order", "label", "--log"])["counts"] == [2] * 4
+    assert (
+        tool.main(
+            ["--dataset", other, "--output", str(tmp_path / "t.png"), "--order", "label", "--log"]
+        )["counts"]
+        == [2] * 4
+    )
 
 
 def test_a_few_training_iterations_through_train_cls(tmp_path):
-    root = fx.write_openimages_tree(str(tmp_path / "datasets" / "openimages"), fx.trainable_spec(per_class=20))
-    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), ALS_D2_CACHE=str(tmp_path / "cache"),
-               ALS_D2_INDEX_WORKERS="1", OMP_NUM_THREADS="1")
+    root = fx.write_openimages_tree(
+        str(tmp_path / "datasets" / "openimages"), fx.trainable_spec(per_class=20)
+    )
+    env = dict(
+        os.environ,
+        DETECTRON2_DATASETS=str(tmp_path / "datasets"),
+        ALS_D2_CACHE=str(tmp_path / "cache"),
+        ALS_D2_INDEX_WORKERS="1",
+        OMP_NUM_THREADS="1",
+    )
     out = tmp_path / "out"
     cmd = [
         sys.executable, os.path.join(REPO, "tools", "train_cls.py"),
@@ -653,23 +858,41 @@ def test_a_few_training_iterations_through_train_cls(tmp_path):
         "TEST.EVAL_PERIOD_EPOCHS", "0.0", "TEST.EVAL_PERIOD", "0", "TEST.IMS_PER_BATCH", "8", "MODEL.DEVICE", "cpu",
         "DATALOADER.NUM_WORKERS", "0", "MODEL.CLASSIFIER.NUM_CLASSES", "3", "OUTPUT_DIR", str(out),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert (out / "model_final.pth").exists()
     with open(out / "metrics.json") as f:
         rows = [json.loads(line) for line in f]
     assert any(np.isfinite(r.get("total_loss", np.nan)) for r in rows)
-    assert rows[-1]["classification/num_samples"] == 6  # the final evaluation on openimages_val_leaf
-    assert "OpenImages merges" in proc.stdout  # the shipped merge file names classes this tree lacks: warned
+    assert (
+        rows[-1]["classification/num_samples"] == 6
+    )  # the final evaluation on openimages_val_leaf
+    assert (
+        "OpenImages merges" in proc.stdout
+    )  # the shipped merge file names classes this tree lacks: warned
     # the als_d2 logger reaches OUTPUT_DIR/log.txt: the subset tables of train and val, the rule used.
     # Train: 3 classes x 20 images, one target box each (Person is a parent class): 60 samples;
     # val: 2 images per class: 6 samples.
     with open(out / "log.txt") as f:
         log = f.read()
-    assert f"OpenImages train subset at {root}:" in log and f"OpenImages val subset at {root}:" in log
+    assert (
+        f"OpenImages train subset at {root}:" in log and f"OpenImages val subset at {root}:" in log
+    )
     assert "rule=heuristic" in log and "no human-verified image-level label file" in log
     train_table = log.split(f"OpenImages train subset at {root}:", 1)[1]
     assert [line.split()[:4] for line in train_table.splitlines()[2:8]] == [
-        ["boxable", "13", "60", "120"], ["leaf", "9", "60", "60"], ["fully", "annotated", "3", "60"],
-        ["merged", "3", "60", "60"], ["mask", "3", "60", "60"], ["clipped", "3", "60", "60"],
+        ["boxable", "13", "60", "120"],
+        ["leaf", "9", "60", "60"],
+        ["fully", "annotated", "3", "60"],
+        ["merged", "3", "60", "60"],
+        ["mask", "3", "60", "60"],
+        ["clipped", "3", "60", "60"],
     ]

@@ -2,6 +2,7 @@
 counted: config values, devices and process counts, data that does not fit the config,
 skipped training samples, weight files that would run code, crashes during a save,
 paths that leave the dataset root, duplicates."""
+
 import json
 import multiprocessing as mp
 import os
@@ -21,7 +22,12 @@ from als_d2.checkpoint import ClassifierCheckpointer, TransferCheckpointer
 from als_d2.checkpoint.detection import SafeCheckpointer
 from als_d2.checkpoint.file_io import UnsafeWeightsError, WeightsFileError
 from als_d2.config import add_als_config, check_als_config, check_device, check_training_dicts
-from als_d2.data.build import SKIPPED_KEY, SeededMapDataset, build_cls_test_loader, build_cls_train_loader
+from als_d2.data.build import (
+    SKIPPED_KEY,
+    SeededMapDataset,
+    build_cls_test_loader,
+    build_cls_train_loader,
+)
 from als_d2.data.datasets import load_imagenet_dicts, load_imagenet_index
 from als_d2.data.datasets.loc_files import read_loc_solution_csv
 from als_d2.data.mapper import ClassificationDatasetMapper
@@ -54,17 +60,36 @@ def cls_cfg(*opts):
 @pytest.mark.parametrize(
     "key,value",
     [
-        ("MODEL.ALS.BETA", -0.1), ("MODEL.ALS.BETA", 1.5),
-        ("INPUT.CLS.CONTEXT_PROB", 1.0), ("INPUT.CLS.CONTEXT_PROB", -0.2),
-        ("MODEL.ALS.METHOD", "focal"), ("MODEL.ALS.LS_STYLE", "keras"), ("MODEL.ALS.UNBOXED_TARGET", "soft"),
-        ("MODEL.ALS.LS_ALPHA", 1.5), ("MODEL.ALS.MIX_ALPHA", 0.0), ("MODEL.ALS.MIX_PROB", 2.0),
-        ("INPUT.CLS.VARIANT", "masked"), ("INPUT.CLS.CROP_SIZE", 0), ("INPUT.CLS.TEST_RESIZE", 10),
-        ("INPUT.CLS.CROP_SCALE", (0.5, 0.1)), ("INPUT.CLS.CROP_RATIO", (0.0, 1.0)), ("INPUT.CLS.HFLIP_PROB", 1.5),
-        ("INPUT.CLS.COLOR_JITTER", (0.4, 0.4)), ("INPUT.CLS.LIGHTING_STD", -1.0), ("INPUT.FORMAT", "YUV"),
-        ("MODEL.CLASSIFIER.NUM_CLASSES", 1), ("MODEL.CLASSIFIER.IN_FEATURE", "res4"),
-        ("SOLVER.AMP.PRECISION", "fp8"), ("SOLVER.EPOCHS", -1), ("SOLVER.STEPS_EPOCHS", (10, 40)),
-        ("SOLVER.IMS_PER_BATCH", 0), ("SOLVER.BASE_LR", 0.0), ("SOLVER.WARMUP_EPOCHS", -1.0),
-        ("SOLVER.CHECKPOINT_PERIOD_EPOCHS", -1.0), ("TEST.IMS_PER_BATCH", 0), ("TEST.EVAL_PERIOD", -5),
+        ("MODEL.ALS.BETA", -0.1),
+        ("MODEL.ALS.BETA", 1.5),
+        ("INPUT.CLS.CONTEXT_PROB", 1.0),
+        ("INPUT.CLS.CONTEXT_PROB", -0.2),
+        ("MODEL.ALS.METHOD", "focal"),
+        ("MODEL.ALS.LS_STYLE", "keras"),
+        ("MODEL.ALS.UNBOXED_TARGET", "soft"),
+        ("MODEL.ALS.LS_ALPHA", 1.5),
+        ("MODEL.ALS.MIX_ALPHA", 0.0),
+        ("MODEL.ALS.MIX_PROB", 2.0),
+        ("INPUT.CLS.VARIANT", "masked"),
+        ("INPUT.CLS.CROP_SIZE", 0),
+        ("INPUT.CLS.TEST_RESIZE", 10),
+        ("INPUT.CLS.CROP_SCALE", (0.5, 0.1)),
+        ("INPUT.CLS.CROP_RATIO", (0.0, 1.0)),
+        ("INPUT.CLS.HFLIP_PROB", 1.5),
+        ("INPUT.CLS.COLOR_JITTER", (0.4, 0.4)),
+        ("INPUT.CLS.LIGHTING_STD", -1.0),
+        ("INPUT.FORMAT", "YUV"),
+        ("MODEL.CLASSIFIER.NUM_CLASSES", 1),
+        ("MODEL.CLASSIFIER.IN_FEATURE", "res4"),
+        ("SOLVER.AMP.PRECISION", "fp8"),
+        ("SOLVER.EPOCHS", -1),
+        ("SOLVER.STEPS_EPOCHS", (10, 40)),
+        ("SOLVER.IMS_PER_BATCH", 0),
+        ("SOLVER.BASE_LR", 0.0),
+        ("SOLVER.WARMUP_EPOCHS", -1.0),
+        ("SOLVER.CHECKPOINT_PERIOD_EPOCHS", -1.0),
+        ("TEST.IMS_PER_BATCH", 0),
+        ("TEST.EVAL_PERIOD", -5),
         ("DATALOADER.NUM_WORKERS", -1),
     ],
 )
@@ -78,7 +103,9 @@ def test_iteration_keys_checked_when_the_schedule_is_in_iterations():
     with pytest.raises(ValueError, match=r"SOLVER\.MAX_ITER"):
         check_als_config(cls_cfg("SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 0))
     with pytest.raises(ValueError, match=r"SOLVER\.CHECKPOINT_PERIOD = 0"):
-        check_als_config(cls_cfg("SOLVER.CHECKPOINT_PERIOD_EPOCHS", 0.0, "SOLVER.CHECKPOINT_PERIOD", 0))
+        check_als_config(
+            cls_cfg("SOLVER.CHECKPOINT_PERIOD_EPOCHS", 0.0, "SOLVER.CHECKPOINT_PERIOD", 0)
+        )
     check_als_config(cls_cfg())  # the demo config itself is fine
 
 
@@ -86,7 +113,9 @@ def test_cuda_device_without_cuda_names_model_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     for name in ("cuda", "cuda:0"):
-        with pytest.raises(ValueError, match=r"config key MODEL\.DEVICE = '%s': CUDA is not available" % name):
+        with pytest.raises(
+            ValueError, match=r"config key MODEL\.DEVICE = '%s': CUDA is not available" % name
+        ):
             check_device(cls_cfg("MODEL.DEVICE", name))
     with pytest.raises(ValueError, match=r"MODEL\.DEVICE = 'gpu': not a torch device"):
         check_device(cls_cfg("MODEL.DEVICE", "gpu"))
@@ -103,18 +132,33 @@ def test_tools_and_trainer_check_the_device_first(tiny, tmp_path, monkeypatch):
         ClassificationTrainer(small_cfg(tiny, str(tmp_path), "MODEL.DEVICE", "cuda"))
     for name in ("train_cls", "train_det"):
         tool = load_tool(name)
-        config = "configs/demo/Base-Demo-R18.yaml" if name == "train_cls" else "configs/COCO-Detection/demo/faster_rcnn_R18_C4_cpu.yaml"
-        args = SimpleNamespace(config_file=os.path.join(REPO, config), opts=["MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path)])
+        config = (
+            "configs/demo/Base-Demo-R18.yaml"
+            if name == "train_cls"
+            else "configs/COCO-Detection/demo/faster_rcnn_R18_C4_cpu.yaml"
+        )
+        args = SimpleNamespace(
+            config_file=os.path.join(REPO, config),
+            opts=["MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path)],
+        )
         with pytest.raises(ValueError, match=r"MODEL\.DEVICE = 'cuda'"):
             tool.setup(args)
-        assert not os.path.exists(tmp_path / "config.yaml")  # stopped before default_setup wrote anything
+        assert not os.path.exists(
+            tmp_path / "config.yaml"
+        )  # stopped before default_setup wrote anything
 
 
 def test_num_gpus_above_the_visible_devices_stops_the_tools(monkeypatch):
     from als_d2.engine.launch import check_processes
 
-    for name in ("train_cls", "train_det", "eval_cls"):  # every launching tool goes through the check
-        assert "launch_from_args(main, args)" in open(os.path.join(REPO, "tools", f"{name}.py")).read()
+    for name in (
+        "train_cls",
+        "train_det",
+        "eval_cls",
+    ):  # every launching tool goes through the check
+        assert (
+            "launch_from_args(main, args)" in open(os.path.join(REPO, "tools", f"{name}.py")).read()
+        )
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(SystemExit, match="--num-gpus 4"):
         check_processes(4)
@@ -134,8 +178,18 @@ def test_num_gpus_above_the_visible_devices_stops_the_tools(monkeypatch):
 def _dicts(n=4, boxes=True, target=False, label=0):
     out = []
     for i in range(n):
-        d = {"file_name": f"x{i}.png", "image_id": f"x{i}", "label": label, "height": 10, "width": 10,
-             "annotations": [{"bbox": [1, 1, 5, 5], "bbox_mode": BoxMode.XYXY_ABS, "category_id": label}] if boxes else []}
+        d = {
+            "file_name": f"x{i}.png",
+            "image_id": f"x{i}",
+            "label": label,
+            "height": 10,
+            "width": 10,
+            "annotations": [
+                {"bbox": [1, 1, 5, 5], "bbox_mode": BoxMode.XYXY_ABS, "category_id": label}
+            ]
+            if boxes
+            else [],
+        }
         if target:
             d["target_object"] = 0
         out.append(d)
@@ -146,22 +200,31 @@ def test_variant_and_method_need_the_right_dicts():
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
     check_training_dicts(cfg, {"plain": _dicts()})
     cfg.merge_from_list(["INPUT.CLS.VARIANT", "mask"])
-    with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'mask'.*target_object.*4 of the 4 dicts of dataset 'plain'"):
+    with pytest.raises(
+        ValueError,
+        match=r"INPUT\.CLS\.VARIANT = 'mask'.*target_object.*4 of the 4 dicts of dataset 'plain'",
+    ):
         check_training_dicts(cfg, {"plain": _dicts()})
     check_training_dicts(cfg, {"mask_set": _dicts(target=True)})
     # a 'mask' set paints whatever the variant says: VARIANT none on it is refused, naming both keys
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
-    with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'none'.*'mask_set' \(DATASETS\.TRAIN\)"):
+    with pytest.raises(
+        ValueError, match=r"INPUT\.CLS\.VARIANT = 'none'.*'mask_set' \(DATASETS\.TRAIN\)"
+    ):
         check_training_dicts(cfg, {"mask_set": _dicts(target=True)})
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4, "INPUT.CLS.VARIANT", "context")
     check_training_dicts(cfg, {"mask_set": _dicts(target=True)})  # the paper's 'context' rows
-    with pytest.raises(ValueError, match=r"INPUT\.CLS\.VARIANT = 'context': needs bounding boxes.*'unboxed'"):
+    with pytest.raises(
+        ValueError, match=r"INPUT\.CLS\.VARIANT = 'context': needs bounding boxes.*'unboxed'"
+    ):
         check_training_dicts(cfg, {"boxed": _dicts(), "unboxed": _dicts(boxes=False)})
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4, "MODEL.ALS.METHOD", "als")
     with pytest.raises(ValueError, match=r"MODEL\.ALS\.METHOD = 'als': needs bounding boxes"):
         check_training_dicts(cfg, {"unboxed": _dicts(boxes=False)})
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
-    with pytest.raises(ValueError, match=r"MODEL\.CLASSIFIER\.NUM_CLASSES = 4: dataset 'big'.*e\.g\. 7"):
+    with pytest.raises(
+        ValueError, match=r"MODEL\.CLASSIFIER\.NUM_CLASSES = 4: dataset 'big'.*e\.g\. 7"
+    ):
         check_training_dicts(cfg, {"big": _dicts(label=7)})
 
 
@@ -172,7 +235,9 @@ def test_num_classes_zero_is_the_training_sets_count():
 
     MetadataCatalog.get("robustness_seven_classes").set(num_classes=7)
     MetadataCatalog.get("robustness_six_classes").set(thing_classes=[str(i) for i in range(6)])
-    cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 0, "DATASETS.TRAIN", ("robustness_seven_classes",))
+    cfg = cls_cfg(
+        "MODEL.CLASSIFIER.NUM_CLASSES", 0, "DATASETS.TRAIN", ("robustness_seven_classes",)
+    )
     check_als_config(cfg)  # 0 is allowed: resolved from the data
     assert resolve_num_classes(cfg).MODEL.CLASSIFIER.NUM_CLASSES == 7
     cfg.merge_from_list(["DATASETS.TRAIN", ("robustness_seven_classes", "robustness_six_classes")])
@@ -186,12 +251,21 @@ def test_num_classes_zero_is_the_training_sets_count():
 def test_num_classes_must_match_the_datasets_class_count():
     from detectron2.data import MetadataCatalog
 
-    MetadataCatalog.get("robustness_three_classes").set(num_classes=3)  # as ImageNet/OpenImages loads set it
+    MetadataCatalog.get("robustness_three_classes").set(
+        num_classes=3
+    )  # as ImageNet/OpenImages loads set it
     MetadataCatalog.get("robustness_four_classes").set(num_classes=4)
     cfg = cls_cfg("MODEL.CLASSIFIER.NUM_CLASSES", 4)
-    check_training_dicts(cfg, {"robustness_four_classes": _dicts()})  # labels < 3 < 4 but 4 classes: fine
-    with pytest.raises(ValueError, match=r"NUM_CLASSES = 4: dataset 'robustness_three_classes' has 3 classes.*NUM_CLASSES 3"):
-        check_training_dicts(cfg, {"robustness_three_classes": [d for d in _dicts() if d["label"] < 3]})
+    check_training_dicts(
+        cfg, {"robustness_four_classes": _dicts()}
+    )  # labels < 3 < 4 but 4 classes: fine
+    with pytest.raises(
+        ValueError,
+        match=r"NUM_CLASSES = 4: dataset 'robustness_three_classes' has 3 classes.*NUM_CLASSES 3",
+    ):
+        check_training_dicts(
+            cfg, {"robustness_three_classes": [d for d in _dicts() if d["label"] < 3]}
+        )
 
 
 def test_trainer_checks_its_dicts_before_building(tmp_path):
@@ -219,7 +293,9 @@ def test_seeded_dataset_records_its_skips():
     for position in range(20):
         out = ds[(position % 10, position)]
         assert out["i"] % 2 == 0
-        assert out[SKIPPED_KEY] == (0 if position % 2 == 0 else out[SKIPPED_KEY]) and out[SKIPPED_KEY] >= (position % 2)
+        assert out[SKIPPED_KEY] == (0 if position % 2 == 0 else out[SKIPPED_KEY]) and out[
+            SKIPPED_KEY
+        ] >= (position % 2)
     with pytest.raises(RuntimeError, match="skipped 100 samples in a row.*check_dataset"):
         SeededMapDataset(dicts, lambda d: None, 0)[(0, 0)]
 
@@ -255,22 +331,34 @@ class _SkippingTrainer(ClassificationTrainer):
                 return None
             return mapper(d)
 
-        return build_cls_train_loader(dicts, skipping, total_batch_size=cfg.SOLVER.IMS_PER_BATCH, seed=seed,
-                                      start_iter=start_iter, num_workers=cfg.DATALOADER.NUM_WORKERS)
+        return build_cls_train_loader(
+            dicts,
+            skipping,
+            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+            seed=seed,
+            start_iter=start_iter,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
 
 
 def _train_skipping(tiny, out_dir, workers):
     _SkippingTrainer.calls = mp.Value("i", 0)
-    cfg = small_cfg(tiny, out_dir, "SOLVER.MAX_ITER", 5, "DATALOADER.NUM_WORKERS", workers, "DATASETS.TEST", ())
+    cfg = small_cfg(
+        tiny, out_dir, "SOLVER.MAX_ITER", 5, "DATALOADER.NUM_WORKERS", workers, "DATASETS.TEST", ()
+    )
     trainer = _SkippingTrainer(cfg)
     seen_keys = []
-    trainer.model.register_forward_pre_hook(lambda m, args: seen_keys.extend(k for d in args[0] for k in d))
+    trainer.model.register_forward_pre_hook(
+        lambda m, args: seen_keys.extend(k for d in args[0] for k in d)
+    )
     trainer.resume_or_load(resume=False)
     trainer.train()
     assert SKIPPED_KEY not in seen_keys and "image" in seen_keys  # the model never sees the count
     history = trainer.storage.history("data/skipped_samples").values()
     with open(os.path.join(out_dir, "metrics.json")) as f:
-        logged = [json.loads(line)["data/skipped_samples"] for line in f if "data/skipped_samples" in line]
+        logged = [
+            json.loads(line)["data/skipped_samples"] for line in f if "data/skipped_samples" in line
+        ]
     return [v for v, _ in history], logged, trainer, _SkippingTrainer.calls.value
 
 
@@ -280,7 +368,9 @@ def test_skipped_samples_reach_event_storage_from_worker_processes(tiny, tmp_pat
     assert values[-1] == calls > 0  # every None of the mapper, no more
     assert logged[-1] == values[-1]  # in metrics.json
     assert trainer._trainer.state_dict()["skipped_samples"] == calls  # kept in checkpoints
-    values1, logged1, _, calls1 = _train_skipping(tiny, str(tmp_path / "w1"), 1)  # mapper in another process
+    values1, logged1, _, calls1 = _train_skipping(
+        tiny, str(tmp_path / "w1"), 1
+    )  # mapper in another process
     assert values1 == values and logged1[-1] == logged[-1]
     assert calls1 >= calls  # the worker may have prefetched batches that were never used
 
@@ -299,18 +389,31 @@ class _Evil:
 
 def _evil_files(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"model": {"weight": torch.zeros(2, 3)}, "extra": _Evil(marker)}, tmp_path / "evil.pth")
-    torch.save({"model_state": {"weight": torch.zeros(2, 3)}, "extra": _Evil(marker)}, tmp_path / "evil.pyth")
+    torch.save(
+        {"model": {"weight": torch.zeros(2, 3)}, "extra": _Evil(marker)}, tmp_path / "evil.pth"
+    )
+    torch.save(
+        {"model_state": {"weight": torch.zeros(2, 3)}, "extra": _Evil(marker)},
+        tmp_path / "evil.pyth",
+    )
     with open(tmp_path / "evil.pkl", "wb") as f:
-        pickle.dump({"model": {"weight": np.zeros((2, 3), np.float32)}, "__author__": _Evil(marker)}, f, protocol=2)
+        pickle.dump(
+            {"model": {"weight": np.zeros((2, 3), np.float32)}, "__author__": _Evil(marker)},
+            f,
+            protocol=2,
+        )
     return marker, [str(tmp_path / n) for n in ("evil.pth", "evil.pyth", "evil.pkl")]
 
 
-@pytest.mark.parametrize("checkpointer", [ClassifierCheckpointer, TransferCheckpointer, SafeCheckpointer])
+@pytest.mark.parametrize(
+    "checkpointer", [ClassifierCheckpointer, TransferCheckpointer, SafeCheckpointer]
+)
 def test_checkpointers_refuse_files_that_run_code(checkpointer, tmp_path):
     marker, paths = _evil_files(tmp_path)
     for path in paths:
-        with pytest.raises(UnsafeWeightsError, match=f"{path}: refusing to unpickle (posix|os|nt)\\.system"):
+        with pytest.raises(
+            UnsafeWeightsError, match=f"{path}: refusing to unpickle (posix|os|nt)\\.system"
+        ):
             checkpointer(torch.nn.Linear(3, 2)).load(path)
     assert not marker.exists()
 
@@ -322,11 +425,28 @@ def test_model_weights_through_the_trainer_and_eval_only(tiny, tmp_path):
     with pytest.raises(UnsafeWeightsError, match="evil.pth"):
         trainer.resume_or_load(resume=False)
     proc = subprocess.run(
-        [sys.executable, "tools/train_cls.py", "--config-file", "configs/demo/Base-Demo-R18.yaml", "--eval-only",
-         "MODEL.WEIGHTS", paths[2], "OUTPUT_DIR", str(tmp_path / "eval")],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        [
+            sys.executable,
+            "tools/train_cls.py",
+            "--config-file",
+            "configs/demo/Base-Demo-R18.yaml",
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            paths[2],
+            "OUTPUT_DIR",
+            str(tmp_path / "eval"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
-    assert proc.returncode != 0 and "UnsafeWeightsError" in proc.stderr and "evil.pkl: refusing to unpickle" in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "UnsafeWeightsError" in proc.stderr
+        and "evil.pkl: refusing to unpickle" in proc.stderr
+    )
     assert not marker.exists()
 
 
@@ -335,8 +455,13 @@ def test_truncated_or_foreign_files_name_the_file(tmp_path):
     ckpt = SafeCheckpointer(model, str(tmp_path))
     ckpt.save("model_0000000")
     data = open(tmp_path / "model_0000000.pth", "rb").read()
-    cases = {"truncated.pth": data[: len(data) // 2], "empty.pth": b"", "text.pth": b"hello world\n",
-             "truncated.pkl": pickle.dumps({"model": {}})[:5], "list.pth": None}
+    cases = {
+        "truncated.pth": data[: len(data) // 2],
+        "empty.pth": b"",
+        "text.pth": b"hello world\n",
+        "truncated.pkl": pickle.dumps({"model": {}})[:5],
+        "list.pth": None,
+    }
     torch.save([1, 2], tmp_path / "list.pth")
     for name, content in cases.items():
         if content is not None:
@@ -353,7 +478,9 @@ def test_checkpoint_url_query_of_detectron2_main():
     holder._parsed_url_during_load = urlparse("w.pth?colour=blue")
     with pytest.raises(ValueError, match="colour"):
         compat.apply_checkpoint_url_queries(holder, {"model": {}})
-    assert compat.apply_checkpoint_url_queries(SimpleNamespace(), {"model": {}}) == {"model": {}}  # v0.6
+    assert compat.apply_checkpoint_url_queries(SimpleNamespace(), {"model": {}}) == {
+        "model": {}
+    }  # v0.6
 
 
 # ---------------------------------------------------------------------------------------
@@ -455,7 +582,9 @@ def test_symlinks_leaving_the_root_are_dropped_and_counted(tmp_path, private_cac
     fx.write_jpeg(str(outside / "secret.JPEG"), (20, 20))
     fx.write_jpeg(str(outside / "cls" / f"{c}_1.JPEG"), (20, 20))
     os.symlink(outside / "secret.JPEG", os.path.join(tree.image_dir("train"), a, f"{a}_7.JPEG"))
-    fx.write_text(str(outside / "ann.xml"), fx.ilsvrc_xml_text(b, "x", (40, 30), [(b, (1, 1, 30, 20))]))
+    fx.write_text(
+        str(outside / "ann.xml"), fx.ilsvrc_xml_text(b, "x", (40, 30), [(b, (1, 1, 30, 20))])
+    )
     linked = tree.add_image("train", b, (40, 30), [])
     os.symlink(outside / "ann.xml", os.path.join(tree.ann_dir("train"), b, linked.stem + ".xml"))
     # a whole class folder linked elsewhere (its images are outside too), and a link inside the tree
@@ -466,9 +595,17 @@ def test_symlinks_leaving_the_root_are_dropped_and_counted(tmp_path, private_cac
 
     dicts = load_imagenet_dicts(tree.root, "train")
     names = sorted(os.path.basename(d["file_name"]) for d in dicts)
-    assert names == sorted([os.path.basename(first_a.path), f"{a}_8.JPEG", os.path.basename(tree.split_images("train")[1].path),
-                            os.path.basename(linked.path)])
-    assert [d["annotations"] for d in dicts if d["file_name"] == linked.path] == [[]]  # the outside XML is not read
+    assert names == sorted(
+        [
+            os.path.basename(first_a.path),
+            f"{a}_8.JPEG",
+            os.path.basename(tree.split_images("train")[1].path),
+            os.path.basename(linked.path),
+        ]
+    )
+    assert [d["annotations"] for d in dicts if d["file_name"] == linked.path] == [
+        []
+    ]  # the outside XML is not read
     index = load_imagenet_index(tree.root, "train")
     assert index["stats"]["outside_root"] == 3
     assert any(str(outside / "secret.JPEG") in e for e in index["examples"]["outside_root"])
@@ -505,7 +642,12 @@ def test_linked_root_is_fine_linked_split_folder_is_an_error(tmp_path, private_c
 def test_tampered_index_cache_is_rebuilt(tmp_path, private_cache, caplog):
     tree = _tree(tmp_path)
     load_imagenet_dicts(tree.root, "train")
-    (path,) = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "cache") for f in fs if f.endswith(".pkl")]
+    (path,) = [
+        os.path.join(r, f)
+        for r, _, fs in os.walk(tmp_path / "cache")
+        for f in fs
+        if f.endswith(".pkl")
+    ]
     with open(path, "rb") as f:
         blob = pickle.load(f)
     blob["payload"]["rel_paths"][0] = "../../../../etc/passwd"
@@ -526,11 +668,18 @@ def test_duplicates(tmp_path, private_cache):
     a, b, _ = tree.wnids
     first = tree.split_images("train")[0]
     fx.write_jpeg(first.path[: -len(".JPEG")] + ".png", (40, 30))  # same name, another extension
-    fx.write_jpeg(os.path.join(tree.image_dir("train"), b, os.path.basename(first.path)), (40, 30))  # another class
+    fx.write_jpeg(
+        os.path.join(tree.image_dir("train"), b, os.path.basename(first.path)), (40, 30)
+    )  # another class
     dicts = load_imagenet_dicts(tree.root, "train")
     assert len(dicts) == 5 and len({d["image_id"] for d in dicts}) == 5  # kept, with unique ids
     assert load_imagenet_index(tree.root, "train")["stats"]["duplicate_images"] == 2
     csv = tmp_path / "LOC_val_solution.csv"
-    csv.write_text("ImageId,PredictionString\nv1,n1 1 1 2 2\nv2,n1 1 1 2 2\nv1,n1 3 3 4 4\nv2,n1 1 1 2 2\nv1,n1 1 1 2 2\n")
-    with pytest.raises(ValueError, match=r"LOC_val_solution.csv: 2 repeated ImageId.*v1 appears 3 times \(lines 2, 4, 6\).*v2 appears twice \(lines 3, 5\)"):
+    csv.write_text(
+        "ImageId,PredictionString\nv1,n1 1 1 2 2\nv2,n1 1 1 2 2\nv1,n1 3 3 4 4\nv2,n1 1 1 2 2\nv1,n1 1 1 2 2\n"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"LOC_val_solution.csv: 2 repeated ImageId.*v1 appears 3 times \(lines 2, 4, 6\).*v2 appears twice \(lines 3, 5\)",
+    ):
         read_loc_solution_csv(str(csv))

@@ -1,4 +1,5 @@
 """The paper's epoch schedule turned into detectron2 iterations, and linear lr scaling."""
+
 import os
 
 import pytest
@@ -23,7 +24,11 @@ def test_paper_schedule_in_iterations(size):
     cfg = apply_epoch_schedule(r50_cfg(), size)
     per_epoch = size / 256
     assert cfg.SOLVER.MAX_ITER == round(300 * per_epoch)
-    assert list(cfg.SOLVER.STEPS) == [round(75 * per_epoch), round(150 * per_epoch), round(225 * per_epoch)]
+    assert list(cfg.SOLVER.STEPS) == [
+        round(75 * per_epoch),
+        round(150 * per_epoch),
+        round(225 * per_epoch),
+    ]
     assert cfg.SOLVER.BASE_LR == pytest.approx(0.1)
     assert cfg.SOLVER.CHECKPOINT_PERIOD == round(5 * per_epoch)
     assert cfg.TEST.EVAL_PERIOD == round(25 * per_epoch)
@@ -35,11 +40,15 @@ def test_linear_lr_scaling_and_batch():
     assert cfg.SOLVER.MAX_ITER == round(300 * 1_000_000 / 1024)
     # applying twice does not scale twice
     again = apply_epoch_schedule(cfg, 1_000_000)
-    assert again.SOLVER.BASE_LR == pytest.approx(0.4) and again.SOLVER.MAX_ITER == cfg.SOLVER.MAX_ITER
+    assert (
+        again.SOLVER.BASE_LR == pytest.approx(0.4) and again.SOLVER.MAX_ITER == cfg.SOLVER.MAX_ITER
+    )
 
 
 def test_iteration_schedule_left_alone_without_epochs():
-    cfg = apply_epoch_schedule(r50_cfg("SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 123, "SOLVER.LR_REFERENCE_BATCH", 0), 10)
+    cfg = apply_epoch_schedule(
+        r50_cfg("SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 123, "SOLVER.LR_REFERENCE_BATCH", 0), 10
+    )
     assert cfg.SOLVER.MAX_ITER == 123 and cfg.SOLVER.BASE_LR == pytest.approx(0.1)
 
 
@@ -63,7 +72,8 @@ def test_bad_values_name_the_key(key, value, message):
     ["configs/als_r50.yaml", "configs/demo/Base-Demo-R18.yaml"],
 )
 @pytest.mark.parametrize(
-    "key,value", [("SOLVER.MAX_ITER", 30), ("SOLVER.STEPS", (20,)), ("SOLVER.STEPS", ())],
+    "key,value",
+    [("SOLVER.MAX_ITER", 30), ("SOLVER.STEPS", (20,)), ("SOLVER.STEPS", ())],
 )
 def test_iteration_schedule_next_to_epochs_is_an_error(config, key, value):
     """EPOCHS > 0 derives MAX_ITER / STEPS and would overwrite them: a MAX_ITER or STEPS
@@ -83,8 +93,15 @@ def test_iteration_schedule_next_to_epochs_is_an_error(config, key, value):
     check_als_config(cfg)  # an iteration schedule with EPOCHS 0 is fine
 
 
-@pytest.mark.parametrize("config", ["configs/openimages/als_r50.yaml", "configs/demo/als_r18.yaml",
-                                    "configs/als_r50.yaml", "configs/hard_r101.yaml"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "configs/openimages/als_r50.yaml",
+        "configs/demo/als_r18.yaml",
+        "configs/als_r50.yaml",
+        "configs/hard_r101.yaml",
+    ],
+)
 def test_shipped_configs_pass_the_schedule_check(config):
     cfg = get_cfg()
     add_als_config(cfg)
@@ -98,7 +115,8 @@ def test_two_lr_scalings_together_are_an_error():
     from detectron2.engine import DefaultTrainer
 
     by_workers = DefaultTrainer.auto_scale_workers(
-        r50_cfg("SOLVER.REFERENCE_WORLD_SIZE", 1, "SOLVER.LR_REFERENCE_BATCH", 0), 2)
+        r50_cfg("SOLVER.REFERENCE_WORLD_SIZE", 1, "SOLVER.LR_REFERENCE_BATCH", 0), 2
+    )
     by_batch = apply_epoch_schedule(r50_cfg("SOLVER.IMS_PER_BATCH", 512), 1000)
     assert by_workers.SOLVER.BASE_LR == pytest.approx(0.2) == by_batch.SOLVER.BASE_LR
     both = r50_cfg("SOLVER.REFERENCE_WORLD_SIZE", 1)

@@ -10,6 +10,7 @@
   own timer), checkpoint, requeue, resume: the final weights and logged metrics equal those
   of an uninterrupted tools/train_cls.py run, bitwise.
 """
+
 import json
 import os
 import re
@@ -39,14 +40,48 @@ TIMEOUT = 300  # per wait: only to stop a hung test
 MAX_ITER, PERIOD = 40, 5
 # tools/train_cls.py on the synthetic ImageNet: a tiny R18 at 32 px, ALS targets, checkpoints every 5 steps
 OPTS = [
-    "MODEL.CLASSIFIER.NUM_CLASSES", "4", "MODEL.RESNETS.OUT_FEATURES", '["res3"]',
-    "MODEL.CLASSIFIER.IN_FEATURE", "res3", "INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "36",
-    "MODEL.ALS.METHOD", "als", "SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", str(MAX_ITER), "SOLVER.STEPS", "(25,)",
-    "SOLVER.WARMUP_ITERS", "3", "SOLVER.IMS_PER_BATCH", "8", "SOLVER.BASE_LR", "0.05", "SOLVER.LR_REFERENCE_BATCH", "0",
-    "SOLVER.CHECKPOINT_PERIOD", str(PERIOD), "SOLVER.CHECKPOINT_PERIOD_EPOCHS", "0.0", "TEST.EVAL_PERIOD", "0",
-    "DATALOADER.NUM_WORKERS", "0", "SEED", "3",
+    "MODEL.CLASSIFIER.NUM_CLASSES",
+    "4",
+    "MODEL.RESNETS.OUT_FEATURES",
+    '["res3"]',
+    "MODEL.CLASSIFIER.IN_FEATURE",
+    "res3",
+    "INPUT.CLS.CROP_SIZE",
+    "32",
+    "INPUT.CLS.TEST_RESIZE",
+    "36",
+    "MODEL.ALS.METHOD",
+    "als",
+    "SOLVER.EPOCHS",
+    "0",
+    "SOLVER.MAX_ITER",
+    str(MAX_ITER),
+    "SOLVER.STEPS",
+    "(25,)",
+    "SOLVER.WARMUP_ITERS",
+    "3",
+    "SOLVER.IMS_PER_BATCH",
+    "8",
+    "SOLVER.BASE_LR",
+    "0.05",
+    "SOLVER.LR_REFERENCE_BATCH",
+    "0",
+    "SOLVER.CHECKPOINT_PERIOD",
+    str(PERIOD),
+    "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
+    "0.0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SEED",
+    "3",
 ]
-LOGGED = ("total_loss", "lr", "data/skipped_samples")  # and loss_*, als/*: what the project logs deterministically
+LOGGED = (
+    "total_loss",
+    "lr",
+    "data/skipped_samples",
+)  # and loss_*, als/*: what the project logs deterministically
 
 
 def _metrics(out_dir):
@@ -56,7 +91,8 @@ def _metrics(out_dir):
         for line in f:
             row = json.loads(line)
             rows.setdefault(row["iteration"], {}).update(
-                {k: v for k, v in row.items() if k in LOGGED or k.startswith(("loss_", "als/"))})
+                {k: v for k, v in row.items() if k in LOGGED or k.startswith(("loss_", "als/"))}
+            )
     return rows
 
 
@@ -65,17 +101,44 @@ def small_cfg(dataset, output_dir, *opts):
     cfg = get_cfg()
     add_als_config(cfg)
     cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list([
-        "DATASETS.TRAIN", (dataset,), "DATASETS.TEST", (dataset,), "OUTPUT_DIR", output_dir,
-        "MODEL.CLASSIFIER.NUM_CLASSES", 4, "INPUT.CLS.CROP_SIZE", 32, "INPUT.CLS.TEST_RESIZE", 36,
-        "SOLVER.EPOCHS", 0, "SOLVER.WARMUP_ITERS", 0, "SOLVER.IMS_PER_BATCH", 8, "SOLVER.BASE_LR", 0.05,
-        "SOLVER.LR_REFERENCE_BATCH", 0, "SOLVER.CHECKPOINT_PERIOD_EPOCHS", 0.0, "TEST.EVAL_PERIOD", 0, "SEED", 3,
-        *opts,
-    ])
+    cfg.merge_from_list(
+        [
+            "DATASETS.TRAIN",
+            (dataset,),
+            "DATASETS.TEST",
+            (dataset,),
+            "OUTPUT_DIR",
+            output_dir,
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            4,
+            "INPUT.CLS.CROP_SIZE",
+            32,
+            "INPUT.CLS.TEST_RESIZE",
+            36,
+            "SOLVER.EPOCHS",
+            0,
+            "SOLVER.WARMUP_ITERS",
+            0,
+            "SOLVER.IMS_PER_BATCH",
+            8,
+            "SOLVER.BASE_LR",
+            0.05,
+            "SOLVER.LR_REFERENCE_BATCH",
+            0,
+            "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
+            0.0,
+            "TEST.EVAL_PERIOD",
+            0,
+            "SEED",
+            3,
+            *opts,
+        ]
+    )
     return cfg
 
 
 # ---------------------------------------------------------------- environment -> launch()
+
 
 def _slurm_env(monkeypatch, node, ntasks=2, nodes=2, nodelist="gpu-a[017-018]", job_id="4242"):
     """The variables SLURM sets in task ``node`` of a job (one task per node)."""
@@ -83,8 +146,15 @@ def _slurm_env(monkeypatch, node, ntasks=2, nodes=2, nodelist="gpu-a[017-018]", 
         if key.startswith(("SLURM_", "SUBMITIT_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
-    for key, value in dict(SLURM_JOB_ID=job_id, SLURM_NTASKS=ntasks, SLURM_JOB_NUM_NODES=nodes, SLURM_NODEID=node,
-                           SLURM_PROCID=node, SLURM_LOCALID=0, SLURM_JOB_NODELIST=nodelist).items():
+    for key, value in dict(
+        SLURM_JOB_ID=job_id,
+        SLURM_NTASKS=ntasks,
+        SLURM_JOB_NUM_NODES=nodes,
+        SLURM_NODEID=node,
+        SLURM_PROCID=node,
+        SLURM_LOCALID=0,
+        SLURM_JOB_NODELIST=nodelist,
+    ).items():
         monkeypatch.setenv(key, str(value))
     return submitit.JobEnvironment()
 
@@ -104,9 +174,15 @@ def test_two_nodes_of_four_gpus_from_the_slurm_environment(monkeypatch):
         assert host == "gpu-a017"  # the first node of the job's node list
         assert 1024 < int(port) < 65536
         urls.add(launch.dist_url)
-        parsed = default_argument_parser().parse_args(launch.flags() + ["--config-file", "x.yaml", "SEED", "1"])
+        parsed = default_argument_parser().parse_args(
+            launch.flags() + ["--config-file", "x.yaml", "SEED", "1"]
+        )
         assert (parsed.num_gpus, parsed.num_machines, parsed.machine_rank, parsed.dist_url) == (
-            4, 2, node, launch.dist_url)
+            4,
+            2,
+            node,
+            launch.dist_url,
+        )
         assert parsed.opts == ["SEED", "1"]
     assert sorted(seen_ranks) == list(range(8))
     assert len(urls) == 1  # both nodes meet at the same address
@@ -123,7 +199,11 @@ def test_one_task_per_node_is_required(monkeypatch):
 
 def test_command_puts_launch_flags_first_and_resume_only_where_it_belongs(monkeypatch):
     launch = launch_arguments(_slurm_env(monkeypatch, 1), 4)
-    job = TrainJob(TRAIN, ["--config-file", CONFIG, "SOLVER.STEPS", "(15,)", "OUTPUT_DIR", "out"], gpus_per_node=4)
+    job = TrainJob(
+        TRAIN,
+        ["--config-file", CONFIG, "SOLVER.STEPS", "(15,)", "OUTPUT_DIR", "out"],
+        gpus_per_node=4,
+    )
     again = job.requeued()
     assert (job.resume, job.requeues, again.resume, again.requeues) == (False, 0, True, 1)
     cmd = again.command(launch)
@@ -131,8 +211,12 @@ def test_command_puts_launch_flags_first_and_resume_only_where_it_belongs(monkey
     parsed = default_argument_parser().parse_args(cmd[2:])
     assert parsed.resume and parsed.machine_rank == 1 and parsed.num_gpus == 4
     assert parsed.opts == ["SOLVER.STEPS", "(15,)", "OUTPUT_DIR", "out"]
-    evaluation = TrainJob(TRAIN, ["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS", "m.pth"]).requeued()
-    assert not evaluation.resume  # --eval-only --resume would evaluate OUTPUT_DIR's checkpoint instead
+    evaluation = TrainJob(
+        TRAIN, ["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS", "m.pth"]
+    ).requeued()
+    assert (
+        not evaluation.resume
+    )  # --eval-only --resume would evaluate OUTPUT_DIR's checkpoint instead
     with pytest.raises(ValueError, match="--dist-url"):
         TrainJob(TRAIN, ["--dist-url=tcp://h:1", "--config-file", CONFIG])
 
@@ -143,32 +227,76 @@ def test_slurm_parameters_of_the_executor(tmp_path, monkeypatch):
     srun.write_text("#!/bin/sh\nexit 1\n")
     srun.chmod(0o755)
     monkeypatch.setenv("PATH", f"{srun.parent}{os.pathsep}{os.environ['PATH']}")
-    executor = build_executor(str(tmp_path / "%j"), cluster="slurm", nodes=2, gpus_per_node=4, timeout_min=4320,
-                              partition="gpu", cpus_per_task=40, mem_gb=256, signal_delay_s=120)
+    executor = build_executor(
+        str(tmp_path / "%j"),
+        cluster="slurm",
+        nodes=2,
+        gpus_per_node=4,
+        timeout_min=4320,
+        partition="gpu",
+        cpus_per_task=40,
+        mem_gb=256,
+        signal_delay_s=120,
+    )
     p = executor.parameters  # what submitit writes as #SBATCH lines
-    assert (p["nodes"], p["ntasks_per_node"], p["gpus_per_node"], p["cpus_per_task"]) == (2, 1, 4, 40)
+    assert (p["nodes"], p["ntasks_per_node"], p["gpus_per_node"], p["cpus_per_task"]) == (
+        2,
+        1,
+        4,
+        40,
+    )
     assert (p["time"], p["partition"], p["signal_delay_s"], p["mem"]) == (4320, "gpu", 120, "256GB")
 
 
 def test_submit_tool_refuses_what_the_job_sets_and_missing_configs(tmp_path):
     submit = load_tool("submit")
     with pytest.raises(SystemExit, match=r"^error: --num-gpus: set by the job"):
-        submit.main(["--tool", "cls", "--cluster", "local", "--num-gpus", "2", "--config-file", CONFIG])
+        submit.main(
+            ["--tool", "cls", "--cluster", "local", "--num-gpus", "2", "--config-file", CONFIG]
+        )
     missing = str(tmp_path / "nope.yaml")
-    with pytest.raises(SystemExit, match=f"^error: --config-file {re.escape(missing)}: no such file$"):
+    with pytest.raises(
+        SystemExit, match=f"^error: --config-file {re.escape(missing)}: no such file$"
+    ):
         submit.main(["--tool", "det", "--cluster", "local", "--config-file", missing])
     with pytest.raises(SystemExit, match="^error: .*one node"):
-        submit.main(["--tool", "cls", "--cluster", "local", "--nodes", "2", "--job-dir", str(tmp_path / "%j"),
-                     "--config-file", CONFIG])
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "submit.py"), "--help"], capture_output=True,
-                          text=True, timeout=TIMEOUT)
+        submit.main(
+            [
+                "--tool",
+                "cls",
+                "--cluster",
+                "local",
+                "--nodes",
+                "2",
+                "--job-dir",
+                str(tmp_path / "%j"),
+                "--config-file",
+                CONFIG,
+            ]
+        )
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "submit.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr
-    for flag in ("--tool", "--nodes", "--gpus-per-node", "--partition", "--timeout", "--job-dir", "--cpus-per-task",
-                 "--mem", "--config-file"):
+    for flag in (
+        "--tool",
+        "--nodes",
+        "--gpus-per-node",
+        "--partition",
+        "--timeout",
+        "--job-dir",
+        "--cpus-per-task",
+        "--mem",
+        "--config-file",
+    ):
         assert flag in proc.stdout
 
 
 # ---------------------------------------------------------------- the trainer's stop hook
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
@@ -191,9 +319,20 @@ def _weights(trainer):
 
 
 def test_signal_saves_after_the_step_stops_and_resumes_exactly(tiny, tmp_path, monkeypatch):
-    opts = ("MODEL.ALS.METHOD", "als", "SOLVER.MAX_ITER", 9, "SOLVER.CHECKPOINT_PERIOD", 4, "SOLVER.STEPS", (6,))
+    opts = (
+        "MODEL.ALS.METHOD",
+        "als",
+        "SOLVER.MAX_ITER",
+        9,
+        "SOLVER.CHECKPOINT_PERIOD",
+        4,
+        "SOLVER.STEPS",
+        (6,),
+    )
     seed_all_rng(3)
-    full = ClassificationTrainer(small_cfg(tiny, str(tmp_path / "full"), *opts))  # no variable: no hook
+    full = ClassificationTrainer(
+        small_cfg(tiny, str(tmp_path / "full"), *opts)
+    )  # no variable: no hook
     assert not any(type(h).__name__ == "StopOnSignal" for h in full._hooks)
     full.resume_or_load(resume=False)
     full.train()
@@ -213,14 +352,22 @@ def test_signal_saves_after_the_step_stops_and_resumes_exactly(tiny, tmp_path, m
     assert signal.getsignal(signal.SIGUSR2) is before  # the hook's handler is gone after training
     out = tmp_path / "stopped"
     assert (out / "last_checkpoint").read_text() == "model_0000005.pth"
-    assert sorted(p.name for p in out.glob("model_*.pth")) == ["model_0000003.pth", "model_0000005.pth"]
+    assert sorted(p.name for p in out.glob("model_*.pth")) == [
+        "model_0000003.pth",
+        "model_0000005.pth",
+    ]
     assert json.loads(report.read_text()) == {
-        "iteration": 5, "checkpoint": str(out / "model_0000005.pth"), "signal": "SIGUSR2"}
+        "iteration": 5,
+        "checkpoint": str(out / "model_0000005.pth"),
+        "signal": "SIGUSR2",
+    }
     report.unlink()
 
     seed_all_rng(1234)  # the checkpoint replaces the initial weights
     resumed = ClassificationTrainer(cfg)
-    resumed.register_hooks([_SignalDuring(8, signal.SIGTERM)])  # during the last step: the run just ends
+    resumed.register_hooks(
+        [_SignalDuring(8, signal.SIGTERM)]
+    )  # during the last step: the run just ends
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 6
     resumed.train()
@@ -240,10 +387,31 @@ def test_detection_trainer_stops_on_the_signal_too(tmp_path, monkeypatch):
     monkeypatch.setenv(SIGNALS_ENV, "USR2")
     monkeypatch.delenv(REPORT_ENV, raising=False)
     cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_C4_cpu.yaml"))
-    cfg.merge_from_list(["MODEL.WEIGHTS", "", "DATASETS.TRAIN", (train,), "DATASETS.TEST", (),
-                         "MODEL.ROI_HEADS.NUM_CLASSES", 3, "SOLVER.IMS_PER_BATCH", 2, "SOLVER.MAX_ITER", 4,
-                         "SOLVER.STEPS", (), "SOLVER.CHECKPOINT_PERIOD", 100, "OUTPUT_DIR", str(tmp_path / "det")])
+    cfg.merge_from_file(
+        os.path.join(REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_C4_cpu.yaml")
+    )
+    cfg.merge_from_list(
+        [
+            "MODEL.WEIGHTS",
+            "",
+            "DATASETS.TRAIN",
+            (train,),
+            "DATASETS.TEST",
+            (),
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            3,
+            "SOLVER.IMS_PER_BATCH",
+            2,
+            "SOLVER.MAX_ITER",
+            4,
+            "SOLVER.STEPS",
+            (),
+            "SOLVER.CHECKPOINT_PERIOD",
+            100,
+            "OUTPUT_DIR",
+            str(tmp_path / "det"),
+        ]
+    )
     trainer = DetectionTrainer(cfg)
     trainer.register_hooks([_SignalDuring(1)])
     trainer.resume_or_load(resume=False)
@@ -300,7 +468,10 @@ def test_ranks_agree_to_stop_after_the_same_step(tmp_path, monkeypatch):
     mp.spawn(_two_rank_worker, args=(str(tmp_path / "init"), out_dir, dicts), nprocs=2, join=True)
     ranks = [json.load(open(os.path.join(out_dir, f"rank{r}.json"))) for r in range(2)]
     assert [r["stopped"] for r in ranks] == [4, 4]  # rank 0 saw no signal, and stopped with rank 1
-    assert [r["start"] for r in ranks] == [5, 5]  # both resumed from the checkpoint the main process saved
+    assert [r["start"] for r in ranks] == [
+        5,
+        5,
+    ]  # both resumed from the checkpoint the main process saved
     assert os.path.exists(os.path.join(out_dir, "model_0000004.pth"))
     assert ranks[0]["head"] == ranks[1]["head"]
 
@@ -313,6 +484,7 @@ def test_stop_signal_names():
 
 
 # ---------------------------------------------------------------- a whole job, requeued
+
 
 def _children(pid):
     """Process ids whose parent is ``pid`` (Linux /proc)."""
@@ -344,35 +516,60 @@ def _job_log(job, tail=None):
     text = ""
     for path in (job.paths.stdout, job.paths.stderr):
         if os.path.exists(path):
-            text += open(path).read()[-(tail or 0):]
+            text += open(path).read()[-(tail or 0) :]
     return text
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the job's processes in /proc")
-def test_job_stopped_by_the_scheduler_signal_is_requeued_and_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_job_stopped_by_the_scheduler_signal_is_requeued_and_ends_as_an_uninterrupted_run(
+    tmp_path, monkeypatch
+):
     from als_d2.data.synthetic import generate_synthetic_imagenet
 
     generate_synthetic_imagenet(
-        str(tmp_path / "datasets" / "synthetic_imagenet"), num_classes=4, train_per_class=8, val_per_class=2,
-        boxed_fraction=1.0, image_size=(48, 64), coco_train=0, coco_val=0,
+        str(tmp_path / "datasets" / "synthetic_imagenet"),
+        num_classes=4,
+        train_per_class=8,
+        val_per_class=2,
+        boxed_fraction=1.0,
+        image_size=(48, 64),
+        coco_train=0,
+        coco_val=0,
     )
-    for key, value in dict(DETECTRON2_DATASETS=str(tmp_path / "datasets"), ALS_D2_CACHE=str(tmp_path / "cache"),
-                           OMP_NUM_THREADS="1", MKL_NUM_THREADS="1").items():
+    for key, value in dict(
+        DETECTRON2_DATASETS=str(tmp_path / "datasets"),
+        ALS_D2_CACHE=str(tmp_path / "cache"),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    ).items():
         monkeypatch.setenv(key, value)  # the local executor's processes inherit this environment
     full_dir, job_dir = tmp_path / "full", tmp_path / "job"
     reference = subprocess.Popen(  # the uninterrupted run, alongside the job
-        [sys.executable, TRAIN, "--config-file", CONFIG, *OPTS, "OUTPUT_DIR", str(full_dir)], cwd=REPO,
-        stdout=open(tmp_path / "full.console.txt", "wb"), stderr=subprocess.STDOUT)
+        [sys.executable, TRAIN, "--config-file", CONFIG, *OPTS, "OUTPUT_DIR", str(full_dir)],
+        cwd=REPO,
+        stdout=open(tmp_path / "full.console.txt", "wb"),
+        stderr=subprocess.STDOUT,
+    )
 
     executor = build_executor(str(tmp_path / "jobs" / "%j"), cluster="local", timeout_min=60)
-    job = executor.submit(TrainJob(TRAIN, ["--config-file", CONFIG, *OPTS, "OUTPUT_DIR", str(job_dir)], cwd=REPO))
+    job = executor.submit(
+        TrainJob(TRAIN, ["--config-file", CONFIG, *OPTS, "OUTPUT_DIR", str(job_dir)], cwd=REPO)
+    )
     try:
         _wait(lambda: (job_dir / "last_checkpoint").exists(), "the job's first checkpoint", job)
-        (task,) = _children(job._process.pid)  # submitit's task (the controller's child) runs TrainJob
+        (task,) = _children(
+            job._process.pid
+        )  # submitit's task (the controller's child) runs TrainJob
         (tool,) = _children(task)  # tools/train_cls.py, in its own process group
         os.killpg(tool, signal.SIGSTOP)  # hold training here: the signal comes long before its end
-        os.kill(task, signal.SIGUSR2)  # what SLURM sends --signal-delay seconds before the time limit
-        _wait(lambda: "sending SIGUSR2 to train_cls.py" in _job_log(job), "the task forwarding the signal", job)
+        os.kill(
+            task, signal.SIGUSR2
+        )  # what SLURM sends --signal-delay seconds before the time limit
+        _wait(
+            lambda: "sending SIGUSR2 to train_cls.py" in _job_log(job),
+            "the task forwarding the signal",
+            job,
+        )
         os.killpg(tool, signal.SIGCONT)
         _wait(job.done, "the requeued job")
         result = job.result()
@@ -392,7 +589,9 @@ def test_job_stopped_by_the_scheduler_signal_is_requeued_and_ends_as_an_uninterr
     assert expected["iteration"] == got["iteration"] == MAX_ITER - 1
     assert expected["model"].keys() == got["model"].keys()
     for key in expected["model"]:
-        torch.testing.assert_close(got["model"][key], expected["model"][key], rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(
+            got["model"][key], expected["model"][key], rtol=0, atol=0, msg=key
+        )
     expected_metrics, got_metrics = _metrics(str(full_dir)), _metrics(str(job_dir))
     # the stopped run also wrote the metrics of its last iteration (detectron2's writers flush at the end)
     assert set(got_metrics) - set(expected_metrics) <= {stop}

@@ -1,4 +1,5 @@
 """targets.py, losses.py: targets by hand, torch label smoothing, mixing weights by pixel counts."""
+
 import numpy as np
 import pytest
 import torch

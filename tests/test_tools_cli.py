@@ -1,5 +1,6 @@
 """The command-line surface of tools/: executable scripts with a shebang, and a missing
 dataset root reported in one line that says where the data must be and how to make it."""
+
 import os
 import stat
 import subprocess
@@ -21,7 +22,9 @@ TOOLS = sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(
 def _git_modes():
     """{tools/x.py: mode} as git records them, or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "ls-files", "-s", "tools"], cwd=REPO, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "ls-files", "-s", "tools"], cwd=REPO, capture_output=True, text=True, check=True
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     modes = {}
@@ -35,17 +38,27 @@ def _git_modes():
 def test_tools_are_executable_scripts(name):
     path = os.path.join(REPO, "tools", name)
     with open(path) as f:
-        assert f.readline().rstrip("\n") == "#!/usr/bin/env python", f"tools/{name}: first line is not the shebang"
+        assert f.readline().rstrip("\n") == "#!/usr/bin/env python", (
+            f"tools/{name}: first line is not the shebang"
+        )
     assert os.stat(path).st_mode & stat.S_IXUSR, f"tools/{name} is not executable (chmod +x)"
     modes = _git_modes()
     if modes is not None and f"tools/{name}" in modes:
         # what a clone gets: git's recorded mode, or (core.fileMode true) the working tree's
         # executable bit, which the next commit of the file records
-        file_mode = subprocess.run(["git", "config", "--bool", "core.fileMode"], cwd=REPO, capture_output=True,
-                                   text=True).stdout.strip() != "false"
+        file_mode = (
+            subprocess.run(
+                ["git", "config", "--bool", "core.fileMode"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            != "false"
+        )
         assert modes[f"tools/{name}"] == "100755" or file_mode, (
             f"tools/{name}: git records mode {modes[f'tools/{name}']} and core.fileMode is false: "
-            f"git update-index --chmod=+x tools/{name}")
+            f"git update-index --chmod=+x tools/{name}"
+        )
 
 
 def test_missing_synthetic_root_names_the_variable_and_the_command(tmp_path, monkeypatch):
@@ -57,7 +70,9 @@ def test_missing_synthetic_root_names_the_variable_and_the_command(tmp_path, mon
         DatasetCatalog.get(f"{prefix}_imagenet_train_boxed")
     message = str(info.value)
     assert "DETECTRON2_DATASETS" in message and root in message
-    assert "tools/make_synthetic_imagenet.py --root $DETECTRON2_DATASETS/synthetic_imagenet" in message
+    assert (
+        "tools/make_synthetic_imagenet.py --root $DETECTRON2_DATASETS/synthetic_imagenet" in message
+    )
     # any other root: the command names it
     other = str(tmp_path / "elsewhere")
     register_synthetic_imagenet(other, prefix=prefix + "o")
@@ -68,21 +83,37 @@ def test_missing_synthetic_root_names_the_variable_and_the_command(tmp_path, mon
 def test_train_cls_with_missing_dataset_root_is_one_line(tmp_path):
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"))
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train_cls.py"), "--config-file",
-         os.path.join(REPO, "configs", "demo", "als_r18.yaml"), "OUTPUT_DIR", str(tmp_path / "out")],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "train_cls.py"),
+            "--config-file",
+            os.path.join(REPO, "configs", "demo", "als_r18.yaml"),
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+        ],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: dataset 'synthetic_imagenet_train_boxed'")
-    assert os.path.join(str(tmp_path / "datasets"), "synthetic_imagenet") in last and "DETECTRON2_DATASETS" in last
+    assert (
+        os.path.join(str(tmp_path / "datasets"), "synthetic_imagenet") in last
+        and "DETECTRON2_DATASETS" in last
+    )
     assert "tools/make_synthetic_imagenet.py --root $DETECTRON2_DATASETS/synthetic_imagenet" in last
 
 
 def test_make_synthetic_imagenet_help_says_where_the_data_must_live():
     text = load_tool("make_synthetic_imagenet").build_parser().format_help()
-    assert "$DETECTRON2_DATASETS/synthetic_imagenet" in text and "DETECTRON2_DATASETS defaults to ./datasets" in text
+    assert (
+        "$DETECTRON2_DATASETS/synthetic_imagenet" in text
+        and "DETECTRON2_DATASETS defaults to ./datasets" in text
+    )
 
 
 def test_gitignore_matches_a_symlinked_venv():
@@ -91,9 +122,13 @@ def test_gitignore_matches_a_symlinked_venv():
     with open(os.path.join(REPO, ".gitignore")) as f:
         lines = [line.strip() for line in f]
     assert ".venv" in lines
-    probe = f"tools/no_such_dir_{uuid.uuid4().hex[:6]}/.venv"  # not a directory: as a symlink is seen
+    probe = (
+        f"tools/no_such_dir_{uuid.uuid4().hex[:6]}/.venv"  # not a directory: as a symlink is seen
+    )
     try:
-        proc = subprocess.run(["git", "check-ignore", "--no-index", "-q", probe], cwd=REPO, capture_output=True)
+        proc = subprocess.run(
+            ["git", "check-ignore", "--no-index", "-q", probe], cwd=REPO, capture_output=True
+        )
     except OSError:
         return
     if proc.returncode in (0, 1):  # 128: not a git checkout
@@ -105,7 +140,17 @@ def test_dataset_stats_labels_bars_with_class_names(tmp_path):
     counts = tool.np.array([1, 5, 3, 0])
     names = ["tench", "goldfish", "shark", "ray"]
     out = str(tmp_path / "counts.png")
-    assert tool.draw(counts, out, "t", "count", class_names=names) == ["goldfish", "shark", "tench", "ray"]
+    assert tool.draw(counts, out, "t", "count", class_names=names) == [
+        "goldfish",
+        "shark",
+        "tench",
+        "ray",
+    ]
     assert os.path.getsize(out) > 0
     assert tool.draw(counts, out, "t", "label", class_names=names) == names
-    assert tool.draw(counts, out, "t", "count") == ["1", "2", "0", "3"]  # without names: the labels, not ranks
+    assert tool.draw(counts, out, "t", "count") == [
+        "1",
+        "2",
+        "0",
+        "3",
+    ]  # without names: the labels, not ranks

@@ -1,4 +1,5 @@
 """ClassificationTrainer end to end on CPU: every method learns, resume is exact, eval works."""
+
 import json
 import os
 
@@ -28,12 +29,41 @@ def small_cfg(dataset: str, output_dir: str, *opts):
     cfg.merge_from_file(os.path.join(REPO, "configs/demo/Base-Demo-R18.yaml"))
     cfg.merge_from_list(
         [
-            "DATASETS.TRAIN", (dataset,), "DATASETS.TEST", (dataset,), "OUTPUT_DIR", output_dir,
-            "MODEL.CLASSIFIER.NUM_CLASSES", 4, "INPUT.CLS.CROP_SIZE", 32, "INPUT.CLS.TEST_RESIZE", 36,
-            "SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 30, "SOLVER.STEPS", (), "SOLVER.WARMUP_ITERS", 0,
-            "SOLVER.IMS_PER_BATCH", 8, "SOLVER.BASE_LR", 0.05, "SOLVER.LR_REFERENCE_BATCH", 0,
-            "SOLVER.CHECKPOINT_PERIOD", 1000, "SOLVER.CHECKPOINT_PERIOD_EPOCHS", 0.0, "TEST.EVAL_PERIOD", 0,
-            "SEED", 3, *opts,
+            "DATASETS.TRAIN",
+            (dataset,),
+            "DATASETS.TEST",
+            (dataset,),
+            "OUTPUT_DIR",
+            output_dir,
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            4,
+            "INPUT.CLS.CROP_SIZE",
+            32,
+            "INPUT.CLS.TEST_RESIZE",
+            36,
+            "SOLVER.EPOCHS",
+            0,
+            "SOLVER.MAX_ITER",
+            30,
+            "SOLVER.STEPS",
+            (),
+            "SOLVER.WARMUP_ITERS",
+            0,
+            "SOLVER.IMS_PER_BATCH",
+            8,
+            "SOLVER.BASE_LR",
+            0.05,
+            "SOLVER.LR_REFERENCE_BATCH",
+            0,
+            "SOLVER.CHECKPOINT_PERIOD",
+            1000,
+            "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
+            0.0,
+            "TEST.EVAL_PERIOD",
+            0,
+            "SEED",
+            3,
+            *opts,
         ]
     )
     return cfg
@@ -58,9 +88,22 @@ def fixed_batch_loss(trainer, batch) -> float:
 def test_training_lowers_the_loss(tiny, tmp_path, method):
     # an easy, stable setting: larger crops, no colour jitter (the classes are colours)
     cfg = small_cfg(
-        tiny, str(tmp_path), "MODEL.ALS.METHOD", method, "SOLVER.MAX_ITER", 40, "SOLVER.BASE_LR", 0.01,
-        "SOLVER.IMS_PER_BATCH", 16, "INPUT.CLS.CROP_SCALE", (0.35, 1.0), "INPUT.CLS.COLOR_JITTER", [],
-        "INPUT.CLS.LIGHTING_STD", 0.0,
+        tiny,
+        str(tmp_path),
+        "MODEL.ALS.METHOD",
+        method,
+        "SOLVER.MAX_ITER",
+        40,
+        "SOLVER.BASE_LR",
+        0.01,
+        "SOLVER.IMS_PER_BATCH",
+        16,
+        "INPUT.CLS.CROP_SCALE",
+        (0.35, 1.0),
+        "INPUT.CLS.COLOR_JITTER",
+        [],
+        "INPUT.CLS.LIGHTING_STD",
+        0.0,
     )
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -89,9 +132,22 @@ def _final_state(trainer):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_matches_uninterrupted_run(tiny, tmp_path, workers):
-    opts = ("MODEL.ALS.METHOD", "als", "INPUT.CLS.VARIANT", "context", "INPUT.CLS.CONTEXT_PROB", 0.3,
-            "SOLVER.MAX_ITER", 8, "SOLVER.CHECKPOINT_PERIOD", 4, "SOLVER.STEPS", (6,),
-            "DATALOADER.NUM_WORKERS", workers)
+    opts = (
+        "MODEL.ALS.METHOD",
+        "als",
+        "INPUT.CLS.VARIANT",
+        "context",
+        "INPUT.CLS.CONTEXT_PROB",
+        0.3,
+        "SOLVER.MAX_ITER",
+        8,
+        "SOLVER.CHECKPOINT_PERIOD",
+        4,
+        "SOLVER.STEPS",
+        (6,),
+        "DATALOADER.NUM_WORKERS",
+        workers,
+    )
     seed_all_rng(3)  # what default_setup does with cfg.SEED: the same initial weights in both runs
     full = ClassificationTrainer(small_cfg(tiny, str(tmp_path / "full"), *opts))
     full.resume_or_load(resume=False)
@@ -106,7 +162,9 @@ def test_resume_matches_uninterrupted_run(tiny, tmp_path, workers):
         killed.train()
     assert os.path.exists(tmp_path / "killed" / "model_0000003.pth")
 
-    seed_all_rng(1234)  # the resumed run's initial weights don't matter: the checkpoint replaces them
+    seed_all_rng(
+        1234
+    )  # the resumed run's initial weights don't matter: the checkpoint replaces them
     resumed = ClassificationTrainer(cfg)
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 4
@@ -116,7 +174,10 @@ def test_resume_matches_uninterrupted_run(tiny, tmp_path, workers):
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
-    assert resumed.optimizer.state_dict()["param_groups"][0]["lr"] == full.optimizer.state_dict()["param_groups"][0]["lr"]
+    assert (
+        resumed.optimizer.state_dict()["param_groups"][0]["lr"]
+        == full.optimizer.state_dict()["param_groups"][0]["lr"]
+    )
 
 
 def test_eval_only_from_checkpoint(tiny, tmp_path):
@@ -146,15 +207,29 @@ def test_eval_only_from_checkpoint(tiny, tmp_path):
 
 
 def test_bf16_autocast_and_channels_last(tiny, tmp_path):
-    cfg = small_cfg(tiny, str(tmp_path), "SOLVER.MAX_ITER", 4, "SOLVER.AMP.ENABLED", True,
-                    "SOLVER.AMP.PRECISION", "bf16", "MODEL.CHANNELS_LAST", True, "TEST.EVAL_PERIOD", 0)
+    cfg = small_cfg(
+        tiny,
+        str(tmp_path),
+        "SOLVER.MAX_ITER",
+        4,
+        "SOLVER.AMP.ENABLED",
+        True,
+        "SOLVER.AMP.PRECISION",
+        "bf16",
+        "MODEL.CHANNELS_LAST",
+        True,
+        "TEST.EVAL_PERIOD",
+        0,
+    )
     trainer = ClassificationTrainer(cfg)
     assert trainer._trainer.amp_dtype == torch.bfloat16 and trainer._trainer.grad_scaler is None
     trainer.resume_or_load(resume=False)
     w0 = trainer.model.head.weight.detach().clone()
     trainer.train()
     assert trainer.model.backbone.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert torch.isfinite(trainer.model.head.weight).all() and not torch.equal(w0, trainer.model.head.weight)
+    assert torch.isfinite(trainer.model.head.weight).all() and not torch.equal(
+        w0, trainer.model.head.weight
+    )
     assert all(l == l for l in losses_from(str(tmp_path)))
 
 

@@ -5,6 +5,7 @@ checkpoint as train_cls.py writes it, with no conversion step, and no ResNet ten
 stay at its random init. The paper configs are checked against the settings of the code
 the paper used (jwyang/faster-rcnn.pytorch), written out here, and run shrunk.
 """
+
 import json
 import math
 import os
@@ -37,7 +38,20 @@ from tiny_data import load_tool, register_tiny
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_CONFIGS = os.path.join(REPO, "configs", "COCO-Detection")
 DEMO = {"C4": "demo/faster_rcnn_R18_C4_cpu.yaml", "FPN": "demo/faster_rcnn_R18_FPN_cpu.yaml"}
-COCO_METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+COCO_METRICS = [
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+]
 RESNET_KEY = re.compile(r"(^|\.)(stem|res[2-5])\.")
 
 
@@ -57,13 +71,46 @@ def classifier(tmp_path_factory):
     cfg = get_cfg()
     add_als_config(cfg)
     cfg.merge_from_file(os.path.join(REPO, "configs/demo/Base-Demo-R18.yaml"))
-    cfg.merge_from_list([
-        "DATASETS.TRAIN", (dataset,), "DATASETS.TEST", (), "OUTPUT_DIR", str(root / "out"),
-        "MODEL.CLASSIFIER.NUM_CLASSES", 4, "MODEL.ALS.METHOD", "als", "INPUT.CLS.CROP_SIZE", 32,
-        "INPUT.CLS.TEST_RESIZE", 36, "SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 8, "SOLVER.STEPS", (),
-        "SOLVER.WARMUP_ITERS", 0, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.BASE_LR", 0.01, "SOLVER.LR_REFERENCE_BATCH", 0,
-        "SOLVER.CHECKPOINT_PERIOD", 1000, "SOLVER.CHECKPOINT_PERIOD_EPOCHS", 0.0, "TEST.EVAL_PERIOD", 0, "SEED", 1,
-    ])
+    cfg.merge_from_list(
+        [
+            "DATASETS.TRAIN",
+            (dataset,),
+            "DATASETS.TEST",
+            (),
+            "OUTPUT_DIR",
+            str(root / "out"),
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            4,
+            "MODEL.ALS.METHOD",
+            "als",
+            "INPUT.CLS.CROP_SIZE",
+            32,
+            "INPUT.CLS.TEST_RESIZE",
+            36,
+            "SOLVER.EPOCHS",
+            0,
+            "SOLVER.MAX_ITER",
+            8,
+            "SOLVER.STEPS",
+            (),
+            "SOLVER.WARMUP_ITERS",
+            0,
+            "SOLVER.IMS_PER_BATCH",
+            4,
+            "SOLVER.BASE_LR",
+            0.01,
+            "SOLVER.LR_REFERENCE_BATCH",
+            0,
+            "SOLVER.CHECKPOINT_PERIOD",
+            1000,
+            "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
+            0.0,
+            "TEST.EVAL_PERIOD",
+            0,
+            "SEED",
+            1,
+        ]
+    )
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -77,17 +124,39 @@ def classifier(tmp_path_factory):
 def det_cfg(arch, weights, train, val, output_dir, *opts):
     cfg = get_cfg()
     cfg.merge_from_file(os.path.join(DET_CONFIGS, DEMO[arch]))
-    cfg.merge_from_list([
-        "MODEL.WEIGHTS", weights, "DATASETS.TRAIN", (train,), "DATASETS.TEST", (val,),
-        "MODEL.ROI_HEADS.NUM_CLASSES", 3, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16,
-        "SOLVER.IMS_PER_BATCH", 2, "SOLVER.MAX_ITER", 3, "SOLVER.STEPS", (),  # the config's warm-up: lr stays small
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,  # 3 iterations in, every box scores low: keep them all
-        # an 8-iteration classifier's BN statistics (32 px crops) do not fit 128 px images: FrozenBN
-        # passes large activations, and unclipped gradients would make the first steps diverge
-        "SOLVER.CLIP_GRADIENTS.ENABLED", True, "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "norm",
-        "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", 1.0,
-        "OUTPUT_DIR", output_dir, *opts,
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.WEIGHTS",
+            weights,
+            "DATASETS.TRAIN",
+            (train,),
+            "DATASETS.TEST",
+            (val,),
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            3,
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+            16,
+            "SOLVER.IMS_PER_BATCH",
+            2,
+            "SOLVER.MAX_ITER",
+            3,
+            "SOLVER.STEPS",
+            (),  # the config's warm-up: lr stays small
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            0.0,  # 3 iterations in, every box scores low: keep them all
+            # an 8-iteration classifier's BN statistics (32 px crops) do not fit 128 px images: FrozenBN
+            # passes large activations, and unclipped gradients would make the first steps diverge
+            "SOLVER.CLIP_GRADIENTS.ENABLED",
+            True,
+            "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
+            "norm",
+            "SOLVER.CLIP_GRADIENTS.CLIP_VALUE",
+            1.0,
+            "OUTPUT_DIR",
+            output_dir,
+            *opts,
+        ]
+    )
     os.makedirs(output_dir, exist_ok=True)
     return cfg
 
@@ -125,14 +194,21 @@ def test_fine_tune_from_train_cls_checkpoint(coco, classifier, tmp_path, arch):
     report = trainer.checkpointer.transfer
     assert set(report["loaded"]) == loaded and report["unused"] == ["head.bias", "head.weight"]
     res5 = [k for k in loaded if ".res5." in k]
-    assert res5 and all(k.startswith("roi_heads.res5." if arch == "C4" else "backbone.bottom_up.res5.") for k in res5)
-    assert all(not RESNET_KEY.search(k) for k in report["missing"])  # from scratch: RPN, box head, FPN only
+    assert res5 and all(
+        k.startswith("roi_heads.res5." if arch == "C4" else "backbone.bottom_up.res5.")
+        for k in res5
+    )
+    assert all(
+        not RESNET_KEY.search(k) for k in report["missing"]
+    )  # from scratch: RPN, box head, FPN only
 
     trainer.train()
     with open(os.path.join(cfg.OUTPUT_DIR, METRICS_FILE)) as f:
         record = json.load(f)
     bbox = record["results"]["bbox"]
-    assert record["weights"] == weights and record["iteration"] == cfg.SOLVER.MAX_ITER  # EventStorage.iter after training
+    assert (
+        record["weights"] == weights and record["iteration"] == cfg.SOLVER.MAX_ITER
+    )  # EventStorage.iter after training
     for name in COCO_METRICS:
         assert name in bbox and (bbox[name] is None or 0.0 <= bbox[name] <= 100.0), (name, bbox)
     assert isinstance(bbox["AP"], float) and isinstance(bbox["AR100"], float)
@@ -148,25 +224,52 @@ def test_fine_tune_from_train_cls_checkpoint(coco, classifier, tmp_path, arch):
     assert dets
     ev = COCOeval(gt, gt.loadRes(dets), "bbox")
     ev.evaluate(), ev.accumulate(), ev.summarize()
-    assert bbox["AR100"] == pytest.approx(ev.stats[8] * 100) and bbox["AR1"] == pytest.approx(ev.stats[6] * 100)
+    assert bbox["AR100"] == pytest.approx(ev.stats[8] * 100) and bbox["AR1"] == pytest.approx(
+        ev.stats[6] * 100
+    )
 
     train_det = load_tool("train_det")
-    args = train_det.default_argument_parser().parse_args([
-        "--config-file", os.path.join(DET_CONFIGS, DEMO[arch]), "--eval-only",
-        "MODEL.WEIGHTS", os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), "DATASETS.TEST", f"('{val}',)",
-        "MODEL.ROI_HEADS.NUM_CLASSES", "3", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "OUTPUT_DIR", str(tmp_path / "eval"),
-    ])
+    args = train_det.default_argument_parser().parse_args(
+        [
+            "--config-file",
+            os.path.join(DET_CONFIGS, DEMO[arch]),
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            os.path.join(cfg.OUTPUT_DIR, "model_final.pth"),
+            "DATASETS.TEST",
+            f"('{val}',)",
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            "3",
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+            "OUTPUT_DIR",
+            str(tmp_path / "eval"),
+        ]
+    )
     results = train_det.main(args)
     for name in COCO_METRICS:
         a, b = results["bbox"][name], bbox[name]
         assert (b is None and math.isnan(a)) or a == pytest.approx(b), name
 
 
-@pytest.mark.parametrize("config", [
-    DEMO["C4"], DEMO["FPN"],
-    (DEMO["C4"], "MODEL.RESNETS.NORM", "SyncBN", "MODEL.BACKBONE.FREEZE_AT", 0),
-    (DEMO["FPN"], "MODEL.RESNETS.NORM", "SyncBN", "MODEL.FPN.NORM", "SyncBN", "MODEL.BACKBONE.FREEZE_AT", 0),
-], ids=["C4", "FPN", "C4-SyncBN", "FPN-SyncBN"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        DEMO["C4"],
+        DEMO["FPN"],
+        (DEMO["C4"], "MODEL.RESNETS.NORM", "SyncBN", "MODEL.BACKBONE.FREEZE_AT", 0),
+        (
+            DEMO["FPN"],
+            "MODEL.RESNETS.NORM",
+            "SyncBN",
+            "MODEL.FPN.NORM",
+            "SyncBN",
+            "MODEL.BACKBONE.FREEZE_AT",
+            0,
+        ),
+    ],
+    ids=["C4", "FPN", "C4-SyncBN", "FPN-SyncBN"],
+)
 def test_stock_detection_checkpointer_loads_classifier_checkpoints(classifier, tmp_path, config):
     """detectron2's own DetectionCheckpointer, no als_d2 loader: a ClassifierCheckpointer file
     (matching_heuristics, backbone-relative keys) fills every ResNet tensor of C4 and FPN."""
@@ -204,16 +307,36 @@ def test_train_det_cli_on_builtin_coco(classifier, tmp_path):
     write_builtin_coco(str(tmp_path / "datasets"))
     out = tmp_path / "run"
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, os.path.join(REPO, "tools", "train_det.py"), "--config-file", os.path.join(DET_CONFIGS, DEMO["FPN"]),
-           "MODEL.WEIGHTS", weights, "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "0",
-           "OUTPUT_DIR", str(out)]
-    proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "tools", "train_det.py"),
+        "--config-file",
+        os.path.join(DET_CONFIGS, DEMO["FPN"]),
+        "MODEL.WEIGHTS",
+        weights,
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.WARMUP_ITERS",
+        "0",
+        "OUTPUT_DIR",
+        str(out),
+    ]
+    proc = subprocess.run(
+        cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (out / "log.txt").read_text()
-    assert "100 of them ResNet backbone tensors" in log and "res5:   25 tensors -> backbone.bottom_up.res5" in log
+    assert (
+        "100 of them ResNet backbone tensors" in log
+        and "res5:   25 tensors -> backbone.bottom_up.res5" in log
+    )
     assert "Start from scratch" in log and "head.bias, head.weight" in log
     record = json.loads((out / METRICS_FILE).read_text())
-    assert record["datasets"] == ["coco_2017_val"] and set(COCO_METRICS) <= set(record["results"]["bbox"])
+    assert record["datasets"] == ["coco_2017_val"] and set(COCO_METRICS) <= set(
+        record["results"]["bbox"]
+    )
     assert record["recipe"] == "demo"  # the "# Recipe:" line of the demo config's header
 
 
@@ -231,11 +354,30 @@ def test_compare_transfer_table(tmp_path):
         bbox["APl"] = None
         (run / METRICS_FILE).write_text(json.dumps(dict(info, results={"bbox": bbox})))
     (tmp_path / "d2run").mkdir()  # detectron2's metrics.json: the last row with bbox/AP counts
-    rows = [{"iteration": 9, "bbox/AP": 1.0}, {"iteration": 19, "total_loss": 1.0}, {"iteration": 19, "bbox/AP": 29.0, "bbox/AR1": 5.0}]
+    rows = [
+        {"iteration": 9, "bbox/AP": 1.0},
+        {"iteration": 19, "total_loss": 1.0},
+        {"iteration": 19, "bbox/AP": 29.0, "bbox/AR1": 5.0},
+    ]
     (tmp_path / "d2run" / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "table.md"
-    assert compare.main([f"hard={tmp_path / 'hard'}", str(tmp_path / "als"), f"d2={tmp_path / 'd2run'}",
-                         str(tmp_path / "old"), "--table", "7", "--baseline", "hard", "-o", str(out)]) == 0
+    assert (
+        compare.main(
+            [
+                f"hard={tmp_path / 'hard'}",
+                str(tmp_path / "als"),
+                f"d2={tmp_path / 'd2run'}",
+                str(tmp_path / "old"),
+                "--table",
+                "7",
+                "--baseline",
+                "hard",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = out.read_text()
     header = [line for line in text.splitlines() if line.startswith("| Method")][0]
     assert header.split(" | ")[1:5] == ["Recipe", "AP", "AP50", "AP75"] and "ARl" in header
@@ -257,15 +399,21 @@ def test_compare_transfer_run_without_results(tmp_path, capsys):
     compare = load_tool("compare_transfer")
     good = tmp_path / "hard"
     good.mkdir()
-    (good / METRICS_FILE).write_text(json.dumps({"recipe": "jwyang", "results": {"bbox": {"AP": 30.0}}}))
+    (good / METRICS_FILE).write_text(
+        json.dumps({"recipe": "jwyang", "results": {"bbox": {"AP": 30.0}}})
+    )
     empty = tmp_path / "als_unfinished"
     empty.mkdir()
     (empty / "last_checkpoint").write_text("model_0004999.pth")
     no_eval = tmp_path / "ls_noeval"
     no_eval.mkdir()
     (no_eval / "metrics.json").write_text(json.dumps({"iteration": 19, "total_loss": 1.0}) + "\n")
-    for spec, named in ((str(empty), "als_unfinished"), (f"ls={no_eval}", "ls_noeval"),
-                        (str(tmp_path / "missing"), "missing"), (f"x={good}", None)):
+    for spec, named in (
+        (str(empty), "als_unfinished"),
+        (f"ls={no_eval}", "ls_noeval"),
+        (str(tmp_path / "missing"), "missing"),
+        (f"x={good}", None),
+    ):
         args = [str(good), spec] + (["--baseline", "nope"] if named is None else [])
         assert compare.main(args) == 2
         out, err = capsys.readouterr()
@@ -282,38 +430,66 @@ TRAIN2017_KEPT = 117_266  # train2017 images detectron2 keeps (FILTER_EMPTY_ANNO
 EPOCH = 2 * TRAIN2017_KEPT  # roidb.py: every image and its horizontal flip (TRAIN.USE_FLIPPED)
 JWYANG = {
     # paper; trainval_net.py --bs 16 --lr 0.01 --lr_decay_gamma 0.1; no warm-up
-    "SOLVER.IMS_PER_BATCH": 16, "SOLVER.BASE_LR": 0.01, "SOLVER.GAMMA": 0.1, "SOLVER.WARMUP_ITERS": 0,
-    "SOLVER.MAX_ITER": 146_583, "SOLVER.STEPS": (58_633, 117_266),
+    "SOLVER.IMS_PER_BATCH": 16,
+    "SOLVER.BASE_LR": 0.01,
+    "SOLVER.GAMMA": 0.1,
+    "SOLVER.WARMUP_ITERS": 0,
+    "SOLVER.MAX_ITER": 146_583,
+    "SOLVER.STEPS": (58_633, 117_266),
     # config.py, cfgs/res101.yml: SGD momentum 0.9, weight decay 1e-4, none on biases, no double bias lr
-    "SOLVER.MOMENTUM": 0.9, "SOLVER.NESTEROV": False, "SOLVER.WEIGHT_DECAY": 0.0001,
-    "SOLVER.WEIGHT_DECAY_BIAS": 0.0, "SOLVER.BIAS_LR_FACTOR": 1.0, "SOLVER.CLIP_GRADIENTS.ENABLED": False,
+    "SOLVER.MOMENTUM": 0.9,
+    "SOLVER.NESTEROV": False,
+    "SOLVER.WEIGHT_DECAY": 0.0001,
+    "SOLVER.WEIGHT_DECAY_BIAS": 0.0,
+    "SOLVER.BIAS_LR_FACTOR": 1.0,
+    "SOLVER.CLIP_GRADIENTS.ENABLED": False,
     # TRAIN/TEST.SCALES (600,), MAX_SIZE 1000; TRAIN.USE_FLIPPED
-    "INPUT.MIN_SIZE_TRAIN": (600,), "INPUT.MAX_SIZE_TRAIN": 1000, "INPUT.MIN_SIZE_TEST": 600,
-    "INPUT.MAX_SIZE_TEST": 1000, "INPUT.RANDOM_FLIP": "horizontal",
+    "INPUT.MIN_SIZE_TRAIN": (600,),
+    "INPUT.MAX_SIZE_TRAIN": 1000,
+    "INPUT.MIN_SIZE_TEST": 600,
+    "INPUT.MAX_SIZE_TEST": 1000,
+    "INPUT.RANDOM_FLIP": "horizontal",
     # trainval_net.py coco: ANCHOR_SCALES [4, 8, 16, 32] x FEAT_STRIDE 16, ANCHOR_RATIOS [0.5, 1, 2]
     "MODEL.ANCHOR_GENERATOR.SIZES": [[4 * 16, 8 * 16, 16 * 16, 32 * 16]],
-    "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS": [[0.5, 1.0, 2.0]], "MODEL.ANCHOR_GENERATOR.OFFSET": 0.5,
+    "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS": [[0.5, 1.0, 2.0]],
+    "MODEL.ANCHOR_GENERATOR.OFFSET": 0.5,
     # rpn.py (512-channel conv, sigma 3), anchor_target_layer.py (_allowed_border 0), config.py RPN_*
-    "MODEL.RPN.CONV_DIMS": [512], "MODEL.RPN.BOUNDARY_THRESH": 0, "MODEL.RPN.IOU_THRESHOLDS": [0.3, 0.7],
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE": 256, "MODEL.RPN.POSITIVE_FRACTION": 0.5,
-    "MODEL.RPN.SMOOTH_L1_BETA": 1 / 3**2, "MODEL.RPN.NMS_THRESH": 0.7,
+    "MODEL.RPN.CONV_DIMS": [512],
+    "MODEL.RPN.BOUNDARY_THRESH": 0,
+    "MODEL.RPN.IOU_THRESHOLDS": [0.3, 0.7],
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE": 256,
+    "MODEL.RPN.POSITIVE_FRACTION": 0.5,
+    "MODEL.RPN.SMOOTH_L1_BETA": 1 / 3**2,
+    "MODEL.RPN.NMS_THRESH": 0.7,
     "MODEL.RPN.BBOX_REG_WEIGHTS": (1.0, 1.0, 1.0, 1.0),
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN": 12000, "MODEL.RPN.POST_NMS_TOPK_TRAIN": 2000,
-    "MODEL.RPN.PRE_NMS_TOPK_TEST": 6000, "MODEL.RPN.POST_NMS_TOPK_TEST": 300, "MODEL.PROPOSAL_GENERATOR.MIN_SIZE": 0,
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN": 12000,
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN": 2000,
+    "MODEL.RPN.PRE_NMS_TOPK_TEST": 6000,
+    "MODEL.RPN.POST_NMS_TOPK_TEST": 300,
+    "MODEL.PROPOSAL_GENERATOR.MIN_SIZE": 0,
     # TRAIN.BATCH_SIZE 128, FG_FRACTION 0.25, FG_THRESH 0.5; test_net.py: thresh 0, TEST.NMS 0.3, 100 per image
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 128, "MODEL.ROI_HEADS.POSITIVE_FRACTION": 0.25,
-    "MODEL.ROI_HEADS.IOU_THRESHOLDS": [0.5], "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT": True,
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.0, "MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.3, "TEST.DETECTIONS_PER_IMAGE": 100,
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 128,
+    "MODEL.ROI_HEADS.POSITIVE_FRACTION": 0.25,
+    "MODEL.ROI_HEADS.IOU_THRESHOLDS": [0.5],
+    "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT": True,
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.0,
+    "MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.3,
+    "TEST.DETECTIONS_PER_IMAGE": 100,
     # POOLING_SIZE 7, POOLING_MODE align (unaligned ROIAlign, sampling 0); sigma 1; BBOX_NORMALIZE_STDS
-    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION": 7, "MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlign",
-    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": 0, "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 1.0,
+    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION": 7,
+    "MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlign",
+    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": 0,
+    "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 1.0,
     "MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS": tuple(1 / s for s in (0.1, 0.1, 0.2, 0.2)),
     "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG": False,
     # resnet.py: conv1 and FIXED_BLOCKS 1 fixed, every BatchNorm frozen
-    "MODEL.BACKBONE.FREEZE_AT": 2, "MODEL.RESNETS.NORM": "FrozenBN",
+    "MODEL.BACKBONE.FREEZE_AT": 2,
+    "MODEL.RESNETS.NORM": "FrozenBN",
 }
 PAPER_CONFIGS = [
-    "faster_rcnn_R_50_C4_paper.yaml", "faster_rcnn_R_101_C4_paper.yaml", "faster_rcnn_R_50_C4_paper_syncbn.yaml",
+    "faster_rcnn_R_50_C4_paper.yaml",
+    "faster_rcnn_R_101_C4_paper.yaml",
+    "faster_rcnn_R_50_C4_paper_syncbn.yaml",
 ]
 
 
@@ -326,7 +502,9 @@ def _key(cfg, dotted):
 def test_paper_schedule_arithmetic():
     """10 epochs of train2017 + flips at batch 16, rounded up; decays after epochs 4 and 8."""
     assert EPOCH / 16 == 14_658.25
-    assert JWYANG["SOLVER.MAX_ITER"] == math.ceil(10 * EPOCH / 16) == 146_583  # 146,582.5 rounded up
+    assert (
+        JWYANG["SOLVER.MAX_ITER"] == math.ceil(10 * EPOCH / 16) == 146_583
+    )  # 146,582.5 rounded up
     assert JWYANG["SOLVER.STEPS"] == (4 * EPOCH / 16, 8 * EPOCH / 16)  # exact
 
 
@@ -339,16 +517,39 @@ def test_paper_configs_are_the_authors_recipe(name):
             continue
         value = _key(cfg, key)
         value = [list(v) for v in value] if key.endswith(("SIZES", "ASPECT_RATIOS")) else value
-        value = tuple(value) if isinstance(expected, tuple) else list(value) if isinstance(expected, list) else value
+        value = (
+            tuple(value)
+            if isinstance(expected, tuple)
+            else list(value)
+            if isinstance(expected, list)
+            else value
+        )
         assert value == (pytest.approx(expected) if isinstance(expected, float) else expected), key
     assert cfg.MODEL.RESNETS.DEPTH == (101 if "R_101" in name else 50)
     assert cfg.SOLVER.CHECKPOINT_PERIOD == int(EPOCH / 16)  # one (whole) epoch
     header = "".join(line for line in open(os.path.join(DET_CONFIGS, name)) if line.startswith("#"))
     assert "Recipe: jwyang/faster-rcnn.pytorch as used by the paper" in header
-    assert "146,583" in header and "58,633" in header and "117,266" in header and "rounded up" in header
+    assert (
+        "146,583" in header
+        and "58,633" in header
+        and "117,266" in header
+        and "rounded up" in header
+    )
     differs = header.split("Differs from the authors' code:")[1]
-    for item in ("lr decay", "flips are sampled", "DataParallel", "crowd", "ROIAlign", "RoI sampling", "RPN",
-                 "backbone", "SyncBN" if syncbn else "FrozenBN", "COCOEvaluator", "val2017", "image scale"):
+    for item in (
+        "lr decay",
+        "flips are sampled",
+        "DataParallel",
+        "crowd",
+        "ROIAlign",
+        "RoI sampling",
+        "RPN",
+        "backbone",
+        "SyncBN" if syncbn else "FrozenBN",
+        "COCOEvaluator",
+        "val2017",
+        "image scale",
+    ):
         assert item in differs, (name, item)
     assert recipe_from_config_file(os.path.join(DET_CONFIGS, name)) == "jwyang"
 
@@ -361,7 +562,11 @@ def test_paper_c4_head_pools_7x7_into_res5():
     model = build_model(cfg).eval()
     heads = model.roi_heads
     pooler = heads.pooler.level_poolers[0]
-    assert tuple(pooler.output_size) == (7, 7) and pooler.aligned is False and pooler.sampling_ratio == 0
+    assert (
+        tuple(pooler.output_size) == (7, 7)
+        and pooler.aligned is False
+        and pooler.sampling_ratio == 0
+    )
     assert heads.pooler.level_poolers[0].spatial_scale == 1 / 16
     from detectron2.structures import Boxes
 
@@ -379,10 +584,17 @@ def test_recipe_resolution(opts, recipe, tmp_path):
     """train_det.py's setup: TRANSFER.RECIPE from the config's header unless set; the dumped
     config.yaml carries it, and loads back the same way."""
     train_det = load_tool("train_det")
-    args = train_det.default_argument_parser().parse_args([
-        "--config-file", os.path.join(DET_CONFIGS, "faster_rcnn_R_50_C4_paper.yaml"),
-        "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path), *opts,
-    ])
+    args = train_det.default_argument_parser().parse_args(
+        [
+            "--config-file",
+            os.path.join(DET_CONFIGS, "faster_rcnn_R_50_C4_paper.yaml"),
+            "MODEL.DEVICE",
+            "cpu",
+            "OUTPUT_DIR",
+            str(tmp_path),
+            *opts,
+        ]
+    )
     cfg = train_det.setup(args)
     assert cfg.TRANSFER.RECIPE == recipe
     again = get_cfg()
@@ -402,31 +614,83 @@ def test_paper_config_shrunk_trains_and_evaluates(coco, classifier, tmp_path):
     weights, _ = classifier
     out = tmp_path / "run"
     train_det = load_tool("train_det")
-    args = train_det.default_argument_parser().parse_args([
-        "--config-file", os.path.join(DET_CONFIGS, "faster_rcnn_R_50_C4_paper.yaml"),
-        "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "18",
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.ROI_HEADS.NAME", "ResNetRes5ROIHeads",
-        "MODEL.ROI_HEADS.NUM_CLASSES", "3", "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{val}',)",
-        "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "213", "INPUT.MIN_SIZE_TEST", "128",
-        "INPUT.MAX_SIZE_TEST", "213", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
-        "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
-        # an 8-iteration classifier's BN statistics do not fit 128 px images (see det_cfg): clipped steps
-        "SOLVER.CLIP_GRADIENTS.ENABLED", "True", "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "norm",
-        "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0", "OUTPUT_DIR", str(out),
-    ])
+    args = train_det.default_argument_parser().parse_args(
+        [
+            "--config-file",
+            os.path.join(DET_CONFIGS, "faster_rcnn_R_50_C4_paper.yaml"),
+            "MODEL.WEIGHTS",
+            weights,
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.RESNETS.DEPTH",
+            "18",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64",
+            "MODEL.ROI_HEADS.NAME",
+            "ResNetRes5ROIHeads",
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            "3",
+            "DATASETS.TRAIN",
+            f"('{train}',)",
+            "DATASETS.TEST",
+            f"('{val}',)",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(128,)",
+            "INPUT.MAX_SIZE_TRAIN",
+            "213",
+            "INPUT.MIN_SIZE_TEST",
+            "128",
+            "INPUT.MAX_SIZE_TEST",
+            "213",
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "SOLVER.MAX_ITER",
+            "2",
+            "SOLVER.STEPS",
+            "()",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "1000",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "SEED",
+            "1",
+            # an 8-iteration classifier's BN statistics do not fit 128 px images (see det_cfg): clipped steps
+            "SOLVER.CLIP_GRADIENTS.ENABLED",
+            "True",
+            "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
+            "norm",
+            "SOLVER.CLIP_GRADIENTS.CLIP_VALUE",
+            "1.0",
+            "OUTPUT_DIR",
+            str(out),
+        ]
+    )
     train_det.main(args)
     record = json.loads((out / METRICS_FILE).read_text())
     assert record["recipe"] == "jwyang" and record["architecture"] == "GeneralizedRCNN R18-C4"
     assert record["iteration"] == 2 and record["weights"] == weights
     bbox = record["results"]["bbox"]
-    assert set(COCO_METRICS) <= set(bbox) and isinstance(bbox["AP"], float) and isinstance(bbox["AR100"], float)
+    assert (
+        set(COCO_METRICS) <= set(bbox)
+        and isinstance(bbox["AP"], float)
+        and isinstance(bbox["AR100"], float)
+    )
     logged = get_cfg()
     add_transfer_config(logged)
     logged.merge_from_file(str(out / "config.yaml"))  # what the run used
-    assert logged.TRANSFER.RECIPE == "jwyang" and logged.SOLVER.WARMUP_ITERS == 0 and logged.SOLVER.BASE_LR == 0.01
-    for key in ("MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
-                "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "MODEL.ANCHOR_GENERATOR.SIZES", "MODEL.RPN.BOUNDARY_THRESH",
-                "MODEL.ROI_HEADS.NMS_THRESH_TEST"):
+    assert (
+        logged.TRANSFER.RECIPE == "jwyang"
+        and logged.SOLVER.WARMUP_ITERS == 0
+        and logged.SOLVER.BASE_LR == 0.01
+    )
+    for key in (
+        "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION",
+        "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+        "MODEL.ANCHOR_GENERATOR.SIZES",
+        "MODEL.RPN.BOUNDARY_THRESH",
+        "MODEL.ROI_HEADS.NMS_THRESH_TEST",
+    ):
         assert _key(logged, key) == JWYANG[key], key
     with open(out / "inference" / val / "coco_instances_results.json") as f:
         assert json.load(f)  # it detected something to evaluate
@@ -440,7 +704,9 @@ def _cfg(rel):
 
 CONFIGS = sorted(
     os.path.relpath(os.path.join(d, f), DET_CONFIGS)
-    for d, _, files in os.walk(DET_CONFIGS) for f in files if f.endswith(".yaml")
+    for d, _, files in os.walk(DET_CONFIGS)
+    for f in files
+    if f.endswith(".yaml")
 )
 
 
@@ -457,7 +723,11 @@ def test_detection_configs(rel):
     assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and not cfg.MODEL.MASK_ON
     name = os.path.basename(rel)
     if "syncbn" in name:
-        assert cfg.MODEL.RESNETS.NORM == "SyncBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0 and cfg.TEST.PRECISE_BN.ENABLED
+        assert (
+            cfg.MODEL.RESNETS.NORM == "SyncBN"
+            and cfg.MODEL.BACKBONE.FREEZE_AT == 0
+            and cfg.TEST.PRECISE_BN.ENABLED
+        )
     elif not name.startswith("Base-"):
         assert cfg.MODEL.RESNETS.NORM == "FrozenBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 2
     if "R_101" in name:
@@ -466,13 +736,20 @@ def test_detection_configs(rel):
     recipe = recipe_from_config_file(os.path.join(DET_CONFIGS, rel))
     if name.endswith("_1x.yaml") or name.endswith("_1x_syncbn.yaml"):
         s = cfg.SOLVER
-        assert (s.IMS_PER_BATCH, s.BASE_LR, s.MAX_ITER, tuple(s.STEPS)) == (16, 0.02, 90000, (60000, 80000))
+        assert (s.IMS_PER_BATCH, s.BASE_LR, s.MAX_ITER, tuple(s.STEPS)) == (
+            16,
+            0.02,
+            90000,
+            (60000, 80000),
+        )
         assert "Recipe: detectron2's 1x (not the paper's)" in header and recipe == "detectron2"
         assert "Tables 4 and 7" in header or "No paper row" in header
     if "paper" in name:
         assert recipe == "jwyang" and "Differs from the authors' code:" in header
         assert "Table 4" in header or "No paper row" in header
-        assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeads"  # d2's own: ResNetRes5ROIHeads is the same at R50/R101
+        assert (
+            cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeads"
+        )  # d2's own: ResNetRes5ROIHeads is the same at R50/R101
     if "demo" in rel:
         assert cfg.MODEL.RESNETS.DEPTH == 18 and cfg.MODEL.DEVICE == "cpu"
         assert cfg.MODEL.WEIGHTS.startswith("output/demo/") and recipe == "demo"
@@ -485,7 +762,11 @@ def test_roi_heads_num_classes_checked_at_start_up(coco, classifier, tmp_path):
 
     train, val = coco
     weights, _ = classifier
-    cfg = det_cfg("C4", weights, train, val, str(tmp_path / "det"), "MODEL.ROI_HEADS.NUM_CLASSES", 2)
-    with pytest.raises(ValueError, match=r"MODEL\.ROI_HEADS\.NUM_CLASSES = 2: dataset .* has 3 classes"):
+    cfg = det_cfg(
+        "C4", weights, train, val, str(tmp_path / "det"), "MODEL.ROI_HEADS.NUM_CLASSES", 2
+    )
+    with pytest.raises(
+        ValueError, match=r"MODEL\.ROI_HEADS\.NUM_CLASSES = 2: dataset .* has 3 classes"
+    ):
         DetectionTrainer(cfg)
     assert len(MetadataCatalog.get(train).thing_classes) == 3

@@ -1,5 +1,6 @@
 """A tiny classification dataset with boxes, written as PNG files and registered directly
 in detectron2's catalog (independent of the ImageNet readers)."""
+
 import importlib.util
 import os
 import sys
@@ -14,7 +15,9 @@ from PIL import Image
 COLORS = [(220, 40, 40), (40, 200, 40), (40, 60, 220), (220, 200, 40)]
 
 
-def write_color_objects(root: str, num_classes: int = 4, per_class: int = 6, size=(48, 40), seed: int = 0) -> List[dict]:
+def write_color_objects(
+    root: str, num_classes: int = 4, per_class: int = 6, size=(48, 40), seed: int = 0
+) -> List[dict]:
     """Each image: a grey noisy background and one or two rectangles in the class colour.
 
     Returns d2 dicts (file_name, image_id, height, width, label, annotations XYXY_ABS).
@@ -31,11 +34,24 @@ def write_color_objects(root: str, num_classes: int = 4, per_class: int = 6, siz
                 bw, bh = int(rng.integers(8, w // 2)), int(rng.integers(8, h // 2))
                 x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
                 img[y0 : y0 + bh, x0 : x0 + bw] = COLORS[label % len(COLORS)]
-                anns.append({"bbox": [x0, y0, x0 + bw, y0 + bh], "bbox_mode": BoxMode.XYXY_ABS, "category_id": label})
+                anns.append(
+                    {
+                        "bbox": [x0, y0, x0 + bw, y0 + bh],
+                        "bbox_mode": BoxMode.XYXY_ABS,
+                        "category_id": label,
+                    }
+                )
             path = os.path.join(root, f"c{label}_{i}.png")
             Image.fromarray(img).save(path)
             dicts.append(
-                {"file_name": path, "image_id": f"c{label}_{i}", "height": h, "width": w, "label": label, "annotations": anns}
+                {
+                    "file_name": path,
+                    "image_id": f"c{label}_{i}",
+                    "height": h,
+                    "width": w,
+                    "label": label,
+                    "annotations": anns,
+                }
             )
     return dicts
 
@@ -50,7 +66,9 @@ def register_tiny(root: str, **kwargs) -> str:
 
 def register_dicts(name: str, dicts: List[dict], num_classes: int) -> None:
     DatasetCatalog.register(name, lambda: [dict(d) for d in dicts])
-    MetadataCatalog.get(name).set(thing_classes=[f"class{i}" for i in range(num_classes)], evaluator_type="classification")
+    MetadataCatalog.get(name).set(
+        thing_classes=[f"class{i}" for i in range(num_classes)], evaluator_type="classification"
+    )
 
 
 def load_tool(name: str):

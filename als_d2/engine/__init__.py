@@ -1,4 +1,5 @@
 """Engine: ClassificationTrainer (a DefaultTrainer), the epoch schedule, launch helpers."""
+
 from .schedule import apply_epoch_schedule
 from .detection import DetectionTrainer
 from .trainer import ClassificationTrainer

@@ -4,6 +4,7 @@
 - :func:`use_checkpointer`: the project's checkpointer in place of the
   ``DetectionCheckpointer`` that ``DefaultTrainer.__init__`` builds.
 """
+
 import contextlib
 import functools
 

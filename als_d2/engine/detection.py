@@ -13,6 +13,7 @@ What differs from detectron2's ``tools/train_net.py`` trainer:
 - several CPU processes work where ``launch()`` can start them (detectron2 main, gloo);
 - C4 models of any depth use ``als_d2.modeling.ResNetRes5ROIHeads`` (see there).
 """
+
 import json
 import logging
 import math
@@ -140,8 +141,10 @@ class COCOEvaluatorWithRecall(COCOEvaluator):
         if iou_type in ("bbox", "segm"):
             recall = recall_from_cocoeval(coco_eval, iou_type)
             results.update(recall)
-            self._logger.info(f"Average recall for {iou_type}: "
-                              + ", ".join(f"{k} {v:.3f}" for k, v in recall.items()))
+            self._logger.info(
+                f"Average recall for {iou_type}: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in recall.items())
+            )
         return results
 
 

@@ -1,5 +1,6 @@
 """What the tools share around detectron2's ``launch()``: the ``--num-gpus`` check and the
 per-process set-up (output folder, config dump, loggers)."""
+
 import torch
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm

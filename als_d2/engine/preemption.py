@@ -13,6 +13,7 @@ had happened. Without the variable no hook is added and nothing changes.
 With ``ALS_D2_STOP_REPORT`` set, the local main process of each machine writes a JSON
 report there after the save: ``{"iteration", "checkpoint", "signal"}``.
 """
+
 import json
 import logging
 import os
@@ -22,8 +23,15 @@ from typing import List, Optional
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-__all__ = ["SIGNALS_ENV", "REPORT_ENV", "StopOnSignal", "TrainingStopped", "parse_signals", "read_stop_report",
-           "stop_on_signal_hooks"]
+__all__ = [
+    "SIGNALS_ENV",
+    "REPORT_ENV",
+    "StopOnSignal",
+    "TrainingStopped",
+    "parse_signals",
+    "read_stop_report",
+    "stop_on_signal_hooks",
+]
 
 SIGNALS_ENV = "ALS_D2_STOP_SIGNALS"
 REPORT_ENV = "ALS_D2_STOP_REPORT"
@@ -48,7 +56,9 @@ def parse_signals(spec: str) -> List[signal.Signals]:
     for name in filter(None, (s.strip().upper() for s in spec.split(","))):
         sig = getattr(signal, name if name.startswith("SIG") else "SIG" + name, None)
         if not isinstance(sig, signal.Signals):
-            raise ValueError(f"{SIGNALS_ENV}={spec!r}: {name!r} is not a signal name (e.g. USR2,TERM)")
+            raise ValueError(
+                f"{SIGNALS_ENV}={spec!r}: {name!r} is not a signal name (e.g. USR2,TERM)"
+            )
         out.append(sig)
     return out
 
@@ -104,12 +114,18 @@ class StopOnSignal(HookBase):
         name = f"model_{trainer.iter:07d}"
         checkpointer = trainer.checkpointer
         path = os.path.join(checkpointer.save_dir, name + ".pth")
-        if checkpointer.get_checkpoint_file() != path:  # else the periodic checkpointer just saved it
-            checkpointer.save(name, iteration=trainer.iter)  # the main process writes; others return
+        if (
+            checkpointer.get_checkpoint_file() != path
+        ):  # else the periodic checkpointer just saved it
+            checkpointer.save(
+                name, iteration=trainer.iter
+            )  # the main process writes; others return
         comm.synchronize()
         if comm.is_main_process():
-            logger.warning(f"Stopping on {signame} after iteration {trainer.iter}: saved {path}; "
-                           "continue with --resume")
+            logger.warning(
+                f"Stopping on {signame} after iteration {trainer.iter}: saved {path}; "
+                "continue with --resume"
+            )
         if self._report_path and comm.get_local_rank() == 0:
             tmp = f"{self._report_path}.{os.getpid()}.tmp"
             with open(tmp, "w") as f:

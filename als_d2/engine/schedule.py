@@ -4,6 +4,7 @@
 ``WARMUP_ITERS`` (and checkpoint/eval periods) from ``SOLVER.EPOCHS`` and friends,
 and scales ``BASE_LR`` linearly with ``IMS_PER_BATCH`` when ``LR_REFERENCE_BATCH`` is set.
 """
+
 import logging
 
 from detectron2.config import CfgNode

@@ -16,6 +16,7 @@ and exits 0), waits for them, and returns a ``DelayedSubmission`` of the same jo
 stopped one saved (the trainers' exact resume). A tool that does not stop in time is
 killed, and the requeued job resumes from its last periodic checkpoint.
 """
+
 import ctypes
 import dataclasses
 import logging
@@ -71,8 +72,16 @@ class LaunchArguments:
 
     def flags(self) -> List[str]:
         """The tool's command-line flags (detectron2's ``default_argument_parser``)."""
-        return ["--num-gpus", str(self.num_gpus), "--num-machines", str(self.num_machines),
-                "--machine-rank", str(self.machine_rank), "--dist-url", self.dist_url]
+        return [
+            "--num-gpus",
+            str(self.num_gpus),
+            "--num-machines",
+            str(self.num_machines),
+            "--machine-rank",
+            str(self.machine_rank),
+            "--dist-url",
+            self.dist_url,
+        ]
 
 
 def default_port(job_id: str) -> int:
@@ -92,7 +101,8 @@ def launch_arguments(env, gpus_per_node: int, port: Optional[int] = None) -> Lau
     if env.num_tasks != env.num_nodes or env.local_rank != 0:
         raise ValueError(
             f"{env}: {env.num_tasks} tasks on {env.num_nodes} nodes; the job needs one task per node "
-            "(tasks_per_node=1), whose launch() starts the node's processes")
+            "(tasks_per_node=1), whose launch() starts the node's processes"
+        )
     main_host = env.hostnames[0]
     return LaunchArguments(
         num_gpus=gpus_per_node,
@@ -112,7 +122,8 @@ def check_tool_args(tool_args: Sequence[str]) -> None:
         if flag in LAUNCH_FLAGS:
             raise ValueError(
                 f"{flag}: set by the job (--gpus-per-node, --nodes, the node's rank and the first "
-                "node's address); leave it out of the training tool's flags")
+                "node's address); leave it out of the training tool's flags"
+            )
 
 
 def _tool_preexec(ignored: Sequence[signal.Signals]):
@@ -163,9 +174,18 @@ class TrainJob(Checkpointable):
         requeues: how many times this job was requeued so far.
     """
 
-    def __init__(self, script: str, tool_args: Sequence[str], gpus_per_node: int = 1, cwd: Optional[str] = None,
-                 port: Optional[int] = None, resume: bool = False, stop_timeout_s: float = 90.0,
-                 signal_grace_s: float = 60.0, requeues: int = 0):
+    def __init__(
+        self,
+        script: str,
+        tool_args: Sequence[str],
+        gpus_per_node: int = 1,
+        cwd: Optional[str] = None,
+        port: Optional[int] = None,
+        resume: bool = False,
+        stop_timeout_s: float = 90.0,
+        signal_grace_s: float = 60.0,
+        requeues: int = 0,
+    ):
         check_tool_args(tool_args)
         self.script = os.path.abspath(script)
         self.tool_args = list(tool_args)
@@ -196,7 +216,9 @@ class TrainJob(Checkpointable):
     def command(self, launch: LaunchArguments) -> List[str]:
         """The tool's command line on this node (launcher flags first: the tool's trailing
         ``KEY VALUE`` overrides must stay last)."""
-        resume = ["--resume"] if self.resume and "--resume" not in _flag_names(self.tool_args) else []
+        resume = (
+            ["--resume"] if self.resume and "--resume" not in _flag_names(self.tool_args) else []
+        )
         return [sys.executable, self.script, *launch.flags(), *resume, *self.tool_args]
 
     def _result(self, stopped: Optional[dict]) -> dict:
@@ -210,38 +232,53 @@ class TrainJob(Checkpointable):
     def __call__(self) -> dict:
         env = submitit.JobEnvironment()
         launch = launch_arguments(env, self.gpus_per_node, self.port)
-        self._report = os.path.join(str(env.paths.folder), f"{env.job_id}_{env.global_rank}_stop.json")
+        self._report = os.path.join(
+            str(env.paths.folder), f"{env.job_id}_{env.global_rank}_stop.json"
+        )
         if os.path.exists(self._report):
             os.remove(self._report)  # left by the previous run of this job
         cmd = self.command(launch)
         signals = self._stop_signals()
-        _log(f"{env}: node {launch.machine_rank} of {launch.num_machines}, ranks {launch.ranks[0]}.."
-             f"{launch.ranks[-1]} of {launch.world_size}; requeued {self.requeues} time(s); running {' '.join(cmd)}")
-        tool_env = dict(os.environ, **{SIGNALS_ENV: ",".join(s.name for s in signals), REPORT_ENV: self._report})
+        _log(
+            f"{env}: node {launch.machine_rank} of {launch.num_machines}, ranks {launch.ranks[0]}.."
+            f"{launch.ranks[-1]} of {launch.world_size}; requeued {self.requeues} time(s); running {' '.join(cmd)}"
+        )
+        tool_env = dict(
+            os.environ, **{SIGNALS_ENV: ",".join(s.name for s in signals), REPORT_ENV: self._report}
+        )
         self._rc = None
-        self._proc = subprocess.Popen(cmd, cwd=self.cwd, env=tool_env, preexec_fn=_tool_preexec(signals))
+        self._proc = subprocess.Popen(
+            cmd, cwd=self.cwd, env=tool_env, preexec_fn=_tool_preexec(signals)
+        )
         threading.Thread(target=self._reap, name="als_d2-submit-reaper", daemon=True).start()
         try:
-            while self._rc is None:  # no lock is taken here: submitit's handler may run anywhere in it
+            while (
+                self._rc is None
+            ):  # no lock is taken here: submitit's handler may run anywhere in it
                 time.sleep(0.5)
         finally:
             if self._rc is None:  # interrupted (cancelled): the tool must not outlive the task
                 self._signal_tool(signal.SIGKILL)
         stopped = read_stop_report(self._report)
         if self._rc != 0:
-            raise RuntimeError(f"{os.path.basename(self.script)} exited with status {self._rc} (see this task's log)")
+            raise RuntimeError(
+                f"{os.path.basename(self.script)} exited with status {self._rc} (see this task's log)"
+            )
         if stopped is None:
             return self._result(None)
         if env.global_rank != 0:
             return self._result(stopped)  # the main task checkpoints and requeues the job
-        _log(f"the trainers stopped on {stopped['signal']} after iteration {stopped['iteration']}; "
-             f"waiting up to {self.signal_grace_s:.0f} s for the requeue signal")
+        _log(
+            f"the trainers stopped on {stopped['signal']} after iteration {stopped['iteration']}; "
+            f"waiting up to {self.signal_grace_s:.0f} s for the requeue signal"
+        )
         deadline = time.monotonic() + self.signal_grace_s
         while time.monotonic() < deadline:
             time.sleep(0.5)  # submitit's handler calls checkpoint(), requeues and exits
         raise RuntimeError(
             f"training stopped on {stopped['signal']} after iteration {stopped['iteration']} (saved "
-            f"{stopped['checkpoint']}) and the job was not requeued: submit it again with --resume")
+            f"{stopped['checkpoint']}) and the job was not requeued: submit it again with --resume"
+        )
 
     def _reap(self) -> None:
         self._rc = self._proc.wait()  # the only user of the Popen object's lock
@@ -263,15 +300,19 @@ class TrainJob(Checkpointable):
         still starting has no handler yet) until it exits; SIGKILL after ``stop_timeout_s``.
         Returns whether it exited by itself."""
         deadline = time.monotonic() + self.stop_timeout_s
-        _log(f"sending {sig.name} to {os.path.basename(self.script)} (process group {self._proc.pid}); waiting "
-             f"up to {self.stop_timeout_s:.0f} s for it to save a checkpoint and stop")
+        _log(
+            f"sending {sig.name} to {os.path.basename(self.script)} (process group {self._proc.pid}); waiting "
+            f"up to {self.stop_timeout_s:.0f} s for it to save a checkpoint and stop"
+        )
         while self._rc is None and time.monotonic() < deadline:
             self._signal_tool(sig)
             self._wait(min(5.0, max(0.0, deadline - time.monotonic())))
         if self._rc is not None:
             return True
-        _log(f"{os.path.basename(self.script)} did not stop within {self.stop_timeout_s:.0f} s: killing it; "
-             "the requeued job resumes from its last periodic checkpoint")
+        _log(
+            f"{os.path.basename(self.script)} did not stop within {self.stop_timeout_s:.0f} s: killing it; "
+            "the requeued job resumes from its last periodic checkpoint"
+        )
         self._signal_tool(signal.SIGKILL)
         self._wait(60.0)
         return False
@@ -288,17 +329,23 @@ class TrainJob(Checkpointable):
         makes the trainers save and stop (see the module docstring), then returns this job
         with ``--resume`` for submitit to requeue."""
         usr = self._stop_signals()[0]
-        signal.signal(usr, signal.SIG_IGN)  # a second signal does not re-enter (any thread may receive it)
+        signal.signal(
+            usr, signal.SIG_IGN
+        )  # a second signal does not re-enter (any thread may receive it)
         if self._proc is not None:
             stopped_by_itself = self._stop_tool(usr)
             stopped = read_stop_report(self._report)
             if stopped is not None:
-                _log(f"stopped after iteration {stopped['iteration']}, saved {stopped['checkpoint']}: requeuing")
+                _log(
+                    f"stopped after iteration {stopped['iteration']}, saved {stopped['checkpoint']}: requeuing"
+                )
             elif stopped_by_itself and self._rc == 0:
                 _log("the tool had finished: nothing to resume")
                 return DelayedSubmission(Finished(self._result(None)))
             elif stopped_by_itself:
-                raise RuntimeError(f"{os.path.basename(self.script)} exited with status {self._rc} while stopping")
+                raise RuntimeError(
+                    f"{os.path.basename(self.script)} exited with status {self._rc} while stopping"
+                )
         return DelayedSubmission(self.requeued())
 
 
@@ -306,25 +353,48 @@ def _log(message: str) -> None:
     # logging's handler lock is reentrant: safe in submitit's signal handler
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("[%(asctime)s als_d2.submit] %(message)s", "%m/%d %H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s als_d2.submit] %(message)s", "%m/%d %H:%M:%S")
+        )
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
     logger.info(message)
 
 
-def build_executor(folder: str, *, cluster: Optional[str] = None, nodes: int = 1, gpus_per_node: int = 1,
-                   timeout_min: int = 60, partition: Optional[str] = None, cpus_per_task: Optional[int] = None,
-                   mem_gb: Optional[float] = None, signal_delay_s: int = 120, max_requeues: int = 10,
-                   name: str = "als_d2"):
+def build_executor(
+    folder: str,
+    *,
+    cluster: Optional[str] = None,
+    nodes: int = 1,
+    gpus_per_node: int = 1,
+    timeout_min: int = 60,
+    partition: Optional[str] = None,
+    cpus_per_task: Optional[int] = None,
+    mem_gb: Optional[float] = None,
+    signal_delay_s: int = 120,
+    max_requeues: int = 10,
+    name: str = "als_d2",
+):
     """submitit's ``AutoExecutor`` for a :class:`TrainJob`: ``nodes`` nodes, one task and
     ``gpus_per_node`` GPUs on each, SIGUSR2 ``signal_delay_s`` before the time limit,
     at most ``max_requeues`` requeues after time-outs (preemptions do not count).
     ``cluster``: None (SLURM where ``srun`` exists), "slurm", "local" or "debug"."""
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster, slurm_max_num_timeout=max_requeues,
-                                     local_max_num_timeout=max_requeues)
+    executor = submitit.AutoExecutor(
+        folder=folder,
+        cluster=cluster,
+        slurm_max_num_timeout=max_requeues,
+        local_max_num_timeout=max_requeues,
+    )
     executor.update_parameters(
-        name=name, nodes=nodes, tasks_per_node=1, gpus_per_node=gpus_per_node, timeout_min=timeout_min,
-        cpus_per_task=cpus_per_task, mem_gb=mem_gb, slurm_partition=partition, slurm_signal_delay_s=signal_delay_s,
+        name=name,
+        nodes=nodes,
+        tasks_per_node=1,
+        gpus_per_node=gpus_per_node,
+        timeout_min=timeout_min,
+        cpus_per_task=cpus_per_task,
+        mem_gb=mem_gb,
+        slurm_partition=partition,
+        slurm_signal_delay_s=signal_delay_s,
     )
     return executor

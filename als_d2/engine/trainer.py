@@ -15,6 +15,7 @@ What differs from training a detector:
 - checkpoints keep the recent history of every logged scalar, so a resumed run logs the
   same smoothed metrics (``metrics.json``) as an uninterrupted one.
 """
+
 import logging
 import os
 import time

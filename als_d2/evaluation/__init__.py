@@ -1,6 +1,7 @@
 """Evaluation of image classifiers: accuracy, calibration (ECE, MCE, over/under
 confidence, NLL, Brier), objectness agreement, temperature scaling, reliability
 diagrams and class activation maps."""
+
 from .calibration import (
     bin_statistics,
     calibration_metrics,

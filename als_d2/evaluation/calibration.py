@@ -56,6 +56,7 @@ Empty bins contribute nothing to ECE and are not considered by MCE (they are rep
 count 0 and NaN accuracy and confidence by :func:`bin_statistics`, NaN accuracy by
 :func:`paper_bin_statistics`).
 """
+
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -100,7 +101,9 @@ def _empty_stats() -> Dict[str, np.ndarray]:
     }
 
 
-def _stats_of_chunk(probs: np.ndarray, labels: np.ndarray, log_true: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+def _stats_of_chunk(
+    probs: np.ndarray, labels: np.ndarray, log_true: Optional[np.ndarray]
+) -> Dict[str, np.ndarray]:
     rows = np.arange(len(labels))
     true_p = probs[rows, labels]
     k = min(5, probs.shape[1])
@@ -134,7 +137,9 @@ def sample_stats(probs, labels) -> Dict[str, np.ndarray]:
     labels = _check(labels, probs.shape[0], probs.shape[1])
     parts = []
     for s in range(0, probs.shape[0], _CHUNK):
-        parts.append(_stats_of_chunk(probs[s : s + _CHUNK].astype(np.float64), labels[s : s + _CHUNK], None))
+        parts.append(
+            _stats_of_chunk(probs[s : s + _CHUNK].astype(np.float64), labels[s : s + _CHUNK], None)
+        )
     return _concat(parts)
 
 
@@ -170,7 +175,12 @@ def bin_statistics(confidence, correct, num_bins: int) -> Dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.bincount(index, weights=correct, minlength=num_bins) / count
         conf = np.bincount(index, weights=confidence, minlength=num_bins) / count
-    return {"edges": np.linspace(0.0, 1.0, num_bins + 1), "count": count, "accuracy": acc, "confidence": conf}
+    return {
+        "edges": np.linspace(0.0, 1.0, num_bins + 1),
+        "count": count,
+        "accuracy": acc,
+        "confidence": conf,
+    }
 
 
 def adaptive_bin_statistics(confidence, correct, num_bins: int) -> Dict[str, np.ndarray]:
@@ -181,7 +191,9 @@ def adaptive_bin_statistics(confidence, correct, num_bins: int) -> Dict[str, np.
     n = confidence.size
     order = np.lexsort((correct, confidence))
     conf_s, corr_s = confidence[order], correct[order]
-    count = n // num_bins + (np.arange(num_bins) < n % num_bins).astype(np.int64)  # np.array_split's sizes
+    count = n // num_bins + (np.arange(num_bins) < n % num_bins).astype(
+        np.int64
+    )  # np.array_split's sizes
     starts = np.concatenate([[0], np.cumsum(count)[:-1]])
     nonempty = count > 0
     acc = np.full(num_bins, np.nan)
@@ -197,7 +209,9 @@ def adaptive_bin_statistics(confidence, correct, num_bins: int) -> Dict[str, np.
     return {"count": count, "accuracy": acc, "confidence": conf, "lower": lower, "upper": upper}
 
 
-def paper_bin_statistics(confidence, correct, num_bins: int, num_classes: int) -> Dict[str, np.ndarray]:
+def paper_bin_statistics(
+    confidence, correct, num_bins: int, num_classes: int
+) -> Dict[str, np.ndarray]:
     """Wenger et al. (2020) / pycalib bins: B equal-width bins on [1/K, 1] (module docstring).
 
     Args:
@@ -267,12 +281,17 @@ def metrics_from_stats(
         out[f"mce_{b}"] = equal_width[b][1]
     if num_classes is not None:
         nan2 = (float("nan"), float("nan"))
-        paper = {b: paper_ece_mce(conf, correct, b, num_classes) if num_classes >= 2 else nan2 for b in ECE_BINS}
+        paper = {
+            b: paper_ece_mce(conf, correct, b, num_classes) if num_classes >= 2 else nan2
+            for b in ECE_BINS
+        }
         for b in ECE_BINS:
             out[f"paper_ece_{b}"] = paper[b][0]
         for b in ECE_BINS:
             out[f"paper_mce_{b}"] = paper[b][1]
-    out[f"adaptive_ece_{ADAPTIVE_BINS}"] = _ece_mce(adaptive_bin_statistics(conf, correct, ADAPTIVE_BINS), n)[0]
+    out[f"adaptive_ece_{ADAPTIVE_BINS}"] = _ece_mce(
+        adaptive_bin_statistics(conf, correct, ADAPTIVE_BINS), n
+    )[0]
     out["over_conf"] = _mean(conf[~correct])
     out["under_conf"] = _mean(1.0 - conf[correct])
     out["avg_conf"] = _mean(conf)
@@ -290,7 +309,9 @@ def metrics_from_stats(
     return out
 
 
-def calibration_metrics(probs, labels, objectness: Optional[Sequence[float]] = None) -> Dict[str, float]:
+def calibration_metrics(
+    probs, labels, objectness: Optional[Sequence[float]] = None
+) -> Dict[str, float]:
     """Accuracy and calibration metrics of N x K probabilities against N labels.
 
     Args:

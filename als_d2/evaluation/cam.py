@@ -6,6 +6,7 @@ the model's ``in_feature``, e.g. res5), the CAM of class c is ``sum_ch W[c, ch] 
 and divided by its maximum, so each map lies in [0, 1] (all zeros when the class has
 no positive evidence anywhere).
 """
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -21,9 +22,13 @@ def cams_from_features(
     """CAMs from features N x C x h x w, head weight K x C and class ids N: N x H x W
     in [0, 1] (``size`` = (H, W)), as described in the module docstring."""
     cam = torch.einsum("nc,nchw->nhw", weight[class_ids].to(features.dtype), features)
-    cam = F.interpolate(cam.clamp(min=0)[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    cam = F.interpolate(
+        cam.clamp(min=0)[:, None], size=tuple(size), mode="bilinear", align_corners=False
+    )[:, 0]
     peak = cam.flatten(1).max(dim=1).values.view(-1, 1, 1)
-    return torch.where(peak > 0, cam / peak.clamp(min=torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
+    return torch.where(
+        peak > 0, cam / peak.clamp(min=torch.finfo(cam.dtype).tiny), torch.zeros_like(cam)
+    )
 
 
 @torch.no_grad()
@@ -48,19 +53,27 @@ def class_activation_maps(
         features = m.backbone(images)[m.in_feature].float()
         logits = m.head(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)).float()
         probs = logits.softmax(dim=1)
-        ids = probs.argmax(dim=1) if class_ids is None else torch.as_tensor(class_ids, device=probs.device).long()
+        ids = (
+            probs.argmax(dim=1)
+            if class_ids is None
+            else torch.as_tensor(class_ids, device=probs.device).long()
+        )
         cams = cams_from_features(features, m.head.weight.float(), ids, images.shape[-2:])
     finally:
         m.train(was_training)
     return {"cams": cams.cpu(), "class_ids": ids.cpu(), "probs": probs.cpu()}
 
 
-def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+def overlay_cam(
+    image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = "jet"
+) -> np.ndarray:
     """Blend an H x W x 3 uint8 RGB image with an H x W map in [0, 1] coloured by ``cmap``:
     ``(1 - alpha) * image + alpha * colour(cam)``, H x W x 3 uint8."""
     import matplotlib
 
-    colour = matplotlib.colormaps[cmap](np.clip(np.asarray(cam, dtype=np.float64), 0.0, 1.0))[..., :3]
+    colour = matplotlib.colormaps[cmap](np.clip(np.asarray(cam, dtype=np.float64), 0.0, 1.0))[
+        ..., :3
+    ]
     out = (1.0 - alpha) * np.asarray(image, dtype=np.float64) / 255.0 + alpha * colour
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 

@@ -1,5 +1,6 @@
 """``ClassificationEvaluator``: accuracy, calibration and objectness metrics of an image
 classifier as a detectron2 ``DatasetEvaluator``."""
+
 import itertools
 import json
 import logging
@@ -33,7 +34,16 @@ logger = logging.getLogger(__name__)
 
 # metrics reported before ("ts_base_<key>") and after ("ts_<key>") temperature scaling
 TS_KEYS = (
-    "paper_ece_15", "ece_15", "ece_100", "mce_15", "adaptive_ece_15", "over_conf", "under_conf", "avg_conf", "nll", "brier",
+    "paper_ece_15",
+    "ece_15",
+    "ece_100",
+    "mce_15",
+    "adaptive_ece_15",
+    "over_conf",
+    "under_conf",
+    "avg_conf",
+    "nll",
+    "brier",
 )
 PLOT_BINS = 15
 
@@ -131,7 +141,8 @@ class ClassificationEvaluator(DatasetEvaluator):
         row["num_classes"] = int(num_classes)
         row["label"] = labels
         row["objectness"] = np.array(
-            [np.nan if x.get("objectness") is None else float(x["objectness"]) for x in inputs], dtype=np.float64
+            [np.nan if x.get("objectness") is None else float(x["objectness"]) for x in inputs],
+            dtype=np.float64,
         )
         row["key"] = [_sample_key(x) for x in inputs]
         if logits is not None and self._temperature_scaling:
@@ -145,7 +156,10 @@ class ClassificationEvaluator(DatasetEvaluator):
             rows = list(itertools.chain(*comm.gather(rows, dst=0)))
         if not rows:
             return None
-        data = {key: np.concatenate([r[key] for r in rows]) for key in (*STAT_KEYS, "label", "objectness")}
+        data = {
+            key: np.concatenate([r[key] for r in rows])
+            for key in (*STAT_KEYS, "label", "objectness")
+        }
         data["key"] = [k for r in rows for k in r["key"]]
         widths = {r["num_classes"] for r in rows}
         if len(widths) != 1:
@@ -160,7 +174,9 @@ class ClassificationEvaluator(DatasetEvaluator):
         if not comm.is_main_process():
             return {}
         if data is None:
-            logger.warning(f"[ClassificationEvaluator] {self.dataset_name}: no predictions were collected")
+            logger.warning(
+                f"[ClassificationEvaluator] {self.dataset_name}: no predictions were collected"
+            )
             return {}
         objectness = data["objectness"] if (~np.isnan(data["objectness"])).any() else None
         k = data["num_classes"]
@@ -177,18 +193,27 @@ class ClassificationEvaluator(DatasetEvaluator):
                 results[f"ts_{key}"] = ts["after"].get(key, float("nan"))
             if ts["after"]:
                 _, held = held_out_split(len(data["label"]), data["key"])
-                scaled = sample_stats_from_logits(data["logits"][held], data["label"][held], ts["temperature"])
-                ts["bins_after"] = bin_statistics(scaled["confidence"], scaled["correct"], PLOT_BINS)
+                scaled = sample_stats_from_logits(
+                    data["logits"][held], data["label"][held], ts["temperature"]
+                )
+                ts["bins_after"] = bin_statistics(
+                    scaled["confidence"], scaled["correct"], PLOT_BINS
+                )
 
         report = {
             "dataset": self.dataset_name,
             "metrics": dict(results),
-            "bins": {str(b): bin_statistics(data["confidence"], data["correct"], b) for b in ECE_BINS},
-            f"adaptive_bins_{ADAPTIVE_BINS}": adaptive_bin_statistics(data["confidence"], data["correct"], ADAPTIVE_BINS),
+            "bins": {
+                str(b): bin_statistics(data["confidence"], data["correct"], b) for b in ECE_BINS
+            },
+            f"adaptive_bins_{ADAPTIVE_BINS}": adaptive_bin_statistics(
+                data["confidence"], data["correct"], ADAPTIVE_BINS
+            ),
         }
         if k >= 2:
             report["paper_bins"] = {
-                str(b): paper_bin_statistics(data["confidence"], data["correct"], b, k) for b in ECE_BINS
+                str(b): paper_bin_statistics(data["confidence"], data["correct"], b, k)
+                for b in ECE_BINS
             }
         if ts is not None:
             report["temperature_scaling"] = ts
@@ -220,7 +245,9 @@ class ClassificationEvaluator(DatasetEvaluator):
         metrics = report["metrics"]
         images = {
             "reliability_diagram": reliability_diagram(
-                report["bins"][str(PLOT_BINS)], metrics, title=f"{self.dataset_name} ({PLOT_BINS} bins)"
+                report["bins"][str(PLOT_BINS)],
+                metrics,
+                title=f"{self.dataset_name} ({PLOT_BINS} bins)",
             )
         }
         if ts is not None and "bins_after" in ts:

@@ -10,6 +10,7 @@ With ``s = 1 / T``, ``NLL(s) = mean_i [logsumexp(s z_i) - s z_iy]`` is convex in
 bracket (geometric bisection when a step would leave it), a 1-D optimisation over
 log T in [log T_min, log T_max] that needs ~10 passes over the logits.
 """
+
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -48,7 +49,13 @@ def nll_at_temperature(logits, labels, temperature: float) -> float:
 
 
 def fit_temperature(
-    logits, labels, *, t_min: float = 0.01, t_max: float = 100.0, tol: float = 1e-10, max_iter: int = 100
+    logits,
+    labels,
+    *,
+    t_min: float = 0.01,
+    t_max: float = 100.0,
+    tol: float = 1e-10,
+    max_iter: int = 100,
 ) -> float:
     """The T in [t_min, t_max] minimising the mean NLL of ``softmax(logits / T)``.
 
@@ -63,7 +70,9 @@ def fit_temperature(
     logits = np.asarray(logits)
     labels = np.asarray(labels, dtype=np.int64)
     if logits.ndim != 2 or logits.shape[0] == 0 or labels.shape != (logits.shape[0],):
-        raise ValueError(f"fit_temperature needs N x K logits with N >= 1 and N labels, got {logits.shape}, {labels.shape}")
+        raise ValueError(
+            f"fit_temperature needs N x K logits with N >= 1 and N labels, got {logits.shape}, {labels.shape}"
+        )
     lo, hi = 1.0 / t_max, 1.0 / t_min  # bracket on s = 1 / T
     if _moments(logits, labels, lo)[1] >= 0:
         return t_max
@@ -101,7 +110,9 @@ def held_out_split(n: int, keys: Optional[Sequence] = None) -> Tuple[np.ndarray,
     return order[0::2], order[1::2]
 
 
-def temperature_scaling_report(logits, labels, objectness=None, keys: Optional[Sequence] = None) -> Dict:
+def temperature_scaling_report(
+    logits, labels, objectness=None, keys: Optional[Sequence] = None
+) -> Dict:
     """Fit T on one half of the predictions (:func:`held_out_split`) and report the
     :func:`~als_d2.evaluation.calibration.metrics_from_stats` metrics of the other half
     before and after scaling (with the ``paper_`` keys, K = the logits' width).
@@ -114,7 +125,11 @@ def temperature_scaling_report(logits, labels, objectness=None, keys: Optional[S
     logits = np.asarray(logits)
     labels = np.asarray(labels, dtype=np.int64)
     fit, held = held_out_split(len(labels), keys)
-    report = {"temperature": float("nan"), "fit_samples": int(fit.size), "eval_samples": int(held.size)}
+    report = {
+        "temperature": float("nan"),
+        "fit_samples": int(fit.size),
+        "eval_samples": int(held.size),
+    }
     if fit.size == 0 or held.size == 0:
         report.update(before={}, after={})
         return report
@@ -122,6 +137,10 @@ def temperature_scaling_report(logits, labels, objectness=None, keys: Optional[S
     obj = None if objectness is None else np.asarray(objectness, dtype=np.float64)[held]
     report["temperature"] = float(t)
     k = logits.shape[1]
-    report["before"] = metrics_from_stats(sample_stats_from_logits(logits[held], labels[held]), obj, k)
-    report["after"] = metrics_from_stats(sample_stats_from_logits(logits[held], labels[held], t), obj, k)
+    report["before"] = metrics_from_stats(
+        sample_stats_from_logits(logits[held], labels[held]), obj, k
+    )
+    report["after"] = metrics_from_stats(
+        sample_stats_from_logits(logits[held], labels[held], t), obj, k
+    )
     return report

@@ -1,5 +1,6 @@
 """Modeling: the ImageClassifier meta-architecture, ALS/LS/hard/mixing targets, losses,
 and the C4 ROI head that fits every ResNet depth (registered at import)."""
+
 from .classifier import ImageClassifier
 from .losses import soft_cross_entropy
 from .roi_heads import ResNetRes5ROIHeads

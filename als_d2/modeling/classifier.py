@@ -1,4 +1,5 @@
 """``ImageClassifier``: a detectron2 backbone, global average pooling and a linear head."""
+
 import functools
 import math
 from typing import Dict, List
@@ -49,8 +50,12 @@ class ImageClassifier(nn.Module):
         self.num_classes = num_classes
         self.target_builder = target_builder
         self.channels_last = channels_last
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_buffer(
+            "pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False
+        )
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -73,7 +78,9 @@ class ImageClassifier(nn.Module):
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> torch.Tensor:
         """Stack and normalise: N x 3 x H x W float32 on the model's device."""
-        images = stack_images([x["image"] for x in batched_inputs]).to(self.device, non_blocking=True)
+        images = stack_images([x["image"] for x in batched_inputs]).to(
+            self.device, non_blocking=True
+        )
         images = (images.float() - self.pixel_mean) / self.pixel_std
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -91,13 +98,20 @@ class ImageClassifier(nn.Module):
             probs = logits.softmax(dim=1)
             return [{"logits": l, "probs": p} for l, p in zip(logits, probs)]
 
-        labels = torch.as_tensor([x["label"] for x in batched_inputs], dtype=torch.long, device=self.device)
+        labels = torch.as_tensor(
+            [x["label"] for x in batched_inputs], dtype=torch.long, device=self.device
+        )
         objectness = torch.tensor(
-            [math.nan if x.get("objectness") is None else float(x["objectness"]) for x in batched_inputs],
+            [
+                math.nan if x.get("objectness") is None else float(x["objectness"])
+                for x in batched_inputs
+            ],
             dtype=torch.float32,
             device=self.device,
         )
-        context = torch.tensor([bool(x.get("context", False)) for x in batched_inputs], device=self.device)
+        context = torch.tensor(
+            [bool(x.get("context", False)) for x in batched_inputs], device=self.device
+        )
         boxes = [x.get("boxes", torch.zeros(0, 4)).to(self.device) for x in batched_inputs]
         images, targets = self.target_builder(images, labels, objectness, context, boxes)
         logits = self.logits(images)
@@ -106,7 +120,9 @@ class ImageClassifier(nn.Module):
         self._log_batch_statistics(batched_inputs, labels, targets)
         return {"loss_cls": loss}
 
-    def _log_batch_statistics(self, batched_inputs: List[Dict], labels: torch.Tensor, targets: torch.Tensor) -> None:
+    def _log_batch_statistics(
+        self, batched_inputs: List[Dict], labels: torch.Tensor, targets: torch.Tensor
+    ) -> None:
         """What this batch trained on, unsmoothed in EventStorage (``metrics.json`` rows):
 
         * ``als/context_fraction``: fraction of context-only samples;
@@ -120,7 +136,9 @@ class ImageClassifier(nn.Module):
         n = len(batched_inputs)
         context = [bool(x.get("context", False)) for x in batched_inputs]
         known = [x.get("objectness") is not None for x in batched_inputs]
-        objectness = [float(x["objectness"]) for x, k, c in zip(batched_inputs, known, context) if k and not c]
+        objectness = [
+            float(x["objectness"]) for x, k, c in zip(batched_inputs, known, context) if k and not c
+        ]
         true_class = float(targets.detach().gather(1, labels[:, None]).float().mean())
         storage = get_event_storage()
         put = functools.partial(storage.put_scalar, smoothing_hint=False)
@@ -128,7 +146,10 @@ class ImageClassifier(nn.Module):
         put("als/boxed_fraction", sum(known) / n)
         if objectness:
             put("als/mean_objectness", sum(objectness) / len(objectness))
-        put("als/painted_fraction", sum(float(x.get("painted_fraction", 0.0)) for x in batched_inputs) / n)
+        put(
+            "als/painted_fraction",
+            sum(float(x.get("painted_fraction", 0.0)) for x in batched_inputs) / n,
+        )
         put("als/mean_true_class_target", true_class)
         mix = self.target_builder.last_mix_ratio
         if self.target_builder.mixes:

@@ -1,4 +1,5 @@
 """Losses on soft targets."""
+
 import torch
 import torch.nn.functional as F
 

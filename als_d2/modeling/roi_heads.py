@@ -1,4 +1,5 @@
 """``ResNetRes5ROIHeads``: detectron2's C4 box head for ResNets of every depth."""
+
 from detectron2.modeling.backbone.resnet import BasicBlock, ResNet
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 from torch import nn

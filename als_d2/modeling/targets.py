@@ -47,6 +47,7 @@ visible in the mixed image (plus the ALS spread of the background).
 Methods (``cfg.MODEL.ALS.METHOD``) are the functions of :data:`TARGET_REGISTRY`;
 :func:`build_target_builder` gives the model its :class:`TargetBuilder`.
 """
+
 import math
 from typing import List, Optional, Sequence, Tuple, Union
 

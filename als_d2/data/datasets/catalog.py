@@ -1,12 +1,19 @@
 """What the lazy registrations of ImageNet and OpenImages share: a loader registered in
 ``DatasetCatalog`` that reads nothing until ``DatasetCatalog.get(name)``, and class lists
 that reach ``MetadataCatalog`` only then (they are on disk) and must not change after."""
+
 import os
 from typing import Callable, Dict, List, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-__all__ = ["DatasetRootMissingError", "check_dataset_root", "datasets_home", "register_lazy", "set_class_metadata"]
+__all__ = [
+    "DatasetRootMissingError",
+    "check_dataset_root",
+    "datasets_home",
+    "register_lazy",
+    "set_class_metadata",
+]
 
 
 class DatasetRootMissingError(FileNotFoundError):
@@ -25,19 +32,29 @@ def check_dataset_root(name: str, root: str, how: Optional[str] = None) -> None:
     if os.path.isdir(root):
         return
     env = os.getenv("DETECTRON2_DATASETS")
-    where = f"DETECTRON2_DATASETS={env}" if env is not None else "DETECTRON2_DATASETS is unset: default ./datasets"
-    message = f"dataset {name!r}: {root} does not exist ({where}, now {os.path.abspath(datasets_home())})"
+    where = (
+        f"DETECTRON2_DATASETS={env}"
+        if env is not None
+        else "DETECTRON2_DATASETS is unset: default ./datasets"
+    )
+    message = (
+        f"dataset {name!r}: {root} does not exist ({where}, now {os.path.abspath(datasets_home())})"
+    )
     if how:
         message += f"; {how}"
     message += ", or set DETECTRON2_DATASETS to the folder that holds it"
     raise DatasetRootMissingError(message)
 
 
-def register_lazy(name: str, load: Callable[[], List[dict]], root: str, split: str, **metadata) -> None:
+def register_lazy(
+    name: str, load: Callable[[], List[dict]], root: str, split: str, **metadata
+) -> None:
     """Register ``load`` under ``name`` and set, now, ``evaluator_type="classification"``,
     ``image_root=root``, ``split`` and ``metadata`` in ``MetadataCatalog``."""
     DatasetCatalog.register(name, load)
-    MetadataCatalog.get(name).set(evaluator_type="classification", image_root=root, split=split, **metadata)
+    MetadataCatalog.get(name).set(
+        evaluator_type="classification", image_root=root, split=split, **metadata
+    )
 
 
 def set_class_metadata(name: str, root: str, classes: Dict[str, object]) -> None:

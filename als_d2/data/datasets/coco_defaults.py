@@ -23,6 +23,7 @@ For your own COCO-format data::
 (code that opens ``MetadataCatalog.get(name).json_file`` itself should go through
 ``detectron2.utils.file_io.PathManager.get_local_path``, as detectron2 does).
 """
+
 import hashlib
 import json
 import logging
@@ -58,7 +59,9 @@ def fill_coco_defaults(data: Dict[str, Any]) -> int:
         if "area" not in ann:
             bbox = ann.get("bbox")
             if bbox is None or len(bbox) != 4:
-                raise ValueError(f"annotation {ann.get('id')!r} has neither 'area' nor a 4-number 'bbox'")
+                raise ValueError(
+                    f"annotation {ann.get('id')!r} has neither 'area' nor a 4-number 'bbox'"
+                )
             ann["area"] = float(bbox[2]) * float(bbox[3])
         changed += len(ann) != before
     return changed
@@ -96,7 +99,10 @@ def coco_json_with_defaults(json_file: str) -> str:
     if memo_key in _resolved:
         return _resolved[memo_key]
     relative = _cache_file(local, stat)
-    candidates = [os.path.join(cache_root(), relative), os.path.join(tempfile.gettempdir(), "als_d2", relative)]
+    candidates = [
+        os.path.join(cache_root(), relative),
+        os.path.join(tempfile.gettempdir(), "als_d2", relative),
+    ]
     cached = next((c for c in candidates if os.path.isfile(c)), None)
     if cached is None:
         with open(local) as f:
@@ -114,9 +120,13 @@ def coco_json_with_defaults(json_file: str) -> str:
                 cached = candidate
                 break
             else:
-                raise OSError(f"no writable folder for the filled copy of {json_file} (tried {candidates})")
-            logger.info(f"{json_file}: {changed} annotation(s) without 'iscrowd' / 'area' got COCO's defaults "
-                        f"(iscrowd 0, area = bbox w*h); evaluation reads the filled copy {cached}")
+                raise OSError(
+                    f"no writable folder for the filled copy of {json_file} (tried {candidates})"
+                )
+            logger.info(
+                f"{json_file}: {changed} annotation(s) without 'iscrowd' / 'area' got COCO's defaults "
+                f"(iscrowd 0, area = bbox w*h); evaluation reads the filled copy {cached}"
+            )
     _resolved[memo_key] = cached
     return cached
 
@@ -129,7 +139,7 @@ class CocoDefaultsHandler(PathHandler):
 
     @staticmethod
     def _source(path: str) -> str:
-        return path[len(PREFIX):]
+        return path[len(PREFIX) :]
 
     def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
         return coco_json_with_defaults(self._source(path))
@@ -150,7 +160,9 @@ if PREFIX not in PathManager._path_handlers:
     PathManager.register_handler(CocoDefaultsHandler())
 
 
-def register_coco_with_defaults(name: str, metadata: Dict[str, Any], json_file: str, image_root: str) -> None:
+def register_coco_with_defaults(
+    name: str, metadata: Dict[str, Any], json_file: str, image_root: str
+) -> None:
     """detectron2's ``register_coco_instances(name, metadata, json_file, image_root)`` for
     files that may lack ``iscrowd`` / ``area``: training and ``COCOEvaluator`` read the file
     with COCO's defaults filled in (lazily; see the module docstring)."""
@@ -161,7 +173,9 @@ def register_coco_with_defaults(name: str, metadata: Dict[str, Any], json_file: 
     assert isinstance(json_file, (str, os.PathLike)), json_file
     assert isinstance(image_root, (str, os.PathLike)), image_root
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
-    DatasetCatalog.register(name, lambda: load_coco_json(coco_json_with_defaults(json_file), image_root, name))
+    DatasetCatalog.register(
+        name, lambda: load_coco_json(coco_json_with_defaults(json_file), image_root, name)
+    )
     MetadataCatalog.get(name).set(
         json_file=PREFIX + json_file, image_root=image_root, evaluator_type="coco", **metadata
     )

@@ -1,18 +1,28 @@
 """The one place that knows detectron2 versions.
 
-Imported first by ``als_d2/__init__.py``. It makes sure detectron2 is importable and,
-when the installed detectron2 has no compiled ops (``detectron2._C``; for example the
-package index's pb1-detectron2 0.6, whose C++ sources are missing), registers a
-placeholder module under that name *before* any detectron2 submodule imports it.
-Classification and axis-aligned Faster R-CNN need none of those ops (RoIAlign and NMS
-come from torchvision); calling one raises a RuntimeError that names it.
+``als_d2/__init__.py`` imports it first. Importing it has two side effects, each only
+where it is needed:
 
-Everything else that differs between detectron2 v0.6 and main gets a small helper
-here, decided by what the installed version offers, never by its version string.
+1. ``sys.modules["detectron2._C"]``: a placeholder when the installed detectron2 has no
+   compiled ops (the package index's pb1-detectron2 0.6 ships no C++ sources), so that
+   detectron2's modules import. Classification and axis-aligned Faster R-CNN need none of
+   those ops (RoIAlign and NMS come from torchvision); calling one raises a RuntimeError
+   that names it. A detectron2 with compiled ops is left alone (``HAS_COMPILED_OPS``).
+2. ``PIL.Image.LINEAR`` / ``CUBIC`` / ``ANTIALIAS``: on Pillow >= 10, which removed them,
+   set to the filters they named (detectron2 v0.6 uses them in default arguments).
+
+:func:`quiet_detectron2_imports` (used by ``als_d2/__init__.py`` around its own imports,
+not process-wide) hides the warnings that detectron2 and fvcore cause at import time.
+
+Everything else that differs between detectron2 v0.6 and main is a helper below, decided
+by what the installed version offers (an attribute, a method), never by its version string.
 """
+
+import contextlib
 import importlib.util
 import sys
 import types
+import warnings
 
 INSTALL_HINT = (
     "als_d2 needs detectron2, which is not on the Python package index under its own "
@@ -63,6 +73,7 @@ def _has_compiled_ops() -> bool:
 
 HAS_COMPILED_OPS: bool = _has_compiled_ops()
 
+# Side effect 1: the placeholder, only without compiled ops.
 if not HAS_COMPILED_OPS and "detectron2._C" not in sys.modules:
     _placeholder = _MissingCompiledOps("detectron2._C", "placeholder: " + PLACEHOLDER_NOTE)
     _placeholder.__file__ = __file__
@@ -86,9 +97,39 @@ def restore_pillow_aliases(image_module) -> list:
     return added
 
 
-from PIL import Image as _PILImage  # noqa: E402
+def _pillow_major() -> int:
+    import PIL
 
-restore_pillow_aliases(_PILImage)
+    return int(PIL.__version__.split(".")[0])
+
+
+# Side effect 2: the aliases, only on Pillow >= 10 (on 9.x they exist, deprecated: probing
+# them would warn).
+if _pillow_major() >= 10:
+    from PIL import Image as _PILImage
+
+    restore_pillow_aliases(_PILImage)
+
+
+# (message regex, category) of the warnings that importing detectron2 / fvcore raises
+# about their own code, not the user's:
+DETECTRON2_IMPORT_WARNINGS = (
+    # fvcore.nn and detectron2.modeling apply torch.jit.script at import
+    (r"`torch\.jit\.script` is deprecated", FutureWarning),
+    # detectron2 v0.6's default arguments on Pillow 9.x
+    (r"(LINEAR|CUBIC|ANTIALIAS) is deprecated", DeprecationWarning),
+)
+
+
+@contextlib.contextmanager
+def quiet_detectron2_imports():
+    """Inside, the :data:`DETECTRON2_IMPORT_WARNINGS` are ignored; outside, the filters are
+    as before (``warnings.catch_warnings``). ``als_d2/__init__.py`` imports its modules,
+    and with them detectron2's, inside it."""
+    with warnings.catch_warnings():
+        for message, category in DETECTRON2_IMPORT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        yield
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,21 +139,13 @@ restore_pillow_aliases(_PILImage)
 def launch_supports_cpu_workers() -> bool:
     """Whether ``detectron2.engine.launch`` can start several CPU processes (over gloo).
 
-    detectron2 main picks gloo when CUDA is absent; v0.6 asserts CUDA in every worker.
-    Decided from the installed worker's code, not from a version string.
+    detectron2 main's worker picks gloo when CUDA is absent and sets up the per-machine
+    process group with ``comm.create_local_process_group``; v0.6's asserts CUDA and builds
+    that group inline. The helper is the capability flag (no version string, no source).
     """
-    import inspect
+    from detectron2.utils import comm
 
-    from detectron2.engine import launch as launch_module
-
-    worker = getattr(launch_module, "_distributed_worker", None)
-    if worker is None:
-        return False
-    try:
-        source = inspect.getsource(worker)
-    except (OSError, TypeError):
-        return False
-    return "gloo" in source.lower()
+    return callable(getattr(comm, "create_local_process_group", None))
 
 
 def create_ddp_model(model, **kwargs):
@@ -129,8 +162,6 @@ def create_ddp_model(model, **kwargs):
     if "device_ids" not in kwargs and next(model.parameters()).is_cuda:
         kwargs["device_ids"] = [comm.get_local_rank()]
     return DistributedDataParallel(model, **kwargs)
-
-
 
 
 class SavesStepState:
@@ -159,13 +190,6 @@ def _default_trainer_loads_step_state() -> bool:
     return "load_state_dict" in vars(DefaultTrainer)
 
 
-# detectron2 scripts functions with torch.jit at import; newer torch warns about it on
-# every import. The warning is about detectron2's code, not the user's: silence it once.
-import warnings  # noqa: E402
-
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-
-
 def apply_checkpoint_url_queries(checkpointer, loaded: dict) -> dict:
     """What detectron2 main's ``DetectionCheckpointer._load_file`` does with the URL query
     of ``load("file.pth?matching_heuristics=True")``, for checkpointers that override
@@ -180,5 +204,7 @@ def apply_checkpoint_url_queries(checkpointer, loaded: dict) -> dict:
     if queries.pop("matching_heuristics", "False") == ["True"]:
         loaded["matching_heuristics"] = True
     if queries:
-        raise ValueError(f"Unsupported query remaining: {queries}, original filename: {parsed.geturl()}")
+        raise ValueError(
+            f"Unsupported query remaining: {queries}, original filename: {parsed.geturl()}"
+        )
     return loaded

@@ -35,11 +35,50 @@ import warnings
 from collections import OrderedDict, defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from PIL import Image
 
-from als_d2.data.datasets.imagenet_index import (
-    LAYOUTS,
+# the readers' LAYOUTS, named before the imports (tests/test_startup.py compares)
+LAYOUTS = ("auto", "standard", "kaggle", "imagenetv2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--root",
+        required=True,
+        help="the ImageNet tree (standard or Kaggle ILSVRC layout, or ImageNetV2)",
+    )
+    p.add_argument("--layout", default="auto", choices=LAYOUTS)
+    p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
+    p.add_argument("--class-root", help="take the class list from this ImageNet tree")
+    p.add_argument("--no-decode", action="store_true", help="check annotations and listings only")
+    p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)))
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=Image.MAX_IMAGE_PIXELS,
+        help="images with more pixels are reported, not decoded (default: Pillow's limit)",
+    )
+    p.add_argument(
+        "--max-file-mb", type=float, default=256.0, help="larger image files are reported, not read"
+    )
+    p.add_argument("--strict", action="store_true", help="exit 1 on skipped problems too")
+    p.add_argument(
+        "--list", type=int, default=0, metavar="N", help="list at most N files per kind (0: all)"
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # fast --help: before the imports below
+
+import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
+
+from als_d2.data.datasets.imagenet_index import (  # noqa: E402
     SKIP_COUNTERS,
     build_imagenetv2_index,
     build_index,
@@ -318,24 +357,6 @@ def check_tree(
             first_split, first = where[0]
             report.add(split, "duplicate_content", f"{path} (same bytes as {first}, {first_split})")
     return report
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", required=True, help="the ImageNet tree (standard or Kaggle ILSVRC layout, or ImageNetV2)")
-    p.add_argument("--layout", default="auto", choices=LAYOUTS)
-    p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
-    p.add_argument("--class-root", help="take the class list from this ImageNet tree")
-    p.add_argument("--no-decode", action="store_true", help="check annotations and listings only")
-    p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)))
-    p.add_argument("--max-pixels", type=int, default=Image.MAX_IMAGE_PIXELS,
-                   help="images with more pixels are reported, not decoded (default: Pillow's limit)")
-    p.add_argument("--max-file-mb", type=float, default=256.0, help="larger image files are reported, not read")
-    p.add_argument("--strict", action="store_true", help="exit 1 on skipped problems too")
-    p.add_argument("--list", type=int, default=0, metavar="N", help="list at most N files per kind (0: all)")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
 
 
 def main(argv=None) -> int:

@@ -153,15 +153,28 @@ def parse_run(spec: str) -> Tuple[str, str]:
     return os.path.basename(os.path.abspath(folder)), spec
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", metavar="[NAME=]PATH", help="run OUTPUT_DIR or its metrics JSON")
-    parser.add_argument("--table", choices=sorted(TABLES), default="4", help="paper table layout (default 4)")
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(__file__), description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "runs", nargs="+", metavar="[NAME=]PATH", help="run OUTPUT_DIR or its metrics JSON"
+    )
+    parser.add_argument(
+        "--table", choices=sorted(TABLES), default="4", help="paper table layout (default 4)"
+    )
     parser.add_argument("--columns", nargs="+", help="metrics to show instead of a paper table's")
-    parser.add_argument("--percent", action="store_true", help="detectron2's 0-100 scale instead of fractions")
+    parser.add_argument(
+        "--percent", action="store_true", help="detectron2's 0-100 scale instead of fractions"
+    )
     parser.add_argument("--baseline", help="add each run's AP difference to this run (e.g. hard)")
     parser.add_argument("--dataset", help="test set to report when the runs evaluated several")
     parser.add_argument("-o", "--output", help="also write the table to this file")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = get_parser()
     args = parser.parse_args(argv)
 
     runs, recipes = [], []

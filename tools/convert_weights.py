@@ -3,7 +3,7 @@
 
     tools/convert_weights.py INPUT OUTPUT --to {torchvision,als_d2,detectron2}
 
-The input format is recognised from its keys (als_d2/checkpoint/formats.py):
+The input format is recognised from its keys (als_d2/checkpoint/conversion.py):
 torchvision or timm ResNet state dicts (.pth; also under "state_dict"/"model", with
 "module." prefixes), als_d2 classifier checkpoints (tools/train_cls.py), and detectron2
 backbone weights (.pkl: {"model": {name: ndarray}, "__author__": ..., "matching_heuristics":
@@ -28,18 +28,29 @@ import logging
 import pickle
 import sys
 
-import als_d2  # noqa: F401  (detectron2 bootstrap first)
-from detectron2.utils.logger import setup_logger
-
-from als_d2.checkpoint.formats import FORMATS, convert
+# als_d2.checkpoint.conversion.FORMATS, named before the imports (tests/test_startup.py compares)
+FORMATS = ("torchvision", "als_d2", "detectron2")
 
 
-def main(argv=None) -> int:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("input", help="weight file (.pth/.pt/.pth.tar/.bin, or .pkl)")
     parser.add_argument("output", help="output file (.pkl for --to detectron2, .pth otherwise)")
     parser.add_argument("--to", required=True, choices=FORMATS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+if __name__ == "__main__":
+    get_parser().parse_args()  # fast --help: before the imports below
+
+import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from als_d2.checkpoint.conversion import convert  # noqa: E402
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
     setup_logger(name="als_d2", abbrev_name="als_d2")
     try:
         fmt, _ = convert(args.input, args.output, args.to)

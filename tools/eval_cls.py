@@ -41,21 +41,45 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import als_d2  # noqa: F401  (detectron2 bootstrap first; registers the datasets)
-from detectron2.engine import default_argument_parser
-from detectron2.evaluation import inference_on_dataset
-from detectron2.utils import comm
-from detectron2.utils.file_io import PathManager
+from tool_args import default_argument_parser  # tools/tool_args: argparse only
 
-from als_d2.checkpoint.evaluation import (
+
+def get_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--checkpoints", nargs="+", required=True, help="checkpoint files (.pth/.pkl)"
+    )
+    parser.add_argument("--names", nargs="+", default=None, help="table labels, one per checkpoint")
+    parser.add_argument(
+        "--datasets", nargs="+", default=None, help="registered datasets (default: DATASETS.TEST)"
+    )
+    parser.add_argument(
+        "--context-datasets",
+        nargs="*",
+        default=None,
+        help="datasets of Table 1 (default: those whose name contains 'context')",
+    )
+    parser.add_argument("--output", default=None, help="output folder (default: OUTPUT_DIR/eval)")
+    return parser
+
+
+if __name__ == "__main__":
+    args = get_parser().parse_args()  # fast --help: before the imports below
+
+import als_d2  # noqa: E402,F401  (detectron2 bootstrap first; registers the datasets)
+from detectron2.evaluation import inference_on_dataset  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.file_io import PathManager  # noqa: E402
+
+from als_d2.checkpoint.evaluation import (  # noqa: E402
     CheckpointMismatchError,
     EvaluationCheckpointer,  # strict; reads files without running pickled code
     check_checkpoint_head,
     check_files_exist,
 )
-from als_d2.config import check_eval_num_classes, load_als_config
-from als_d2.engine import ClassificationTrainer
-from als_d2.engine.launch import als_default_setup, launch_from_args
+from als_d2.config import check_eval_num_classes, load_als_config  # noqa: E402
+from als_d2.engine import ClassificationTrainer  # noqa: E402
+from als_d2.engine.launch import als_default_setup, launch_from_args  # noqa: E402
 
 logger = logging.getLogger("als_d2.eval_cls")
 
@@ -80,17 +104,6 @@ ESTIMATORS = (
     "fixed reference linspace(1/K + 1/(2B), 1 - 1/(2B), B); *Guo* = Guo et al. 2017 (as torchmetrics, netcal): "
     "equal-width bins on [0, 1], each bin's accuracy against its mean confidence."
 )
-
-
-def get_parser():
-    parser = default_argument_parser()
-    parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint files (.pth/.pkl)")
-    parser.add_argument("--names", nargs="+", default=None, help="table labels, one per checkpoint")
-    parser.add_argument("--datasets", nargs="+", default=None, help="registered datasets (default: DATASETS.TEST)")
-    parser.add_argument("--context-datasets", nargs="*", default=None,
-                        help="datasets of Table 1 (default: those whose name contains 'context')")
-    parser.add_argument("--output", default=None, help="output folder (default: OUTPUT_DIR/eval)")
-    return parser
 
 
 def split_overrides(args) -> None:
@@ -249,6 +262,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = get_parser().parse_args()
     print("Command Line Args:", args)
     launch_from_args(main, args)

@@ -23,28 +23,54 @@ import argparse
 import json
 import sys
 
-import als_d2  # noqa: F401  (package set-up first, as every entry point does)
-from als_d2.data.synthetic import DEFAULT_SIZES, QUICK_SIZES, generate_synthetic_imagenet
+PRESET = "default: DEFAULT_SIZES (QUICK_SIZES with --quick) of als_d2/data/synthetic.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", required=True,
-                   help="output folder (created; must not hold another ILSVRC tree); "
-                        "$DETECTRON2_DATASETS/synthetic_imagenet for the synthetic_* names of the configs")
-    p.add_argument("--quick", action="store_true", help=f"smaller preset: {QUICK_SIZES}")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--root",
+        required=True,
+        help="output folder (created; must not hold another ILSVRC tree); "
+        "$DETECTRON2_DATASETS/synthetic_imagenet for the synthetic_* names of the configs",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="the smaller preset (the summary prints the sizes)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-classes", type=int, help=f"default {DEFAULT_SIZES['num_classes']} (1..100)")
-    p.add_argument("--train-per-class", type=int, help=f"default {DEFAULT_SIZES['train_per_class']}")
-    p.add_argument("--val-per-class", type=int, help=f"default {DEFAULT_SIZES['val_per_class']}")
-    p.add_argument("--boxed-fraction", type=float, default=0.6, help="fraction of train images with boxes")
-    p.add_argument("--context-prob", type=float, default=0.8, help="fraction of images on their class background")
-    p.add_argument("--image-size", type=int, nargs=2, default=(96, 160), metavar=("MIN", "MAX"), help="pixels")
-    p.add_argument("--coco-train", type=int, help=f"COCO-format train images, default {DEFAULT_SIZES['coco_train']}")
-    p.add_argument("--coco-val", type=int, help=f"COCO-format val images, default {DEFAULT_SIZES['coco_val']}")
+    p.add_argument("--num-classes", type=int, help=f"1..100; {PRESET}")
+    p.add_argument("--train-per-class", type=int, help=PRESET)
+    p.add_argument("--val-per-class", type=int, help=PRESET)
+    p.add_argument(
+        "--boxed-fraction", type=float, default=0.6, help="fraction of train images with boxes"
+    )
+    p.add_argument(
+        "--context-prob",
+        type=float,
+        default=0.8,
+        help="fraction of images on their class background",
+    )
+    p.add_argument(
+        "--image-size", type=int, nargs=2, default=(96, 160), metavar=("MIN", "MAX"), help="pixels"
+    )
+    p.add_argument("--coco-train", type=int, help=f"COCO-format train images; {PRESET}")
+    p.add_argument("--coco-val", type=int, help=f"COCO-format val images; {PRESET}")
     p.add_argument("--force", action="store_true", help="regenerate even when the manifest matches")
     p.add_argument("--json", action="store_true", help="print the whole summary as JSON")
     return p
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # fast --help: before the imports below
+
+import als_d2  # noqa: E402,F401  (package set-up first, as every entry point does)
+from als_d2.data.synthetic import (  # noqa: E402
+    DEFAULT_SIZES,
+    QUICK_SIZES,
+    generate_synthetic_imagenet,
+)
 
 
 def main(argv=None) -> dict:

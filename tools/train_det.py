@@ -17,14 +17,26 @@ under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.
 with the recipe the config follows: TRANSFER.RECIPE, by default the one its header declares
 ("# Recipe: jwyang/..." -> jwyang, the paper's; "# Recipe: detectron2's 1x" -> detectron2).
 """
-import als_d2  # noqa: F401  (detectron2 bootstrap first)
-from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser
+from tool_args import default_argument_parser  # tools/tool_args: argparse only
 
-from als_d2.checkpoint import TransferCheckpointer
-from als_d2.config import check_device
-from als_d2.engine.detection import DetectionTrainer, add_transfer_config, resolve_recipe
-from als_d2.engine.launch import als_default_setup, launch_from_args, train_or_evaluate
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()  # fast --help: before the imports below
+
+import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
+from detectron2.config import get_cfg  # noqa: E402
+
+from als_d2.checkpoint import TransferCheckpointer  # noqa: E402
+from als_d2.config import check_device  # noqa: E402
+from als_d2.engine.detection import (  # noqa: E402
+    DetectionTrainer,
+    add_transfer_config,
+    resolve_recipe,
+)
+from als_d2.engine.launch import (  # noqa: E402
+    als_default_setup,
+    launch_from_args,
+    train_or_evaluate,
+)
 
 
 def setup(args):
@@ -44,6 +56,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
     launch_from_args(main, args)

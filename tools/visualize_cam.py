@@ -25,43 +25,67 @@ import logging
 import os
 from typing import Dict
 
-import als_d2  # noqa: F401  (detectron2 bootstrap first)
-import numpy as np
-import torch
-from als_d2.checkpoint.evaluation import (  # strict; reads files without running pickled code
+
+def get_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--checkpoints", nargs="+", required=True)
+    parser.add_argument(
+        "--names", nargs="+", default=None, help="column titles, one per checkpoint"
+    )
+    parser.add_argument(
+        "--dataset", default=None, help="registered dataset (default: DATASETS.TEST[0])"
+    )
+    parser.add_argument(
+        "--num-images", type=int, default=8, help="rows: images spread evenly over the dataset"
+    )
+    parser.add_argument(
+        "--indices",
+        type=int,
+        nargs="+",
+        default=None,
+        help="dataset indices (instead of --num-images)",
+    )
+    parser.add_argument(
+        "--scatter-samples", type=int, default=2000, help="images for the scatter plot (0: none)"
+    )
+    parser.add_argument("--alpha", type=float, default=0.5, help="CAM overlay opacity")
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser
+
+
+if __name__ == "__main__":
+    args = get_parser().parse_args()  # fast --help: before the imports below
+
+import als_d2  # noqa: E402,F401  (detectron2 bootstrap first; registers the datasets)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.utils.file_io import PathManager  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from als_d2.checkpoint.evaluation import (  # noqa: E402  (strict; no pickled code runs)
     CheckpointMismatchError,
     EvaluationCheckpointer,
     check_checkpoint_head,
     check_files_exist,
 )
-from detectron2.data import MetadataCatalog
-from detectron2.utils.file_io import PathManager
-from detectron2.utils.logger import setup_logger
-
-from als_d2.config import check_eval_num_classes, load_als_config
-from als_d2.data.build import load_dataset_dicts
-from als_d2.data.datasets import builtin  # noqa: F401  (registers imagenet_* names)
-from als_d2.data.mapper import ClassificationDatasetMapper
-from als_d2.engine import ClassificationTrainer
-from als_d2.evaluation.cam import cam_grid, class_activation_maps, overlay_cam
-from als_d2.evaluation.plots import objectness_scatter, save_png
+from als_d2.config import check_eval_num_classes, load_als_config  # noqa: E402
+from als_d2.data.build import load_dataset_dicts  # noqa: E402
+from als_d2.data.mapper import ClassificationDatasetMapper  # noqa: E402
+from als_d2.engine import ClassificationTrainer  # noqa: E402
+from als_d2.engine.launch import short_errors  # noqa: E402
+from als_d2.evaluation.cam import (  # noqa: E402
+    cam_grid,
+    class_activation_maps,
+    overlay_cam,
+)
+from als_d2.evaluation.plots import objectness_scatter, save_png  # noqa: E402
 
 logger = logging.getLogger("als_d2.visualize_cam")
-
-
-def get_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--checkpoints", nargs="+", required=True)
-    parser.add_argument("--names", nargs="+", default=None, help="column titles, one per checkpoint")
-    parser.add_argument("--dataset", default=None, help="registered dataset (default: DATASETS.TEST[0])")
-    parser.add_argument("--num-images", type=int, default=8, help="rows: images spread evenly over the dataset")
-    parser.add_argument("--indices", type=int, nargs="+", default=None, help="dataset indices (instead of --num-images)")
-    parser.add_argument("--scatter-samples", type=int, default=2000, help="images for the scatter plot (0: none)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="CAM overlay opacity")
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser
 
 
 def setup(args):
@@ -149,6 +173,4 @@ def main(args) -> Dict[str, str]:
 
 
 if __name__ == "__main__":
-    from als_d2.engine.launch import short_errors
-
-    short_errors(main)(get_parser().parse_args())
+    short_errors(main)(args)

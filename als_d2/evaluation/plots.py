@@ -5,13 +5,21 @@ Each function returns the figure as an H x W x 3 uint8 RGB array; :func:`save_pn
 writes such an array through PathManager and :func:`to_chw_float` turns it into what
 ``EventStorage.put_image`` expects (3 x H x W float32 in [0, 1]).
 """
+
 import io
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["reliability_diagram", "objectness_scatter", "save_png", "to_chw_float", "figure_to_array"]
+__all__ = [
+    "reliability_diagram",
+    "reliability_figure",
+    "objectness_scatter",
+    "save_png",
+    "to_chw_float",
+    "figure_to_array",
+]
 
 
 def _new_figure(width: float, height: float, dpi: int = 100):
@@ -32,17 +40,27 @@ def figure_to_array(fig) -> np.ndarray:
 def reliability_diagram(
     bins: Dict[str, np.ndarray], metrics: Optional[Dict[str, float]] = None, title: str = ""
 ) -> np.ndarray:
-    """Reliability diagram over a confidence histogram.
+    """Reliability diagram over a confidence histogram (:func:`reliability_figure`),
+    rendered: H x W x 3 uint8."""
+    return figure_to_array(reliability_figure(bins, metrics, title))
+
+
+def reliability_figure(
+    bins: Dict[str, np.ndarray], metrics: Optional[Dict[str, float]] = None, title: str = ""
+):
+    """The matplotlib Figure of :func:`reliability_diagram`.
 
     Args:
         bins: equal-width bin statistics (``calibration.bin_statistics``): ``edges``,
             ``count``, ``accuracy``, ``confidence``.
         metrics: optional ``calibration_metrics`` dict; acc, avg_conf, ECE and MCE of
-            the same bin count are written on the figure.
+            the same bin count are written in a box (gid ``"stats"``).
 
     Top: accuracy per bin (blue bars), gap to the bin's mean confidence (red, hatched),
     the diagonal of perfect calibration. Bottom: fraction of samples per bin, with the
-    accuracy and the average confidence as vertical lines. Returns H x W x 3 uint8.
+    accuracy and the average confidence as vertical lines. The legends and the stats box
+    sit in a column right of the plots, where no bar can be: bars fill any corner (an
+    under-confident model's reach the top left, an over-confident one's the bottom right).
     """
     edges = np.asarray(bins["edges"], dtype=np.float64)
     count = np.asarray(bins["count"])
@@ -52,47 +70,98 @@ def reliability_diagram(
     left, width = edges[:-1], np.diff(edges)
     centre = left + width / 2
     b = len(count)
+    outside = {
+        "loc": "upper left",
+        "bbox_to_anchor": (1.03, 1.0),
+        "borderaxespad": 0.0,
+        "fontsize": 7,
+    }
 
-    fig = _new_figure(4.8, 6.0)
+    fig = _new_figure(6.4, 6.0)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
-    top.bar(left, acc, width=width, align="edge", color="#3b75af", edgecolor="#1f3f60", linewidth=0.5, label="accuracy")
+    top.bar(
+        left,
+        acc,
+        width=width,
+        align="edge",
+        color="#3b75af",
+        edgecolor="#1f3f60",
+        linewidth=0.5,
+        label="accuracy",
+    )
     gap_lo, gap_hi = np.minimum(acc, conf), np.maximum(acc, conf)
     top.bar(
-        left[nonempty], (gap_hi - gap_lo)[nonempty], bottom=gap_lo[nonempty], width=width[nonempty], align="edge",
-        facecolor="none", edgecolor="#d03030", hatch="///", linewidth=0.8, label="gap to confidence",
+        left[nonempty],
+        (gap_hi - gap_lo)[nonempty],
+        bottom=gap_lo[nonempty],
+        width=width[nonempty],
+        align="edge",
+        facecolor="none",
+        edgecolor="#d03030",
+        hatch="///",
+        linewidth=0.8,
+        label="gap to confidence",
     )
     top.plot(centre[nonempty], conf[nonempty], "k.", markersize=3, label="mean confidence")
     top.plot([0, 1], [0, 1], "--", color="gray", linewidth=1)
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
-    top.legend(loc="upper left", fontsize=7)
+    top.legend(**outside)
     if metrics:
         lines = [f"N = {metrics.get('num_samples', int(count.sum()))}"]
-        for key, label in (("acc", "acc"), ("avg_conf", "avg conf"), (f"ece_{b}", f"ECE({b})"), (f"mce_{b}", f"MCE({b})")):
+        for key, label in (
+            ("acc", "acc"),
+            ("avg_conf", "avg conf"),
+            (f"ece_{b}", f"ECE({b})"),
+            (f"mce_{b}", f"MCE({b})"),
+        ):
             if key in metrics:
                 lines.append(f"{label} = {metrics[key]:.4f}")
-        top.text(0.97, 0.03, "\n".join(lines), transform=top.transAxes, ha="right", va="bottom", fontsize=8,
-                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+        top.text(
+            1.03,
+            0.0,
+            "\n".join(lines),
+            transform=top.transAxes,
+            ha="left",
+            va="bottom",
+            fontsize=8,
+            bbox={"facecolor": "white", "edgecolor": "#c0c0c0"},
+            gid="stats",
+        )
     if title:
         top.set_title(title, fontsize=9)
 
     frac = count / max(int(count.sum()), 1)
-    bottom.bar(left, frac, width=width, align="edge", color="#808080", edgecolor="#404040", linewidth=0.5)
+    bottom.bar(
+        left, frac, width=width, align="edge", color="#808080", edgecolor="#404040", linewidth=0.5
+    )
     if metrics:
         if np.isfinite(metrics.get("acc", np.nan)):
-            bottom.axvline(metrics["acc"], color="#3b75af", linestyle="-", linewidth=1.2, label="accuracy")
+            bottom.axvline(
+                metrics["acc"], color="#3b75af", linestyle="-", linewidth=1.2, label="accuracy"
+            )
         if np.isfinite(metrics.get("avg_conf", np.nan)):
-            bottom.axvline(metrics["avg_conf"], color="#e0504a", linestyle="--", linewidth=1.2, label="avg confidence")
-        bottom.legend(loc="upper left", fontsize=7)
+            bottom.axvline(
+                metrics["avg_conf"],
+                color="#e0504a",
+                linestyle="--",
+                linewidth=1.2,
+                label="avg confidence",
+            )
+        if bottom.get_legend_handles_labels()[0]:
+            bottom.legend(**outside)
     bottom.set_xlabel("confidence (max probability)")
     bottom.set_ylabel("fraction of samples")
     fig.tight_layout()
-    return figure_to_array(fig)
+    return fig
 
 
 def objectness_scatter(
-    panels: Sequence[Dict[str, np.ndarray]], titles: Sequence[str], max_points: int = 5000, seed: int = 0
+    panels: Sequence[Dict[str, np.ndarray]],
+    titles: Sequence[str],
+    max_points: int = 5000,
+    seed: int = 0,
 ) -> np.ndarray:
     """Confidence vs objectness, one panel per model.
 
@@ -116,7 +185,10 @@ def objectness_scatter(
         known = np.flatnonzero(~np.isnan(obj))
         if known.size > max_points:
             known = np.sort(rng.choice(known, max_points, replace=False))
-        for mask, colour, label in ((correct[known], "#3b75af", "right"), (~correct[known], "#e0504a", "wrong")):
+        for mask, colour, label in (
+            (correct[known], "#3b75af", "right"),
+            (~correct[known], "#e0504a", "wrong"),
+        ):
             idx = known[mask]
             ax.scatter(obj[idx], conf[idx], s=6, c=colour, alpha=0.6, linewidths=0, label=label)
         ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1)

@@ -1,0 +1,67 @@
+"""The command line of detectron2's ``tools/train_net.py``, built with argparse alone, for
+the tools: ``tools/x.py --help`` and usage errors answer before detectron2 and torch are
+imported (that import takes seconds).
+
+It lives next to the tools, not in the ``als_d2`` package: importing any ``als_d2`` module
+runs ``als_d2/__init__.py`` first, which imports detectron2 (to register the datasets and
+the model). A tool imports it as a sibling (``tools/`` is ``sys.path[0]`` when a script
+runs; ``tests/tiny_data.load_tool`` puts it there for the tests).
+"""
+
+import argparse
+import os
+import sys
+
+__all__ = ["default_argument_parser", "default_dist_url"]
+
+
+def default_dist_url() -> str:
+    """``tcp://127.0.0.1:<port>``, the port fixed per user (49152 + a hash of the uid
+    modulo 16384), as detectron2 chooses it: an orphan process of an earlier run then shows
+    up as a port in use."""
+    uid = os.getuid() if sys.platform != "win32" else 1
+    return f"tcp://127.0.0.1:{2**15 + 2**14 + hash(uid) % 2**14}"
+
+
+def default_argument_parser(epilog=None) -> argparse.ArgumentParser:
+    """The flags of ``detectron2.engine.default_argument_parser`` (v0.6 and main), with the
+    same destinations, types and defaults: ``--config-file``, ``--resume``, ``--eval-only``,
+    ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url`` and the trailing
+    ``opts`` (``KEY VALUE`` config overrides). ``tests/test_startup.py`` compares the two."""
+    prog = os.path.basename(sys.argv[0]) or "tool"
+    parser = argparse.ArgumentParser(
+        epilog=epilog
+        or (
+            "examples:\n"
+            f"  {prog} --config-file cfg.yaml --num-gpus 8\n"
+            f"  {prog} --config-file cfg.yaml MODEL.WEIGHTS model_final.pth SOLVER.BASE_LR 0.001\n"
+            f"  {prog} --config-file cfg.yaml --num-machines 2 --machine-rank 0 --dist-url tcp://host0:port"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config-file", default="", metavar="FILE", help="the YAML config")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint of OUTPUT_DIR (DefaultTrainer.resume_or_load)",
+    )
+    parser.add_argument(
+        "--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS, do not train"
+    )
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes (GPUs) per machine")
+    parser.add_argument("--num-machines", type=int, default=1, help="machines in the job")
+    parser.add_argument(
+        "--machine-rank", type=int, default=0, help="this machine's rank, 0 .. num-machines - 1"
+    )
+    parser.add_argument(
+        "--dist-url",
+        default=default_dist_url(),
+        help="torch.distributed init method (default: a fixed local port for this user)",
+    )
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=None,
+        help="config overrides at the end: KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01",
+    )
+    return parser

@@ -502,22 +502,23 @@ def test_eval_cls_leaves_the_training_run_files_alone(trained, tmp_path):
         assert (run / f).read_text() == text
 
 
-def test_eval_only_with_missing_model_weights_is_one_line(tmp_path):
+@pytest.mark.parametrize("tool_name", ["train_cls", "train_det"])
+def test_eval_only_with_missing_model_weights_is_one_line(tmp_path, monkeypatch, tool_name):
     """train_cls/train_det --eval-only: a MODEL.WEIGHTS that does not exist is reported
     before any model is built."""
-    import argparse
-
     from detectron2.config import get_cfg
 
-    from als_d2.engine.launch import train_or_evaluate
+    tool = load_tool(tool_name)
+    trainer_cls = getattr(tool, "ClassificationTrainer", None) or tool.DetectionTrainer
 
-    class NoBuild:
-        @classmethod
-        def build_model(cls, cfg):
-            raise AssertionError("a model was built")
+    def no_build(cfg):
+        raise AssertionError("a model was built")
 
+    monkeypatch.setattr(trainer_cls, "build_model", staticmethod(no_build))
     cfg = get_cfg()
     cfg.MODEL.WEIGHTS = str(tmp_path / "missing.pth")
+    monkeypatch.setattr(tool, "setup", lambda args: cfg)
+    args = tool.default_argument_parser().parse_args(["--eval-only"])
     with pytest.raises(SystemExit) as info:
-        train_or_evaluate(cfg, argparse.Namespace(eval_only=True, resume=False), NoBuild, None)
+        tool.main(args)
     assert str(info.value.code) == f"error: MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}"

@@ -5,11 +5,14 @@ Mirrors detectron2's tools/train_net.py:
 
     tools/train_cls.py --config-file configs/als_r50.yaml --num-gpus 4
     tools/train_cls.py --config-file configs/als_r50.yaml --num-gpus 4 --resume
-    tools/train_cls.py --config-file configs/als_r50.yaml --eval-only MODEL.WEIGHTS output/als_r50/model_final.pth
-    tools/train_cls.py --config-file configs/demo/als_r18.yaml SOLVER.EPOCHS 2   # trailing KEY VALUE overrides
-    tools/train_cls.py --config-file configs/demo/als_r18.yaml SOLVER.EPOCHS 0 SOLVER.MAX_ITER 20 SOLVER.STEPS "(15,)"
+    tools/train_cls.py --config-file configs/als_r50.yaml --eval-only \
+        MODEL.WEIGHTS output/als_r50/model_final.pth
+    tools/train_cls.py --config-file configs/demo/als_r18.yaml SOLVER.EPOCHS 2  # overrides
+    tools/train_cls.py --config-file configs/demo/als_r18.yaml \
+        SOLVER.EPOCHS 0 SOLVER.MAX_ITER 20 SOLVER.STEPS "(15,)"
         # an iteration schedule: SOLVER.EPOCHS 0, else MAX_ITER / STEPS next to EPOCHS is an error
 """
+
 from tool_args import default_argument_parser  # tools/tool_args: argparse only
 
 if __name__ == "__main__":
@@ -17,13 +20,12 @@ if __name__ == "__main__":
 
 import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
 from als_d2.checkpoint import ClassifierCheckpointer  # noqa: E402  (no pickled code runs)
+from als_d2.checkpoint.evaluation import check_files_exist  # noqa: E402
 from als_d2.config import load_als_config  # noqa: E402
 from als_d2.engine import ClassificationTrainer  # noqa: E402
-from als_d2.engine.launch import (  # noqa: E402
-    als_default_setup,
-    launch_from_args,
-    train_or_evaluate,
-)
+from als_d2.engine.launch import als_default_setup, launch_from_args  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
 
 
 def setup(args):
@@ -33,7 +35,23 @@ def setup(args):
 
 
 def main(args):
-    return train_or_evaluate(setup(args), args, ClassificationTrainer, ClassifierCheckpointer)
+    cfg = setup(args)
+
+    if args.eval_only:
+        if not args.resume:  # a missing file is one line, before any model is built
+            check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
+        model = ClassificationTrainer.build_model(cfg)
+        ClassifierCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = ClassificationTrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+
+    trainer = ClassificationTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
 
 
 if __name__ == "__main__":

@@ -6,17 +6,21 @@ checkpoint as it is (stem and res2-res4 -> backbone, res5 -> roi_heads.res5 (C4)
 backbone.bottom_up.res5 (FPN), classifier head dropped), or a torchvision/timm ResNet,
 or detectron2 backbone weights (.pkl):
 
-    tools/train_det.py --config-file configs/COCO-Detection/faster_rcnn_R_50_C4_paper.yaml --num-gpus 8 \
+    tools/train_det.py --num-gpus 8 \
+        --config-file configs/COCO-Detection/faster_rcnn_R_50_C4_paper.yaml \
         MODEL.WEIGHTS output/als_r50/model_final.pth OUTPUT_DIR output/coco/als_r50_C4_paper
-    tools/train_det.py --config-file ... --resume                       # continue OUTPUT_DIR's last checkpoint
-    tools/train_det.py --config-file ... --eval-only MODEL.WEIGHTS output/coco/als_r50_C4_paper/model_final.pth
+    tools/train_det.py --config-file ... --resume  # continue OUTPUT_DIR's last checkpoint
+    tools/train_det.py --config-file ... --eval-only \
+        MODEL.WEIGHTS output/coco/als_r50_C4_paper/model_final.pth
 
 COCO 2017 comes from detectron2's builtin registration (coco_2017_train, coco_2017_val
 under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.json
-(AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for tools/compare_transfer.py,
-with the recipe the config follows: TRANSFER.RECIPE, by default the one its header declares
-("# Recipe: jwyang/..." -> jwyang, the paper's; "# Recipe: detectron2's 1x" -> detectron2).
+(AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for
+tools/compare_transfer.py, with the recipe the config follows: TRANSFER.RECIPE, by default
+the one its header declares ("# Recipe: jwyang/..." -> jwyang, the paper's;
+"# Recipe: detectron2's 1x" -> detectron2).
 """
+
 from tool_args import default_argument_parser  # tools/tool_args: argparse only
 
 if __name__ == "__main__":
@@ -26,17 +30,16 @@ import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
 from detectron2.config import get_cfg  # noqa: E402
 
 from als_d2.checkpoint import TransferCheckpointer  # noqa: E402
+from als_d2.checkpoint.evaluation import check_files_exist  # noqa: E402
 from als_d2.config import check_device  # noqa: E402
 from als_d2.engine.detection import (  # noqa: E402
     DetectionTrainer,
     add_transfer_config,
     resolve_recipe,
 )
-from als_d2.engine.launch import (  # noqa: E402
-    als_default_setup,
-    launch_from_args,
-    train_or_evaluate,
-)
+from als_d2.engine.launch import als_default_setup, launch_from_args  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
 
 
 def setup(args):
@@ -47,12 +50,29 @@ def setup(args):
     resolve_recipe(cfg, args.config_file)  # unless set: the "# Recipe:" line of the config's header
     cfg.freeze()
     check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key
-    als_default_setup(cfg, args)  # default_setup (detectron2, fvcore: the transfer report) + the als_d2 logger
+    # default_setup (detectron2, fvcore: the transfer report) + the als_d2 logger
+    als_default_setup(cfg, args)
     return cfg
 
 
 def main(args):
-    return train_or_evaluate(setup(args), args, DetectionTrainer, TransferCheckpointer)
+    cfg = setup(args)
+
+    if args.eval_only:
+        if not args.resume:  # a missing file is one line, before any model is built
+            check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
+        model = DetectionTrainer.build_model(cfg)
+        TransferCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = DetectionTrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+
+    trainer = DetectionTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
 
 
 if __name__ == "__main__":

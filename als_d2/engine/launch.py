@@ -13,7 +13,6 @@ __all__ = [
     "check_processes",
     "launch_from_args",
     "short_errors",
-    "train_or_evaluate",
 ]
 
 
@@ -43,30 +42,6 @@ def als_default_setup(cfg, args) -> None:
     ``setup_logger`` is cached per argument set, so a second call adds no handler."""
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="als_d2")
-
-
-def train_or_evaluate(cfg, args, trainer_cls, checkpointer_cls):
-    """The body of detectron2's ``train_net.py`` main: with ``--eval-only``, load
-    ``MODEL.WEIGHTS`` (or OUTPUT_DIR's last checkpoint with ``--resume``) through
-    ``checkpointer_cls``, run ``trainer_cls.test`` and ``verify_results``; otherwise train
-    (resuming with ``--resume``). Returns the test results / what ``train()`` returns."""
-    from detectron2.evaluation import verify_results
-
-    if args.eval_only:
-        if not args.resume:  # a missing file is one line, before any model is built
-            from ..checkpoint.evaluation import check_files_exist
-
-            check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
-        model = trainer_cls.build_model(cfg)
-        checkpointer = checkpointer_cls(model, save_dir=cfg.OUTPUT_DIR)
-        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        res = trainer_cls.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, res)
-        return res
-    trainer = trainer_cls(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
 
 
 def check_processes(num_gpus: int) -> None:

@@ -24,6 +24,7 @@ else 0. Time and memory stay bounded on hostile files: XMLs are capped (1 MiB) a
 parsed without entities or DTDs, images above --max-pixels or --max-file-mb are
 reported without being decoded, one image per worker at a time.
 """
+
 import argparse
 import hashlib
 import json
@@ -92,26 +93,72 @@ KINDS: "OrderedDict[str, Tuple[str, str]]" = OrderedDict(
     [
         ("index_error", (FATAL, "the split cannot be indexed (reader error naming the file)")),
         ("empty_split", (FATAL, "no usable image in the split")),
-        ("bad_xml", (SKIPPED, "XML unreadable / too large / malformed / DOCTYPE / no <size>: file ignored")),
-        ("bad_objects", (SKIPPED, "<object> without name or bndbox, or a bad coordinate: object dropped")),
-        ("bad_csv_groups", (SKIPPED, "CSV PredictionString group with bad coordinates or incomplete: object dropped")),
+        (
+            "bad_xml",
+            (SKIPPED, "XML unreadable / too large / malformed / DOCTYPE / no <size>: file ignored"),
+        ),
+        (
+            "bad_objects",
+            (SKIPPED, "<object> without name or bndbox, or a bad coordinate: object dropped"),
+        ),
+        (
+            "bad_csv_groups",
+            (
+                SKIPPED,
+                "CSV PredictionString group with bad coordinates or incomplete: object dropped",
+            ),
+        ),
         ("unknown_wnid", (SKIPPED, "object whose wnid is not a class: object dropped")),
         ("degenerate_boxes", (SKIPPED, "empty or inverted box after clipping: box dropped")),
-        ("unreadable_images", (SKIPPED, "annotated image whose header cannot be read: image dropped")),
-        ("unlabeled_images", (SKIPPED, "image without a label (no class folder, CSV row or XML): image dropped")),
+        (
+            "unreadable_images",
+            (SKIPPED, "annotated image whose header cannot be read: image dropped"),
+        ),
+        (
+            "unlabeled_images",
+            (SKIPPED, "image without a label (no class folder, CSV row or XML): image dropped"),
+        ),
         ("unknown_folders", (SKIPPED, "image folder that is not a class: folder dropped")),
-        ("outside_root", (SKIPPED, "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped")),
-        ("duplicate_images", (SKIPPED, "image name seen before in the split: kept, image_id = relative path")),
+        (
+            "outside_root",
+            (
+                SKIPPED,
+                "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped",
+            ),
+        ),
+        (
+            "duplicate_images",
+            (SKIPPED, "image name seen before in the split: kept, image_id = relative path"),
+        ),
         ("orphan_xml", (SKIPPED, "XML without an image: ignored")),
         ("orphan_csv_rows", (SKIPPED, "CSV row without an image: ignored")),
         ("non_image_files", (SKIPPED, "file that is neither an image nor an annotation: ignored")),
-        ("empty_images", (SKIPPED, "zero-byte image file: skipped in training, an error in evaluation")),
-        ("undecodable_images", (SKIPPED, "truncated / corrupt / unknown image data: skipped in training, an error in evaluation")),
-        ("decompression_bombs", (SKIPPED, "image above --max-pixels (or a file above --max-file-mb): not decoded")),
+        (
+            "empty_images",
+            (SKIPPED, "zero-byte image file: skipped in training, an error in evaluation"),
+        ),
+        (
+            "undecodable_images",
+            (
+                SKIPPED,
+                "truncated / corrupt / unknown image data: skipped in training, "
+                "an error in evaluation",
+            ),
+        ),
+        (
+            "decompression_bombs",
+            (SKIPPED, "image above --max-pixels (or a file above --max-file-mb): not decoded"),
+        ),
         ("rescaled_files", (FIXED, "XML <size> differs from the real image: boxes rescaled")),
         ("clipped_boxes", (FIXED, "box reaching outside the image: clipped")),
-        ("format_mismatch", (FIXED, "file content is another format than its extension says: decoded by content")),
-        ("converted_images", (FIXED, "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB")),
+        (
+            "format_mismatch",
+            (FIXED, "file content is another format than its extension says: decoded by content"),
+        ),
+        (
+            "converted_images",
+            (FIXED, "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB"),
+        ),
         ("exif_rotated", (FIXED, "EXIF orientation other than 1: pixels rotated, boxes follow")),
         ("duplicate_content", (FIXED, "byte-identical to another image (same or other split)")),
     ]
@@ -150,7 +197,11 @@ def _pil_decode(path: str):
 def _is_bomb(e: BaseException) -> bool:
     text = f"{type(e).__name__} {e}".lower()
     cause = e.__cause__
-    return "decompressionbomb" in text or "decompression bomb" in text or (cause is not None and _is_bomb(cause))
+    return (
+        "decompressionbomb" in text
+        or "decompression bomb" in text
+        or (cause is not None and _is_bomb(cause))
+    )
 
 
 def check_image(path: str) -> Tuple[List[Tuple[str, str]], Optional[str]]:
@@ -193,7 +244,9 @@ def check_image(path: str) -> Tuple[List[Tuple[str, str]], Optional[str]]:
         reader(path)
     except Exception as e:
         kind = "decompression_bombs" if _is_bomb(e) else "undecodable_images"
-        problems.append((kind, f"{getattr(e, 'reason', None) or f'{type(e).__name__}: {e}'} ({w}x{h} {fmt})"))
+        problems.append(
+            (kind, f"{getattr(e, 'reason', None) or f'{type(e).__name__}: {e}'} ({w}x{h} {fmt})")
+        )
     return problems, digest.hexdigest()
 
 
@@ -206,7 +259,9 @@ def decode_all(paths: Sequence[str], workers: int, max_pixels: int, max_bytes: i
     chunks = [paths[i : i + 64] for i in range(0, len(paths), 64)]
     from tqdm import tqdm
 
-    bar = tqdm(total=len(paths), desc="Decoding images", unit="img", disable=None if progress else True)
+    bar = tqdm(
+        total=len(paths), desc="Decoding images", unit="img", disable=None if progress else True
+    )
     if workers <= 1 or len(chunks) <= 1:
         old_limit = Image.MAX_IMAGE_PIXELS
         with warnings.catch_warnings():  # the limits apply to this scan only
@@ -284,12 +339,13 @@ class Report:
                 lines += [f"       {f}" for f in shown]
                 if len(shown) < len(files):
                     lines.append(f"       ... and {len(files) - len(shown)} more")
-        totals = {sev: 0 for sev in (FATAL, SKIPPED, FIXED)}
+        totals = dict.fromkeys((FATAL, SKIPPED, FIXED), 0)
         for per in self.problems.values():
             for kind, files in per.items():
                 totals[KINDS[kind][0]] += len(files)
         lines.append(
-            f"Summary: {totals[FATAL]} fatal, {totals[SKIPPED]} skipped, {totals[FIXED]} fixed problem(s)."
+            f"Summary: {totals[FATAL]} fatal, {totals[SKIPPED]} skipped, "
+            f"{totals[FIXED]} fixed problem(s)."
         )
         if self.fatal_reasons:
             lines.append("Training/evaluation under the current policy would FAIL:")
@@ -316,26 +372,34 @@ def check_tree(
     report = Report(root, layout)
     hashes: Dict[str, List[Tuple[str, str]]] = defaultdict(list)  # sha1 -> [(split, path)]
     for split in ["val"] if layout == "imagenetv2" else list(splits):
-        images_path = None
         try:
             if layout == "imagenetv2":
                 index = build_imagenetv2_index(root, class_root, max_examples=None)
             else:
-                index = build_index(root, split, layout, class_root, num_workers=workers,
-                                    show_progress=progress, max_examples=None)
+                index = build_index(
+                    root,
+                    split,
+                    layout,
+                    class_root,
+                    num_workers=workers,
+                    show_progress=progress,
+                    max_examples=None,
+                )
         except (OSError, ValueError) as e:
             report.stats[split] = {}
             report.add(split, "index_error", str(e))
             report.fatal_reasons.append(f"{split}: {e}")
             continue
-        report.stats[split] = {k: v for k, v in index["stats"].items()}
+        report.stats[split] = dict(index["stats"])
         for kind in (*SKIP_COUNTERS, "rescaled_files", "clipped_boxes"):
             for detail in index["examples"].get(kind, []):
                 report.add(split, kind, detail)
         paths = [os.path.join(root, p) for p in index["rel_paths"]]
         failed = 0
         if decode:
-            for path, problems, digest in decode_all(paths, workers, max_pixels, max_bytes, progress):
+            for path, problems, digest in decode_all(
+                paths, workers, max_pixels, max_bytes, progress
+            ):
                 for kind, detail in problems:
                     report.add(split, kind, f"{path}: {detail}")
                 failed += any(kind in IMAGE_FAILURES for kind, _ in problems)
@@ -343,16 +407,22 @@ def check_tree(
                     hashes[digest].append((split, path))
         usable = len(paths) - failed
         if usable == 0:
-            report.add(split, "empty_split", f"{root} ({split}): {len(paths)} images indexed, {usable} usable")
+            report.add(
+                split,
+                "empty_split",
+                f"{root} ({split}): {len(paths)} images indexed, {usable} usable",
+            )
             report.fatal_reasons.append(f"{split}: no usable image")
         elif failed and split != "train":
             report.fatal_reasons.append(
-                f"{split}: {failed} image(s) cannot be decoded, and evaluation stops on the first one "
-                "(fix or remove them)"
+                f"{split}: {failed} image(s) cannot be decoded, and evaluation stops on the "
+                "first one (fix or remove them)"
             )
         elif failed and failed * 2 > len(paths):
-            report.fatal_reasons.append(f"{split}: {failed} of {len(paths)} images cannot be decoded")
-    for digest, where in hashes.items():
+            report.fatal_reasons.append(
+                f"{split}: {failed} of {len(paths)} images cannot be decoded"
+            )
+    for where in hashes.values():
         for split, path in where[1:]:
             first_split, first = where[0]
             report.add(split, "duplicate_content", f"{path} (same bytes as {first}, {first_split})")
@@ -366,8 +436,14 @@ def main(argv=None) -> int:
         return 2
     t0 = time.perf_counter()
     report = check_tree(
-        args.root, args.layout, args.splits, args.class_root, decode=not args.no_decode,
-        workers=args.workers, max_pixels=args.max_pixels, max_bytes=int(args.max_file_mb * (1 << 20)),
+        args.root,
+        args.layout,
+        args.splits,
+        args.class_root,
+        decode=not args.no_decode,
+        workers=args.workers,
+        max_pixels=args.max_pixels,
+        max_bytes=int(args.max_file_mb * (1 << 20)),
         progress=not args.quiet,
     )
     print(report.format(args.list))

@@ -19,6 +19,7 @@ AP/AR as fractions with 3 decimals like the paper (``--percent`` for detectron2'
 0-100 scale); the best value of each column in bold; ``--baseline NAME`` adds the AP
 difference to that row. A RUN without results is a one-line error naming it (exit 2).
 """
+
 import argparse
 import json
 import math
@@ -72,8 +73,10 @@ def read_run(path: str, dataset: Optional[str] = None) -> Run:
                 path = os.path.join(path, name)
                 break
         else:
-            raise RunError(f"{path}: no results (neither transfer_metrics.json nor metrics.json; "
-                           "is the run finished and evaluated?)")
+            raise RunError(
+                f"{path}: no results (neither transfer_metrics.json nor metrics.json; "
+                "is the run finished and evaluated?)"
+            )
     with open(path) as f:
         text = f.read()
     try:
@@ -89,12 +92,16 @@ def read_run(path: str, dataset: Optional[str] = None) -> Run:
     try:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError:
-        raise RunError(f"{path}: not a transfer_metrics.json or detectron2 metrics.json file") from None
+        raise RunError(
+            f"{path}: not a transfer_metrics.json or detectron2 metrics.json file"
+        ) from None
     prefix = f"{dataset}/bbox/" if dataset else "bbox/"
     rows = [r for r in rows if isinstance(r, dict) and prefix + "AP" in r]
     if not rows:
         raise RunError(f"{path}: no evaluation results ({prefix}AP)")
-    return Run({k[len(prefix):]: v for k, v in rows[-1].items() if k.startswith(prefix)}, UNKNOWN_RECIPE)
+    return Run(
+        {k[len(prefix) :]: v for k, v in rows[-1].items() if k.startswith(prefix)}, UNKNOWN_RECIPE
+    )
 
 
 def load_run(path: str, dataset: Optional[str] = None) -> Dict[str, Optional[float]]:
@@ -109,8 +116,13 @@ def _value(metrics: Dict, column: str) -> Optional[float]:
     return float(v)
 
 
-def markdown_table(runs: List[Tuple[str, Dict]], columns: List[str], percent: bool = False,
-                   baseline: Optional[str] = None, recipes: Optional[List[str]] = None) -> str:
+def markdown_table(
+    runs: List[Tuple[str, Dict]],
+    columns: List[str],
+    percent: bool = False,
+    baseline: Optional[str] = None,
+    recipes: Optional[List[str]] = None,
+) -> str:
     """Rows = runs, columns = metrics; best per column in bold. ``recipes`` (one per run):
     a Recipe column after Method."""
     scale, digits = (1.0, 1) if percent else (0.01, 3)
@@ -127,7 +139,10 @@ def markdown_table(runs: List[Tuple[str, Dict]], columns: List[str], percent: bo
             raise ValueError(f"--baseline {baseline!r} is not one of {names}")
         base = _value(dict(runs)[baseline], "AP")
         header.append(f"ΔAP vs {baseline}")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     for i, (name, metrics) in enumerate(runs):
         cells = [name] + ([recipes[i]] if recipes is not None else [])
         for c in columns:
@@ -136,10 +151,14 @@ def markdown_table(runs: List[Tuple[str, Dict]], columns: List[str], percent: bo
                 cells.append("–")
                 continue
             text = f"{v * scale:.{digits}f}"
-            cells.append(f"**{text}**" if best[c] is not None and v == best[c] and len(runs) > 1 else text)
+            cells.append(
+                f"**{text}**" if best[c] is not None and v == best[c] and len(runs) > 1 else text
+            )
         if baseline is not None:
             ap = _value(metrics, "AP")
-            cells.append("–" if ap is None or base is None else f"{(ap - base) * scale:+.{digits}f}")
+            cells.append(
+                "–" if ap is None or base is None else f"{(ap - base) * scale:+.{digits}f}"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -188,15 +207,23 @@ def main(argv=None) -> int:
         runs.append((name, run.metrics))
         recipes.append(run.recipe)
     try:
-        table = markdown_table(runs, args.columns or TABLES[args.table], percent=args.percent,
-                               baseline=args.baseline, recipes=recipes)
+        table = markdown_table(
+            runs,
+            args.columns or TABLES[args.table],
+            percent=args.percent,
+            baseline=args.baseline,
+            recipes=recipes,
+        )
     except ValueError as e:  # --baseline naming no run
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     layout = "Custom columns" if args.columns else f"Table {args.table} layout"
-    caption = (f"{layout}: Faster R-CNN fine-tuned on COCO from each classifier "
-               f"({'AP/AR in %' if args.percent else 'AP/AR as fractions'}; AR at 1/10/100 detections, IoU 0.5:0.95; "
-               "Recipe: jwyang = jwyang/faster-rcnn.pytorch as the paper used it, detectron2 = detectron2's 1x)")
+    caption = (
+        f"{layout}: Faster R-CNN fine-tuned on COCO from each classifier "
+        f"({'AP/AR in %' if args.percent else 'AP/AR as fractions'}; "
+        "AR at 1/10/100 detections, IoU 0.5:0.95; Recipe: jwyang = jwyang/faster-rcnn.pytorch "
+        "as the paper used it, detectron2 = detectron2's 1x)"
+    )
     text = caption + "\n\n" + table + "\n"
     print(text)
     if args.output:

@@ -9,7 +9,8 @@ torchvision or timm ResNet state dicts (.pth; also under "state_dict"/"model", w
 backbone weights (.pkl: {"model": {name: ndarray}, "__author__": ..., "matching_heuristics":
 True}, e.g. MoCo's converted files). Tensors are never changed, only renamed:
 
-    --to torchvision  a torchvision ResNet state dict (.pth): torchvision.models.resnet50().load_state_dict(...)
+    --to torchvision  a torchvision ResNet state dict (.pth), as
+                      torchvision.models.resnet50().load_state_dict(...) takes it
     --to als_d2       {"model": backbone-relative keys + head, "__author__": "als_d2",
                       "matching_heuristics": True} (.pth): loads into ImageClassifier
                       (MODEL.WEIGHTS of tools/train_cls.py) and into C4/FPN detectors
@@ -23,6 +24,7 @@ Examples:
     tools/convert_weights.py output/als_r50/model_final.pth output/als_r50.pkl --to detectron2
     tools/convert_weights.py output/als_r50/model_final.pth output/als_r50_tv.pth --to torchvision
 """
+
 import argparse
 import logging
 import pickle

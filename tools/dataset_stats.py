@@ -3,9 +3,11 @@
 class-count histogram of the paper's appendix (figure of the 480 OpenImages classes,
 and of the 1000 ImageNet 'mask' classes).
 
-    tools/dataset_stats.py --dataset openimages_train_leaf_mask --output openimages_train_counts.png
-    tools/dataset_stats.py --dataset imagenet_train_boxed_mask --output in_mask.png --log --json counts.json
-    DETECTRON2_DATASETS=/data tools/dataset_stats.py --dataset openimages_val_leaf --output val.png --order label
+    tools/dataset_stats.py --dataset openimages_train_leaf_mask --output oi_train_counts.png
+    tools/dataset_stats.py --dataset imagenet_train_boxed_mask --output in_mask.png --log \
+        --json counts.json
+    DETECTRON2_DATASETS=/data tools/dataset_stats.py --dataset openimages_val_leaf \
+        --output val.png --order label
 
 Counts are taken over the dataset dicts' ``label`` (every dict is one sample: for 'mask'
 sets, one object). Classes come from ``MetadataCatalog`` (``num_classes`` or
@@ -14,8 +16,10 @@ are sorted by count (``--order count``, the default) or by label. Printed: class
 samples, images (distinct ``image_id``), min / median / max per class, the largest and
 smallest classes by name, and the subset steps when the dataset logs them
 (``subset_steps``, OpenImages, with the rule that found the classes annotated for only a
-subset of their images: ``annotation_rule``). Drawn with matplotlib's Agg canvas (no display needed).
+subset of their images: ``annotation_rule``). Drawn with matplotlib's Agg canvas (no
+display needed).
 """
+
 import argparse
 import json
 import os
@@ -56,7 +60,9 @@ def class_counts(dicts: Sequence[dict], num_classes: Optional[int] = None) -> np
     for i, d in enumerate(dicts):
         label = d.get("label")
         if not isinstance(label, (int, np.integer)) or label < 0:
-            raise ValueError(f"dict {i} ({d.get('file_name', '?')}) has no valid 'label': {label!r}")
+            raise ValueError(
+                f"dict {i} ({d.get('file_name', '?')}) has no valid 'label': {label!r}"
+            )
         counts[int(label)] += 1
     k = num_classes if num_classes is not None else (max(counts) + 1 if counts else 0)
     if counts and max(counts) >= k:
@@ -90,8 +96,14 @@ def summary(name: str, dicts: Sequence[dict], counts: np.ndarray, class_names: L
     }
 
 
-def draw(counts: np.ndarray, path: str, title: str, order: str = "count", log: bool = False,
-         class_names: Optional[Sequence[str]] = None) -> List[str]:
+def draw(
+    counts: np.ndarray,
+    path: str,
+    title: str,
+    order: str = "count",
+    log: bool = False,
+    class_names: Optional[Sequence[str]] = None,
+) -> List[str]:
     """Bar chart of ``counts`` (sorted by count, or by label) to a PNG at ``path``. With at
     most 20 classes each bar is labelled with its class (``class_names``, else the label),
     in bar order; returns those tick labels ([] when there are too many classes to label)."""
@@ -101,17 +113,29 @@ def draw(counts: np.ndarray, path: str, title: str, order: str = "count", log: b
     counts = np.asarray(counts)
     labels = np.argsort(-counts, kind="stable") if order == "count" else np.arange(len(counts))
     values = counts[labels]
-    names = list(class_names) if class_names is not None and len(class_names) == len(counts) else None
+    names = (
+        list(class_names) if class_names is not None and len(class_names) == len(counts) else None
+    )
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(np.arange(len(values)), values, width=1.0 if len(values) > 100 else 0.8, color="#3b6ea5", edgecolor="none")
+    ax.bar(
+        np.arange(len(values)),
+        values,
+        width=1.0 if len(values) > 100 else 0.8,
+        color="#3b6ea5",
+        edgecolor="none",
+    )
     ticks: List[str] = []
     if len(values) <= 20:
         ticks = [str(names[i]) if names else str(int(i)) for i in labels]
         ax.set_xticks(np.arange(len(values)))
-        ax.set_xticklabels(ticks, rotation=45 if any(len(t) > 4 for t in ticks) else 0, ha="right" if any(
-            len(t) > 4 for t in ticks) else "center", fontsize=8)
+        ax.set_xticklabels(
+            ticks,
+            rotation=45 if any(len(t) > 4 for t in ticks) else 0,
+            ha="right" if any(len(t) > 4 for t in ticks) else "center",
+            fontsize=8,
+        )
     ax.set_xlim(-0.5, max(len(values), 1) - 0.5)
     ax.set_xlabel("class (sorted by count)" if order == "count" else "class (label)")
     ax.set_ylabel("samples")
@@ -128,7 +152,10 @@ def draw(counts: np.ndarray, path: str, title: str, order: str = "count", log: b
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     args = get_parser().parse_args(argv)
     if args.dataset not in DatasetCatalog.list():
-        sys.exit(f"dataset {args.dataset!r} is not registered (known: {', '.join(sorted(DatasetCatalog.list()))})")
+        sys.exit(
+            f"dataset {args.dataset!r} is not registered "
+            f"(known: {', '.join(sorted(DatasetCatalog.list()))})"
+        )
     from detectron2.utils.logger import setup_logger
 
     setup_logger(name="als_d2")
@@ -137,27 +164,42 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     names = meta.get("thing_classes")
     k = meta.get("num_classes") or (len(names) if names else None)
     counts = class_counts(dicts, k)
-    names = list(names) if names and len(names) == len(counts) else [str(i) for i in range(len(counts))]
+    names = (
+        list(names) if names and len(names) == len(counts) else [str(i) for i in range(len(counts))]
+    )
     info = summary(args.dataset, dicts, counts, names)
 
-    print(f"{args.dataset}: {info['classes']} classes ({info['classes_with_samples']} with samples), "
-          f"{info['samples']} samples from {info['images']} images; per class min {info['min']}, "
-          f"median {info['median']:g}, max {info['max']}")
-    print("largest:  " + ", ".join(f"{c['name']} ({c['label']}): {c['count']}" for c in info["largest"]))
-    print("smallest: " + ", ".join(f"{c['name']} ({c['label']}): {c['count']}" for c in info["smallest"]))
+    print(
+        f"{args.dataset}: {info['classes']} classes ({info['classes_with_samples']} with samples), "
+        f"{info['samples']} samples from {info['images']} images; per class min {info['min']}, "
+        f"median {info['median']:g}, max {info['max']}"
+    )
+    print(
+        "largest:  "
+        + ", ".join(f"{c['name']} ({c['label']}): {c['count']}" for c in info["largest"])
+    )
+    print(
+        "smallest: "
+        + ", ".join(f"{c['name']} ({c['label']}): {c['count']}" for c in info["smallest"])
+    )
     steps = meta.get("subset_steps")
     if steps:
         info["subset_steps"] = steps
         print("subset steps:")
         for s in steps:
             n = s.get("samples", s.get("boxes", 0))
-            print(f"  {s['step']:<16} classes {s['classes']:>6}  images {s['images']:>9}  boxes/samples {n:>10}")
+            print(
+                f"  {s['step']:<16} classes {s['classes']:>6}  images {s['images']:>9}  "
+                f"boxes/samples {n:>10}"
+            )
     rule = meta.get("annotation_rule")
     if rule:
         info["annotation_rule"] = rule
         print(f"classes annotated for only a subset of their images: found by the {rule} rule")
-    title = (f"{args.dataset}: {info['samples']} samples, {info['classes']} classes "
-             f"(max {info['max']}, median {info['median']:g}, min {info['min']})")
+    title = (
+        f"{args.dataset}: {info['samples']} samples, {info['classes']} classes "
+        f"(max {info['max']}, median {info['median']:g}, min {info['min']})"
+    )
     draw(counts, args.output, title, args.order, args.log, class_names=names)
     print(f"wrote {args.output}")
     if args.json:

@@ -33,6 +33,7 @@ any model is built; a head with another class count than ``MODEL.CLASSIFIER.NUM_
 (itself checked against each evaluated dataset's class count), or a file without head or
 backbone tensors, is an error naming the file and the key, not a randomly initialised layer.
 """
+
 import json
 import logging
 import math
@@ -88,20 +89,37 @@ _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 TABLE1 = [("ACC", "acc"), ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf")]
 # "pycalib" columns: the paper's Table 2 estimator; "Guo" columns: the usual one (see ESTIMATORS)
 TABLE2 = [
-    ("ACC", "acc"), ("Top-5", "top5"),
-    ("ECE(15) pycalib", "paper_ece_15"), ("ECE(100) pycalib", "paper_ece_100"), ("MCE(15) pycalib", "paper_mce_15"),
-    ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf"), ("NLL", "nll"), ("Brier", "brier"),
+    ("ACC", "acc"),
+    ("Top-5", "top5"),
+    ("ECE(15) pycalib", "paper_ece_15"),
+    ("ECE(100) pycalib", "paper_ece_100"),
+    ("MCE(15) pycalib", "paper_mce_15"),
+    ("O.conf", "over_conf"),
+    ("U.conf", "under_conf"),
+    ("A.conf", "avg_conf"),
+    ("NLL", "nll"),
+    ("Brier", "brier"),
     ("Obj.dev", "objectness_deviation"),
-    ("ECE(15) Guo", "ece_15"), ("ECE(100) Guo", "ece_100"), ("MCE(15) Guo", "mce_15"),
+    ("ECE(15) Guo", "ece_15"),
+    ("ECE(100) Guo", "ece_100"),
+    ("MCE(15) Guo", "mce_15"),
 ]
 # before/after temperature scaling (keys of als_d2.evaluation.evaluator.TS_KEYS)
-TABLE_TS = [("ECE(15) pycalib", "paper_ece_15"), ("ECE(15) Guo", "ece_15"), ("ECE(100) Guo", "ece_100"),
-            ("MCE(15) Guo", "mce_15"), ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf"),
-            ("NLL", "nll")]
+TABLE_TS = [
+    ("ECE(15) pycalib", "paper_ece_15"),
+    ("ECE(15) Guo", "ece_15"),
+    ("ECE(100) Guo", "ece_100"),
+    ("MCE(15) Guo", "mce_15"),
+    ("O.conf", "over_conf"),
+    ("U.conf", "under_conf"),
+    ("A.conf", "avg_conf"),
+    ("NLL", "nll"),
+]
 ESTIMATORS = (
-    "ECE/MCE with B bins: *pycalib* = Wenger et al. 2020 (pycalib `expected_calibration_error`, the estimator of "
-    "the paper's Table 2): equal-width bins on [1/K, 1] (K = the model's classes), each bin's accuracy against the "
-    "fixed reference linspace(1/K + 1/(2B), 1 - 1/(2B), B); *Guo* = Guo et al. 2017 (as torchmetrics, netcal): "
+    "ECE/MCE with B bins: *pycalib* = Wenger et al. 2020 (pycalib "
+    "`expected_calibration_error`, the estimator of the paper's Table 2): equal-width bins on "
+    "[1/K, 1] (K = the model's classes), each bin's accuracy against the fixed reference "
+    "linspace(1/K + 1/(2B), 1 - 1/(2B), B); *Guo* = Guo et al. 2017 (as torchmetrics, netcal): "
     "equal-width bins on [0, 1], each bin's accuracy against its mean confidence."
 )
 
@@ -145,9 +163,11 @@ def eval_output_dir(cfg, output: Optional[str]) -> str:
     folder = output or os.path.join(cfg.OUTPUT_DIR, "eval")
     run = [f for f in TRAINING_RUN_FILES if os.path.exists(os.path.join(folder, f))]
     if run:
-        raise SystemExit(f"error: --output {folder} holds a training run ({', '.join(run)}); the evaluation "
-                         f"would overwrite its config.yaml / log.txt: choose another --output "
-                         f"(default OUTPUT_DIR/eval)")
+        raise SystemExit(
+            f"error: --output {folder} holds a training run ({', '.join(run)}); the evaluation "
+            f"would overwrite its config.yaml / log.txt: choose another --output "
+            f"(default OUTPUT_DIR/eval)"
+        )
     return folder
 
 
@@ -174,7 +194,7 @@ def preflight(cfg, checkpoints: Sequence[str], datasets: Sequence[str]) -> None:
         for path in checkpoints:
             check_checkpoint_head(path, cfg.MODEL.CLASSIFIER.NUM_CLASSES)
     except (CheckpointMismatchError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
 
 
 def _fmt(value) -> str:
@@ -183,7 +203,9 @@ def _fmt(value) -> str:
     return f"{value:.4f}"
 
 
-def markdown_table(rows: Sequence[Tuple[str, str, Dict]], columns, title: str, note: Optional[str] = None) -> str:
+def markdown_table(
+    rows: Sequence[Tuple[str, str, Dict]], columns, title: str, note: Optional[str] = None
+) -> str:
     """``rows``: (checkpoint, dataset, metric dict); ``columns``: (header, key or callable);
     ``note``: a footnote paragraph under the table."""
     head = ["Checkpoint", "Val"] + [c[0] for c in columns]
@@ -203,13 +225,18 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
     other = [r for r in rows if r[1] not in context_datasets]
     parts = []
     if context:
-        parts.append(markdown_table(context, TABLE1, "Table 1: context-only images (objects painted out)"))
+        parts.append(
+            markdown_table(context, TABLE1, "Table 1: context-only images (objects painted out)")
+        )
     if other:
-        parts.append(markdown_table(other, TABLE2, "Table 2: classification and calibration", ESTIMATORS))
+        parts.append(
+            markdown_table(other, TABLE2, "Table 2: classification and calibration", ESTIMATORS)
+        )
     ts_rows = [r for r in rows if "ts_temperature" in r[2]]
     if ts_rows:
         columns = [("T", "ts_temperature")] + [
-            (h, lambda m, k=k: f"{_fmt(m.get('ts_base_' + k))} -> {_fmt(m.get('ts_' + k))}") for h, k in TABLE_TS
+            (h, lambda m, k=k: f"{_fmt(m.get('ts_base_' + k))} -> {_fmt(m.get('ts_' + k))}")
+            for h, k in TABLE_TS
         ]
         title = "Temperature scaling (not a paper table): held-out half, before -> after"
         note = "ECE/MCE estimators: see the note under Table 2." if other else ESTIMATORS
@@ -217,15 +244,18 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
     return "\n\n".join(parts)
 
 
-def evaluate_checkpoints(cfg, checkpoints: Sequence[str], names: Sequence[str], datasets: Sequence[str], output: str):
-    """Run every (checkpoint, dataset); returns ``{(name, dataset): metrics}`` on the main process."""
+def evaluate_checkpoints(
+    cfg, checkpoints: Sequence[str], names: Sequence[str], datasets: Sequence[str], output: str
+):
+    """Run every (checkpoint, dataset); returns ``{(name, dataset): metrics}`` on the main
+    process."""
     results: Dict[Tuple[str, str], Dict] = OrderedDict()
     for path, name in zip(checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
         try:
             EvaluationCheckpointer(model, save_dir=output).load(path)
         except CheckpointMismatchError as e:
-            raise SystemExit(f"error: {e}")
+            raise SystemExit(f"error: {e}") from None
         model.eval()
         for dataset in datasets:
             folder = os.path.join(output, name, dataset)
@@ -238,7 +268,11 @@ def evaluate_checkpoints(cfg, checkpoints: Sequence[str], names: Sequence[str], 
                 results[(name, dataset)] = metrics
                 PathManager.mkdirs(folder)
                 with PathManager.open(os.path.join(folder, "results.json"), "w") as f:
-                    json.dump({"checkpoint": path, "name": name, "dataset": dataset, "metrics": metrics}, f, indent=2)
+                    json.dump(
+                        {"checkpoint": path, "name": name, "dataset": dataset, "metrics": metrics},
+                        f,
+                        indent=2,
+                    )
         del model
     return results
 
@@ -250,7 +284,11 @@ def main(args):
     cfg = setup(args, args.output)
     output = cfg.OUTPUT_DIR
     datasets = list(args.datasets or cfg.DATASETS.TEST)
-    context = args.context_datasets if args.context_datasets is not None else [d for d in datasets if "context" in d]
+    context = (
+        args.context_datasets
+        if args.context_datasets is not None
+        else [d for d in datasets if "context" in d]
+    )
     preflight(cfg, args.checkpoints, datasets)
     results = evaluate_checkpoints(cfg, args.checkpoints, names, datasets, output)
     if comm.is_main_process():

@@ -19,6 +19,7 @@ als_d2.data.datasets.builtin.register_synthetic_imagenet(root, prefix), as tools
 A second run with the same parameters returns at once (synthetic_manifest.json).
 See als_d2/data/synthetic.py for the layout and the image model.
 """
+
 import argparse
 import json
 import sys
@@ -92,7 +93,11 @@ def main(argv=None) -> dict:
     if args.json:
         print(json.dumps(summary, indent=1))
         return summary
-    how = "already there (manifest matches)" if summary["cached"] else f"written in {summary['seconds']:.1f} s"
+    how = (
+        "already there (manifest matches)"
+        if summary["cached"]
+        else f"written in {summary['seconds']:.1f} s"
+    )
     print(f"synthetic ImageNet at {summary['root']}: {how}")
     print(
         f"  {len(summary['wnids'])} classes; train {summary['train_images']} images "

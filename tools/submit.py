@@ -5,7 +5,8 @@ checkpoint on time-out / preemption, requeue, resume (--resume: exact for train_
     tools/submit.py --tool cls --nodes 2 --gpus-per-node 8 --partition gpu --timeout 4320 \\
         --job-dir /checkpoint/$USER/jobs/%j --config-file configs/als_r50.yaml \\
         OUTPUT_DIR /checkpoint/$USER/als_r50
-    tools/submit.py --tool det --gpus-per-node 8 --config-file configs/COCO-Detection/... MODEL.WEIGHTS ...
+    tools/submit.py --tool det --gpus-per-node 8 \
+        --config-file configs/COCO-Detection/... MODEL.WEIGHTS ...
 
 Everything after the flags below is the training tool's: ``--config-file``, ``--resume``,
 ``--eval-only`` and trailing ``KEY VALUE`` overrides (``--num-gpus``, ``--num-machines``,
@@ -14,6 +15,7 @@ whose ``launch()`` starts the node's G processes; see ``als_d2/engine/submit.py`
 OUTPUT_DIR and ``--job-dir`` must be on a file system that every node sees.
 ``--cluster local`` runs the same job on this machine (one node, no SLURM).
 """
+
 import argparse
 import os
 import sys
@@ -30,48 +32,84 @@ def memory_gb(text: str) -> float:
     try:
         return float(text[:-1]) * scale if scale else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size (e.g. 64, 64G, 500M)") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a memory size (e.g. 64, 64G, 500M)"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # a training tool's flag is never taken for an abbreviation of these
-        epilog="Other arguments go to the training tool: --config-file FILE [--resume] [--eval-only] [KEY VALUE ...]",
+        epilog="Other arguments go to the training tool: "
+        "--config-file FILE [--resume] [--eval-only] [KEY VALUE ...]",
     )
-    parser.add_argument("--tool", choices=sorted(TOOLS), required=True,
-                        help="cls: tools/train_cls.py, det: tools/train_det.py")
+    parser.add_argument(
+        "--tool",
+        choices=sorted(TOOLS),
+        required=True,
+        help="cls: tools/train_cls.py, det: tools/train_det.py",
+    )
     parser.add_argument("--nodes", type=int, default=1, help="nodes (machines)")
-    parser.add_argument("--gpus-per-node", type=int, default=1, help="GPUs, hence training processes, per node")
+    parser.add_argument(
+        "--gpus-per-node", type=int, default=1, help="GPUs, hence training processes, per node"
+    )
     parser.add_argument("--partition", help="SLURM partition")
-    parser.add_argument("--timeout", type=int, default=24 * 60, help="time limit of each run of the job, minutes")
-    parser.add_argument("--job-dir", default="output/jobs/%j",
-                        help="submitit's folder: logs, pickles (%%j: the job id; shared by the nodes)")
-    parser.add_argument("--cpus-per-task", type=int, help="CPUs of each node's task (SLURM default when unset)")
+    parser.add_argument(
+        "--timeout", type=int, default=24 * 60, help="time limit of each run of the job, minutes"
+    )
+    parser.add_argument(
+        "--job-dir",
+        default="output/jobs/%j",
+        help="submitit's folder: logs, pickles (%%j: the job id; shared by the nodes)",
+    )
+    parser.add_argument(
+        "--cpus-per-task", type=int, help="CPUs of each node's task (SLURM default when unset)"
+    )
     parser.add_argument("--mem", type=memory_gb, help="memory per node in GB (64, 64G, 500M)")
-    parser.add_argument("--signal-delay", type=int, default=120,
-                        help="seconds before the time limit at which SLURM signals (SIGUSR2) the job to checkpoint")
-    parser.add_argument("--max-requeues", type=int, default=10, help="requeues after time-outs (not preemptions)")
-    parser.add_argument("--port", type=int, help="rendezvous port on the first node (default: from the job id)")
+    parser.add_argument(
+        "--signal-delay",
+        type=int,
+        default=120,
+        help="seconds before the time limit at which SLURM signals (SIGUSR2) the job to checkpoint",
+    )
+    parser.add_argument(
+        "--max-requeues", type=int, default=10, help="requeues after time-outs (not preemptions)"
+    )
+    parser.add_argument(
+        "--port", type=int, help="rendezvous port on the first node (default: from the job id)"
+    )
     parser.add_argument("--name", help="job name (default als_d2_<tool>)")
-    parser.add_argument("--cluster", choices=("slurm", "local"),
-                        help="default: SLURM where srun exists; local: this machine, one node")
+    parser.add_argument(
+        "--cluster",
+        choices=("slurm", "local"),
+        help="default: SLURM where srun exists; local: this machine, one node",
+    )
     return parser
 
 
 def main(argv=None):
     args, tool_args = build_parser().parse_known_args(argv)
     script = os.path.join(HERE, TOOLS[args.tool])
-    tool = default_argument_parser().parse_args(tool_args)  # the training tool's own parsing and errors
+    tool = default_argument_parser().parse_args(
+        tool_args
+    )  # the training tool's own parsing and errors
     if not tool.config_file:
-        raise SystemExit(f"error: --config-file: the training tool tools/{TOOLS[args.tool]} needs a config")
+        raise SystemExit(
+            f"error: --config-file: the training tool tools/{TOOLS[args.tool]} needs a config"
+        )
     if not os.path.isfile(tool.config_file):
         raise SystemExit(f"error: --config-file {tool.config_file}: no such file")
     if args.nodes < 1 or args.gpus_per_node < 1:
-        raise SystemExit(f"error: --nodes {args.nodes} --gpus-per-node {args.gpus_per_node}: both must be >= 1")
+        raise SystemExit(
+            f"error: --nodes {args.nodes} --gpus-per-node {args.gpus_per_node}: both must be >= 1"
+        )
     if args.signal_delay < 30 or args.signal_delay * 2 > args.timeout * 60:
-        raise SystemExit(f"error: --signal-delay {args.signal_delay}: between 30 s and half of --timeout "
-                         f"({args.timeout} min)")
+        raise SystemExit(
+            f"error: --signal-delay {args.signal_delay}: between 30 s and half of --timeout "
+            f"({args.timeout} min)"
+        )
 
     import als_d2  # noqa: F401  (detectron2 bootstrap first; seconds: after the usage errors)
     from als_d2.engine.submit import TrainJob, build_executor, check_tool_args
@@ -80,19 +118,35 @@ def main(argv=None):
         check_tool_args(tool_args)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    job = TrainJob(script, tool_args, gpus_per_node=args.gpus_per_node, port=args.port,
-                   stop_timeout_s=args.signal_delay - 20)  # leaves the requeue some seconds
+    job = TrainJob(
+        script,
+        tool_args,
+        gpus_per_node=args.gpus_per_node,
+        port=args.port,
+        stop_timeout_s=args.signal_delay - 20,
+    )  # leaves the requeue some seconds
     try:
         executor = build_executor(
-            args.job_dir, cluster=args.cluster, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-            timeout_min=args.timeout, partition=args.partition, cpus_per_task=args.cpus_per_task, mem_gb=args.mem,
-            signal_delay_s=args.signal_delay, max_requeues=args.max_requeues, name=args.name or f"als_d2_{args.tool}",
+            args.job_dir,
+            cluster=args.cluster,
+            nodes=args.nodes,
+            gpus_per_node=args.gpus_per_node,
+            timeout_min=args.timeout,
+            partition=args.partition,
+            cpus_per_task=args.cpus_per_task,
+            mem_gb=args.mem,
+            signal_delay_s=args.signal_delay,
+            max_requeues=args.max_requeues,
+            name=args.name or f"als_d2_{args.tool}",
         )
     except (ValueError, RuntimeError) as e:  # e.g. local with several nodes, no SLURM found
         raise SystemExit(f"error: {e}") from None
     submitted = executor.submit(job)
-    print(f"submitted job {submitted.job_id} ({executor.cluster}): tools/{TOOLS[args.tool]} on {args.nodes} node(s) "
-          f"x {args.gpus_per_node} GPU(s); log {submitted.paths.stdout}")
+    print(
+        f"submitted job {submitted.job_id} ({executor.cluster}): tools/{TOOLS[args.tool]} "
+        f"on {args.nodes} node(s) "
+        f"x {args.gpus_per_node} GPU(s); log {submitted.paths.stdout}"
+    )
     return submitted
 
 

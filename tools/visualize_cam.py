@@ -20,6 +20,7 @@ Runs in one process (CPU or one GPU, cfg.MODEL.DEVICE). Checkpoints load strictl
 head whose class count is not ``MODEL.CLASSIFIER.NUM_CLASSES`` (checked against the
 dataset's), or a file without head or backbone tensors, is an error naming the file.
 """
+
 import argparse
 import logging
 import os
@@ -107,10 +108,19 @@ def _scatter_data(cfg, model, dataset: str, max_samples: int) -> Dict[str, np.nd
             labels = torch.as_tensor([x["label"] for x in batch])
             conf.append(probs.max(dim=1).values.numpy())
             correct.append((probs.argmax(dim=1) == labels).numpy())
-            obj.append(np.array([np.nan if x.get("objectness") is None else x["objectness"] for x in batch], dtype=float))
+            obj.append(
+                np.array(
+                    [np.nan if x.get("objectness") is None else x["objectness"] for x in batch],
+                    dtype=float,
+                )
+            )
             if sum(len(c) for c in conf) >= max_samples:
                 break
-    cat = {"confidence": np.concatenate(conf), "objectness": np.concatenate(obj), "correct": np.concatenate(correct)}
+    cat = {
+        "confidence": np.concatenate(conf),
+        "objectness": np.concatenate(obj),
+        "correct": np.concatenate(correct),
+    }
     return {k: v[:max_samples] for k, v in cat.items()}
 
 
@@ -123,18 +133,29 @@ def main(args) -> Dict[str, str]:
         for path in args.checkpoints:
             check_checkpoint_head(path, cfg.MODEL.CLASSIFIER.NUM_CLASSES)
     except (CheckpointMismatchError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     names = args.names or [
-        os.path.basename(os.path.dirname(os.path.abspath(p))) + "/" + os.path.splitext(os.path.basename(p))[0]
+        os.path.basename(os.path.dirname(os.path.abspath(p)))
+        + "/"
+        + os.path.splitext(os.path.basename(p))[0]
         for p in args.checkpoints
     ]
     if len(names) != len(args.checkpoints):
-        raise SystemExit(f"--names has {len(names)} entries for {len(args.checkpoints)} checkpoints")
+        raise SystemExit(
+            f"--names has {len(names)} entries for {len(args.checkpoints)} checkpoints"
+        )
     dicts = load_dataset_dicts([dataset])
     if args.indices:
         indices = list(args.indices)
     else:
-        indices = sorted(set(np.linspace(0, len(dicts) - 1, min(args.num_images, len(dicts))).round().astype(int).tolist()))
+        indices = sorted(
+            set(
+                np.linspace(0, len(dicts) - 1, min(args.num_images, len(dicts)))
+                .round()
+                .astype(int)
+                .tolist()
+            )
+        )
     mapper = ClassificationDatasetMapper(cfg, is_train=False)
     mapped = [mapper(dicts[i]) for i in indices]
     classes = MetadataCatalog.get(dataset).get("thing_classes", None)
@@ -150,11 +171,14 @@ def main(args) -> Dict[str, str]:
         try:
             EvaluationCheckpointer(model).load(path)
         except CheckpointMismatchError as e:
-            raise SystemExit(f"error: {e}")
+            raise SystemExit(f"error: {e}") from None
         out = class_activation_maps(model, mapped)
-        overlays = [overlay_cam(img, cam.numpy(), args.alpha) for img, cam in zip(images, out["cams"])]
+        overlays = [
+            overlay_cam(img, cam.numpy(), args.alpha) for img, cam in zip(images, out["cams"])
+        ]
         captions = [
-            f"{_class_name(classes, int(c))} ({float(p[c]):.2f})" for c, p in zip(out["class_ids"], out["probs"])
+            f"{_class_name(classes, int(c))} ({float(p[c]):.2f})"
+            for c, p in zip(out["class_ids"], out["probs"])
         ]
         columns.append((name, overlays, captions))
         if args.scatter_samples > 0:

@@ -2,7 +2,11 @@
 # run it first, so both work on a fresh machine.
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# The environment; several can live side by side, e.g. VENV=.venv-d2main for detectron2 main.
 VENV ?= .venv
+# Empty: detectron2 v0.6 from the package index (pure Python). A detectron2 source tree or
+# archive (e.g. ../shared/vendor/detectron2-main-02b5c4e.tar.gz): built with its C++ ops.
+DETECTRON2_SRC ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTEST_ARGS ?=
@@ -21,9 +25,14 @@ $(VENV)/.torch-spec: $(PY) FORCE
 	  $(PIP) install -q $(TORCH_SPEC) && echo "$(TORCH_SPEC)" > $@; \
 	fi
 
-# detectron2: keep one that imports, otherwise pb1-detectron2==0.6 without its C++ ops.
-$(VENV)/.detectron2-constraints.txt: $(VENV)/.torch-spec tools/install_detectron2.py tools/constraints-detectron2-v0.6.txt
-	$(PY) tools/install_detectron2.py --constraints-out $@
+# detectron2: without DETECTRON2_SRC, keep one that imports, otherwise pb1-detectron2==0.6
+# without its C++ ops; with it, a wheel built from that source (MAX_JOBS=2 by default).
+# $(VENV)/.detectron2-source.json records the source installed (content sha256) and the
+# TORCH_SPEC it was built for: the installer returns at once when both match, and
+# re-installs when either changes (switching sources replaces the detectron2 it installed).
+$(VENV)/.detectron2-constraints.txt: $(VENV)/.torch-spec FORCE
+	@$(PY) tools/install_detectron2.py --constraints-out $@ --record $(VENV)/.detectron2-source.json \
+	  --torch-spec "$(TORCH_SPEC)" --src "$(DETECTRON2_SRC)"
 
 $(VENV)/.als-d2-installed: $(VENV)/.detectron2-constraints.txt setup.py
 	$(PIP) install -q -c $(VENV)/.detectron2-constraints.txt -e '.[dev]'

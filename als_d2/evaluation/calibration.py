@@ -131,33 +131,34 @@ def sample_stats(probs, labels) -> Dict[str, np.ndarray]:
     ``brier`` (N float64): everything :func:`metrics_from_stats` needs, so callers that
     see the predictions in batches keep N x 5 numbers instead of N x K.
     """
-    probs = np.asarray(probs)
-    if probs.ndim != 2:
-        raise ValueError(f"probs must be N x K, got shape {probs.shape}")
-    labels = _check(labels, probs.shape[0], probs.shape[1])
-    parts = []
-    for s in range(0, probs.shape[0], _CHUNK):
-        parts.append(
-            _stats_of_chunk(probs[s : s + _CHUNK].astype(np.float64), labels[s : s + _CHUNK], None)
-        )
+    return _chunked(probs, labels, "probs", lambda p, y: _stats_of_chunk(p, y, None))
+
+
+def _chunked(scores, labels, name: str, stats_of_chunk) -> Dict[str, np.ndarray]:
+    """``stats_of_chunk(float64 chunk of scores, its labels)`` over chunks of ``_CHUNK`` rows
+    of an N x K array, concatenated; shapes and label range checked first."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"{name} must be N x K, got shape {scores.shape}")
+    labels = _check(labels, scores.shape[0], scores.shape[1])
+    parts = [
+        stats_of_chunk(scores[s : s + _CHUNK].astype(np.float64), labels[s : s + _CHUNK])
+        for s in range(0, scores.shape[0], _CHUNK)
+    ]
     return _concat(parts)
 
 
 def sample_stats_from_logits(logits, labels, temperature: float = 1.0) -> Dict[str, np.ndarray]:
     """:func:`sample_stats` of ``softmax(logits / temperature)`` (N x K), with ``nll``
     from the log-softmax (finite even where the probability underflows)."""
-    logits = np.asarray(logits)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must be N x K, got shape {logits.shape}")
-    labels = _check(labels, logits.shape[0], logits.shape[1])
-    parts = []
-    for s in range(0, logits.shape[0], _CHUNK):
-        z = logits[s : s + _CHUNK].astype(np.float64) / temperature
+
+    def stats_of_chunk(z: np.ndarray, y: np.ndarray) -> Dict[str, np.ndarray]:
+        z = z / temperature
         z -= z.max(axis=1, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        y = labels[s : s + _CHUNK]
-        parts.append(_stats_of_chunk(np.exp(log_p), y, log_p[np.arange(len(y)), y]))
-    return _concat(parts)
+        return _stats_of_chunk(np.exp(log_p), y, log_p[np.arange(len(y)), y])
+
+    return _chunked(logits, labels, "logits", stats_of_chunk)
 
 
 def _mean(x: np.ndarray) -> float:

@@ -417,28 +417,33 @@ def als(b: "TargetBuilder", images, labels, objectness, context, boxes):
     return images, b.als(labels, objectness, context)
 
 
+def _hard_targets_and_mix_draw(b: "TargetBuilder", labels, context):
+    """Hard targets (N x K), the mixing weight (None: this batch is not mixed) and, when
+    mixed, the partner permutation (drawn after the weight, from torch's RNG)."""
+    targets = _with_context(one_hot_targets(labels, b.num_classes), context)
+    lam = b.sample_lam(labels.shape[0])
+    perm = None if lam is None else torch.randperm(labels.shape[0])
+    return targets, lam, perm
+
+
 @TARGET_REGISTRY.register()
 @_method(mixes=True)
 def mixup(b: "TargetBuilder", images, labels, objectness, context, boxes):
     """Mixup of images and hard targets; an unmixed batch keeps its hard targets."""
-    _, targets = hard(b, images, labels, objectness, context, boxes)
-    lam = b.sample_lam(labels.shape[0])
-    if lam is None:
-        return images, targets
-    perm = torch.randperm(labels.shape[0])
-    b.last_mix_ratio = 1.0 - lam
-    return mixup_batch(images, targets, lam, perm=perm)
+    targets, lam, perm = _hard_targets_and_mix_draw(b, labels, context)
+    if lam is not None:
+        b.last_mix_ratio = 1.0 - lam
+        images, targets = mixup_batch(images, targets, lam, perm=perm)
+    return images, targets
 
 
 @TARGET_REGISTRY.register()
 @_method(mixes=True)
 def cutmix(b: "TargetBuilder", images, labels, objectness, context, boxes):
     """CutMix of images and hard targets; an unmixed batch keeps its hard targets."""
-    _, targets = hard(b, images, labels, objectness, context, boxes)
-    lam = b.sample_lam(labels.shape[0])
+    targets, lam, perm = _hard_targets_and_mix_draw(b, labels, context)
     if lam is None:
         return images, targets
-    perm = torch.randperm(labels.shape[0])
     return cutmix_batch(images, targets, lam, box=b.sample_patch(lam, images), perm=perm)
 
 

@@ -20,12 +20,13 @@ if __name__ == "__main__":
 
 import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
 from als_d2.checkpoint import ClassifierCheckpointer  # noqa: E402  (no pickled code runs)
-from als_d2.checkpoint.evaluation import check_files_exist  # noqa: E402
 from als_d2.config import load_als_config  # noqa: E402
 from als_d2.engine import ClassificationTrainer  # noqa: E402
-from als_d2.engine.launch import als_default_setup, launch_from_args  # noqa: E402
-from detectron2.evaluation import verify_results  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
+from als_d2.engine.launch import (  # noqa: E402
+    als_default_setup,
+    evaluate_weights,
+    launch_from_args,
+)
 
 
 def setup(args):
@@ -37,17 +38,10 @@ def setup(args):
 def main(args):
     cfg = setup(args)
 
-    if args.eval_only:
-        if not args.resume:  # a missing file is one line, before any model is built
-            check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
-        model = ClassificationTrainer.build_model(cfg)
-        ClassifierCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
+    if args.eval_only:  # MODEL.WEIGHTS (or OUTPUT_DIR's last checkpoint with --resume)
+        return evaluate_weights(
+            cfg, ClassificationTrainer, ClassifierCheckpointer, resume=args.resume
         )
-        res = ClassificationTrainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, res)
-        return res
 
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

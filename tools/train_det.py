@@ -30,16 +30,17 @@ import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
 from detectron2.config import get_cfg  # noqa: E402
 
 from als_d2.checkpoint import TransferCheckpointer  # noqa: E402
-from als_d2.checkpoint.evaluation import check_files_exist  # noqa: E402
 from als_d2.config import check_device  # noqa: E402
 from als_d2.engine.detection import (  # noqa: E402
     DetectionTrainer,
     add_transfer_config,
     resolve_recipe,
 )
-from als_d2.engine.launch import als_default_setup, launch_from_args  # noqa: E402
-from detectron2.evaluation import verify_results  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
+from als_d2.engine.launch import (  # noqa: E402
+    als_default_setup,
+    evaluate_weights,
+    launch_from_args,
+)
 
 
 def setup(args):
@@ -58,17 +59,8 @@ def setup(args):
 def main(args):
     cfg = setup(args)
 
-    if args.eval_only:
-        if not args.resume:  # a missing file is one line, before any model is built
-            check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
-        model = DetectionTrainer.build_model(cfg)
-        TransferCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        res = DetectionTrainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, res)
-        return res
+    if args.eval_only:  # MODEL.WEIGHTS (or OUTPUT_DIR's last checkpoint with --resume)
+        return evaluate_weights(cfg, DetectionTrainer, TransferCheckpointer, resume=args.resume)
 
     trainer = DetectionTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -9,6 +9,7 @@ from detectron2.utils.logger import setup_logger
 from .. import compat
 
 __all__ = [
+    "evaluate_weights",
     "als_default_setup",
     "check_processes",
     "launch_from_args",
@@ -42,6 +43,27 @@ def als_default_setup(cfg, args) -> None:
     ``setup_logger`` is cached per argument set, so a second call adds no handler."""
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="als_d2")
+
+
+def evaluate_weights(cfg, trainer_cls, checkpointer_cls, resume: bool = False):
+    """``--eval-only`` of detectron2's ``train_net.py``: load ``cfg.MODEL.WEIGHTS`` (or
+    OUTPUT_DIR's last checkpoint with ``resume``) through ``checkpointer_cls`` into
+    ``trainer_cls.build_model(cfg)``, run ``trainer_cls.test`` and ``verify_results``.
+    A missing weights file is a one-line error before any model is built."""
+    from detectron2.evaluation import verify_results
+
+    if not resume:
+        from ..checkpoint.evaluation import check_files_exist
+
+        check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
+    model = trainer_cls.build_model(cfg)
+    checkpointer_cls(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        cfg.MODEL.WEIGHTS, resume=resume
+    )
+    res = trainer_cls.test(cfg, model)
+    if comm.is_main_process():
+        verify_results(cfg, res)
+    return res
 
 
 def check_processes(num_gpus: int) -> None:

@@ -253,7 +253,7 @@ def time_in_process(
     Repetitions after the first: as many as fit in ``budget_s`` seconds (warm-up included)."""
     deadline = time.perf_counter() + budget_s
     rates = {name: [] for name in pipelines}
-    for name, (fn, ds, _) in pipelines.items():  # warm-up: page cache, lazy imports
+    for fn, ds, _ in pipelines.values():  # warm-up: page cache, lazy imports
         for d in ds[: min(len(ds), 4)]:
             fn(d)
     t_rep = time.perf_counter()

@@ -39,7 +39,10 @@ def _run(script: str, extra, budget: float) -> dict:
     except subprocess.TimeoutExpired:
         return {
             "benchmark": name,
-            "error": f"timed out after {timeout:.0f} s (budget {budget:.0f} s): this machine is slower than the budget allows",
+            "error": (
+                f"timed out after {timeout:.0f} s (budget {budget:.0f} s): this machine is slower "
+                "than the budget allows"
+            ),
             "wall_s": round(time.perf_counter() - t0, 1),
         }
     wall = round(time.perf_counter() - t0, 1)

@@ -73,7 +73,8 @@ SETTINGS = {
 
 
 def build_classifier(depth: int, device: str, channels_last: bool, num_classes: int = 1000):
-    """The project's ImageClassifier (ALS targets) from its configs, on ``device``, training mode."""
+    """The project's ImageClassifier (ALS targets) from its configs, on ``device``, in training
+    mode."""
     cfg = get_cfg()
     add_als_config(cfg)
     cfg.merge_from_file(CONFIG)
@@ -92,7 +93,7 @@ def synthetic_batch(batch: int, size: int, num_classes: int, seed: int = 0) -> L
     """Mapper-like training dicts: 3xSxS uint8 images, labels, objectness, one box each."""
     g = torch.Generator().manual_seed(seed)
     out = []
-    for i in range(batch):
+    for _ in range(batch):
         x0, y0 = torch.randint(0, size // 2, (2,), generator=g).tolist()
         out.append(
             {
@@ -200,19 +201,15 @@ def skip_reasons(names: List[str], device: str, emulated: bool) -> Dict[str, str
     prec = cpu_precision()
     if prec.bf16:
         return {}
-    why = f"no native bf16 on this CPU (capability {prec.capability}; emulated bf16 is several times slower than fp32; --emulated times it anyway)"
+    why = (
+        f"no native bf16 on this CPU (capability {prec.capability}; emulated bf16 is several "
+        "times slower than fp32; --emulated times it anyway)"
+    )
     return {n: why for n in names if SETTINGS[n][0] == torch.bfloat16}
 
 
-def run(args) -> Dict:
-    t_start = time.perf_counter()
-    deadline = t_start + args.budget
-    if args.device == "cpu":
-        torch.set_num_threads(args.threads)
-    requested = [n for n in args.configs.split(",") if n]
-    skipped = skip_reasons(requested, args.device, args.emulated)
-    names = [n for n in requested if n not in skipped]
-    notes = []
+def _build_and_warm(names: List[str], args):
+    """Steps of ``names``, their build times (s) and warm-up time per step (s: an upper bound)."""
     steps, build_s, step_est = {}, {}, {}
     for n in names:
         t0 = time.perf_counter()
@@ -222,17 +219,34 @@ def run(args) -> Dict:
         t0 = time.perf_counter()
         steps[n].run(args.warmup)
         step_est[n] = (time.perf_counter() - t0) / max(1, args.warmup)
-    # steps per timed run: fewer when one repetition at --steps would not fit the budget
+    return steps, build_s, step_est
+
+
+def _steps_per_run(args, step_est: Dict[str, float], deadline: float, notes: List[str]) -> int:
+    """Steps per timed run: fewer than ``--steps`` when one repetition would not fit the budget."""
     n_steps = args.steps
     left = deadline - time.perf_counter()
     if n_steps > 1 and sum(step_est.values()) * n_steps > left / 2:
         n_steps = max(1, int(left / 2 / max(1e-9, sum(step_est.values()))))
         notes.append(f"steps per run cut from {args.steps} to {n_steps} to fit the budget")
-    # memory probes (CPU, in child processes): what each would cost, for the budget
-    probe = []
-    if args.device == "cpu" and args.memory:
-        probe = names[:1] if args.quick else list(names)  # --quick: one probe
-    probe_est = {n: 1.5 * (IMPORT_S + build_s[n] + 3 * step_est[n]) + 1.0 for n in probe}
+    return n_steps
+
+
+def _plan_probes(probe: List[str], probe_est: Dict[str, float], left: float, notes: List[str]):
+    """The memory probes that fit in half of ``left`` seconds, and their estimated cost (s)."""
+    planned, cost = [], 0.0
+    for n in probe:
+        if cost + probe_est[n] <= left / 2:
+            planned.append(n)
+            cost += probe_est[n]
+        else:
+            notes.append(f"{n}: memory probe skipped (needs ~{probe_est[n]:.0f} s of the budget)")
+    return planned, cost
+
+
+def _time_reps(names, steps, n_steps, probe, probe_est, deadline, args, notes):
+    """Interleaved timed runs in rotating order, as many repetitions as fit the budget with the
+    probes. Returns (name -> seconds per step of each run, name -> CUDA peak MiB, probes kept)."""
     times = {n: [] for n in names}
     peaks = {}
     reps_target = args.reps
@@ -250,21 +264,19 @@ def run(args) -> Dict:
         if r == 0:  # one repetition measured: how many fit with the probes
             rep_s = time.perf_counter() - t_rep
             left = deadline - time.perf_counter()
-            planned, cost = [], 0.0  # the probes that fit in half of what is left
-            for n in probe:
-                if cost + probe_est[n] <= left / 2:
-                    planned.append(n)
-                    cost += probe_est[n]
-                else:
-                    notes.append(
-                        f"{n}: memory probe skipped (needs ~{probe_est[n]:.0f} s of the budget)"
-                    )
-            probe, left = planned, left - cost
+            probe, cost = _plan_probes(probe, probe_est, left, notes)
+            left = left - cost
             reps_target = max(1, min(args.reps, 1 + int(max(0.0, left) // max(rep_s, 1e-9))))
             if reps_target < args.reps:
                 notes.append(
-                    f"{reps_target} of {args.reps} repetitions: one takes {rep_s:.1f} s, budget {args.budget:.0f} s"
+                    f"{reps_target} of {args.reps} repetitions: one takes {rep_s:.1f} s, "
+                    f"budget {args.budget:.0f} s"
                 )
+    return times, peaks, probe
+
+
+def _probe_memory(probe, probe_est, deadline, args, peaks, notes) -> None:
+    """Peak memory (MiB) of each probed config, measured in a child process, into ``peaks``."""
     for n in probe:
         left = deadline - time.perf_counter()
         try:
@@ -273,6 +285,10 @@ def run(args) -> Dict:
             notes.append(f"{n}: memory probe stopped after {e.timeout:.0f} s")
         except Exception as e:  # noqa: BLE001  (reported, not fatal)
             notes.append(f"{n}: memory probe failed: {e}")
+
+
+def _result_rows(requested, skipped, times, peaks, args) -> List[dict]:
+    """One row per requested config: images/s, ms per step, peak MiB (or why it was skipped)."""
     results = []
     for n in requested:
         row = {
@@ -291,6 +307,11 @@ def run(args) -> Dict:
                 peak_mem_mb=None if peak is None else round(peak, 1),
             )
         results.append(row)
+    return results
+
+
+def _ratios(results: List[dict]) -> Dict[str, float]:
+    """Throughput ratios between the timed configs present in ``results``."""
     results_timed = [r for r in results if "skipped" not in r]
     by = {r["name"]: r["images_per_s"] for r in results_timed}
     ratios = {}
@@ -302,6 +323,29 @@ def run(args) -> Dict:
         ratios["channels_last_over_contiguous"] = round(by["fp32_cl"] / by["fp32"], 3)
     if "bf16_cl" in by and "fp32" in by:
         ratios["bf16_cl_over_fp32"] = round(by["bf16_cl"] / by["fp32"], 3)
+    return ratios
+
+
+def run(args) -> Dict:
+    t_start = time.perf_counter()
+    deadline = t_start + args.budget
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    requested = [n for n in args.configs.split(",") if n]
+    skipped = skip_reasons(requested, args.device, args.emulated)
+    names = [n for n in requested if n not in skipped]
+    notes = []
+    steps, build_s, step_est = _build_and_warm(names, args)
+    n_steps = _steps_per_run(args, step_est, deadline, notes)
+    # memory probes (CPU, in child processes): what each would cost, for the budget
+    probe = []
+    if args.device == "cpu" and args.memory:
+        probe = names[:1] if args.quick else list(names)  # --quick: one probe
+    probe_est = {n: 1.5 * (IMPORT_S + build_s[n] + 3 * step_est[n]) + 1.0 for n in probe}
+    times, peaks, probe = _time_reps(names, steps, n_steps, probe, probe_est, deadline, args, notes)
+    _probe_memory(probe, probe_est, deadline, args, peaks, notes)
+    results = _result_rows(requested, skipped, times, peaks, args)
+    ratios = _ratios(results)
     device_name = torch.cuda.get_device_name(args.device) if args.device != "cpu" else "cpu"
     return {
         "benchmark": "train_step",

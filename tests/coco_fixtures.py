@@ -80,9 +80,10 @@ def write_coco_dataset(
 
 
 def write_builtin_coco(datasets_root: str, train_images: int = 6, val_images: int = 3) -> None:
-    """Write ``coco/train2017``, ``coco/val2017`` and ``coco/annotations/instances_{train,val}2017.json``
-    under ``datasets_root``: what detectron2's builtin ``coco_2017_train``/``coco_2017_val``
-    read when ``$DETECTRON2_DATASETS`` is ``datasets_root``."""
+    """Write ``coco/train2017``, ``coco/val2017`` and
+    ``coco/annotations/instances_{train,val}2017.json`` under ``datasets_root``: what
+    detectron2's builtin ``coco_2017_train``/``coco_2017_val`` read when
+    ``$DETECTRON2_DATASETS`` is ``datasets_root``."""
     coco = os.path.join(datasets_root, "coco")
     for split, n, seed in (("train2017", train_images, 0), ("val2017", val_images, 1)):
         write_coco_dataset(

@@ -276,7 +276,7 @@ def make_imagenet_tree(
             if i % boxed_every == 0:
                 objects = [(wnid, random_box(rng, size)) for _ in range(rng.randint(1, 3))]
             tree.add_image("train", wnid, size, objects, csv_row=csv and bool(objects))
-    for j in range(val_per_class):
+    for _ in range(val_per_class):
         for wnid in tree.wnids:
             size = (rng.randint(40, 90), rng.randint(30, 70))
             objects = [(wnid, random_box(rng, size)) for _ in range(rng.randint(1, 2))]

@@ -92,28 +92,35 @@ TINY: Dict[str, List[FixtureImage]] = {
     "train": [
         FixtureImage(_id("a"), (64, 48), [Box(DOG, .1, .4, .1, .5), Box(DOG, .5, .9, .2, .8),
                                           Box(CAT, .0, .3, .5, 1.), Box(ANIMAL, .0, 1., .0, 1.)]),
-        FixtureImage(_id("b"), (80, 60), [Box(DOG, .2, .6, .2, .9, depiction=1), Box(FACE, .3, .4, .2, .3),
+        FixtureImage(_id("b"), (80, 60), [Box(DOG, .2, .6, .2, .9, depiction=1),
+                                          Box(FACE, .3, .4, .2, .3),
                                           Box(PERSON, .25, .75, .1, 1.)]),
-        FixtureImage(_id("c"), (64, 64), [Box(DOG, .1, .5, .1, .5), Box(FLOWER, .5, 1., .5, 1., group=1),
+        FixtureImage(_id("c"), (64, 64), [Box(DOG, .1, .5, .1, .5),
+                                          Box(FLOWER, .5, 1., .5, 1., group=1),
                                           Box(FLOWER, .0, .4, .6, 1., group=1)]),
         FixtureImage(_id("d"), (48, 64), [Box(CAT, .1, .9, .1, .6), Box(MUG, .2, .4, .7, .9),
                                           Box(COFFEE_CUP, .6, .8, .7, .9)]),
         FixtureImage(_id("e"), (64, 48), [Box(COFFEE_CUP, .1, .3, .1, .3), Box(MUG, .4, .6, .1, .3),
-                                          Box(TORTOISE, .1, .5, .5, .9), Box(SEA_TURTLE, .5, .9, .5, .9, depiction=1)]),
-        FixtureImage(_id("f"), (64, 48), [Box(TORTOISE, .0, .5, .0, .5), Box(SEA_TURTLE, .5, 1., .5, 1.),
+                                          Box(TORTOISE, .1, .5, .5, .9),
+                                          Box(SEA_TURTLE, .5, .9, .5, .9, depiction=1)]),
+        FixtureImage(_id("f"), (64, 48), [Box(TORTOISE, .0, .5, .0, .5),
+                                          Box(SEA_TURTLE, .5, 1., .5, 1.),
                                           Box(HARP, .2, .4, .2, .4)]),
-        FixtureImage(_id("g"), (64, 48), [Box(FLOWER, .1, .2, .1, .2), Box(DOG, .5, 1.2, .3, .9),  # XMax 1.2: clipped
+        FixtureImage(_id("g"), (64, 48), [Box(FLOWER, .1, .2, .1, .2),
+                                          Box(DOG, .5, 1.2, .3, .9),  # XMax 1.2: clipped
                                           Box(TANK, .0, .3, .6, .9)]),
         FixtureImage(_id("h"), (64, 48), [Box(CAT, .2, .8, .2, .8), Box(FACE, .4, .5, .3, .4)]),
     ],
     "val": [
         FixtureImage(_id("1"), (64, 48), [Box(DOG, .1, .5, .1, .5), Box(CAT, .5, .9, .5, .9),
                                           Box(PERSON, .0, 1., .0, 1.)]),
-        FixtureImage(_id("2"), (100, 50), [Box(MUG, .1, .5, .2, .9), Box(FLOWER, .6, .9, .1, .4, group=1)]),
+        FixtureImage(_id("2"), (100, 50), [Box(MUG, .1, .5, .2, .9),
+                                           Box(FLOWER, .6, .9, .1, .4, group=1)]),
         FixtureImage(_id("3"), (64, 48), [Box(HARP, .1, .9, .1, .9)]),
     ],
     "test": [
-        FixtureImage(_id("t1"), (64, 48), [Box(TORTOISE, .0, .4, .0, .4), Box(SEA_TURTLE, .5, .9, .5, .9),
+        FixtureImage(_id("t1"), (64, 48), [Box(TORTOISE, .0, .4, .0, .4),
+                                           Box(SEA_TURTLE, .5, .9, .5, .9),
                                            Box(DOG, .2, .6, .4, .8)]),
         FixtureImage(_id("t2"), (48, 64), [Box(FACE, .3, .7, .3, .7)]),
     ],
@@ -149,7 +156,8 @@ BAD_TRAIN_ROWS = [
 IMAGE_LABELS = [
     ("a", DOG, 1), ("b", DOG, 1), ("c", DOG, 1), ("g", DOG, 1), ("d", DOG, 1),
     ("a", CAT, 1), ("a", CAT, 1), ("d", CAT, 1), ("h", CAT, 1), ("a", ANIMAL, 1),
-    ("e", TORTOISE, 1), ("f", TORTOISE, 1), ("ff", TORTOISE, 1), ("d", COFFEE_CUP, 1), ("e", COFFEE_CUP, 1),
+    ("e", TORTOISE, 1), ("f", TORTOISE, 1), ("ff", TORTOISE, 1),
+    ("d", COFFEE_CUP, 1), ("e", COFFEE_CUP, 1),
     ("a", MUG, 1), ("b", MUG, 1), ("c", MUG, 1), ("d", MUG, 1), ("e", MUG, 1),
     ("c", FLOWER, 1), ("g", FLOWER, 1), ("f", HARP, 1), ("b", PERSON, 1), ("b", FACE, 1),
     ("h", FACE, 1), ("g", TANK, 1), ("x9", CAT, 1),
@@ -189,7 +197,8 @@ def _num(v: float) -> str:
 
 
 def box_row(image_id: str, b: Box, train: bool) -> str:
-    cells = [image_id, "xclick", b.label, "1", _num(b.xmin), _num(b.xmax), _num(b.ymin), _num(b.ymax),
+    cells = [image_id, "xclick", b.label, "1",
+             _num(b.xmin), _num(b.xmax), _num(b.ymin), _num(b.ymax),
              "0", "0", str(b.group), str(b.depiction), "0"]  # fmt: skip
     if train:
         cells += ["-1"] * 8

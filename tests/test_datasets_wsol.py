@@ -430,7 +430,9 @@ import json, os, als_d2
 from detectron2.data import DatasetCatalog, MetadataCatalog
 import als_d2.data.datasets.builtin
 os.rename({str(built)!r}, {str(d2)!r})
-names = ["imagenet_val_wsol", "imagenet_val_wsol_context", "imagenetv2_wsol", "imagenetv2_wsol_context"]
+names = [
+    "imagenet_val_wsol", "imagenet_val_wsol_context", "imagenetv2_wsol", "imagenetv2_wsol_context"
+]
 out = {{n: [d["file_name"] for d in DatasetCatalog.get(n)] for n in names}}
 out["classes"] = {{n: MetadataCatalog.get(n).thing_classes for n in names}}
 out["ctx"] = all(d["paint_all_objects"] for d in DatasetCatalog.get("imagenetv2_wsol_context"))

@@ -388,8 +388,10 @@ def test_classification_row_trains_as_its_row(rel, matrix_data, train_cls, tmp_p
     painted = [r["als/painted_fraction"] for r in rows]
     mean = lambda key: sum(r.get(key, 0.0) for r in rows) / len(rows)  # noqa: E731
     print(
-        f"[matrix] {rel}: context {contexts}/{ITERS * BATCH}, true-class target {mean('als/mean_true_class_target'):.4f}, "
-        f"objectness {mean('als/mean_objectness'):.4f}, painted {mean('als/painted_fraction'):.4f}, "
+        f"[matrix] {rel}: context {contexts}/{ITERS * BATCH}, "
+        f"true-class target {mean('als/mean_true_class_target'):.4f}, "
+        f"objectness {mean('als/mean_objectness'):.4f}, "
+        f"painted {mean('als/painted_fraction'):.4f}, "
         f"mix share {mean('als/mix_ratio'):.4f}"
     )
     if row.mask or row.context:

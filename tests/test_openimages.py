@@ -218,11 +218,16 @@ def test_other_bad_values(tmp_path):
     rows = [
         f"{fx._id('a')},xclick,{fx.DOG},1,nan,0.5,0.1,0.5,0,0,0,0,0",     # non-finite
         f"{fx._id('a')},xclick,{fx.DOG},1,0.3,0.3,0.1,0.5,0,0,0,0,0",     # zero width
-        f"{fx._id('a')},xclick,{fx.DOG},1,1.5,1.8,0.1,0.5,0,0,0,0,0",     # outside the image: empty after clipping
-        f"{fx._id('a')},xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,2,x,0",     # two bad flags: kept, flags unknown
+        # outside the image: empty after clipping
+        f"{fx._id('a')},xclick,{fx.DOG},1,1.5,1.8,0.1,0.5,0,0,0,0,0",
+        # two bad flags: kept, flags unknown
+        f"{fx._id('a')},xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,2,x,0",
         f"{fx._id('a')}/x,xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0",   # ImageID with a separator
-        f'"{fx._id("a")},xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0',    # a stray quote: one bad row only
-        f'"{fx._id("a")}","xclick","{fx.CAT}","1","0.1","0.5","0.1","0.5","0","0","0","0","0"',  # quoted: fine
+        # a stray quote: one bad row only
+        f'"{fx._id("a")},xclick,{fx.DOG},1,0.1,0.5,0.1,0.5,0,0,0,0,0',
+        # quoted: fine
+        f'"{fx._id("a")}","xclick","{fx.CAT}","1",'
+        '"0.1","0.5","0.1","0.5","0","0","0","0","0"',
     ]  # fmt: skip
     with open(os.path.join(root, fx.CSV_NAMES["train"]), "a") as f:
         f.write("\n".join(rows) + "\n")
@@ -571,7 +576,8 @@ def test_image_label_coverage_hand_counted(labelled_tree):
     cov = image_label_coverage(
         index, os.path.join(labelled_tree, fx.IMAGE_LABELS_NAME), num_workers=1
     )
-    # fx.CLASSES order: Dog Cat Animal Tortoise Sea-turtle Turtle Coffee-cup Mug Flower Harp Person Face Tank
+    # fx.CLASSES order: Dog Cat Animal Tortoise Sea-turtle Turtle Coffee-cup Mug Flower Harp Person
+    # Face Tank
     assert cov["positive_images"].tolist() == [5, 3, 1, 2, 0, 0, 2, 5, 2, 1, 1, 2, 1]
     assert cov["boxed_positive_images"].tolist() == [4, 3, 1, 2, 0, 0, 2, 2, 2, 1, 1, 2, 1]
     s = cov["stats"]
@@ -852,10 +858,12 @@ def test_a_few_training_iterations_through_train_cls(tmp_path):
     cmd = [
         sys.executable, os.path.join(REPO, "tools", "train_cls.py"),
         "--config-file", os.path.join(REPO, "configs", "openimages", "als_r50.yaml"),
-        "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "INPUT.CLS.CROP_SIZE", "32",
-        "INPUT.CLS.TEST_RESIZE", "36", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", "3",
-        "SOLVER.STEPS", "()", "SOLVER.LR_REFERENCE_BATCH", "0", "SOLVER.CHECKPOINT_PERIOD_EPOCHS", "0.0",
-        "TEST.EVAL_PERIOD_EPOCHS", "0.0", "TEST.EVAL_PERIOD", "0", "TEST.IMS_PER_BATCH", "8", "MODEL.DEVICE", "cpu",
+        "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+        "INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "36",
+        "SOLVER.IMS_PER_BATCH", "4", "SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", "3",
+        "SOLVER.STEPS", "()", "SOLVER.LR_REFERENCE_BATCH", "0",
+        "SOLVER.CHECKPOINT_PERIOD_EPOCHS", "0.0", "TEST.EVAL_PERIOD_EPOCHS", "0.0",
+        "TEST.EVAL_PERIOD", "0", "TEST.IMS_PER_BATCH", "8", "MODEL.DEVICE", "cpu",
         "DATALOADER.NUM_WORKERS", "0", "MODEL.CLASSIFIER.NUM_CLASSES", "3", "OUTPUT_DIR", str(out),
     ]  # fmt: skip
     proc = subprocess.run(
@@ -878,7 +886,8 @@ def test_a_few_training_iterations_through_train_cls(tmp_path):
     assert (
         "OpenImages merges" in proc.stdout
     )  # the shipped merge file names classes this tree lacks: warned
-    # the als_d2 logger reaches OUTPUT_DIR/log.txt: the subset tables of train and val, the rule used.
+    # the als_d2 logger reaches OUTPUT_DIR/log.txt: the subset tables of train and val, the rule
+    # used.
     # Train: 3 classes x 20 images, one target box each (Person is a parent class): 60 samples;
     # val: 2 images per class: 6 samples.
     with open(out / "log.txt") as f:

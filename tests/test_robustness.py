@@ -676,10 +676,14 @@ def test_duplicates(tmp_path, private_cache):
     assert load_imagenet_index(tree.root, "train")["stats"]["duplicate_images"] == 2
     csv = tmp_path / "LOC_val_solution.csv"
     csv.write_text(
-        "ImageId,PredictionString\nv1,n1 1 1 2 2\nv2,n1 1 1 2 2\nv1,n1 3 3 4 4\nv2,n1 1 1 2 2\nv1,n1 1 1 2 2\n"
+        "ImageId,PredictionString\n"
+        "v1,n1 1 1 2 2\nv2,n1 1 1 2 2\nv1,n1 3 3 4 4\nv2,n1 1 1 2 2\nv1,n1 1 1 2 2\n"
     )
     with pytest.raises(
         ValueError,
-        match=r"LOC_val_solution.csv: 2 repeated ImageId.*v1 appears 3 times \(lines 2, 4, 6\).*v2 appears twice \(lines 3, 5\)",
+        match=(
+            r"LOC_val_solution.csv: 2 repeated ImageId.*v1 appears 3 times \(lines 2, 4, 6\)"
+            r".*v2 appears twice \(lines 3, 5\)"
+        ),
     ):
         read_loc_solution_csv(str(csv))

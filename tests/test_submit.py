@@ -38,7 +38,8 @@ TRAIN = os.path.join(REPO, "tools", "train_cls.py")
 CONFIG = os.path.join(REPO, "configs", "demo", "Base-Demo-R18.yaml")
 TIMEOUT = 300  # per wait: only to stop a hung test
 MAX_ITER, PERIOD = 40, 5
-# tools/train_cls.py on the synthetic ImageNet: a tiny R18 at 32 px, ALS targets, checkpoints every 5 steps
+# tools/train_cls.py on the synthetic ImageNet: a tiny R18 at 32 px, ALS targets, checkpoints every
+# 5 steps
 OPTS = [
     "MODEL.CLASSIFIER.NUM_CLASSES",
     "4",
@@ -167,7 +168,8 @@ def test_two_nodes_of_four_gpus_from_the_slurm_environment(monkeypatch):
         launch = launch_arguments(env, gpus_per_node=4)
         assert (launch.num_gpus, launch.num_machines, launch.machine_rank) == (4, 2, node)
         assert launch.world_size == 8
-        # detectron2's _distributed_worker: global_rank = machine_rank * num_gpus_per_machine + local_rank
+        # detectron2's _distributed_worker:
+        # global_rank = machine_rank * num_gpus_per_machine + local_rank
         assert launch.ranks == [node * 4 + local for local in range(4)]
         seen_ranks += launch.ranks
         host, port = re.fullmatch(r"tcp://([^:]+):(\d+)", launch.dist_url).groups()
@@ -593,7 +595,8 @@ def test_job_stopped_by_the_scheduler_signal_is_requeued_and_ends_as_an_uninterr
             got["model"][key], expected["model"][key], rtol=0, atol=0, msg=key
         )
     expected_metrics, got_metrics = _metrics(str(full_dir)), _metrics(str(job_dir))
-    # the stopped run also wrote the metrics of its last iteration (detectron2's writers flush at the end)
+    # the stopped run also wrote the metrics of its last iteration (detectron2's writers flush at
+    # the end)
     assert set(got_metrics) - set(expected_metrics) <= {stop}
     assert len([r for r in expected_metrics.values() if "total_loss" in r]) >= 2
     assert {i: got_metrics[i] for i in expected_metrics} == expected_metrics

@@ -65,7 +65,8 @@ def coco(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
-    """(checkpoint written by ClassificationTrainer, its ResNet tensors in backbone-relative names)."""
+    """(checkpoint written by ClassificationTrainer, its ResNet tensors in backbone-relative
+    names)."""
     root = tmp_path_factory.mktemp("cls")
     dataset = register_tiny(str(root / "data"))
     cfg = get_cfg()
@@ -144,8 +145,9 @@ def det_cfg(arch, weights, train, val, output_dir, *opts):
             (),  # the config's warm-up: lr stays small
             "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
             0.0,  # 3 iterations in, every box scores low: keep them all
-            # an 8-iteration classifier's BN statistics (32 px crops) do not fit 128 px images: FrozenBN
-            # passes large activations, and unclipped gradients would make the first steps diverge
+            # an 8-iteration classifier's BN statistics (32 px crops) do not fit 128 px images:
+            # FrozenBN passes large activations, and unclipped gradients would make the first
+            # steps diverge
             "SOLVER.CLIP_GRADIENTS.ENABLED",
             True,
             "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
@@ -422,7 +424,7 @@ def test_compare_transfer_run_without_results(tmp_path, capsys):
         assert (named in err) if named else "'nope'" in err
 
 
-# ---------------------------------------------------------------- the paper's recipe (jwyang/faster-rcnn.pytorch)
+# ----------------------------------------------- the paper's recipe (jwyang/faster-rcnn.pytorch)
 
 # The paper (section 4.3): batch 16, lr 0.01 decayed after every 4 epochs, 10 epochs, with
 # https://github.com/jwyang/faster-rcnn.pytorch. Its settings, from its files:
@@ -436,7 +438,8 @@ JWYANG = {
     "SOLVER.WARMUP_ITERS": 0,
     "SOLVER.MAX_ITER": 146_583,
     "SOLVER.STEPS": (58_633, 117_266),
-    # config.py, cfgs/res101.yml: SGD momentum 0.9, weight decay 1e-4, none on biases, no double bias lr
+    # config.py, cfgs/res101.yml: SGD momentum 0.9, weight decay 1e-4, none on biases, no double
+    # bias lr
     "SOLVER.MOMENTUM": 0.9,
     "SOLVER.NESTEROV": False,
     "SOLVER.WEIGHT_DECAY": 0.0001,
@@ -453,7 +456,8 @@ JWYANG = {
     "MODEL.ANCHOR_GENERATOR.SIZES": [[4 * 16, 8 * 16, 16 * 16, 32 * 16]],
     "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS": [[0.5, 1.0, 2.0]],
     "MODEL.ANCHOR_GENERATOR.OFFSET": 0.5,
-    # rpn.py (512-channel conv, sigma 3), anchor_target_layer.py (_allowed_border 0), config.py RPN_*
+    # rpn.py (512-channel conv, sigma 3), anchor_target_layer.py (_allowed_border 0),
+    # config.py RPN_*
     "MODEL.RPN.CONV_DIMS": [512],
     "MODEL.RPN.BOUNDARY_THRESH": 0,
     "MODEL.RPN.IOU_THRESHOLDS": [0.3, 0.7],
@@ -467,7 +471,8 @@ JWYANG = {
     "MODEL.RPN.PRE_NMS_TOPK_TEST": 6000,
     "MODEL.RPN.POST_NMS_TOPK_TEST": 300,
     "MODEL.PROPOSAL_GENERATOR.MIN_SIZE": 0,
-    # TRAIN.BATCH_SIZE 128, FG_FRACTION 0.25, FG_THRESH 0.5; test_net.py: thresh 0, TEST.NMS 0.3, 100 per image
+    # TRAIN.BATCH_SIZE 128, FG_FRACTION 0.25, FG_THRESH 0.5; test_net.py: thresh 0, TEST.NMS 0.3,
+    # 100 per image
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 128,
     "MODEL.ROI_HEADS.POSITIVE_FRACTION": 0.25,
     "MODEL.ROI_HEADS.IOU_THRESHOLDS": [0.5],
@@ -475,7 +480,8 @@ JWYANG = {
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.0,
     "MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.3,
     "TEST.DETECTIONS_PER_IMAGE": 100,
-    # POOLING_SIZE 7, POOLING_MODE align (unaligned ROIAlign, sampling 0); sigma 1; BBOX_NORMALIZE_STDS
+    # POOLING_SIZE 7, POOLING_MODE align (unaligned ROIAlign, sampling 0); sigma 1;
+    # BBOX_NORMALIZE_STDS
     "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION": 7,
     "MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlign",
     "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": 0,
@@ -654,7 +660,8 @@ def test_paper_config_shrunk_trains_and_evaluates(coco, classifier, tmp_path):
             "0",
             "SEED",
             "1",
-            # an 8-iteration classifier's BN statistics do not fit 128 px images (see det_cfg): clipped steps
+            # an 8-iteration classifier's BN statistics do not fit 128 px images (see det_cfg):
+            # clipped steps
             "SOLVER.CLIP_GRADIENTS.ENABLED",
             "True",
             "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",

@@ -100,8 +100,8 @@ def launch_arguments(env, gpus_per_node: int, port: Optional[int] = None) -> Lau
         raise ValueError(f"gpus_per_node {gpus_per_node}: need at least 1 process per node")
     if env.num_tasks != env.num_nodes or env.local_rank != 0:
         raise ValueError(
-            f"{env}: {env.num_tasks} tasks on {env.num_nodes} nodes; the job needs one task per node "
-            "(tasks_per_node=1), whose launch() starts the node's processes"
+            f"{env}: {env.num_tasks} tasks on {env.num_nodes} nodes; the job needs one task per "
+            "node (tasks_per_node=1), whose launch() starts the node's processes"
         )
     main_host = env.hostnames[0]
     return LaunchArguments(
@@ -241,7 +241,8 @@ class TrainJob(Checkpointable):
         signals = self._stop_signals()
         _log(
             f"{env}: node {launch.machine_rank} of {launch.num_machines}, ranks {launch.ranks[0]}.."
-            f"{launch.ranks[-1]} of {launch.world_size}; requeued {self.requeues} time(s); running {' '.join(cmd)}"
+            f"{launch.ranks[-1]} of {launch.world_size}; requeued {self.requeues} time(s); "
+            f"running {' '.join(cmd)}"
         )
         tool_env = dict(
             os.environ, **{SIGNALS_ENV: ",".join(s.name for s in signals), REPORT_ENV: self._report}
@@ -262,7 +263,8 @@ class TrainJob(Checkpointable):
         stopped = read_stop_report(self._report)
         if self._rc != 0:
             raise RuntimeError(
-                f"{os.path.basename(self.script)} exited with status {self._rc} (see this task's log)"
+                f"{os.path.basename(self.script)} exited with status {self._rc} "
+                "(see this task's log)"
             )
         if stopped is None:
             return self._result(None)
@@ -276,8 +278,9 @@ class TrainJob(Checkpointable):
         while time.monotonic() < deadline:
             time.sleep(0.5)  # submitit's handler calls checkpoint(), requeues and exits
         raise RuntimeError(
-            f"training stopped on {stopped['signal']} after iteration {stopped['iteration']} (saved "
-            f"{stopped['checkpoint']}) and the job was not requeued: submit it again with --resume"
+            f"training stopped on {stopped['signal']} after iteration {stopped['iteration']} "
+            f"(saved {stopped['checkpoint']}) and the job was not requeued: submit it again "
+            "with --resume"
         )
 
     def _reap(self) -> None:
@@ -301,7 +304,8 @@ class TrainJob(Checkpointable):
         Returns whether it exited by itself."""
         deadline = time.monotonic() + self.stop_timeout_s
         _log(
-            f"sending {sig.name} to {os.path.basename(self.script)} (process group {self._proc.pid}); waiting "
+            f"sending {sig.name} to {os.path.basename(self.script)} "
+            f"(process group {self._proc.pid}); waiting "
             f"up to {self.stop_timeout_s:.0f} s for it to save a checkpoint and stop"
         )
         while self._rc is None and time.monotonic() < deadline:
@@ -310,7 +314,8 @@ class TrainJob(Checkpointable):
         if self._rc is not None:
             return True
         _log(
-            f"{os.path.basename(self.script)} did not stop within {self.stop_timeout_s:.0f} s: killing it; "
+            f"{os.path.basename(self.script)} did not stop within "
+            f"{self.stop_timeout_s:.0f} s: killing it; "
             "the requeued job resumes from its last periodic checkpoint"
         )
         self._signal_tool(signal.SIGKILL)
@@ -337,7 +342,8 @@ class TrainJob(Checkpointable):
             stopped = read_stop_report(self._report)
             if stopped is not None:
                 _log(
-                    f"stopped after iteration {stopped['iteration']}, saved {stopped['checkpoint']}: requeuing"
+                    f"stopped after iteration {stopped['iteration']}, "
+                    f"saved {stopped['checkpoint']}: requeuing"
                 )
             elif stopped_by_itself and self._rc == 0:
                 _log("the tool had finished: nothing to resume")

@@ -71,7 +71,8 @@ def fit_temperature(
     labels = np.asarray(labels, dtype=np.int64)
     if logits.ndim != 2 or logits.shape[0] == 0 or labels.shape != (logits.shape[0],):
         raise ValueError(
-            f"fit_temperature needs N x K logits with N >= 1 and N labels, got {logits.shape}, {labels.shape}"
+            "fit_temperature needs N x K logits with N >= 1 and N labels, "
+            f"got {logits.shape}, {labels.shape}"
         )
     lo, hi = 1.0 / t_max, 1.0 / t_min  # bracket on s = 1 / T
     if _moments(logits, labels, lo)[1] >= 0:

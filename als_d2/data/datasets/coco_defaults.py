@@ -124,8 +124,9 @@ def coco_json_with_defaults(json_file: str) -> str:
                     f"no writable folder for the filled copy of {json_file} (tried {candidates})"
                 )
             logger.info(
-                f"{json_file}: {changed} annotation(s) without 'iscrowd' / 'area' got COCO's defaults "
-                f"(iscrowd 0, area = bbox w*h); evaluation reads the filled copy {cached}"
+                f"{json_file}: {changed} annotation(s) without 'iscrowd' / 'area' got COCO's "
+                "defaults (iscrowd 0, area = bbox w*h); evaluation reads the filled copy "
+                f"{cached}"
             )
     _resolved[memo_key] = cached
     return cached

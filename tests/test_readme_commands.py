@@ -3,7 +3,7 @@
 Every ``tools/...`` and ``make ...`` line of the fenced shell blocks of README.md (and of
 the docs/*.md it links) is collected, continuation lines joined:
 
-* a line ending in ``# GPU`` is full-scale (GPUs, the full datasets or a full run's
+* a line ending in ``# GPU`` or ``# full scale`` is full-scale (GPUs, the full datasets or a full run's
   output): its arguments are parsed with the tool's own parser, so every flag must exist;
 * any other ``tools/`` line runs, in README order, as an executable (``tools/x.py ...``
   through bash, the venv's python first on PATH) in a scratch workspace whose ``tools`` and
@@ -29,7 +29,7 @@ from tiny_data import load_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHELL_LANGS = ("bash", "sh", "shell", "console")
-GPU_MARK = re.compile(r"^GPU\b")
+GPU_MARK = re.compile(r"^(GPU|full scale)\b")
 TOOL_PATH = re.compile(r"^(?:\./)?tools/(\w+)\.py$")
 EXCLUDED_MAKE_TARGETS = {"setup", "test", "demo", "demo-quick", "bench"}  # run by CI / make itself
 

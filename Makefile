@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo demo-quick env bench clean-venv
+.PHONY: setup test demo demo-quick env bench clean-venv lint
 
 setup: $(VENV)/.als-d2-installed
 
@@ -39,6 +39,11 @@ $(VENV)/.als-d2-installed: $(VENV)/.detectron2-constraints.txt setup.py
 	@touch $@
 
 FORCE:
+
+# ruff (pyproject.toml): lint, then formatting.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: setup
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)

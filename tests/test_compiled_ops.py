@@ -5,6 +5,7 @@ They exist only where detectron2 was built with its C++ sources (the detectron2-
 index (no compiled ops) these tests skip. The fast COCO evaluation is the one the project
 uses itself (``TransferTrainer.build_evaluator``: ``use_fast_impl=HAS_COMPILED_OPS``).
 """
+
 import math
 
 import numpy as np
@@ -52,7 +53,9 @@ def test_rotated_iou_at_angle_zero_is_the_axis_aligned_iou():
 
     rng = np.random.default_rng(0)
     a, b = random_boxes_xyxy(rng, 7), random_boxes_xyxy(rng, 5)
-    got = pairwise_iou_rotated(torch.from_numpy(to_rotated(a)), torch.from_numpy(to_rotated(b))).numpy()
+    got = pairwise_iou_rotated(
+        torch.from_numpy(to_rotated(a)), torch.from_numpy(to_rotated(b))
+    ).numpy()
     np.testing.assert_allclose(got, iou_xyxy(a, b), atol=1e-5)
 
 
@@ -139,8 +142,13 @@ def test_fast_coco_evaluation_matches_pycocotools(tmp_path):
 
     results = {}
     for fast in (True, False):
-        evaluator = COCOEvaluatorWithRecall(name, tasks=("bbox",), distributed=False,
-                                            output_dir=str(tmp_path / f"eval_{fast}"), use_fast_impl=fast)
+        evaluator = COCOEvaluatorWithRecall(
+            name,
+            tasks=("bbox",),
+            distributed=False,
+            output_dir=str(tmp_path / f"eval_{fast}"),
+            use_fast_impl=fast,
+        )
         evaluator.reset()
         for inp, out in predictions:
             evaluator.process([inp], [out])

@@ -3,8 +3,9 @@
 Every ``tools/...`` and ``make ...`` line of the fenced shell blocks of README.md (and of
 the docs/*.md it links) is collected, continuation lines joined:
 
-* a line ending in ``# GPU`` or ``# full scale`` is full-scale (GPUs, the full datasets or a full run's
-  output): its arguments are parsed with the tool's own parser, so every flag must exist;
+* a line ending in ``# GPU`` or ``# full scale`` is full-scale (GPUs, the full datasets or
+  a full run's output): its arguments are parsed with the tool's own parser, so every
+  flag must exist;
 * any other ``tools/`` line runs, in README order, as an executable (``tools/x.py ...``
   through bash, the venv's python first on PATH) in a scratch workspace whose ``tools`` and
   ``configs`` are the checkout's, on generated synthetic data, with the tool's shrinking

@@ -31,6 +31,7 @@ folder for PYTHONPATH, with no dependencies and no constraints.
 
 ``--identify PATH`` prints the identity of a source (kind, sha256, path) and exits.
 """
+
 import argparse
 import hashlib
 import json
@@ -53,7 +54,9 @@ SDIST_URL = (
 )
 # Source archives whose content is known (see ../shared/vendor/README.md): file name -> sha256.
 KNOWN_ARCHIVES = {
-    "detectron2-main-02b5c4e.tar.gz": "242b9d82c5479746ea3e4bbec5c0f4bea881ded85df269ad87e3f7de516a4c56",
+    "detectron2-main-02b5c4e.tar.gz": (
+        "242b9d82c5479746ea3e4bbec5c0f4bea881ded85df269ad87e3f7de516a4c56"
+    ),
 }
 HERE = os.path.dirname(os.path.abspath(__file__))
 V06_CONSTRAINTS = os.path.join(HERE, "constraints-detectron2-v0.6.txt")
@@ -70,12 +73,17 @@ def log(msg: str) -> None:
 
 def detectron2_imports() -> bool:
     """True when ``import detectron2`` works in this interpreter (checked in a subprocess)."""
-    return subprocess.call([sys.executable, "-c", "import detectron2"], stderr=subprocess.DEVNULL) == 0
+    return (
+        subprocess.call([sys.executable, "-c", "import detectron2"], stderr=subprocess.DEVNULL) == 0
+    )
 
 
 def has_compiled_ops() -> bool:
     """True when ``import detectron2._C`` works (checked in a subprocess)."""
-    return subprocess.call([sys.executable, "-c", "import detectron2._C"], stderr=subprocess.DEVNULL) == 0
+    return (
+        subprocess.call([sys.executable, "-c", "import detectron2._C"], stderr=subprocess.DEVNULL)
+        == 0
+    )
 
 
 def sha256_of(path: str) -> str:
@@ -88,10 +96,13 @@ def sha256_of(path: str) -> str:
 
 def tree_sha256(root: str) -> str:
     """sha256 over the relative paths and contents of the files under ``root`` (sorted),
-    leaving out build outputs and caches (``TREE_SKIP_DIRS``, ``TREE_SKIP_SUFFIXES``, *.egg-info)."""
+    leaving out build outputs and caches (``TREE_SKIP_DIRS``, ``TREE_SKIP_SUFFIXES``,
+    *.egg-info)."""
     digest = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in TREE_SKIP_DIRS and not d.endswith(".egg-info"))
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in TREE_SKIP_DIRS and not d.endswith(".egg-info")
+        )
         for name in sorted(filenames):
             if name.endswith(TREE_SKIP_SUFFIXES):
                 continue
@@ -115,7 +126,10 @@ def identify_source(src: Optional[str]) -> dict:
     path = os.path.abspath(os.path.expanduser(src))
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "setup.py")):
-            raise SystemExit(f"[install_detectron2] DETECTRON2_SRC={src}: directory has no setup.py (not a detectron2 source tree)")
+            raise SystemExit(
+                f"[install_detectron2] DETECTRON2_SRC={src}: directory has no setup.py "
+                "(not a detectron2 source tree)"
+            )
         return {"kind": "tree", "sha256": tree_sha256(path), "path": path}
     if os.path.isfile(path):
         got = sha256_of(path)
@@ -205,7 +219,9 @@ def unpack_without_extension(sdist: str, workdir: str) -> str:
     with open(setup_py, encoding="utf-8") as f:
         text = f.read()
     if EXTENSION_LINE not in text:
-        raise SystemExit(f"[install_detectron2] {setup_py}: expected line {EXTENSION_LINE!r} not found")
+        raise SystemExit(
+            f"[install_detectron2] {setup_py}: expected line {EXTENSION_LINE!r} not found"
+        )
     with open(setup_py, "w", encoding="utf-8") as f:
         f.write(text.replace(EXTENSION_LINE, "ext_modules=[],"))
     return src
@@ -247,7 +263,10 @@ def install_offline(target: str) -> None:
     (``pip --target``, no dependencies, no index): for a machine with its own torch and
     numpy, where nothing can be fetched and nothing installed may be downgraded."""
     if not os.environ.get("ALS_D2_DETECTRON2_SDIST"):
-        raise SystemExit("[install_detectron2] --offline-target needs ALS_D2_DETECTRON2_SDIST=<path of the sdist>")
+        raise SystemExit(
+            "[install_detectron2] --offline-target needs "
+            "ALS_D2_DETECTRON2_SDIST=<path of the sdist>"
+        )
     with tempfile.TemporaryDirectory() as workdir:
         src = unpack_without_extension(fetch_sdist(workdir), workdir)
         pip("--no-index", "--no-deps", "--no-build-isolation", "--target", target, src)
@@ -275,13 +294,26 @@ def install_from_source(source: dict, constraints_out: str) -> str:
     env = dict(os.environ)
     env.setdefault("MAX_JOBS", "2")
     with tempfile.TemporaryDirectory() as wheel_dir:
-        log(f"building a wheel from {source['path']} (sha256 {source['sha256']}; "
-            f"MAX_JOBS={env['MAX_JOBS']}; compiles detectron2's C++ ops, minutes)")
+        log(
+            f"building a wheel from {source['path']} (sha256 {source['sha256']}; "
+            f"MAX_JOBS={env['MAX_JOBS']}; compiles detectron2's C++ ops, minutes)"
+        )
         start = time.time()
-        pip("--no-build-isolation", "--no-deps", "-w", wheel_dir, source["path"], verb="wheel", env=env)
+        pip(
+            "--no-build-isolation",
+            "--no-deps",
+            "-w",
+            wheel_dir,
+            source["path"],
+            verb="wheel",
+            env=env,
+        )
         wheels = sorted(f for f in os.listdir(wheel_dir) if f.endswith(".whl"))
         if len(wheels) != 1:
-            raise SystemExit(f"[install_detectron2] DETECTRON2_SRC={source['path']}: expected one wheel, got {wheels}")
+            raise SystemExit(
+                f"[install_detectron2] DETECTRON2_SRC={source['path']}: "
+                f"expected one wheel, got {wheels}"
+            )
         log(f"built {wheels[0]} in {time.time() - start:.0f} s")
         present = installed_dists()
         if present:
@@ -292,7 +324,10 @@ def install_from_source(source: dict, constraints_out: str) -> str:
         pip("--upgrade", *[n for n in names if n != "setuptools"])
     open(constraints_out, "w").close()
     if not detectron2_imports():
-        raise SystemExit(f"[install_detectron2] detectron2 built from {source['path']} was installed but does not import")
+        raise SystemExit(
+            f"[install_detectron2] detectron2 built from {source['path']} "
+            "was installed but does not import"
+        )
     version = metadata.version("detectron2")
     ops = "with" if has_compiled_ops() else "WITHOUT"
     installed = f"detectron2 {version} from {source['kind']} {source['path']}, {ops} compiled ops"
@@ -300,13 +335,18 @@ def install_from_source(source: dict, constraints_out: str) -> str:
     return installed
 
 
-def install_into_env(constraints_out: str, src: Optional[str], record_path: Optional[str], torch_spec: str) -> None:
+def install_into_env(
+    constraints_out: str, src: Optional[str], record_path: Optional[str], torch_spec: str
+) -> None:
     wanted = identify_source(src)
     record = read_record(record_path)
     if up_to_date(record, wanted, torch_spec, constraints_out):
         return
     if record is not None and not same_source(record["source"], wanted):
-        log(f"detectron2 source changes from {record['source']['path']} to {wanted['path']}: re-installing")
+        log(
+            f"detectron2 source changes from {record['source']['path']} "
+            f"to {wanted['path']}: re-installing"
+        )
 
     if wanted["kind"] != "default":
         installed = install_from_source(wanted, constraints_out)
@@ -315,7 +355,11 @@ def install_into_env(constraints_out: str, src: Optional[str], record_path: Opti
         # was here before (the user's own build) is kept.
         if record is not None and record["source"].get("kind") != "default" and installed_dists():
             pip("-y", *installed_dists(), verb="uninstall")
-        if record is not None and record.get("installed", "").startswith(SDIST_NAME) and detectron2_imports():
+        if (
+            record is not None
+            and record.get("installed", "").startswith(SDIST_NAME)
+            and detectron2_imports()
+        ):
             pip("-c", V06_CONSTRAINTS, *v06_pins())  # ours: keep it, keep its pins
             shutil.copy(V06_CONSTRAINTS, constraints_out)
             installed = record["installed"]
@@ -336,13 +380,33 @@ def install_into_env(constraints_out: str, src: Optional[str], record_path: Opti
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--constraints-out", help="install into this environment; write the constraints in force here")
+    mode.add_argument(
+        "--constraints-out",
+        help="install into this environment; write the constraints in force here",
+    )
     mode.add_argument("--download-to", help="only download the verified sdist into this folder")
-    mode.add_argument("--offline-target", help="install ALS_D2_DETECTRON2_SDIST into this folder (pip --target, no deps)")
-    mode.add_argument("--identify", metavar="SRC", help="print the identity (JSON) of a detectron2 source and exit")
-    parser.add_argument("--src", default="", help="a detectron2 source tree or archive to build (default: pb1-detectron2 0.6)")
-    parser.add_argument("--record", help="JSON file recording the installed source (with --constraints-out)")
-    parser.add_argument("--torch-spec", default="", help="the torch requirement in force (recorded; a change re-installs)")
+    mode.add_argument(
+        "--offline-target",
+        help="install ALS_D2_DETECTRON2_SDIST into this folder (pip --target, no deps)",
+    )
+    mode.add_argument(
+        "--identify",
+        metavar="SRC",
+        help="print the identity (JSON) of a detectron2 source and exit",
+    )
+    parser.add_argument(
+        "--src",
+        default="",
+        help="a detectron2 source tree or archive to build (default: pb1-detectron2 0.6)",
+    )
+    parser.add_argument(
+        "--record", help="JSON file recording the installed source (with --constraints-out)"
+    )
+    parser.add_argument(
+        "--torch-spec",
+        default="",
+        help="the torch requirement in force (recorded; a change re-installs)",
+    )
     args = parser.parse_args()
     if args.download_to:
         download_to(args.download_to)

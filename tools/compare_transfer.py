@@ -139,10 +139,9 @@ def markdown_table(
             raise ValueError(f"--baseline {baseline!r} is not one of {names}")
         base = _value(dict(runs)[baseline], "AP")
         header.append(f"ΔAP vs {baseline}")
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|",
-    ]
+    from als_d2.evaluation import tables  # the shared printer (imports detectron2: not at --help)
+
+    rows = []
     for i, (name, metrics) in enumerate(runs):
         cells = [name] + ([recipes[i]] if recipes is not None else [])
         for c in columns:
@@ -159,8 +158,8 @@ def markdown_table(
             cells.append(
                 "–" if ap is None or base is None else f"{(ap - base) * scale:+.{digits}f}"
             )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return tables.markdown_table(header, rows, align=["left"] + ["right"] * (len(header) - 1))
 
 
 def parse_run(spec: str) -> Tuple[str, str]:

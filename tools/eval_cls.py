@@ -36,7 +36,6 @@ backbone tensors, is an error naming the file and the key, not a randomly initia
 
 import json
 import logging
-import math
 import os
 import re
 from collections import OrderedDict
@@ -81,6 +80,7 @@ from als_d2.checkpoint.evaluation import (  # noqa: E402
 from als_d2.config import check_eval_num_classes, load_als_config  # noqa: E402
 from als_d2.engine import ClassificationTrainer  # noqa: E402
 from als_d2.engine.launch import als_default_setup, launch_from_args  # noqa: E402
+from als_d2.evaluation.tables import format_value, markdown_table  # noqa: E402
 
 logger = logging.getLogger("als_d2.eval_cls")
 
@@ -197,25 +197,18 @@ def preflight(cfg, checkpoints: Sequence[str], datasets: Sequence[str]) -> None:
         raise SystemExit(f"error: {e}") from None
 
 
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.4f}"
-
-
-def markdown_table(
+def _checkpoint_table(
     rows: Sequence[Tuple[str, str, Dict]], columns, title: str, note: Optional[str] = None
 ) -> str:
     """``rows``: (checkpoint, dataset, metric dict); ``columns``: (header, key or callable);
     ``note``: a footnote paragraph under the table."""
-    head = ["Checkpoint", "Val"] + [c[0] for c in columns]
-    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, dataset, metrics in rows:
-        cells = [c[1](metrics) if callable(c[1]) else _fmt(metrics.get(c[1])) for c in columns]
-        lines.append("| " + " | ".join([name, dataset] + cells) + " |")
-    if note:
-        lines += ["", note]
-    return "\n".join(lines)
+    header = ["Checkpoint", "Val"] + [c[0] for c in columns]
+    cells = [
+        [name, dataset]
+        + [c[1](m) if callable(c[1]) else format_value(m.get(c[1])) for c in columns]
+        for name, dataset, m in rows
+    ]
+    return markdown_table(header, cells, title, note)
 
 
 def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequence[str]) -> str:
@@ -226,21 +219,26 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
     parts = []
     if context:
         parts.append(
-            markdown_table(context, TABLE1, "Table 1: context-only images (objects painted out)")
+            _checkpoint_table(context, TABLE1, "Table 1: context-only images (objects painted out)")
         )
     if other:
         parts.append(
-            markdown_table(other, TABLE2, "Table 2: classification and calibration", ESTIMATORS)
+            _checkpoint_table(other, TABLE2, "Table 2: classification and calibration", ESTIMATORS)
         )
     ts_rows = [r for r in rows if "ts_temperature" in r[2]]
     if ts_rows:
         columns = [("T", "ts_temperature")] + [
-            (h, lambda m, k=k: f"{_fmt(m.get('ts_base_' + k))} -> {_fmt(m.get('ts_' + k))}")
+            (
+                h,
+                lambda m, k=k: (
+                    f"{format_value(m.get('ts_base_' + k))} -> {format_value(m.get('ts_' + k))}"
+                ),
+            )
             for h, k in TABLE_TS
         ]
         title = "Temperature scaling (not a paper table): held-out half, before -> after"
         note = "ECE/MCE estimators: see the note under Table 2." if other else ESTIMATORS
-        parts.append(markdown_table(ts_rows, columns, title, note))
+        parts.append(_checkpoint_table(ts_rows, columns, title, note))
     return "\n\n".join(parts)
 
 

@@ -114,8 +114,13 @@ def add_als_config(cfg: CN) -> None:
     _C.SOLVER.AMP.PRECISION = "auto"
 
 
+class ConfigError(ValueError):
+    """A config key whose value cannot work (the message names the key); the tools report
+    it in one line, without a traceback."""
+
+
 def _fail(key: str, value, why: str):
-    raise ValueError(f"config key {key} = {value!r}: {why}")
+    raise ConfigError(f"config key {key} = {value!r}: {why}")
 
 
 def check_device(cfg: CN) -> None:

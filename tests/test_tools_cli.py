@@ -108,6 +108,34 @@ def test_train_cls_with_missing_dataset_root_is_one_line(tmp_path):
     assert "tools/make_synthetic_imagenet.py --root $DETECTRON2_DATASETS/synthetic_imagenet" in last
 
 
+@pytest.mark.parametrize("tool", ["train_cls", "train_det"])
+def test_a_config_value_that_cannot_work_is_one_line(tmp_path, tool):
+    """A user's bad config value: one line naming the key, no traceback."""
+    config = {
+        "train_cls": os.path.join(REPO, "configs", "demo", "als_r18.yaml"),
+        "train_det": os.path.join(
+            REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_C4_cpu.yaml"
+        ),
+    }[tool]
+    bad = {"train_cls": ["MODEL.ALS.BETA", "2.0"], "train_det": ["MODEL.DEVICE", "cuda:7"]}[tool]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), "--config-file", config]
+        + ["OUTPUT_DIR", str(tmp_path / "out")]
+        + bad,
+        cwd=str(tmp_path),
+        env=dict(
+            os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), CUDA_VISIBLE_DEVICES=""
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: config key {bad[0]} = "), last
+
+
 def test_make_synthetic_imagenet_help_says_where_the_data_must_live():
     text = load_tool("make_synthetic_imagenet").build_parser().format_help()
     assert (

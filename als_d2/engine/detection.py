@@ -33,6 +33,7 @@ from detectron2.utils.file_io import PathManager
 
 from .. import compat
 from ..checkpoint import TransferCheckpointer
+from ..config import ConfigError
 from ..modeling.roi_heads import ResNetRes5ROIHeads  # noqa: F401  (re-exported)
 from .default_trainer import ddp_without_device_ids, use_checkpointer
 from .preemption import stop_on_signal_hooks
@@ -197,7 +198,7 @@ def check_detection_classes(cfg) -> None:
     for name in cfg.DATASETS.TRAIN:
         classes = MetadataCatalog.get(name).get("thing_classes", None)
         if classes is not None and len(classes) != num:
-            raise ValueError(
+            raise ConfigError(
                 f"config key MODEL.ROI_HEADS.NUM_CLASSES = {num}: dataset {name!r} "
                 f"(DATASETS.TRAIN) has {len(classes)} classes: set MODEL.ROI_HEADS.NUM_CLASSES "
                 f"{len(classes)}"

@@ -18,19 +18,21 @@ __all__ = [
 
 
 class short_errors:
-    """``main`` with the errors that explain themselves (a missing dataset root) turned into
-    a one-line ``SystemExit`` instead of a traceback through the trainer and the loaders.
-    A class, not a closure, so that ``launch`` can pickle it for worker processes."""
+    """``main`` with the errors that explain themselves (a config key that cannot work, a
+    missing dataset root) turned into a one-line ``SystemExit`` instead of a traceback
+    through the trainer and the loaders. A class, not a closure, so that ``launch`` can
+    pickle it for worker processes."""
 
     def __init__(self, main):
         self.main = main
 
     def __call__(self, *args, **kwargs):
+        from ..config import ConfigError
         from ..data.datasets.catalog import DatasetRootMissingError
 
         try:
             return self.main(*args, **kwargs)
-        except DatasetRootMissingError as e:
+        except (ConfigError, DatasetRootMissingError) as e:
             raise SystemExit(f"error: {e}") from None
 
 

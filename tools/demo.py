@@ -2,20 +2,26 @@
 """`make demo`: the paper's effect and the transfer step on the embedded default dataset.
 
 1. Generates (cached) a small context-biased "ImageNet" in the real ILSVRC formats plus a
-   COCO-format detection split (``als_d2.data.synthetic``), and reads it through the
-   same registration code as real ImageNet.
+   COCO-format detection split (``als_d2.data.synthetic``: 50 classes, ImageNet's mean
+   objectness of 0.49), and reads it through the same registration code as real ImageNet.
 2. Trains hard-label, LS and ALS classifiers (``configs/demo/*_r18.yaml``: a detectron2
-   ResNet-18 at 64 px, CPU) with ClassificationTrainer.
+   ResNet-18 at 32 px, CPU) with ClassificationTrainer, once per seed (``--seeds N``:
+   training seeds 1..N on the same data; default 3, 1 with ``--quick``).
 3. Evaluates each on val and on context-only val (every object painted out), prints the
    paper's Table 1 (ACC, O.conf, U.conf, A.conf) and the calibration table side by side,
-   and saves reliability diagrams and a CAM figure.
-4. Fine-tunes small Faster R-CNNs from the hard and ALS backbones on the COCO-format
-   split and prints their AP.
+   as mean (min-max over seeds), with the context-only confidence ratio hard / ALS, and
+   saves reliability diagrams (per method and all methods in one), and a CAM figure.
+4. Fine-tunes small Faster R-CNNs from the first seed's hard and ALS backbones on the
+   COCO-format split and prints their AP.
 
 Writes ``<output>/results.json``: {"classification": {METHOD: {"val": METRICS,
-"val_context": METRICS}}, "transfer": {METHOD: {"AP": ...}}}. detectron2's logs go to
+"val_context": METRICS}}} (means over seeds), "classification_seeds": {METHOD: [{"seed":
+S, "val": ..., "val_context": ...}]}, "spread": {METHOD: {SPLIT: {KEY: [min, max]}}},
+"context_conf_ratio_hard_over_als" (of the mean confidences) and its per-seed values,
+"transfer": {METHOD: {"AP": ...}}, "figures", "seconds". detectron2's logs go to
 ``<output>/log.txt``; the console shows progress with ETA.
 """
+
 import argparse
 import contextlib
 import importlib.util
@@ -26,35 +32,79 @@ import os
 import sys
 import time
 
-import als_d2  # noqa: F401  (detectron2 bootstrap first)
-import torch
-from detectron2.config import get_cfg
-from detectron2.engine import HookBase
-from detectron2.evaluation import inference_on_dataset
-from detectron2.utils.env import seed_all_rng
 
-from als_d2.config import add_als_config
-from als_d2.data.datasets.builtin import register_synthetic_imagenet
-from als_d2.data.synthetic import DEFAULT_SIZES, QUICK_SIZES, generate_synthetic_imagenet
-from als_d2.engine import ClassificationTrainer
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="als-d2 demo on the embedded synthetic dataset")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller data and schedules (same outputs)"
+    )
+    parser.add_argument(
+        "--output", default=None, help="default: output/demo (output/demo-quick with --quick)"
+    )
+    parser.add_argument(
+        "--data-root", default=None, help="default: $DETECTRON2_DATASETS/synthetic_imagenet[_quick]"
+    )
+    parser.add_argument("--skip-transfer", action="store_true", help="classification only")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="train each classifier with seeds 1..N and report mean and min-max "
+        "(default 3; 1 with --quick)",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    get_parser().parse_args()  # fast --help: before the imports below
+
+import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
+import torch  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.engine import HookBase  # noqa: E402
+from detectron2.evaluation import inference_on_dataset  # noqa: E402
+from detectron2.utils.env import seed_all_rng  # noqa: E402
+
+from als_d2.config import add_als_config  # noqa: E402
+from als_d2.data.datasets.builtin import register_synthetic_imagenet  # noqa: E402
+from als_d2.data.synthetic import (  # noqa: E402
+    DEFAULT_SIZES,
+    QUICK_SIZES,
+    generate_synthetic_imagenet,
+)
+from als_d2.engine import ClassificationTrainer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("hard", "ls", "als")
 TRANSFER_METHODS = ("hard", "als")
 PREFIX = "demo"  # registered names: demo_imagenet_*, demo_coco_*
+SPLITS = ("val", "val_context")
 
-# (epochs, batch) of the classifiers; (iterations) of the detectors
-SCHEDULES = {"full": dict(epochs=20, batch=32, det_iters=150), "quick": dict(epochs=8, batch=16, det_iters=20)}
+# classifiers: epochs, batch, seeds (default of --seeds), learning rate (BASE_LR 0.1 scaled
+# by batch / lr_reference: 0.025 at batch 32, twice the configs' ImageNet scaling, for the
+# short schedules); detectors: iterations
+SCHEDULES = {
+    "full": dict(epochs=10, batch=32, seeds=3, lr_reference=128, det_iters=100),
+    "quick": dict(epochs=10, batch=32, seeds=1, lr_reference=128, det_iters=20),
+}
 
 TABLE1 = (("ACC", "acc"), ("O.conf", "over_conf"), ("U.conf", "under_conf"), ("A.conf", "avg_conf"))
 # ECE/MCE: "pycalib" = the paper's Table 2 estimator, "Guo" = the usual one (CAL_NOTE)
 TABLE_CAL = (
-    ("ACC", "acc"), ("ECE15 pycalib", "paper_ece_15"), ("ECE100 pycalib", "paper_ece_100"),
-    ("MCE15 pycalib", "paper_mce_15"), ("ECE15 Guo", "ece_15"), ("ECE100 Guo", "ece_100"), ("MCE15 Guo", "mce_15"),
-    ("NLL", "nll"), ("A.conf", "avg_conf"), ("Obj.dev", "objectness_deviation"),
+    ("ACC", "acc"),
+    ("ECE15 pycalib", "paper_ece_15"),
+    ("ECE100 pycalib", "paper_ece_100"),
+    ("MCE15 pycalib", "paper_mce_15"),
+    ("ECE15 Guo", "ece_15"),
+    ("ECE100 Guo", "ece_100"),
+    ("MCE15 Guo", "mce_15"),
+    ("NLL", "nll"),
+    ("A.conf", "avg_conf"),
+    ("Obj.dev", "objectness_deviation"),
 )
 CAL_NOTE = (
-    "ECE/MCE with B bins: pycalib = Wenger et al. 2020 (the paper's Table 2), equal-width bins on [1/K, 1], "
+    "ECE/MCE with B bins: pycalib = Wenger et al. 2020 (the paper's Table 2), "
+    "equal-width bins on [1/K, 1], "
     "accuracy vs the fixed reference linspace(1/K + 1/(2B), 1 - 1/(2B), B); Guo = Guo et al. 2017 "
     "(torchmetrics, netcal), equal-width bins on [0, 1], accuracy vs the bin's mean confidence."
 )
@@ -69,8 +119,10 @@ class Progress:
     def advance(self, units: float, message: str) -> None:
         self.done += units
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done) if self.done > 0 else float("nan")
-        print(f"[demo {elapsed:6.0f}s | ETA {eta:5.0f}s] {message}", flush=True)
+        eta = (
+            f"{elapsed / self.done * (self.total - self.done):5.0f}s" if self.done > 0 else "    ?"
+        )
+        print(f"[demo {elapsed:6.0f}s | ETA {eta}] {message}", flush=True)
 
 
 class ProgressHook(HookBase):
@@ -84,7 +136,10 @@ class ProgressHook(HookBase):
         it, total = self.trainer.iter + 1, self.trainer.max_iter
         if it == total or it - self._reported >= max(1, total // 10):
             loss = self.trainer.storage.history("total_loss").latest()
-            self.progress.advance((it - self._reported) * self.units, f"{self.label}: iter {it}/{total}, loss {loss:.3f}")
+            self.progress.advance(
+                (it - self._reported) * self.units,
+                f"{self.label}: iter {it}/{total}, loss {loss:.3f}",
+            )
             self._reported = it
 
 
@@ -99,22 +154,40 @@ def quiet_detectron2_logs(path: str) -> None:
         logger.propagate = False
 
 
-def classifier_cfg(method: str, output: str, schedule: dict):
+def run_dir(output: str, method: str, seed: int) -> str:
+    """Output folder of one classifier: ``<output>/<method>_r18`` for seed 1,
+    ``<output>/<method>_r18_seed<S>`` for the others."""
+    return os.path.join(output, f"{method}_r18" if seed == 1 else f"{method}_r18_seed{seed}")
+
+
+def classifier_cfg(method: str, output: str, schedule: dict, seed: int = 1):
     cfg = get_cfg()
     add_als_config(cfg)
     cfg.merge_from_file(os.path.join(REPO, "configs", "demo", f"{method}_r18.yaml"))
-    num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES  # overwritten below from the data
     cfg.merge_from_list(
         [
-            "DATASETS.TRAIN", (f"{PREFIX}_imagenet_train_boxed",),
-            "DATASETS.TEST", (f"{PREFIX}_imagenet_val",),
-            "OUTPUT_DIR", os.path.join(output, f"{method}_r18"),
-            "SOLVER.EPOCHS", schedule["epochs"],
-            "SOLVER.STEPS_EPOCHS", (round(schedule["epochs"] * 0.7), round(schedule["epochs"] * 0.9)),
-            "SOLVER.IMS_PER_BATCH", schedule["batch"],
-            "SOLVER.CHECKPOINT_PERIOD_EPOCHS", float(schedule["epochs"]),
-            "TEST.EVAL_PERIOD", 0,
-            "MODEL.CLASSIFIER.NUM_CLASSES", schedule["num_classes"] or num_classes,
+            "DATASETS.TRAIN",
+            (f"{PREFIX}_imagenet_train_boxed",),
+            "DATASETS.TEST",
+            (f"{PREFIX}_imagenet_val",),
+            "OUTPUT_DIR",
+            run_dir(output, method, seed),
+            "SOLVER.EPOCHS",
+            schedule["epochs"],
+            "SOLVER.STEPS_EPOCHS",
+            (round(schedule["epochs"] * 0.7), round(schedule["epochs"] * 0.9)),
+            "SOLVER.IMS_PER_BATCH",
+            schedule["batch"],
+            "SOLVER.LR_REFERENCE_BATCH",
+            schedule["lr_reference"],
+            "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
+            float(schedule["epochs"]),
+            "TEST.EVAL_PERIOD",
+            0,
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            schedule["num_classes"],
+            "SEED",
+            seed,
         ]
     )
     return cfg
@@ -122,55 +195,141 @@ def classifier_cfg(method: str, output: str, schedule: dict):
 
 def load_tool(name: str):
     """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"als_d2_tools_{name}", os.path.join(REPO, "tools", f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        f"als_d2_tools_{name}", os.path.join(REPO, "tools", f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def fmt(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.3f}"
+    )
+
+
+def fmt_spread(mean, spread) -> str:
+    """ "mean (min-max)"; just the mean for one seed."""
+    if spread is None or spread[0] == spread[1] or any(v is None or math.isnan(v) for v in spread):
+        return fmt(mean)
+    return f"{fmt(mean)} ({fmt(spread[0])}-{fmt(spread[1])})"
 
 
 def markdown(rows, columns, title, note=None) -> str:
-    lines = [f"**{title}**", "", "| Method | " + " | ".join(h for h, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for method, metrics in rows:
-        lines.append(f"| {method} | " + " | ".join(fmt(metrics.get(k)) for _, k in columns) + " |")
+    """rows: [(method, metrics, spread or None)]; a cell is "mean (min-max)" with a spread."""
+    lines = [
+        f"**{title}**",
+        "",
+        "| Method | " + " | ".join(h for h, _ in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for method, metrics, spread in rows:
+        cells = [fmt_spread(metrics.get(k), (spread or {}).get(k)) for _, k in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if note:
         lines += ["", note]
     return "\n".join(lines)
 
 
-def train_and_evaluate(method, output, schedule, progress, units_per_iter):
-    """Train one classifier; return its checkpoint and {"val": METRICS, "val_context": METRICS}."""
-    cfg = classifier_cfg(method, output, schedule)
+def no_nan(obj):
+    """obj with every NaN float replaced by None (JSON null), recursively."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [no_nan(v) for v in obj]
+    return obj
+
+
+def summarize_seeds(per_seed):
+    """per_seed: [{KEY: float}] -> ({KEY: mean}, {KEY: [min, max]}), over the keys all seeds have
+    with a number (NaN where any seed has NaN)."""
+    keys = [
+        k for k, v in per_seed[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    mean, spread = {}, {}
+    for k in keys:
+        values = [float(m[k]) if m.get(k) is not None else float("nan") for m in per_seed]
+        mean[k] = sum(values) / len(values)
+        spread[k] = (
+            [min(values), max(values)]
+            if not any(math.isnan(v) for v in values)
+            else [float("nan")] * 2
+        )
+    return mean, spread
+
+
+def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=1):
+    """Train one classifier; return its checkpoint, {"val": METRICS, "val_context": METRICS}
+    and its config."""
+    cfg = classifier_cfg(method, output, schedule, seed)
     seed_all_rng(cfg.SEED)
     trainer = ClassificationTrainer(cfg)
-    trainer.register_hooks([ProgressHook(progress, f"train {method}", units_per_iter)])
+    label = f"train {method}" + (f" (seed {seed})" if schedule["seeds"] > 1 else "")
+    trainer.register_hooks([ProgressHook(progress, label, units_per_iter)])
     trainer.resume_or_load(resume=False)
     trainer.train()
     model = trainer.model
     model.eval()
     metrics = {}
-    for key, dataset in (("val", f"{PREFIX}_imagenet_val"), ("val_context", f"{PREFIX}_imagenet_val_context")):
+    for key, dataset in (
+        ("val", f"{PREFIX}_imagenet_val"),
+        ("val_context", f"{PREFIX}_imagenet_val_context"),
+    ):
         folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset)
-        evaluator = ClassificationTrainer.build_evaluator(trainer.cfg, dataset, output_folder=folder)
-        result = inference_on_dataset(model, ClassificationTrainer.build_test_loader(trainer.cfg, dataset), evaluator)
+        evaluator = ClassificationTrainer.build_evaluator(
+            trainer.cfg, dataset, output_folder=folder
+        )
+        result = inference_on_dataset(
+            model, ClassificationTrainer.build_test_loader(trainer.cfg, dataset), evaluator
+        )
         metrics[key] = dict(result["classification"])
-        progress.advance(1.0, f"evaluated {method} on {key}: acc {metrics[key]['acc']:.3f}, avg conf {metrics[key]['avg_conf']:.3f}")
+        progress.advance(
+            1.0,
+            f"evaluated {method} on {key}: acc {metrics[key]['acc']:.3f}, "
+            f"avg conf {metrics[key]['avg_conf']:.3f}",
+        )
     return os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), metrics, trainer.cfg
 
 
+def combined_reliability(cfgs, output: str) -> str:
+    """All methods' reliability curves (val, 15 bins) in one diagram, from each run's
+    calibration.json; returns the PNG's path."""
+    from als_d2.evaluation.plots import save_png
+    from als_d2.evaluation.plots_combined import combined_reliability_diagram
+
+    curves = {}
+    for method in METHODS:
+        path = os.path.join(
+            cfgs[method].OUTPUT_DIR, "inference", f"{PREFIX}_imagenet_val", "calibration.json"
+        )
+        with open(path) as f:
+            report = json.load(f)
+        curves[METHOD_NAMES[method]] = (report["bins"]["15"], report["metrics"])
+    path = os.path.join(output, "figures", "reliability_all_methods.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_png(combined_reliability_diagram(curves, title="val, 15 bins"), path)
+    return path
+
+
+METHOD_NAMES = {"hard": "hard", "ls": "LS (0.1)", "als": "ALS"}
+
+
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description="als-d2 demo on the embedded synthetic dataset")
-    parser.add_argument("--quick", action="store_true", help="smaller data and schedules (same outputs)")
-    parser.add_argument("--output", default=None, help="default: output/demo (output/demo-quick with --quick)")
-    parser.add_argument("--data-root", default=None, help="default: $DETECTRON2_DATASETS/synthetic_imagenet[_quick]")
-    parser.add_argument("--skip-transfer", action="store_true", help="classification only")
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
+    t_start = time.perf_counter()
 
     mode = "quick" if args.quick else "full"
     schedule = dict(SCHEDULES[mode])
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
+        schedule["seeds"] = args.seeds
+    seeds = list(range(1, schedule["seeds"] + 1))
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     schedule["num_classes"] = sizes["num_classes"]
     output = args.output or os.path.join(REPO, "output", "demo-quick" if args.quick else "demo")
@@ -182,64 +341,167 @@ def main(argv=None) -> dict:
     quiet_detectron2_logs(os.path.join(output, "log.txt"))
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
+    # progress units: 1 per classifier iteration, 1 per evaluation, 3 per detector
+    # iteration, 0.01 per generated image (~ a training iteration per 100 images)
+    boxed = round(sizes["train_per_class"] * 0.6) * sizes["num_classes"]
+    iters = max(1, round(schedule["epochs"] * boxed / schedule["batch"]))
+    det_units = 0 if args.skip_transfer else 3 * schedule["det_iters"] * len(TRANSFER_METHODS)
+    n_images = (
+        sizes["num_classes"] * (sizes["train_per_class"] + sizes["val_per_class"])
+        + sizes["coco_train"]
+        + sizes["coco_val"]
+    )
+    progress = Progress(0.01 * n_images + len(seeds) * len(METHODS) * (iters + 2) + det_units + 2)
+    progress.advance(0.0, f"data: {data_root} ({len(seeds)} seed(s), {mode} schedule)")
     summary = generate_synthetic_imagenet(data_root, **sizes)
     register_synthetic_imagenet(data_root, prefix=PREFIX)
-    boxed = summary.get("train_boxed", None) or round(sizes["train_per_class"] * sizes["num_classes"] * 0.6)
-    iters = max(1, round(schedule["epochs"] * boxed / schedule["batch"]))
-    # progress units: 1 per classifier iteration, 1 per evaluation, 3 per detector iteration
-    det_units = 0 if args.skip_transfer else 3 * schedule["det_iters"] * len(TRANSFER_METHODS)
-    progress = Progress(len(METHODS) * (iters + 2) + det_units + 2)
-    progress.advance(1.0, f"data: {data_root} ({'cached' if summary.get('cached') else 'generated'})")
-
-    results = {"classification": {}, "transfer": {}, "mode": mode}
-    checkpoints, cfgs = {}, {}
-    for method in METHODS:
-        checkpoints[method], results["classification"][method], cfgs[method] = train_and_evaluate(
-            method, output, schedule, progress, 1.0
-        )
-
-    val = [(m, results["classification"][m]["val"]) for m in METHODS]
-    ctx = [(m, results["classification"][m]["val_context"]) for m in METHODS]
-    tables = [
-        markdown(ctx, TABLE1, "Table 1: context-only val (every object painted with the pixel mean)"),
-        markdown(val, TABLE_CAL, "Calibration on val", CAL_NOTE),
-    ]
-    hard_conf = results["classification"]["hard"]["val_context"]["avg_conf"]
-    als_conf = results["classification"]["als"]["val_context"]["avg_conf"]
-    results["context_conf_ratio_hard_over_als"] = hard_conf / als_conf
-    tables.append(
-        f"Context-only average confidence, hard / ALS = {hard_conf:.3f} / {als_conf:.3f} = "
-        f"{hard_conf / als_conf:.2f}x (uniform confidence would be {1 / schedule['num_classes']:.3f})"
+    progress.advance(
+        0.01 * n_images,
+        f"data {'cached' if summary.get('cached') else 'generated'}: "
+        f"{summary['val_images']} val images, mean objectness "
+        f"{summary['val_mean_test_objectness']:.3f} under the test transform (ImageNet val: 0.49)",
     )
+
+    results = {
+        "mode": mode,
+        "seeds": seeds,
+        "num_classes": schedule["num_classes"],
+        "classification": {},
+        "classification_seeds": {m: [] for m in METHODS},
+        "spread": {},
+        "transfer": {},
+    }
+    checkpoints, cfgs = {}, {}
+    for seed in seeds:
+        for method in METHODS:
+            ckpt, metrics, cfg = train_and_evaluate(method, output, schedule, progress, 1.0, seed)
+            results["classification_seeds"][method].append(dict(metrics, seed=seed))
+            if seed == seeds[0]:
+                checkpoints[method], cfgs[method] = ckpt, cfg
+    for method in METHODS:
+        runs = results["classification_seeds"][method]
+        results["classification"][method], results["spread"][method] = {}, {}
+        for split in SPLITS:
+            mean, spread = summarize_seeds([r[split] for r in runs])
+            results["classification"][method][split] = mean
+            results["spread"][method][split] = spread
+
+    def rows(split):
+        return [
+            (
+                METHOD_NAMES[m],
+                results["classification"][m][split],
+                results["spread"][m][split] if len(seeds) > 1 else None,
+            )
+            for m in METHODS
+        ]
+
+    across = f" (mean (min-max) over {len(seeds)} seeds)" if len(seeds) > 1 else ""
+    tables = [
+        markdown(
+            rows("val_context"),
+            TABLE1,
+            f"Table 1: context-only val (every object painted with the pixel mean){across}",
+        ),
+        markdown(rows("val"), TABLE_CAL, f"Calibration on val{across}", CAL_NOTE),
+    ]
+    conf = {m: results["classification"][m]["val_context"]["avg_conf"] for m in ("hard", "als")}
+    ratio = conf["hard"] / conf["als"]
+    per_seed = [
+        h["val_context"]["avg_conf"] / a["val_context"]["avg_conf"]
+        for h, a in zip(
+            results["classification_seeds"]["hard"], results["classification_seeds"]["als"]
+        )
+    ]
+    acc_gap = [
+        h["val"]["acc"] - a["val"]["acc"]
+        for h, a in zip(
+            results["classification_seeds"]["hard"], results["classification_seeds"]["als"]
+        )
+    ]
+    results["context_conf_ratio_hard_over_als"] = ratio
+    results["context_conf_ratio_per_seed"] = per_seed
+    results["val_acc_gap_hard_minus_als_per_seed"] = acc_gap
+    line = (
+        f"Context-only average confidence, hard / ALS = {conf['hard']:.3f} / {conf['als']:.3f} "
+        f"= **{ratio:.1f}x**"
+    )
+    if len(seeds) > 1:
+        line += f" (per seed {min(per_seed):.1f}x-{max(per_seed):.1f}x)"
+    line += (
+        f"; uniform confidence would be {1 / schedule['num_classes']:.3f}. "
+        "Val accuracy hard - ALS = "
+        f"{100 * sum(acc_gap) / len(acc_gap):+.1f} points"
+        + (f" ({100 * min(acc_gap):+.1f} to {100 * max(acc_gap):+.1f})" if len(seeds) > 1 else "")
+        + f"; val mean objectness {summary['val_mean_test_objectness']:.2f} (ImageNet val: 0.49)."
+    )
+    tables.append(line)
 
     cam_tool = load_tool("visualize_cam")
     figures = cam_tool.main(
         cam_tool.get_parser().parse_args(
-            ["--config-file", os.path.join(REPO, "configs", "demo", "hard_r18.yaml"),
-             "--checkpoints", *[checkpoints[m] for m in METHODS], "--names", *METHODS,
-             "--dataset", f"{PREFIX}_imagenet_val", "--num-images", "6", "--output", os.path.join(output, "figures"),
-             "MODEL.CLASSIFIER.NUM_CLASSES", str(schedule["num_classes"]), "INPUT.CLS.CROP_SIZE", "128",
-             "INPUT.CLS.TEST_RESIZE", "146"]
+            [
+                "--config-file",
+                os.path.join(REPO, "configs", "demo", "hard_r18.yaml"),
+                "--checkpoints",
+                *[checkpoints[m] for m in METHODS],
+                "--names",
+                *METHODS,
+                "--dataset",
+                f"{PREFIX}_imagenet_val",
+                "--num-images",
+                "6",
+                "--output",
+                os.path.join(output, "figures"),
+                "MODEL.CLASSIFIER.NUM_CLASSES",
+                str(schedule["num_classes"]),
+                "INPUT.CLS.CROP_SIZE",
+                "128",
+                "INPUT.CLS.TEST_RESIZE",
+                "146",
+            ]
         )
     )
     results["figures"] = dict(figures)
     results["figures"].update(
-        {f"reliability_{m}": os.path.join(cfgs[m].OUTPUT_DIR, "inference", f"{PREFIX}_imagenet_val", "reliability_diagram.png") for m in METHODS}
+        {
+            f"reliability_{m}": os.path.join(
+                cfgs[m].OUTPUT_DIR, "inference", f"{PREFIX}_imagenet_val", "reliability_diagram.png"
+            )
+            for m in METHODS
+        }
     )
+    results["figures"]["reliability_all_methods"] = combined_reliability(cfgs, output)
     progress.advance(1.0, f"figures: {os.path.join(output, 'figures')}")
 
     if not args.skip_transfer:
         results["transfer"] = run_transfer(checkpoints, output, schedule, progress)
-        tables.append(markdown(sorted(results["transfer"].items()), TRANSFER_COLUMNS, "COCO-format transfer (Faster R-CNN)"))
+        tables.append(
+            markdown(
+                [(m, v, None) for m, v in sorted(results["transfer"].items())],
+                TRANSFER_COLUMNS,
+                "COCO-format transfer (Faster R-CNN, from the seed-1 backbones)",
+            )
+        )
 
+    results["seconds"] = round(time.perf_counter() - t_start, 1)
     with open(os.path.join(output, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, allow_nan=False, default=lambda x: None)
-    print("\n" + "\n\n".join(tables) + f"\n\nresults: {os.path.join(output, 'results.json')}", flush=True)
+        json.dump(no_nan(results), f, indent=2, allow_nan=False, default=lambda x: None)
+    print(
+        "\n" + "\n\n".join(tables) + f"\n\nresults: {os.path.join(output, 'results.json')} "
+        f"({results['seconds'] / 60:.1f} min)",
+        flush=True,
+    )
     return results
 
 
 TRANSFER_COLUMNS = (
-    ("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "APs"), ("APm", "APm"), ("APl", "APl"),
+    ("AP", "AP"),
+    ("AP50", "AP50"),
+    ("AP75", "AP75"),
+    ("APs", "APs"),
+    ("APm", "APm"),
+    ("APl", "APl"),
     ("AR100", "AR100"),
 )
 
@@ -252,17 +514,31 @@ def run_transfer(checkpoints, output, schedule, progress):
     transfer = {}
     for method in TRANSFER_METHODS:
         cfg = get_cfg()
-        cfg.merge_from_file(os.path.join(REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_FPN_cpu.yaml"))
+        cfg.merge_from_file(
+            os.path.join(REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_FPN_cpu.yaml")
+        )
         cfg.merge_from_list(
             [
-                "MODEL.WEIGHTS", checkpoints[method],
-                "MODEL.ROI_HEADS.NUM_CLASSES", schedule["num_classes"],
-                "DATASETS.TRAIN", (f"{PREFIX}_coco_train",),
-                "DATASETS.TEST", (f"{PREFIX}_coco_val",),
-                "SOLVER.MAX_ITER", iters,
-                "SOLVER.STEPS", (int(iters * 0.75),),
-                "SOLVER.WARMUP_ITERS", max(1, iters // 5),
-                "OUTPUT_DIR", os.path.join(output, "coco", f"{method}_r18_fpn"),
+                "MODEL.WEIGHTS",
+                checkpoints[method],
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                schedule["num_classes"],
+                "DATASETS.TRAIN",
+                (f"{PREFIX}_coco_train",),
+                "DATASETS.TEST",
+                (f"{PREFIX}_coco_val",),
+                "SOLVER.MAX_ITER",
+                iters,
+                "SOLVER.STEPS",
+                (int(iters * 0.75),),
+                "SOLVER.WARMUP_ITERS",
+                max(1, iters // 5),
+                # keep low scores: after a few iterations on 20-50 classes no class reaches
+                # d2's 0.05, and COCO AP of no detections is undefined (NaN)
+                "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+                0.001,
+                "OUTPUT_DIR",
+                os.path.join(output, "coco", f"{method}_r18_fpn"),
             ]
         )
         seed_all_rng(cfg.SEED)
@@ -273,7 +549,7 @@ def run_transfer(checkpoints, output, schedule, progress):
             trainer.train()  # evaluates at the end (COCOEvaluator; pycocotools prints to the log)
         with open(os.path.join(cfg.OUTPUT_DIR, "transfer_metrics.json")) as f:
             transfer[method] = json.load(f)["results"]["bbox"]
-        progress.advance(0.0, f"detector from {method}: AP {transfer[method]['AP']:.2f}")
+        progress.advance(0.0, f"detector from {method}: AP {fmt(transfer[method]['AP'])}")
     return transfer
 
 

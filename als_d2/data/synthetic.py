@@ -3,12 +3,35 @@ COCO-format detection split drawn by the same generator.
 
 Every class has an *object* (a shape with a class colour and texture, drawn with PIL) and a
 *background* (a low-saturation tint with a class-specific texture). An image of class k
-shows 1-3 objects of class k (5-40% of the image area for one object) on the background
-of class k with probability ``context_prob`` and on the background of a random other
-class otherwise: a classifier can score well from the background alone, and a random
-resized crop often misses the object, which is the situation Adaptive Label Smoothing is
-about. Objects are saturated colours (HSV saturation >= 0.8), backgrounds are nearly grey
-(saturation <= ~0.3 after JPEG), so object pixels can be told from background pixels by colour.
+shows one or more objects of class k on the background of class k with probability
+``context_prob`` and on the background of a random other class otherwise: a classifier
+can score well from the background alone, and a random resized crop often misses the
+object, which is the situation Adaptive Label Smoothing is about. Objects are saturated
+colours (HSV saturation >= 0.8), backgrounds are nearly grey (saturation <= ~0.3 after
+JPEG), so object pixels can be told from background pixels by colour.
+
+Object sizes follow ImageNet's (classification images; the COCO split is separate):
+
+* mean objectness 0.49 under the test transform (resize the shorter side to 256/224 of
+  the crop, centre crop; objectness = area of the union of the boxes inside the crop /
+  crop area): the figure the paper measures on ImageNet val ("The mean objectness of
+  images in the validation set of ImageNet is 0.49", section 4.2). Generated images give
+  0.494 (3,000 images), the default val set 0.485 (``tests/test_synthetic.py`` measures
+  it by counting box-mask pixels in the centre crop; the summary's
+  ``val_mean_test_objectness``);
+* objects per image: 1.11 on average, from the paper's counts: 0.474M boxed training
+  images give 0.528M 'mask' samples, one per annotated object (section 4.1, appendix
+  A.2). Here 91% of the images have one object, 7% two, 2% three (``OBJECT_COUNTS``);
+* the spread is **chosen**, not measured (the paper gives no distribution and we use no
+  other source): a single object's box spans a fraction f of each image side, f uniform
+  in ``SIDE_RANGE`` (0.17-1.0: box areas from ~3% to the full frame), each of several
+  objects ``MULTI_SIDE_RANGE`` (0.2-0.5); the box aspect is that of the image, jittered
+  by up to 4:3 either way. Under the test transform about 12% of the images then have
+  objectness >= 0.95 (full frame), 24% below 0.2; quartiles 0.21 / 0.43 / 0.80.
+
+A box is the object's bounding box; the shape inside it covers from about a third of it
+(a star) to all of it (an unturned square), so, as on ImageNet, even a full-frame box
+leaves some background visible around the object.
 
 Layout written under ``root`` (the Kaggle "ImageNet Object Localization" release)::
 
@@ -35,6 +58,7 @@ Output is deterministic: the same parameters and seed give the same bytes (numpy
 ``Generator`` per image, fixed JPEG quality and 4:4:4 chroma), given the same numpy and
 Pillow / libjpeg builds.
 """
+
 import csv
 import json
 import math
@@ -42,10 +66,12 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .objectness import union_area
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -55,10 +81,11 @@ __all__ = [
     "SyntheticClass",
     "class_specs",
     "render_image",
+    "centre_crop_objectness",
     "generate_synthetic_imagenet",
 ]
 
-GENERATOR_VERSION = 1  # bump when the output for the same parameters changes
+GENERATOR_VERSION = 2  # bump when the output for the same parameters changes
 MANIFEST_NAME = "synthetic_manifest.json"
 CONTEXT_CSV = "synthetic_context.csv"
 JPEG_QUALITY = 90
@@ -66,11 +93,26 @@ WNID_BASE = 90000000
 MAX_CLASSES = 100  # distinct (shape, colour) pairs
 
 # Sizes of the default dataset and of the --quick preset (keyword arguments).
-DEFAULT_SIZES = dict(num_classes=10, train_per_class=80, val_per_class=20, coco_train=200, coco_val=50)
-QUICK_SIZES = dict(num_classes=5, train_per_class=24, val_per_class=8, coco_train=40, coco_val=16)
+DEFAULT_SIZES = dict(
+    num_classes=50, train_per_class=50, val_per_class=10, coco_train=200, coco_val=50
+)
+QUICK_SIZES = dict(num_classes=20, train_per_class=40, val_per_class=10, coco_train=40, coco_val=16)
+
+# Object sizes of the classification images (module doc: which ImageNet figures they match).
+OBJECT_COUNTS = ((1, 0.91), (2, 0.07), (3, 0.02))  # objects per image and their probabilities
+SIDE_RANGE = (0.17, 1.0)  # one object: box side / image side, uniform
+MULTI_SIDE_RANGE = (0.2, 0.5)  # each of several objects
+BOX_ASPECT_JITTER = 4.0 / 3.0  # box aspect = image aspect x [1/J, J], log-uniform
 
 # What generate_synthetic_imagenet writes at the top of root (removed on regeneration).
-_OWNED = ("ILSVRC", "coco", "LOC_synset_mapping.txt", "LOC_train_solution.csv", "LOC_val_solution.csv", CONTEXT_CSV)
+_OWNED = (
+    "ILSVRC",
+    "coco",
+    "LOC_synset_mapping.txt",
+    "LOC_train_solution.csv",
+    "LOC_val_solution.csv",
+    CONTEXT_CSV,
+)
 
 _COLOURS = [  # saturated (HSV saturation >= 0.8) so that objects stand out from backgrounds
     ("red", (220, 40, 40)),
@@ -84,7 +126,18 @@ _COLOURS = [  # saturated (HSV saturation >= 0.8) so that objects stand out from
     ("lime", (150, 225, 30)),
     ("mint", (20, 220, 140)),
 ]
-_SHAPES = ["disc", "square", "triangle", "cross", "ring", "diamond", "star", "hexagon", "crescent", "bar"]
+_SHAPES = [
+    "disc",
+    "square",
+    "triangle",
+    "cross",
+    "ring",
+    "diamond",
+    "star",
+    "hexagon",
+    "crescent",
+    "bar",
+]
 _TEXTURES = ["solid", "striped", "checkered", "dotted", "concentric"]
 _BACKGROUNDS = ["stripes", "waves", "grid", "blotches"]
 _BILINEAR = getattr(Image, "Resampling", Image).BILINEAR
@@ -153,10 +206,10 @@ def class_specs(num_classes: int) -> List[SyntheticClass]:
                 texture=_TEXTURES[(k + k // 10) % len(_TEXTURES)],
                 texture_angle=float((k * 53) % 180),
                 texture_period=float(5 + (k % 3)),
-                background_rgb=_hsv_to_rgb(hue, 0.14, (0.56, 0.67, 0.78)[k % 3]),
+                background_rgb=_hsv_to_rgb(hue, 0.2, (0.56, 0.67, 0.78)[k % 3]),
                 background_pattern=_BACKGROUNDS[k % len(_BACKGROUNDS)],
                 background_angle=float((k * 41) % 180),
-                background_period=float((7, 11, 16)[(k // 2) % 3]),
+                background_period=float((12, 18, 26)[(k // 2) % 3]),
             )
         )
     return specs
@@ -172,7 +225,9 @@ def _rotated_coords(h: int, w: int, angle_deg: float):
     return xx * math.cos(t) + yy * math.sin(t), -xx * math.sin(t) + yy * math.cos(t)
 
 
-def _background(spec: SyntheticClass, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+def _background(
+    spec: SyntheticClass, width: int, height: int, rng: np.random.Generator
+) -> np.ndarray:
     """float32 (height, width, 3): the class tint plus a grey class texture and noise."""
     period = spec.background_period * rng.uniform(0.9, 1.1)
     u, v = _rotated_coords(height, width, spec.background_angle + rng.uniform(-8, 8))
@@ -184,7 +239,9 @@ def _background(spec: SyntheticClass, width: int, height: int, rng: np.random.Ge
     elif spec.background_pattern == "grid":
         p = 1.6 * np.sin(2 * math.pi * u / period + phase) * np.sin(2 * math.pi * v / period)
     else:  # blotches: smooth random field, upsampled from a coarse grid
-        coarse = rng.standard_normal((height // int(period) + 2, width // int(period) + 2)).astype(np.float32)
+        coarse = rng.standard_normal((height // int(period) + 2, width // int(period) + 2)).astype(
+            np.float32
+        )
         field = Image.fromarray(coarse).resize((width, height), _BILINEAR)
         p = np.asarray(field, dtype=np.float32)
         p = 1.4 * (p - p.mean()) / (p.std() + 1e-6)
@@ -259,9 +316,9 @@ def _shape_polygons(shape: str) -> List[Tuple[np.ndarray, int]]:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _shape_mask(shape: str, box_area: float, rng: np.random.Generator) -> np.ndarray:
-    """bool (h, w): the shape, randomly stretched (aspect 0.75-1.33) and rotated, scaled so
-    that its bounding box covers about ``box_area`` pixels."""
+def _oriented_polygons(shape: str, rng: np.random.Generator):
+    """The shape's polygons, randomly stretched (aspect 0.75-1.33) and rotated, and the
+    (lo, extent) of the outer one: [(vertices (n, 2), fill)], lo (2,), ext (2,)."""
     polys = _shape_polygons(shape)
     stretch = math.exp(rng.uniform(math.log(0.75), math.log(1.33)))
     t = math.radians(rng.uniform(0, 360))
@@ -269,9 +326,11 @@ def _shape_mask(shape: str, box_area: float, rng: np.random.Generator) -> np.nda
     polys = [((p * [stretch, 1.0 / stretch]) @ rot.T, fill) for p, fill in polys]
     outer = polys[0][0]
     lo, hi = outer.min(0), outer.max(0)
-    ext = hi - lo
-    scale = math.sqrt(box_area / float(ext[0] * ext[1]))
-    w, h = max(int(math.ceil(ext[0] * scale)), 6), max(int(math.ceil(ext[1] * scale)), 6)
+    return polys, lo, hi - lo
+
+
+def _fill_box(polys, lo: np.ndarray, ext: np.ndarray, w: int, h: int) -> np.ndarray:
+    """bool (h, w): the polygons scaled so that the outer one spans exactly w x h pixels."""
     canvas = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(canvas)
     size = np.array([w - 1, h - 1], float)
@@ -281,9 +340,27 @@ def _shape_mask(shape: str, box_area: float, rng: np.random.Generator) -> np.nda
     return np.asarray(canvas) > 0
 
 
+def _shape_mask(shape: str, box_area: float, rng: np.random.Generator) -> np.ndarray:
+    """bool (h, w): the shape, randomly stretched (aspect 0.75-1.33) and rotated, scaled so
+    that its bounding box covers about ``box_area`` pixels."""
+    polys, lo, ext = _oriented_polygons(shape, rng)
+    scale = math.sqrt(box_area / float(ext[0] * ext[1]))
+    w, h = max(int(math.ceil(ext[0] * scale)), 6), max(int(math.ceil(ext[1] * scale)), 6)
+    return _fill_box(polys, lo, ext, w, h)
+
+
+def _shape_mask_in_box(shape: str, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    """bool (h, w): the shape, randomly stretched and rotated, then scaled (unevenly) so
+    that its bounding box is exactly w x h pixels."""
+    polys, lo, ext = _oriented_polygons(shape, rng)
+    return _fill_box(polys, lo, ext, max(int(w), 6), max(int(h), 6))
+
+
 def _overlaps(box: Box, others: Sequence[Box], gap: int) -> bool:
     x0, y0, x1, y1 = box
-    return any(x0 < b[2] + gap and b[0] < x1 + gap and y0 < b[3] + gap and b[1] < y1 + gap for b in others)
+    return any(
+        x0 < b[2] + gap and b[0] < x1 + gap and y0 < b[3] + gap and b[1] < y1 + gap for b in others
+    )
 
 
 def render_image(
@@ -292,8 +369,9 @@ def render_image(
     height: int,
     background: int,
     object_classes: Sequence[int],
-    area_range: Tuple[float, float],
+    area_range: Optional[Tuple[float, float]],
     rng: np.random.Generator,
+    side_fractions: Optional[Sequence[float]] = None,
 ) -> Tuple[np.ndarray, List[Tuple[int, Box, int]]]:
     """Draw one image.
 
@@ -302,34 +380,60 @@ def render_image(
         object_classes: class index of each object to place; the first is always placed
             (shrunk if needed), a later one is dropped when it finds no free spot.
         area_range: (lo, hi) fraction of the image area covered by each object's box,
-            sampled log-uniformly.
+            sampled log-uniformly (box aspect from the shape's random stretch and turn).
+        side_fractions: instead of ``area_range``, one value per object: its box spans
+            this fraction of the image width and of the height, the aspect jittered by up
+            to ``BOX_ASPECT_JITTER`` either way (1.0: a full-frame object).
 
     Returns:
         image: uint8 (height, width, 3) RGB.
         objects: [(class index, (xmin, ymin, xmax, ymax) pixel-edge ints, pixel count)].
         Objects do not overlap (3 px apart at least).
     """
+    if side_fractions is not None and len(side_fractions) != len(object_classes):
+        raise ValueError(f"{len(side_fractions)} side_fractions for {len(object_classes)} objects")
     img = _background(classes[background], width, height, rng)
     placed: List[Box] = []
     objects = []
-    lo, hi = math.log(area_range[0]), math.log(area_range[1])
+    jitter = math.log(BOX_ASPECT_JITTER)
     for n, k in enumerate(object_classes):
-        area = math.exp(rng.uniform(lo, hi)) * width * height
+        if side_fractions is None:
+            size = (
+                math.exp(rng.uniform(math.log(area_range[0]), math.log(area_range[1])))
+                * width
+                * height
+            )
+        else:
+            size = float(side_fractions[n])
+            aspect = math.exp(rng.uniform(-jitter, jitter))
         for _attempt in range(40):
-            mask = _shape_mask(classes[k].shape, area, rng)
+            if side_fractions is None:
+                mask = _shape_mask(classes[k].shape, size, rng)
+            else:
+                bw = min(int(round(size * width * math.sqrt(aspect))), width)
+                bh = min(int(round(size * height / math.sqrt(aspect))), height)
+                mask = _shape_mask_in_box(classes[k].shape, bw, bh, rng)
             h, w = mask.shape
-            if w > width - 2 or h > height - 2:
-                area *= 0.8
+            if side_fractions is None and (w > width - 2 or h > height - 2):
+                size *= 0.8
                 continue
             if not mask.any():  # a very small crescent can vanish
-                area *= 1.25
+                size *= 1.25
                 continue
-            x0, y0 = int(rng.integers(1, width - w)), int(rng.integers(1, height - h))
+            if side_fractions is None:
+                x0, y0 = int(rng.integers(1, width - w)), int(rng.integers(1, height - h))
+            else:
+                x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
             ys, xs = np.nonzero(mask)
-            box = (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1)
+            box = (
+                x0 + int(xs.min()),
+                y0 + int(ys.min()),
+                x0 + int(xs.max()) + 1,
+                y0 + int(ys.max()) + 1,
+            )
             if not _overlaps(box, placed, gap=3):
                 break
-            area *= 0.9
+            size *= 0.9
         else:
             if n == 0:
                 raise RuntimeError(f"no room for a {classes[k].shape} in a {width}x{height} image")
@@ -342,6 +446,18 @@ def render_image(
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), objects
 
 
+def centre_crop_objectness(
+    boxes: Sequence[Box], width: int, height: int, crop_ratio: float = 224.0 / 256.0
+) -> float:
+    """Objectness of a ``width`` x ``height`` image under the test transform "resize the
+    shorter side to S, centre crop crop_ratio * S": the fraction of the central square of
+    side crop_ratio x min(width, height) covered by the union of ``boxes`` (XYXY pixel
+    edges), exact (``als_d2.data.objectness.union_area``)."""
+    side = crop_ratio * min(width, height)
+    x0, y0 = (width - side) / 2.0, (height - side) / 2.0
+    return union_area(boxes, (x0, y0, x0 + side, y0 + side)) / (side * side) if boxes else 0.0
+
+
 # ----------------------------------------------------------------------------- writers
 
 
@@ -349,7 +465,9 @@ def _save_jpeg(path: str, image: np.ndarray) -> None:
     Image.fromarray(image).save(path, "JPEG", quality=JPEG_QUALITY, subsampling=0)
 
 
-def _xml_text(folder: str, filename: str, width: int, height: int, objects: Sequence[Tuple[str, Box]]) -> str:
+def _xml_text(
+    folder: str, filename: str, width: int, height: int, objects: Sequence[Tuple[str, Box]]
+) -> str:
     """An annotation file laid out as in ILSVRC2012_bbox_{train,val} (tabs, no header)."""
     lines = [
         "<annotation>",
@@ -403,20 +521,26 @@ def _write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence[str]]) 
 
 
 def _objects_per_image(rng: np.random.Generator) -> int:
-    """1, 2 or 3 objects of the class (probabilities 0.7, 0.2, 0.1)."""
-    return int(rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1]))
+    """1, 2 or 3 objects of the class (``OBJECT_COUNTS``: 0.91, 0.07, 0.02; mean 1.11)."""
+    counts, probs = zip(*OBJECT_COUNTS)
+    return int(rng.choice(counts, p=probs))
 
 
 def _classification_image(classes, label: int, background: int, size_range, rng):
-    """One ImageNet-style image: 1-3 objects of ``label``; one object's box covers 5-40% of
-    the image, each of several 3-15%."""
+    """One ImageNet-style image (module doc): 1-3 objects of ``label``, a single one with a
+    box side of ``SIDE_RANGE`` x the image side, each of several ``MULTI_SIDE_RANGE``."""
     width, height = (int(rng.integers(size_range[0], size_range[1] + 1)) for _ in range(2))
     n = _objects_per_image(rng)
-    area_range = (0.05, 0.40) if n == 1 else (0.03, 0.15)
-    return render_image(classes, width, height, background, [label] * n, area_range, rng)
+    lo, hi = SIDE_RANGE if n == 1 else MULTI_SIDE_RANGE
+    sides = rng.uniform(lo, hi, n).tolist()
+    return render_image(
+        classes, width, height, background, [label] * n, None, rng, side_fractions=sides
+    )
 
 
-def _context_backgrounds(labels: np.ndarray, num_classes: int, context_prob: float, rng) -> np.ndarray:
+def _context_backgrounds(
+    labels: np.ndarray, num_classes: int, context_prob: float, rng
+) -> np.ndarray:
     """int (N,): background class of each image. In each class exactly
     round(context_prob * count) images get their own class background, the others the
     background of a uniformly drawn other class."""
@@ -445,7 +569,8 @@ def _write_imagenet(root: str, classes, p: dict) -> dict:
     for d in (os.path.join(data, "val"), os.path.join(ann, "val"), sets):
         os.makedirs(d, exist_ok=True)
     _write_text(
-        os.path.join(root, "LOC_synset_mapping.txt"), "".join(f"{c.wnid} {c.synonyms}\n" for c in classes)
+        os.path.join(root, "LOC_synset_mapping.txt"),
+        "".join(f"{c.wnid} {c.synonyms}\n" for c in classes),
     )
     context_rows, fractions = [], []
     own_context = {"train": 0, "val": 0}
@@ -456,7 +581,9 @@ def _write_imagenet(root: str, classes, p: dict) -> dict:
     labels = np.repeat(np.arange(K), n)
     backgrounds = _context_backgrounds(labels, K, p["context_prob"], rng)
     numbers = [np.sort(rng.choice(np.arange(1, 20 * n + 100), n, replace=False)) for _ in range(K)]
-    boxed = [set(rng.permutation(n)[: int(round(p["boxed_fraction"] * n))].tolist()) for _ in range(K)]
+    boxed = [
+        set(rng.permutation(n)[: int(round(p["boxed_fraction"] * n))].tolist()) for _ in range(K)
+    ]
     train_rows, cls_lines, loc_lines = [], [], []
     for k, c in enumerate(classes):
         os.makedirs(os.path.join(data, "train", c.wnid), exist_ok=True)
@@ -464,7 +591,11 @@ def _write_imagenet(root: str, classes, p: dict) -> dict:
             index = k * n + i
             image_id = f"{c.wnid}_{numbers[k][i]}"
             image, objects = _classification_image(
-                classes, k, int(backgrounds[index]), p["image_size"], _image_rng(p["seed"], "train", index)
+                classes,
+                k,
+                int(backgrounds[index]),
+                p["image_size"],
+                _image_rng(p["seed"], "train", index),
             )
             _save_jpeg(os.path.join(data, "train", c.wnid, image_id + ".JPEG"), image)
             cls_lines.append(f"{c.wnid}/{image_id} {index + 1}")
@@ -475,7 +606,8 @@ def _write_imagenet(root: str, classes, p: dict) -> dict:
                 h, w = image.shape[:2]
                 named = [(wnids[o[0]], o[1]) for o in objects]
                 _write_text(
-                    os.path.join(ann, "train", c.wnid, image_id + ".xml"), _xml_text(c.wnid, image_id, w, h, named)
+                    os.path.join(ann, "train", c.wnid, image_id + ".xml"),
+                    _xml_text(c.wnid, image_id, w, h, named),
                 )
                 train_rows.append([image_id, _prediction_string(named)])
                 loc_lines.append(f"{c.wnid}/{image_id} {len(loc_lines) + 1}")
@@ -485,26 +617,42 @@ def _write_imagenet(root: str, classes, p: dict) -> dict:
     rng = np.random.default_rng([p["seed"], 0, _SPLIT_CODES["val"]])
     labels = rng.permutation(np.repeat(np.arange(K), p["val_per_class"]))
     backgrounds = _context_backgrounds(labels, K, p["context_prob"], rng)
-    val_rows, val_lines, val_fractions = [], [], []
+    val_rows, val_lines, val_fractions, val_objectness, val_counts = [], [], [], [], []
     for index, k in enumerate(labels.tolist()):
         image_id = f"ILSVRC2012_val_{index + 1:08d}"
         image, objects = _classification_image(
-            classes, k, int(backgrounds[index]), p["image_size"], _image_rng(p["seed"], "val", index)
+            classes,
+            k,
+            int(backgrounds[index]),
+            p["image_size"],
+            _image_rng(p["seed"], "val", index),
         )
         _save_jpeg(os.path.join(data, "val", image_id + ".JPEG"), image)
         h, w = image.shape[:2]
         named = [(wnids[o[0]], o[1]) for o in objects]
-        _write_text(os.path.join(ann, "val", image_id + ".xml"), _xml_text("val", image_id, w, h, named))
+        _write_text(
+            os.path.join(ann, "val", image_id + ".xml"), _xml_text("val", image_id, w, h, named)
+        )
         val_rows.append([image_id, _prediction_string(named)])
         val_lines.append(f"{image_id} {index + 1}")
         bg = wnids[backgrounds[index]]
         context_rows.append(["val", image_id, wnids[k], bg])
         own_context["val"] += bg == wnids[k]
         val_fractions += [_box_area(o[1]) / float(w * h) for o in objects]
+        val_objectness.append(centre_crop_objectness([o[1] for o in objects], w, h))
+        val_counts.append(len(objects))
 
-    _write_csv(os.path.join(root, "LOC_train_solution.csv"), ["ImageId", "PredictionString"], train_rows)
-    _write_csv(os.path.join(root, "LOC_val_solution.csv"), ["ImageId", "PredictionString"], val_rows)
-    _write_csv(os.path.join(root, CONTEXT_CSV), ["split", "ImageId", "wnid", "background_wnid"], context_rows)
+    _write_csv(
+        os.path.join(root, "LOC_train_solution.csv"), ["ImageId", "PredictionString"], train_rows
+    )
+    _write_csv(
+        os.path.join(root, "LOC_val_solution.csv"), ["ImageId", "PredictionString"], val_rows
+    )
+    _write_csv(
+        os.path.join(root, CONTEXT_CSV),
+        ["split", "ImageId", "wnid", "background_wnid"],
+        context_rows,
+    )
     _write_text(os.path.join(sets, "train_cls.txt"), "".join(s + "\n" for s in cls_lines))
     _write_text(os.path.join(sets, "train_loc.txt"), "".join(s + "\n" for s in loc_lines))
     _write_text(os.path.join(sets, "val.txt"), "".join(s + "\n" for s in val_lines))
@@ -517,6 +665,10 @@ def _write_imagenet(root: str, classes, p: dict) -> dict:
         "val_own_context_fraction": own_context["val"] / max(n_val, 1),
         "train_mean_box_fraction": float(np.mean(fractions)) if fractions else 0.0,
         "val_mean_box_fraction": float(np.mean(val_fractions)) if val_fractions else 0.0,
+        # under the ImageNet test transform (resize 256, centre crop 224); ImageNet val: 0.49
+        "val_mean_test_objectness": float(np.mean(val_objectness)),
+        "val_objectness_quartiles": [float(q) for q in np.percentile(val_objectness, [25, 50, 75])],
+        "val_mean_objects_per_image": float(np.mean(val_counts)),
     }
 
 
@@ -534,7 +686,9 @@ def _write_coco(root: str, classes, split: str, num_images: int, p: dict) -> dic
     images, annotations = [], []
     for index in range(num_images):
         rng = _image_rng(p["seed"], "coco_" + split, index)
-        width, height = (int(rng.integers(p["image_size"][0], p["image_size"][1] + 1)) for _ in range(2))
+        width, height = (
+            int(rng.integers(p["image_size"][0], p["image_size"][1] + 1)) for _ in range(2)
+        )
         object_classes = rng.integers(0, K, int(rng.integers(2, 6))).tolist()
         image, objects = render_image(
             classes, width, height, int(rng.integers(0, K)), object_classes, (0.02, 0.12), rng
@@ -555,11 +709,16 @@ def _write_coco(root: str, classes, split: str, num_images: int, p: dict) -> dic
                 }
             )
     doc = {
-        "info": {"description": "als-d2 synthetic detection split", "version": str(GENERATOR_VERSION)},
+        "info": {
+            "description": "als-d2 synthetic detection split",
+            "version": str(GENERATOR_VERSION),
+        },
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": c.index + 1, "name": c.name, "supercategory": "shape"} for c in classes],
+        "categories": [
+            {"id": c.index + 1, "name": c.name, "supercategory": "shape"} for c in classes
+        ],
     }
     path = os.path.join(root, "coco", "annotations", f"instances_{split}.json")
     with open(path, "w", encoding="utf-8") as f:
@@ -673,12 +832,18 @@ def generate_synthetic_imagenet(
         shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
     _write_manifest(root, {"version": GENERATOR_VERSION, "params": params, "complete": False})
 
-    summary = {"root": root, "wnids": [c.wnid for c in classes], "class_names": [c.name for c in classes]}
+    summary = {
+        "root": root,
+        "wnids": [c.wnid for c in classes],
+        "class_names": [c.name for c in classes],
+    }
     summary.update(_write_imagenet(root, classes, params))
     coco_root = os.path.join(root, "coco")
     for split, count in (("train", params["coco_train"]), ("val", params["coco_val"])):
         summary.update(_write_coco(root, classes, split, count, params))
-        summary[f"coco_{split}_json"] = os.path.join(coco_root, "annotations", f"instances_{split}.json")
+        summary[f"coco_{split}_json"] = os.path.join(
+            coco_root, "annotations", f"instances_{split}.json"
+        )
         summary[f"coco_{split}_images_dir"] = os.path.join(coco_root, split)
     summary.update(
         coco_root=coco_root,
@@ -687,5 +852,7 @@ def generate_synthetic_imagenet(
         seconds=round(time.perf_counter() - t0, 3),
     )
     summary = json.loads(json.dumps(summary))  # the same types as a cached summary
-    _write_manifest(root, {"version": GENERATOR_VERSION, "params": params, "complete": True, "summary": summary})
+    _write_manifest(
+        root, {"version": GENERATOR_VERSION, "params": params, "complete": True, "summary": summary}
+    )
     return dict(summary, cached=False)

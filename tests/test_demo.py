@@ -102,8 +102,10 @@ def test_seed_summary_mean_and_range():
     assert mean["acc"] == pytest.approx((0.5 + 0.7 + 0.6) / 3) and spread["acc"] == [0.5, 0.7]
     assert math.isnan(mean["avg_conf"]) and all(math.isnan(v) for v in spread["avg_conf"])
     assert mean["n"] == 3 and spread["n"] == [3, 3]
-    assert demo.fmt_spread(0.6, [0.5, 0.7]) == "0.600 (0.500-0.700)"
-    assert demo.fmt_spread(0.6, [0.6, 0.6]) == "0.600" and demo.fmt_spread(0.6, None) == "0.600"
+    assert demo.format_spread(0.6, [0.5, 0.7]) == "0.600 (0.500-0.700)"
+    assert (
+        demo.format_spread(0.6, [0.6, 0.6]) == "0.600" and demo.format_spread(0.6, None) == "0.600"
+    )
     table = demo.markdown([("hard", mean, spread)], (("ACC", "acc"),), "T")
     assert "| hard | 0.600 (0.500-0.700) |" in table
     assert demo.no_nan({"a": [float("nan"), 1.0]}) == {"a": [None, 1.0]}

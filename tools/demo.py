@@ -73,6 +73,7 @@ from als_d2.data.synthetic import (  # noqa: E402
     generate_synthetic_imagenet,
 )
 from als_d2.engine import ClassificationTrainer  # noqa: E402
+from als_d2.evaluation.tables import format_spread, format_value, markdown_table  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("hard", "ls", "als")
@@ -204,34 +205,16 @@ def load_tool(name: str):
 
 
 def fmt(value) -> str:
-    return (
-        "n/a"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.3f}"
-    )
-
-
-def fmt_spread(mean, spread) -> str:
-    """ "mean (min-max)"; just the mean for one seed."""
-    if spread is None or spread[0] == spread[1] or any(v is None or math.isnan(v) for v in spread):
-        return fmt(mean)
-    return f"{fmt(mean)} ({fmt(spread[0])}-{fmt(spread[1])})"
+    return format_value(value, digits=3)
 
 
 def markdown(rows, columns, title, note=None) -> str:
     """rows: [(method, metrics, spread or None)]; a cell is "mean (min-max)" with a spread."""
-    lines = [
-        f"**{title}**",
-        "",
-        "| Method | " + " | ".join(h for h, _ in columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
+    cells = [
+        [method] + [format_spread(metrics.get(k), (spread or {}).get(k)) for _, k in columns]
+        for method, metrics, spread in rows
     ]
-    for method, metrics, spread in rows:
-        cells = [fmt_spread(metrics.get(k), (spread or {}).get(k)) for _, k in columns]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    if note:
-        lines += ["", note]
-    return "\n".join(lines)
+    return markdown_table(["Method"] + [h for h, _ in columns], cells, title, note)
 
 
 def no_nan(obj):

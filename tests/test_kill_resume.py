@@ -23,6 +23,8 @@ import time
 import pytest
 import torch
 
+from tiny_data import tiny_train_cls_opts
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "tools", "train_cls.py")
 MAX_ITER, PERIOD = 40, 5
@@ -36,47 +38,11 @@ DETERMINISTIC_KEYS = {"iteration", "total_loss", "lr", "data/skipped_samples"}
 DETERMINISTIC_PREFIXES = ("loss_", "als/")
 REQUIRED_KEYS = {"iteration", "total_loss", "lr", "data/skipped_samples", "als/boxed_fraction"}
 
-OPTS = [
-    "MODEL.CLASSIFIER.NUM_CLASSES",
-    "4",
-    "MODEL.RESNETS.OUT_FEATURES",
-    '["res3"]',
-    "MODEL.CLASSIFIER.IN_FEATURE",
-    "res3",
-    "INPUT.CLS.CROP_SIZE",
-    "32",
-    "INPUT.CLS.TEST_RESIZE",
-    "36",
-    "MODEL.ALS.METHOD",
-    "als",
+OPTS = tiny_train_cls_opts(MAX_ITER, PERIOD) + [
     "INPUT.CLS.VARIANT",
     "context",
     "INPUT.CLS.CONTEXT_PROB",
     "0.3",
-    "SOLVER.EPOCHS",
-    "0",
-    "SOLVER.MAX_ITER",
-    str(MAX_ITER),
-    "SOLVER.STEPS",
-    "(25,)",
-    "SOLVER.WARMUP_ITERS",
-    "3",
-    "SOLVER.IMS_PER_BATCH",
-    "8",
-    "SOLVER.BASE_LR",
-    "0.05",
-    "SOLVER.LR_REFERENCE_BATCH",
-    "0",
-    "SOLVER.CHECKPOINT_PERIOD",
-    str(PERIOD),
-    "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
-    "0.0",
-    "TEST.EVAL_PERIOD",
-    "0",
-    "DATALOADER.NUM_WORKERS",
-    "0",
-    "SEED",
-    "3",
 ]
 
 # Runs tools/train_cls.py as __main__, halting at the point KILL_TEST_HALT names:

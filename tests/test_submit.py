@@ -31,7 +31,7 @@ from als_d2.engine import ClassificationTrainer
 from als_d2.engine.preemption import REPORT_ENV, SIGNALS_ENV, TrainingStopped, parse_signals
 from als_d2.config import add_als_config
 from als_d2.engine.submit import TrainJob, build_executor, launch_arguments
-from tiny_data import load_tool, register_tiny
+from tiny_data import load_tool, register_tiny, tiny_train_cls_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "tools", "train_cls.py")
@@ -40,44 +40,7 @@ TIMEOUT = 300  # per wait: only to stop a hung test
 MAX_ITER, PERIOD = 40, 5
 # tools/train_cls.py on the synthetic ImageNet: a tiny R18 at 32 px, ALS targets, checkpoints every
 # 5 steps
-OPTS = [
-    "MODEL.CLASSIFIER.NUM_CLASSES",
-    "4",
-    "MODEL.RESNETS.OUT_FEATURES",
-    '["res3"]',
-    "MODEL.CLASSIFIER.IN_FEATURE",
-    "res3",
-    "INPUT.CLS.CROP_SIZE",
-    "32",
-    "INPUT.CLS.TEST_RESIZE",
-    "36",
-    "MODEL.ALS.METHOD",
-    "als",
-    "SOLVER.EPOCHS",
-    "0",
-    "SOLVER.MAX_ITER",
-    str(MAX_ITER),
-    "SOLVER.STEPS",
-    "(25,)",
-    "SOLVER.WARMUP_ITERS",
-    "3",
-    "SOLVER.IMS_PER_BATCH",
-    "8",
-    "SOLVER.BASE_LR",
-    "0.05",
-    "SOLVER.LR_REFERENCE_BATCH",
-    "0",
-    "SOLVER.CHECKPOINT_PERIOD",
-    str(PERIOD),
-    "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
-    "0.0",
-    "TEST.EVAL_PERIOD",
-    "0",
-    "DATALOADER.NUM_WORKERS",
-    "0",
-    "SEED",
-    "3",
-]
+OPTS = tiny_train_cls_opts(MAX_ITER, PERIOD)
 LOGGED = (
     "total_loss",
     "lr",

@@ -81,3 +81,30 @@ def load_tool(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tiny_train_cls_opts(max_iter: int, checkpoint_period: int) -> List[str]:
+    """``KEY VALUE`` overrides of ``tools/train_cls.py`` on configs/demo's R18 for exact-resume
+    tests: 4 classes, the backbone cut at res3, 32 px crops, ALS targets, ``max_iter`` steps
+    of 8 images (lr x0.1 at 25), a checkpoint every ``checkpoint_period`` steps, no
+    evaluation, no loader workers, SEED 3."""
+    return [
+        "MODEL.CLASSIFIER.NUM_CLASSES", "4",
+        "MODEL.RESNETS.OUT_FEATURES", '["res3"]',
+        "MODEL.CLASSIFIER.IN_FEATURE", "res3",
+        "INPUT.CLS.CROP_SIZE", "32",
+        "INPUT.CLS.TEST_RESIZE", "36",
+        "MODEL.ALS.METHOD", "als",
+        "SOLVER.EPOCHS", "0",
+        "SOLVER.MAX_ITER", str(max_iter),
+        "SOLVER.STEPS", "(25,)",
+        "SOLVER.WARMUP_ITERS", "3",
+        "SOLVER.IMS_PER_BATCH", "8",
+        "SOLVER.BASE_LR", "0.05",
+        "SOLVER.LR_REFERENCE_BATCH", "0",
+        "SOLVER.CHECKPOINT_PERIOD", str(checkpoint_period),
+        "SOLVER.CHECKPOINT_PERIOD_EPOCHS", "0.0",
+        "TEST.EVAL_PERIOD", "0",
+        "DATALOADER.NUM_WORKERS", "0",
+        "SEED", "3",
+    ]  # fmt: skip

@@ -148,22 +148,6 @@ def launch_supports_cpu_workers() -> bool:
     return callable(getattr(comm, "create_local_process_group", None))
 
 
-def create_ddp_model(model, **kwargs):
-    """Wrap ``model`` in DistributedDataParallel when there are several processes.
-
-    Unlike v0.6's ``create_ddp_model`` (which always passes ``device_ids``), this works
-    for CPU models over gloo too: ``device_ids`` is given only for a CUDA model.
-    """
-    from detectron2.utils import comm
-    from torch.nn.parallel import DistributedDataParallel
-
-    if comm.get_world_size() == 1:
-        return model
-    if "device_ids" not in kwargs and next(model.parameters()).is_cuda:
-        kwargs["device_ids"] = [comm.get_local_rank()]
-    return DistributedDataParallel(model, **kwargs)
-
-
 class SavesStepState:
     """Mixin for ``DefaultTrainer`` subclasses: checkpoint the optimizer (and grad scaler).
 

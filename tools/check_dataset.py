@@ -38,14 +38,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image
 
+from tool_args import tool_parser  # tools/tool_args: argparse only
+
 # the readers' LAYOUTS, named before the imports (tests/test_startup.py compares)
 LAYOUTS = ("auto", "standard", "kaggle", "imagenetv2")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = tool_parser(__doc__)
     p.add_argument(
         "--root",
         required=True,
@@ -79,89 +79,46 @@ if __name__ == "__main__":
 
 import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
 
-from als_d2.data.datasets.imagenet_index import (  # noqa: E402
-    SKIP_COUNTERS,
-    build_imagenetv2_index,
-    build_index,
-    resolve_layout,
-)
+from als_d2.data.datasets import imagenet_index  # noqa: E402
 
 FATAL, SKIPPED, FIXED = "fatal", "skipped", "fixed"
 
-# kind -> (severity, what it means); the index counters keep the readers' names
+# what each kind of problem means, by severity; the index counters keep the readers' names
+FATAL_KINDS = {
+    "index_error": "the split cannot be indexed (reader error naming the file)",
+    "empty_split": "no usable image in the split",
+}
+SKIPPED_KINDS = {
+    "bad_xml": "XML unreadable / too large / malformed / DOCTYPE / no <size>: file ignored",
+    "bad_objects": "<object> without name or bndbox, or a bad coordinate: object dropped",
+    "bad_csv_groups": "CSV PredictionString group incomplete or with a bad number: object dropped",
+    "unknown_wnid": "object whose wnid is not a class: object dropped",
+    "degenerate_boxes": "empty or inverted box after clipping: box dropped",
+    "unreadable_images": "annotated image whose header cannot be read: image dropped",
+    "unlabeled_images": "image without a label (no class folder, CSV row or XML): image dropped",
+    "unknown_folders": "image folder that is not a class: folder dropped",
+    "outside_root": "path outside the dataset root, or a CSV ImageId that is a path: dropped",
+    "duplicate_images": "image name seen before in the split: kept, image_id = relative path",
+    "orphan_xml": "XML without an image: ignored",
+    "orphan_csv_rows": "CSV row without an image: ignored",
+    "non_image_files": "file that is neither an image nor an annotation: ignored",
+    "empty_images": "zero-byte image file: skipped in training, an error in evaluation",
+    "undecodable_images": "corrupt or unknown data: skipped in training, an error in evaluation",
+    "decompression_bombs": "image above --max-pixels (or a file above --max-file-mb): not decoded",
+}
+FIXED_KINDS = {
+    "rescaled_files": "XML <size> differs from the real image: boxes rescaled",
+    "clipped_boxes": "box reaching outside the image: clipped",
+    "format_mismatch": "file content is another format than its extension says: decoded by content",
+    "converted_images": "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB",
+    "exif_rotated": "EXIF orientation other than 1: pixels rotated, boxes follow",
+    "duplicate_content": "byte-identical to another image (same or other split)",
+}
+# kind -> (severity, what it means), in report order
 KINDS: "OrderedDict[str, Tuple[str, str]]" = OrderedDict(
-    [
-        ("index_error", (FATAL, "the split cannot be indexed (reader error naming the file)")),
-        ("empty_split", (FATAL, "no usable image in the split")),
-        (
-            "bad_xml",
-            (SKIPPED, "XML unreadable / too large / malformed / DOCTYPE / no <size>: file ignored"),
-        ),
-        (
-            "bad_objects",
-            (SKIPPED, "<object> without name or bndbox, or a bad coordinate: object dropped"),
-        ),
-        (
-            "bad_csv_groups",
-            (
-                SKIPPED,
-                "CSV PredictionString group with bad coordinates or incomplete: object dropped",
-            ),
-        ),
-        ("unknown_wnid", (SKIPPED, "object whose wnid is not a class: object dropped")),
-        ("degenerate_boxes", (SKIPPED, "empty or inverted box after clipping: box dropped")),
-        (
-            "unreadable_images",
-            (SKIPPED, "annotated image whose header cannot be read: image dropped"),
-        ),
-        (
-            "unlabeled_images",
-            (SKIPPED, "image without a label (no class folder, CSV row or XML): image dropped"),
-        ),
-        ("unknown_folders", (SKIPPED, "image folder that is not a class: folder dropped")),
-        (
-            "outside_root",
-            (
-                SKIPPED,
-                "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped",
-            ),
-        ),
-        (
-            "duplicate_images",
-            (SKIPPED, "image name seen before in the split: kept, image_id = relative path"),
-        ),
-        ("orphan_xml", (SKIPPED, "XML without an image: ignored")),
-        ("orphan_csv_rows", (SKIPPED, "CSV row without an image: ignored")),
-        ("non_image_files", (SKIPPED, "file that is neither an image nor an annotation: ignored")),
-        (
-            "empty_images",
-            (SKIPPED, "zero-byte image file: skipped in training, an error in evaluation"),
-        ),
-        (
-            "undecodable_images",
-            (
-                SKIPPED,
-                "truncated / corrupt / unknown image data: skipped in training, "
-                "an error in evaluation",
-            ),
-        ),
-        (
-            "decompression_bombs",
-            (SKIPPED, "image above --max-pixels (or a file above --max-file-mb): not decoded"),
-        ),
-        ("rescaled_files", (FIXED, "XML <size> differs from the real image: boxes rescaled")),
-        ("clipped_boxes", (FIXED, "box reaching outside the image: clipped")),
-        (
-            "format_mismatch",
-            (FIXED, "file content is another format than its extension says: decoded by content"),
-        ),
-        (
-            "converted_images",
-            (FIXED, "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB"),
-        ),
-        ("exif_rotated", (FIXED, "EXIF orientation other than 1: pixels rotated, boxes follow")),
-        ("duplicate_content", (FIXED, "byte-identical to another image (same or other split)")),
-    ]
+    (kind, (severity, meaning))
+    for severity, kinds in ((FATAL, FATAL_KINDS), (SKIPPED, SKIPPED_KINDS), (FIXED, FIXED_KINDS))
+    for kind, meaning in kinds.items()
 )
 IMAGE_FAILURES = ("empty_images", "undecodable_images", "decompression_bombs")
 _EXTENSION_FORMATS = {".jpeg": "JPEG", ".jpg": "JPEG", ".png": "PNG"}
@@ -368,15 +325,15 @@ def check_tree(
     progress: bool = False,
 ) -> Report:
     """Scan ``root`` and return the :class:`Report` (see the module docstring)."""
-    layout = resolve_layout(root, layout)
+    layout = imagenet_index.resolve_layout(root, layout)
     report = Report(root, layout)
     hashes: Dict[str, List[Tuple[str, str]]] = defaultdict(list)  # sha1 -> [(split, path)]
     for split in ["val"] if layout == "imagenetv2" else list(splits):
         try:
             if layout == "imagenetv2":
-                index = build_imagenetv2_index(root, class_root, max_examples=None)
+                index = imagenet_index.build_imagenetv2_index(root, class_root, max_examples=None)
             else:
-                index = build_index(
+                index = imagenet_index.build_index(
                     root,
                     split,
                     layout,
@@ -391,7 +348,7 @@ def check_tree(
             report.fatal_reasons.append(f"{split}: {e}")
             continue
         report.stats[split] = dict(index["stats"])
-        for kind in (*SKIP_COUNTERS, "rescaled_files", "clipped_boxes"):
+        for kind in (*imagenet_index.SKIP_COUNTERS, "rescaled_files", "clipped_boxes"):
             for detail in index["examples"].get(kind, []):
                 report.add(split, kind, detail)
         paths = [os.path.join(root, p) for p in index["rel_paths"]]

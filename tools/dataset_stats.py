@@ -27,11 +27,11 @@ import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
+from tool_args import tool_parser  # tools/tool_args: argparse only
+
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = tool_parser(__doc__.split("\n\n")[0])
     parser.add_argument(
         "--dataset", required=True, help="a registered dataset name (DatasetCatalog)"
     )

@@ -67,11 +67,7 @@ from detectron2.utils.env import seed_all_rng  # noqa: E402
 
 from als_d2.config import add_als_config  # noqa: E402
 from als_d2.data.datasets.builtin import register_synthetic_imagenet  # noqa: E402
-from als_d2.data.synthetic import (  # noqa: E402
-    DEFAULT_SIZES,
-    QUICK_SIZES,
-    generate_synthetic_imagenet,
-)
+from als_d2.data import synthetic  # noqa: E402
 from als_d2.engine import ClassificationTrainer  # noqa: E402
 from als_d2.evaluation.tables import format_spread, format_value, markdown_table  # noqa: E402
 
@@ -313,7 +309,7 @@ def main(argv=None) -> dict:
             raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
         schedule["seeds"] = args.seeds
     seeds = list(range(1, schedule["seeds"] + 1))
-    sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    sizes = synthetic.QUICK_SIZES if args.quick else synthetic.DEFAULT_SIZES
     schedule["num_classes"] = sizes["num_classes"]
     output = args.output or os.path.join(REPO, "output", "demo-quick" if args.quick else "demo")
     data_root = args.data_root or os.path.join(
@@ -336,7 +332,7 @@ def main(argv=None) -> dict:
     )
     progress = Progress(0.01 * n_images + len(seeds) * len(METHODS) * (iters + 2) + det_units + 2)
     progress.advance(0.0, f"data: {data_root} ({len(seeds)} seed(s), {mode} schedule)")
-    summary = generate_synthetic_imagenet(data_root, **sizes)
+    summary = synthetic.generate_synthetic_imagenet(data_root, **sizes)
     register_synthetic_imagenet(data_root, prefix=PREFIX)
     progress.advance(
         0.01 * n_images,

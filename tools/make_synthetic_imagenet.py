@@ -24,13 +24,13 @@ import argparse
 import json
 import sys
 
+from tool_args import tool_parser  # tools/tool_args: argparse only
+
 PRESET = "default: DEFAULT_SIZES (QUICK_SIZES with --quick) of als_d2/data/synthetic.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = tool_parser(__doc__)
     p.add_argument(
         "--root",
         required=True,
@@ -67,21 +67,17 @@ if __name__ == "__main__":
     build_parser().parse_args()  # fast --help: before the imports below
 
 import als_d2  # noqa: E402,F401  (package set-up first, as every entry point does)
-from als_d2.data.synthetic import (  # noqa: E402
-    DEFAULT_SIZES,
-    QUICK_SIZES,
-    generate_synthetic_imagenet,
-)
+from als_d2.data import synthetic  # noqa: E402
 
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    sizes = dict(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    sizes = dict(synthetic.QUICK_SIZES if args.quick else synthetic.DEFAULT_SIZES)
     for key in sizes:
         value = getattr(args, key)
         if value is not None:
             sizes[key] = value
-    summary = generate_synthetic_imagenet(
+    summary = synthetic.generate_synthetic_imagenet(
         args.root,
         boxed_fraction=args.boxed_fraction,
         context_prob=args.context_prob,

@@ -22,11 +22,7 @@ import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
 from als_d2.checkpoint import ClassifierCheckpointer  # noqa: E402  (no pickled code runs)
 from als_d2.config import load_als_config  # noqa: E402
 from als_d2.engine import ClassificationTrainer  # noqa: E402
-from als_d2.engine.launch import (  # noqa: E402
-    als_default_setup,
-    evaluate_weights,
-    launch_from_args,
-)
+from als_d2.engine.launch import als_default_setup, evaluate_weights, launch_from_args  # noqa: E402
 
 
 def setup(args):

@@ -31,16 +31,9 @@ from detectron2.config import get_cfg  # noqa: E402
 
 from als_d2.checkpoint import TransferCheckpointer  # noqa: E402
 from als_d2.config import check_device  # noqa: E402
-from als_d2.engine.detection import (  # noqa: E402
-    DetectionTrainer,
-    add_transfer_config,
-    resolve_recipe,
-)
-from als_d2.engine.launch import (  # noqa: E402
-    als_default_setup,
-    evaluate_weights,
-    launch_from_args,
-)
+from als_d2.engine.detection import DetectionTrainer  # noqa: E402
+from als_d2.engine.detection import add_transfer_config, resolve_recipe  # noqa: E402
+from als_d2.engine.launch import als_default_setup, evaluate_weights, launch_from_args  # noqa: E402
 
 
 def setup(args):

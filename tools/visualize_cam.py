@@ -26,11 +26,11 @@ import logging
 import os
 from typing import Dict
 
+from tool_args import tool_parser  # tools/tool_args: argparse only
+
 
 def get_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = tool_parser(__doc__)
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--checkpoints", nargs="+", required=True)
     parser.add_argument(

@@ -526,9 +526,12 @@ def _objects_per_image(rng: np.random.Generator) -> int:
     return int(rng.choice(counts, p=probs))
 
 
-def _classification_image(classes, label: int, background: int, size_range, rng):
-    """One ImageNet-style image (module doc): 1-3 objects of ``label``, a single one with a
-    box side of ``SIDE_RANGE`` x the image side, each of several ``MULTI_SIDE_RANGE``."""
+def _classification_image(classes, label: int, background: int, p: dict, split: str, index: int):
+    """Image ``index`` of ``split`` in ImageNet's style (module doc): 1-3 objects of ``label``,
+    a single one with a box side of ``SIDE_RANGE`` x the image side, each of several
+    ``MULTI_SIDE_RANGE``; sizes from ``p["image_size"]``, drawn from its own generator."""
+    rng = _image_rng(p["seed"], split, index)
+    size_range = p["image_size"]
     width, height = (int(rng.integers(size_range[0], size_range[1] + 1)) for _ in range(2))
     n = _objects_per_image(rng)
     lo, hi = SIDE_RANGE if n == 1 else MULTI_SIDE_RANGE
@@ -591,11 +594,7 @@ def _write_imagenet(root: str, classes, p: dict) -> dict:
             index = k * n + i
             image_id = f"{c.wnid}_{numbers[k][i]}"
             image, objects = _classification_image(
-                classes,
-                k,
-                int(backgrounds[index]),
-                p["image_size"],
-                _image_rng(p["seed"], "train", index),
+                classes, k, int(backgrounds[index]), p, "train", index
             )
             _save_jpeg(os.path.join(data, "train", c.wnid, image_id + ".JPEG"), image)
             cls_lines.append(f"{c.wnid}/{image_id} {index + 1}")
@@ -620,13 +619,7 @@ def _write_imagenet(root: str, classes, p: dict) -> dict:
     val_rows, val_lines, val_fractions, val_objectness, val_counts = [], [], [], [], []
     for index, k in enumerate(labels.tolist()):
         image_id = f"ILSVRC2012_val_{index + 1:08d}"
-        image, objects = _classification_image(
-            classes,
-            k,
-            int(backgrounds[index]),
-            p["image_size"],
-            _image_rng(p["seed"], "val", index),
-        )
+        image, objects = _classification_image(classes, k, int(backgrounds[index]), p, "val", index)
         _save_jpeg(os.path.join(data, "val", image_id + ".JPEG"), image)
         h, w = image.shape[:2]
         named = [(wnids[o[0]], o[1]) for o in objects]

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["default_argument_parser", "default_dist_url"]
+__all__ = ["default_argument_parser", "default_dist_url", "tool_parser"]
 
 
 def default_dist_url() -> str:
@@ -21,6 +21,14 @@ def default_dist_url() -> str:
     up as a port in use."""
     uid = os.getuid() if sys.platform != "win32" else 1
     return f"tcp://127.0.0.1:{2**15 + 2**14 + hash(uid) % 2**14}"
+
+
+def tool_parser(description: str) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` whose ``--help`` shows ``description`` (the tool's docstring)
+    as written."""
+    return argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def default_argument_parser(epilog=None) -> argparse.ArgumentParser:

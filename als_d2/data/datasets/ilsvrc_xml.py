@@ -59,18 +59,23 @@ class IlsvrcAnnotation(NamedTuple):
     bad_objects: List[str]
 
 
+# no entity expansion, DTD or network access, no huge trees; comments and processing
+# instructions dropped
+SAFE_PARSER_OPTIONS = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+}
+
+
 def _parser() -> "etree.XMLParser":
     parser = getattr(_local, "parser", None)
     if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-        )
+        parser = etree.XMLParser(**SAFE_PARSER_OPTIONS)
         _local.parser = parser
     return parser
 

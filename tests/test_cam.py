@@ -465,39 +465,23 @@ def test_eval_cls_leaves_the_training_run_files_alone(trained, tmp_path):
     cfg.defrost()
     cfg.OUTPUT_DIR = str(run)
     config_file.write_text(cfg.dump())
-    args = tool.get_parser().parse_args(
-        [
-            "--config-file",
-            str(config_file),
-            "--checkpoints",
-            trained["checkpoints"][1],
-            "--datasets",
-            trained["name"],
-            "TEST.IMS_PER_BATCH",
-            "8",
-        ]
-    )
-    results = tool.main(args)
+
+    def eval_args(*more):
+        """eval_cls's arguments: that config, the trained model_final, the tiny dataset."""
+        return tool.get_parser().parse_args(
+            ["--config-file", str(config_file), "--checkpoints", trained["checkpoints"][1]]
+            + ["--datasets", trained["name"], *more]
+        )
+
+    results = tool.main(eval_args("TEST.IMS_PER_BATCH", "8"))
     assert ("model_final", trained["name"]) in results
     for f, text in sentinels.items():
         assert (run / f).read_text() == text
     assert (run / "eval" / "config.yaml").exists() and (run / "eval" / "tables.md").exists()
     # an --output that holds a training run is refused
     (run / "last_checkpoint").write_text("model_final.pth")
-    args = tool.get_parser().parse_args(
-        [
-            "--config-file",
-            str(config_file),
-            "--checkpoints",
-            trained["checkpoints"][1],
-            "--datasets",
-            trained["name"],
-            "--output",
-            str(run),
-        ]
-    )
     with pytest.raises(SystemExit, match="holds a training run"):
-        tool.main(args)
+        tool.main(eval_args("--output", str(run)))
     for f, text in sentinels.items():
         assert (run / f).read_text() == text
 

@@ -4,11 +4,8 @@ Every tree is written by tests/ilsvrc_fixtures.py into a tmp dir; expectations c
 what the fixture wrote (or from numbers worked out here), never from the code under test.
 """
 
-import json
 import logging
 import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -28,8 +25,8 @@ from als_d2.data.datasets.loc_files import (
 )
 
 import ilsvrc_fixtures as fx
+from tiny_data import run_after_builtin_import
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.usefixtures("private_index_cache")
 
@@ -453,24 +450,14 @@ def test_builtin_names_under_detectron2_datasets(tmp_path):
         str(built / "imagenetv2-matched-frequency-format-val"), n_classes=3, per_class=2
     )
     d2 = tmp_path / "d2"  # does not exist at import: registration must not need it
-    code = f"""
-import json, os, als_d2
-from detectron2.data import DatasetCatalog, MetadataCatalog
-import als_d2.data.datasets.builtin
-os.rename({str(built)!r}, {str(d2)!r})
+    body = """
 names = ["imagenet_train", "imagenet_train_boxed", "imagenet_train_boxed_mask",
          "imagenet_val", "imagenet_val_context", "imagenetv2_matched_frequency"]
-out = {{n: len(DatasetCatalog.get(n)) for n in names}}
+out = {n: len(DatasetCatalog.get(n)) for n in names}
 out["v2_classes"] = MetadataCatalog.get("imagenetv2_matched_frequency").thing_classes
 out["root"] = MetadataCatalog.get("imagenet_val").image_root
-print("RESULT" + json.dumps(out))
 """
-    env = dict(os.environ, DETECTRON2_DATASETS=str(d2), PYTHONPATH=REPO)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    out = run_after_builtin_import(str(built), str(d2), body)
     train = imagenet.split_images("train")
     boxed = [im for im in train if im.objects]
     assert out["imagenet_train"] == len(train) == 12

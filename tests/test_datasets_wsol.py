@@ -5,11 +5,8 @@ no header, ``<path>,...`` lines, several localization lines for an image with se
 boxes); expectations come from what was written, never from the code under test.
 """
 
-import json
 import logging
 import os
-import subprocess
-import sys
 import uuid
 
 import numpy as np
@@ -22,8 +19,8 @@ from als_d2.data.datasets import load_wsol_metadata, read_wsol_metadata, registe
 from als_d2.data.mapper import ClassificationDatasetMapper
 
 import ilsvrc_fixtures as fx
+from tiny_data import run_after_builtin_import
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (path relative to the image root, (width, height), label, [boxes x0, y0, x1, y1], colour)
 TEST_SPLIT = [  # Choe's "test" = ImageNet val
@@ -425,25 +422,15 @@ def test_builtin_wsol_names_under_detectron2_datasets(tmp_path):
         str(wsol / "metadata" / "ILSVRC" / "val"), str(wsol / "dataset" / "ILSVRC"), V2_SPLIT
     )
     d2 = tmp_path / "d2"  # does not exist at import: registration must not need it
-    code = f"""
-import json, os, als_d2
-from detectron2.data import DatasetCatalog, MetadataCatalog
-import als_d2.data.datasets.builtin
-os.rename({str(built)!r}, {str(d2)!r})
+    body = """
 names = [
     "imagenet_val_wsol", "imagenet_val_wsol_context", "imagenetv2_wsol", "imagenetv2_wsol_context"
 ]
-out = {{n: [d["file_name"] for d in DatasetCatalog.get(n)] for n in names}}
-out["classes"] = {{n: MetadataCatalog.get(n).thing_classes for n in names}}
+out = {n: [d["file_name"] for d in DatasetCatalog.get(n)] for n in names}
+out["classes"] = {n: MetadataCatalog.get(n).thing_classes for n in names}
 out["ctx"] = all(d["paint_all_objects"] for d in DatasetCatalog.get("imagenetv2_wsol_context"))
-print("RESULT" + json.dumps(out))
 """
-    env = dict(os.environ, DETECTRON2_DATASETS=str(d2), PYTHONPATH=REPO)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    out = run_after_builtin_import(str(built), str(d2), body)
     val_root = str(d2 / "imagenet")
     v2_root = str(d2 / "wsolevaluation" / "dataset" / "ILSVRC")
     assert out["imagenet_val_wsol"] == [os.path.join(val_root, p) for p, *_ in TEST_SPLIT]

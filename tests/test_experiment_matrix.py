@@ -38,7 +38,7 @@ from als_d2.config import add_als_config
 from als_d2.data.datasets.builtin import register_synthetic_imagenet
 from als_d2.engine.schedule import apply_epoch_schedule
 
-from tiny_data import load_tool
+from tiny_data import load_tool, tiny_det_opts, write_synthetic_imagenet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
@@ -120,40 +120,31 @@ ROWS = {
     "demo/ls_r18.yaml": Row("demo (not a paper row): LS", "ls", depth=18),
     "demo/als_r18.yaml": Row("demo (not a paper row): ALS", "als", depth=18),
 }
+# detection recipes: (schedule, lr); the demos state no schedule
+RECIPES = {"jwyang": (JWYANG, 0.01), "detectron2": (D2_1X, 0.02), "demo": (None, 0.1)}
+
+
+def _det_row(paper: str, recipe: str, depth: int = 50) -> Row:
+    """A detection config's row: the schedule and lr of ``recipe`` (:data:`RECIPES`)."""
+    schedule, lr = RECIPES[recipe]
+    return Row(paper, recipe, depth=depth, schedule=schedule, lr=lr, kind="det")
+
+
 DETECTION_ROWS = {
-    "COCO-Detection/faster_rcnn_R_50_C4_paper.yaml": Row(
-        "Tables 4 / 7", "jwyang", schedule=JWYANG, lr=0.01, kind="det"
-    ),
-    "COCO-Detection/faster_rcnn_R_50_C4_paper_syncbn.yaml": Row(
-        "Tables 4 / 7, SyncBN variant", "jwyang", schedule=JWYANG, lr=0.01, kind="det"
-    ),
-    "COCO-Detection/faster_rcnn_R_101_C4_paper.yaml": Row(
-        "R101 transfer", "jwyang", depth=101, schedule=JWYANG, lr=0.01, kind="det"
-    ),
-    "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml": Row(
-        "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
-    ),
-    "COCO-Detection/faster_rcnn_R_50_C4_1x_syncbn.yaml": Row(
-        "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
-    ),
-    "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml": Row(
-        "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
-    ),
-    "COCO-Detection/faster_rcnn_R_50_FPN_1x_syncbn.yaml": Row(
-        "d2 recipe", "detectron2", schedule=D2_1X, lr=0.02, kind="det"
-    ),
-    "COCO-Detection/faster_rcnn_R_101_C4_1x.yaml": Row(
-        "d2 recipe", "detectron2", depth=101, schedule=D2_1X, lr=0.02, kind="det"
-    ),
-    "COCO-Detection/faster_rcnn_R_101_FPN_1x.yaml": Row(
-        "d2 recipe", "detectron2", depth=101, schedule=D2_1X, lr=0.02, kind="det"
-    ),
-    "COCO-Detection/demo/faster_rcnn_R18_C4_cpu.yaml": Row(
-        "demo (not a paper row)", "demo", depth=18, kind="det"
-    ),
-    "COCO-Detection/demo/faster_rcnn_R18_FPN_cpu.yaml": Row(
-        "demo (not a paper row)", "demo", depth=18, kind="det"
-    ),
+    "COCO-Detection/" + rel: row
+    for rel, row in {
+        "faster_rcnn_R_50_C4_paper.yaml": _det_row("Tables 4 / 7", "jwyang"),
+        "faster_rcnn_R_50_C4_paper_syncbn.yaml": _det_row("Tables 4 / 7, SyncBN variant", "jwyang"),
+        "faster_rcnn_R_101_C4_paper.yaml": _det_row("R101 transfer", "jwyang", depth=101),
+        "faster_rcnn_R_50_C4_1x.yaml": _det_row("d2 recipe", "detectron2"),
+        "faster_rcnn_R_50_C4_1x_syncbn.yaml": _det_row("d2 recipe", "detectron2"),
+        "faster_rcnn_R_50_FPN_1x.yaml": _det_row("d2 recipe", "detectron2"),
+        "faster_rcnn_R_50_FPN_1x_syncbn.yaml": _det_row("d2 recipe", "detectron2"),
+        "faster_rcnn_R_101_C4_1x.yaml": _det_row("d2 recipe", "detectron2", depth=101),
+        "faster_rcnn_R_101_FPN_1x.yaml": _det_row("d2 recipe", "detectron2", depth=101),
+        "demo/faster_rcnn_R18_C4_cpu.yaml": _det_row("demo (not a paper row)", "demo", depth=18),
+        "demo/faster_rcnn_R18_FPN_cpu.yaml": _det_row("demo (not a paper row)", "demo", depth=18),
+    }.items()
 }
 
 
@@ -255,15 +246,11 @@ def test_detection_schedule_is_the_stated_one(rel):
 def matrix_data(tmp_path_factory):
     """Generated ImageNet-style data (every train image boxed; 1-3 objects each, so the
     'mask' set paints) and a COCO split, registered as ``matrix_imagenet_*`` / ``matrix_coco_*``."""
-    from als_d2.data.synthetic import generate_synthetic_imagenet
-
     root = str(tmp_path_factory.mktemp("matrix") / "synthetic_imagenet")
-    generate_synthetic_imagenet(
+    write_synthetic_imagenet(
         root,
         num_classes=NUM_CLASSES,
         train_per_class=12,
-        val_per_class=2,
-        boxed_fraction=1.0,
         image_size=(48, 72),
         coco_train=6,
         coco_val=3,
@@ -293,6 +280,11 @@ def _binomial_p_value(k: int, n: int, p: float) -> float:
 @pytest.fixture(scope="module")
 def train_cls():
     return load_tool("train_cls")
+
+
+@pytest.fixture(scope="module")
+def train_det():
+    return load_tool("train_det")
 
 
 @pytest.mark.parametrize("rel", sorted(ROWS))
@@ -400,11 +392,6 @@ def test_classification_row_trains_as_its_row(rel, matrix_data, train_cls, tmp_p
         assert max(painted) == 0.0
 
 
-@pytest.fixture(scope="module")
-def train_det():
-    return load_tool("train_det")
-
-
 @pytest.mark.parametrize("rel", sorted(DETECTION_ROWS))
 def test_detection_row_fine_tunes(rel, matrix_data, train_det, tmp_path):
     row = DETECTION_ROWS[rel]
@@ -428,25 +415,8 @@ def test_detection_row_fine_tunes(rel, matrix_data, train_det, tmp_path):
         "",
         "TEST.PRECISE_BN.ENABLED",
         "False",
-        "INPUT.MIN_SIZE_TRAIN",
-        "(64,)",
-        "INPUT.MAX_SIZE_TRAIN",
-        "96",
-        "INPUT.MIN_SIZE_TEST",
-        "64",
-        "INPUT.MAX_SIZE_TEST",
-        "96",
-        "SOLVER.IMS_PER_BATCH",
-        "2",
-        "SOLVER.MAX_ITER",
-        "2",
-        "SOLVER.STEPS",
-        "()",
+        *tiny_det_opts(64, 96),
         "SOLVER.WARMUP_ITERS",
-        "0",
-        "SOLVER.CHECKPOINT_PERIOD",
-        "1000",
-        "DATALOADER.NUM_WORKERS",
         "0",
         "SEED",
         "7",

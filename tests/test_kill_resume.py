@@ -23,7 +23,7 @@ import time
 import pytest
 import torch
 
-from tiny_data import tiny_train_cls_opts
+from tiny_data import assert_same_final_weights, synthetic_imagenet_env, tiny_train_cls_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "tools", "train_cls.py")
@@ -88,28 +88,8 @@ HALTING_RUN = (
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A tiny generated ImageNet (Kaggle layout) under $DETECTRON2_DATASETS/synthetic_imagenet."""
-    from als_d2.data.synthetic import generate_synthetic_imagenet
-
     base = tmp_path_factory.mktemp("kill_resume")
-    generate_synthetic_imagenet(
-        str(base / "datasets" / "synthetic_imagenet"),
-        num_classes=4,
-        train_per_class=8,
-        val_per_class=2,
-        boxed_fraction=1.0,
-        image_size=(48, 64),
-        coco_train=0,
-        coco_val=0,
-    )
-    e = dict(os.environ)
-    e.update(
-        DETECTRON2_DATASETS=str(base / "datasets"),
-        ALS_D2_CACHE=str(base / "cache"),
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return e
+    return dict(os.environ, **synthetic_imagenet_env(str(base)), PYTHONUNBUFFERED="1")
 
 
 def _start(env, out_dir, *, resume: bool, halt=None, marker=None) -> subprocess.Popen:
@@ -241,14 +221,7 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(env, tm
     assert reference.wait(TIMEOUT) == 0, open(full_dir + ".console.txt").read()[-3000:]
     print(f"seed {seed}: survived {len(kills)} kills:\n  " + "\n  ".join(kills))
 
-    expected = torch.load(os.path.join(full_dir, "model_final.pth"), weights_only=True)
-    got = torch.load(os.path.join(killed_dir, "model_final.pth"), weights_only=True)
-    assert expected["iteration"] == got["iteration"] == MAX_ITER - 1
-    assert expected["model"].keys() == got["model"].keys()
-    for key in expected["model"]:
-        torch.testing.assert_close(
-            got["model"][key], expected["model"][key], rtol=0, atol=0, msg=key
-        )
+    assert_same_final_weights(full_dir, killed_dir, MAX_ITER - 1)
     got_metrics, expected_metrics = _metrics(killed_dir), _metrics(full_dir)
     assert sorted(expected_metrics) == sorted(got_metrics)
     training_rows = [row for row in expected_metrics.values() if "total_loss" in row]

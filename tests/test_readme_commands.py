@@ -50,18 +50,11 @@ class Tool(NamedTuple):
     rest_to_train_parser: bool = False  # parse_known_args, the rest with the train tools' parser
 
 
-CLS_INPUT = (
-    "INPUT.CLS.CROP_SIZE",
-    "32",
-    "INPUT.CLS.TEST_RESIZE",
-    "37",
-    "TEST.IMS_PER_BATCH",
-    "8",
-    "DATALOADER.NUM_WORKERS",
-    "0",
-    "MODEL.DEVICE",
-    "cpu",
-)
+# train tools: 2 iterations (1 of warm-up), no lr steps; on the CPU, no loader workers
+SHORT_RUN = ("SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "1")
+ON_CPU = ("DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu")
+CLS_INPUT = ("INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "37", "TEST.IMS_PER_BATCH", "8")
+CLS_INPUT += ON_CPU
 TOOLS: Dict[str, Tool] = {
     "make_synthetic_imagenet": Tool(
         "build_parser",
@@ -86,20 +79,9 @@ TOOLS: Dict[str, Tool] = {
     "train_cls": Tool(
         "default_argument_parser",
         Shrink(
-            append=(
-                "SOLVER.EPOCHS",
-                "0",
-                "SOLVER.MAX_ITER",
-                "2",
-                "SOLVER.STEPS",
-                "()",
-                "SOLVER.WARMUP_ITERS",
-                "1",
-                "SOLVER.IMS_PER_BATCH",
-                "4",
-                "SOLVER.CHECKPOINT_PERIOD",
-                "100000",
-            )
+            append=("SOLVER.EPOCHS", "0")
+            + SHORT_RUN
+            + ("SOLVER.IMS_PER_BATCH", "4", "SOLVER.CHECKPOINT_PERIOD", "100000")
             + CLS_INPUT
         ),
     ),
@@ -111,13 +93,8 @@ TOOLS: Dict[str, Tool] = {
     "train_det": Tool(
         "default_argument_parser",
         Shrink(
-            append=(
-                "SOLVER.MAX_ITER",
-                "2",
-                "SOLVER.STEPS",
-                "()",
-                "SOLVER.WARMUP_ITERS",
-                "1",
+            append=SHORT_RUN
+            + (
                 "SOLVER.IMS_PER_BATCH",
                 "2",
                 "INPUT.MIN_SIZE_TRAIN",
@@ -128,11 +105,8 @@ TOOLS: Dict[str, Tool] = {
                 "64",
                 "INPUT.MAX_SIZE_TEST",
                 "107",
-                "DATALOADER.NUM_WORKERS",
-                "0",
-                "MODEL.DEVICE",
-                "cpu",
             )
+            + ON_CPU
         ),
     ),
     "compare_transfer": Tool("get_parser", Shrink()),

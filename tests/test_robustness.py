@@ -14,14 +14,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.structures import BoxMode
 
 from als_d2 import compat
 from als_d2.checkpoint import ClassifierCheckpointer, TransferCheckpointer
 from als_d2.checkpoint.detection import SafeCheckpointer
 from als_d2.checkpoint.file_io import UnsafeWeightsError, WeightsFileError
-from als_d2.config import add_als_config, check_als_config, check_device, check_training_dicts
+from als_d2.config import check_als_config, check_device, check_training_dicts
 from als_d2.data.build import (
     SKIPPED_KEY,
     SeededMapDataset,
@@ -35,7 +34,8 @@ from als_d2.engine import ClassificationTrainer
 
 import ilsvrc_fixtures as fx
 from test_train_cls import small_cfg
-from tiny_data import load_tool, register_dicts, register_tiny, write_color_objects
+from tiny_data import DEMO_R18, als_cfg, load_tool, register_dicts, register_tiny
+from tiny_data import write_color_objects
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,11 +46,8 @@ def tiny(tmp_path_factory):
 
 
 def cls_cfg(*opts):
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/demo/Base-Demo-R18.yaml"))
-    cfg.merge_from_list(list(opts))
-    return cfg
+    """The demo R18 config with ``KEY VALUE`` overrides."""
+    return als_cfg(DEMO_R18, *opts)
 
 
 # ---------------------------------------------------------------------------------------

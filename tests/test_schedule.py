@@ -1,22 +1,16 @@
 """The paper's epoch schedule turned into detectron2 iterations, and linear lr scaling."""
 
-import os
-
 import pytest
-from detectron2.config import get_cfg
 
-from als_d2.config import add_als_config, check_als_config
+from als_d2.config import check_als_config
 from als_d2.engine import apply_epoch_schedule
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tiny_data import als_cfg
 
 
 def r50_cfg(*opts):
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/als_r50.yaml"))
-    cfg.merge_from_list(list(opts))
-    return cfg
+    """configs/als_r50.yaml with ``KEY VALUE`` overrides."""
+    return als_cfg("configs/als_r50.yaml", *opts)
 
 
 @pytest.mark.parametrize("size", [474_000, 528_000])  # the paper's boxed and 'mask' sets (approx.)
@@ -78,9 +72,7 @@ def test_bad_values_name_the_key(key, value, message):
 def test_iteration_schedule_next_to_epochs_is_an_error(config, key, value):
     """EPOCHS > 0 derives MAX_ITER / STEPS and would overwrite them: a MAX_ITER or STEPS
     set away from detectron2's default next to it stops, naming both keys and the fix."""
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, config))
+    cfg = als_cfg(config)
     assert cfg.SOLVER.EPOCHS > 0
     check_als_config(cfg)  # the config as shipped is fine
     cfg.merge_from_list([key, value])
@@ -103,9 +95,7 @@ def test_iteration_schedule_next_to_epochs_is_an_error(config, key, value):
     ],
 )
 def test_shipped_configs_pass_the_schedule_check(config):
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, config))
+    cfg = als_cfg(config)
     check_als_config(cfg)
 
 

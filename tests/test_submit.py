@@ -29,9 +29,9 @@ from detectron2.utils.env import seed_all_rng
 
 from als_d2.engine import ClassificationTrainer
 from als_d2.engine.preemption import REPORT_ENV, SIGNALS_ENV, TrainingStopped, parse_signals
-from als_d2.config import add_als_config
 from als_d2.engine.submit import TrainJob, build_executor, launch_arguments
-from tiny_data import load_tool, register_tiny, tiny_train_cls_opts
+from tiny_data import assert_same_final_weights, load_tool, register_tiny, tiny_cls_cfg
+from tiny_data import synthetic_imagenet_env, tiny_train_cls_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "tools", "train_cls.py")
@@ -58,47 +58,6 @@ def _metrics(out_dir):
                 {k: v for k, v in row.items() if k in LOGGED or k.startswith(("loss_", "als/"))}
             )
     return rows
-
-
-def small_cfg(dataset, output_dir, *opts):
-    """A tiny in-process ClassificationTrainer config on a tests/tiny_data.py dataset."""
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list(
-        [
-            "DATASETS.TRAIN",
-            (dataset,),
-            "DATASETS.TEST",
-            (dataset,),
-            "OUTPUT_DIR",
-            output_dir,
-            "MODEL.CLASSIFIER.NUM_CLASSES",
-            4,
-            "INPUT.CLS.CROP_SIZE",
-            32,
-            "INPUT.CLS.TEST_RESIZE",
-            36,
-            "SOLVER.EPOCHS",
-            0,
-            "SOLVER.WARMUP_ITERS",
-            0,
-            "SOLVER.IMS_PER_BATCH",
-            8,
-            "SOLVER.BASE_LR",
-            0.05,
-            "SOLVER.LR_REFERENCE_BATCH",
-            0,
-            "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
-            0.0,
-            "TEST.EVAL_PERIOD",
-            0,
-            "SEED",
-            3,
-            *opts,
-        ]
-    )
-    return cfg
 
 
 # ---------------------------------------------------------------- environment -> launch()
@@ -296,7 +255,7 @@ def test_signal_saves_after_the_step_stops_and_resumes_exactly(tiny, tmp_path, m
     )
     seed_all_rng(3)
     full = ClassificationTrainer(
-        small_cfg(tiny, str(tmp_path / "full"), *opts)
+        tiny_cls_cfg(tiny, str(tmp_path / "full"), *opts)
     )  # no variable: no hook
     assert not any(type(h).__name__ == "StopOnSignal" for h in full._hooks)
     full.resume_or_load(resume=False)
@@ -306,7 +265,7 @@ def test_signal_saves_after_the_step_stops_and_resumes_exactly(tiny, tmp_path, m
     monkeypatch.setenv(SIGNALS_ENV, "USR2,TERM")
     monkeypatch.setenv(REPORT_ENV, str(report))
     before = signal.getsignal(signal.SIGUSR2)
-    cfg = small_cfg(tiny, str(tmp_path / "stopped"), *opts)
+    cfg = tiny_cls_cfg(tiny, str(tmp_path / "stopped"), *opts)
     seed_all_rng(3)
     stopped = ClassificationTrainer(cfg)
     stopped.register_hooks([_SignalDuring(5)])
@@ -399,7 +358,7 @@ def _two_rank_worker(rank, init_file, out_dir, dicts):
     from tiny_data import register_dicts
 
     register_dicts("tiny_stop", dicts, 4)
-    cfg = small_cfg("tiny_stop", out_dir, "SOLVER.MAX_ITER", 8, "SOLVER.CHECKPOINT_PERIOD", 100)
+    cfg = tiny_cls_cfg("tiny_stop", out_dir, "SOLVER.MAX_ITER", 8, "SOLVER.CHECKPOINT_PERIOD", 100)
     out = {}
     seed_all_rng(3)
     trainer = ClassificationTrainer(cfg)
@@ -489,24 +448,7 @@ def _job_log(job, tail=None):
 def test_job_stopped_by_the_scheduler_signal_is_requeued_and_ends_as_an_uninterrupted_run(
     tmp_path, monkeypatch
 ):
-    from als_d2.data.synthetic import generate_synthetic_imagenet
-
-    generate_synthetic_imagenet(
-        str(tmp_path / "datasets" / "synthetic_imagenet"),
-        num_classes=4,
-        train_per_class=8,
-        val_per_class=2,
-        boxed_fraction=1.0,
-        image_size=(48, 64),
-        coco_train=0,
-        coco_val=0,
-    )
-    for key, value in dict(
-        DETECTRON2_DATASETS=str(tmp_path / "datasets"),
-        ALS_D2_CACHE=str(tmp_path / "cache"),
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-    ).items():
+    for key, value in synthetic_imagenet_env(str(tmp_path)).items():
         monkeypatch.setenv(key, value)  # the local executor's processes inherit this environment
     full_dir, job_dir = tmp_path / "full", tmp_path / "job"
     reference = subprocess.Popen(  # the uninterrupted run, alongside the job
@@ -549,14 +491,7 @@ def test_job_stopped_by_the_scheduler_signal_is_requeued_and_ends_as_an_uninterr
     assert PERIOD - 1 <= stop < MAX_ITER - 1 and (job_dir / f"model_{stop:07d}.pth").exists()
     assert f"--resume --config-file {CONFIG}" in log  # the requeued run's command line
 
-    expected = torch.load(full_dir / "model_final.pth", weights_only=True)
-    got = torch.load(job_dir / "model_final.pth", weights_only=True)
-    assert expected["iteration"] == got["iteration"] == MAX_ITER - 1
-    assert expected["model"].keys() == got["model"].keys()
-    for key in expected["model"]:
-        torch.testing.assert_close(
-            got["model"][key], expected["model"][key], rtol=0, atol=0, msg=key
-        )
+    assert_same_final_weights(str(full_dir), str(job_dir), MAX_ITER - 1)
     expected_metrics, got_metrics = _metrics(str(full_dir)), _metrics(str(job_dir))
     # the stopped run also wrote the metrics of its last iteration (detectron2's writers flush at
     # the end)

@@ -80,26 +80,27 @@ def test_missing_synthetic_root_names_the_variable_and_the_command(tmp_path, mon
         DatasetCatalog.get(f"{prefix}o_imagenet_val")
 
 
-def test_train_cls_with_missing_dataset_root_is_one_line(tmp_path):
-    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"))
+def _failing_run_last_line(tmp_path, tool: str, config: str, *opts, **env) -> str:
+    """Run ``tools/<tool>.py --config-file config OUTPUT_DIR tmp_path/out *opts`` in
+    ``tmp_path`` (DETECTRON2_DATASETS=tmp_path/datasets, and ``env``): it must fail without a
+    traceback; returns the last line of its stderr."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "tools", "train_cls.py"),
-            "--config-file",
-            os.path.join(REPO, "configs", "demo", "als_r18.yaml"),
-            "OUTPUT_DIR",
-            str(tmp_path / "out"),
-        ],
+        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), "--config-file", config]
+        + ["OUTPUT_DIR", str(tmp_path / "out"), *opts],
         cwd=str(tmp_path),
-        env=env,
+        env=dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), **env),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_train_cls_with_missing_dataset_root_is_one_line(tmp_path):
+    config = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+    last = _failing_run_last_line(tmp_path, "train_cls", config)
     assert last.startswith("error: dataset 'synthetic_imagenet_train_boxed'")
     assert (
         os.path.join(str(tmp_path / "datasets"), "synthetic_imagenet") in last
@@ -118,21 +119,7 @@ def test_a_config_value_that_cannot_work_is_one_line(tmp_path, tool):
         ),
     }[tool]
     bad = {"train_cls": ["MODEL.ALS.BETA", "2.0"], "train_det": ["MODEL.DEVICE", "cuda:7"]}[tool]
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), "--config-file", config]
-        + ["OUTPUT_DIR", str(tmp_path / "out")]
-        + bad,
-        cwd=str(tmp_path),
-        env=dict(
-            os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), CUDA_VISIBLE_DEVICES=""
-        ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
+    last = _failing_run_last_line(tmp_path, tool, config, *bad, CUDA_VISIBLE_DEVICES="")
     assert last.startswith(f"error: config key {bad[0]} = "), last
 
 

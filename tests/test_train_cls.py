@@ -5,17 +5,13 @@ import os
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
-from als_d2.config import add_als_config
 from als_d2.engine import ClassificationTrainer
 
-from tiny_data import register_tiny
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tiny_data import register_tiny, tiny_cls_cfg
 
 
 @pytest.fixture(scope="module")
@@ -24,49 +20,15 @@ def tiny(tmp_path_factory):
 
 
 def small_cfg(dataset: str, output_dir: str, *opts):
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/demo/Base-Demo-R18.yaml"))
-    cfg.merge_from_list(
-        [
-            "DATASETS.TRAIN",
-            (dataset,),
-            "DATASETS.TEST",
-            (dataset,),
-            "OUTPUT_DIR",
-            output_dir,
-            "MODEL.CLASSIFIER.NUM_CLASSES",
-            4,
-            "INPUT.CLS.CROP_SIZE",
-            32,
-            "INPUT.CLS.TEST_RESIZE",
-            36,
-            "SOLVER.EPOCHS",
-            0,
-            "SOLVER.MAX_ITER",
-            30,
-            "SOLVER.STEPS",
-            (),
-            "SOLVER.WARMUP_ITERS",
-            0,
-            "SOLVER.IMS_PER_BATCH",
-            8,
-            "SOLVER.BASE_LR",
-            0.05,
-            "SOLVER.LR_REFERENCE_BATCH",
-            0,
-            "SOLVER.CHECKPOINT_PERIOD",
-            1000,
-            "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
-            0.0,
-            "TEST.EVAL_PERIOD",
-            0,
-            "SEED",
-            3,
-            *opts,
-        ]
-    )
-    return cfg
+    """:func:`tiny_cls_cfg` for 30 iterations without lr steps or periodic checkpoints."""
+    return tiny_cls_cfg(
+        dataset,
+        output_dir,
+        "SOLVER.MAX_ITER", 30,
+        "SOLVER.STEPS", (),
+        "SOLVER.CHECKPOINT_PERIOD", 1000,
+        *opts,
+    )  # fmt: skip
 
 
 def losses_from(output_dir):

@@ -33,7 +33,7 @@ from als_d2.engine.detection import (
 )
 
 from coco_fixtures import register_coco_split, write_builtin_coco
-from tiny_data import load_tool, register_tiny
+from tiny_data import load_tool, register_tiny, tiny_cls_cfg, tiny_det_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_CONFIGS = os.path.join(REPO, "configs", "COCO-Detection")
@@ -69,49 +69,18 @@ def classifier(tmp_path_factory):
     names)."""
     root = tmp_path_factory.mktemp("cls")
     dataset = register_tiny(str(root / "data"))
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/demo/Base-Demo-R18.yaml"))
-    cfg.merge_from_list(
-        [
-            "DATASETS.TRAIN",
-            (dataset,),
-            "DATASETS.TEST",
-            (),
-            "OUTPUT_DIR",
-            str(root / "out"),
-            "MODEL.CLASSIFIER.NUM_CLASSES",
-            4,
-            "MODEL.ALS.METHOD",
-            "als",
-            "INPUT.CLS.CROP_SIZE",
-            32,
-            "INPUT.CLS.TEST_RESIZE",
-            36,
-            "SOLVER.EPOCHS",
-            0,
-            "SOLVER.MAX_ITER",
-            8,
-            "SOLVER.STEPS",
-            (),
-            "SOLVER.WARMUP_ITERS",
-            0,
-            "SOLVER.IMS_PER_BATCH",
-            4,
-            "SOLVER.BASE_LR",
-            0.01,
-            "SOLVER.LR_REFERENCE_BATCH",
-            0,
-            "SOLVER.CHECKPOINT_PERIOD",
-            1000,
-            "SOLVER.CHECKPOINT_PERIOD_EPOCHS",
-            0.0,
-            "TEST.EVAL_PERIOD",
-            0,
-            "SEED",
-            1,
-        ]
-    )
+    cfg = tiny_cls_cfg(
+        dataset,
+        str(root / "out"),
+        "DATASETS.TEST", (),
+        "MODEL.ALS.METHOD", "als",
+        "SOLVER.MAX_ITER", 8,
+        "SOLVER.STEPS", (),
+        "SOLVER.IMS_PER_BATCH", 4,
+        "SOLVER.BASE_LR", 0.01,
+        "SOLVER.CHECKPOINT_PERIOD", 1000,
+        "SEED", 1,
+    )  # fmt: skip
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -640,24 +609,7 @@ def test_paper_config_shrunk_trains_and_evaluates(coco, classifier, tmp_path):
             f"('{train}',)",
             "DATASETS.TEST",
             f"('{val}',)",
-            "INPUT.MIN_SIZE_TRAIN",
-            "(128,)",
-            "INPUT.MAX_SIZE_TRAIN",
-            "213",
-            "INPUT.MIN_SIZE_TEST",
-            "128",
-            "INPUT.MAX_SIZE_TEST",
-            "213",
-            "SOLVER.IMS_PER_BATCH",
-            "2",
-            "SOLVER.MAX_ITER",
-            "2",
-            "SOLVER.STEPS",
-            "()",
-            "SOLVER.CHECKPOINT_PERIOD",
-            "1000",
-            "DATALOADER.NUM_WORKERS",
-            "0",
+            *tiny_det_opts(128, 213),
             "SEED",
             "1",
             # an 8-iteration classifier's BN statistics do not fit 128 px images (see det_cfg):

@@ -230,11 +230,18 @@ def build_pipelines(dicts: Sequence[dict], names: Sequence[str], size: int = 224
 
 
 # --------------------------------------------------------------------------- timing
-def _rotations(names: Sequence[str], reps: int):
+def _rounds(names: Sequence[str], reps: int, deadline: float):
+    """``(r, order)`` for up to ``reps`` interleaved rounds, each in a rotated order; after
+    the first round, only as many as fit before ``deadline`` (``time.perf_counter()``)."""
     names = list(names)
+    t_first = time.perf_counter()
     for r in range(reps):
+        if r == 1:
+            reps = _fit_reps(reps, time.perf_counter() - t_first, deadline - time.perf_counter())
+        if r >= reps:
+            return
         k = r % len(names)
-        yield names[k:] + names[:k]
+        yield r, names[k:] + names[:k]
 
 
 def _fit_reps(reps: int, rep_s: float, left_s: float) -> int:
@@ -256,13 +263,7 @@ def time_in_process(
     for fn, ds, _ in pipelines.values():  # warm-up: page cache, lazy imports
         for d in ds[: min(len(ds), 4)]:
             fn(d)
-    t_rep = time.perf_counter()
-    for r, order in enumerate(_rotations(pipelines, reps)):
-        if r == 1:
-            reps = _fit_reps(reps, time.perf_counter() - t_rep, deadline - time.perf_counter())
-        if r >= reps:
-            break
-        t_rep = time.perf_counter()
+    for r, order in _rounds(pipelines, reps, deadline):
         for name in order:
             fn, ds, _ = pipelines[name]
             n = len(ds)
@@ -326,13 +327,7 @@ def time_dataloader(
         if name in pipelines:
             pipelines[name + "_unpacked"] = pipelines[name][:2] + ("d2_unpacked",)
     rates = {name: [] for name in pipelines}
-    t_rep = time.perf_counter()
-    for r, order in enumerate(_rotations(pipelines, reps)):
-        if r == 1:
-            reps = _fit_reps(reps, time.perf_counter() - t_rep, deadline - time.perf_counter())
-        if r >= reps:
-            break
-        t_rep = time.perf_counter()
+    for r, order in _rounds(pipelines, reps, deadline):
         for name in order:
             fn, ds, kind = pipelines[name]
             it = iter(_loader(fn, ds, kind, batch, workers, seed=r))

@@ -31,7 +31,7 @@ METRIC_KEYS = {
     "paper_mce_15",
     "paper_mce_100",
 }
-# Context-only average confidence, hard / ALS, that the quick demo must reach (README "Demo":
+# Context-only average confidence, hard / ALS, that the quick demo must reach (docs/demo.md:
 # 3.44x for the seed the test runs, 2.51x and 2.46x for seeds 2 and 3; the bound leaves a
 # margin below the lowest of them for library versions).
 QUICK_RATIO_BOUND = 2.0

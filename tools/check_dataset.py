@@ -91,19 +91,25 @@ FATAL_KINDS = {
 SKIPPED_KINDS = {
     "bad_xml": "XML unreadable / too large / malformed / DOCTYPE / no <size>: file ignored",
     "bad_objects": "<object> without name or bndbox, or a bad coordinate: object dropped",
-    "bad_csv_groups": "CSV PredictionString group incomplete or with a bad number: object dropped",
+    "bad_csv_groups": (
+        "CSV PredictionString group with bad coordinates or incomplete: object dropped"
+    ),
     "unknown_wnid": "object whose wnid is not a class: object dropped",
     "degenerate_boxes": "empty or inverted box after clipping: box dropped",
     "unreadable_images": "annotated image whose header cannot be read: image dropped",
     "unlabeled_images": "image without a label (no class folder, CSV row or XML): image dropped",
     "unknown_folders": "image folder that is not a class: folder dropped",
-    "outside_root": "path outside the dataset root, or a CSV ImageId that is a path: dropped",
+    "outside_root": (
+        "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped"
+    ),
     "duplicate_images": "image name seen before in the split: kept, image_id = relative path",
     "orphan_xml": "XML without an image: ignored",
     "orphan_csv_rows": "CSV row without an image: ignored",
     "non_image_files": "file that is neither an image nor an annotation: ignored",
     "empty_images": "zero-byte image file: skipped in training, an error in evaluation",
-    "undecodable_images": "corrupt or unknown data: skipped in training, an error in evaluation",
+    "undecodable_images": (
+        "truncated / corrupt / unknown image data: skipped in training, an error in evaluation"
+    ),
     "decompression_bombs": "image above --max-pixels (or a file above --max-file-mb): not decoded",
 }
 FIXED_KINDS = {

@@ -315,3 +315,57 @@ def test_command_line_exit_status_and_json(hostile, tmp_path):
         timeout=300,
     )
     assert proc.returncode == 2 and "not a folder" in proc.stderr
+
+
+def test_csv_row_of_an_unknown_wnid_is_named_as_such(tool, tmp_path, capsys):
+    """A val image whose CSV row names only a wnid outside LOC_synset_mapping.txt is an
+    unknown label, not an image without a label."""
+    tree = fx.FixtureTree(str(tmp_path / "imagenet"), "kaggle", fx.wnid_names(2))
+    a, b = tree.wnids
+    for w in (a, b):
+        tree.add_image("train", w, (40, 30), [(w, (1, 1, 9, 9))], csv_row=True)
+        tree.add_image("val", w, (40, 30), [(w, (1, 1, 9, 9))], csv_row=True, xml=False)
+    stray = "n99999999"
+    im = tree.add_image("val", a, (40, 30), [(stray, (1, 1, 9, 9))], csv_row=True, xml=False)
+    tree.write_csvs()
+    rc, out = run_main(tool, capsys, "--root", tree.root, "--no-decode", "--list", "5")
+    assert rc == 0, out
+    assert "unlabeled_images" not in out
+    line = next(s for s in out.splitlines() if "unknown_labels:" in s)
+    assert line.split("unknown_labels:")[1].split()[0] == "1", line
+    assert f"{im.stem}.JPEG: {stray} not in LOC_synset_mapping.txt" in out
+
+
+def test_summary_counts_every_fatal_reason_and_duplicates_are_noted(tool, tmp_path, capsys):
+    """An undecodable val image is fatal (evaluation stops): the summary's fatal count says
+    so (it read '0 fatal' above 'would FAIL'); identical files are noted, not 'fixed'."""
+    tree = fx.FixtureTree(str(tmp_path / "imagenet"), "standard", fx.wnid_names(2))
+    a, b = tree.wnids
+    for w in (a, b):
+        tree.add_image("train", w, (40, 30), [(w, (1, 1, 9, 9))])
+        tree.add_image("val", w, (40, 30), [(w, (1, 1, 9, 9))])
+    bad = tree.add_image("val", a, (40, 30), [], xml=False, in_folder=True)
+    write(bad.path, jpeg_bytes((64, 48))[:200])
+    twin = tree.add_image("train", a, (40, 30), [], xml=False)
+    with open(tree.split_images("train")[0].path, "rb") as f:
+        write(twin.path, f.read())
+    rc, out = run_main(tool, capsys, "--root", tree.root)
+    assert rc == 1 and "would FAIL" in out
+    summary = next(s for s in out.splitlines() if s.startswith("Summary:"))
+    assert summary.startswith("Summary: 1 fatal,"), summary
+    assert "[noted] duplicate_content: 1" in out and "[fixed] duplicate_content" not in out
+
+
+def test_boxes_outside_resized_images_fail(tool, tmp_path, capsys):
+    """A resized copy of the images with the original CSV boxes: most boxes reach outside
+    their images; training would run with wrong objectness, so the check fails."""
+    tree = fx.FixtureTree(str(tmp_path / "imagenet"), "kaggle", fx.wnid_names(2))
+    a, b = tree.wnids
+    for w in (a, b, a, b):
+        # boxes written for a 160x120 original, images 40x30
+        tree.add_image("train", w, (40, 30), [(w, (50, 40, 150, 110))], csv_row=True)
+    tree.add_image("train", a, (40, 30), [(a, (1, 1, 9, 9))], csv_row=True)
+    tree.write_csvs()
+    rc, out = run_main(tool, capsys, "--root", tree.root, "--splits", "train", "--no-decode")
+    assert rc == 1, out
+    assert "would FAIL" in out and "train: 4 of 5 boxes reach outside their images" in out

@@ -12,12 +12,13 @@ Pillow) and hashes its bytes. Each problem is listed by file under its kind, wit
 count per kind and a severity:
 
   fatal    training or evaluation under the current policy stops (a reader error, an
-           empty split, an undecodable image in val: evaluation never skips);
+           empty split, an undecodable image in val: evaluation never skips), or would
+           run with wrong objectness (most boxes outside their images);
   skipped  the file, image, object or box is dropped and counted (in training, an
            undecodable image is skipped by the loader: data/skipped_samples);
   fixed    used after a documented correction (box clipped or rescaled, colour mode
-           converted, PNG under a .JPEG name decoded by content), or worth knowing
-           (identical files).
+           converted, PNG under a .JPEG name decoded by content);
+  noted    kept as it is, worth knowing (byte-identical files).
 
 Exit status: 1 when something is fatal (with --strict: also when something is skipped),
 else 0. Time and memory stay bounded on hostile files: XMLs are capped (1 MiB) and
@@ -81,7 +82,7 @@ import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
 
 from als_d2.data.datasets import imagenet_index  # noqa: E402
 
-FATAL, SKIPPED, FIXED = "fatal", "skipped", "fixed"
+FATAL, SKIPPED, FIXED, NOTED = "fatal", "skipped", "fixed", "noted"
 
 # what each kind of problem means, by severity; the index counters keep the readers' names
 FATAL_KINDS = {
@@ -98,6 +99,10 @@ SKIPPED_KINDS = {
     "degenerate_boxes": "empty or inverted box after clipping: box dropped",
     "unreadable_images": "annotated image whose header cannot be read: image dropped",
     "unlabeled_images": "image without a label (no class folder, CSV row or XML): image dropped",
+    "unknown_labels": (
+        "image whose CSV row / XML names only wnids that are not classes "
+        "(not in LOC_synset_mapping.txt): image dropped"
+    ),
     "unknown_folders": "image folder that is not a class: folder dropped",
     "outside_root": (
         "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped"
@@ -118,12 +123,19 @@ FIXED_KINDS = {
     "format_mismatch": "file content is another format than its extension says: decoded by content",
     "converted_images": "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB",
     "exif_rotated": "EXIF orientation other than 1: pixels rotated, boxes follow",
-    "duplicate_content": "byte-identical to another image (same or other split)",
+}
+NOTED_KINDS = {  # reported for the user to judge; nothing is changed or dropped
+    "duplicate_content": "byte-identical to another image (same or other split): both kept",
 }
 # kind -> (severity, what it means), in report order
 KINDS: "OrderedDict[str, Tuple[str, str]]" = OrderedDict(
     (kind, (severity, meaning))
-    for severity, kinds in ((FATAL, FATAL_KINDS), (SKIPPED, SKIPPED_KINDS), (FIXED, FIXED_KINDS))
+    for severity, kinds in (
+        (FATAL, FATAL_KINDS),
+        (SKIPPED, SKIPPED_KINDS),
+        (FIXED, FIXED_KINDS),
+        (NOTED, NOTED_KINDS),
+    )
     for kind, meaning in kinds.items()
 )
 IMAGE_FAILURES = ("empty_images", "undecodable_images", "decompression_bombs")
@@ -302,13 +314,14 @@ class Report:
                 lines += [f"       {f}" for f in shown]
                 if len(shown) < len(files):
                     lines.append(f"       ... and {len(files) - len(shown)} more")
-        totals = dict.fromkeys((FATAL, SKIPPED, FIXED), 0)
+        totals = dict.fromkeys((SKIPPED, FIXED, NOTED), 0)
         for per in self.problems.values():
             for kind, files in per.items():
-                totals[KINDS[kind][0]] += len(files)
+                if KINDS[kind][0] != FATAL:  # fatal: counted by reason, below
+                    totals[KINDS[kind][0]] += len(files)
         lines.append(
-            f"Summary: {totals[FATAL]} fatal, {totals[SKIPPED]} skipped, "
-            f"{totals[FIXED]} fixed problem(s)."
+            f"Summary: {len(self.fatal_reasons)} fatal, {totals[SKIPPED]} skipped, "
+            f"{totals[FIXED]} fixed, {totals[NOTED]} noted problem(s)."
         )
         if self.fatal_reasons:
             lines.append("Training/evaluation under the current policy would FAIL:")
@@ -316,6 +329,21 @@ class Report:
         else:
             lines.append("Training/evaluation under the current policy would run.")
         return "\n".join(lines)
+
+
+def boxes_frame_check(report: "Report", split: str, stats: dict) -> None:
+    """A fatal reason when most boxes of ``split`` reach outside their images (clipped or
+    emptied by clipping): the annotations are then in another frame than the images (e.g.
+    a resized copy of the images with the original CSV), and objectness would be wrong
+    although training runs."""
+    outside = stats.get("clipped_boxes", 0) + stats.get("degenerate_boxes", 0)
+    seen = stats.get("objects", 0) + stats.get("degenerate_boxes", 0)
+    if seen and outside * 2 > seen:
+        report.fatal_reasons.append(
+            f"{split}: {outside} of {seen} boxes reach outside their images, so the boxes are "
+            "not in the images' frame (resized images with the original annotations?) and "
+            "objectness would be wrong; use the annotations that match these images"
+        )
 
 
 def check_tree(
@@ -354,6 +382,7 @@ def check_tree(
             report.fatal_reasons.append(f"{split}: {e}")
             continue
         report.stats[split] = dict(index["stats"])
+        boxes_frame_check(report, split, index["stats"])
         for kind in (*imagenet_index.SKIP_COUNTERS, "rescaled_files", "clipped_boxes"):
             for detail in index["examples"].get(kind, []):
                 report.add(split, kind, detail)

@@ -88,9 +88,9 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 SUBSETS = ("all", "boxed", "mask", "context")
-INDEX_VERSION = (
-    2  # bump when the index format or its semantics change (2: outside_root, duplicate_images)
-)
+# bump when the index format or its semantics change (2: outside_root, duplicate_images;
+# 3: unknown_labels)
+INDEX_VERSION = 3
 
 
 def _check_args(split: str, layout: str, subset: str) -> None:

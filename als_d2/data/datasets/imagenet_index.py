@@ -19,6 +19,8 @@ unknown_wnid        object whose wnid is not a class                            
 degenerate_boxes    zero / negative area after clipping (inverted coordinates)  box dropped
 unreadable_images   annotated image whose header PIL cannot read                image dropped
 unlabeled_images    image outside a class folder with no label in CSV or XML    image dropped
+unknown_labels      image outside a class folder whose CSV / XML wnids are none  image dropped
+                    of the classes (not in ``LOC_synset_mapping.txt``)
 unknown_folders     image folder whose name is not a class wnid                 folder dropped
 outside_root        file / folder resolving outside the root (symlink), CSV     dropped
                     ImageId that is a path (``../../etc/passwd``)
@@ -98,7 +100,7 @@ CHUNK = 1000  # images per task outside class folders (flat val)
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
 SKIP_COUNTERS = (
     "bad_xml", "bad_objects", "bad_csv_groups", "unknown_wnid", "degenerate_boxes",
-    "unreadable_images", "unlabeled_images", "unknown_folders", "outside_root",
+    "unreadable_images", "unlabeled_images", "unknown_labels", "unknown_folders", "outside_root",
     "duplicate_images", "orphan_xml", "orphan_csv_rows", "non_image_files",
 )  # fmt: skip
 
@@ -502,7 +504,11 @@ def index_image(
         label = _first_known_label(xml_objects, context.wnid_to_idx)
     path = os.path.join(context.root, rel)
     if label < 0:
-        tally.add("unlabeled_images", path)
+        wnids = sorted({wnid for wnid, _ in (csv_objects or []) + (xml_objects or [])})
+        if wnids:  # labelled, but by wnids that are not classes
+            tally.add("unknown_labels", f"{path}: {', '.join(wnids)} not in {SYNSET_MAPPING}")
+        else:
+            tally.add("unlabeled_images", path)
         return None
 
     # boxes from the XML when it parsed, else from the CSV row (in the image's own frame)

@@ -51,9 +51,12 @@ import numpy as np
 
 __all__ = [
     "context_separation",
+    "separation_from_scores",
     "selective_metrics",
-    "roc_points",
+    "selective_metrics_from_curve",
     "risk_coverage_points",
+    "risk_coverage_from_confidence",
+    "roc_points",
     "scores",
 ]
 
@@ -119,41 +122,63 @@ def context_separation(probs_in, probs_out, name: str = "context pair") -> Dict[
     p_out = _probabilities(probs_out, f"{name} (context-only images)")
     if p_in.shape[1] != p_out.shape[1]:
         raise ValueError(f"{name}: {p_in.shape[1]} classes with objects, {p_out.shape[1]} without")
-    s_in, s_out = scores(p_in), scores(p_out)
+    return separation_from_scores(scores(p_in), scores(p_out))
+
+
+def separation_from_scores(scores_in: Dict, scores_out: Dict) -> Dict[str, float]:
+    """:func:`context_separation` from per-sample scores (``{"msp": (N,), "entropy": (N,)}``
+    of each set, as :func:`scores` gives them), for evaluators that keep scores only."""
     out = {}
     for s in ("msp", "entropy"):
-        fpr, tpr = roc_points(s_in[s], s_out[s])
+        s_in = np.asarray(scores_in[s], dtype=np.float64)
+        s_out = np.asarray(scores_out[s], dtype=np.float64)
+        fpr, tpr = roc_points(s_in, s_out)
         out[f"ood_auroc_{s}"] = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-        out[f"ood_aupr_in_{s}"] = _average_precision(s_in[s], s_out[s])
-        out[f"ood_aupr_out_{s}"] = _average_precision(-s_out[s], -s_in[s])
+        out[f"ood_aupr_in_{s}"] = _average_precision(s_in, s_out)
+        out[f"ood_aupr_out_{s}"] = _average_precision(-s_out, -s_in)
         out[f"ood_fpr95_{s}"] = float(fpr[np.argmax(tpr >= FPR_RECALL)])
     return out
 
 
 def risk_coverage_points(probs, labels, name: str = "set") -> Dict[str, np.ndarray]:
-    """The risk-coverage curve: ``coverage``, ``risk`` (selective) and ``generalized_risk``
-    at every distinct confidence from the highest down (ties accepted together), and the
-    ``threshold`` (msp) of each point."""
+    """The risk-coverage curve of ``probs`` (N x K) and ``labels`` (N,):
+    :func:`risk_coverage_from_confidence` of the maximum softmax and its correctness."""
     p = _probabilities(probs, name)
     y = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels).astype(np.int64)
     if y.shape != (len(p),):
         raise ValueError(f"{name}: {len(p)} probability rows but labels of shape {y.shape}")
     if ((y < 0) | (y >= p.shape[1])).any():
         raise ValueError(f"{name}: labels outside 0..{p.shape[1] - 1}")
-    conf = p.max(1)
-    wrong = (p.argmax(1) != y).astype(np.float64)
+    return risk_coverage_from_confidence(p.max(1), p.argmax(1) == y, name)
+
+
+def risk_coverage_from_confidence(confidence, correct, name: str = "set") -> Dict[str, np.ndarray]:
+    """``coverage``, ``risk`` (selective) and ``generalized_risk`` at every distinct
+    confidence from the highest down (ties accepted together), and the ``threshold`` of
+    each point. ``confidence`` (N,) in [0, 1], ``correct`` (N,) bool."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    if len(conf) == 0:
+        raise ValueError(f"{name}: empty set (no image), nothing to threshold")
+    if not np.isfinite(conf).all():
+        raise ValueError(f"{name}: {int((~np.isfinite(conf)).sum())} NaN or inf confidences")
+    wrong = 1.0 - np.asarray(correct, dtype=np.float64)
     errors, accepted = _descending_steps(conf, wrong, np.ones_like(wrong))
     return {
         "threshold": np.unique(conf)[::-1],
-        "coverage": accepted / len(p),
+        "coverage": accepted / len(conf),
         "risk": errors / accepted,
-        "generalized_risk": errors / len(p),
+        "generalized_risk": errors / len(conf),
     }
 
 
 def selective_metrics(probs, labels, name: str = "set") -> Dict[str, float]:
     """Selective prediction by maximum softmax probability; keys in the module docstring."""
-    curve = risk_coverage_points(probs, labels, name)
+    return selective_metrics_from_curve(risk_coverage_points(probs, labels, name))
+
+
+def selective_metrics_from_curve(curve: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """:func:`selective_metrics` from a risk-coverage curve (:func:`risk_coverage_points`,
+    :func:`risk_coverage_from_confidence`)."""
     cov, risk = curve["coverage"], curve["risk"]
     steps = np.diff(np.r_[0.0, cov])
     error_rate = float(risk[-1])  # everything accepted

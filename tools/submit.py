@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--job-dir",
         default="output/jobs/%j",
-        help="submitit's folder: logs, pickles (%%j: the job id; shared by the nodes)",
+        help="submitit's folder: logs, pickles (%%j: the job id, local_<UTC time> with the local "
+        "executor; shared by the nodes)",
     )
     parser.add_argument(
         "--cpus-per-task",

@@ -154,6 +154,7 @@ def check_als_config(cfg: CN) -> None:
     """Stop before training on out-of-range or conflicting values, naming the key.
     (What the machine offers is :func:`check_device`'s business.)"""
     _check_model(cfg)
+    check_backbone_outputs(cfg)
     _check_input(cfg)
     _check_schedule(cfg)
     for key, value in (
@@ -221,6 +222,21 @@ def _check_model(cfg: CN) -> None:
             "MODEL.CLASSIFIER.IN_FEATURE",
             feature,
             f"must be one of MODEL.RESNETS.OUT_FEATURES {list(cfg.MODEL.RESNETS.OUT_FEATURES)}",
+        )
+
+
+def check_backbone_outputs(cfg: CN) -> None:
+    """``MODEL.RESNETS.OUT_FEATURES`` must be ``[MODEL.CLASSIFIER.IN_FEATURE]``: the
+    classifier pools that one feature, and a stage built for another output (res5 beside
+    res4) gets no gradient, which DDP rejects at the second iteration."""
+    outputs = list(cfg.MODEL.RESNETS.OUT_FEATURES)
+    feature = cfg.MODEL.CLASSIFIER.IN_FEATURE
+    unused = [name for name in outputs if name != feature]
+    if unused:
+        raise ConfigError(
+            f"config keys MODEL.RESNETS.OUT_FEATURES = {outputs} and MODEL.CLASSIFIER.IN_FEATURE"
+            f" = {feature!r}: the classifier uses only {feature}, not {unused} (unused "
+            f"parameters make DDP fail); set MODEL.RESNETS.OUT_FEATURES ['{feature}']"
         )
 
 

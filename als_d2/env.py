@@ -10,6 +10,11 @@ bf16 instructions (AVX512_BF16 or AMX-BF16; ``bf16`` on ARM) oneDNN emulates the
 training step is several times *slower* than in fp32 (12x on an AVX2-only EPYC).
 ``ALS_D2_CPU_NATIVE_BF16`` / ``ALS_D2_CPU_NATIVE_FP16`` (``0`` / ``1``) override the
 detection.
+
+``cuda_precision()`` (``SOLVER.AMP.PRECISION auto`` on a GPU): bf16 tensor cores from
+compute capability 8.0 (A100, H100...). Older cards (P100 6.0, V100 7.0, T4 7.5) emulate
+bf16, and ``torch.cuda.is_bf16_supported()`` answers True there too (its default
+``including_emulation=True``); they train in fp16 with a grad scaler instead.
 """
 
 import argparse
@@ -133,6 +138,31 @@ def cpu_has_native_fp16() -> bool:
     return cpu_precision().fp16
 
 
+# The first compute capability whose tensor cores run bf16 matmuls (Ampere)
+CUDA_NATIVE_BF16_CAPABILITY = (8, 0)
+
+
+class CudaPrecision(NamedTuple):
+    name: str  # torch.cuda.get_device_name()
+    capability: Tuple[int, int]  # torch.cuda.get_device_capability(): (major, minor)
+    bf16: bool  # bf16 matmuls native (not emulated)
+    reason: str  # one line: why
+
+
+def cuda_precision(device=None) -> CudaPrecision:
+    """Whether bf16 matmuls are native on CUDA ``device`` (None: the current one), from its
+    compute capability (native from :data:`CUDA_NATIVE_BF16_CAPABILITY`)."""
+    import torch
+
+    capability = tuple(torch.cuda.get_device_capability(device))
+    name = torch.cuda.get_device_name(device)
+    bf16 = capability >= CUDA_NATIVE_BF16_CAPABILITY
+    need = ".".join(map(str, CUDA_NATIVE_BF16_CAPABILITY))
+    state = "native bf16" if bf16 else f"no native bf16 (needs capability {need})"
+    reason = f"{state} on {name} (capability {capability[0]}.{capability[1]})"
+    return CudaPrecision(name, capability, bf16, reason)
+
+
 def _version(distribution: str) -> str:
     try:
         return metadata.version(distribution)
@@ -183,7 +213,8 @@ def collect() -> List[Tuple[str, str]]:
             rows.append(
                 (
                     f"GPU {i}",
-                    f"{p.name}, {p.total_memory / 2**30:.1f} GiB, capability {p.major}.{p.minor}",
+                    f"{p.name}, {p.total_memory / 2**30:.1f} GiB, capability {p.major}.{p.minor}"
+                    f" ({'native' if cuda_precision(i).bf16 else 'emulated'} bf16)",
                 )
             )
     else:

@@ -396,3 +396,53 @@ def test_temperature_scaling_report_improves_an_overconfident_model():
         after["acc"] == before["acc"] and after["top5"] == before["top5"]
     )  # predictions do not change
     assert math.isnan(temperature_scaling_report(logits[:1], labels[:1])["temperature"])
+
+
+def _nll_brute(logits, labels, temperature):
+    """Mean NLL of softmax(logits / T), written out (log-sum-exp)."""
+    z = np.asarray(logits, np.float64) / temperature
+    m = z.max(axis=1)
+    lse = m + np.log(np.exp(z - m[:, None]).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(labels)), labels]))
+
+
+def _grid_temperature(logits, labels):
+    """The T with the lowest NLL on a geometric grid over [0.1, 20] (steps of 1%), then on a
+    grid of steps of 0.01% around it."""
+    best = 1.0
+    for grid in (np.geomspace(0.1, 20.0, 533), None):
+        grid = np.geomspace(best / 1.01, best * 1.01, 201) if grid is None else grid
+        best = float(grid[int(np.argmin([_nll_brute(logits, labels, t) for t in grid]))])
+    return best
+
+
+def test_temperature_is_fitted_on_the_other_half_than_the_one_evaluated():
+    """The two halves of held_out_split need very different temperatures (0.5: logits too
+    soft; 4: too sharp): the reported T is the fit half's (by brute force over a grid), and
+    the reported metrics are the held half's at that T. Samples come in shuffled order with
+    keys, so the halves are those of the keys' order."""
+    rng = np.random.default_rng(5)
+    n, k = 4000, 10
+    by_rank = rng.standard_normal((n, k)) * 3
+    labels_by_rank = np.where(
+        np.arange(n) % 2 == 0,  # even ranks of the keys' order: the fit half
+        _sampled_labels(by_rank, 0.5, rng),
+        _sampled_labels(by_rank, 4.0, rng),
+    )
+    order = rng.permutation(n)  # the gathering order
+    logits, labels = by_rank[order], labels_by_rank[order]
+    keys = [f"val/{r:05d}.JPEG" for r in order]
+    fit_half, held_half = np.arange(0, n, 2), np.arange(1, n, 2)  # ranks
+
+    report = temperature_scaling_report(logits, labels, keys=keys)
+    expected = _grid_temperature(by_rank[fit_half], labels_by_rank[fit_half])
+    other = _grid_temperature(by_rank[held_half], labels_by_rank[held_half])
+    assert expected == pytest.approx(0.5, rel=0.15) and other == pytest.approx(4.0, rel=0.15)
+    assert report["temperature"] == pytest.approx(expected, rel=2e-3)
+    held_logits, held_labels = by_rank[held_half], labels_by_rank[held_half]
+    for key, t in (("before", 1.0), ("after", report["temperature"])):
+        assert report[key]["num_samples"] == n // 2
+        assert report[key]["nll"] == pytest.approx(_nll_brute(held_logits, held_labels, t))
+        assert report[key]["acc"] == pytest.approx(np.mean(held_logits.argmax(1) == held_labels))
+    # T fitted on the other half makes this half's NLL worse, not better
+    assert report["after"]["nll"] > report["before"]["nll"]

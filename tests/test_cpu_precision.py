@@ -116,11 +116,3 @@ def test_explicit_precision_is_honoured_on_cpu(monkeypatch, caplog):
     assert any("emulated" in r.getMessage() and "AVX2" in r.getMessage() for r in caplog.records)
     assert trainer.autocast_dtype(_cfg("fp16"), "cpu") == torch.float16
     assert trainer.autocast_dtype(_cfg("auto", enabled=False), "cpu") is None
-
-
-def test_auto_on_cuda_does_not_ask_the_cpu(monkeypatch):
-    monkeypatch.setattr(trainer, "cpu_precision", lambda: pytest.fail("CPU asked for a GPU run"))
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert trainer.autocast_dtype(_cfg("auto"), "cuda") == torch.float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert trainer.autocast_dtype(_cfg("auto"), "cuda") == torch.bfloat16

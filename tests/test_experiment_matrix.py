@@ -46,6 +46,15 @@ CONFIGS = os.path.join(REPO, "configs")
 # the paper's training-set sizes (figure 4): images with boxes, and 'mask' samples (one per object)
 IMAGENET_BOXED = 474_000
 IMAGENET_MASK = 528_000
+# The defining values of the rows, as the paper ("One size doesn't fit all: adaptive label
+# smoothing") states them, and the baselines' from their own papers:
+PAPER_LS_ALPHA = 0.1  # Section 1 / Figure 1: "a fixed label of 1 or 0.9 in the case of label
+# smoothing"; Section 3: alpha / (K - 1) on the other classes (LS_STYLE "paper")
+PAPER_BETAS = (1.0, 0.75, 0.5)  # Section 3 (beta) and Table 2: "A. L. S. (beta = ...)"
+PAPER_CONTEXT_PROB = 0.15  # Section 4.1: context-only images, "We sample about 15% of the time"
+CUTMIX_ALPHA, CUTMIX_PROB = 1.0, 1.0  # Yun et al. 2019, Section 3.1: "we set alpha to 1"; every
+# batch mixed in their ImageNet runs
+MIXUP_ALPHA = 0.2  # Zhang et al. 2017, Section 3.1 (ImageNet): alpha = 0.2
 NUM_CLASSES = 5  # of the generated data
 ITERS = 6
 BATCH = 16
@@ -90,7 +99,11 @@ ROWS = {
     "als_b050_r50.yaml": Row("Table 2: A. L. S. (beta = 0.5)", "als", beta=0.5, schedule=R50_BOXED),
     "als_mask_r50.yaml": Row("Table 2: A. L. S. (mask)", "als", mask=True, schedule=R50_MASK),
     "als_context_r50.yaml": Row(
-        "Table 2: A. L. S. (Context)", "als", mask=True, context=0.15, schedule=R50_MASK
+        "Table 2: A. L. S. (Context)",
+        "als",
+        mask=True,
+        context=PAPER_CONTEXT_PROB,
+        schedule=R50_MASK,
     ),
     "cutmix_r50.yaml": Row("Table 2 / Table 1: CutMix", "mix", schedule=R50_BOXED),
     "mixup_r50.yaml": Row("baseline Mixup (related work)", "mix", schedule=R50_BOXED),
@@ -113,7 +126,7 @@ ROWS = {
         "Table 6 (OpenImages): A. L. S. (Context)",
         "als",
         mask=True,
-        context=0.15,
+        context=PAPER_CONTEXT_PROB,
         schedule=OPENIMAGES,
     ),
     "demo/hard_r18.yaml": Row("demo (not a paper row): hard", "hard", depth=18),
@@ -210,6 +223,52 @@ def test_classification_schedule_is_the_stated_one(rel):
     header = _header_chain(rel)
     for number in (max_iter, *steps):
         assert f"{number:,}" in header, f"{rel}: its header does not state {number:,}"
+
+
+def _paper_values(rel: str, row: Row) -> dict:
+    """The config values that make ``rel`` its row, from the paper's literals above."""
+    if row.target == "mix":
+        method = "mixup" if "mixup" in rel else "cutmix"
+    else:
+        method = row.target
+    values = {
+        "MODEL.ALS.METHOD": method,
+        "MODEL.RESNETS.DEPTH": row.depth,
+        "INPUT.CLS.VARIANT": "context" if row.context else ("mask" if row.mask else "none"),
+    }
+    if method == "ls":
+        values.update({"MODEL.ALS.LS_ALPHA": PAPER_LS_ALPHA, "MODEL.ALS.LS_STYLE": "paper"})
+    if method == "als":
+        assert row.beta in PAPER_BETAS, row
+        values["MODEL.ALS.BETA"] = row.beta
+    if row.context:
+        values["INPUT.CLS.CONTEXT_PROB"] = PAPER_CONTEXT_PROB
+    if method == "cutmix":
+        values.update({"MODEL.ALS.MIX_ALPHA": CUTMIX_ALPHA, "MODEL.ALS.MIX_PROB": CUTMIX_PROB})
+    if method == "mixup":
+        values.update({"MODEL.ALS.MIX_ALPHA": MIXUP_ALPHA, "MODEL.ALS.MIX_PROB": 1.0})
+    if row.schedule and row.schedule[0] in (IMAGENET_BOXED, IMAGENET_MASK):
+        # Figure 4: the boxed images (0.474M), or the 'mask' set (one object each, 0.528M)
+        boxed = row.schedule[0] == IMAGENET_BOXED
+        values["DATASETS.TRAIN"] = (
+            ("imagenet_train_boxed",) if boxed else ("imagenet_train_boxed_mask",)
+        )
+    return values
+
+
+@pytest.mark.parametrize("rel", sorted(ROWS))
+def test_classification_row_has_the_papers_values(rel):
+    """Exactly the paper's values (the short runs below check them statistically only)."""
+    cfg = _cls_cfg(rel)
+    expected = _paper_values(rel, ROWS[rel])
+    got = {key: _get(cfg, key) for key in expected}
+    assert got == expected
+
+
+def _get(cfg, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return tuple(cfg) if isinstance(cfg, list) else cfg
 
 
 @pytest.mark.parametrize("rel", sorted(r for r in DETECTION_ROWS if DETECTION_ROWS[r].schedule))

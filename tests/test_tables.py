@@ -43,3 +43,49 @@ def test_values_and_spreads():
     assert format_spread(0.25, (0.25, 0.25)) == "0.250"  # one seed
     assert format_spread(0.25, None) == "0.250"
     assert format_spread(0.25, (math.nan, 0.3)) == "0.250"
+
+
+def _table(text: str, title: str):
+    """The rows of the markdown table under ``**title...**`` in ``text``: [{header: cell}]."""
+    block = text.split(f"**{title}")[1].split("\n\n")[1]
+    lines = [line.strip("|").split("|") for line in block.splitlines()]
+    header = [h.strip() for h in lines[0]]
+    return [dict(zip(header, (c.strip() for c in cells))) for cells in lines[2:]]
+
+
+def test_eval_cls_tables_put_each_metric_under_its_header():
+    """tools/eval_cls.py's Table 1 and Table 2 of known predictions: each cell against the
+    paper's definitions computed here (section 4.2; als_d2/evaluation/calibration.py):
+    O.conf = mean confidence of the wrong predictions, U.conf = mean (1 - confidence) of the
+    right ones, A.conf = mean confidence, ACC = fraction right. The predictions make the
+    four values far apart, so a swapped column cannot pass."""
+    import numpy as np
+
+    from als_d2.evaluation.calibration import calibration_metrics
+    from tiny_data import load_tool
+
+    rng = np.random.default_rng(0)
+    n, k = 200, 4
+    labels = rng.integers(0, k, n)
+    right = np.arange(n) < 150  # 75 % right, at confidence ~0.55; wrong at ~0.9
+    conf = np.where(right, rng.uniform(0.5, 0.6, n), rng.uniform(0.85, 0.95, n))
+    predicted = np.where(right, labels, (labels + 1 + rng.integers(0, k - 1, n)) % k)
+    probs = np.tile(((1 - conf) / (k - 1))[:, None], (1, k))
+    probs[np.arange(n), predicted] = conf
+    expected = {
+        "ACC": right.mean(),
+        "O.conf": conf[~right].mean(),
+        "U.conf": (1 - conf[right]).mean(),
+        "A.conf": conf.mean(),
+    }
+    assert min(abs(a - b) for a in expected.values() for b in expected.values() if a != b) > 0.05
+
+    metrics = calibration_metrics(probs, labels)
+    results = {("hard", "val_context"): metrics, ("hard", "val"): metrics}
+    text = load_tool("eval_cls").format_tables(results, ["val_context"])
+    (table1,) = _table(text, "Table 1")
+    (table2,) = _table(text, "Table 2")
+    assert table1["Val"] == "val_context" and table2["Val"] == "val"
+    for table in (table1, table2):
+        for header, value in expected.items():
+            assert float(table[header]) == pytest.approx(value, abs=5e-5), header

@@ -98,6 +98,29 @@ def test_fallback_path_is_central_crop_clamped_to_ratio():
     assert aug.get_params(1000, 10) == ((1000 - 13) // 2, 0, 13, 10)  # h = round(10 / (3/4))
 
 
+def test_random_resized_crop_ratio_is_width_over_height():
+    """With an asymmetric ratio range (2, 3) every crop is 2 to 3 times wider than tall
+    (up to the rounding of w and h), log(w / h) spreads over [log 2, log 3] (log-uniform:
+    mean at the middle), and the crop the transform applies is that one; the symmetric
+    default (3/4, 4/3) cannot tell w/h from h/w."""
+    np.random.seed(3)
+    aug = RandomResizedCrop(32, scale=(0.2, 0.3), ratio=(2.0, 3.0))
+    height, width, n = 1000, 1000, 2000  # every try fits: no fallback
+    log_ratios = []
+    for _ in range(n):
+        top, left, h, w = aug.get_params(height, width)
+        assert (2.0 * (h - 0.5) - 0.5) / h <= w / h <= (3.0 * (h + 0.5) + 0.5) / h, (w, h)
+        log_ratios.append(math.log(w / h))
+    lo, hi = math.log(2.0), math.log(3.0)
+    se = (hi - lo) / math.sqrt(12 * n)  # standard error of the mean of U(lo, hi)
+    assert abs(np.mean(log_ratios) - (lo + hi) / 2) < 4 * se + 1e-3
+    assert min(log_ratios) < lo + 0.05 and max(log_ratios) > hi - 0.05
+    crop = aug.get_transform(_rand_image(200, 300)).transforms[0]
+    assert 2.0 - 1.0 / crop.h <= crop.w / crop.h <= 3.0 + 1.0 / crop.h
+    # the fallback (a tall image no try fits) clamps w/h to the range too: w = 10, h = 10 / 2
+    assert aug.get_params(1000, 10) == ((1000 - 5) // 2, 0, 5, 10)
+
+
 def test_crop_and_resize_pixels_equal_torchvision():
     """The crop of torchvision's resized_crop: with PIL's resize (detectron2's
     ResizeTransform) the pixels are torchvision's exactly; with the transform's own torch

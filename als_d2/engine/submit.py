@@ -15,6 +15,10 @@ and exits 0), waits for them, and returns a ``DelayedSubmission`` of the same jo
 ``--resume``; submitit then requeues the job. The requeued job resumes exactly where the
 stopped one saved (the trainers' exact resume). A tool that does not stop in time is
 killed, and the requeued job resumes from its last periodic checkpoint.
+
+Resources of a node's task (:func:`task_resources`): ``G`` trainers, each with
+``DATALOADER.NUM_WORKERS`` loader processes, so ``G x (NUM_WORKERS + 1)`` CPUs and
+:data:`MEM_GB_PER_PROCESS` GB for each of those processes.
 """
 
 import ctypes
@@ -37,9 +41,13 @@ from .preemption import REPORT_ENV, SIGNALS_ENV, read_stop_report
 __all__ = [
     "LAUNCH_FLAGS",
     "LaunchArguments",
+    "MEM_GB_PER_PROCESS",
     "TrainJob",
     "build_executor",
+    "check_local_machine",
     "check_tool_args",
+    "local_job_dir",
+    "task_resources",
     "default_port",
     "launch_arguments",
 ]
@@ -49,6 +57,53 @@ logger = logging.getLogger(__name__)
 # The flags of detectron2's default_argument_parser that the job sets from its environment.
 LAUNCH_FLAGS = ("--num-gpus", "--num-machines", "--machine-rank", "--dist-url")
 PORT_BASE, PORT_SPAN = 20000, 20000  # default ports: 20000..39999, from the job id
+# Host memory per process of a node (a trainer: model, optimizer, CUDA context, pinned
+# batches; a loader worker: decoded images and its copy-on-write view of the dataset dicts),
+# GB: an allowance for the R50 ImageNet configs, not a measurement.
+MEM_GB_PER_PROCESS = 4.0
+
+
+def task_resources(gpus_per_node: int, num_workers: int):
+    """(CPUs, memory in GB) of a node's task: ``gpus_per_node`` trainers and
+    ``num_workers`` (``DATALOADER.NUM_WORKERS``) loader processes per trainer, one CPU
+    and :data:`MEM_GB_PER_PROCESS` GB for each process."""
+    processes = gpus_per_node * (num_workers + 1)
+    return processes, processes * MEM_GB_PER_PROCESS
+
+
+def check_local_machine(device: str, gpus_per_node: int) -> None:
+    """A ``ValueError`` when this machine cannot run ``gpus_per_node`` training processes
+    on ``device`` (``MODEL.DEVICE``): submitit's local executor would accept the job and it
+    would fail in its log."""
+    import torch
+
+    from .. import compat
+
+    kind = torch.device(device).type
+    visible = torch.cuda.device_count()
+    if kind == "cuda" and gpus_per_node > visible:
+        raise ValueError(
+            f"--gpus-per-node {gpus_per_node} with MODEL.DEVICE {device}: "
+            + (
+                f"this machine has {visible} CUDA device(s); ask for at most {visible}"
+                if visible
+                else "this machine has no CUDA device; train on the CPU with MODEL.DEVICE cpu"
+            )
+        )
+    if kind == "cpu" and gpus_per_node > 1 and not compat.launch_supports_cpu_workers():
+        raise ValueError(
+            f"--gpus-per-node {gpus_per_node} with MODEL.DEVICE cpu: the installed detectron2's "
+            "launch() cannot start CPU processes (v0.6; detectron2 main runs them over gloo); "
+            "use --gpus-per-node 1"
+        )
+
+
+def local_job_dir(job_dir: str, now: Optional[float] = None) -> str:
+    """``job_dir`` with ``%j`` replaced by ``local_<UTC time>``: the local executor's job id
+    (its controller's process id) exists only once the job runs, and submitit's local
+    controller would create the folder ``%j`` literally, beside the job's real one."""
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() if now is None else now))
+    return job_dir.replace("%j", f"local_{stamp}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,7 +40,7 @@ from ..data.build import (
     sample_seed,
 )
 from ..data.mapper import ClassificationDatasetMapper
-from ..env import cpu_precision
+from ..env import cpu_precision, cuda_precision
 from ..evaluation import ClassificationEvaluator
 from .default_trainer import ddp_without_device_ids, use_checkpointer
 from .preemption import stop_on_signal_hooks
@@ -52,7 +52,8 @@ logger = logging.getLogger(__name__)
 def autocast_dtype(cfg, device_type: str):
     """The autocast dtype the config asks for on ``device_type``, or None for float32.
 
-    ``auto``: bf16 on GPUs that support it, else fp16; on a CPU bf16 only where its
+    ``auto``: bf16 on GPUs with native bf16 (compute capability 8.0 on,
+    ``als_d2.env.cuda_precision``), else fp16 with a grad scaler; on a CPU bf16 only where its
     matmuls are native (``als_d2.env.cpu_has_native_bf16``: AVX512-BF16 / AMX / ARM
     BF16), else float32 (emulated bf16 is several times slower than fp32), with one log
     line saying why. An explicit ``bf16`` / ``fp16`` is honoured (with a warning on a CPU
@@ -77,10 +78,11 @@ def autocast_dtype(cfg, device_type: str):
                 f"SOLVER.AMP.PRECISION {precision}: emulated, likely slower than float32 ({reason})"
             )
     elif precision == "auto":
-        if device_type == "cuda" and not torch.cuda.is_bf16_supported():
-            precision = "fp16"
-        else:
-            precision = "bf16"
+        precision = "bf16"
+        if device_type == "cuda":
+            prec = cuda_precision()
+            precision = "bf16" if prec.bf16 else "fp16"
+            logger.info(f"SOLVER.AMP.PRECISION auto: {precision} autocast, {prec.reason}")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 

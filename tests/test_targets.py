@@ -392,3 +392,186 @@ def test_method_attributes_match_what_the_method_does(method):
         assert (builder.last_mix_ratio is not None) == fn.mixes
     assert changed_images == fn.mixes
     assert changed_targets == fn.needs_boxes
+
+
+# -- the target methods through the builder, against independent computations --------------
+# Image i of these batches is the indicator of channel i (N channels), so every output pixel
+# says which sample(s) it came from and in which proportion: the mix ratio and the partner
+# are read off the mixed images, not from the code that drew them.
+
+
+def _indicator_images(n, h, w):
+    return torch.eye(n).view(n, n, 1, 1).expand(n, n, h, w).clone()
+
+
+def _run(builder, images, labels, obj, ctx, boxes):
+    """(images, targets, reported mix ratio) of one builder call."""
+    out, t = builder(images, labels, obj, ctx, boxes)
+    return out, t, builder.last_mix_ratio
+
+
+def _per_sample_target(y, o, ctx, k, beta=1.0, unboxed="hard", ls_alpha=0.1, ls_style="paper"):
+    """The paper's target of one sample, written out: context-only: uniform; unknown
+    objectness (NaN): the UNBOXED_TARGET; else beta * LS_paper(y, 1 - o) + (1 - beta) e_y."""
+    if ctx:
+        return np.full(k, 1.0 / k)
+    e = np.eye(k)[y]
+    if np.isnan(o):
+        if unboxed == "hard":
+            return e
+        if unboxed == "uniform":
+            return np.full(k, 1.0 / k)
+        if ls_style == "paper":
+            return (1 - ls_alpha) * e + ls_alpha / (k - 1) * (1 - e)
+        return (1 - ls_alpha) * e + ls_alpha / k
+    alpha = 1.0 - o
+    return beta * ((1 - alpha) * e + alpha / (k - 1) * (1 - e)) + (1 - beta) * e
+
+
+def _hard_target(i, labels, ctx, k):
+    """What Mixup and CutMix mix: one-hot, uniform for a context-only sample."""
+    return _per_sample_target(int(labels[i]), NAN, bool(ctx[i]), k, unboxed="hard")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mixup_targets_and_reported_ratio(seed):
+    """Row i = lam T(y_i) + (1 - lam) T(y_perm(i)), with lam and perm read off the mixed
+    pixels; the reported mix ratio is the partner's share 1 - lam."""
+    n, k = 6, 7
+    _, labels, obj, ctx, boxes = _batch()
+    images = _indicator_images(n, 4, 5)
+    builder = TargetBuilder(_cfg("mixup", MIX_PROB=1.0))
+    torch.manual_seed(seed)
+    out, t, ratio = _run(builder, images, labels, obj, ctx, boxes)
+    px = out[:, :, 0, 0]  # N x N: sample i's weight on source image j (same at every pixel)
+    assert torch.equal(out, px[:, :, None, None].expand_as(out))
+    moved = [i for i in range(n) if px[i, i] < 1]
+    assert moved  # randperm of 6 has a moved sample with probability 1 - 1/720
+    lam = float(px[moved[0], moved[0]])
+    for i in range(n):
+        j = i if px[i, i] == 1 else int(torch.argmax(px[i] * (torch.arange(n) != i)))
+        expected = (
+            _hard_target(i, labels, ctx, k)
+            if j == i
+            else lam * _hard_target(i, labels, ctx, k) + (1 - lam) * _hard_target(j, labels, ctx, k)
+        )
+        assert torch.allclose(t[i].double(), torch.tensor(expected), atol=1e-6), i
+        if j != i:
+            assert px[i, i] == pytest.approx(lam, abs=1e-6)
+    _rows_sum_to_one(t)
+    assert ratio == pytest.approx(1 - lam, abs=1e-6)  # the partner's share
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cutmix_targets_are_pasted_pixel_counts(seed):
+    """CutMix: row i = (1 - r) T(y_i) + r T(y_perm(i)), r = pasted pixels / frame counted on
+    the mixed images; the reported mix ratio is r."""
+    n, k, h, w = 6, 7, 12, 10
+    _, labels, obj, ctx, boxes = _batch()
+    images = _indicator_images(n, h, w)
+    builder = TargetBuilder(_cfg("cutmix", MIX_PROB=1.0))
+    torch.manual_seed(seed)
+    out, t, ratio = _run(builder, images, labels, obj, ctx, boxes)
+    src = out.argmax(dim=1)  # N x H x W: the sample every pixel comes from
+    ratios = set()
+    for i in range(n):
+        pasted = src[i] != i
+        r = pasted.double().mean().item()
+        j = int(src[i][pasted][0]) if pasted.any() else i
+        assert (src[i][pasted] == j).all()
+        ti, tj = _hard_target(i, labels, ctx, k), _hard_target(j, labels, ctx, k)
+        assert torch.allclose(t[i].double(), torch.tensor((1 - r) * ti + r * tj), atol=1e-6), i
+        if j != i:
+            ratios.add(round(r, 9))
+    _rows_sum_to_one(t)
+    assert len(ratios) <= 1 and ratio == pytest.approx(ratios.pop() if ratios else ratio)
+
+
+def _cutmix_als_by_pixels(i, j, patch_mask, box_masks, labels, obj, ctx, k, beta, unboxed):
+    """Box-aware CutMix target of sample i with partner j (module docstring), with the
+    object areas counted on pixel masks: a_A = |A's objects outside P|, a_B = |B's inside P|."""
+    frame = patch_mask.size
+    r_b = patch_mask.sum() / frame
+    r_a = 1 - r_b
+    regions = []
+    for x, r, inside in ((i, r_a, ~patch_mask), (j, r_b, patch_mask)):
+        e = np.eye(k)[int(labels[x])]
+        if bool(ctx[x]):
+            a, c, hx = 0.0, r * np.full(k, 1 / k), np.full(k, 1 / k)
+        elif np.isnan(float(obj[x])):
+            tx = _per_sample_target(int(labels[x]), np.nan, False, k, unboxed=unboxed)
+            a, c, hx = r, r * tx, tx
+        else:
+            a = (box_masks[x] & inside).sum() / frame
+            c, hx = a * e + (r - a) / (k - 1) * (1 - e), e
+        regions.append((a, c, hx))
+    (a_a, c_a, h_a), (a_b, c_b, h_b) = regions
+    w_a = a_a / (a_a + a_b) if a_a + a_b > 0 else r_a
+    return beta * (c_a + c_b) + (1 - beta) * (w_a * h_a + (1 - w_a) * h_b)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cutmix_als_targets_are_pixel_counts(seed):
+    """Box-aware CutMix through the builder: target mass sums to 1, the region shares are the
+    pasted pixel fraction and the object shares the pixel counts of each image's visible box
+    union in its region (integer boxes: counts are exact)."""
+    n, k, h, w = 6, 7, 16, 16
+    _, labels, obj, ctx, boxes = _batch()
+    images = _indicator_images(n, h, w)
+    box_masks = []
+    for b in boxes:
+        m = np.zeros((h, w), bool)
+        for x0, y0, x1, y1 in b.long().tolist():
+            m[max(y0, 0) : y1, max(x0, 0) : x1] = True
+        box_masks.append(m)
+    beta, unboxed = 0.75, "ls"
+    builder = TargetBuilder(_cfg("cutmix_als", MIX_PROB=1.0, BETA=beta, UNBOXED_TARGET=unboxed))
+    torch.manual_seed(seed)
+    out, t, ratio = _run(builder, images, labels, obj, ctx, boxes)
+    src = out.argmax(dim=1).numpy()
+    _rows_sum_to_one(t)
+    for i in range(n):
+        pasted = src[i] != i
+        j = int(src[i][pasted][0]) if pasted.any() else i
+        if j == i:  # partner itself: the patch is invisible, the target is ALS of i
+            continue
+        assert ratio == pytest.approx(pasted.mean())
+        expected = _cutmix_als_by_pixels(
+            i, j, pasted, box_masks, labels, obj, ctx, k, beta, unboxed
+        )
+        assert torch.allclose(t[i].double(), torch.tensor(expected), atol=1e-6), i
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
+@pytest.mark.parametrize("unboxed", ["hard", "ls", "uniform"])
+def test_hard_ls_als_match_the_paper(beta, unboxed):
+    """hard, LS (both styles) and ALS through the builder vs the paper's formulas on random
+    objectness, samples without boxes and context-only samples included."""
+    g = torch.Generator().manual_seed(3)
+    n, k = 12, 7
+    labels = torch.randint(0, k, (n,), generator=g)
+    obj = torch.rand(n, generator=g)
+    obj[[1, 5]] = NAN  # no boxes
+    ctx = torch.zeros(n, dtype=torch.bool)
+    ctx[[2, 7]] = True
+    obj[[2, 7]] = 0.0
+    images = torch.randn(n, 3, 4, 4, generator=g)
+    boxes = [torch.zeros(0, 4)] * n
+    for method, style in (("hard", "paper"), ("ls", "paper"), ("ls", "torch"), ("als", "paper")):
+        b = TargetBuilder(
+            _cfg(method, BETA=beta, UNBOXED_TARGET=unboxed, LS_ALPHA=0.2, LS_STYLE=style)
+        )
+        out, t, ratio = _run(b, images, labels, obj, ctx, boxes)
+        assert out is images and ratio is None
+        for i in range(n):
+            y, o, c = int(labels[i]), float(obj[i]), bool(ctx[i])
+            if method == "hard":
+                expected = _per_sample_target(y, NAN, c, k, unboxed="hard")
+            elif method == "ls":
+                expected = _per_sample_target(
+                    y, NAN, c, k, unboxed="ls", ls_alpha=0.2, ls_style=style
+                )
+            else:
+                expected = _per_sample_target(y, o, c, k, beta, unboxed, 0.2, "paper")
+            assert torch.allclose(t[i].double(), torch.tensor(expected), atol=1e-6), (method, i)
+        _rows_sum_to_one(t)

@@ -10,20 +10,60 @@ from detectron2.config import get_cfg
 
 from als_d2.config import add_als_config
 from als_d2.modeling.losses import soft_cross_entropy
+from als_d2.modeling.box_cutmix import box_cutmix_targets, region_object_areas
 from als_d2.modeling.targets import (
+    TargetBatch,
     TargetBuilder,
+    TargetParams,
     als_targets,
-    cutmix_als_batch,
-    cutmix_als_weights,
+    clip_patch,
     cutmix_batch,
     label_smoothing_targets,
     mixup_batch,
     one_hot_targets,
+    paste_patch,
     sample_cutmix_box,
+    sample_targets,
     uniform_targets,
 )
 
-NAN = float("nan")
+NAN = float("nan")  # the tests' own notation for "no boxes" (objectness unknown)
+
+
+def _target_batch(images, labels, obj, ctx=None, boxes=None):
+    """A TargetBatch; NaN in ``obj`` marks a sample without boxes (has_boxes False, its
+    objectness 1.0 as the mapper writes it)."""
+    n = labels.shape[0]
+    obj = torch.as_tensor(obj, dtype=torch.float32)
+    return TargetBatch(
+        images=images,
+        labels=labels,
+        objectness=torch.nan_to_num(obj, nan=1.0),
+        has_boxes=~torch.isnan(obj),
+        context=torch.zeros(n, dtype=torch.bool) if ctx is None else ctx,
+        boxes=[torch.zeros(0, 4)] * n if boxes is None else boxes,
+    )
+
+
+def _als(labels, obj, k, beta=1.0, unboxed="hard", ls_alpha=0.1, ls_style="paper", ctx=None):
+    """ALS targets of a batch, special samples included (NaN objectness: no boxes)."""
+    params = TargetParams(k, ls_alpha, ls_style, beta, unboxed)
+    return sample_targets("als", _target_batch(None, labels, obj, ctx), params)
+
+
+def _box_cutmix(x, labels, obj, boxes, k, beta, box, perm, context=None, **unboxed):
+    """(mixed images, targets) of box-aware CutMix with the patch ``box`` and ``perm``."""
+    batch = _target_batch(x, labels, obj, context, boxes)
+    params = TargetParams(
+        k,
+        unboxed.get("ls_alpha", 0.1),
+        unboxed.get("ls_style", "paper"),
+        beta,
+        unboxed.get("unboxed", "hard"),
+    )
+    patch = clip_patch(box, *x.shape[-2:])
+    t = box_cutmix_targets(batch, sample_targets("als", batch, params), patch, perm, beta)
+    return paste_patch(x, perm, patch), t
 
 
 def _rows_sum_to_one(t):
@@ -101,9 +141,7 @@ def test_als_unknown_objectness_and_context(unboxed):
     labels = torch.tensor([0, 1, 2])
     obj = torch.tensor([NAN, 0.5, 0.5])
     ctx = torch.tensor([False, False, True])
-    t = als_targets(
-        labels, obj, 5, beta=0.5, unboxed=unboxed, ls_alpha=0.2, ls_style="paper", context=ctx
-    )
+    t = _als(labels, obj, 5, beta=0.5, unboxed=unboxed, ls_alpha=0.2, ls_style="paper", ctx=ctx)
     expected0 = {
         "hard": torch.tensor([1.0, 0, 0, 0, 0]),
         "ls": torch.tensor([0.8, 0.05, 0.05, 0.05, 0.05]),
@@ -168,7 +206,7 @@ def _mask(boxes, h, w, sub):
     return m
 
 
-def test_cutmix_als_weights_vs_pixel_count():
+def test_region_object_areas_vs_pixel_count():
     """a_A (A's objects outside the patch) and a_B (B's inside) vs fine-grid counts (g = 1/8 px)."""
     rng = np.random.default_rng(0)
     h, w, sub = 24, 32, 8
@@ -180,7 +218,7 @@ def test_cutmix_als_weights_vs_pixel_count():
             boxes.append(np.concatenate([xy, xy + rng.uniform(1, 20, size=(n, 2))], axis=1))
         px0, py0 = (int(v) for v in rng.integers(0, [w, h]))
         patch = (px0, py0, int(rng.integers(px0, w + 1)), int(rng.integers(py0, h + 1)))
-        a_a, a_b = cutmix_als_weights(boxes[0], boxes[1], patch, (h, w))
+        a_a, a_b = region_object_areas(boxes[0], boxes[1], patch, (h, w))
         in_patch = _mask([patch], h, w, sub)
         count_a = (_mask(boxes[0], h, w, sub) & ~in_patch).mean()
         count_b = (_mask(boxes[1], h, w, sub) & in_patch).mean()
@@ -218,7 +256,7 @@ def test_cutmix_als_formula_and_pixels(beta):
     obj = torch.tensor([0.5, 0.625, 0.0625, 1.0])
     perm = torch.tensor([1, 2, 3, 0])
     patch = (5, 0, 15, 10)  # r_B = 100 / 400
-    mx, t = cutmix_als_batch(x, labels, obj, boxes, 0.5, k, beta, box=patch, perm=perm)
+    mx, t = _box_cutmix(x, labels, obj, boxes, k, beta, box=patch, perm=perm)
     # pixels: the patch comes from the partner
     for i in range(4):
         assert (mx[i, :, 0:10, 5:15] == perm[i] + 1).all()
@@ -251,20 +289,19 @@ def test_cutmix_als_reductions_and_special_samples():
     ctx = torch.tensor([False, False, True, False])
     perm = torch.tensor([3, 0, 1, 2])
     kw = dict(perm=perm, context=ctx, unboxed="ls", ls_alpha=0.3, ls_style="torch")
-    ref = als_targets(labels, obj, k, 0.6, "ls", 0.3, "torch", ctx)
+    ref = _als(labels, obj, k, 0.6, "ls", 0.3, "torch", ctx)
     # empty patch: exactly ALS of the sample; full patch: exactly ALS of the partner
-    mx, t = cutmix_als_batch(x, labels, obj, boxes, 1.0, k, 0.6, box=(3, 3, 3, 9), **kw)
+    mx, t = _box_cutmix(x, labels, obj, boxes, k, 0.6, box=(3, 3, 3, 9), **kw)
     assert torch.equal(mx, x) and torch.allclose(t, ref, atol=1e-6)
-    mx, t = cutmix_als_batch(x, labels, obj, boxes, 0.0, k, 0.6, box=(0, 0, w, h), **kw)
+    mx, t = _box_cutmix(x, labels, obj, boxes, k, 0.6, box=(0, 0, w, h), **kw)
     assert torch.equal(mx, x[perm]) and torch.allclose(t, ref[perm], atol=1e-6)
     # same class, both boxed: ALS with the summed object area
     lab2 = torch.tensor([4, 4, 4, 4])
-    _, t = cutmix_als_batch(
+    _, t = _box_cutmix(
         x,
         lab2,
         torch.tensor([0.25, 0.25, 0.25, 0.25]),
         [boxes[0]] * 4,
-        0.5,
         k,
         1.0,
         box=(8, 0, 16, 8),
@@ -272,7 +309,7 @@ def test_cutmix_als_reductions_and_special_samples():
     )
     # A keeps its box (outside the patch) = 64 px; B's box is not in the patch: 0
     assert torch.allclose(t, als_targets(lab2, torch.full((4,), 0.25), k, 1.0), atol=1e-6)
-    _, t = cutmix_als_batch(x, labels, obj, boxes, 0.5, k, 0.6, box=(0, 0, 8, 16), **kw)
+    _, t = _box_cutmix(x, labels, obj, boxes, k, 0.6, box=(0, 0, 8, 16), **kw)
     _rows_sum_to_one(t)
     # sample 2 is context (no object, uniform) with partner 1 unboxed ('ls' target): a_A = 0,
     # a_B = r_B = 0.5, so the hard part goes to B's target
@@ -313,18 +350,19 @@ def test_target_builder_methods(method):
     images, labels, obj, ctx, boxes = _batch()
     builder = TargetBuilder(_cfg(method, BETA=0.8, UNBOXED_TARGET="uniform"))
     torch.manual_seed(0)
-    out_images, t = builder(images, labels, obj, ctx, boxes)
+    batch = _target_batch(images, labels, obj, ctx, boxes)
+    out_images, t, _ = builder(batch)
     assert out_images.shape == images.shape and t.shape == (6, 7) and t.dtype == torch.float32
     _rows_sum_to_one(t)
     if method in ("hard", "ls", "als"):
         assert out_images is images
         assert torch.allclose(t[2], torch.full((7,), 1 / 7))  # context-only sample
     if method == "als":
-        assert torch.allclose(t, als_targets(labels, obj, 7, 0.8, "uniform", 0.1, "paper", ctx))
+        assert torch.allclose(t, _als(labels, obj, 7, 0.8, "uniform", 0.1, "paper", ctx))
     if method == "hard":
         assert torch.equal(t[[0, 1, 3]], one_hot_targets(labels[[0, 1, 3]], 7))
     torch.manual_seed(0)
-    again = builder(images, labels, obj, ctx, boxes)
+    again = builder(batch)
     assert torch.equal(again[0], out_images) and torch.equal(again[1], t)  # torch RNG only
 
 
@@ -332,15 +370,17 @@ def test_target_builder_methods(method):
 def test_target_builder_mix_prob(method):
     images, labels, obj, ctx, boxes = _batch()
     never = TargetBuilder(_cfg(method, MIX_PROB=0.0))
-    out, t = never(images, labels, obj, ctx, boxes)
+    batch = _target_batch(images, labels, obj, ctx, boxes)
+    out, t, info = never(batch)
+    assert info == {"mix_ratio": None}
     assert torch.equal(out, images)
     if method == "cutmix_als":
-        assert torch.allclose(t, als_targets(labels, obj, 7, 1.0, "hard", 0.1, "paper", ctx))
+        assert torch.allclose(t, _als(labels, obj, 7, 1.0, "hard", 0.1, "paper", ctx))
     else:
         assert torch.equal(t[[0, 1, 3]], one_hot_targets(labels[[0, 1, 3]], 7))
     half = TargetBuilder(_cfg(method, MIX_PROB=0.5, MIX_ALPHA=0.5))
     torch.manual_seed(1)
-    mixed = [not torch.equal(half(images, labels, obj, ctx, boxes)[0], images) for _ in range(200)]
+    mixed = [not torch.equal(half(batch)[0], images) for _ in range(200)]
     assert 0.35 < np.mean(mixed) < 0.65
 
 
@@ -384,12 +424,12 @@ def test_method_attributes_match_what_the_method_does(method):
     changed_images, changed_targets = False, False
     for seed in range(5):
         torch.manual_seed(seed)
-        out, t = builder(images, labels, obj, ctx, boxes)
+        out, t, info = builder(_target_batch(images, labels, obj, ctx, boxes))
         torch.manual_seed(seed)
-        _, t_other = builder(images, labels, other_obj, ctx, other_boxes)
+        _, t_other, _ = builder(_target_batch(images, labels, other_obj, ctx, other_boxes))
         changed_images |= not torch.equal(out, images)
         changed_targets |= not torch.equal(t, t_other)
-        assert (builder.last_mix_ratio is not None) == fn.mixes
+        assert (info.get("mix_ratio") is not None) == fn.mixes
     assert changed_images == fn.mixes
     assert changed_targets == fn.needs_boxes
 
@@ -406,8 +446,8 @@ def _indicator_images(n, h, w):
 
 def _run(builder, images, labels, obj, ctx, boxes):
     """(images, targets, reported mix ratio) of one builder call."""
-    out, t = builder(images, labels, obj, ctx, boxes)
-    return out, t, builder.last_mix_ratio
+    out, t, info = builder(_target_batch(images, labels, obj, ctx, boxes))
+    return out, t, info.get("mix_ratio")
 
 
 def _per_sample_target(y, o, ctx, k, beta=1.0, unboxed="hard", ls_alpha=0.1, ls_style="paper"):

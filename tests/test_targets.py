@@ -615,3 +615,111 @@ def test_hard_ls_als_match_the_paper(beta, unboxed):
                 expected = _per_sample_target(y, o, c, k, beta, unboxed, 0.2, "paper")
             assert torch.allclose(t[i].double(), torch.tensor(expected), atol=1e-6), (method, i)
         _rows_sum_to_one(t)
+
+
+# -- one "no boxes" flag, stateless methods, the model reading what the methods return ------
+
+
+def test_unknown_objectness_is_the_has_boxes_flag():
+    """ALS reads has_boxes, never the objectness value, to find samples without boxes: a
+    boxless sample gets UNBOXED_TARGET whatever its objectness field holds, and a boxed
+    sample with objectness 1.0 is one-hot (ALS at o = 1), not the unboxed target."""
+    k = 5
+    labels = torch.tensor([1, 1, 1])
+    params = TargetParams(k, ls_alpha=0.2, ls_style="paper", beta=1.0, unboxed_target="uniform")
+    for o_unknown in (0.0, 0.3, 1.0):
+        batch = TargetBatch(
+            images=None,
+            labels=labels,
+            objectness=torch.tensor([o_unknown, 1.0, 0.25]),
+            has_boxes=torch.tensor([False, True, True]),
+            context=torch.zeros(3, dtype=torch.bool),
+            boxes=[torch.zeros(0, 4)] * 3,
+        )
+        t = sample_targets("als", batch, params)
+        assert torch.equal(t[0], torch.full((k,), 1 / k))  # UNBOXED_TARGET uniform
+        assert torch.equal(t[1], torch.tensor([0.0, 1, 0, 0, 0]))
+        assert torch.allclose(t[2], torch.tensor([0.1875, 0.25, 0.1875, 0.1875, 0.1875]))
+
+
+@pytest.mark.parametrize("method", PAPER_METHODS)
+def test_methods_are_stateless(method):
+    """A method's output depends on the batch and torch's RNG only: the builder is not
+    changed by a call, and a batch gives the same result whatever batch came before."""
+    images, labels, obj, ctx, boxes = _batch()
+    builder = TargetBuilder(_cfg(method, MIX_PROB=0.5))
+    before = dict(vars(builder))
+    batch = _target_batch(images, labels, obj, ctx, boxes)
+    torch.manual_seed(5)
+    first = builder(batch)
+    other = _target_batch(images.flip(0), labels.flip(0), obj.flip(0), ctx.flip(0), boxes[::-1])
+    for seed in range(6):
+        torch.manual_seed(seed)
+        builder(other)
+    assert dict(vars(builder)) == before
+    torch.manual_seed(5)
+    again = builder(batch)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert first[2] == again[2]
+
+
+def _tiny_classifier(method, **als):
+    from detectron2.modeling import build_model
+    from tiny_data import DEMO_R18, als_cfg
+
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.CLASSIFIER.NUM_CLASSES", 7]
+    opts += ["MODEL.RESNETS.OUT_FEATURES", ["res2"], "MODEL.CLASSIFIER.IN_FEATURE", "res2"]
+    opts += ["MODEL.ALS.METHOD", method]
+    for key, v in als.items():
+        opts += [f"MODEL.ALS.{key}", v]
+    model = build_model(als_cfg(DEMO_R18, *opts))
+    model.train()
+    return model
+
+
+def _mapped_samples(n=6, size=16):
+    """Samples in the mapper's format (als_d2/structures.py): samples 1 and 4 have no boxes,
+    sample 2 is context-only."""
+    g = torch.Generator().manual_seed(0)
+    has = [True, False, True, True, False, True]
+    ctx = [False, False, True, False, False, False]
+    obj = [0.5, 1.0, 0.0, 0.25, 1.0, 0.75]
+    return [
+        {
+            "image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g),
+            "label": i % 7,
+            "boxes": torch.tensor([[0.0, 0, 8, 8]]) if has[i] and not ctx[i] else torch.zeros(0, 4),
+            "has_boxes": has[i],
+            "objectness": obj[i],
+            "context": ctx[i],
+            "painted_fraction": 0.0,
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("method", ["cutmix", "cutmix_als"])
+def test_classifier_logs_what_the_batch_trained_on(method):
+    """The training forward logs the mix ratio the method returned (the pasted pixel
+    fraction, counted on the images the backbone received) and the boxed fraction and mean
+    objectness from the has_boxes flag (counted here from the samples)."""
+    from detectron2.utils.events import EventStorage
+
+    model = _tiny_classifier(method, MIX_PROB=1.0)
+    samples = _mapped_samples()
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    clean = model.preprocess_image(samples)
+    torch.manual_seed(2)
+    with EventStorage() as storage:
+        loss = model(samples)["loss_cls"]
+        logged = {k: v[0] for k, v in storage.latest().items()}
+    assert torch.isfinite(loss)
+    changed = (seen[0] != clean).any(dim=1)  # N x H x W: pixels from the partner
+    fractions = {round(f, 9) for f in changed.double().mean(dim=(1, 2)).tolist() if f > 0}
+    assert len(fractions) == 1  # one patch for the batch (random images: every pixel differs)
+    assert logged["als/mixed"] == 1.0
+    assert logged["als/mix_ratio"] == pytest.approx(fractions.pop())
+    assert logged["als/boxed_fraction"] == pytest.approx(4 / 6)
+    assert logged["als/context_fraction"] == pytest.approx(1 / 6)
+    assert logged["als/mean_objectness"] == pytest.approx((0.5 + 0.25 + 0.75) / 3)

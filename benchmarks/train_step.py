@@ -99,6 +99,7 @@ def synthetic_batch(batch: int, size: int, num_classes: int, seed: int = 0) -> L
             {
                 "image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g),
                 "label": int(torch.randint(num_classes, (1,), generator=g)),
+                "has_boxes": True,
                 "objectness": float(torch.rand(1, generator=g)),
                 "context": False,
                 "boxes": torch.tensor(

@@ -31,7 +31,8 @@ def synthetic(n=N, k=K, seed=0):
     inputs = [
         {
             "label": int(labels[i]),
-            "objectness": None if i % 4 == 0 else float(objectness[i]),
+            "has_boxes": i % 4 != 0,
+            "objectness": float(objectness[i]),
             "image_id": f"im{i:04d}",
         }
         for i in range(n)
@@ -67,7 +68,7 @@ def test_matches_calibration_metrics():
     )["classification"]
     logits = torch.stack([o["logits"] for o in outputs]).double()
     labels = np.array([x["label"] for x in inputs])
-    obj = np.array([np.nan if x["objectness"] is None else x["objectness"] for x in inputs])
+    obj = np.array([x["objectness"] if x["has_boxes"] else np.nan for x in inputs])
     expected = calibration_metrics(logits.softmax(1).numpy(), labels, obj)
     same({k: res[k] for k in expected}, expected, 1e-12)
     # the paper's (Wenger et al. / pycalib) estimator with K = the logits' width
@@ -115,7 +116,7 @@ def test_batching_and_order_do_not_change_the_result():
 def test_no_objectness_no_objectness_keys():
     inputs, outputs = synthetic(20)
     for x in inputs:
-        x["objectness"] = None
+        x["has_boxes"] = False
     res = run(
         ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(20)
     )

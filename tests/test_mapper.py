@@ -78,6 +78,7 @@ def test_output_keys_types_and_cfg_construction(tmp_path):
     assert set(out) == (set(d) - {"annotations"}) | {
         "image",
         "boxes",
+        "has_boxes",
         "objectness",
         "context",
         "painted_fraction",
@@ -87,7 +88,7 @@ def test_output_keys_types_and_cfg_construction(tmp_path):
     assert out["label"] == 7 and isinstance(out["label"], int)
     assert isinstance(out["objectness"], float) and 0.0 <= out["objectness"] <= 1.0
     assert out["boxes"].dtype == torch.float32 and out["boxes"].shape[1] == 4
-    assert out["context"] is False
+    assert out["has_boxes"] is True and out["context"] is False
     assert objectness_fn(out["boxes"], (48, 48)) == pytest.approx(out["objectness"])
     assert "image" not in d  # the input dict is not modified
     # explicit arguments
@@ -100,7 +101,9 @@ def test_no_boxes_means_unknown_objectness(tmp_path):
     out = ClassificationDatasetMapper(_cfg(VARIANT="context", CONTEXT_PROB=0.9), is_train=True)(
         _dict(path, [])
     )
-    assert out["objectness"] is None and out["boxes"].shape == (0, 4) and out["context"] is False
+    assert out["has_boxes"] is False and out["boxes"].shape == (0, 4) and out["context"] is False
+    # objectness is a float in [0, 1] always: 1.0, the whole-frame object a hard label assumes
+    assert out["objectness"] == 1.0 and isinstance(out["objectness"], float)
 
 
 @pytest.mark.parametrize("fmt", ["BGR", "RGB"])

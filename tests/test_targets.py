@@ -10,20 +10,60 @@ from detectron2.config import get_cfg
 
 from als_d2.config import add_als_config
 from als_d2.modeling.losses import soft_cross_entropy
+from als_d2.modeling.box_cutmix import box_cutmix_targets, region_object_areas
 from als_d2.modeling.targets import (
+    TargetBatch,
     TargetBuilder,
+    TargetParams,
     als_targets,
-    cutmix_als_batch,
-    cutmix_als_weights,
+    clip_patch,
     cutmix_batch,
     label_smoothing_targets,
     mixup_batch,
     one_hot_targets,
+    paste_patch,
     sample_cutmix_box,
+    sample_targets,
     uniform_targets,
 )
 
-NAN = float("nan")
+NAN = float("nan")  # the tests' own notation for "no boxes" (objectness unknown)
+
+
+def _target_batch(images, labels, obj, ctx=None, boxes=None):
+    """A TargetBatch; NaN in ``obj`` marks a sample without boxes (has_boxes False, its
+    objectness 1.0 as the mapper writes it)."""
+    n = labels.shape[0]
+    obj = torch.as_tensor(obj, dtype=torch.float32)
+    return TargetBatch(
+        images=images,
+        labels=labels,
+        objectness=torch.nan_to_num(obj, nan=1.0),
+        has_boxes=~torch.isnan(obj),
+        context=torch.zeros(n, dtype=torch.bool) if ctx is None else ctx,
+        boxes=[torch.zeros(0, 4)] * n if boxes is None else boxes,
+    )
+
+
+def _als(labels, obj, k, beta=1.0, unboxed="hard", ls_alpha=0.1, ls_style="paper", ctx=None):
+    """ALS targets of a batch, special samples included (NaN objectness: no boxes)."""
+    params = TargetParams(k, ls_alpha, ls_style, beta, unboxed)
+    return sample_targets("als", _target_batch(None, labels, obj, ctx), params)
+
+
+def _box_cutmix(x, labels, obj, boxes, k, beta, box, perm, context=None, **unboxed):
+    """(mixed images, targets) of box-aware CutMix with the patch ``box`` and ``perm``."""
+    batch = _target_batch(x, labels, obj, context, boxes)
+    params = TargetParams(
+        k,
+        unboxed.get("ls_alpha", 0.1),
+        unboxed.get("ls_style", "paper"),
+        beta,
+        unboxed.get("unboxed", "hard"),
+    )
+    patch = clip_patch(box, *x.shape[-2:])
+    t = box_cutmix_targets(batch, sample_targets("als", batch, params), patch, perm, beta)
+    return paste_patch(x, perm, patch), t
 
 
 def _rows_sum_to_one(t):
@@ -101,9 +141,7 @@ def test_als_unknown_objectness_and_context(unboxed):
     labels = torch.tensor([0, 1, 2])
     obj = torch.tensor([NAN, 0.5, 0.5])
     ctx = torch.tensor([False, False, True])
-    t = als_targets(
-        labels, obj, 5, beta=0.5, unboxed=unboxed, ls_alpha=0.2, ls_style="paper", context=ctx
-    )
+    t = _als(labels, obj, 5, beta=0.5, unboxed=unboxed, ls_alpha=0.2, ls_style="paper", ctx=ctx)
     expected0 = {
         "hard": torch.tensor([1.0, 0, 0, 0, 0]),
         "ls": torch.tensor([0.8, 0.05, 0.05, 0.05, 0.05]),
@@ -168,7 +206,7 @@ def _mask(boxes, h, w, sub):
     return m
 
 
-def test_cutmix_als_weights_vs_pixel_count():
+def test_region_object_areas_vs_pixel_count():
     """a_A (A's objects outside the patch) and a_B (B's inside) vs fine-grid counts (g = 1/8 px)."""
     rng = np.random.default_rng(0)
     h, w, sub = 24, 32, 8
@@ -180,7 +218,7 @@ def test_cutmix_als_weights_vs_pixel_count():
             boxes.append(np.concatenate([xy, xy + rng.uniform(1, 20, size=(n, 2))], axis=1))
         px0, py0 = (int(v) for v in rng.integers(0, [w, h]))
         patch = (px0, py0, int(rng.integers(px0, w + 1)), int(rng.integers(py0, h + 1)))
-        a_a, a_b = cutmix_als_weights(boxes[0], boxes[1], patch, (h, w))
+        a_a, a_b = region_object_areas(boxes[0], boxes[1], patch, (h, w))
         in_patch = _mask([patch], h, w, sub)
         count_a = (_mask(boxes[0], h, w, sub) & ~in_patch).mean()
         count_b = (_mask(boxes[1], h, w, sub) & in_patch).mean()
@@ -218,7 +256,7 @@ def test_cutmix_als_formula_and_pixels(beta):
     obj = torch.tensor([0.5, 0.625, 0.0625, 1.0])
     perm = torch.tensor([1, 2, 3, 0])
     patch = (5, 0, 15, 10)  # r_B = 100 / 400
-    mx, t = cutmix_als_batch(x, labels, obj, boxes, 0.5, k, beta, box=patch, perm=perm)
+    mx, t = _box_cutmix(x, labels, obj, boxes, k, beta, box=patch, perm=perm)
     # pixels: the patch comes from the partner
     for i in range(4):
         assert (mx[i, :, 0:10, 5:15] == perm[i] + 1).all()
@@ -251,20 +289,19 @@ def test_cutmix_als_reductions_and_special_samples():
     ctx = torch.tensor([False, False, True, False])
     perm = torch.tensor([3, 0, 1, 2])
     kw = dict(perm=perm, context=ctx, unboxed="ls", ls_alpha=0.3, ls_style="torch")
-    ref = als_targets(labels, obj, k, 0.6, "ls", 0.3, "torch", ctx)
+    ref = _als(labels, obj, k, 0.6, "ls", 0.3, "torch", ctx)
     # empty patch: exactly ALS of the sample; full patch: exactly ALS of the partner
-    mx, t = cutmix_als_batch(x, labels, obj, boxes, 1.0, k, 0.6, box=(3, 3, 3, 9), **kw)
+    mx, t = _box_cutmix(x, labels, obj, boxes, k, 0.6, box=(3, 3, 3, 9), **kw)
     assert torch.equal(mx, x) and torch.allclose(t, ref, atol=1e-6)
-    mx, t = cutmix_als_batch(x, labels, obj, boxes, 0.0, k, 0.6, box=(0, 0, w, h), **kw)
+    mx, t = _box_cutmix(x, labels, obj, boxes, k, 0.6, box=(0, 0, w, h), **kw)
     assert torch.equal(mx, x[perm]) and torch.allclose(t, ref[perm], atol=1e-6)
     # same class, both boxed: ALS with the summed object area
     lab2 = torch.tensor([4, 4, 4, 4])
-    _, t = cutmix_als_batch(
+    _, t = _box_cutmix(
         x,
         lab2,
         torch.tensor([0.25, 0.25, 0.25, 0.25]),
         [boxes[0]] * 4,
-        0.5,
         k,
         1.0,
         box=(8, 0, 16, 8),
@@ -272,7 +309,7 @@ def test_cutmix_als_reductions_and_special_samples():
     )
     # A keeps its box (outside the patch) = 64 px; B's box is not in the patch: 0
     assert torch.allclose(t, als_targets(lab2, torch.full((4,), 0.25), k, 1.0), atol=1e-6)
-    _, t = cutmix_als_batch(x, labels, obj, boxes, 0.5, k, 0.6, box=(0, 0, 8, 16), **kw)
+    _, t = _box_cutmix(x, labels, obj, boxes, k, 0.6, box=(0, 0, 8, 16), **kw)
     _rows_sum_to_one(t)
     # sample 2 is context (no object, uniform) with partner 1 unboxed ('ls' target): a_A = 0,
     # a_B = r_B = 0.5, so the hard part goes to B's target
@@ -313,18 +350,19 @@ def test_target_builder_methods(method):
     images, labels, obj, ctx, boxes = _batch()
     builder = TargetBuilder(_cfg(method, BETA=0.8, UNBOXED_TARGET="uniform"))
     torch.manual_seed(0)
-    out_images, t = builder(images, labels, obj, ctx, boxes)
+    batch = _target_batch(images, labels, obj, ctx, boxes)
+    out_images, t, _ = builder(batch)
     assert out_images.shape == images.shape and t.shape == (6, 7) and t.dtype == torch.float32
     _rows_sum_to_one(t)
     if method in ("hard", "ls", "als"):
         assert out_images is images
         assert torch.allclose(t[2], torch.full((7,), 1 / 7))  # context-only sample
     if method == "als":
-        assert torch.allclose(t, als_targets(labels, obj, 7, 0.8, "uniform", 0.1, "paper", ctx))
+        assert torch.allclose(t, _als(labels, obj, 7, 0.8, "uniform", 0.1, "paper", ctx))
     if method == "hard":
         assert torch.equal(t[[0, 1, 3]], one_hot_targets(labels[[0, 1, 3]], 7))
     torch.manual_seed(0)
-    again = builder(images, labels, obj, ctx, boxes)
+    again = builder(batch)
     assert torch.equal(again[0], out_images) and torch.equal(again[1], t)  # torch RNG only
 
 
@@ -332,15 +370,17 @@ def test_target_builder_methods(method):
 def test_target_builder_mix_prob(method):
     images, labels, obj, ctx, boxes = _batch()
     never = TargetBuilder(_cfg(method, MIX_PROB=0.0))
-    out, t = never(images, labels, obj, ctx, boxes)
+    batch = _target_batch(images, labels, obj, ctx, boxes)
+    out, t, info = never(batch)
+    assert info == {"mix_ratio": None}
     assert torch.equal(out, images)
     if method == "cutmix_als":
-        assert torch.allclose(t, als_targets(labels, obj, 7, 1.0, "hard", 0.1, "paper", ctx))
+        assert torch.allclose(t, _als(labels, obj, 7, 1.0, "hard", 0.1, "paper", ctx))
     else:
         assert torch.equal(t[[0, 1, 3]], one_hot_targets(labels[[0, 1, 3]], 7))
     half = TargetBuilder(_cfg(method, MIX_PROB=0.5, MIX_ALPHA=0.5))
     torch.manual_seed(1)
-    mixed = [not torch.equal(half(images, labels, obj, ctx, boxes)[0], images) for _ in range(200)]
+    mixed = [not torch.equal(half(batch)[0], images) for _ in range(200)]
     assert 0.35 < np.mean(mixed) < 0.65
 
 
@@ -384,11 +424,302 @@ def test_method_attributes_match_what_the_method_does(method):
     changed_images, changed_targets = False, False
     for seed in range(5):
         torch.manual_seed(seed)
-        out, t = builder(images, labels, obj, ctx, boxes)
+        out, t, info = builder(_target_batch(images, labels, obj, ctx, boxes))
         torch.manual_seed(seed)
-        _, t_other = builder(images, labels, other_obj, ctx, other_boxes)
+        _, t_other, _ = builder(_target_batch(images, labels, other_obj, ctx, other_boxes))
         changed_images |= not torch.equal(out, images)
         changed_targets |= not torch.equal(t, t_other)
-        assert (builder.last_mix_ratio is not None) == fn.mixes
+        assert (info.get("mix_ratio") is not None) == fn.mixes
     assert changed_images == fn.mixes
     assert changed_targets == fn.needs_boxes
+
+
+# -- the target methods through the builder, against independent computations --------------
+# Image i of these batches is the indicator of channel i (N channels), so every output pixel
+# says which sample(s) it came from and in which proportion: the mix ratio and the partner
+# are read off the mixed images, not from the code that drew them.
+
+
+def _indicator_images(n, h, w):
+    return torch.eye(n).view(n, n, 1, 1).expand(n, n, h, w).clone()
+
+
+def _run(builder, images, labels, obj, ctx, boxes):
+    """(images, targets, reported mix ratio) of one builder call."""
+    out, t, info = builder(_target_batch(images, labels, obj, ctx, boxes))
+    return out, t, info.get("mix_ratio")
+
+
+def _per_sample_target(y, o, ctx, k, beta=1.0, unboxed="hard", ls_alpha=0.1, ls_style="paper"):
+    """The paper's target of one sample, written out: context-only: uniform; unknown
+    objectness (NaN): the UNBOXED_TARGET; else beta * LS_paper(y, 1 - o) + (1 - beta) e_y."""
+    if ctx:
+        return np.full(k, 1.0 / k)
+    e = np.eye(k)[y]
+    if np.isnan(o):
+        if unboxed == "hard":
+            return e
+        if unboxed == "uniform":
+            return np.full(k, 1.0 / k)
+        if ls_style == "paper":
+            return (1 - ls_alpha) * e + ls_alpha / (k - 1) * (1 - e)
+        return (1 - ls_alpha) * e + ls_alpha / k
+    alpha = 1.0 - o
+    return beta * ((1 - alpha) * e + alpha / (k - 1) * (1 - e)) + (1 - beta) * e
+
+
+def _hard_target(i, labels, ctx, k):
+    """What Mixup and CutMix mix: one-hot, uniform for a context-only sample."""
+    return _per_sample_target(int(labels[i]), NAN, bool(ctx[i]), k, unboxed="hard")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mixup_targets_and_reported_ratio(seed):
+    """Row i = lam T(y_i) + (1 - lam) T(y_perm(i)), with lam and perm read off the mixed
+    pixels; the reported mix ratio is the partner's share 1 - lam."""
+    n, k = 6, 7
+    _, labels, obj, ctx, boxes = _batch()
+    images = _indicator_images(n, 4, 5)
+    builder = TargetBuilder(_cfg("mixup", MIX_PROB=1.0))
+    torch.manual_seed(seed)
+    out, t, ratio = _run(builder, images, labels, obj, ctx, boxes)
+    px = out[:, :, 0, 0]  # N x N: sample i's weight on source image j (same at every pixel)
+    assert torch.equal(out, px[:, :, None, None].expand_as(out))
+    moved = [i for i in range(n) if px[i, i] < 1]
+    assert moved  # randperm of 6 has a moved sample with probability 1 - 1/720
+    lam = float(px[moved[0], moved[0]])
+    for i in range(n):
+        j = i if px[i, i] == 1 else int(torch.argmax(px[i] * (torch.arange(n) != i)))
+        expected = (
+            _hard_target(i, labels, ctx, k)
+            if j == i
+            else lam * _hard_target(i, labels, ctx, k) + (1 - lam) * _hard_target(j, labels, ctx, k)
+        )
+        assert torch.allclose(t[i].double(), torch.tensor(expected), atol=1e-6), i
+        if j != i:
+            assert px[i, i] == pytest.approx(lam, abs=1e-6)
+    _rows_sum_to_one(t)
+    assert ratio == pytest.approx(1 - lam, abs=1e-6)  # the partner's share
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cutmix_targets_are_pasted_pixel_counts(seed):
+    """CutMix: row i = (1 - r) T(y_i) + r T(y_perm(i)), r = pasted pixels / frame counted on
+    the mixed images; the reported mix ratio is r."""
+    n, k, h, w = 6, 7, 12, 10
+    _, labels, obj, ctx, boxes = _batch()
+    images = _indicator_images(n, h, w)
+    builder = TargetBuilder(_cfg("cutmix", MIX_PROB=1.0))
+    torch.manual_seed(seed)
+    out, t, ratio = _run(builder, images, labels, obj, ctx, boxes)
+    src = out.argmax(dim=1)  # N x H x W: the sample every pixel comes from
+    ratios = set()
+    for i in range(n):
+        pasted = src[i] != i
+        r = pasted.double().mean().item()
+        j = int(src[i][pasted][0]) if pasted.any() else i
+        assert (src[i][pasted] == j).all()
+        ti, tj = _hard_target(i, labels, ctx, k), _hard_target(j, labels, ctx, k)
+        assert torch.allclose(t[i].double(), torch.tensor((1 - r) * ti + r * tj), atol=1e-6), i
+        if j != i:
+            ratios.add(round(r, 9))
+    _rows_sum_to_one(t)
+    assert len(ratios) <= 1 and ratio == pytest.approx(ratios.pop() if ratios else ratio)
+
+
+def _cutmix_als_by_pixels(i, j, patch_mask, box_masks, labels, obj, ctx, k, beta, unboxed):
+    """Box-aware CutMix target of sample i with partner j (module docstring), with the
+    object areas counted on pixel masks: a_A = |A's objects outside P|, a_B = |B's inside P|."""
+    frame = patch_mask.size
+    r_b = patch_mask.sum() / frame
+    r_a = 1 - r_b
+    regions = []
+    for x, r, inside in ((i, r_a, ~patch_mask), (j, r_b, patch_mask)):
+        e = np.eye(k)[int(labels[x])]
+        if bool(ctx[x]):
+            a, c, hx = 0.0, r * np.full(k, 1 / k), np.full(k, 1 / k)
+        elif np.isnan(float(obj[x])):
+            tx = _per_sample_target(int(labels[x]), np.nan, False, k, unboxed=unboxed)
+            a, c, hx = r, r * tx, tx
+        else:
+            a = (box_masks[x] & inside).sum() / frame
+            c, hx = a * e + (r - a) / (k - 1) * (1 - e), e
+        regions.append((a, c, hx))
+    (a_a, c_a, h_a), (a_b, c_b, h_b) = regions
+    w_a = a_a / (a_a + a_b) if a_a + a_b > 0 else r_a
+    return beta * (c_a + c_b) + (1 - beta) * (w_a * h_a + (1 - w_a) * h_b)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cutmix_als_targets_are_pixel_counts(seed):
+    """Box-aware CutMix through the builder: target mass sums to 1, the region shares are the
+    pasted pixel fraction and the object shares the pixel counts of each image's visible box
+    union in its region (integer boxes: counts are exact)."""
+    n, k, h, w = 6, 7, 16, 16
+    _, labels, obj, ctx, boxes = _batch()
+    images = _indicator_images(n, h, w)
+    box_masks = []
+    for b in boxes:
+        m = np.zeros((h, w), bool)
+        for x0, y0, x1, y1 in b.long().tolist():
+            m[max(y0, 0) : y1, max(x0, 0) : x1] = True
+        box_masks.append(m)
+    beta, unboxed = 0.75, "ls"
+    builder = TargetBuilder(_cfg("cutmix_als", MIX_PROB=1.0, BETA=beta, UNBOXED_TARGET=unboxed))
+    torch.manual_seed(seed)
+    out, t, ratio = _run(builder, images, labels, obj, ctx, boxes)
+    src = out.argmax(dim=1).numpy()
+    _rows_sum_to_one(t)
+    for i in range(n):
+        pasted = src[i] != i
+        j = int(src[i][pasted][0]) if pasted.any() else i
+        if j == i:  # partner itself: the patch is invisible, the target is ALS of i
+            continue
+        assert ratio == pytest.approx(pasted.mean())
+        expected = _cutmix_als_by_pixels(
+            i, j, pasted, box_masks, labels, obj, ctx, k, beta, unboxed
+        )
+        assert torch.allclose(t[i].double(), torch.tensor(expected), atol=1e-6), i
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
+@pytest.mark.parametrize("unboxed", ["hard", "ls", "uniform"])
+def test_hard_ls_als_match_the_paper(beta, unboxed):
+    """hard, LS (both styles) and ALS through the builder vs the paper's formulas on random
+    objectness, samples without boxes and context-only samples included."""
+    g = torch.Generator().manual_seed(3)
+    n, k = 12, 7
+    labels = torch.randint(0, k, (n,), generator=g)
+    obj = torch.rand(n, generator=g)
+    obj[[1, 5]] = NAN  # no boxes
+    ctx = torch.zeros(n, dtype=torch.bool)
+    ctx[[2, 7]] = True
+    obj[[2, 7]] = 0.0
+    images = torch.randn(n, 3, 4, 4, generator=g)
+    boxes = [torch.zeros(0, 4)] * n
+    for method, style in (("hard", "paper"), ("ls", "paper"), ("ls", "torch"), ("als", "paper")):
+        b = TargetBuilder(
+            _cfg(method, BETA=beta, UNBOXED_TARGET=unboxed, LS_ALPHA=0.2, LS_STYLE=style)
+        )
+        out, t, ratio = _run(b, images, labels, obj, ctx, boxes)
+        assert out is images and ratio is None
+        for i in range(n):
+            y, o, c = int(labels[i]), float(obj[i]), bool(ctx[i])
+            if method == "hard":
+                expected = _per_sample_target(y, NAN, c, k, unboxed="hard")
+            elif method == "ls":
+                expected = _per_sample_target(
+                    y, NAN, c, k, unboxed="ls", ls_alpha=0.2, ls_style=style
+                )
+            else:
+                expected = _per_sample_target(y, o, c, k, beta, unboxed, 0.2, "paper")
+            assert torch.allclose(t[i].double(), torch.tensor(expected), atol=1e-6), (method, i)
+        _rows_sum_to_one(t)
+
+
+# -- one "no boxes" flag, stateless methods, the model reading what the methods return ------
+
+
+def test_unknown_objectness_is_the_has_boxes_flag():
+    """ALS reads has_boxes, never the objectness value, to find samples without boxes: a
+    boxless sample gets UNBOXED_TARGET whatever its objectness field holds, and a boxed
+    sample with objectness 1.0 is one-hot (ALS at o = 1), not the unboxed target."""
+    k = 5
+    labels = torch.tensor([1, 1, 1])
+    params = TargetParams(k, ls_alpha=0.2, ls_style="paper", beta=1.0, unboxed_target="uniform")
+    for o_unknown in (0.0, 0.3, 1.0):
+        batch = TargetBatch(
+            images=None,
+            labels=labels,
+            objectness=torch.tensor([o_unknown, 1.0, 0.25]),
+            has_boxes=torch.tensor([False, True, True]),
+            context=torch.zeros(3, dtype=torch.bool),
+            boxes=[torch.zeros(0, 4)] * 3,
+        )
+        t = sample_targets("als", batch, params)
+        assert torch.equal(t[0], torch.full((k,), 1 / k))  # UNBOXED_TARGET uniform
+        assert torch.equal(t[1], torch.tensor([0.0, 1, 0, 0, 0]))
+        assert torch.allclose(t[2], torch.tensor([0.1875, 0.25, 0.1875, 0.1875, 0.1875]))
+
+
+@pytest.mark.parametrize("method", PAPER_METHODS)
+def test_methods_are_stateless(method):
+    """A method's output depends on the batch and torch's RNG only: the builder is not
+    changed by a call, and a batch gives the same result whatever batch came before."""
+    images, labels, obj, ctx, boxes = _batch()
+    builder = TargetBuilder(_cfg(method, MIX_PROB=0.5))
+    before = dict(vars(builder))
+    batch = _target_batch(images, labels, obj, ctx, boxes)
+    torch.manual_seed(5)
+    first = builder(batch)
+    other = _target_batch(images.flip(0), labels.flip(0), obj.flip(0), ctx.flip(0), boxes[::-1])
+    for seed in range(6):
+        torch.manual_seed(seed)
+        builder(other)
+    assert dict(vars(builder)) == before
+    torch.manual_seed(5)
+    again = builder(batch)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert first[2] == again[2]
+
+
+def _tiny_classifier(method, **als):
+    from detectron2.modeling import build_model
+    from tiny_data import DEMO_R18, als_cfg
+
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.CLASSIFIER.NUM_CLASSES", 7]
+    opts += ["MODEL.RESNETS.OUT_FEATURES", ["res2"], "MODEL.CLASSIFIER.IN_FEATURE", "res2"]
+    opts += ["MODEL.ALS.METHOD", method]
+    for key, v in als.items():
+        opts += [f"MODEL.ALS.{key}", v]
+    model = build_model(als_cfg(DEMO_R18, *opts))
+    model.train()
+    return model
+
+
+def _mapped_samples(n=6, size=16):
+    """Samples in the mapper's format (als_d2/structures.py): samples 1 and 4 have no boxes,
+    sample 2 is context-only."""
+    g = torch.Generator().manual_seed(0)
+    has = [True, False, True, True, False, True]
+    ctx = [False, False, True, False, False, False]
+    obj = [0.5, 1.0, 0.0, 0.25, 1.0, 0.75]
+    return [
+        {
+            "image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g),
+            "label": i % 7,
+            "boxes": torch.tensor([[0.0, 0, 8, 8]]) if has[i] and not ctx[i] else torch.zeros(0, 4),
+            "has_boxes": has[i],
+            "objectness": obj[i],
+            "context": ctx[i],
+            "painted_fraction": 0.0,
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("method", ["cutmix", "cutmix_als"])
+def test_classifier_logs_what_the_batch_trained_on(method):
+    """The training forward logs the mix ratio the method returned (the pasted pixel
+    fraction, counted on the images the backbone received) and the boxed fraction and mean
+    objectness from the has_boxes flag (counted here from the samples)."""
+    from detectron2.utils.events import EventStorage
+
+    model = _tiny_classifier(method, MIX_PROB=1.0)
+    samples = _mapped_samples()
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    clean = model.preprocess_image(samples)
+    torch.manual_seed(2)
+    with EventStorage() as storage:
+        loss = model(samples)["loss_cls"]
+        logged = {k: v[0] for k, v in storage.latest().items()}
+    assert torch.isfinite(loss)
+    changed = (seen[0] != clean).any(dim=1)  # N x H x W: pixels from the partner
+    fractions = {round(f, 9) for f in changed.double().mean(dim=(1, 2)).tolist() if f > 0}
+    assert len(fractions) == 1  # one patch for the batch (random images: every pixel differs)
+    assert logged["als/mixed"] == 1.0
+    assert logged["als/mix_ratio"] == pytest.approx(fractions.pop())
+    assert logged["als/boxed_fraction"] == pytest.approx(4 / 6)
+    assert logged["als/context_fraction"] == pytest.approx(1 / 6)
+    assert logged["als/mean_objectness"] == pytest.approx((0.5 + 0.25 + 0.75) / 3)

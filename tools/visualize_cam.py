@@ -110,7 +110,7 @@ def _scatter_data(cfg, model, dataset: str, max_samples: int) -> Dict[str, np.nd
             correct.append((probs.argmax(dim=1) == labels).numpy())
             obj.append(
                 np.array(
-                    [np.nan if x.get("objectness") is None else x["objectness"] for x in batch],
+                    [x["objectness"] if x.get("has_boxes") else np.nan for x in batch],
                     dtype=float,
                 )
             )
@@ -162,7 +162,7 @@ def main(args) -> Dict[str, str]:
     images = [x["image"].permute(1, 2, 0).numpy() for x in mapped]
     row_titles = []
     for x in mapped:
-        obj = "?" if x.get("objectness") is None else f"{x['objectness']:.2f}"
+        obj = f"{x['objectness']:.2f}" if x.get("has_boxes") else "?"
         row_titles.append(f"{_class_name(classes, x['label'])}, obj {obj}")
 
     columns, panels = [], []

@@ -125,7 +125,8 @@ class ClassificationDatasetMapper:
     with the keys of :mod:`als_d2.structures` added: ``image`` (3xHxW uint8 RGB),
     ``label``, ``boxes`` (the boxes ``objectness`` is computed from: all objects; only the
     target object with ``target_object``; none when objects were painted out),
-    ``objectness`` (None when the image has no annotated boxes), ``context``,
+    ``has_boxes`` (False when the image has no annotated boxes: objectness unknown),
+    ``objectness`` (a float in [0, 1] always; 1.0 without boxes), ``context``,
     ``painted_fraction`` (the painted boxes through the same transforms, minus the kept
     target box).
 
@@ -221,20 +222,23 @@ class ClassificationDatasetMapper:
         image = aug_input.image
         image_size = image.shape[:2]  # h, w
 
-        # objectness of the kept boxes in the output frame: 0 when all were painted out,
-        # None (unknown) when the image has no boxes
-        out_boxes, objectness = torch.zeros((0, 4)), (0.0 if len(boxes) else None)
+        # objectness of the kept boxes in the output frame: 0 when all were painted out;
+        # an image without boxes has has_boxes False (objectness unknown, 1.0 as a hard
+        # label assumes: see als_d2/structures.py)
+        has_boxes = len(boxes) > 0
+        out_boxes, objectness = torch.zeros((0, 4)), (0.0 if has_boxes else 1.0)
         if kept is not None:
             out_boxes, objectness = _transform_boxes(transforms, kept, image_size)
         painted_fraction = 0.0
         if painted is not None:  # painted area = |painted U kept| - |kept|
             covered = painted if kept is None else np.concatenate([painted, kept])
             _, covered_fraction = _transform_boxes(transforms, covered, image_size)
-            painted_fraction = max(0.0, covered_fraction - (objectness or 0.0))
+            painted_fraction = max(0.0, covered_fraction - objectness)
 
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["label"] = int(dataset_dict["label"])
         dataset_dict["boxes"] = out_boxes
+        dataset_dict["has_boxes"] = has_boxes
         dataset_dict["objectness"] = objectness
         dataset_dict["context"] = context
         dataset_dict["painted_fraction"] = painted_fraction

@@ -141,7 +141,7 @@ class ClassificationEvaluator(DatasetEvaluator):
         row["num_classes"] = int(num_classes)
         row["label"] = labels
         row["objectness"] = np.array(
-            [np.nan if x.get("objectness") is None else float(x["objectness"]) for x in inputs],
+            [float(x["objectness"]) if x.get("has_boxes") else np.nan for x in inputs],
             dtype=np.float64,
         )
         row["key"] = [_sample_key(x) for x in inputs]

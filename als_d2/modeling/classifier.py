@@ -1,7 +1,6 @@
 """``ImageClassifier``: a detectron2 backbone, global average pooling and a linear head."""
 
 import functools
-import math
 from typing import Dict, List
 
 import torch
@@ -10,7 +9,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..structures import pixel_mean_rgb, stack_images
+from ..structures import TargetBatch, pixel_mean_rgb, stack_images
 from .losses import soft_cross_entropy
 from .targets import TargetBuilder, build_target_builder
 
@@ -20,9 +19,9 @@ __all__ = ["ImageClassifier"]
 @META_ARCH_REGISTRY.register()
 class ImageClassifier(nn.Module):
     """Classifies d2-style batches: ``list[dict]`` of the samples of :mod:`als_d2.structures`:
-    ``image`` (3xHxW uint8, RGB), and in training ``label`` (int), ``objectness`` (float in
-    [0, 1] or None when unknown), ``context`` (bool) and ``boxes`` (Mx4 XYXY pixels of
-    the image).
+    ``image`` (3xHxW uint8, RGB), and in training ``label`` (int), ``has_boxes`` (bool),
+    ``objectness`` (float in [0, 1]), ``context`` (bool) and ``boxes`` (Mx4 XYXY pixels of
+    the image, read on the CPU).
 
     Pixels are normalised with ``pixel_mean``/``pixel_std`` inside the model, so loaders
     move uint8. Training returns ``{"loss_cls": soft-target cross entropy}`` with the
@@ -98,48 +97,40 @@ class ImageClassifier(nn.Module):
             probs = logits.softmax(dim=1)
             return [{"logits": l, "probs": p} for l, p in zip(logits, probs)]
 
-        labels = torch.as_tensor(
-            [x["label"] for x in batched_inputs], dtype=torch.long, device=self.device
-        )
-        objectness = torch.tensor(
-            [
-                math.nan if x.get("objectness") is None else float(x["objectness"])
-                for x in batched_inputs
-            ],
-            dtype=torch.float32,
-            device=self.device,
-        )
-        context = torch.tensor(
-            [bool(x.get("context", False)) for x in batched_inputs], device=self.device
-        )
-        boxes = [x.get("boxes", torch.zeros(0, 4)).to(self.device) for x in batched_inputs]
-        images, targets = self.target_builder(images, labels, objectness, context, boxes)
+        # per-sample values and targets stay on the CPU (box-aware CutMix reads the boxes
+        # there); the targets go to the device in one copy, and the logged statistics are
+        # read before it, so the forward waits on the device nowhere
+        batch = TargetBatch.from_samples(batched_inputs, images)
+        images, targets, info = self.target_builder(batch)
+        self._log_batch_statistics(batched_inputs, batch, targets, info)
         logits = self.logits(images)
-        loss = soft_cross_entropy(logits.float(), targets)
-
-        self._log_batch_statistics(batched_inputs, labels, targets)
+        loss = soft_cross_entropy(logits.float(), targets.to(self.device, non_blocking=True))
         return {"loss_cls": loss}
 
     def _log_batch_statistics(
-        self, batched_inputs: List[Dict], labels: torch.Tensor, targets: torch.Tensor
+        self, batched_inputs: List[Dict], batch: TargetBatch, targets: torch.Tensor, info: Dict
     ) -> None:
         """What this batch trained on, unsmoothed in EventStorage (``metrics.json`` rows):
 
         * ``als/context_fraction``: fraction of context-only samples;
-        * ``als/boxed_fraction``: fraction with known objectness (context samples included);
+        * ``als/boxed_fraction``: fraction with boxes (known objectness; context samples
+          included);
         * ``als/mean_objectness``: mean objectness over the boxed, non-context samples, read
           from the batch (not from the targets), absent when there are none;
         * ``als/painted_fraction``: mean fraction of the frame painted with the pixel mean;
         * ``als/mean_true_class_target``: mean target mass on the true class;
-        * ``als/mixed`` (1.0 / 0.0) and ``als/mix_ratio`` (partner's share) for mixing methods.
+        * ``als/mixed`` (1.0 / 0.0) and ``als/mix_ratio`` (partner's share, from the
+          method's ``info``) for mixing methods.
+
+        ``targets`` are still on the CPU: nothing here waits on the device.
         """
         n = len(batched_inputs)
-        context = [bool(x.get("context", False)) for x in batched_inputs]
-        known = [x.get("objectness") is not None for x in batched_inputs]
+        context = batch.context.tolist()
+        known = batch.has_boxes.tolist()
         objectness = [
             float(x["objectness"]) for x, k, c in zip(batched_inputs, known, context) if k and not c
         ]
-        true_class = float(targets.detach().gather(1, labels[:, None]).float().mean())
+        true_class = targets.detach().gather(1, batch.labels.to(targets.device)[:, None])
         storage = get_event_storage()
         put = functools.partial(storage.put_scalar, smoothing_hint=False)
         put("als/context_fraction", sum(context) / n)
@@ -150,8 +141,8 @@ class ImageClassifier(nn.Module):
             "als/painted_fraction",
             sum(float(x.get("painted_fraction", 0.0)) for x in batched_inputs) / n,
         )
-        put("als/mean_true_class_target", true_class)
-        mix = self.target_builder.last_mix_ratio
+        put("als/mean_true_class_target", float(true_class.float().mean()))
         if self.target_builder.mixes:
+            mix = info.get("mix_ratio")
             put("als/mixed", 0.0 if mix is None else 1.0)
             put("als/mix_ratio", 0.0 if mix is None else mix)

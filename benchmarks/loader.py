@@ -71,7 +71,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from als_d2.config import add_als_config  # noqa: E402
 from als_d2.data.mapper import ClassificationDatasetMapper  # noqa: E402
-from als_d2.data.objectness import objectness  # noqa: E402
+from als_d2.objectness import objectness  # noqa: E402
 from als_d2.data.painting import box_pixel_ranges  # noqa: E402
 
 MEAN = [0.485, 0.456, 0.406]

@@ -14,7 +14,7 @@ from detectron2.structures import BoxMode
 
 from als_d2.config import add_als_config
 from als_d2.data.mapper import ClassificationDatasetMapper, pixel_mean_rgb
-from als_d2.data.objectness import objectness as objectness_fn
+from als_d2.objectness import objectness as objectness_fn
 
 OBJ, BG = (200, 30, 30), (30, 30, 200)  # red objects on blue: R - max(G, B) > 20 survives jitter
 MEAN_BGR = [103.530, 116.280, 123.675]  # detectron2's default PIXEL_MEAN (BGR)

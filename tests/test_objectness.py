@@ -7,7 +7,7 @@ import torch
 import als_d2  # noqa: F401
 from detectron2.data import transforms as T
 
-from als_d2.data.objectness import objectness, union_area
+from als_d2.objectness import objectness, union_area
 from als_d2.data.transforms import RandomResizedCrop, clip_boxes
 
 

@@ -30,7 +30,7 @@ from detectron2.structures import BoxMode
 
 from ..structures import pixel_mean_rgb
 from .image_io import EncodedImage, ImageDecodeError, open_image
-from .objectness import objectness as compute_objectness
+from ..objectness import objectness as compute_objectness
 from .painting import box_pixel_ranges, paint_boxes
 from .transforms import build_cls_augmentation, clip_boxes
 

@@ -71,7 +71,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .objectness import union_area
+from ..objectness import union_area
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -452,7 +452,7 @@ def centre_crop_objectness(
     """Objectness of a ``width`` x ``height`` image under the test transform "resize the
     shorter side to S, centre crop crop_ratio * S": the fraction of the central square of
     side crop_ratio x min(width, height) covered by the union of ``boxes`` (XYXY pixel
-    edges), exact (``als_d2.data.objectness.union_area``)."""
+    edges), exact (``als_d2.objectness.union_area``)."""
     side = crop_ratio * min(width, height)
     x0, y0 = (width - side) / 2.0, (height - side) / 2.0
     return union_area(boxes, (x0, y0, x0 + side, y0 + side)) / (side * side) if boxes else 0.0

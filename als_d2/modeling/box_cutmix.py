@@ -36,7 +36,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-from ..data.objectness import union_area
+from ..objectness import union_area
 from ..structures import TargetBatch
 
 __all__ = ["box_cutmix_targets", "region_object_areas"]

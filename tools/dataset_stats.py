@@ -27,11 +27,15 @@ import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
-from tool_args import tool_parser  # tools/tool_args: argparse only
+import als_d2  # noqa: F401  (detectron2 bootstrap first; registers the datasets)
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = tool_parser(__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--dataset", required=True, help="a registered dataset name (DatasetCatalog)"
     )
@@ -42,14 +46,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", action="store_true", help="logarithmic y axis")
     parser.add_argument("--json", help="also write the summary and the counts as JSON here")
     return parser
-
-
-if __name__ == "__main__":
-    get_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first; registers the datasets)
-import numpy as np  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 
 def class_counts(dicts: Sequence[dict], num_classes: Optional[int] = None) -> np.ndarray:

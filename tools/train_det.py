@@ -21,19 +21,18 @@ the one its header declares ("# Recipe: jwyang/..." -> jwyang, the paper's;
 "# Recipe: detectron2's 1x" -> detectron2).
 """
 
-from tool_args import default_argument_parser  # tools/tool_args: argparse only
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
+from detectron2.config import get_cfg
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
-from detectron2.config import get_cfg  # noqa: E402
-
-from als_d2.checkpoint import TransferCheckpointer  # noqa: E402
-from als_d2.config import check_device  # noqa: E402
-from als_d2.engine.detection import DetectionTrainer  # noqa: E402
-from als_d2.engine.detection import add_transfer_config, resolve_recipe  # noqa: E402
-from als_d2.engine.launch import als_default_setup, evaluate_weights, launch_from_args  # noqa: E402
+from als_d2.checkpoint import TransferCheckpointer
+from als_d2.config import check_device
+from als_d2.engine.detection import DetectionTrainer, add_transfer_config, resolve_recipe
+from als_d2.engine.launch import (
+    als_default_setup,
+    default_argument_parser,
+    evaluate_weights,
+    launch_from_args,
+)
 
 
 def setup(args):
@@ -61,5 +60,6 @@ def main(args):
 
 
 if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
     launch_from_args(main, args)

@@ -169,3 +169,72 @@ def test_dataset_stats_labels_bars_with_class_names(tmp_path):
         "0",
         "3",
     ]  # without names: the labels, not ranks
+
+
+@pytest.mark.parametrize("tool", ["train_cls", "train_det"])
+@pytest.mark.parametrize("flag", ["--resume", "--eval-only"])
+def test_boolean_flags_after_the_overrides_are_flags(tool, flag):
+    """``--resume`` / ``--eval-only`` typed after the ``KEY VALUE`` overrides set the flag and
+    leave the overrides in pairs (detectron2's REMAINDER alone would keep them in ``opts``)."""
+    parser = load_tool(tool).default_argument_parser
+    overrides = ["SOLVER.BASE_LR", "0.1", "OUTPUT_DIR", "out"]
+    for argv in (
+        ["--config-file", "a.yaml", *overrides, flag],
+        ["--config-file", "a.yaml", *overrides[:2], flag, *overrides[2:]],
+    ):
+        args = parser().parse_args(argv)
+        assert getattr(args, flag[2:].replace("-", "_")) is True, argv
+        assert args.opts == overrides, argv
+    # a value that looks like a flag stays a value
+    args = parser().parse_args(["OUTPUT_DIR", "--resume"])
+    assert args.opts == ["OUTPUT_DIR", "--resume"] and args.resume is False
+
+
+def test_other_flags_after_the_overrides_are_a_usage_error(capsys):
+    parser = load_tool("train_cls").default_argument_parser()
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["SOLVER.BASE_LR", "0.1", "--num-gpus", "2"])
+    assert info.value.code == 2
+    assert "--num-gpus after the KEY VALUE config overrides" in capsys.readouterr().err
+
+
+def test_eval_only_after_the_overrides_runs_the_evaluation(tmp_path):
+    """Through the tool: ``--eval-only`` at the end evaluates MODEL.WEIGHTS (here a missing
+    file, reported in one line before any model is built) instead of failing on the
+    override list's odd length."""
+    config = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+    missing = str(tmp_path / "no_such_weights.pth")
+    last = _failing_run_last_line(
+        tmp_path,
+        "train_cls",
+        config,
+        "MODEL.WEIGHTS",
+        missing,
+        "MODEL.DEVICE",
+        "cpu",
+        "--eval-only",
+    )
+    assert "MODEL.WEIGHTS" in last and missing in last, last
+
+
+def test_default_rendezvous_port_is_outside_the_ephemeral_range(tmp_path):
+    from urllib.parse import urlparse
+
+    from als_d2.engine.launch import default_dist_url, ephemeral_port_range
+
+    port = urlparse(default_dist_url()).port
+    assert 1024 <= port <= 65535
+    proc_file = "/proc/sys/net/ipv4/ip_local_port_range"
+    if os.path.exists(proc_file):
+        with open(proc_file) as f:
+            first, last = (int(v) for v in f.read().split()[:2])
+        assert not first <= port <= last, (port, first, last)
+    assert not 32768 <= port <= 60999 or not os.path.exists(proc_file)
+    # the tools' parser takes it as --dist-url's default
+    args = load_tool("train_cls").default_argument_parser().parse_args([])
+    assert args.dist_url == default_dist_url()
+    # a range file is read as the kernel writes it ("first<TAB>last\n")
+    path = tmp_path / "range"
+    path.write_text("1024\t20500\n")
+    assert ephemeral_port_range(str(path)) == (1024, 20500)
+    assert ephemeral_port_range(str(tmp_path / "missing")) == (32768, 60999)

@@ -3,11 +3,14 @@ and their validation.
 
 Validation (``ValueError`` naming the key, before anything is trained):
 :func:`check_als_config` checks ranges, choices and conflicts between keys (any machine),
-:func:`check_device` that ``MODEL.DEVICE`` exists on this machine, and
+:func:`check_device` that ``MODEL.DEVICE`` exists on this machine,
+:func:`check_datasets_registered` that every dataset ``DATASETS.TRAIN`` / ``TEST`` names
+is registered, and
 :func:`check_training_dicts` (at trainer start, from the loaded training dicts) what the
 config asks of the data.
 """
 
+import difflib
 import logging
 from typing import Dict, Optional, Sequence
 
@@ -148,6 +151,31 @@ def check_device(cfg: CN) -> None:
         available = getattr(backend, "is_available", None)
         if available is not None and not available():
             _fail("MODEL.DEVICE", name, f"{device.type} is not available on this machine")
+
+
+def check_datasets_registered(
+    cfg: CN, keys: Sequence[str] = ("DATASETS.TRAIN", "DATASETS.TEST")
+) -> None:
+    """Every dataset name of the config ``keys`` is registered in detectron2's
+    ``DatasetCatalog`` (checked at start-up: a misspelled test set would otherwise be found
+    after training). The error names the key, the unknown name and its close matches."""
+    from detectron2.data import DatasetCatalog
+
+    known = DatasetCatalog.list()
+    for key in keys:
+        names = cfg
+        for part in key.split("."):
+            names = names[part]
+        for name in names:
+            if name in known:
+                continue
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = (
+                f"did you mean {', '.join(repr(c) for c in close)}?"
+                if close
+                else f"{len(known)} names are registered (DatasetCatalog.list())"
+            )
+            _fail(key, tuple(names), f"dataset {name!r} is not registered; {hint}")
 
 
 def check_als_config(cfg: CN) -> None:
@@ -491,4 +519,5 @@ def load_als_config(config_file: str, opts: Sequence = ()) -> CN:
     cfg.freeze()
     check_als_config(cfg)
     check_device(cfg)
+    check_datasets_registered(cfg)
     return resolve_num_classes(cfg)

@@ -80,6 +80,15 @@ def test_missing_synthetic_root_names_the_variable_and_the_command(tmp_path, mon
         DatasetCatalog.get(f"{prefix}o_imagenet_val")
 
 
+def _the_error_line(stderr: str) -> str:
+    """The one ``error: ...`` line of a failed tool's stderr, which ends with it (library
+    warnings, e.g. torch's FutureWarnings on detectron2 main, may come before)."""
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], stderr[-3000:]
+    return errors[0]
+
+
 def _failing_run_last_line(tmp_path, tool: str, config: str, *opts, **env) -> str:
     """Run ``tools/<tool>.py --config-file config OUTPUT_DIR tmp_path/out *opts`` in
     ``tmp_path`` (DETECTRON2_DATASETS=tmp_path/datasets, and ``env``): it must fail without a
@@ -238,3 +247,31 @@ def test_default_rendezvous_port_is_outside_the_ephemeral_range(tmp_path):
     path.write_text("1024\t20500\n")
     assert ephemeral_port_range(str(path)) == (1024, 20500)
     assert ephemeral_port_range(str(tmp_path / "missing")) == (32768, 60999)
+
+
+@pytest.mark.parametrize(
+    "key, typo, meant",
+    [
+        ("DATASETS.TRAIN", "synthetic_imagenet_trian_boxed", "synthetic_imagenet_train_boxed"),
+        ("DATASETS.TEST", "synthetic_imagenet_vall", "synthetic_imagenet_val"),
+    ],
+)
+def test_unregistered_dataset_is_one_line_before_training(tmp_path, key, typo, meant):
+    """A misspelled dataset name (train or test) stops train_cls at start-up, in one line
+    naming the key, the name and its close matches (no data exists: nothing was loaded)."""
+    config = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train_cls.py"), "--config-file", config]
+        + ["OUTPUT_DIR", str(tmp_path / "out"), key, f'("{typo}",)', "MODEL.DEVICE", "cpu"],
+        cwd=str(tmp_path),
+        env=dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = _the_error_line(proc.stderr)
+    assert line.startswith(f"error: config key {key} = ")
+    assert f"dataset '{typo}' is not registered" in line and repr(meant) in line
+    assert not os.path.exists(tmp_path / "out" / "log.txt")  # stopped before the set-up

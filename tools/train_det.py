@@ -25,7 +25,7 @@ import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from detectron2.config import get_cfg
 
 from als_d2.checkpoint import TransferCheckpointer
-from als_d2.config import check_device
+from als_d2.config import check_datasets_registered, check_device
 from als_d2.engine.detection import DetectionTrainer, add_transfer_config, resolve_recipe
 from als_d2.engine.launch import (
     als_default_setup,
@@ -43,6 +43,7 @@ def setup(args):
     resolve_recipe(cfg, args.config_file)  # unless set: the "# Recipe:" line of the config's header
     cfg.freeze()
     check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key
+    check_datasets_registered(cfg)  # DATASETS.TRAIN / TEST: before the first step
     # default_setup (detectron2, fvcore: the transfer report) + the als_d2 logger
     als_default_setup(cfg, args)
     return cfg

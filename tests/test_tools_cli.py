@@ -275,3 +275,50 @@ def test_unregistered_dataset_is_one_line_before_training(tmp_path, key, typo, m
     assert line.startswith(f"error: config key {key} = ")
     assert f"dataset '{typo}' is not registered" in line and repr(meant) in line
     assert not os.path.exists(tmp_path / "out" / "log.txt")  # stopped before the set-up
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_unreadable_val_image_at_the_end_of_training_is_one_line(tmp_path, workers):
+    """A truncated val JPEG (header intact: indexed, then undecodable) stops the evaluation
+    after training in one line naming the file and INPUT.CLS.SKIP_UNREADABLE_EVAL, with or
+    without DataLoader worker processes; with the key set, the run completes."""
+    import glob
+
+    from tiny_data import synthetic_imagenet_env
+
+    env = dict(os.environ, **synthetic_imagenet_env(str(tmp_path)))
+    val = sorted(
+        glob.glob(os.path.join(env["DETECTRON2_DATASETS"], "**", "val", "*.JPEG"), recursive=True)
+    )
+    assert val
+    data = open(val[0], "rb").read()
+    with open(val[0], "wb") as f:
+        f.write(data[: len(data) // 2])
+    config = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.CLASSIFIER.NUM_CLASSES", "4"]
+    opts += ["MODEL.RESNETS.OUT_FEATURES", '["res3"]', "MODEL.CLASSIFIER.IN_FEATURE", "res3"]
+    opts += ["INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "36", "SOLVER.EPOCHS", "0"]
+    opts += ["SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0"]
+    opts += ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_WORKERS", str(workers)]
+
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, os.path.join(REPO, "tools", "train_cls.py"), "--config-file"]
+            + [config, "OUTPUT_DIR", str(tmp_path / "out"), *opts, *extra],
+            cwd=str(tmp_path),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    proc = run()
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = _the_error_line(proc.stderr)
+    assert line.startswith(f"error: cannot decode image {val[0]!r}: truncated file"), line
+    assert "set INPUT.CLS.SKIP_UNREADABLE_EVAL True" in line
+    if workers == 0:
+        proc = run("INPUT.CLS.SKIP_UNREADABLE_EVAL", "True")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"skipped unreadable {val[0]!r}" in proc.stderr + proc.stdout

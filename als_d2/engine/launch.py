@@ -109,7 +109,8 @@ def default_argument_parser(epilog=None) -> argparse.ArgumentParser:
 
 class short_errors:
     """``main`` with the errors that explain themselves (a config key that cannot work, a
-    missing dataset root) turned into a one-line ``SystemExit`` instead of a traceback
+    missing dataset root, an image evaluation cannot decode, also from a DataLoader worker)
+    turned into a one-line ``SystemExit`` instead of a traceback
     through the trainer and the loaders. A class, not a closure, so that ``launch`` can
     pickle it for worker processes."""
 
@@ -119,11 +120,28 @@ class short_errors:
     def __call__(self, *args, **kwargs):
         from ..config import ConfigError
         from ..data.datasets.catalog import DatasetRootMissingError
+        from ..data.image_io import ImageDecodeError
 
         try:
             return self.main(*args, **kwargs)
-        except (ConfigError, DatasetRootMissingError) as e:
+        except (ConfigError, DatasetRootMissingError, ImageDecodeError) as e:
             raise SystemExit(f"error: {e}") from None
+        except RuntimeError as e:
+            line = _worker_error_line(str(e), ImageDecodeError)
+            if line is None:
+                raise
+            raise SystemExit(f"error: {line}") from None
+
+
+def _worker_error_line(message: str, exc_type: type):
+    """The message of an ``exc_type`` raised in a DataLoader worker, from the RuntimeError
+    torch re-raises it as in the main process ("Caught <name> in DataLoader worker process
+    N. Original Traceback ... <module>.<name>: <message>"), or None for any other error."""
+    if not message.startswith(f"Caught {exc_type.__name__} "):
+        return None
+    last = message.rstrip().splitlines()[-1]
+    name = f"{exc_type.__module__}.{exc_type.__name__}: "
+    return last[len(name) :] if last.startswith(name) else None
 
 
 def als_default_setup(cfg, args) -> None:

@@ -322,3 +322,62 @@ def test_unreadable_val_image_at_the_end_of_training_is_one_line(tmp_path, worke
         proc = run("INPUT.CLS.SKIP_UNREADABLE_EVAL", "True")
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"skipped unreadable {val[0]!r}" in proc.stderr + proc.stdout
+
+
+DEMO_CLS = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+DEMO_DET = os.path.join(REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_C4_cpu.yaml")
+
+
+@pytest.mark.parametrize(
+    "tool, argv, expected",
+    [
+        (
+            "train_cls",
+            ["--config-file", DEMO_CLS, "MODEL.ALS.BETTA", "0.5"],
+            "error: config key MODEL.ALS.BETTA (on the command line) does not exist; "
+            "did you mean MODEL.ALS.BETA?",
+        ),
+        (
+            "train_det",
+            ["--config-file", DEMO_DET, "SOLVER.BASE_LRR", "0.5"],
+            "error: config key SOLVER.BASE_LRR (on the command line) does not exist; "
+            "did you mean SOLVER.BASE_LR?",
+        ),
+        (
+            "train_cls",
+            ["--config-file", DEMO_CLS, "SOLVER.BASE_LR", "abc"],
+            "error: config key SOLVER.BASE_LR = 'abc': expected a value of type float",
+        ),
+        ("train_cls", ["SOLVER.BASE_LR", "0.1"], "error: --config-file is missing"),
+        ("train_det", ["--config-file", "no_such.yaml"], "error: --config-file no_such.yaml: no"),
+        (
+            "train_cls",
+            ["--config-file", DEMO_CLS, "MODEL.ALS.BETA"],
+            "error: config override MODEL.ALS.BETA has no value",
+        ),
+        (
+            "train_cls",
+            ["--config-file", DEMO_CLS, "DATASETS.TRAIN", '("imagenet_val_wsol",)']
+            + ["MODEL.CLASSIFIER.NUM_CLASSES", "0", "MODEL.DEVICE", "cpu"],
+            "error: dataset 'imagenet_val_wsol': {datasets}/wsolevaluation/metadata/ILSVRC/test "
+            "does not exist",
+        ),
+    ],
+    ids=["key-typo", "det-key-typo", "wrong-type", "no-config", "missing-config", "odd", "wsol"],
+)
+def test_user_mistakes_are_one_line(tmp_path, tool, argv, expected):
+    """Mistakes of the command line or the data tree: a non-zero exit and one line (the
+    closest key for a typo), no traceback."""
+    datasets = str(tmp_path / "datasets")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), *argv]
+        + ["OUTPUT_DIR", str(tmp_path / "out")] * (len(argv) % 2 == 0),  # keeps "odd" odd
+        cwd=str(tmp_path),
+        env=dict(os.environ, DETECTRON2_DATASETS=datasets),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert _the_error_line(proc.stderr).startswith(expected.format(datasets=datasets))

@@ -25,7 +25,7 @@ import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from detectron2.config import get_cfg
 
 from als_d2.checkpoint import TransferCheckpointer
-from als_d2.config import check_datasets_registered, check_device
+from als_d2.config import check_datasets_registered, check_device, merge_config
 from als_d2.engine.detection import DetectionTrainer, add_transfer_config, resolve_recipe
 from als_d2.engine.launch import (
     als_default_setup,
@@ -38,8 +38,7 @@ from als_d2.engine.launch import (
 def setup(args):
     cfg = get_cfg()
     add_transfer_config(cfg)  # TRANSFER.RECIPE
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_config(cfg, args.config_file, args.opts)  # mistakes: one line naming the key
     resolve_recipe(cfg, args.config_file)  # unless set: the "# Recipe:" line of the config's header
     cfg.freeze()
     check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key

@@ -13,7 +13,7 @@ from detectron2.data import DatasetCatalog
 
 from als_d2.data.datasets.builtin import register_synthetic_imagenet
 from als_d2.data.datasets.catalog import DatasetRootMissingError
-from tiny_data import load_tool
+from tiny_data import load_tool, tiny_det_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(".py"))
@@ -381,3 +381,65 @@ def test_user_mistakes_are_one_line(tmp_path, tool, argv, expected):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert _the_error_line(proc.stderr).startswith(expected.format(datasets=datasets))
+
+
+def test_train_det_on_one_s_own_coco_files(tmp_path):
+    """DATASETS.COCO_FILES registers a user's COCO-format files by name: train_det trains two
+    iterations on one and evaluates on the other (files without iscrowd / area, as many
+    exports are), from the command line alone."""
+    import json
+
+    from coco_fixtures import write_coco_dataset
+
+    train_json, train_images = write_coco_dataset(
+        str(tmp_path / "mine"), num_images=4, seed=0, json_path=str(tmp_path / "mine" / "t.json")
+    )
+    val_json, val_images = write_coco_dataset(
+        str(tmp_path / "mine"),
+        num_images=2,
+        seed=1,
+        image_root=str(tmp_path / "mine" / "val"),
+        json_path=str(tmp_path / "mine" / "v.json"),
+    )
+    with open(val_json) as f:
+        data = json.load(f)
+    for ann in data["annotations"]:
+        del ann["iscrowd"], ann["area"]
+    with open(val_json, "w") as f:
+        json.dump(data, f)
+    files = [["my_train", train_json, train_images], ["my_val", val_json, val_images]]
+    out = tmp_path / "out"
+    opts = ["DATASETS.COCO_FILES", json.dumps(files), "DATASETS.TRAIN", '("my_train",)']
+    opts += ["DATASETS.TEST", '("my_val",)', "MODEL.ROI_HEADS.NUM_CLASSES", "3"]
+    opts += ["MODEL.WEIGHTS", "", "SOLVER.WARMUP_ITERS", "0", "OUTPUT_DIR", str(out)]
+    opts += tiny_det_opts(64, 107)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET]
+        + opts,
+        cwd=str(tmp_path),
+        env=dict(os.environ, OMP_NUM_THREADS="1", ALS_D2_CACHE=str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "transfer_metrics.json").read_text())
+    assert record["datasets"] == ["my_val"]
+    assert {"AP", "AP50", "AR100"} <= set(record["results"]["bbox"])
+    log = (out / "log.txt").read_text()
+    assert "Loaded 4 images in COCO format from " + train_json in log
+    assert f"{val_json}: {len(data['annotations'])} annotation(s) without 'iscrowd'" in log
+
+    # a missing file: one line naming the key and the file
+    bad = [["my_val2", str(tmp_path / "nope.json"), val_images]]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET]
+        + ["DATASETS.COCO_FILES", json.dumps(bad), "DATASETS.TEST", '("my_val2",)'],
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = _the_error_line(proc.stderr)
+    assert "DATASETS.COCO_FILES" in line and str(tmp_path / "nope.json") in line

@@ -14,7 +14,14 @@ or detectron2 backbone weights (.pkl):
         MODEL.WEIGHTS output/coco/als_r50_C4_paper/model_final.pth
 
 COCO 2017 comes from detectron2's builtin registration (coco_2017_train, coco_2017_val
-under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.json
+under $DETECTRON2_DATASETS); your own COCO-format files from DATASETS.COCO_FILES
+((name, json_file, image_root) triples, registered at start-up):
+
+    tools/train_det.py --config-file ... MODEL.ROI_HEADS.NUM_CLASSES 3 \
+        DATASETS.COCO_FILES '[["my_train", "train.json", "img"], ["my_val", "val.json", "img"]]' \
+        DATASETS.TRAIN '("my_train",)' DATASETS.TEST '("my_val",)'
+
+Each evaluation writes OUTPUT_DIR/transfer_metrics.json
 (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for
 tools/compare_transfer.py, with the recipe the config follows: TRANSFER.RECIPE, by default
 the one its header declares ("# Recipe: jwyang/..." -> jwyang, the paper's;
@@ -26,6 +33,7 @@ from detectron2.config import get_cfg
 
 from als_d2.checkpoint import TransferCheckpointer
 from als_d2.config import check_datasets_registered, check_device, merge_config
+from als_d2.data.datasets import register_coco_files
 from als_d2.engine.detection import DetectionTrainer, add_transfer_config, resolve_recipe
 from als_d2.engine.launch import (
     als_default_setup,
@@ -42,6 +50,7 @@ def setup(args):
     resolve_recipe(cfg, args.config_file)  # unless set: the "# Recipe:" line of the config's header
     cfg.freeze()
     check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key
+    register_coco_files(cfg.DATASETS.COCO_FILES)  # your own COCO-format data, by name
     check_datasets_registered(cfg)  # DATASETS.TRAIN / TEST: before the first step
     # default_setup (detectron2, fvcore: the transfer report) + the als_d2 logger
     als_default_setup(cfg, args)

@@ -532,7 +532,7 @@ def merge_config(cfg: CN, config_file: str, opts: Sequence = ()) -> CN:
 
     if not config_file:
         raise ConfigError("--config-file is missing: give the YAML config of the run")
-    if not os.path.isfile(config_file):
+    if "://" not in config_file and not os.path.isfile(config_file):  # URLs: PathManager's
         raise ConfigError(f"--config-file {config_file}: no such file")
     try:
         cfg.merge_from_file(config_file)

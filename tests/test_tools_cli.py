@@ -443,3 +443,29 @@ def test_train_det_on_one_s_own_coco_files(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     line = _the_error_line(proc.stderr)
     assert "DATASETS.COCO_FILES" in line and str(tmp_path / "nope.json") in line
+
+
+@pytest.mark.parametrize(
+    "dataset, expected",
+    [
+        ("synthetic_imagenet_vall", "error: --dataset 'synthetic_imagenet_vall' is not registered"),
+        ("imagenet_val_wsol", "error: dataset 'imagenet_val_wsol': {datasets}/wsolevaluation/"),
+    ],
+)
+def test_dataset_stats_bad_dataset_is_one_line(tmp_path, dataset, expected):
+    datasets = str(tmp_path / "datasets")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "dataset_stats.py"), "--dataset", dataset]
+        + ["--output", str(tmp_path / "counts.png")],
+        cwd=str(tmp_path),
+        env=dict(os.environ, DETECTRON2_DATASETS=datasets),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = _the_error_line(proc.stderr)
+    assert line.startswith(expected.format(datasets=datasets)), line
+    if dataset.endswith("vall"):
+        assert "'synthetic_imagenet_val'" in line

@@ -3,13 +3,17 @@ and their validation.
 
 Validation (``ValueError`` naming the key, before anything is trained):
 :func:`check_als_config` checks ranges, choices and conflicts between keys (any machine),
-:func:`check_device` that ``MODEL.DEVICE`` exists on this machine, and
+:func:`check_device` that ``MODEL.DEVICE`` exists on this machine,
+:func:`check_datasets_registered` that every dataset ``DATASETS.TRAIN`` / ``TEST`` names
+is registered, and
 :func:`check_training_dicts` (at trainer start, from the loaded training dicts) what the
 config asks of the data.
 """
 
+import difflib
 import logging
-from typing import Dict, Optional, Sequence
+import os
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from detectron2.config import CfgNode as CN
@@ -148,6 +152,31 @@ def check_device(cfg: CN) -> None:
         available = getattr(backend, "is_available", None)
         if available is not None and not available():
             _fail("MODEL.DEVICE", name, f"{device.type} is not available on this machine")
+
+
+def check_datasets_registered(
+    cfg: CN, keys: Sequence[str] = ("DATASETS.TRAIN", "DATASETS.TEST")
+) -> None:
+    """Every dataset name of the config ``keys`` is registered in detectron2's
+    ``DatasetCatalog`` (checked at start-up: a misspelled test set would otherwise be found
+    after training). The error names the key, the unknown name and its close matches."""
+    from detectron2.data import DatasetCatalog
+
+    known = DatasetCatalog.list()
+    for key in keys:
+        names = cfg
+        for part in key.split("."):
+            names = names[part]
+        for name in names:
+            if name in known:
+                continue
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = (
+                f"did you mean {', '.join(repr(c) for c in close)}?"
+                if close
+                else f"{len(known)} names are registered (DatasetCatalog.list())"
+            )
+            _fail(key, tuple(names), f"dataset {name!r} is not registered; {hint}")
 
 
 def check_als_config(cfg: CN) -> None:
@@ -495,16 +524,73 @@ def resolve_num_classes(cfg: CN, datasets: Optional[Dict[str, Sequence[dict]]] =
     return cfg
 
 
+def _config_keys(node: CN, prefix: str = "") -> List[str]:
+    """Every full key of ``node`` (``MODEL.ALS.BETA``, ...)."""
+    keys = []
+    for name, value in node.items():
+        keys += _config_keys(value, f"{prefix}{name}.") if isinstance(value, CN) else []
+        keys.append(prefix + name)
+    return keys
+
+
+def _unknown_key(cfg: CN, key: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, _config_keys(cfg), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "no key of that name exists"
+    return ConfigError(f"config key {key} ({where}) does not exist; {hint}")
+
+
+def merge_config(cfg: CN, config_file: str, opts: Sequence = ()) -> CN:
+    """``cfg.merge_from_file(config_file)`` then ``cfg.merge_from_list(opts)`` (in place),
+    with the user's mistakes as a one-line :class:`ConfigError`: no or a missing
+    ``--config-file``, YAML that does not parse, an unknown key (naming the closest one),
+    a value of the wrong type, an override without its value."""
+    import yaml
+
+    if not config_file:
+        raise ConfigError("--config-file is missing: give the YAML config of the run")
+    if "://" not in config_file and not os.path.isfile(config_file):  # URLs: PathManager's
+        raise ConfigError(f"--config-file {config_file}: no such file")
+    try:
+        cfg.merge_from_file(config_file)
+    except KeyError as e:
+        key = str(e.args[0] if e.args else e).split(": ", 1)[-1].strip()
+        raise _unknown_key(cfg, key, f"in {config_file} or a _BASE_ it names") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config-file {config_file}: {' '.join(str(e).split())}") from None
+    except (OSError, ValueError, TypeError, AssertionError) as e:
+        raise ConfigError(f"--config-file {config_file}: {e}") from None
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ConfigError(f"config override {opts[-1]} has no value: overrides are KEY VALUE pairs")
+    keys = set(_config_keys(cfg))
+    for key, value in zip(opts[0::2], opts[1::2]):
+        known = key in keys or cfg.key_is_deprecated(key) or cfg.key_is_renamed(key)
+        if not known:
+            raise _unknown_key(cfg, key, "on the command line")
+        try:
+            cfg.merge_from_list([key, value])
+        except (ValueError, TypeError, AssertionError, KeyError) as e:
+            why = " ".join(str(e.args[0] if e.args else e).split())
+            if key in keys:
+                old = cfg
+                for part in key.split("."):
+                    old = old[part]
+                why = f"expected a value of type {type(old).__name__} (now {old!r})"
+            raise ConfigError(f"config key {key} = {value!r}: {why}") from None
+    return cfg
+
+
 def load_als_config(config_file: str, opts: Sequence = ()) -> CN:
-    """detectron2's defaults + als-d2's keys + ``config_file`` + ``KEY VALUE`` overrides,
-    frozen and checked (``check_als_config``, ``check_device``): what the tools start from."""
+    """detectron2's defaults + als-d2's keys + ``config_file`` + ``KEY VALUE`` overrides
+    (:func:`merge_config`), frozen and checked (``check_als_config``, ``check_device``,
+    ``check_datasets_registered``): what the tools start from."""
     from detectron2.config import get_cfg
 
     cfg = get_cfg()
     add_als_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    merge_config(cfg, config_file, opts)
     cfg.freeze()
     check_als_config(cfg)
     check_device(cfg)
+    check_datasets_registered(cfg)
     return resolve_num_classes(cfg)

@@ -7,8 +7,12 @@ the docs/*.md it links) is collected, continuation lines joined:
   a full run's output): its arguments are parsed with the tool's own parser, so every
   flag must exist;
 * any other ``tools/`` line runs, in README order, as an executable (``tools/x.py ...``
-  through bash, the venv's python first on PATH) in a scratch workspace whose ``tools`` and
-  ``configs`` are the checkout's, on generated synthetic data, with the tool's shrinking
+  through bash, with the PATH of the test minus the venv's ``bin``: as in a fresh shell) in
+  a scratch workspace whose ``tools`` and ``configs`` are the checkout's and whose ``.venv``
+  is the environment running the tests; after a ``. .venv/bin/activate`` (or ``source``)
+  line of the documents, every later line runs after that activation, as typed (a shell
+  session: the README first, then the docs it links), on generated synthetic data, with
+  the tool's shrinking
   arguments of :data:`TOOLS` added (fewer images and iterations, small inputs). Outputs
   chain as in the README (train -> evaluate -> CAMs -> convert -> transfer -> compare);
 * ``make`` lines are not run here (``make setup/test/demo/bench`` run elsewhere), but must
@@ -32,6 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHELL_LANGS = ("bash", "sh", "shell", "console")
 GPU_MARK = re.compile(r"^(GPU|full scale)\b")
 TOOL_PATH = re.compile(r"^(?:\./)?tools/(\w+)\.py$")
+ACTIVATE = re.compile(r"^(?:\.|source)\s+\S*bin/activate$")
 EXCLUDED_MAKE_TARGETS = {"setup", "test", "demo", "demo-quick", "bench"}  # run by CI / make itself
 
 
@@ -133,6 +138,7 @@ class Command(NamedTuple):
     text: str  # as typed (continuations joined), without the trailing comment
     comment: str
     argv: List[str]  # shlex tokens of text, environment assignments dropped
+    activate: str = ""  # the documents' last activation line before it ("" if none)
 
     @property
     def gpu(self) -> bool:
@@ -157,8 +163,10 @@ def _split_comment(text: str) -> Tuple[str, str]:
     return text.rstrip(), ""
 
 
-def read_commands(path: str) -> List[Command]:
-    """The ``tools/`` and ``make`` command lines of the fenced shell blocks of ``path``."""
+def read_commands(path: str, activate: str = "") -> List[Command]:
+    """The ``tools/`` and ``make`` command lines of the fenced shell blocks of ``path``, each
+    with the activation line in effect (``activate`` at the start of the file, then its own
+    activation lines, as a shell session would)."""
     commands, lang, lines = [], None, open(path, encoding="utf-8").read().split("\n")
     i = 0
     while i < len(lines):
@@ -179,13 +187,28 @@ def read_commands(path: str) -> List[Command]:
         code, comment = _split_comment(re.sub(r"^\$\s+", "", " ".join(p.strip() for p in parts)))
         if not code:
             continue
+        if ACTIVATE.match(code):
+            activate = code
+            continue
         argv = shlex.split(code)
         while argv and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", argv[0]):
             argv = argv[1:]  # VAR=value before the command
         if argv and (TOOL_PATH.match(argv[0]) or argv[0] == "make"):
             where = f"{os.path.relpath(path, REPO)}:{start + 1}"
-            commands.append(Command(where, code, comment, argv))
+            commands.append(Command(where, code, comment, argv, activate))
     return commands
+
+
+def last_activation(path: str, activate: str = "") -> str:
+    """The activation line in effect at the end of ``path`` (``activate`` if it has none)."""
+    lang = None
+    for line in open(path, encoding="utf-8").read().split("\n"):
+        fence = re.match(r"^\s*```(\S*)", line)
+        if fence:
+            lang = None if lang is not None else fence.group(1).lower()
+        elif lang in SHELL_LANGS and ACTIVATE.match(_split_comment(line.strip())[0]):
+            activate = _split_comment(line.strip())[0]
+    return activate
 
 
 def documents() -> List[str]:
@@ -199,7 +222,16 @@ def documents() -> List[str]:
     ]
 
 
-COMMANDS = [c for doc in documents() for c in read_commands(doc)]
+def read_all_commands() -> List[Command]:
+    """The command lines of :func:`documents`, in reading order, activations carried over."""
+    commands, activate = [], ""
+    for doc in documents():
+        commands += read_commands(doc, activate)
+        activate = last_activation(doc, activate)
+    return commands
+
+
+COMMANDS = read_all_commands()
 TOOL_COMMANDS = [c for c in COMMANDS if c.tool]
 GPU_COMMANDS = [c for c in TOOL_COMMANDS if c.gpu]
 CPU_COMMANDS = [c for c in TOOL_COMMANDS if not c.gpu]
@@ -294,19 +326,43 @@ def _outputs(command: Command) -> List[str]:
     return [t for t in command.argv[1:] if t.startswith("output/")]
 
 
+def fresh_shell_path() -> str:
+    """The test's PATH without the venv's ``bin`` (nor an activated one's): what a new shell
+    has before the README's activation line."""
+    venv_bins = {os.path.dirname(sys.executable), os.path.join(sys.prefix, "bin")}
+    if os.environ.get("VIRTUAL_ENV"):
+        venv_bins.add(os.path.join(os.environ["VIRTUAL_ENV"], "bin"))
+    venv_bins = {os.path.realpath(p) for p in venv_bins}
+    kept = [
+        p
+        for p in os.environ.get("PATH", "").split(os.pathsep)
+        if p and os.path.realpath(p) not in venv_bins
+    ]
+    return os.pathsep.join(kept)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     ws = tmp_path_factory.mktemp("readme")
     for name in ("tools", "configs"):
         os.symlink(os.path.join(REPO, name), ws / name)
+    os.symlink(sys.prefix, ws / ".venv")  # what `make setup` makes in a clone
     env = dict(
         os.environ,
-        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        PATH=fresh_shell_path(),
         DETECTRON2_DATASETS=str(ws / "datasets"),
         ALS_D2_CACHE=str(ws / "cache"),
         OMP_NUM_THREADS="1",
     )
+    env.pop("VIRTUAL_ENV", None)
     return str(ws), env
+
+
+def test_the_walkthrough_activates_the_venv_first():
+    """The tools' ``#!/usr/bin/env python`` needs the venv's python first on PATH: the
+    README's CPU walkthrough starts with the activation a user types."""
+    first = next(c for c in COMMANDS if c.tool and not c.gpu)
+    assert first.where.startswith("README.md:") and ACTIVATE.match(first.activate), first
 
 
 def run_in_order(
@@ -315,8 +371,9 @@ def run_in_order(
     done = []
     for command in commands:
         line = shrunk(command)
+        typed = f"{command.activate}\n{line}" if command.activate else line
         proc = subprocess.run(
-            ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+            ["bash", "-c", typed], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
         )
         done.append((command, line, proc))
         if proc.returncode != 0:

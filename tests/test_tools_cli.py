@@ -13,7 +13,7 @@ from detectron2.data import DatasetCatalog
 
 from als_d2.data.datasets.builtin import register_synthetic_imagenet
 from als_d2.data.datasets.catalog import DatasetRootMissingError
-from tiny_data import load_tool
+from tiny_data import load_tool, tiny_det_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(".py"))
@@ -78,6 +78,15 @@ def test_missing_synthetic_root_names_the_variable_and_the_command(tmp_path, mon
     register_synthetic_imagenet(other, prefix=prefix + "o")
     with pytest.raises(DatasetRootMissingError, match=f"--root {other}"):
         DatasetCatalog.get(f"{prefix}o_imagenet_val")
+
+
+def _the_error_line(stderr: str) -> str:
+    """The one ``error: ...`` line of a failed tool's stderr, which ends with it (library
+    warnings, e.g. torch's FutureWarnings on detectron2 main, may come before)."""
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], stderr[-3000:]
+    return errors[0]
 
 
 def _failing_run_last_line(tmp_path, tool: str, config: str, *opts, **env) -> str:
@@ -169,3 +178,299 @@ def test_dataset_stats_labels_bars_with_class_names(tmp_path):
         "0",
         "3",
     ]  # without names: the labels, not ranks
+
+
+@pytest.mark.parametrize("tool", ["train_cls", "train_det"])
+@pytest.mark.parametrize("flag", ["--resume", "--eval-only"])
+def test_boolean_flags_after_the_overrides_are_flags(tool, flag):
+    """``--resume`` / ``--eval-only`` typed after the ``KEY VALUE`` overrides set the flag and
+    leave the overrides in pairs (detectron2's REMAINDER alone would keep them in ``opts``)."""
+    parser = load_tool(tool).default_argument_parser
+    overrides = ["SOLVER.BASE_LR", "0.1", "OUTPUT_DIR", "out"]
+    for argv in (
+        ["--config-file", "a.yaml", *overrides, flag],
+        ["--config-file", "a.yaml", *overrides[:2], flag, *overrides[2:]],
+    ):
+        args = parser().parse_args(argv)
+        assert getattr(args, flag[2:].replace("-", "_")) is True, argv
+        assert args.opts == overrides, argv
+    # a value that looks like a flag stays a value
+    args = parser().parse_args(["OUTPUT_DIR", "--resume"])
+    assert args.opts == ["OUTPUT_DIR", "--resume"] and args.resume is False
+
+
+def test_other_flags_after_the_overrides_are_a_usage_error(capsys):
+    parser = load_tool("train_cls").default_argument_parser()
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["SOLVER.BASE_LR", "0.1", "--num-gpus", "2"])
+    assert info.value.code == 2
+    assert "--num-gpus after the KEY VALUE config overrides" in capsys.readouterr().err
+
+
+def test_eval_only_after_the_overrides_runs_the_evaluation(tmp_path):
+    """Through the tool: ``--eval-only`` at the end evaluates MODEL.WEIGHTS (here a missing
+    file, reported in one line before any model is built) instead of failing on the
+    override list's odd length."""
+    config = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+    missing = str(tmp_path / "no_such_weights.pth")
+    last = _failing_run_last_line(
+        tmp_path,
+        "train_cls",
+        config,
+        "MODEL.WEIGHTS",
+        missing,
+        "MODEL.DEVICE",
+        "cpu",
+        "--eval-only",
+    )
+    assert "MODEL.WEIGHTS" in last and missing in last, last
+
+
+def test_default_rendezvous_port_is_outside_the_ephemeral_range(tmp_path):
+    from urllib.parse import urlparse
+
+    from als_d2.engine.launch import default_dist_url, ephemeral_port_range
+
+    port = urlparse(default_dist_url()).port
+    assert 1024 <= port <= 65535
+    proc_file = "/proc/sys/net/ipv4/ip_local_port_range"
+    if os.path.exists(proc_file):
+        with open(proc_file) as f:
+            first, last = (int(v) for v in f.read().split()[:2])
+        assert not first <= port <= last, (port, first, last)
+    assert not 32768 <= port <= 60999 or not os.path.exists(proc_file)
+    # the tools' parser takes it as --dist-url's default, and so does the argparse-only
+    # parser (tools/tool_args) of the tools not yet on detectron2's
+    args = load_tool("train_cls").default_argument_parser().parse_args([])
+    assert args.dist_url == default_dist_url()
+    load_tool("train_cls")  # puts tools/ on sys.path
+    import tool_args
+
+    assert tool_args.default_argument_parser().parse_args([]).dist_url == default_dist_url()
+    # a range file is read as the kernel writes it ("first<TAB>last\n")
+    path = tmp_path / "range"
+    path.write_text("1024\t20500\n")
+    assert ephemeral_port_range(str(path)) == (1024, 20500)
+    assert ephemeral_port_range(str(tmp_path / "missing")) == (32768, 60999)
+
+
+@pytest.mark.parametrize(
+    "key, typo, meant",
+    [
+        ("DATASETS.TRAIN", "synthetic_imagenet_trian_boxed", "synthetic_imagenet_train_boxed"),
+        ("DATASETS.TEST", "synthetic_imagenet_vall", "synthetic_imagenet_val"),
+    ],
+)
+def test_unregistered_dataset_is_one_line_before_training(tmp_path, key, typo, meant):
+    """A misspelled dataset name (train or test) stops train_cls at start-up, in one line
+    naming the key, the name and its close matches (no data exists: nothing was loaded)."""
+    config = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train_cls.py"), "--config-file", config]
+        + ["OUTPUT_DIR", str(tmp_path / "out"), key, f'("{typo}",)', "MODEL.DEVICE", "cpu"],
+        cwd=str(tmp_path),
+        env=dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = _the_error_line(proc.stderr)
+    assert line.startswith(f"error: config key {key} = ")
+    assert f"dataset '{typo}' is not registered" in line and repr(meant) in line
+    assert not os.path.exists(tmp_path / "out" / "log.txt")  # stopped before the set-up
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_unreadable_val_image_at_the_end_of_training_is_one_line(tmp_path, workers):
+    """A truncated val JPEG (header intact: indexed, then undecodable) stops the evaluation
+    after training in one line naming the file and INPUT.CLS.SKIP_UNREADABLE_EVAL, with or
+    without DataLoader worker processes; with the key set, the run completes."""
+    import glob
+
+    from tiny_data import synthetic_imagenet_env
+
+    env = dict(os.environ, **synthetic_imagenet_env(str(tmp_path)))
+    val = sorted(
+        glob.glob(os.path.join(env["DETECTRON2_DATASETS"], "**", "val", "*.JPEG"), recursive=True)
+    )
+    assert val
+    data = open(val[0], "rb").read()
+    with open(val[0], "wb") as f:
+        f.write(data[: len(data) // 2])
+    config = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.CLASSIFIER.NUM_CLASSES", "4"]
+    opts += ["MODEL.RESNETS.OUT_FEATURES", '["res3"]', "MODEL.CLASSIFIER.IN_FEATURE", "res3"]
+    opts += ["INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "36", "SOLVER.EPOCHS", "0"]
+    opts += ["SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0"]
+    opts += ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_WORKERS", str(workers)]
+
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, os.path.join(REPO, "tools", "train_cls.py"), "--config-file"]
+            + [config, "OUTPUT_DIR", str(tmp_path / "out"), *opts, *extra],
+            cwd=str(tmp_path),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    proc = run()
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = _the_error_line(proc.stderr)
+    assert line.startswith(f"error: cannot decode image {val[0]!r}: truncated file"), line
+    assert "set INPUT.CLS.SKIP_UNREADABLE_EVAL True" in line
+    if workers == 0:
+        proc = run("INPUT.CLS.SKIP_UNREADABLE_EVAL", "True")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"skipped unreadable {val[0]!r}" in proc.stderr + proc.stdout
+
+
+DEMO_CLS = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
+DEMO_DET = os.path.join(REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_C4_cpu.yaml")
+
+
+@pytest.mark.parametrize(
+    "tool, argv, expected",
+    [
+        (
+            "train_cls",
+            ["--config-file", DEMO_CLS, "MODEL.ALS.BETTA", "0.5"],
+            "error: config key MODEL.ALS.BETTA (on the command line) does not exist; "
+            "did you mean MODEL.ALS.BETA?",
+        ),
+        (
+            "train_det",
+            ["--config-file", DEMO_DET, "SOLVER.BASE_LRR", "0.5"],
+            "error: config key SOLVER.BASE_LRR (on the command line) does not exist; "
+            "did you mean SOLVER.BASE_LR?",
+        ),
+        (
+            "train_cls",
+            ["--config-file", DEMO_CLS, "SOLVER.BASE_LR", "abc"],
+            "error: config key SOLVER.BASE_LR = 'abc': expected a value of type float",
+        ),
+        ("train_cls", ["SOLVER.BASE_LR", "0.1"], "error: --config-file is missing"),
+        ("train_det", ["--config-file", "no_such.yaml"], "error: --config-file no_such.yaml: no"),
+        (
+            "train_cls",
+            ["--config-file", DEMO_CLS, "MODEL.ALS.BETA"],
+            "error: config override MODEL.ALS.BETA has no value",
+        ),
+        (
+            "train_cls",
+            ["--config-file", DEMO_CLS, "DATASETS.TRAIN", '("imagenet_val_wsol",)']
+            + ["MODEL.CLASSIFIER.NUM_CLASSES", "0", "MODEL.DEVICE", "cpu"],
+            "error: dataset 'imagenet_val_wsol': {datasets}/wsolevaluation/metadata/ILSVRC/test "
+            "does not exist",
+        ),
+    ],
+    ids=["key-typo", "det-key-typo", "wrong-type", "no-config", "missing-config", "odd", "wsol"],
+)
+def test_user_mistakes_are_one_line(tmp_path, tool, argv, expected):
+    """Mistakes of the command line or the data tree: a non-zero exit and one line (the
+    closest key for a typo), no traceback."""
+    datasets = str(tmp_path / "datasets")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), *argv]
+        + ["OUTPUT_DIR", str(tmp_path / "out")] * (len(argv) % 2 == 0),  # keeps "odd" odd
+        cwd=str(tmp_path),
+        env=dict(os.environ, DETECTRON2_DATASETS=datasets),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert _the_error_line(proc.stderr).startswith(expected.format(datasets=datasets))
+
+
+def test_train_det_on_one_s_own_coco_files(tmp_path):
+    """DATASETS.COCO_FILES registers a user's COCO-format files by name: train_det trains two
+    iterations on one and evaluates on the other (files without iscrowd / area, as many
+    exports are), from the command line alone."""
+    import json
+
+    from coco_fixtures import write_coco_dataset
+
+    train_json, train_images = write_coco_dataset(
+        str(tmp_path / "mine"), num_images=4, seed=0, json_path=str(tmp_path / "mine" / "t.json")
+    )
+    val_json, val_images = write_coco_dataset(
+        str(tmp_path / "mine"),
+        num_images=2,
+        seed=1,
+        image_root=str(tmp_path / "mine" / "val"),
+        json_path=str(tmp_path / "mine" / "v.json"),
+    )
+    with open(val_json) as f:
+        data = json.load(f)
+    for ann in data["annotations"]:
+        del ann["iscrowd"], ann["area"]
+    with open(val_json, "w") as f:
+        json.dump(data, f)
+    files = [["my_train", train_json, train_images], ["my_val", val_json, val_images]]
+    out = tmp_path / "out"
+    opts = ["DATASETS.COCO_FILES", json.dumps(files), "DATASETS.TRAIN", '("my_train",)']
+    opts += ["DATASETS.TEST", '("my_val",)', "MODEL.ROI_HEADS.NUM_CLASSES", "3"]
+    opts += ["MODEL.WEIGHTS", "", "SOLVER.WARMUP_ITERS", "0", "OUTPUT_DIR", str(out)]
+    opts += tiny_det_opts(64, 107)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET]
+        + opts,
+        cwd=str(tmp_path),
+        env=dict(os.environ, OMP_NUM_THREADS="1", ALS_D2_CACHE=str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "transfer_metrics.json").read_text())
+    assert record["datasets"] == ["my_val"]
+    assert {"AP", "AP50", "AR100"} <= set(record["results"]["bbox"])
+    log = (out / "log.txt").read_text()
+    assert "Loaded 4 images in COCO format from " + train_json in log
+    assert f"{val_json}: {len(data['annotations'])} annotation(s) without 'iscrowd'" in log
+
+    # a missing file: one line naming the key and the file
+    bad = [["my_val2", str(tmp_path / "nope.json"), val_images]]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET]
+        + ["DATASETS.COCO_FILES", json.dumps(bad), "DATASETS.TEST", '("my_val2",)'],
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = _the_error_line(proc.stderr)
+    assert "DATASETS.COCO_FILES" in line and str(tmp_path / "nope.json") in line
+
+
+@pytest.mark.parametrize(
+    "dataset, expected",
+    [
+        ("synthetic_imagenet_vall", "error: --dataset 'synthetic_imagenet_vall' is not registered"),
+        ("imagenet_val_wsol", "error: dataset 'imagenet_val_wsol': {datasets}/wsolevaluation/"),
+    ],
+)
+def test_dataset_stats_bad_dataset_is_one_line(tmp_path, dataset, expected):
+    datasets = str(tmp_path / "datasets")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "dataset_stats.py"), "--dataset", dataset]
+        + ["--output", str(tmp_path / "counts.png")],
+        cwd=str(tmp_path),
+        env=dict(os.environ, DETECTRON2_DATASETS=datasets),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = _the_error_line(proc.stderr)
+    assert line.startswith(expected.format(datasets=datasets)), line
+    if dataset.endswith("vall"):
+        assert "'synthetic_imagenet_val'" in line

@@ -37,16 +37,17 @@ import warnings
 from collections import OrderedDict, defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from PIL import Image
 
-from tool_args import tool_parser  # tools/tool_args: argparse only
-
-# the readers' LAYOUTS, named before the imports (tests/test_startup.py compares)
-LAYOUTS = ("auto", "standard", "kaggle", "imagenetv2")
+from als_d2.data.datasets import imagenet_index
+from als_d2.data.datasets.imagenet_index import LAYOUTS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = tool_parser(__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument(
         "--root",
         required=True,
@@ -74,13 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
-
-if __name__ == "__main__":
-    build_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
-
-from als_d2.data.datasets import imagenet_index  # noqa: E402
 
 FATAL, SKIPPED, FIXED, NOTED = "fatal", "skipped", "fixed", "noted"
 

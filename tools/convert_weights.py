@@ -30,8 +30,10 @@ import logging
 import pickle
 import sys
 
-# als_d2.checkpoint.conversion.FORMATS, named before the imports (tests/test_startup.py compares)
-FORMATS = ("torchvision", "als_d2", "detectron2")
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
+from detectron2.utils.logger import setup_logger
+
+from als_d2.checkpoint.conversion import FORMATS, convert
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -40,15 +42,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("output", help="output file (.pkl for --to detectron2, .pth otherwise)")
     parser.add_argument("--to", required=True, choices=FORMATS)
     return parser
-
-
-if __name__ == "__main__":
-    get_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
-from detectron2.utils.logger import setup_logger  # noqa: E402
-
-from als_d2.checkpoint.conversion import convert  # noqa: E402
 
 
 def main(argv=None) -> int:

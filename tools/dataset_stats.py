@@ -21,17 +21,25 @@ display needed).
 """
 
 import argparse
+import difflib
 import json
 import os
 import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
-from tool_args import tool_parser  # tools/tool_args: argparse only
+import als_d2  # noqa: F401  (detectron2 bootstrap first; registers the datasets)
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils.logger import setup_logger
+
+from als_d2.data.datasets.catalog import DatasetRootMissingError
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = tool_parser(__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--dataset", required=True, help="a registered dataset name (DatasetCatalog)"
     )
@@ -42,14 +50,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", action="store_true", help="logarithmic y axis")
     parser.add_argument("--json", help="also write the summary and the counts as JSON here")
     return parser
-
-
-if __name__ == "__main__":
-    get_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first; registers the datasets)
-import numpy as np  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 
 def class_counts(dicts: Sequence[dict], num_classes: Optional[int] = None) -> np.ndarray:
@@ -151,15 +151,16 @@ def draw(
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     args = get_parser().parse_args(argv)
-    if args.dataset not in DatasetCatalog.list():
-        sys.exit(
-            f"dataset {args.dataset!r} is not registered "
-            f"(known: {', '.join(sorted(DatasetCatalog.list()))})"
-        )
-    from detectron2.utils.logger import setup_logger
-
+    known = DatasetCatalog.list()
+    if args.dataset not in known:
+        close = difflib.get_close_matches(args.dataset, known, n=3)
+        hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see the README's Data"
+        sys.exit(f"error: --dataset {args.dataset!r} is not registered; {hint}")
     setup_logger(name="als_d2")
-    dicts = DatasetCatalog.get(args.dataset)
+    try:
+        dicts = DatasetCatalog.get(args.dataset)
+    except DatasetRootMissingError as e:  # where the data must be and how to get it
+        sys.exit(f"error: {e}")
     meta = MetadataCatalog.get(args.dataset)
     names = meta.get("thing_classes")
     k = meta.get("num_classes") or (len(names) if names else None)

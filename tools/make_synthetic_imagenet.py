@@ -24,13 +24,16 @@ import argparse
 import json
 import sys
 
-from tool_args import tool_parser  # tools/tool_args: argparse only
+import als_d2  # noqa: F401  (package set-up first, as every entry point does)
+from als_d2.data import synthetic
 
 PRESET = "default: DEFAULT_SIZES (QUICK_SIZES with --quick) of als_d2/data/synthetic.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = tool_parser(__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument(
         "--root",
         required=True,
@@ -61,13 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="regenerate even when the manifest matches")
     p.add_argument("--json", action="store_true", help="print the whole summary as JSON")
     return p
-
-
-if __name__ == "__main__":
-    build_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (package set-up first, as every entry point does)
-from als_d2.data import synthetic  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -11,18 +11,20 @@ Mirrors detectron2's tools/train_net.py:
     tools/train_cls.py --config-file configs/demo/als_r18.yaml \
         SOLVER.EPOCHS 0 SOLVER.MAX_ITER 20 SOLVER.STEPS "(15,)"
         # an iteration schedule: SOLVER.EPOCHS 0, else MAX_ITER / STEPS next to EPOCHS is an error
+    tools/train_cls.py --config-file configs/demo/als_r18.yaml SOLVER.EPOCHS 2 --resume
+        # --resume / --eval-only may also follow the overrides
 """
 
-from tool_args import default_argument_parser  # tools/tool_args: argparse only
-
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
-from als_d2.checkpoint import ClassifierCheckpointer  # noqa: E402  (no pickled code runs)
-from als_d2.config import load_als_config  # noqa: E402
-from als_d2.engine import ClassificationTrainer  # noqa: E402
-from als_d2.engine.launch import als_default_setup, evaluate_weights, launch_from_args  # noqa: E402
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
+from als_d2.checkpoint import ClassifierCheckpointer  # no pickled code runs
+from als_d2.config import load_als_config
+from als_d2.engine import ClassificationTrainer
+from als_d2.engine.launch import (
+    als_default_setup,
+    default_argument_parser,
+    evaluate_weights,
+    launch_from_args,
+)
 
 
 def setup(args):
@@ -45,5 +47,6 @@ def main(args):
 
 
 if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
     launch_from_args(main, args)

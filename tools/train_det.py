@@ -14,36 +14,44 @@ or detectron2 backbone weights (.pkl):
         MODEL.WEIGHTS output/coco/als_r50_C4_paper/model_final.pth
 
 COCO 2017 comes from detectron2's builtin registration (coco_2017_train, coco_2017_val
-under $DETECTRON2_DATASETS). Each evaluation writes OUTPUT_DIR/transfer_metrics.json
+under $DETECTRON2_DATASETS); your own COCO-format files from DATASETS.COCO_FILES
+((name, json_file, image_root) triples, registered at start-up):
+
+    tools/train_det.py --config-file ... MODEL.ROI_HEADS.NUM_CLASSES 3 \
+        DATASETS.COCO_FILES '[["my_train", "train.json", "img"], ["my_val", "val.json", "img"]]' \
+        DATASETS.TRAIN '("my_train",)' DATASETS.TEST '("my_val",)'
+
+Each evaluation writes OUTPUT_DIR/transfer_metrics.json
 (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for
 tools/compare_transfer.py, with the recipe the config follows: TRANSFER.RECIPE, by default
 the one its header declares ("# Recipe: jwyang/..." -> jwyang, the paper's;
 "# Recipe: detectron2's 1x" -> detectron2).
 """
 
-from tool_args import default_argument_parser  # tools/tool_args: argparse only
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
+from detectron2.config import get_cfg
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
-from detectron2.config import get_cfg  # noqa: E402
-
-from als_d2.checkpoint import TransferCheckpointer  # noqa: E402
-from als_d2.config import check_device  # noqa: E402
-from als_d2.engine.detection import DetectionTrainer  # noqa: E402
-from als_d2.engine.detection import add_transfer_config, resolve_recipe  # noqa: E402
-from als_d2.engine.launch import als_default_setup, evaluate_weights, launch_from_args  # noqa: E402
+from als_d2.checkpoint import TransferCheckpointer
+from als_d2.config import check_datasets_registered, check_device, merge_config
+from als_d2.data.datasets import register_coco_files
+from als_d2.engine.detection import DetectionTrainer, add_transfer_config, resolve_recipe
+from als_d2.engine.launch import (
+    als_default_setup,
+    default_argument_parser,
+    evaluate_weights,
+    launch_from_args,
+)
 
 
 def setup(args):
     cfg = get_cfg()
     add_transfer_config(cfg)  # TRANSFER.RECIPE
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_config(cfg, args.config_file, args.opts)  # mistakes: one line naming the key
     resolve_recipe(cfg, args.config_file)  # unless set: the "# Recipe:" line of the config's header
     cfg.freeze()
     check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key
+    register_coco_files(cfg.DATASETS.COCO_FILES)  # your own COCO-format data, by name
+    check_datasets_registered(cfg)  # DATASETS.TRAIN / TEST: before the first step
     # default_setup (detectron2, fvcore: the transfer report) + the als_d2 logger
     als_default_setup(cfg, args)
     return cfg
@@ -61,5 +69,6 @@ def main(args):
 
 
 if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
     launch_from_args(main, args)

@@ -34,6 +34,13 @@ from ..objectness import objectness as compute_objectness
 from .painting import box_pixel_ranges, paint_boxes
 from .transforms import build_cls_augmentation, clip_boxes
 
+# what to do about an image evaluation cannot decode (the error names the file before it)
+UNREADABLE_EVAL_HINT = (
+    "evaluation stops at an unreadable image: fix or remove the file "
+    "(tools/check_dataset.py lists them all), or set INPUT.CLS.SKIP_UNREADABLE_EVAL True "
+    "to skip and count such images"
+)
+
 __all__ = [
     "VARIANTS",
     "ClassificationDatasetMapper",
@@ -203,7 +210,7 @@ class ClassificationDatasetMapper:
             image = src.decode()
         except ImageDecodeError as e:
             if not (self.is_train or self.skip_unreadable):
-                raise
+                raise ImageDecodeError(e.file_name, f"{e.reason}; {UNREADABLE_EVAL_HINT}") from e
             n = decode_failures.increment()
             logger.warning(
                 f"Skipping unreadable image {e.file_name}: {e.reason} ({n} skipped so far)"

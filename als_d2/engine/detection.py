@@ -64,11 +64,19 @@ def add_transfer_config(cfg: CN) -> None:
     jwyang/faster-rcnn.pytorch as the paper used it; "detectron2": detectron2's 1x; "demo").
     Default "": the config file declares it (:func:`resolve_recipe`). The project's configs
     declare it in their header, ``# Recipe: ...``, not as this key, so that detectron2's plain
-    ``get_cfg()`` (any detectron2 tool) still loads them; set the key to override."""
+    ``get_cfg()`` (any detectron2 tool) still loads them; set the key to override.
+
+    ``DATASETS.COCO_FILES``: ``(name, json_file, image_root)`` triples of COCO-format data
+    that ``tools/train_det.py`` registers before the run (see ``docs/transfer.md``)."""
     if "TRANSFER" not in cfg:
         cfg.TRANSFER = CN()
     if "RECIPE" not in cfg.TRANSFER:
         cfg.TRANSFER.RECIPE = ""
+    if "COCO_FILES" not in cfg.DATASETS:
+        # Your own COCO-format data: (name, json_file, image_root) triples, registered at
+        # start-up under `name` (als_d2.data.datasets.register_coco_files) for DATASETS.TRAIN
+        # / TEST to name, e.g. [["my_train", "ann/train.json", "images/train"]].
+        cfg.DATASETS.COCO_FILES = ()
 
 
 def recipe_from_config_file(path: str) -> Optional[str]:

@@ -1,7 +1,14 @@
-"""What the tools share around detectron2's ``launch()``: the ``--num-gpus`` check and the
-per-process set-up (output folder, config dump, loggers)."""
+"""What the tools share around detectron2's ``launch()``: detectron2's command line (with a
+rendezvous port outside the ephemeral range and the boolean flags accepted anywhere), the
+``--num-gpus`` check and the per-process set-up (output folder, config dump, loggers)."""
+
+import argparse
+import os
+import sys
+from typing import Tuple
 
 import torch
+from detectron2.engine import default_argument_parser as d2_default_argument_parser
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -9,6 +16,9 @@ from detectron2.utils.logger import setup_logger
 from .. import compat
 
 __all__ = [
+    "default_argument_parser",
+    "default_dist_url",
+    "ephemeral_port_range",
     "evaluate_weights",
     "als_default_setup",
     "check_processes",
@@ -17,9 +27,90 @@ __all__ = [
 ]
 
 
+# detectron2's store_true flags, recognised also among (after) the trailing KEY VALUE overrides
+BOOLEAN_FLAGS = ("--resume", "--eval-only")
+LINUX_EPHEMERAL = (32768, 60999)  # Linux's default net.ipv4.ip_local_port_range
+
+
+def ephemeral_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> Tuple[int, int]:
+    """``(first, last)`` port the kernel hands out to outgoing connections: ``path`` where it
+    is readable, else Linux's default ``(32768, 60999)``."""
+    try:
+        with open(path) as f:
+            first, last = (int(v) for v in f.read().split()[:2])
+        return first, last
+    except (OSError, ValueError):
+        return LINUX_EPHEMERAL
+
+
+def default_dist_url() -> str:
+    """``tcp://127.0.0.1:<port>``, the port fixed per user as detectron2 chooses it (a hash of
+    the uid: an orphan process of an earlier run then shows up as a port in use), but outside
+    the ephemeral range (:func:`ephemeral_port_range`), where an outgoing connection may
+    already hold it: 20000-29999 when the range leaves it free, else the wider free span of
+    1024-65535."""
+    uid = os.getuid() if sys.platform != "win32" else 1
+    first, last = ephemeral_port_range()
+    if first > 29999 or last < 20000:
+        lo, hi = 20000, 29999
+    else:  # the wider span of 1024-65535 left free by the range
+        lo, hi = max((1024, first - 1), (last + 1, 65535), key=lambda s: s[1] - s[0])
+    if hi < lo:  # every port is ephemeral: detectron2's choice
+        lo, hi = 2**15 + 2**14, 2**16 - 1
+    return f"tcp://127.0.0.1:{lo + hash(uid) % (hi - lo + 1)}"
+
+
+class _ToolArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that takes :data:`BOOLEAN_FLAGS` also where a ``KEY`` of the
+    trailing ``KEY VALUE`` overrides (``opts``, argparse's REMAINDER) would stand:
+    ``--config-file a.yaml SOLVER.BASE_LR 0.1 --resume`` resumes. Any other ``--flag`` there
+    is a usage error saying to put it before the overrides."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        opts = getattr(namespace, "opts", None)
+        if not opts:
+            return namespace, extras
+        kept, i = [], 0
+        while i < len(opts):
+            token = opts[i]
+            if token in BOOLEAN_FLAGS:
+                setattr(namespace, token[2:].replace("-", "_"), True)
+                i += 1
+            elif token.startswith("--"):
+                self.error(
+                    f"{token} after the KEY VALUE config overrides: put it before them "
+                    f"(only {' and '.join(BOOLEAN_FLAGS)} may follow them)"
+                )
+            else:
+                kept += opts[i : i + 2]  # KEY VALUE (an odd list is the config's error)
+                i += 2
+        namespace.opts = kept
+        return namespace, extras
+
+
+def default_argument_parser(epilog=None) -> argparse.ArgumentParser:
+    """detectron2's ``default_argument_parser(epilog)`` (``--config-file``, ``--resume``,
+    ``--eval-only``, ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``,
+    trailing ``KEY VALUE`` ``opts``), extended: ``--resume`` / ``--eval-only`` are also taken
+    after the overrides, and ``--dist-url`` defaults to :func:`default_dist_url`. Tools add
+    their own flags to it with ``add_argument``."""
+    base = d2_default_argument_parser(epilog)
+    parser = _ToolArgumentParser(
+        parents=[base],
+        add_help=False,
+        description=base.description,
+        epilog=base.epilog,
+        formatter_class=base.formatter_class,
+    )
+    parser.set_defaults(dist_url=default_dist_url())
+    return parser
+
+
 class short_errors:
     """``main`` with the errors that explain themselves (a config key that cannot work, a
-    missing dataset root) turned into a one-line ``SystemExit`` instead of a traceback
+    missing dataset root, an image evaluation cannot decode, also from a DataLoader worker)
+    turned into a one-line ``SystemExit`` instead of a traceback
     through the trainer and the loaders. A class, not a closure, so that ``launch`` can
     pickle it for worker processes."""
 
@@ -29,11 +120,28 @@ class short_errors:
     def __call__(self, *args, **kwargs):
         from ..config import ConfigError
         from ..data.datasets.catalog import DatasetRootMissingError
+        from ..data.image_io import ImageDecodeError
 
         try:
             return self.main(*args, **kwargs)
-        except (ConfigError, DatasetRootMissingError) as e:
+        except (ConfigError, DatasetRootMissingError, ImageDecodeError) as e:
             raise SystemExit(f"error: {e}") from None
+        except RuntimeError as e:
+            line = _worker_error_line(str(e), ImageDecodeError)
+            if line is None:
+                raise
+            raise SystemExit(f"error: {line}") from None
+
+
+def _worker_error_line(message: str, exc_type: type):
+    """The message of an ``exc_type`` raised in a DataLoader worker, from the RuntimeError
+    torch re-raises it as in the main process ("Caught <name> in DataLoader worker process
+    N. Original Traceback ... <module>.<name>: <message>"), or None for any other error."""
+    if not message.startswith(f"Caught {exc_type.__name__} "):
+        return None
+    last = message.rstrip().splitlines()[-1]
+    name = f"{exc_type.__module__}.{exc_type.__name__}: "
+    return last[len(name) :] if last.startswith(name) else None
 
 
 def als_default_setup(cfg, args) -> None:

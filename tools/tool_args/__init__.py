@@ -16,11 +16,24 @@ __all__ = ["default_argument_parser", "default_dist_url", "tool_parser"]
 
 
 def default_dist_url() -> str:
-    """``tcp://127.0.0.1:<port>``, the port fixed per user (49152 + a hash of the uid
-    modulo 16384), as detectron2 chooses it: an orphan process of an earlier run then shows
-    up as a port in use."""
+    """``tcp://127.0.0.1:<port>``, the port fixed per user (a hash of the uid, as detectron2
+    chooses it: an orphan process of an earlier run then shows up as a port in use) outside
+    the kernel's ephemeral port range: the rule of ``als_d2.engine.launch.default_dist_url``
+    (the converted tools' default), restated here without importing als_d2;
+    ``tests/test_tools_cli.py`` compares the two."""
     uid = os.getuid() if sys.platform != "win32" else 1
-    return f"tcp://127.0.0.1:{2**15 + 2**14 + hash(uid) % 2**14}"
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            first, last = (int(v) for v in f.read().split()[:2])
+    except (OSError, ValueError):
+        first, last = 32768, 60999
+    if first > 29999 or last < 20000:
+        lo, hi = 20000, 29999
+    else:
+        lo, hi = max((1024, first - 1), (last + 1, 65535), key=lambda s: s[1] - s[0])
+    if hi < lo:
+        lo, hi = 2**15 + 2**14, 2**16 - 1
+    return f"tcp://127.0.0.1:{lo + hash(uid) % (hi - lo + 1)}"
 
 
 def tool_parser(description: str) -> argparse.ArgumentParser:
@@ -33,9 +46,10 @@ def tool_parser(description: str) -> argparse.ArgumentParser:
 
 def default_argument_parser(epilog=None) -> argparse.ArgumentParser:
     """The flags of ``detectron2.engine.default_argument_parser`` (v0.6 and main), with the
-    same destinations, types and defaults: ``--config-file``, ``--resume``, ``--eval-only``,
+    same destinations, types and defaults (but ``--dist-url``'s port: :func:`default_dist_url`):
+    ``--config-file``, ``--resume``, ``--eval-only``,
     ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url`` and the trailing
-    ``opts`` (``KEY VALUE`` config overrides). ``tests/test_startup.py`` compares the two."""
+    ``opts`` (``KEY VALUE`` config overrides), for the tools not yet on detectron2's own."""
     prog = os.path.basename(sys.argv[0]) or "tool"
     parser = argparse.ArgumentParser(
         epilog=epilog

@@ -14,7 +14,7 @@ from .builtin import (  # registers the builtin names at import
     register_all_openimages,
     register_all_wsol,
 )
-from .coco_defaults import fill_coco_defaults, register_coco_with_defaults
+from .coco_defaults import fill_coco_defaults, register_coco_files, register_coco_with_defaults
 
 # public name: the module that defines it (imported on first access)
 _LAZY = {
@@ -57,6 +57,7 @@ __all__ = [
     "register_all_openimages",
     "register_all_wsol",
     "fill_coco_defaults",
+    "register_coco_files",
     "register_coco_with_defaults",
 ]
 

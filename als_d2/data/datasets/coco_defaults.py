@@ -20,6 +20,9 @@ For your own COCO-format data::
     from als_d2.data.datasets import register_coco_with_defaults
     register_coco_with_defaults("my_train", {}, "path/to/train.json", "path/to/images")
 
+or, in ``tools/train_det.py``, the config key ``DATASETS.COCO_FILES`` (name, json_file,
+image_root triples: :func:`register_coco_files`).
+
 (code that opens ``MetadataCatalog.get(name).json_file`` itself should go through
 ``detectron2.utils.file_io.PathManager.get_local_path``, as detectron2 does).
 """
@@ -40,6 +43,7 @@ __all__ = [
     "PREFIX",
     "coco_json_with_defaults",
     "fill_coco_defaults",
+    "register_coco_files",
     "register_coco_with_defaults",
 ]
 
@@ -180,3 +184,40 @@ def register_coco_with_defaults(
     MetadataCatalog.get(name).set(
         json_file=PREFIX + json_file, image_root=image_root, evaluator_type="coco", **metadata
     )
+
+
+def register_coco_files(entries, key: str = "DATASETS.COCO_FILES") -> None:
+    """Register each ``(name, json_file, image_root)`` of ``entries`` (the config key
+    ``key``) with :func:`register_coco_with_defaults`. A name registered before with the same
+    files is left as it is (a second set-up in the process); a missing file or folder, a
+    malformed entry, or a name taken by another dataset is a ``ConfigError`` naming ``key``."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from ...config import ConfigError
+
+    for entry in entries:
+        if (
+            not isinstance(entry, (list, tuple))
+            or len(entry) != 3
+            or not all(isinstance(v, str) and v for v in entry)
+        ):
+            raise ConfigError(
+                f"config key {key}: entry {entry!r} is not a (name, json_file, image_root) "
+                'triple of strings, e.g. [["my_train", "ann/train.json", "images/train"]]'
+            )
+        name, json_file, image_root = entry
+        if not os.path.isfile(json_file):
+            raise ConfigError(f"config key {key}: {name!r}: json_file {json_file} does not exist")
+        if not os.path.isdir(image_root):
+            raise ConfigError(
+                f"config key {key}: {name!r}: image_root {image_root} is not a folder"
+            )
+        if name in DatasetCatalog.list():
+            meta = MetadataCatalog.get(name)
+            if meta.get("json_file") == PREFIX + json_file and meta.get("image_root") == image_root:
+                continue
+            raise ConfigError(
+                f"config key {key}: the name {name!r} is already registered (to "
+                f"{meta.get('json_file', '?')}): choose another name"
+            )
+        register_coco_with_defaults(name, {}, json_file, image_root)

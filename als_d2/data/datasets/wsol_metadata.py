@@ -91,7 +91,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from detectron2.structures import BoxMode
 
-from .catalog import register_lazy, set_class_metadata
+from .catalog import check_dataset_root, register_lazy, set_class_metadata
 from .imagenet_index import get_imagenet_class_info
 from .indexing import MAX_EXAMPLES, Tally, clip_box
 
@@ -470,6 +470,12 @@ def load_wsol_metadata(
     return _load(metadata_dir, image_root, subset, num_classes, check_images)[0]
 
 
+WSOL_HOW = (
+    "clone Choe et al.'s metadata there: git clone https://github.com/clovaai/wsolevaluation "
+    "$DETECTRON2_DATASETS/wsolevaluation (metadata/ILSVRC/{test,val}/)"
+)
+
+
 def _class_info(class_root: Optional[str]) -> Optional[Tuple[List[str], List[str]]]:
     if class_root is None:
         return None
@@ -483,6 +489,8 @@ def _class_info(class_root: Optional[str]) -> Optional[Tuple[List[str], List[str
 
 
 def _load_registered(name, metadata_dir, image_root, subset, class_root) -> List[dict]:
+    # a missing metadata folder: DatasetRootMissingError, one line in the tools
+    check_dataset_root(name, metadata_dir, WSOL_HOW)
     info = _class_info(class_root)
     dicts, meta = _load(metadata_dir, image_root, subset, len(info[0]) if info else None, True)
     if info is not None:

@@ -17,7 +17,8 @@ What differs from training a detector:
 - training samples the mapper skipped (undecodable images) are counted across worker
   processes and ranks into ``data/skipped_samples`` (cumulative, kept in checkpoints);
 - checkpoints keep the recent history of every logged scalar, so a resumed run logs the
-  same smoothed metrics (``metrics.json``) as an uninterrupted one.
+  same smoothed metrics (``metrics.json``) as an uninterrupted one, and the run's data seed
+  (drawn at random with ``SEED -1``), so a resumed run draws the same samples.
 """
 
 import logging
@@ -315,11 +316,19 @@ class ClassificationTrainer(ComposedTrainer):
         storage = getattr(self, "storage", None)
         if storage is not None:
             ret["metric_history"] = metric_history(storage)
+        ret["data_seed"] = self.data_seed
         return ret
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         self._pending_metric_history = state_dict.get("metric_history")
+        # the seed the run drew (SEED -1) or was given: its samples, augmentations and
+        # mixing draws continue as in an uninterrupted run (the loader is built after this)
+        seed = state_dict.get("data_seed")
+        if seed is not None and int(seed) != self.data_seed:
+            logger.info(f"Resuming with the run's data seed {seed} (SEED {self.cfg.SEED})")
+            self.data_seed = int(seed)
+            self._trainer.step_seed = self.data_seed + 1
 
     def before_train(self):
         history = self._pending_metric_history

@@ -87,6 +87,12 @@ def autocast_dtype(cfg, device_type: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def pins_memory(cfg) -> bool:
+    """Whether the loaders pin their batches: on a CUDA ``MODEL.DEVICE``, so that the
+    model's ``non_blocking`` copies to the GPU overlap with the step."""
+    return torch.device(cfg.MODEL.DEVICE).type == "cuda"
+
+
 class ClassificationStepRunner(SimpleTrainer):
     """d2's ``SimpleTrainer`` whose step runs under autocast on any device (bf16, or fp16
     with a grad scaler), which d2's ``AMPTrainer`` does only on CUDA.
@@ -359,6 +365,7 @@ class ClassificationTrainer(ComposedTrainer):
             seed=seed,
             start_iter=start_iter,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
+            pin_memory=pins_memory(cfg),
         )
 
     @classmethod
@@ -369,6 +376,7 @@ class ClassificationTrainer(ComposedTrainer):
             batch_size=cfg.TEST.IMS_PER_BATCH,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
             skip_unreadable=cfg.INPUT.CLS.SKIP_UNREADABLE_EVAL,
+            pin_memory=pins_memory(cfg),
         )
 
     @classmethod

@@ -1,12 +1,16 @@
 """What the tools share around detectron2's ``launch()``: the ``--num-gpus`` check and the
 per-process set-up (output folder, config dump, loggers)."""
 
+import multiprocessing
+
 import torch
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from torch.multiprocessing import ProcessExitedException
 
 from .. import compat
+from .preemption import INTERRUPT_EXIT_CODE
 
 __all__ = [
     "evaluate_weights",
@@ -86,13 +90,26 @@ def check_processes(num_gpus: int) -> None:
 
 
 def launch_from_args(main, args) -> None:
-    """``launch(main, ...)`` with the flags of detectron2's ``default_argument_parser``."""
+    """``launch(main, ...)`` with the flags of detectron2's ``default_argument_parser``.
+
+    Ctrl-C with several processes: the workers save and exit with code 130
+    (``engine/preemption.py``); this process waits for them and exits with the same code,
+    without a traceback."""
     check_processes(args.num_gpus)
-    launch(
-        short_errors(main),
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            short_errors(main),
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except KeyboardInterrupt:  # the launcher's own SIGINT, while its workers save
+        for child in multiprocessing.active_children():
+            child.join()
+        raise SystemExit(INTERRUPT_EXIT_CODE) from None
+    except ProcessExitedException as e:
+        if e.exit_code != INTERRUPT_EXIT_CODE:
+            raise
+        raise SystemExit(INTERRUPT_EXIT_CODE) from None

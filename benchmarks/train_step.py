@@ -84,6 +84,8 @@ def build_classifier(depth: int, device: str, channels_last: bool, num_classes: 
     cfg.MODEL.CLASSIFIER.NUM_CLASSES = num_classes
     cfg.MODEL.CHANNELS_LAST = channels_last
     cfg.MODEL.DEVICE = device
+    # as detectron2's default_setup does for tools/train_cls.py (the configs set it True)
+    torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
     model = build_model(cfg)
     model.train()
     return model, cfg

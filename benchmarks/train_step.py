@@ -84,6 +84,8 @@ def build_classifier(depth: int, device: str, channels_last: bool, num_classes: 
     cfg.MODEL.CLASSIFIER.NUM_CLASSES = num_classes
     cfg.MODEL.CHANNELS_LAST = channels_last
     cfg.MODEL.DEVICE = device
+    # as detectron2's default_setup does for tools/train_cls.py (the configs set it True)
+    torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
     model = build_model(cfg)
     model.train()
     return model, cfg
@@ -122,7 +124,9 @@ class Step:
             self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4
         )
         self.batch = synthetic_batch(args.batch, args.size, cfg.MODEL.CLASSIFIER.NUM_CLASSES)
-        if self.device != "cpu":  # loaders hand over pinned host tensors
+        # pinned host images, as the loaders hand them over on a CUDA MODEL.DEVICE (their
+        # DataLoader's pin_memory): the model's non_blocking copy to the GPU is asynchronous
+        if self.device != "cpu":
             self.batch = [dict(d, image=d["image"].pin_memory()) for d in self.batch]
 
     def _sync(self):

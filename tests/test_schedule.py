@@ -1,11 +1,14 @@
 """The paper's epoch schedule turned into detectron2 iterations, and linear lr scaling."""
 
+import json
+import os
+
 import pytest
 
-from als_d2.config import check_als_config
+from als_d2.config import ConfigError, check_als_config
 from als_d2.engine import apply_epoch_schedule
 
-from tiny_data import als_cfg
+from tiny_data import DEMO_R18, als_cfg, register_tiny
 
 
 def r50_cfg(*opts):
@@ -117,3 +120,50 @@ def test_two_lr_scalings_together_are_an_error():
     assert "SOLVER.LR_REFERENCE_BATCH" in message and "SOLVER.REFERENCE_WORLD_SIZE" in message
     check_als_config(r50_cfg("SOLVER.REFERENCE_WORLD_SIZE", 1, "SOLVER.LR_REFERENCE_BATCH", 0))
     check_als_config(r50_cfg())
+
+
+def _lr_rows(output_dir):
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        rows = [json.loads(line) for line in f]
+    return {r["iteration"]: r["lr"] for r in rows if "lr" in r}
+
+
+def test_iteration_schedule_follows_the_set_steps(tmp_path):
+    # SOLVER.EPOCHS 0 as the demo configs advise, WARMUP_ITERS as the configs set it
+    from als_d2.engine import ClassificationTrainer
+
+    name = register_tiny(str(tmp_path / "data"))
+    cfg = als_cfg(
+        DEMO_R18,
+        "DATASETS.TRAIN", (name,),
+        "DATASETS.TEST", (),
+        "OUTPUT_DIR", str(tmp_path / "run"),
+        "MODEL.CLASSIFIER.NUM_CLASSES", 4,
+        "INPUT.CLS.CROP_SIZE", 32,
+        "SOLVER.EPOCHS", 0,
+        "SOLVER.MAX_ITER", 6,
+        "SOLVER.STEPS", (2, 4),
+        "SOLVER.IMS_PER_BATCH", 4,
+        "SOLVER.BASE_LR", 0.05,
+        "SOLVER.LR_REFERENCE_BATCH", 0,
+        "SOLVER.CHECKPOINT_PERIOD_EPOCHS", 0.0,
+        "SOLVER.CHECKPOINT_PERIOD", 1000,
+        "TEST.EVAL_PERIOD", 0,
+        "LOG_PERIOD", 1,
+    )  # fmt: skip
+    trainer = ClassificationTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    logged = _lr_rows(cfg.OUTPUT_DIR)
+    # the lr of iteration i: BASE_LR x GAMMA ** (steps reached), no warm-up
+    expected = {i: 0.05 * 0.1 ** sum(s <= i for s in (2, 4)) for i in range(6)}
+    assert logged.keys() == expected.keys()
+    for i in expected:
+        assert logged[i] == pytest.approx(expected[i], rel=1e-9), (i, logged)
+
+
+def test_warmup_of_the_whole_run_is_an_error():
+    opts = ("SOLVER.EPOCHS", 0, "SOLVER.MAX_ITER", 100, "SOLVER.LR_REFERENCE_BATCH", 0)
+    assert apply_epoch_schedule(r50_cfg(*opts, "SOLVER.WARMUP_ITERS", 99), 10_240)
+    with pytest.raises(ConfigError, match=r"WARMUP_ITERS = 100: not below SOLVER\.MAX_ITER"):
+        apply_epoch_schedule(r50_cfg(*opts, "SOLVER.WARMUP_ITERS", 100), 10_240)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from detectron2.utils.events import EventStorage
 
 from als_d2.engine import ClassificationTrainer
 
-from tiny_data import register_tiny, tiny_cls_cfg
+from tiny_data import assert_same_final_weights, register_tiny, tiny_cls_cfg
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,33 @@ def test_resume_matches_uninterrupted_run(tiny, tmp_path, workers):
         resumed.optimizer.state_dict()["param_groups"][0]["lr"]
         == full.optimizer.state_dict()["param_groups"][0]["lr"]
     )
+
+
+def test_resume_with_random_seed_matches_uninterrupted_run(tiny, tmp_path):
+    # SEED -1 (every full-scale config): the run draws its data seed; a resume from the run's
+    # own checkpoint must continue with that seed, not draw another
+    opts = (
+        "SEED", -1,
+        "MODEL.ALS.METHOD", "cutmix_als",
+        "SOLVER.MAX_ITER", 6,
+        "SOLVER.CHECKPOINT_PERIOD", 3,
+    )  # fmt: skip
+    seed_all_rng(5)
+    full = ClassificationTrainer(small_cfg(tiny, str(tmp_path / "full"), *opts))
+    full.resume_or_load(resume=False)
+    full.train()
+
+    resumed_dir = tmp_path / "resumed"  # the run's checkpoint of iteration 2, in a new folder
+    resumed_dir.mkdir()
+    shutil.copy(tmp_path / "full" / "model_0000002.pth", resumed_dir)
+    (resumed_dir / "last_checkpoint").write_text("model_0000002.pth")
+    seed_all_rng(1234)  # another draw for SEED -1 than the first run's
+    resumed = ClassificationTrainer(small_cfg(tiny, str(resumed_dir), *opts))
+    assert resumed.data_seed != full.data_seed
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 3
+    resumed.train()
+    assert_same_final_weights(str(tmp_path / "full"), str(resumed_dir), 5)
 
 
 def test_eval_only_from_checkpoint(tiny, tmp_path):

@@ -229,10 +229,12 @@ def build_cls_train_loader(
     start_iter: int = 0,
     num_workers: int = 0,
     collate_fn: Optional[Callable[[List[dict]], list]] = None,
+    pin_memory: bool = False,
 ):
     """Endless loader of batches (lists of mapped dicts) for this rank, starting at
     ``start_iter``. Batches cross from the workers as :func:`collate_samples` makes them,
-    unless ``collate_fn`` is given (then its output is the batch)."""
+    unless ``collate_fn`` is given (then its output is the batch). ``pin_memory``: the
+    batches' tensors in page-locked memory (for asynchronous copies to a GPU)."""
     world = comm.get_world_size()
     if total_batch_size % world != 0:
         raise ValueError(
@@ -242,7 +244,11 @@ def build_cls_train_loader(
     sampler = PositionedTrainingSampler(len(dicts), seed, start=start_iter * batch_size)
     dataset = SeededMapDataset(DatasetFromList(list(dicts), copy=False), mapper, seed)
     return _data_loader(
-        dataset, BatchSampler(sampler, batch_size, drop_last=True), num_workers, collate_fn
+        dataset,
+        BatchSampler(sampler, batch_size, drop_last=True),
+        num_workers,
+        collate_fn,
+        pin_memory,
     )
 
 
@@ -253,6 +259,7 @@ def build_cls_test_loader(
     batch_size: int,
     num_workers: int = 0,
     skip_unreadable: bool = False,
+    pin_memory: bool = False,
 ):
     """Loader that visits every sample exactly once over all ranks (d2's InferenceSampler),
     in batches.
@@ -263,10 +270,10 @@ def build_cls_test_loader(
     """
     dataset = _MapDataset(DatasetFromList(list(dicts), copy=False), mapper, skip_unreadable)
     batch_sampler = BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
-    return _data_loader(dataset, batch_sampler, num_workers, None)
+    return _data_loader(dataset, batch_sampler, num_workers, None, pin_memory)
 
 
-def _data_loader(dataset, batch_sampler, num_workers: int, collate_fn):
+def _data_loader(dataset, batch_sampler, num_workers: int, collate_fn, pin_memory: bool = False):
     """A DataLoader of ``batch_sampler``'s batches; with ``collate_fn`` None, collated by
     :func:`collate_samples` in the workers and split into lists of dicts here."""
     loader = DataLoader(
@@ -275,6 +282,7 @@ def _data_loader(dataset, batch_sampler, num_workers: int, collate_fn):
         num_workers=num_workers,
         collate_fn=collate_samples if collate_fn is None else collate_fn,
         worker_init_fn=worker_init_reset_seed,
+        pin_memory=pin_memory,
     )
     return _SplitBatches(loader) if collate_fn is None else loader
 

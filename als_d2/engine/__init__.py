@@ -1,4 +1,5 @@
-"""Engine: ClassificationTrainer (a DefaultTrainer), the epoch schedule, launch helpers."""
+"""Engine: ClassificationTrainer and DetectionTrainer (composed like d2's DefaultTrainer),
+the epoch schedule, launch helpers."""
 
 from .schedule import apply_epoch_schedule
 from .detection import DetectionTrainer

@@ -1,4 +1,5 @@
-"""COCO transfer: detectron2's ``DefaultTrainer`` for Faster R-CNN started from a classifier.
+"""COCO transfer: a trainer with detectron2's ``DefaultTrainer`` interface (``engine/base.py``)
+for Faster R-CNN started from a classifier.
 
 What differs from detectron2's ``tools/train_net.py`` trainer:
 
@@ -25,7 +26,6 @@ from typing import Dict, Optional
 
 import yaml
 from detectron2.config import CfgNode as CN
-from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
@@ -35,8 +35,7 @@ from .. import compat
 from ..checkpoint import TransferCheckpointer
 from ..config import ConfigError
 from ..modeling.roi_heads import ResNetRes5ROIHeads  # noqa: F401  (re-exported)
-from .default_trainer import ddp_without_device_ids, use_checkpointer
-from .preemption import stop_on_signal_hooks
+from .base import ComposedTrainer
 
 __all__ = [
     "COCOEvaluatorWithRecall",
@@ -213,25 +212,19 @@ def check_detection_classes(cfg) -> None:
             )
 
 
-class DetectionTrainer(compat.SavesStepState, DefaultTrainer):
-    """DefaultTrainer for COCO transfer (see the module docstring)."""
+class DetectionTrainer(ComposedTrainer):
+    """The trainer of COCO transfer (see the module docstring): detectron2's default hooks,
+    step runner and DDP (``broadcast_buffers=False``: frozen BN), with
+    :class:`~als_d2.checkpoint.TransferCheckpointer`."""
 
-    def __init__(self, cfg):
-        with ddp_without_device_ids(cfg):  # CPU processes over gloo
-            super().__init__(cfg)
-        use_checkpointer(
-            self, TransferCheckpointer(self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        )
+    def build_checkpointer(self, cfg, model) -> TransferCheckpointer:
+        return TransferCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
 
     @classmethod
     def build_train_loader(cls, cfg):
         loader = super().build_train_loader(cfg)
         check_detection_classes(cfg)  # loading DATASETS.TRAIN registered their classes
         return loader
-
-    def build_hooks(self):
-        # jobs of tools/submit.py: save and stop on the scheduler's signal (engine/preemption.py)
-        return super().build_hooks() + stop_on_signal_hooks()
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -3,17 +3,22 @@ rendezvous port outside the ephemeral range and the boolean flags accepted anywh
 ``--num-gpus`` check and the per-process set-up (output folder, config dump, loggers)."""
 
 import argparse
+import logging
+import multiprocessing
 import os
 import sys
 from typing import Tuple
 
 import torch
+from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser as d2_default_argument_parser
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from torch.multiprocessing import ProcessExitedException
 
 from .. import compat
+from .preemption import INTERRUPT_EXIT_CODE
 
 __all__ = [
     "default_argument_parser",
@@ -22,9 +27,13 @@ __all__ = [
     "evaluate_weights",
     "als_default_setup",
     "check_processes",
+    "hide_cuda_for_cpu_processes",
     "launch_from_args",
+    "requested_device",
     "short_errors",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 # detectron2's store_true flags, recognised also among (after) the trailing KEY VALUE overrides
@@ -176,9 +185,42 @@ def evaluate_weights(cfg, trainer_cls, checkpointer_cls, resume: bool = False):
     return res
 
 
-def check_processes(num_gpus: int) -> None:
-    """Stop early, saying what is possible, when ``--num-gpus`` cannot be honoured."""
-    visible = torch.cuda.device_count()
+def requested_device(args) -> str:
+    """``MODEL.DEVICE`` of the run ``args`` (d2's ``default_argument_parser``) describe: its
+    last ``KEY VALUE`` override, else the config file's (``_BASE_`` chain included), else
+    detectron2's default ``cuda``. Read in the launching process, before any worker."""
+    opts = list(getattr(args, "opts", None) or [])
+    overrides = [v for k, v in zip(opts[0::2], opts[1::2]) if k == "MODEL.DEVICE"]
+    if overrides:
+        return str(overrides[-1])
+    try:
+        loaded = CfgNode.load_yaml_with_base(args.config_file, allow_unsafe=True)
+    except Exception:  # no or no readable file: the worker's setup says what is wrong
+        return "cuda"
+    return str(((loaded or {}).get("MODEL") or {}).get("DEVICE", "cuda"))
+
+
+def hide_cuda_for_cpu_processes(args) -> bool:
+    """Several processes on a CPU ``MODEL.DEVICE`` where CUDA is visible: set
+    ``CUDA_VISIBLE_DEVICES=""`` for the worker processes, so that detectron2's ``launch()``
+    (which picks NCCL whenever CUDA is available; NCCL carries no CPU tensors) sets them up
+    over gloo. Returns whether it did."""
+    if args.num_gpus <= 1 or torch.device(requested_device(args)).type != "cpu":
+        return False
+    if not torch.cuda.is_available():
+        return False
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    logger.info(
+        f"MODEL.DEVICE cpu with --num-gpus {args.num_gpus}: {args.num_gpus} CPU processes over "
+        "gloo (CUDA hidden from them)"
+    )
+    return True
+
+
+def check_processes(num_gpus: int, cpu: bool = False) -> None:
+    """Stop early, saying what is possible, when ``--num-gpus`` cannot be honoured
+    (``cpu``: the processes train on the CPU, whatever CUDA devices are visible)."""
+    visible = 0 if cpu else torch.cuda.device_count()
     if num_gpus <= 1 or num_gpus <= visible:
         return
     if visible == 0 and compat.launch_supports_cpu_workers():
@@ -194,13 +236,28 @@ def check_processes(num_gpus: int) -> None:
 
 
 def launch_from_args(main, args) -> None:
-    """``launch(main, ...)`` with the flags of detectron2's ``default_argument_parser``."""
-    check_processes(args.num_gpus)
-    launch(
-        short_errors(main),
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    """``launch(main, ...)`` with the flags of detectron2's ``default_argument_parser``;
+    several processes on a CPU ``MODEL.DEVICE`` use gloo (:func:`hide_cuda_for_cpu_processes`).
+
+    Ctrl-C with several processes: the workers save and exit with code 130
+    (``engine/preemption.py``); this process waits for them and exits with the same code,
+    without a traceback."""
+    hide_cuda_for_cpu_processes(args)
+    check_processes(args.num_gpus, cpu=torch.device(requested_device(args)).type == "cpu")
+    try:
+        launch(
+            short_errors(main),
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except KeyboardInterrupt:  # the launcher's own SIGINT, while its workers save
+        for child in multiprocessing.active_children():
+            child.join()
+        raise SystemExit(INTERRUPT_EXIT_CODE) from None
+    except ProcessExitedException as e:
+        if e.exit_code != INTERRUPT_EXIT_CODE:
+            raise
+        raise SystemExit(INTERRUPT_EXIT_CODE) from None

@@ -1,4 +1,5 @@
-"""``ClassificationTrainer``: detectron2's ``DefaultTrainer`` for image classification.
+"""``ClassificationTrainer``: a trainer with detectron2's ``DefaultTrainer`` interface for image
+classification, composed from d2's public parts (``engine/base.py``).
 
 What differs from training a detector:
 - the schedule may be stated in epochs (``SOLVER.EPOCHS``...), turned into iterations
@@ -8,27 +9,30 @@ What differs from training a detector:
   one;
 - the training step can run under autocast in bf16 or fp16 (with a grad scaler), and
   DDP wrapping works for CPU processes over gloo as well as GPUs;
+- DDP broadcasts the BatchNorm buffers from rank 0 (torchvision's reference recipe), and
+  every rank evaluates with rank 0's buffers, those of the checkpoint;
+- the ``als/*`` batch statistics are averaged over the ranks (the whole batch);
 - before anything is built, the config is checked against the machine
   (``MODEL.DEVICE``) and against the loaded training dicts (``check_training_dicts``);
 - training samples the mapper skipped (undecodable images) are counted across worker
   processes and ranks into ``data/skipped_samples`` (cumulative, kept in checkpoints);
 - checkpoints keep the recent history of every logged scalar, so a resumed run logs the
-  same smoothed metrics (``metrics.json``) as an uninterrupted one.
+  same smoothed metrics (``metrics.json``) as an uninterrupted one, and the run's data seed
+  (drawn at random with ``SEED -1``), so a resumed run draws the same samples.
 """
 
 import logging
 import os
 import time
-import warnings
 import weakref
 
+import numpy as np
 import torch
-from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer
-from detectron2.engine.hooks import PeriodicWriter
+from detectron2.engine import HookBase, SimpleTrainer
+from detectron2.engine.hooks import EvalHook
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-from .. import compat
 from ..checkpoint import ClassifierCheckpointer
 from ..config import check_als_config, check_device, check_training_dicts, resolve_num_classes
 from ..data.build import (
@@ -42,8 +46,7 @@ from ..data.build import (
 from ..data.mapper import ClassificationDatasetMapper
 from ..env import cpu_precision, cuda_precision
 from ..evaluation import ClassificationEvaluator
-from .default_trainer import ddp_without_device_ids, use_checkpointer
-from .preemption import stop_on_signal_hooks
+from .base import ComposedTrainer
 from .schedule import apply_epoch_schedule
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,12 @@ def autocast_dtype(cfg, device_type: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def pins_memory(cfg) -> bool:
+    """Whether the loaders pin their batches: on a CUDA ``MODEL.DEVICE``, so that the
+    model's ``non_blocking`` copies to the GPU overlap with the step."""
+    return torch.device(cfg.MODEL.DEVICE).type == "cuda"
+
+
 class ClassificationStepRunner(SimpleTrainer):
     """d2's ``SimpleTrainer`` whose step runs under autocast on any device (bf16, or fp16
     with a grad scaler), which d2's ``AMPTrainer`` does only on CUDA.
@@ -94,8 +103,14 @@ class ClassificationStepRunner(SimpleTrainer):
     before each forward, so batch-level randomness (CutMix/Mixup pairing and ratio) is
     a function of the iteration and survives kill-and-resume.
 
-    Samples the loader skipped (``data.build.SKIPPED_KEY`` of each dict, summed over the
-    ranks) accumulate in ``skipped_samples``, logged as ``data/skipped_samples``.
+    Metrics go to EventStorage in one ``comm.gather`` per step, as in d2's
+    ``SimpleTrainer.write_metrics`` (losses averaged over the ranks, ``data_time`` their
+    maximum), which also carries:
+
+    * the samples the loader skipped (``data.build.SKIPPED_KEY`` of each dict), summed over
+      the ranks into ``skipped_samples`` (cumulative), logged as ``data/skipped_samples``;
+    * the model's ``als/*`` batch statistics of this step, averaged over the ranks (the
+      ranks' batches are of equal size), so that they describe the whole batch.
     """
 
     def __init__(
@@ -107,13 +122,14 @@ class ClassificationStepRunner(SimpleTrainer):
         self.step_seed = step_seed
         self.grad_scaler = torch.amp.GradScaler(device_type) if amp_dtype == torch.float16 else None
         self.skipped_samples = 0
+        self._skipped_in_step = 0
 
     def run_step(self):
         assert self.model.training, "[ClassificationStepRunner] model was changed to eval mode!"
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
-        self._count_skipped(pop_skipped(data))
+        self._skipped_in_step = pop_skipped(data)
         if self.step_seed is not None:
             torch.manual_seed(sample_seed(self.step_seed, self.iter))
         amp = self.amp_dtype is not None
@@ -130,13 +146,39 @@ class ClassificationStepRunner(SimpleTrainer):
         else:
             self.optimizer.step()
 
-    def _count_skipped(self, skipped: int) -> None:
-        if comm.get_world_size() > 1:
-            skipped = sum(comm.all_gather(skipped))
-        self.skipped_samples += skipped
-        get_event_storage().put_scalar(
-            "data/skipped_samples", self.skipped_samples, smoothing_hint=False
-        )
+    def _write_metrics(self, loss_dict, data_time: float, prefix: str = "", iter=None) -> None:
+        """d2's ``SimpleTrainer.write_metrics`` with the skipped samples and the ``als/*``
+        scalars of the step in the same gather (see the class docstring)."""
+        storage = get_event_storage()
+        losses = {k: v.detach().cpu().item() for k, v in loss_dict.items()}
+        extra = {"data_time": data_time, "skipped": self._skipped_in_step}
+        if comm.get_world_size() > 1:  # the model put them into each rank's storage
+            extra["als"] = {
+                k: v
+                for k, (v, it) in storage.latest().items()
+                if k.startswith("als/") and it == storage.iter
+            }
+        gathered = comm.gather((losses, extra))
+        if not comm.is_main_process():
+            return
+        extras = [e for _, e in gathered]
+        storage.put_scalar("data_time", max(e["data_time"] for e in extras))
+        self.skipped_samples += sum(e["skipped"] for e in extras)
+        storage.put_scalar("data/skipped_samples", self.skipped_samples, smoothing_hint=False)
+        if len(gathered) > 1:
+            names = {k for e in extras for k in e["als"]}
+            for name in sorted(names):
+                values = [e["als"][name] for e in extras if name in e["als"]]
+                storage.put_scalar(name, sum(values) / len(values), smoothing_hint=False)
+        metrics = {k: float(np.mean([m[k] for m, _ in gathered])) for k in losses}
+        total = sum(metrics.values())
+        if not np.isfinite(total):
+            raise FloatingPointError(
+                f"Loss became infinite or NaN at iteration={storage.iter}!\nloss_dict = {metrics}"
+            )
+        storage.put_scalar(f"{prefix}total_loss", total)
+        if len(metrics) > 1:
+            storage.put_scalars(**metrics)
 
     def state_dict(self):
         ret = super().state_dict()
@@ -162,6 +204,34 @@ class ThroughputHook(HookBase):
         history = self.trainer.storage.histories().get("time")
         if history is not None and history.latest() > 0:
             self.trainer.storage.put_scalar("images_per_sec", self._batch / history.latest())
+
+
+class BroadcastBuffers(HookBase):
+    """Rank 0's model buffers (BatchNorm running mean / var) copied to every rank before
+    each evaluation (every ``eval_period`` iterations) and after the last iteration.
+
+    DDP with ``broadcast_buffers=True`` sends rank 0's buffers to the others at the start
+    of each training forward, which then updates them with its own rank's batch: without
+    this hook each rank would evaluate its shard of the validation set with slightly
+    different statistics from those of the checkpoint (rank 0's)."""
+
+    def __init__(self, eval_period: int):
+        self._period = eval_period
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        if next_iter == self.trainer.max_iter or (
+            self._period > 0 and next_iter % self._period == 0
+        ):
+            broadcast_buffers(self.trainer.model)
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Copy the buffers of ``model`` on rank 0 to every rank (no-op on one process)."""
+    if comm.get_world_size() == 1:
+        return
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer, src=0)
 
 
 METRIC_HISTORY_KEPT = 100  # per scalar; d2's writers smooth over the last 20
@@ -197,11 +267,15 @@ class _DeferredLoader:
         yield from self._build()
 
 
-class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
-    """DefaultTrainer for ``ImageClassifier`` with the ALS data path (see module docstring)."""
+class ClassificationTrainer(ComposedTrainer):
+    """The trainer of ``ImageClassifier`` with the ALS data path (see the module docstring),
+    with ``DefaultTrainer``'s interface (``engine/base.py``)."""
+
+    # plain BatchNorm: every rank trains and evaluates with rank 0's running statistics
+    broadcast_buffers = True
 
     def __init__(self, cfg):
-        # d2's worker scaling first (DefaultTrainer's own call is then a no-op): the checks
+        # d2's worker scaling first (ComposedTrainer's own call is then a no-op): the checks
         # and the epoch schedule see the batch size that is trained
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         check_als_config(cfg)
@@ -214,73 +288,70 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
         logger.info(f"Training on {cfg.DATASETS.TRAIN}: {len(self.train_dicts)} samples")
         cfg = apply_epoch_schedule(cfg, len(self.train_dicts))
         self.data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        self.log_period = cfg.LOG_PERIOD
+        self._pending_metric_history = None
+        super().__init__(cfg)
 
-        # DefaultTrainer.__init__ gets its loader from self.build_train_loader(cfg): for this
-        # instance, the loader of this run (the classmethod is back once it is built)
-        self.build_train_loader = self._run_train_loader
-        try:
-            with ddp_without_device_ids(cfg), warnings.catch_warnings():
-                # its AMPTrainer (replaced below) makes a CUDA GradScaler, which warns on a CPU
-                warnings.filterwarnings("ignore", message=r".*GradScaler")
-                super().__init__(cfg)
-        finally:
-            del self.build_train_loader
-        # this project's step (autocast on any device, per-step seed, skipped samples) and
-        # checkpointer (backbone-relative keys that stock DetectionCheckpointer loads into C4
-        # and FPN detectors, see als_d2/checkpoint) in place of DefaultTrainer's
-        device_type = torch.device(cfg.MODEL.DEVICE).type
-        self._trainer = ClassificationStepRunner(
-            self.model,
-            self.data_loader,
-            self.optimizer,
-            amp_dtype=autocast_dtype(cfg, device_type),
-            device_type=device_type,
-            step_seed=self.data_seed + 1,
-        )
-        use_checkpointer(
-            self, ClassifierCheckpointer(self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        )
-
-    def _run_train_loader(self, cfg) -> _DeferredLoader:
+    def run_train_loader(self, cfg) -> _DeferredLoader:
         """The training loader of this run: :meth:`build_train_loader` of the dicts that
         ``__init__`` checked and the run's seed, built on the first step, at the iteration
         ``resume_or_load`` starts from (exact resume)."""
         return _DeferredLoader(
-            lambda: type(self).build_train_loader(
-                cfg, start_iter=self.start_iter, dicts=self.train_dicts, seed=self.data_seed
+            lambda: self.build_train_loader(
+                self.cfg, start_iter=self.start_iter, dicts=self.train_dicts, seed=self.data_seed
             )
         )
+
+    def build_step_runner(self, cfg, model, data_loader, optimizer) -> ClassificationStepRunner:
+        """This project's step: autocast on any device, per-step seed, skipped samples."""
+        device_type = torch.device(cfg.MODEL.DEVICE).type
+        return ClassificationStepRunner(
+            model,
+            data_loader,
+            optimizer,
+            amp_dtype=autocast_dtype(cfg, device_type),
+            device_type=device_type,
+            step_seed=self.data_seed + 1,
+        )
+
+    def build_checkpointer(self, cfg, model) -> ClassifierCheckpointer:
+        """Backbone-relative keys that stock DetectionCheckpointer loads into C4 and FPN
+        detectors (see als_d2/checkpoint)."""
+        return ClassifierCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
 
     def state_dict(self):
         ret = super().state_dict()
         storage = getattr(self, "storage", None)
         if storage is not None:
             ret["metric_history"] = metric_history(storage)
+        ret["data_seed"] = self.data_seed
         return ret
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         self._pending_metric_history = state_dict.get("metric_history")
+        # the seed the run drew (SEED -1) or was given: its samples, augmentations and
+        # mixing draws continue as in an uninterrupted run (the loader is built after this)
+        seed = state_dict.get("data_seed")
+        if seed is not None and int(seed) != self.data_seed:
+            logger.info(f"Resuming with the run's data seed {seed} (SEED {self.cfg.SEED})")
+            self.data_seed = int(seed)
+            self._trainer.step_seed = self.data_seed + 1
 
     def before_train(self):
-        history = getattr(self, "_pending_metric_history", None)
+        history = self._pending_metric_history
         if history:  # the storage exists from here on (TrainerBase.train)
             restore_metric_history(self.storage, history)
         self._pending_metric_history = None
         super().before_train()
 
-    def build_writers(self):
-        self._writers = super().build_writers()  # kept for build_hooks' PeriodicWriter
-        return self._writers
-
     def build_hooks(self):
         hooks = super().build_hooks()
         hooks.insert(1, ThroughputHook(self.cfg.SOLVER.IMS_PER_BATCH))  # right after IterationTimer
-        for i, hook in enumerate(hooks):
-            if isinstance(hook, PeriodicWriter):  # main process: d2 writes every 20 iterations
-                hooks[i] = PeriodicWriter(self._writers, period=self.cfg.LOG_PERIOD)
-        # jobs of tools/submit.py: save and stop on the scheduler's signal
-        return hooks + stop_on_signal_hooks()
+        # rank 0's BatchNorm statistics on every rank before the evaluation hook runs
+        evaluation = next(i for i, h in enumerate(hooks) if isinstance(h, EvalHook))
+        hooks.insert(evaluation, BroadcastBuffers(self.cfg.TEST.EVAL_PERIOD))
+        return hooks
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0, dicts=None, seed=None):
@@ -296,6 +367,7 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
             seed=seed,
             start_iter=start_iter,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
+            pin_memory=pins_memory(cfg),
         )
 
     @classmethod
@@ -306,6 +378,7 @@ class ClassificationTrainer(compat.SavesStepState, DefaultTrainer):
             batch_size=cfg.TEST.IMS_PER_BATCH,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
             skip_unreadable=cfg.INPUT.CLS.SKIP_UNREADABLE_EVAL,
+            pin_memory=pins_memory(cfg),
         )
 
     @classmethod

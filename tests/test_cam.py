@@ -361,7 +361,7 @@ def _eval_args(tool, trained, checkpoint, out, *opts):
     [
         (_set_head(3), r"head\.weight has 3 classes .*the config MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
         (_drop("head."), r"no head\.weight / head\.bias .*MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
-        (_drop("res5.1."), r"model tensor\(s\) are not in the checkpoint .*res5\.1\."),
+        (_drop("res5.1."), r"model tensor\(s\) missing \(backbone\.res5\.1\.\*"),
     ],
 )
 def test_eval_cls_loads_checkpoints_strictly(trained, tmp_path, edit, expected):
@@ -506,3 +506,34 @@ def test_eval_only_with_missing_model_weights_is_one_line(tmp_path, monkeypatch,
     with pytest.raises(SystemExit) as info:
         tool.main(args)
     assert str(info.value.code) == f"error: MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}"
+
+
+def test_eval_only_loads_as_strictly_as_eval_cls(trained, tmp_path):
+    """train_cls.py --eval-only (evaluate_weights) with R18 weights and MODEL.RESNETS.DEPTH 34:
+    one line naming the blocks R18 lacks, nothing evaluated (not R34 with random blocks)."""
+    from als_d2.checkpoint import ClassifierCheckpointer
+    from als_d2.engine import ClassificationTrainer
+    from als_d2.engine.launch import evaluate_weights
+
+    weights = trained["checkpoints"][1]
+    cfg = trained["cfg"].clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = weights
+    cfg.OUTPUT_DIR = str(tmp_path / "eval34")
+    cfg.MODEL.RESNETS.DEPTH = 34
+    cfg.freeze()
+    with pytest.raises(SystemExit) as info:
+        evaluate_weights(cfg, ClassificationTrainer, ClassifierCheckpointer)
+    message = str(info.value.code)
+    assert message.startswith("error: ") and "\n" not in message and weights in message
+    # blocks per stage: R18 (2, 2, 2, 2), R34 (3, 4, 6, 3): the R34 blocks beyond R18's
+    blocks = [(2, 2), (3, 2), (3, 3), (4, 2), (4, 3), (4, 4), (4, 5), (5, 2)]
+    groups = ", ".join(f"backbone.res{s}.{b}.*" for s, b in blocks)
+    assert f"model tensor(s) missing ({groups})" in message, message
+    assert not os.path.exists(tmp_path / "eval34" / "inference")
+    # the same file at its own depth evaluates (the evaluator's accuracy of 24 images)
+    cfg.defrost()
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.freeze()
+    res = evaluate_weights(cfg, ClassificationTrainer, ClassifierCheckpointer)
+    assert res["classification"]["num_samples"] == 24

@@ -221,6 +221,32 @@ def test_fine_tune_from_train_cls_checkpoint(coco, classifier, tmp_path, arch):
     for name in COCO_METRICS:
         a, b = results["bbox"][name], bbox[name]
         assert (b is None and math.isnan(a)) or a == pytest.approx(b), name
+    # the eval-only record says how long the weights were trained (not null: "never trained")
+    with open(os.path.join(tmp_path / "eval", METRICS_FILE)) as f:
+        assert json.load(f)["iteration"] == cfg.SOLVER.MAX_ITER
+
+
+@pytest.mark.parametrize("arch", ["C4", "FPN"])
+def test_eval_only_refuses_a_classifier_checkpoint(coco, classifier, tmp_path, arch):
+    """train_det.py --eval-only (evaluate_weights) with a classifier checkpoint: one line
+    naming the detector modules the file lacks, no evaluation, no transfer_metrics.json
+    (not AP 0 of random RPN and box heads)."""
+    from als_d2.engine.launch import evaluate_weights
+
+    train, val = coco
+    weights, _ = classifier
+    cfg = det_cfg(arch, weights, train, val, str(tmp_path / "det"))
+    cfg.freeze()
+    with pytest.raises(SystemExit) as info:
+        evaluate_weights(cfg, DetectionTrainer, TransferCheckpointer)
+    message = str(info.value.code)
+    assert message.startswith("error: ") and "\n" not in message and weights in message
+    missing = ["proposal_generator.rpn_head.*", "roi_heads.box_predictor.*"]
+    missing += ["backbone.fpn_lateral2.*", "roi_heads.box_head.*"] if arch == "FPN" else []
+    assert all(m in message for m in missing), message
+    assert "checkpoint tensor(s) the model does not have (head.*)" in message
+    assert not os.path.exists(tmp_path / "det" / METRICS_FILE)
+    assert not os.path.exists(tmp_path / "det" / "inference")
 
 
 @pytest.mark.parametrize(

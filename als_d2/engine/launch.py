@@ -49,20 +49,41 @@ def als_default_setup(cfg, args) -> None:
 
 def evaluate_weights(cfg, trainer_cls, checkpointer_cls, resume: bool = False):
     """``--eval-only`` of detectron2's ``train_net.py``: load ``cfg.MODEL.WEIGHTS`` (or
-    OUTPUT_DIR's last checkpoint with ``resume``) through ``checkpointer_cls`` into
-    ``trainer_cls.build_model(cfg)``, run ``trainer_cls.test`` and ``verify_results``.
-    A missing weights file is a one-line error before any model is built."""
+    OUTPUT_DIR's last checkpoint with ``resume``) into ``trainer_cls.build_model(cfg)``, run
+    ``trainer_cls.test`` and ``verify_results``.
+
+    Loading is strict, as in ``tools/eval_cls.py``: the evaluation counterpart of
+    ``checkpointer_cls`` (``als_d2.checkpoint.evaluation.strict_checkpointer``) refuses a
+    file that leaves a model tensor at its random init, has tensors the model lacks, or
+    other shapes (another MODEL.RESNETS.DEPTH; a classifier checkpoint given to a
+    detector). A missing weights file, or such a mismatch, is a one-line error before
+    anything is evaluated or written. The test runs in an ``EventStorage`` whose ``iter`` is
+    the number of iterations the loaded checkpoint was trained (its ``iteration`` + 1, as
+    the storage reads at the end of training), when the file records one: what the test
+    writes (``transfer_metrics.json``) then says how long the weights were trained."""
     from detectron2.evaluation import verify_results
+    from detectron2.utils.events import EventStorage
+
+    from ..checkpoint.evaluation import (
+        CheckpointMismatchError,
+        check_files_exist,
+        strict_checkpointer,
+    )
 
     if not resume:
-        from ..checkpoint.evaluation import check_files_exist
-
         check_files_exist([cfg.MODEL.WEIGHTS], "MODEL.WEIGHTS")
     model = trainer_cls.build_model(cfg)
-    checkpointer_cls(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-        cfg.MODEL.WEIGHTS, resume=resume
-    )
-    res = trainer_cls.test(cfg, model)
+    checkpointer = strict_checkpointer(checkpointer_cls)(model, save_dir=cfg.OUTPUT_DIR)
+    try:
+        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+    except CheckpointMismatchError as e:
+        raise SystemExit(f"error: {e}") from None
+    iteration = extra.get("iteration") if isinstance(extra, dict) else None
+    if isinstance(iteration, int):
+        with EventStorage(iteration + 1):
+            res = trainer_cls.test(cfg, model)
+    else:
+        res = trainer_cls.test(cfg, model)
     if comm.is_main_process():
         verify_results(cfg, res)
     return res

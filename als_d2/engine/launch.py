@@ -1,6 +1,8 @@
 """What the tools share around detectron2's ``launch()``: the ``--num-gpus`` check and the
 per-process set-up (output folder, config dump, loggers)."""
 
+import logging
+
 import torch
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm
@@ -42,9 +44,28 @@ def als_default_setup(cfg, args) -> None:
     way: console on the main process, ``OUTPUT_DIR/log.txt`` (``log.txt.rank<N>`` on the
     other ranks). Without it the messages of als_d2's modules (dataset index and subset
     tables, skipped samples, schedule) reach neither the console nor log.txt.
-    ``setup_logger`` is cached per argument set, so a second call adds no handler."""
+    ``setup_logger`` is cached per argument set, so a second call adds no handler.
+
+    A training run without ``--resume`` into an OUTPUT_DIR that holds a ``metrics.json``
+    logs a warning naming the file: detectron2's ``JSONWriter`` appends, so the new run's
+    rows follow the old run's in the same file."""
+    import os
+
+    metrics = os.path.join(cfg.OUTPUT_DIR, "metrics.json") if cfg.OUTPUT_DIR else ""
+    stale = (
+        bool(metrics)
+        and not getattr(args, "resume", False)
+        and not getattr(args, "eval_only", False)
+        and os.path.isfile(metrics)
+    )
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="als_d2")
+    if stale and comm.is_main_process():
+        logging.getLogger(__name__).warning(
+            f"{metrics} exists from an earlier run: this fresh run (no --resume) appends its "
+            "rows after the old ones (detectron2's JSONWriter appends): use a new OUTPUT_DIR, "
+            "or --resume to continue that run"
+        )
 
 
 def evaluate_weights(cfg, trainer_cls, checkpointer_cls, resume: bool = False):

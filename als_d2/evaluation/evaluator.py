@@ -187,6 +187,8 @@ class ClassificationEvaluator(DatasetEvaluator):
         if "logits" in data:
             ts = temperature_scaling_report(data["logits"], data["label"], objectness, data["key"])
             results["ts_temperature"] = ts["temperature"]
+            if "warning" in ts:
+                logger.warning(f"[ClassificationEvaluator] {self.dataset_name}: {ts['warning']}")
             for key in TS_KEYS:
                 results[f"ts_base_{key}"] = ts["before"].get(key, float("nan"))
             for key in TS_KEYS:

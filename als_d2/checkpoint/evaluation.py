@@ -23,7 +23,7 @@ Every error names the file and, for class counts, ``MODEL.CLASSIFIER.NUM_CLASSES
 """
 
 import os
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from .detection import ClassifierCheckpointer, TransferCheckpointer
 from .file_io import WeightsFileError
@@ -36,6 +36,7 @@ __all__ = [
     "strict_checkpointer",
     "check_checkpoint_head",
     "check_files_exist",
+    "checkpoint_labels",
     "load_for_evaluation",
 ]
 
@@ -56,6 +57,28 @@ def check_files_exist(paths: Iterable[str], what: str = "checkpoint") -> None:
     missing = [p for p in paths if p and not _is_remote(p) and not os.path.isfile(p)]
     if missing:
         raise SystemExit(f"error: {what} not found: {', '.join(missing)}")
+
+
+def checkpoint_labels(paths: Sequence[str], names: Optional[Sequence[str]] = None) -> List[str]:
+    """Short unique labels of checkpoint files for tables, figures and folders: ``names``
+    when given (one per path, else ``SystemExit``); otherwise the run's name (the folder)
+    for detectron2's generic ``model_final.pth``, ``<run>_<stem>`` for its periodic
+    ``model_0004999.pth``, the file's stem for any other name; made unique with the run
+    folder, then an index."""
+    if names:
+        if len(names) != len(paths):
+            raise SystemExit(f"--names has {len(names)} entries for {len(paths)} checkpoints")
+        return list(names)
+    stem = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    run = [os.path.basename(os.path.dirname(os.path.abspath(p))) or "ckpt" for p in paths]
+    label = [
+        r if s == "model_final" else f"{r}_{s}" if s.startswith("model_") else s
+        for r, s in zip(run, stem)
+    ]
+    for candidate in (label, [f"{r}_{s}" for r, s in zip(run, stem)]):
+        if len(set(candidate)) == len(candidate):
+            return candidate
+    return [f"{i}_{s}" for i, s in enumerate(label)]
 
 
 def _head_tensors(state: Dict) -> Dict[str, object]:

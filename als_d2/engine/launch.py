@@ -1,8 +1,6 @@
 """What the tools share around detectron2's ``launch()``: the ``--num-gpus`` check and the
 per-process set-up (output folder, config dump, loggers)."""
 
-import logging
-
 import torch
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm
@@ -49,6 +47,7 @@ def als_default_setup(cfg, args) -> None:
     A training run without ``--resume`` into an OUTPUT_DIR that holds a ``metrics.json``
     logs a warning naming the file: detectron2's ``JSONWriter`` appends, so the new run's
     rows follow the old run's in the same file."""
+    import logging
     import os
 
     metrics = os.path.join(cfg.OUTPUT_DIR, "metrics.json") if cfg.OUTPUT_DIR else ""

@@ -587,3 +587,33 @@ def test_cam_figures_use_the_evaluation_crop_and_say_when_the_map_is_1x1(trained
         num_images=2, scatter_samples=0,
     )  # fmt: skip
     assert figures["feature_size"] == (4, 4) and figures["note"] is None
+
+
+def test_each_evaluated_set_loads_once(trained, tmp_path):
+    """eval_cls.py with two checkpoints and draw_cam_figures with two: the dataset is
+    loaded (its index messages logged) once per tool run, not once per checkpoint."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from als_d2.evaluation.cam import draw_cam_figures
+
+    loads = []
+    dicts = DatasetCatalog.get(trained["name"])
+    name = f"counted_{os.getpid()}_{len(os.listdir(tmp_path))}"
+
+    def load():
+        loads.append(1)
+        return [dict(d) for d in dicts]
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(thing_classes=[f"class{i}" for i in range(4)])
+    tool = load_tool("eval_cls")
+    args = _eval_args(tool, trained, trained["checkpoints"][0], tmp_path / "eval")
+    args.checkpoints, args.datasets = list(trained["checkpoints"]), [name]
+    results = tool.main(args)
+    assert len(results) == 2 and len(loads) == 1
+    loads.clear()
+    draw_cam_figures(
+        trained["cfg"], trained["checkpoints"], ["a", "b"], name, str(tmp_path / "cams"),
+        num_images=2, scatter_samples=8,
+    )  # fmt: skip
+    assert len(loads) == 1

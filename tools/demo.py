@@ -238,9 +238,11 @@ def summarize_seeds(per_seed):
     return mean, spread
 
 
-def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=1):
+def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=1, loaders=None):
     """Train one classifier; return its checkpoint, {"val": METRICS, "val_context": METRICS}
-    and its config."""
+    and its config. ``loaders``: {dataset: test loader}, filled on first use and reused by
+    the next runs (every method has the same test transform), so each set loads once."""
+    loaders = {} if loaders is None else loaders
     cfg = classifier_cfg(method, output, schedule, seed)
     seed_all_rng(cfg.SEED)
     trainer = ClassificationTrainer(cfg)
@@ -259,9 +261,9 @@ def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=
         evaluator = ClassificationEvaluator(
             dataset, output_dir=folder, model_name=os.path.basename(cfg.OUTPUT_DIR)
         )
-        result = inference_on_dataset(
-            model, ClassificationTrainer.build_test_loader(trainer.cfg, dataset), evaluator
-        )
+        if dataset not in loaders:
+            loaders[dataset] = ClassificationTrainer.build_test_loader(trainer.cfg, dataset)
+        result = inference_on_dataset(model, loaders[dataset], evaluator)
         metrics[key] = dict(result["classification"])
         progress.advance(
             1.0,
@@ -345,10 +347,12 @@ def main(argv=None) -> dict:
         "spread": {},
         "transfer": {},
     }
-    checkpoints, cfgs = {}, {}
+    checkpoints, cfgs, loaders = {}, {}, {}
     for seed in seeds:
         for method in METHODS:
-            ckpt, metrics, cfg = train_and_evaluate(method, output, schedule, progress, 1.0, seed)
+            ckpt, metrics, cfg = train_and_evaluate(
+                method, output, schedule, progress, 1.0, seed, loaders
+            )
             results["classification_seeds"][method].append(dict(metrics, seed=seed))
             if seed == seeds[0]:
                 checkpoints[method], cfgs[method] = ckpt, cfg

@@ -238,8 +238,10 @@ def evaluate_checkpoints(
     cfg, checkpoints: Sequence[str], names: Sequence[str], datasets: Sequence[str], output: str
 ):
     """Run every (checkpoint, dataset); returns ``{(name, dataset): metrics}`` on the main
-    process."""
+    process. Each dataset is loaded once (one test loader for every checkpoint): its index
+    messages appear once per run, not once per checkpoint."""
     results: Dict[Tuple[str, str], Dict] = OrderedDict()
+    loaders = {d: ClassificationTrainer.build_test_loader(cfg, d) for d in datasets}
     for path, name in zip(checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
         try:
@@ -249,10 +251,9 @@ def evaluate_checkpoints(
         model.eval()
         for dataset in datasets:
             folder = os.path.join(output, name, dataset)
-            loader = ClassificationTrainer.build_test_loader(cfg, dataset)
             evaluator = ClassificationEvaluator(dataset, output_dir=folder, model_name=name)
             logger.info(f"Evaluating {name} ({path}) on {dataset}")
-            res = inference_on_dataset(model, loader, evaluator)
+            res = inference_on_dataset(model, loaders[dataset], evaluator)
             if comm.is_main_process():
                 metrics = dict(res["classification"])
                 results[(name, dataset)] = metrics

@@ -159,18 +159,16 @@ def flat_cam_note(feature: str, size: Tuple[int, int], crop: int) -> Optional[st
 
 
 @torch.no_grad()
-def scatter_data(cfg, model, dataset: str, max_samples: int) -> Dict[str, np.ndarray]:
+def scatter_data(model, loader, max_samples: int) -> Dict[str, np.ndarray]:
     """Confidence (max probability), objectness (NaN: unknown) and correctness of up to
-    ``max_samples`` images of ``dataset``, in the order of ``build_test_loader(cfg,
-    dataset)``: the evaluation's images, test transform and crop."""
-    from ..engine import ClassificationTrainer
-
+    ``max_samples`` images of ``loader`` (e.g. ``ClassificationTrainer.build_test_loader(cfg,
+    dataset)``: the evaluation's images, test transform and crop), in its order."""
     conf, obj, correct = [], [], []
     m = getattr(model, "module", model)
     was_training = m.training
     m.eval()
     try:
-        for batch in ClassificationTrainer.build_test_loader(cfg, dataset):
+        for batch in loader:
             probs = torch.stack([o["probs"] for o in model(batch)]).float().cpu()
             labels = torch.as_tensor([x["label"] for x in batch])
             conf.append(probs.max(dim=1).values.numpy())
@@ -224,17 +222,25 @@ def draw_cam_figures(
     from detectron2.utils.file_io import PathManager
 
     from ..checkpoint.evaluation import EvaluationCheckpointer
-    from ..data.build import load_dataset_dicts
+    from ..data.build import build_cls_test_loader, load_dataset_dicts
     from ..data.mapper import ClassificationDatasetMapper
     from ..engine import ClassificationTrainer
     from .plots import objectness_scatter, save_png
 
-    dicts = load_dataset_dicts([dataset])
+    dicts = load_dataset_dicts([dataset])  # once: its index messages once, for every checkpoint
     if indices is None:
         count = min(num_images, len(dicts))
         indices = sorted(set(np.linspace(0, len(dicts) - 1, count).round().astype(int).tolist()))
     mapper = ClassificationDatasetMapper(cfg, is_train=False)
     mapped = [mapper(dicts[i]) for i in indices]
+    # the loader of ClassificationTrainer.build_test_loader, on the dicts loaded above
+    loader = build_cls_test_loader(
+        dicts,
+        mapper,
+        batch_size=cfg.TEST.IMS_PER_BATCH,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        skip_unreadable=cfg.INPUT.CLS.SKIP_UNREADABLE_EVAL,
+    )
     classes = MetadataCatalog.get(dataset).get("thing_classes", None)
     images = [x["image"].permute(1, 2, 0).numpy() for x in mapped]
     row_titles = []
@@ -255,7 +261,7 @@ def draw_cam_figures(
         ]
         columns.append((name, overlays, captions))
         if scatter_samples > 0:
-            panels.append(scatter_data(cfg, model, dataset, scatter_samples))
+            panels.append(scatter_data(model, loader, scatter_samples))
         del model
 
     note = flat_cam_note(cfg.MODEL.CLASSIFIER.IN_FEATURE, size, cfg.INPUT.CLS.CROP_SIZE)

@@ -34,6 +34,8 @@ import os
 import sys
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from als_d2.evaluation import tables  # the shared markdown printer
+
 TABLES = {
     "4": ["AP", "AP50", "AP75", "AR1", "AR10", "AR100"],
     "7": ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"],
@@ -191,8 +193,6 @@ def markdown_table(
             raise ValueError(f"--baseline {baseline!r} is not one of {names}")
         base = _value(dict(runs)[baseline], "AP")
         header.append(f"ΔAP vs {baseline}")
-    from als_d2.evaluation import tables  # the shared printer (imports detectron2: not at --help)
-
     compared = len([n for n, _ in runs if n not in excluded]) > 1
     rows = []
     for i, (name, metrics) in enumerate(runs):

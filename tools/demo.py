@@ -18,7 +18,9 @@ Writes ``<output>/results.json``: {"classification": {METHOD: {"val": METRICS,
 "val_context": METRICS}}} (means over seeds), "classification_seeds": {METHOD: [{"seed":
 S, "val": ..., "val_context": ...}]}, "spread": {METHOD: {SPLIT: {KEY: [min, max]}}},
 "context_conf_ratio_hard_over_als" (of the mean confidences) and its per-seed values,
-"transfer": {METHOD: {"AP": ...}}, "figures", "seconds". detectron2's logs go to
+"transfer": {METHOD: {"AP": ...}} (detectron2's 0-100 scale), "figures", "scatter_acc"
+(the accuracy of the confidence-vs-objectness scatter's images: the evaluated val
+accuracy, as the figures are drawn at the evaluation crop), "seconds". detectron2's logs go to
 ``<output>/log.txt``; the console shows progress with ETA.
 """
 

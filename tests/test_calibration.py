@@ -446,3 +446,30 @@ def test_temperature_is_fitted_on_the_other_half_than_the_one_evaluated():
         assert report[key]["acc"] == pytest.approx(np.mean(held_logits.argmax(1) == held_labels))
     # T fitted on the other half makes this half's NLL worse, not better
     assert report["after"]["nll"] > report["before"]["nll"]
+
+
+def test_combined_reliability_figure_names_its_estimators_and_fits_its_ticks():
+    """The all-methods diagram: the legend's ECE is pycalib's (the tables' lead) with Guo's
+    beside it, the marker size is explained, every x tick label lies inside the figure."""
+    from als_d2.evaluation.calibration import bin_statistics
+    from als_d2.evaluation.plots_combined import combined_reliability_figure
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.2, 1.0, 300)
+    correct = rng.random(300) < conf
+    metrics = {"acc": 0.5, "avg_conf": 0.6, "paper_ece_15": 0.123, "ece_15": 0.101}
+    fig = combined_reliability_figure(
+        {"ALS (als_r18)": (bin_statistics(conf, correct, 15), metrics)}
+    )
+    top, bottom = fig.axes
+    legend = top.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "ALS (als_r18) (acc 0.500, conf 0.600, ECE15 pycalib 0.123, Guo 0.101)" in labels
+    assert "marker area" in legend.get_title().get_text()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width = fig.bbox.width
+    for label in bottom.get_xticklabels():
+        if label.get_visible() and label.get_text():
+            box = label.get_window_extent(renderer)
+            assert 0 <= box.x0 and box.x1 <= width, (label.get_text(), box, width)

@@ -3,6 +3,7 @@ tools (tools/visualize_cam.py, tools/eval_cls.py) and the evaluator's reliabilit
 diagrams on a small trained model."""
 
 import json
+import logging
 import math
 import os
 
@@ -277,19 +278,23 @@ def test_eval_cls_tool(trained, capsys):
         ]
     )
     results = tool.main(args)
-    stems = ["model_0000015", "model_final"]
+    # labelled by run (the folder): model_final.pth is the run's, a periodic file <run>_<stem>
+    stems = ["train_model_0000015", "train"]
     assert sorted(results) == sorted((s, d) for s in stems for d in (name, ctx))
     for (stem, dataset), metrics in results.items():
         folder = os.path.join(out, stem, dataset)
         with open(os.path.join(folder, "results.json")) as f:
             saved = json.load(f)
         assert saved["dataset"] == dataset and saved["metrics"]["acc"] == metrics["acc"]
-        assert os.path.exists(os.path.join(folder, "calibration.json"))
+        with open(os.path.join(folder, "calibration.json")) as f:
+            titles = json.load(f)["figure_titles"]
+        # every figure names the model and the set
+        assert titles and all(t.startswith(f"{stem} on {dataset}") for t in titles.values())
         _png(os.path.join(folder, "reliability_diagram.png"))
     # context-only images: every object painted out, objectness 0 for every sample
-    assert results[("model_final", ctx)]["mean_objectness"] == 0.0
-    assert results[("model_final", ctx)]["objectness_deviation"] == pytest.approx(
-        results[("model_final", ctx)]["avg_conf"]
+    assert results[("train", ctx)]["mean_objectness"] == 0.0
+    assert results[("train", ctx)]["objectness_deviation"] == pytest.approx(
+        results[("train", ctx)]["avg_conf"]
     )
     printed = capsys.readouterr().out
     assert (
@@ -361,7 +366,7 @@ def _eval_args(tool, trained, checkpoint, out, *opts):
     [
         (_set_head(3), r"head\.weight has 3 classes .*the config MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
         (_drop("head."), r"no head\.weight / head\.bias .*MODEL\.CLASSIFIER\.NUM_CLASSES 4"),
-        (_drop("res5.1."), r"model tensor\(s\) are not in the checkpoint .*res5\.1\."),
+        (_drop("res5.1."), r"model tensor\(s\) missing \(backbone\.res5\.1\.\*"),
     ],
 )
 def test_eval_cls_loads_checkpoints_strictly(trained, tmp_path, edit, expected):
@@ -474,7 +479,7 @@ def test_eval_cls_leaves_the_training_run_files_alone(trained, tmp_path):
         )
 
     results = tool.main(eval_args("TEST.IMS_PER_BATCH", "8"))
-    assert ("model_final", trained["name"]) in results
+    assert ("train", trained["name"]) in results  # the run's name, not "model_final"
     for f, text in sentinels.items():
         assert (run / f).read_text() == text
     assert (run / "eval" / "config.yaml").exists() and (run / "eval" / "tables.md").exists()
@@ -506,3 +511,109 @@ def test_eval_only_with_missing_model_weights_is_one_line(tmp_path, monkeypatch,
     with pytest.raises(SystemExit) as info:
         tool.main(args)
     assert str(info.value.code) == f"error: MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}"
+
+
+def test_eval_only_loads_as_strictly_as_eval_cls(trained, tmp_path):
+    """train_cls.py --eval-only (evaluate_weights) with R18 weights and MODEL.RESNETS.DEPTH 34:
+    one line naming the blocks R18 lacks, nothing evaluated (not R34 with random blocks)."""
+    from als_d2.checkpoint import ClassifierCheckpointer
+    from als_d2.engine import ClassificationTrainer
+    from als_d2.engine.launch import evaluate_weights
+
+    weights = trained["checkpoints"][1]
+    cfg = trained["cfg"].clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = weights
+    cfg.OUTPUT_DIR = str(tmp_path / "eval34")
+    cfg.MODEL.RESNETS.DEPTH = 34
+    cfg.freeze()
+    with pytest.raises(SystemExit) as info:
+        evaluate_weights(cfg, ClassificationTrainer, ClassifierCheckpointer)
+    message = str(info.value.code)
+    assert message.startswith("error: ") and "\n" not in message and weights in message
+    # blocks per stage: R18 (2, 2, 2, 2), R34 (3, 4, 6, 3): the R34 blocks beyond R18's
+    blocks = [(2, 2), (3, 2), (3, 3), (4, 2), (4, 3), (4, 4), (4, 5), (5, 2)]
+    groups = ", ".join(f"backbone.res{s}.{b}.*" for s, b in blocks)
+    assert f"model tensor(s) missing ({groups})" in message, message
+    assert not os.path.exists(tmp_path / "eval34" / "inference")
+    # the same file at its own depth evaluates (the evaluator's accuracy of 24 images)
+    cfg.defrost()
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.freeze()
+    res = evaluate_weights(cfg, ClassificationTrainer, ClassifierCheckpointer)
+    assert res["classification"]["num_samples"] == 24
+
+
+def test_cam_figures_use_the_evaluation_crop_and_say_when_the_map_is_1x1(trained, tmp_path):
+    """draw_cam_figures (visualize_cam.py, the demo) at the config's own 32 px crop: the
+    scatter's accuracy is the evaluator's on the same images, and the 1x1 res5 map (stride
+    32) is a warning and a note; at 128 px (res5 4x4) there is none."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from als_d2.engine import ClassificationTrainer
+    from als_d2.evaluation.cam import draw_cam_figures
+
+    cfg = trained["cfg"]
+    assert cfg.INPUT.CLS.CROP_SIZE == 32
+    model = ClassificationTrainer.build_model(cfg)
+    DetectionCheckpointer(model).load(trained["checkpoints"][1])
+    evaluated = ClassificationTrainer.test(cfg, model)["classification"]
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Collect(logging.WARNING)
+    cam_logger = logging.getLogger("als_d2.evaluation.cam")
+    cam_logger.addHandler(handler)
+    try:
+        figures = draw_cam_figures(
+            cfg, trained["checkpoints"][1:], ["final"], trained["name"], str(tmp_path / "a"),
+            num_images=2, scatter_samples=1000,
+        )  # fmt: skip
+    finally:
+        cam_logger.removeHandler(handler)
+    correct = figures["scatter"][0]["correct"]
+    assert len(correct) == evaluated["num_samples"] == 24
+    assert correct.mean() == pytest.approx(evaluated["acc"], abs=1e-12)
+    assert figures["feature_size"] == (1, 1) and "1x1 at INPUT.CLS.CROP_SIZE 32" in figures["note"]
+    assert [r.getMessage() for r in records] == [f"CAMs on {trained['name']}: {figures['note']}"]
+    big = cfg.clone()
+    big.defrost()
+    big.INPUT.CLS.CROP_SIZE = big.INPUT.CLS.TEST_RESIZE = 128
+    figures = draw_cam_figures(
+        big, trained["checkpoints"][1:], ["final"], trained["name"], str(tmp_path / "b"),
+        num_images=2, scatter_samples=0,
+    )  # fmt: skip
+    assert figures["feature_size"] == (4, 4) and figures["note"] is None
+
+
+def test_each_evaluated_set_loads_once(trained, tmp_path):
+    """eval_cls.py with two checkpoints and draw_cam_figures with two: the dataset is
+    loaded (its index messages logged) once per tool run, not once per checkpoint."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from als_d2.evaluation.cam import draw_cam_figures
+
+    loads = []
+    dicts = DatasetCatalog.get(trained["name"])
+    name = f"counted_{os.getpid()}_{len(os.listdir(tmp_path))}"
+
+    def load():
+        loads.append(1)
+        return [dict(d) for d in dicts]
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(thing_classes=[f"class{i}" for i in range(4)])
+    tool = load_tool("eval_cls")
+    args = _eval_args(tool, trained, trained["checkpoints"][0], tmp_path / "eval")
+    args.checkpoints, args.datasets = list(trained["checkpoints"]), [name]
+    results = tool.main(args)
+    assert len(results) == 2 and len(loads) == 1
+    loads.clear()
+    draw_cam_figures(
+        trained["cfg"], trained["checkpoints"], ["a", "b"], name, str(tmp_path / "cams"),
+        num_images=2, scatter_samples=8,
+    )  # fmt: skip
+    assert len(loads) == 1

@@ -162,3 +162,42 @@ def test_transfer_checkpointer_reduces_resnet_weights_and_leaves_the_rest_to_det
     for checkpointer in (reader, SafeCheckpointer(torch.nn.Linear(1, 1))):
         data = checkpointer._load_file(str(tmp_path / "net.pyth"))
         assert (data["__author__"], list(data["model"])) == ("pycls", ["stem.conv.weight"])
+
+
+def test_transfer_log_names_a_converted_pkl_as_detectron2_format(tmp_path):
+    """A .pkl written by convert_weights --to detectron2 is logged as detectron2-format
+    weights whose __author__ is als_d2, not as "(als_d2)" (als_d2's own .pth format)."""
+    import logging
+
+    from als_d2.checkpoint.conversion import from_canonical, save_weights
+
+    class Stem(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 4, 7, bias=False)
+
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Module()
+    model.backbone.stem = Stem()
+    weight = torch.randn(4, 3, 7, 7)
+    path = str(tmp_path / "als_r18.pkl")
+    save_weights(from_canonical({"stem.conv1.weight": weight}, "detectron2"), path, "detectron2")
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    checkpointer = TransferCheckpointer(model)
+    handler = Collect()
+    checkpointer.logger.addHandler(handler)
+    checkpointer.logger.setLevel(logging.INFO)
+    try:
+        checkpointer.load(path)
+    finally:
+        checkpointer.logger.removeHandler(handler)
+    assert torch.equal(model.backbone.stem.conv1.weight.detach(), weight)
+    text = "\n".join(messages)
+    assert f"Transfer from {path} (detectron2 format, __author__ 'als_d2')" in text, text
+    assert f"{path}: ResNet weights in detectron2 format, __author__ 'als_d2'" in text
+    assert "(als_d2)" not in text

@@ -80,6 +80,15 @@ def test_quick_demo_shows_lower_context_confidence_for_als(tmp_path):
     for method in ("hard", "als"):
         assert isinstance(results["transfer"][method]["AP"], float)
     assert "reliability_all_methods" in results["figures"]
+    # the CAM/scatter step sees the models as evaluated (32 px crops): the scatter's accuracy
+    # is the evaluated val accuracy, and the 1x1 res5 map of a 32 px crop is said, not drawn
+    for method in ("hard", "ls", "als"):
+        evaluated = results["classification_seeds"][method][0]["val"]["acc"]
+        assert results["scatter_acc"][method] == pytest.approx(evaluated, abs=1e-9), method
+    assert "feature map is 1x1 at INPUT.CLS.CROP_SIZE 32" in proc.stdout
+    # the console shows the demo's progress and tables, not detectron2's logs or warnings
+    assert "[d2" not in proc.stdout + proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    assert "COCO AP x 100" in proc.stdout
     for path in results["figures"].values():
         assert os.path.getsize(path) > 1000, path
     # the generated val set has ImageNet's mean objectness (0.49) under the demo's test transform

@@ -3,6 +3,7 @@ process-count-independent, files and TensorBoard images; on a small trained mode
 through ClassificationTrainer.test."""
 
 import json
+import logging
 import math
 import os
 
@@ -196,3 +197,74 @@ def test_two_processes_match_one(tmp_path):
     )
     same(rank0["classification"], json.loads(json.dumps(single))["classification"])
     assert os.path.exists(tmp_path / "files" / "calibration.json")
+
+
+class _Records(logging.Handler):
+    """Collects the records of one logger (also when ``als_d2`` does not propagate)."""
+
+    def __init__(self, name):
+        super().__init__(logging.WARNING)
+        self.records, self.logger = [], logging.getLogger(name)
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self.records
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+
+def test_temperature_at_its_bound_warns_naming_the_set():
+    """A set whose predictions are worse than uniform (every label is the least likely
+    class): the NLL falls all the way to T -> infinity, T stops at its bound 100, and the
+    evaluator warns, naming the set; a sound set gives no warning."""
+    inputs, outputs = synthetic()
+    worst = [dict(x, label=int(o["logits"].argmin())) for x, o in zip(inputs, outputs)]
+    # independently: the mean NLL of softmax(z / T) still falls between T = 50 and T = 100
+    z = torch.stack([o["logits"] for o in outputs]).double()
+    y = torch.tensor([x["label"] for x in worst])
+
+    def nll(t):
+        return float(torch.nn.functional.cross_entropy(z / t, y))
+
+    assert nll(100.0) < nll(50.0) < nll(10.0)
+    evaluator = ClassificationEvaluator("worst_case_val", distributed=False, plots=False)
+    with _Records("als_d2.evaluation.evaluator") as warned:
+        res = run(evaluator, worst, outputs, range(N))["classification"]
+    assert res["ts_temperature"] == 100.0
+    assert len(warned) == 1 and "worst_case_val" in warned[0] and "bound T = 100" in warned[0]
+    with _Records("als_d2.evaluation.evaluator") as warned:
+        res = run(evaluator, inputs, outputs, range(N))["classification"]
+    assert 1.0 < res["ts_temperature"] < 100.0 and not warned
+
+
+def test_fresh_run_into_an_old_output_dir_warns_about_metrics_json(tmp_path):
+    """als_default_setup (train_cls.py / train_det.py start-up): a run without --resume
+    into an OUTPUT_DIR that holds metrics.json warns, naming the file, in log.txt (the
+    rows would be appended after the old run's); with --resume, or a new folder, no warning."""
+    import argparse
+
+    from detectron2.config import get_cfg
+
+    from als_d2.engine.launch import als_default_setup
+
+    def setup(folder, resume):
+        cfg = get_cfg()
+        cfg.OUTPUT_DIR = str(folder)
+        args = argparse.Namespace(config_file="", resume=resume, eval_only=False, opts=[])
+        als_default_setup(cfg, args)
+        return (folder / "log.txt").read_text()
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metrics.json").write_text(json.dumps({"iteration": 9, "total_loss": 1.0}) + "\n")
+    log = setup(old, resume=False)
+    assert f"{old / 'metrics.json'} exists from an earlier run" in log and "WARNING" in log
+    for folder, resume in ((tmp_path / "resumed", True), (tmp_path / "new", False)):
+        folder.mkdir()
+        if resume:
+            (folder / "metrics.json").write_text("{}\n")
+        assert "exists from an earlier run" not in setup(folder, resume)

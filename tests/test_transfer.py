@@ -221,6 +221,32 @@ def test_fine_tune_from_train_cls_checkpoint(coco, classifier, tmp_path, arch):
     for name in COCO_METRICS:
         a, b = results["bbox"][name], bbox[name]
         assert (b is None and math.isnan(a)) or a == pytest.approx(b), name
+    # the eval-only record says how long the weights were trained (not null: "never trained")
+    with open(os.path.join(tmp_path / "eval", METRICS_FILE)) as f:
+        assert json.load(f)["iteration"] == cfg.SOLVER.MAX_ITER
+
+
+@pytest.mark.parametrize("arch", ["C4", "FPN"])
+def test_eval_only_refuses_a_classifier_checkpoint(coco, classifier, tmp_path, arch):
+    """train_det.py --eval-only (evaluate_weights) with a classifier checkpoint: one line
+    naming the detector modules the file lacks, no evaluation, no transfer_metrics.json
+    (not AP 0 of random RPN and box heads)."""
+    from als_d2.engine.launch import evaluate_weights
+
+    train, val = coco
+    weights, _ = classifier
+    cfg = det_cfg(arch, weights, train, val, str(tmp_path / "det"))
+    cfg.freeze()
+    with pytest.raises(SystemExit) as info:
+        evaluate_weights(cfg, DetectionTrainer, TransferCheckpointer)
+    message = str(info.value.code)
+    assert message.startswith("error: ") and "\n" not in message and weights in message
+    missing = ["proposal_generator.rpn_head.*", "roi_heads.box_predictor.*"]
+    missing += ["backbone.fpn_lateral2.*", "roi_heads.box_head.*"] if arch == "FPN" else []
+    assert all(m in message for m in missing), message
+    assert "checkpoint tensor(s) the model does not have (head.*)" in message
+    assert not os.path.exists(tmp_path / "det" / METRICS_FILE)
+    assert not os.path.exists(tmp_path / "det" / "inference")
 
 
 @pytest.mark.parametrize(
@@ -358,10 +384,62 @@ def test_compare_transfer_table(tmp_path):
 
     assert row("hard")[1] == "jwyang"
     als_row = row("als")
-    assert als_row[1] == "jwyang (SyncBN)" and als_row[2] == "**0.321**" and "+0.021" in als_row[-1]
+    # detectron2's 0-100 scale, one decimal, as written (the caption says so)
+    assert "0-100 scale" in text.splitlines()[0]
+    assert als_row[1] == "jwyang (SyncBN)" and als_row[2] == "**32.1**" and "+2.1" in als_row[-1]
     d2_row = row("d2")
-    assert d2_row[1] == "unknown" and d2_row[2] == "0.290" and "0.050" in d2_row and "–" in d2_row
+    assert d2_row[1] == "unknown" and d2_row[2] == "29.0" and "5.0" in d2_row and "–" in d2_row
     assert row("old")[1] == "unknown"
+
+
+def test_compare_transfer_marks_incomparable_runs(tmp_path, capsys):
+    """Runs on another test set, with another schedule, stopped early or never trained
+    (iteration: null) get a dagger, no AP difference and no bold, and a note saying why;
+    a --baseline that was never trained is an error."""
+    compare = load_tool("compare_transfer")
+    base = {"datasets": ["coco_2017_val"], "max_iter": 100, "ims_per_batch": 16}
+    runs = {
+        "hard": (30.0, dict(base, iteration=100)),
+        "als": (31.0, dict(base, iteration=100)),
+        "other_set": (50.0, dict(base, iteration=100, datasets=["voc_2007_test"])),
+        "short": (40.0, dict(base, iteration=10, max_iter=10)),
+        "batch8": (45.0, dict(base, iteration=100, ims_per_batch=8)),
+        "stopped": (35.0, dict(base, iteration=60)),
+        "untrained": (0.1, dict(base, iteration=None)),
+    }
+    for name, (ap, record) in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / METRICS_FILE).write_text(
+            json.dumps(dict(record, results={"bbox": {"AP": ap, "AP50": ap}}))
+        )
+    args = [f"{n}={tmp_path / n}" for n in runs] + ["--columns", "AP", "AP50"]
+    assert compare.main(args + ["--baseline", "hard"]) == 0
+    text = capsys.readouterr().out
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| Method")
+    }
+    assert rows["hard"][-1].strip(" |") == "+0.0" and rows["als"][-1].strip(" |") == "+1.0"
+    assert rows["als"][2] == "**31.0**"  # the best of the comparable runs, not 50.0
+    expected = {
+        "other_set": "test set voc_2007_test, hard's coco_2017_val",
+        "short": "10 iterations, hard's 100",
+        "batch8": "8 images per batch, hard's 16",
+        "stopped": "stopped at iteration 60 of 100",
+        "untrained": "never trained (iteration: null",
+    }
+    for name, reason in expected.items():
+        row = rows[f"{name} †"]
+        assert row[-1].strip(" |") == "–" and "**" not in " ".join(row), row
+        note = [line for line in text.splitlines() if line.startswith(f"† {name}: ")]
+        assert len(note) == 1 and reason in note[0] and "not comparable with hard" in note[0]
+    # the first finished run is the reference without --baseline; an untrained baseline fails
+    assert compare.main(args) == 0
+    assert "† untrained: not comparable with hard" in capsys.readouterr().out
+    assert compare.main(args + ["--baseline", "untrained"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "never trained" in err
 
 
 def test_compare_transfer_run_without_results(tmp_path, capsys):

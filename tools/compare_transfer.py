@@ -15,9 +15,16 @@ after a Recipe column: the recipe each run followed, from its transfer_metrics.j
 ("jwyang": jwyang/faster-rcnn.pytorch as the paper used it, the *_paper configs;
 "detectron2": detectron2's 1x), with its BatchNorm when not FrozenBN ("jwyang (SyncBN)");
 "unknown" for runs that did not record one (detectron2's metrics.json, older runs).
-AP/AR as fractions with 3 decimals like the paper (``--percent`` for detectron2's
-0-100 scale); the best value of each column in bold; ``--baseline NAME`` adds the AP
+AP/AR on detectron2's 0-100 scale (COCO AP x 100, as papers write "AP 37.4") with one
+decimal; the best value of each column in bold; ``--baseline NAME`` adds the AP
 difference to that row. A RUN without results is a one-line error naming it (exit 2).
+
+Rows are compared only when their transfer_metrics.json records agree: a run evaluated on
+other test sets (``datasets``), trained with another schedule (``max_iter``,
+``ims_per_batch``), stopped before its ``max_iter``, or never trained (``iteration:
+null``) is marked with a dagger, left out of the bold best values and of the AP
+differences, and a note under the table says why. The reference is the ``--baseline``
+run (else the first run that was trained to its end); a baseline that was not is an error.
 """
 
 import argparse
@@ -26,6 +33,8 @@ import math
 import os
 import sys
 from typing import Dict, List, NamedTuple, Optional, Tuple
+
+from als_d2.evaluation import tables  # the shared markdown printer
 
 TABLES = {
     "4": ["AP", "AP50", "AP75", "AR1", "AR10", "AR100"],
@@ -43,6 +52,45 @@ class RunError(Exception):
 class Run(NamedTuple):
     metrics: Dict[str, Optional[float]]  # bbox metrics, detectron2's 0-100 scale
     recipe: str  # e.g. "jwyang", "detectron2 (SyncBN)", "unknown"
+    # what transfer_metrics.json records of the evaluation: datasets, max_iter,
+    # ims_per_batch, iteration (only the keys the file has; {} for detectron2's metrics.json)
+    record: Dict = {}
+
+
+RECORD_KEYS = ("datasets", "max_iter", "ims_per_batch", "iteration")
+
+
+def _record(record: Dict) -> Dict:
+    return {k: record[k] for k in RECORD_KEYS if k in record}
+
+
+def not_trained(run: Run) -> Optional[str]:
+    """Why the run's results do not come from a finished training (None when they do, or
+    when its file does not say)."""
+    rec = run.record
+    if "iteration" in rec and rec["iteration"] is None:
+        return "never trained (iteration: null: evaluated weights that record no training)"
+    it, max_iter = rec.get("iteration"), rec.get("max_iter")
+    if isinstance(it, int) and isinstance(max_iter, int) and it < max_iter:
+        return f"stopped at iteration {it} of {max_iter}"
+    return None
+
+
+def incomparable(run: Run, reference: Run, ref_name: str) -> List[str]:
+    """Reasons why ``run``'s AP cannot be set against ``reference``'s (empty: comparable, as
+    far as both files record)."""
+    reasons = []
+    why = not_trained(run)
+    if why:
+        reasons.append(why)
+    a, b = run.record, reference.record
+    if "datasets" in a and "datasets" in b and list(a["datasets"]) != list(b["datasets"]):
+        ours, theirs = ", ".join(a["datasets"]), ", ".join(b["datasets"])
+        reasons.append(f"test set {ours}, {ref_name}'s {theirs}")
+    for key, what in (("max_iter", "iterations"), ("ims_per_batch", "images per batch")):
+        if key in a and key in b and a[key] != b[key]:
+            reasons.append(f"{a[key]} {what}, {ref_name}'s {b[key]}")
+    return reasons
 
 
 def _bbox_from_results(results: Dict, dataset: Optional[str]) -> Dict:
@@ -85,7 +133,11 @@ def read_run(path: str, dataset: Optional[str] = None) -> Run:
         record = None  # detectron2's metrics.json: one JSON object per line
     if isinstance(record, dict) and "results" in record:
         try:
-            return Run(dict(_bbox_from_results(record["results"], dataset)), _recipe(record))
+            return Run(
+                dict(_bbox_from_results(record["results"], dataset)),
+                _recipe(record),
+                _record(record),
+            )
         except (KeyError, StopIteration, TypeError, AttributeError):
             which = f" for {dataset}" if dataset else ""
             raise RunError(f"{path}: no bbox results{which}") from None
@@ -119,16 +171,18 @@ def _value(metrics: Dict, column: str) -> Optional[float]:
 def markdown_table(
     runs: List[Tuple[str, Dict]],
     columns: List[str],
-    percent: bool = False,
     baseline: Optional[str] = None,
     recipes: Optional[List[str]] = None,
+    excluded: Optional[Dict[str, List[str]]] = None,
 ) -> str:
-    """Rows = runs, columns = metrics; best per column in bold. ``recipes`` (one per run):
-    a Recipe column after Method."""
-    scale, digits = (1.0, 1) if percent else (0.01, 3)
+    """Rows = runs, columns = metrics on detectron2's 0-100 scale, one decimal; best per
+    column in bold. ``recipes`` (one per run): a Recipe column after Method. ``excluded``:
+    {name: reasons} of runs marked with a dagger and left out of the best values and of the
+    AP differences."""
+    excluded = excluded or {}
     best = {}
     for c in columns:
-        values = [_value(m, c) for _, m in runs]
+        values = [_value(m, c) for n, m in runs if n not in excluded]
         values = [v for v in values if v is not None]
         best[c] = max(values) if values else None
     header = ["Method"] + (["Recipe"] if recipes is not None else []) + columns
@@ -139,27 +193,48 @@ def markdown_table(
             raise ValueError(f"--baseline {baseline!r} is not one of {names}")
         base = _value(dict(runs)[baseline], "AP")
         header.append(f"ΔAP vs {baseline}")
-    from als_d2.evaluation import tables  # the shared printer (imports detectron2: not at --help)
-
+    compared = len([n for n, _ in runs if n not in excluded]) > 1
     rows = []
     for i, (name, metrics) in enumerate(runs):
-        cells = [name] + ([recipes[i]] if recipes is not None else [])
+        cells = [f"{name} †" if name in excluded else name]
+        cells += [recipes[i]] if recipes is not None else []
         for c in columns:
             v = _value(metrics, c)
             if v is None:
                 cells.append("–")
                 continue
-            text = f"{v * scale:.{digits}f}"
-            cells.append(
-                f"**{text}**" if best[c] is not None and v == best[c] and len(runs) > 1 else text
-            )
+            text = f"{v:.1f}"
+            bold = compared and name not in excluded and best[c] is not None and v == best[c]
+            cells.append(f"**{text}**" if bold else text)
         if baseline is not None:
             ap = _value(metrics, "AP")
             cells.append(
-                "–" if ap is None or base is None else f"{(ap - base) * scale:+.{digits}f}"
+                "–" if ap is None or base is None or name in excluded else f"{ap - base:+.1f}"
             )
         rows.append(cells)
     return tables.markdown_table(header, rows, align=["left"] + ["right"] * (len(header) - 1))
+
+
+def comparability(runs: List[Tuple[str, Run]], baseline: Optional[str]) -> Tuple[str, Dict]:
+    """(the reference run's name, {name: reasons} of the runs not comparable with it).
+    :class:`RunError` when the ``--baseline`` run itself was not trained to its end."""
+    ref_name = baseline
+    if ref_name is None:
+        ref_name = next((n for n, r in runs if not_trained(r) is None), runs[0][0])
+    named = dict(runs)
+    if ref_name not in named:
+        return ref_name, {}  # markdown_table names the unknown --baseline
+    why = not_trained(named[ref_name])
+    if baseline is not None and why:
+        raise RunError(f"--baseline {baseline}: {why}; no AP difference to it means anything")
+    excluded = {}
+    for name, run in runs:
+        reasons = [] if name == ref_name else incomparable(run, named[ref_name], ref_name)
+        if name == ref_name and why:
+            reasons = [why]
+        if reasons:
+            excluded[name] = reasons
+    return ref_name, excluded
 
 
 def parse_run(spec: str) -> Tuple[str, str]:
@@ -182,9 +257,6 @@ def get_parser() -> argparse.ArgumentParser:
         "--table", choices=sorted(TABLES), default="4", help="paper table layout (default 4)"
     )
     parser.add_argument("--columns", nargs="+", help="metrics to show instead of a paper table's")
-    parser.add_argument(
-        "--percent", action="store_true", help="detectron2's 0-100 scale instead of fractions"
-    )
     parser.add_argument("--baseline", help="add each run's AP difference to this run (e.g. hard)")
     parser.add_argument("--dataset", help="test set to report when the runs evaluated several")
     parser.add_argument("-o", "--output", help="also write the table to this file")
@@ -203,26 +275,33 @@ def main(argv=None) -> int:
         except RunError as e:
             print(f"{parser.prog}: error: run {name!r}: {e}", file=sys.stderr)
             return 2
-        runs.append((name, run.metrics))
+        runs.append((name, run))
         recipes.append(run.recipe)
     try:
+        ref_name, excluded = comparability(runs, args.baseline)
         table = markdown_table(
-            runs,
+            [(n, r.metrics) for n, r in runs],
             args.columns or TABLES[args.table],
-            percent=args.percent,
             baseline=args.baseline,
             recipes=recipes,
+            excluded=excluded,
         )
-    except ValueError as e:  # --baseline naming no run
+    except (ValueError, RunError) as e:  # --baseline naming no run, or an untrained one
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     layout = "Custom columns" if args.columns else f"Table {args.table} layout"
     caption = (
         f"{layout}: Faster R-CNN fine-tuned on COCO from each classifier "
-        f"({'AP/AR in %' if args.percent else 'AP/AR as fractions'}; "
+        "(AP/AR on detectron2's 0-100 scale, i.e. COCO AP x 100; "
         "AR at 1/10/100 detections, IoU 0.5:0.95; Recipe: jwyang = jwyang/faster-rcnn.pytorch "
         "as the paper used it, detectron2 = detectron2's 1x)"
     )
+    notes = [
+        f"† {name}: not comparable with {ref_name} ({'; '.join(reasons)}): left out of the "
+        "best values and the AP differences"
+        for name, reasons in excluded.items()
+    ]
+    table = table + ("\n\n" + "\n".join(notes) if notes else "")
     text = caption + "\n\n" + table + "\n"
     print(text)
     if args.output:

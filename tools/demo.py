@@ -18,19 +18,38 @@ Writes ``<output>/results.json``: {"classification": {METHOD: {"val": METRICS,
 "val_context": METRICS}}} (means over seeds), "classification_seeds": {METHOD: [{"seed":
 S, "val": ..., "val_context": ...}]}, "spread": {METHOD: {SPLIT: {KEY: [min, max]}}},
 "context_conf_ratio_hard_over_als" (of the mean confidences) and its per-seed values,
-"transfer": {METHOD: {"AP": ...}}, "figures", "seconds". detectron2's logs go to
+"transfer": {METHOD: {"AP": ...}} (detectron2's 0-100 scale), "figures", "scatter_acc"
+(the accuracy of the confidence-vs-objectness scatter's images: the evaluated val
+accuracy, as the figures are drawn at the evaluation crop), "seconds". detectron2's logs go to
 ``<output>/log.txt``; the console shows progress with ETA.
 """
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import logging
 import math
 import os
 import sys
 import time
+
+import als_d2  # noqa: F401  (registers the datasets and the model)
+import torch
+from detectron2.config import get_cfg
+from detectron2.engine import HookBase
+from detectron2.evaluation import inference_on_dataset
+from detectron2.utils.env import seed_all_rng
+
+from als_d2.config import add_als_config
+from als_d2.data import synthetic
+from als_d2.data.datasets.builtin import register_synthetic_imagenet
+from als_d2.engine import ClassificationTrainer
+from als_d2.engine.detection import DetectionTrainer
+from als_d2.evaluation import ClassificationEvaluator
+from als_d2.evaluation.cam import draw_cam_figures
+from als_d2.evaluation.plots import save_png
+from als_d2.evaluation.plots_combined import combined_reliability_diagram
+from als_d2.evaluation.tables import format_spread, format_value, markdown_table
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -54,22 +73,6 @@ def get_parser() -> argparse.ArgumentParser:
     )
     return parser
 
-
-if __name__ == "__main__":
-    get_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first)
-import torch  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.engine import HookBase  # noqa: E402
-from detectron2.evaluation import inference_on_dataset  # noqa: E402
-from detectron2.utils.env import seed_all_rng  # noqa: E402
-
-from als_d2.config import add_als_config  # noqa: E402
-from als_d2.data.datasets.builtin import register_synthetic_imagenet  # noqa: E402
-from als_d2.data import synthetic  # noqa: E402
-from als_d2.engine import ClassificationTrainer  # noqa: E402
-from als_d2.evaluation.tables import format_spread, format_value, markdown_table  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("hard", "ls", "als")
@@ -141,12 +144,19 @@ class ProgressHook(HookBase):
 
 
 def quiet_detectron2_logs(path: str) -> None:
-    """Send detectron2's and als_d2's INFO logs to a file instead of the console."""
+    """Send detectron2's, fvcore's and als_d2's logs, and Python warnings (torch's), to a
+    file instead of the console: the console shows the demo's progress only."""
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s] %(message)s", "%m/%d %H:%M:%S"))
-    for name in ("detectron2", "d2", "als_d2", "fvcore"):
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s", "%m/%d %H:%M:%S")
+    )
+    logging.captureWarnings(True)  # warnings.warn -> the "py.warnings" logger
+    for name in ("detectron2", "d2", "als_d2", "fvcore", "py.warnings"):
         logger = logging.getLogger(name)
         logger.setLevel(logging.INFO)  # DefaultTrainer then skips its console setup_logger()
+        for old in logger.handlers[:]:
+            if type(old) is logging.StreamHandler:  # a console handler of a setup_logger()
+                logger.removeHandler(old)
         logger.addHandler(handler)
         logger.propagate = False
 
@@ -190,24 +200,12 @@ def classifier_cfg(method: str, output: str, schedule: dict, seed: int = 1):
     return cfg
 
 
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"als_d2_tools_{name}", os.path.join(REPO, "tools", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def fmt(value) -> str:
-    return format_value(value, digits=3)
-
-
-def markdown(rows, columns, title, note=None) -> str:
-    """rows: [(method, metrics, spread or None)]; a cell is "mean (min-max)" with a spread."""
+def markdown(rows, columns, title, note=None, digits=3) -> str:
+    """rows: [(method, metrics, spread or None)]; a cell is "mean (min-max)" with a spread,
+    ``digits`` decimals."""
     cells = [
-        [method] + [format_spread(metrics.get(k), (spread or {}).get(k)) for _, k in columns]
+        [method]
+        + [format_spread(metrics.get(k), (spread or {}).get(k), digits) for _, k in columns]
         for method, metrics, spread in rows
     ]
     return markdown_table(["Method"] + [h for h, _ in columns], cells, title, note)
@@ -242,9 +240,11 @@ def summarize_seeds(per_seed):
     return mean, spread
 
 
-def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=1):
+def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=1, loaders=None):
     """Train one classifier; return its checkpoint, {"val": METRICS, "val_context": METRICS}
-    and its config."""
+    and its config. ``loaders``: {dataset: test loader}, filled on first use and reused by
+    the next runs (every method has the same test transform), so each set loads once."""
+    loaders = {} if loaders is None else loaders
     cfg = classifier_cfg(method, output, schedule, seed)
     seed_all_rng(cfg.SEED)
     trainer = ClassificationTrainer(cfg)
@@ -260,12 +260,12 @@ def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=
         ("val_context", f"{PREFIX}_imagenet_val_context"),
     ):
         folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset)
-        evaluator = ClassificationTrainer.build_evaluator(
-            trainer.cfg, dataset, output_folder=folder
+        evaluator = ClassificationEvaluator(
+            dataset, output_dir=folder, model_name=os.path.basename(cfg.OUTPUT_DIR)
         )
-        result = inference_on_dataset(
-            model, ClassificationTrainer.build_test_loader(trainer.cfg, dataset), evaluator
-        )
+        if dataset not in loaders:
+            loaders[dataset] = ClassificationTrainer.build_test_loader(trainer.cfg, dataset)
+        result = inference_on_dataset(model, loaders[dataset], evaluator)
         metrics[key] = dict(result["classification"])
         progress.advance(
             1.0,
@@ -278,9 +278,6 @@ def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=
 def combined_reliability(cfgs, output: str) -> str:
     """All methods' reliability curves (val, 15 bins) in one diagram, from each run's
     calibration.json; returns the PNG's path."""
-    from als_d2.evaluation.plots import save_png
-    from als_d2.evaluation.plots_combined import combined_reliability_diagram
-
     curves = {}
     for method in METHODS:
         path = os.path.join(
@@ -288,10 +285,12 @@ def combined_reliability(cfgs, output: str) -> str:
         )
         with open(path) as f:
             report = json.load(f)
-        curves[METHOD_NAMES[method]] = (report["bins"]["15"], report["metrics"])
+        run = os.path.basename(cfgs[method].OUTPUT_DIR)
+        curves[f"{METHOD_NAMES[method]} ({run})"] = (report["bins"]["15"], report["metrics"])
     path = os.path.join(output, "figures", "reliability_all_methods.png")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_png(combined_reliability_diagram(curves, title="val, 15 bins"), path)
+    title = f"{PREFIX}_imagenet_val, 15 bins, seed-1 runs"
+    save_png(combined_reliability_diagram(curves, title=title), path)
     return path
 
 
@@ -350,10 +349,12 @@ def main(argv=None) -> dict:
         "spread": {},
         "transfer": {},
     }
-    checkpoints, cfgs = {}, {}
+    checkpoints, cfgs, loaders = {}, {}, {}
     for seed in seeds:
         for method in METHODS:
-            ckpt, metrics, cfg = train_and_evaluate(method, output, schedule, progress, 1.0, seed)
+            ckpt, metrics, cfg = train_and_evaluate(
+                method, output, schedule, progress, 1.0, seed, loaders
+            )
             results["classification_seeds"][method].append(dict(metrics, seed=seed))
             if seed == seeds[0]:
                 checkpoints[method], cfgs[method] = ckpt, cfg
@@ -416,32 +417,23 @@ def main(argv=None) -> dict:
     )
     tables.append(line)
 
-    cam_tool = load_tool("visualize_cam")
-    figures = cam_tool.main(
-        cam_tool.get_parser().parse_args(
-            [
-                "--config-file",
-                os.path.join(REPO, "configs", "demo", "hard_r18.yaml"),
-                "--checkpoints",
-                *[checkpoints[m] for m in METHODS],
-                "--names",
-                *METHODS,
-                "--dataset",
-                f"{PREFIX}_imagenet_val",
-                "--num-images",
-                "6",
-                "--output",
-                os.path.join(output, "figures"),
-                "MODEL.CLASSIFIER.NUM_CLASSES",
-                str(schedule["num_classes"]),
-                "INPUT.CLS.CROP_SIZE",
-                "128",
-                "INPUT.CLS.TEST_RESIZE",
-                "146",
-            ]
-        )
+    # the models as trained and evaluated: the seed-1 runs' config (test transform, crop)
+    cams = draw_cam_figures(
+        cfgs["hard"],
+        [checkpoints[m] for m in METHODS],
+        [f"{METHOD_NAMES[m]} ({os.path.basename(cfgs[m].OUTPUT_DIR)})" for m in METHODS],
+        f"{PREFIX}_imagenet_val",
+        os.path.join(output, "figures"),
+        num_images=6,
     )
-    results["figures"] = dict(figures)
+    results["figures"] = dict(cams["files"])
+    # the scatter's images are the evaluation's: its accuracy is the evaluated val accuracy
+    results["scatter_acc"] = {
+        m: float(panel["correct"].mean()) for m, panel in zip(METHODS, cams["scatter"])
+    }
+    if cams["note"]:
+        results["figures_note"] = f"CAM grid: {cams['note']}"
+        tables.append(f"Note on the CAM figure: {cams['note']}.")
     results["figures"].update(
         {
             f"reliability_{m}": os.path.join(
@@ -459,7 +451,9 @@ def main(argv=None) -> dict:
             markdown(
                 [(m, v, None) for m, v in sorted(results["transfer"].items())],
                 TRANSFER_COLUMNS,
-                "COCO-format transfer (Faster R-CNN, from the seed-1 backbones)",
+                "COCO-format transfer (Faster R-CNN, from the seed-1 backbones; AP/AR on "
+                "detectron2's 0-100 scale, COCO AP x 100)",
+                digits=1,
             )
         )
 
@@ -487,8 +481,6 @@ TRANSFER_COLUMNS = (
 
 def run_transfer(checkpoints, output, schedule, progress):
     """Fine-tune a small Faster R-CNN R18-FPN from each classifier; return {METHOD: bbox AP...}."""
-    from als_d2.engine.detection import DetectionTrainer
-
     iters = schedule["det_iters"]
     transfer = {}
     for method in TRANSFER_METHODS:
@@ -528,7 +520,8 @@ def run_transfer(checkpoints, output, schedule, progress):
             trainer.train()  # evaluates at the end (COCOEvaluator; pycocotools prints to the log)
         with open(os.path.join(cfg.OUTPUT_DIR, "transfer_metrics.json")) as f:
             transfer[method] = json.load(f)["results"]["bbox"]
-        progress.advance(0.0, f"detector from {method}: AP {fmt(transfer[method]['AP'])}")
+        ap = format_value(transfer[method]["AP"], 1)
+        progress.advance(0.0, f"detector from {method}: AP {ap} (COCO AP x 100)")
     return transfer
 
 

@@ -25,8 +25,9 @@ bins on [1/K, 1], fixed reference), O.conf, U.conf, A.conf, NLL, Brier, objectne
 deviation, then ECE(15), ECE(100), MCE(15) of Guo et al. 2017 (bins on [0, 1], mean
 confidence); a footnote under each table names the estimators. Then temperature scaling
 on the held-out half (before -> after; not a paper table).
-``<name>`` is the checkpoint's file stem, or its folder when stems collide (``--names``
-sets them).
+``<name>`` is the run's name (the folder) for a ``model_final.pth``, ``<run>_<stem>`` for
+a periodic ``model_0004999.pth``, the file's stem otherwise (``--names`` sets them); it
+titles the figures ("<name> on <dataset>") and the table rows.
 
 Checkpoints load strictly (``als_d2.checkpoint.evaluation``): a missing file stops before
 any model is built; a head with another class count than ``MODEL.CLASSIFIER.NUM_CLASSES``
@@ -39,9 +40,26 @@ import logging
 import os
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
-from tool_args import default_argument_parser  # tools/tool_args: argparse only
+import als_d2  # noqa: F401  (registers the datasets and the model)
+from detectron2.engine import default_argument_parser
+from detectron2.evaluation import inference_on_dataset
+from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
+
+from als_d2.checkpoint.evaluation import (
+    CheckpointMismatchError,
+    EvaluationCheckpointer,  # strict; reads files without running pickled code
+    check_checkpoint_head,
+    check_files_exist,
+    checkpoint_labels,
+)
+from als_d2.config import check_eval_num_classes, load_als_config
+from als_d2.engine import ClassificationTrainer
+from als_d2.engine.launch import als_default_setup, launch_from_args
+from als_d2.evaluation import ClassificationEvaluator
+from als_d2.evaluation.tables import format_value, markdown_table
 
 
 def get_parser():
@@ -62,25 +80,6 @@ def get_parser():
     parser.add_argument("--output", default=None, help="output folder (default: OUTPUT_DIR/eval)")
     return parser
 
-
-if __name__ == "__main__":
-    args = get_parser().parse_args()  # fast --help: before the imports below
-
-import als_d2  # noqa: E402,F401  (detectron2 bootstrap first; registers the datasets)
-from detectron2.evaluation import inference_on_dataset  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-from detectron2.utils.file_io import PathManager  # noqa: E402
-
-from als_d2.checkpoint.evaluation import (  # noqa: E402
-    CheckpointMismatchError,
-    EvaluationCheckpointer,  # strict; reads files without running pickled code
-    check_checkpoint_head,
-    check_files_exist,
-)
-from als_d2.config import check_eval_num_classes, load_als_config  # noqa: E402
-from als_d2.engine import ClassificationTrainer  # noqa: E402
-from als_d2.engine.launch import als_default_setup, launch_from_args  # noqa: E402
-from als_d2.evaluation.tables import format_value, markdown_table  # noqa: E402
 
 logger = logging.getLogger("als_d2.eval_cls")
 
@@ -139,18 +138,11 @@ def split_overrides(args) -> None:
         args.opts = args.opts[1:]
 
 
-def checkpoint_names(paths: Sequence[str], names: Optional[Sequence[str]] = None) -> List[str]:
-    """Short unique labels: file stems, else parent folders, else folder_stem, else indexed."""
-    if names:
-        if len(names) != len(paths):
-            raise SystemExit(f"--names has {len(names)} entries for {len(paths)} checkpoints")
-        return list(names)
-    stem = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-    parent = [os.path.basename(os.path.dirname(os.path.abspath(p))) or "ckpt" for p in paths]
-    for candidate in (stem, parent, [f"{a}_{b}" for a, b in zip(parent, stem)]):
-        if len(set(candidate)) == len(candidate):
-            return candidate
-    return [f"{i}_{s}" for i, s in enumerate(stem)]
+def checkpoint_names(paths: Sequence[str], names: Optional[Sequence[str]] = None):
+    """Short unique labels (``als_d2.checkpoint.evaluation.checkpoint_labels``): ``--names``,
+    else the run folder of a ``model_final.pth``, ``<run>_<stem>`` of a periodic one, the
+    stem of any other file."""
+    return checkpoint_labels(paths, names)
 
 
 TRAINING_RUN_FILES = ("last_checkpoint", "metrics.json")
@@ -246,8 +238,10 @@ def evaluate_checkpoints(
     cfg, checkpoints: Sequence[str], names: Sequence[str], datasets: Sequence[str], output: str
 ):
     """Run every (checkpoint, dataset); returns ``{(name, dataset): metrics}`` on the main
-    process."""
+    process. Each dataset is loaded once (one test loader for every checkpoint): its index
+    messages appear once per run, not once per checkpoint."""
     results: Dict[Tuple[str, str], Dict] = OrderedDict()
+    loaders = {d: ClassificationTrainer.build_test_loader(cfg, d) for d in datasets}
     for path, name in zip(checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
         try:
@@ -257,10 +251,9 @@ def evaluate_checkpoints(
         model.eval()
         for dataset in datasets:
             folder = os.path.join(output, name, dataset)
-            loader = ClassificationTrainer.build_test_loader(cfg, dataset)
-            evaluator = ClassificationTrainer.build_evaluator(cfg, dataset, output_folder=folder)
+            evaluator = ClassificationEvaluator(dataset, output_dir=folder, model_name=name)
             logger.info(f"Evaluating {name} ({path}) on {dataset}")
-            res = inference_on_dataset(model, loader, evaluator)
+            res = inference_on_dataset(model, loaders[dataset], evaluator)
             if comm.is_main_process():
                 metrics = dict(res["classification"])
                 results[(name, dataset)] = metrics
@@ -298,5 +291,6 @@ def main(args):
 
 
 if __name__ == "__main__":
+    args = get_parser().parse_args()
     print("Command Line Args:", args)
     launch_from_args(main, args)

@@ -46,6 +46,7 @@ __all__ = [
     "ClassifierCheckpointer",
     "SafeCheckpointer",
     "TransferCheckpointer",
+    "describe_weights",
     "summarize_transfer",
     "transferred_keys",
 ]
@@ -165,6 +166,13 @@ def summarize_transfer(
     return "\n".join(lines)
 
 
+def describe_weights(fmt: str, author: str) -> str:
+    """How the logs name a ResNet file: its format (:func:`.conversion.detect_format`) and,
+    where it differs, its ``__author__``: a ``.pkl`` that ``tools/convert_weights.py --to
+    detectron2`` wrote is "detectron2 format, __author__ 'als_d2'", not an als_d2 file."""
+    return f"{fmt} format" + ("" if author == fmt else f", __author__ {author!r}")
+
+
 class TransferCheckpointer(SafeCheckpointer):
     """DetectionCheckpointer that also starts a detector from any ResNet format of
     :mod:`als_d2.checkpoint.conversion` and reports the transfer.
@@ -177,6 +185,7 @@ class TransferCheckpointer(SafeCheckpointer):
     """
 
     def _load_file(self, filename: str) -> Dict:
+        self._described = None
         data = super()._load_file(filename)
         if data.get("__author__") in ("Caffe2", "pycls"):
             return data  # converted by detectron2 itself (Caffe2 names, pycls)
@@ -184,17 +193,20 @@ class TransferCheckpointer(SafeCheckpointer):
             fmt, checkpoint = matching_checkpoint(data)
         except (ValueError, KeyError):
             return data  # a detector checkpoint, or anything else: detectron2's rules
-        author = checkpoint["__author__"]
+        self._described = describe_weights(fmt, checkpoint["__author__"])
         self.logger.info(
-            f"{filename}: {fmt} ResNet weights ({author}), loaded by name-matching heuristics"
+            f"{filename}: ResNet weights in {self._described}, loaded by name-matching heuristics"
         )
         return checkpoint
 
     def _load_model(self, checkpoint: Dict):
         model_keys = list(self.model.state_dict().keys())
         source = getattr(self, "_source", "checkpoint")
-        if "__author__" in checkpoint:
-            source += f" ({checkpoint['__author__']})"
+        described = getattr(self, "_described", None)
+        if described:
+            source += f" ({described})"
+        elif "__author__" in checkpoint:
+            source += f" (__author__ {checkpoint['__author__']!r})"
         if checkpoint.get("matching_heuristics", False) and not any(
             k.endswith(".num_batches_tracked") for k in model_keys
         ):

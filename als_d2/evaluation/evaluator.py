@@ -107,6 +107,7 @@ class ClassificationEvaluator(DatasetEvaluator):
         *,
         temperature_scaling: bool = True,
         plots: bool = True,
+        model_name: Optional[str] = None,
     ):
         """
         Args:
@@ -115,12 +116,15 @@ class ClassificationEvaluator(DatasetEvaluator):
             output_dir: folder for ``calibration.json`` and the PNGs (None: nothing written).
             temperature_scaling: keep logits rows and fit/report temperature scaling.
             plots: draw reliability diagrams (files and TensorBoard).
+            model_name: the evaluated model (run or checkpoint name) for the figure titles,
+                which then read "<model> on <dataset>".
         """
         self.dataset_name = dataset_name
         self._distributed = distributed
         self._output_dir = output_dir
         self._temperature_scaling = temperature_scaling
         self._plots = plots
+        self._model_name = model_name
         self.reset()
 
     def reset(self):
@@ -187,6 +191,8 @@ class ClassificationEvaluator(DatasetEvaluator):
         if "logits" in data:
             ts = temperature_scaling_report(data["logits"], data["label"], objectness, data["key"])
             results["ts_temperature"] = ts["temperature"]
+            if "warning" in ts:
+                logger.warning(f"[ClassificationEvaluator] {self.dataset_name}: {ts['warning']}")
             for key in TS_KEYS:
                 results[f"ts_base_{key}"] = ts["before"].get(key, float("nan"))
             for key in TS_KEYS:
@@ -217,6 +223,8 @@ class ClassificationEvaluator(DatasetEvaluator):
             }
         if ts is not None:
             report["temperature_scaling"] = ts
+        if self._plots:
+            report["figure_titles"] = self._titles(ts, "mean_objectness" in results)
         self._write(report, data, ts)
         logger.info(
             f"[ClassificationEvaluator] {self.dataset_name}: acc {results['acc']:.4f}, "
@@ -239,26 +247,37 @@ class ClassificationEvaluator(DatasetEvaluator):
                 save_png(image, os.path.join(self._output_dir, f"{name}.png"))
         self._to_event_storage(images)
 
+    def _titles(self, ts: Optional[Dict], objectness: bool) -> Dict[str, str]:
+        """The figures' titles: "<model> on <dataset>" (the dataset alone without a model
+        name), what each shows."""
+        name = self.dataset_name
+        if self._model_name:
+            name = f"{self._model_name} on {self.dataset_name}"
+        titles = {"reliability_diagram": f"{name} ({PLOT_BINS} bins)"}
+        if ts is not None and "bins_after" in ts:
+            titles["reliability_diagram_ts"] = f"{name}: held-out half, T = {ts['temperature']:.3f}"
+        if objectness:
+            titles["confidence_vs_objectness"] = name
+        return titles
+
     def _draw(self, report: Dict, data: Dict, ts: Optional[Dict]) -> Dict[str, np.ndarray]:
         from .plots import objectness_scatter, reliability_diagram
 
         metrics = report["metrics"]
+        titles = report["figure_titles"]
         images = {
             "reliability_diagram": reliability_diagram(
-                report["bins"][str(PLOT_BINS)],
-                metrics,
-                title=f"{self.dataset_name} ({PLOT_BINS} bins)",
+                report["bins"][str(PLOT_BINS)], metrics, title=titles["reliability_diagram"]
             )
         }
-        if ts is not None and "bins_after" in ts:
+        if "reliability_diagram_ts" in titles:
             images["reliability_diagram_ts"] = reliability_diagram(
-                ts["bins_after"],
-                ts["after"],
-                title=f"{self.dataset_name}: held-out half, T = {ts['temperature']:.3f}",
+                ts["bins_after"], ts["after"], title=titles["reliability_diagram_ts"]
             )
-        if "mean_objectness" in metrics:
+        if "confidence_vs_objectness" in titles:
             images["confidence_vs_objectness"] = objectness_scatter(
-                [{k: data[k] for k in ("confidence", "objectness", "correct")}], [self.dataset_name]
+                [{k: data[k] for k in ("confidence", "objectness", "correct")}],
+                [titles["confidence_vs_objectness"]],
             )
         return images
 

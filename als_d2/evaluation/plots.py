@@ -53,8 +53,9 @@ def reliability_figure(
     Args:
         bins: equal-width bin statistics (``calibration.bin_statistics``): ``edges``,
             ``count``, ``accuracy``, ``confidence``.
-        metrics: optional ``calibration_metrics`` dict; acc, avg_conf, ECE and MCE of
-            the same bin count are written in a box (gid ``"stats"``).
+        metrics: optional ``calibration_metrics`` dict; acc, avg_conf, and ECE and MCE of
+            the same bin count, pycalib's (the paper's, the tables' lead) then Guo's, are
+            written in a box (gid ``"stats"``).
 
     Top: accuracy per bin (blue bars), gap to the bin's mean confidence (red, hatched),
     the diagonal of perfect calibration. Bottom: fraction of samples per bin, with the
@@ -113,8 +114,10 @@ def reliability_figure(
         for key, label in (
             ("acc", "acc"),
             ("avg_conf", "avg conf"),
-            (f"ece_{b}", f"ECE({b})"),
-            (f"mce_{b}", f"MCE({b})"),
+            (f"paper_ece_{b}", f"ECE({b}) pycalib"),
+            (f"paper_mce_{b}", f"MCE({b}) pycalib"),
+            (f"ece_{b}", f"ECE({b}) Guo"),
+            (f"mce_{b}", f"MCE({b}) Guo"),
         ):
             if key in metrics:
                 lines.append(f"{label} = {metrics[key]:.4f}")

@@ -20,6 +20,7 @@ from .calibration import metrics_from_stats, sample_stats_from_logits
 __all__ = ["nll_at_temperature", "fit_temperature", "held_out_split", "temperature_scaling_report"]
 
 _CHUNK = 4096
+T_MIN, T_MAX = 0.01, 100.0  # fit_temperature's bounds
 
 
 def _moments(logits: np.ndarray, labels: np.ndarray, s: float) -> Tuple[float, float, float]:
@@ -52,8 +53,8 @@ def fit_temperature(
     logits,
     labels,
     *,
-    t_min: float = 0.01,
-    t_max: float = 100.0,
+    t_min: float = T_MIN,
+    t_max: float = T_MAX,
     tol: float = 1e-10,
     max_iter: int = 100,
 ) -> float:
@@ -111,6 +112,27 @@ def held_out_split(n: int, keys: Optional[Sequence] = None) -> Tuple[np.ndarray,
     return order[0::2], order[1::2]
 
 
+def bound_warning(temperature: float, fit_acc: float, num_classes: int) -> Optional[str]:
+    """Why a fitted T sits at a bound of :func:`fit_temperature` (None when it does not):
+    there the NLL keeps falling towards T -> infinity (the fit half's predictions are no
+    better than uniform) or T -> 0 (every fit prediction right with separable logits), so
+    the scaled metrics describe a degenerate set, not a calibration."""
+    if temperature >= T_MAX:
+        return (
+            f"temperature scaling hit its bound T = {T_MAX:g}: the NLL keeps falling towards "
+            f"uniform confidences (fit-half accuracy {fit_acc:.3f}, chance {1 / num_classes:.3f}): "
+            "the predictions carry no usable confidence (an untrained model, a context-only "
+            "set, wrong labels?); the ts_ metrics are not a calibration"
+        )
+    if temperature <= T_MIN:
+        return (
+            f"temperature scaling hit its bound T = {T_MIN:g}: every fit-half prediction is "
+            f"right with separable logits (fit-half accuracy {fit_acc:.3f}): too few or too "
+            "easy samples to fit T; the ts_ metrics are not a calibration"
+        )
+    return None
+
+
 def temperature_scaling_report(
     logits, labels, objectness=None, keys: Optional[Sequence] = None
 ) -> Dict:
@@ -120,8 +142,8 @@ def temperature_scaling_report(
 
     Returns:
         ``{"temperature": T, "fit_samples": int, "eval_samples": int, "before": {...},
-        "after": {...}}``; with fewer than 2 predictions T is NaN and the metric dicts
-        are empty.
+        "after": {...}}``, plus ``"warning"`` (:func:`bound_warning`) when T is at a bound;
+        with fewer than 2 predictions T is NaN and the metric dicts are empty.
     """
     logits = np.asarray(logits)
     labels = np.asarray(labels, dtype=np.int64)
@@ -138,6 +160,10 @@ def temperature_scaling_report(
     obj = None if objectness is None else np.asarray(objectness, dtype=np.float64)[held]
     report["temperature"] = float(t)
     k = logits.shape[1]
+    fit_acc = float((logits[fit].argmax(axis=1) == labels[fit]).mean())
+    warning = bound_warning(t, fit_acc, k)
+    if warning:
+        report["warning"] = warning
     report["before"] = metrics_from_stats(
         sample_stats_from_logits(logits[held], labels[held]), obj, k
     )

@@ -239,14 +239,9 @@ def test_default_rendezvous_port_is_outside_the_ephemeral_range(tmp_path):
             first, last = (int(v) for v in f.read().split()[:2])
         assert not first <= port <= last, (port, first, last)
     assert not 32768 <= port <= 60999 or not os.path.exists(proc_file)
-    # the tools' parser takes it as --dist-url's default, and so does the argparse-only
-    # parser (tools/tool_args) of the tools not yet on detectron2's
+    # the tools' parser takes it as --dist-url's default
     args = load_tool("train_cls").default_argument_parser().parse_args([])
     assert args.dist_url == default_dist_url()
-    load_tool("train_cls")  # puts tools/ on sys.path
-    import tool_args
-
-    assert tool_args.default_argument_parser().parse_args([]).dist_url == default_dist_url()
     # a range file is read as the kernel writes it ("first<TAB>last\n")
     path = tmp_path / "range"
     path.write_text("1024\t20500\n")

@@ -84,7 +84,7 @@ def register_dicts(name: str, dicts: List[dict], num_classes: int) -> None:
 
 def load_tool(name: str):
     """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package), with
-    ``tools/`` on ``sys.path`` as when the script runs (its sibling ``tool_args``)."""
+    ``tools/`` on ``sys.path`` as when the script runs."""
     if os.path.join(REPO, "tools") not in sys.path:
         sys.path.insert(0, os.path.join(REPO, "tools"))
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))

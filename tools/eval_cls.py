@@ -43,7 +43,6 @@ from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
 
 import als_d2  # noqa: F401  (registers the datasets and the model)
-from detectron2.engine import default_argument_parser
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
@@ -57,7 +56,7 @@ from als_d2.checkpoint.evaluation import (
 )
 from als_d2.config import check_eval_num_classes, load_als_config
 from als_d2.engine import ClassificationTrainer
-from als_d2.engine.launch import als_default_setup, launch_from_args
+from als_d2.engine.launch import als_default_setup, default_argument_parser, launch_from_args
 from als_d2.evaluation import ClassificationEvaluator
 from als_d2.evaluation.tables import format_value, markdown_table
 

@@ -28,10 +28,10 @@ import sys
 import als_d2  # noqa: F401  (first: detectron2's bootstrap, see als_d2/__init__.py)
 import submitit
 from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser
 
 from als_d2.config import ConfigError, add_als_config, check_als_config
 from als_d2.engine.detection import add_transfer_config
+from als_d2.engine.launch import default_argument_parser
 from als_d2.engine.submit import (
     MEM_GB_PER_PROCESS,
     TrainJob,

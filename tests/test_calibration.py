@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from als_d2.evaluation.calibration import (
     bin_statistics,
@@ -100,11 +101,43 @@ def reference_metrics(probs, labels, objectness=None):
                 len(m) / n * abs(mean([float(correct[i]) for i in m]) - mean([conf[i] for i in m]))
             )
     out["adaptive_ece_15"] = ece if n else nan
+    out.update(reference_selective(conf, correct))
     if objectness is not None:
         known = [i for i in range(n) if not math.isnan(objectness[i])]
         out["mean_objectness"] = mean([float(objectness[i]) for i in known])
         out["objectness_deviation"] = mean([abs(conf[i] - float(objectness[i])) for i in known])
         out["objectness_samples"] = len(known)
+        out["conf_objectness_spearman"] = (
+            float(spearmanr([conf[i] for i in known], [objectness[i] for i in known]).statistic)
+            if len(known) > 1
+            else nan
+        )
+    return out
+
+
+def reference_selective(conf, correct):
+    """Selective prediction by confidence, one threshold at a time (ties accepted together)."""
+    n, nan = len(conf), float("nan")
+    keys = ["aurc", "eaurc", "augrc", "risk_at_cov_80", "risk_at_cov_90", "risk_at_cov_95"]
+    if not n:
+        return dict.fromkeys(keys + ["cov_at_risk_05", "cov_at_risk_10"], nan)
+    points = []  # (coverage, risk, generalized risk) from the highest threshold down
+    for t in sorted(set(conf), reverse=True):
+        accepted = [i for i in range(n) if conf[i] >= t]
+        errors = sum(1 for i in accepted if not correct[i])
+        points.append((len(accepted) / n, errors / len(accepted), errors / n))
+    out = {"aurc": 0.0, "augrc": 0.0}
+    previous = 0.0
+    for cov, risk, grisk in points:
+        out["aurc"] += (cov - previous) * risk
+        out["augrc"] += (cov - previous) * grisk
+        previous = cov
+    e = points[-1][1]
+    out["eaurc"] = out["aurc"] - (e + (1 - e) * math.log(1 - e) if e < 1 else 1.0)
+    for key, c in (("risk_at_cov_80", 0.8), ("risk_at_cov_90", 0.9), ("risk_at_cov_95", 0.95)):
+        out[key] = next(risk for cov, risk, _ in points if cov >= c - 1e-12)
+    for key, r in (("cov_at_risk_05", 0.05), ("cov_at_risk_10", 0.10)):
+        out[key] = max([cov for cov, risk, _ in points if risk <= r + 1e-12], default=0.0)
     return out
 
 

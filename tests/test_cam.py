@@ -13,6 +13,7 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone
 from PIL import Image
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torch.nn import functional as F
 
 from als_d2.evaluation.cam import cam_grid, cams_from_features, class_activation_maps, overlay_cam
@@ -315,6 +316,48 @@ def test_eval_cls_tool(trained, capsys):
     assert "| Checkpoint | Val | ACC | O.conf | U.conf | A.conf |" in md
     # the paper's estimator is computed (K from the logits) and printed in Table 2
     assert all(math.isfinite(m["paper_ece_15"]) for (_, d), m in results.items() if d == name)
+    # threshold metrics (issue 25) against scikit-learn on the model's own outputs
+    assert "Selective prediction by max softmax" in printed and "context-only versions" in md
+    _png(os.path.join(out, "threshold_curves.png"))
+    outputs = _probabilities_by_image(trained, trained["checkpoints"][1], (name, ctx))
+    common = sorted(set(outputs[name]) & set(outputs[ctx]))
+    p_in = np.stack([outputs[name][k][0] for k in common])
+    p_out = np.stack([outputs[ctx][k][0] for k in common])
+    y = np.r_[np.ones(len(common)), np.zeros(len(common))]
+    msp = np.r_[p_in.max(1), p_out.max(1)]
+    got = results[("train", ctx)]
+    assert got["ood_pairs"] == len(common) > 0
+    assert got["ood_auroc_msp"] == pytest.approx(roc_auc_score(y, msp), abs=1e-5)
+    assert got["ood_aupr_in_msp"] == pytest.approx(average_precision_score(y, msp), abs=1e-5)
+    fpr, tpr, _ = roc_curve(y, msp)
+    assert got["ood_fpr95_msp"] == pytest.approx(fpr[np.argmax(tpr >= 0.95)], abs=1e-5)
+    ent = np.r_[(p_in * np.log(p_in)).sum(1), (p_out * np.log(p_out)).sum(1)]
+    assert got["ood_auroc_entropy"] == pytest.approx(roc_auc_score(y, ent), abs=1e-5)
+    # selective prediction of the val set: the per-sample mean of Geifman et al. (no ties)
+    probs = np.stack([v[0] for v in outputs[name].values()])
+    labels = np.array([v[1] for v in outputs[name].values()])
+    wrong = (probs.argmax(1) != labels)[np.argsort(-probs.max(1), kind="stable")]
+    aurc = np.mean(np.cumsum(wrong) / np.arange(1, len(wrong) + 1))
+    assert results[("train", name)]["aurc"] == pytest.approx(aurc, abs=1e-4)
+
+
+def _probabilities_by_image(trained, checkpoint, datasets):
+    """{dataset: {image_id: (softmax row, label)}} of ``checkpoint``, computed here."""
+    from als_d2.checkpoint.evaluation import EvaluationCheckpointer
+    from als_d2.engine import ClassificationTrainer
+
+    model = ClassificationTrainer.build_model(trained["cfg"])
+    EvaluationCheckpointer(model).load(checkpoint)
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        for dataset in datasets:
+            rows = out[dataset] = {}
+            for batch in ClassificationTrainer.build_test_loader(trained["cfg"], dataset):
+                for x, o in zip(batch, model(batch)):
+                    logits = o["logits"].double()
+                    rows[str(x["image_id"])] = (torch.softmax(logits, 0).numpy(), x["label"])
+    return out
 
 
 # ------------------------------------------------------------------ strict checkpoint loading

@@ -17,6 +17,8 @@ a folder holding a training run, ``last_checkpoint`` or ``metrics.json``, is ref
     <name>/<dataset>/calibration.json  the evaluator's report (bins, temperature scaling)
     <name>/<dataset>/*.png             reliability diagrams, confidence vs objectness
     tables.md                          the markdown tables printed at the end
+    threshold_curves.png               risk-coverage curves of every (checkpoint, set) and
+                                       ROC curves of every context pair, all checkpoints
 
 Tables (paper section 4.2): Table 1, context-only datasets (name contains "context", or
 ``--context-datasets``): ACC, O.conf, U.conf, A.conf; Table 2, the other datasets: ACC,
@@ -24,7 +26,13 @@ Top-5, ECE(15), ECE(100), MCE(15) of the paper's estimator (Wenger et al. 2020, 
 bins on [1/K, 1], fixed reference), O.conf, U.conf, A.conf, NLL, Brier, objectness
 deviation, then ECE(15), ECE(100), MCE(15) of Guo et al. 2017 (bins on [0, 1], mean
 confidence); a footnote under each table names the estimators. Then temperature scaling
-on the held-out half (before -> after; not a paper table).
+on the held-out half (before -> after; not a paper table). Then (not paper tables;
+``als_d2.evaluation.thresholds``, docs/evaluation.md): selective prediction of every set
+(AURC, E-AURC, AUGRC, risk at 80/90/95% coverage, coverage at 5/10% risk, and the rank
+correlation of confidence with objectness where boxes are known), and the separation of
+each set ``X`` from its context-only twin ``X_context`` when both are evaluated (AUROC,
+AUPR-in/out, FPR@95 by maximum softmax and by negative entropy; the images of ``X`` that
+have a context-only version, matched by image id, against those versions).
 ``<name>`` is the run's name (the folder) for a ``model_final.pth``, ``<run>_<stem>`` for
 a periodic ``model_0004999.pth``, the file's stem otherwise (``--names`` sets them); it
 titles the figures ("<name> on <dataset>") and the table rows.
@@ -40,9 +48,10 @@ import logging
 import os
 import re
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import als_d2  # noqa: F401  (registers the datasets and the model)
+import numpy as np
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
@@ -58,6 +67,12 @@ from als_d2.config import check_eval_num_classes, load_als_config
 from als_d2.engine import ClassificationTrainer
 from als_d2.engine.launch import als_default_setup, default_argument_parser, launch_from_args
 from als_d2.evaluation import ClassificationEvaluator
+from als_d2.evaluation.plots import save_png, threshold_curves
+from als_d2.evaluation.thresholds import (
+    risk_coverage_from_confidence,
+    roc_points,
+    separation_from_scores,
+)
 from als_d2.evaluation.tables import format_value, markdown_table
 
 
@@ -112,7 +127,31 @@ TABLE_TS = [
     ("U.conf", "under_conf"),
     ("A.conf", "avg_conf"),
     ("NLL", "nll"),
+    ("AURC", "aurc"),
+    ("E-AURC", "eaurc"),
 ]
+TABLE_SELECTIVE = [
+    ("ACC", "acc"),
+    ("AURC", "aurc"),
+    ("E-AURC", "eaurc"),
+    ("AUGRC", "augrc"),
+    ("Risk@80", "risk_at_cov_80"),
+    ("Risk@90", "risk_at_cov_90"),
+    ("Risk@95", "risk_at_cov_95"),
+    ("Cov@Risk5%", "cov_at_risk_05"),
+    ("Cov@Risk10%", "cov_at_risk_10"),
+    ("Spearman(conf, obj)", "conf_objectness_spearman"),
+]
+TABLE_SEPARATION = [
+    ("AUROC msp", "ood_auroc_msp"),
+    ("AUPR-in msp", "ood_aupr_in_msp"),
+    ("AUPR-out msp", "ood_aupr_out_msp"),
+    ("FPR@95 msp", "ood_fpr95_msp"),
+    ("AUROC ent", "ood_auroc_entropy"),
+    ("FPR@95 ent", "ood_fpr95_entropy"),
+    ("pairs", "ood_pairs"),
+]
+CONTEXT_SUFFIX = "_context"  # X_context: the context-only twin of the set X
 ESTIMATORS = (
     "ECE/MCE with B bins: *pycalib* = Wenger et al. 2020 (pycalib "
     "`expected_calibration_error`, the estimator of the paper's Table 2): equal-width bins on "
@@ -230,7 +269,54 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
         title = "Temperature scaling (not a paper table): held-out half, before -> after"
         note = "ECE/MCE estimators: see the note under Table 2." if other else ESTIMATORS
         parts.append(_checkpoint_table(ts_rows, columns, title, note))
+    selective = [r for r in rows if "aurc" in r[2]]
+    if selective:
+        parts.append(
+            _checkpoint_table(
+                selective,
+                TABLE_SELECTIVE,
+                "Selective prediction by max softmax (not a paper table)",
+                "Risk = errors / accepted, coverage = accepted / all; ties accepted together "
+                "(docs/evaluation.md).",
+            )
+        )
+    pairs = [r for r in rows if "ood_auroc_msp" in r[2]]
+    if pairs:
+        parts.append(
+            _checkpoint_table(
+                pairs,
+                TABLE_SEPARATION,
+                "Images with objects vs their context-only versions (not a paper table)",
+                "Positives: the images of X that have a context-only version; negatives: "
+                "those versions (X_context). FPR@95: context-only images accepted at the "
+                "threshold accepting 95% of the positives (OpenOOD's convention).",
+            )
+        )
     return "\n\n".join(parts)
+
+
+def context_pairs(datasets: Sequence[str]) -> List[Tuple[str, str]]:
+    """``(X, X_context)`` for every set whose context-only twin is evaluated too."""
+    return [(d, d + CONTEXT_SUFFIX) for d in datasets if d + CONTEXT_SUFFIX in datasets]
+
+
+def pair_separation(scores_in: Dict, scores_out: Dict, pair: str) -> Dict:
+    """:func:`separation_from_scores` of the samples of ``scores_in`` whose key has a
+    context-only version in ``scores_out`` (all of them when no key matches), against
+    ``scores_out``; ``ood_pairs``: how many images with objects were matched."""
+    out_keys = set(scores_out["key"])
+    keep = np.array([k in out_keys for k in scores_in["key"]], dtype=bool)
+    if not keep.any():
+        logger.warning(f"{pair}: no image id in common; all images of both sets compared")
+        keep[:] = True
+    kept = {s: np.asarray(scores_in[s])[keep] for s in ("msp", "entropy")}
+    try:
+        result = separation_from_scores(kept, scores_out)
+    except ValueError as e:
+        raise SystemExit(f"error: {pair}: {e}") from None
+    result["ood_pairs"] = int(keep.sum())
+    fpr, tpr = roc_points(kept["msp"], np.asarray(scores_out["msp"]))
+    return result, {"fpr": fpr, "tpr": tpr}
 
 
 def evaluate_checkpoints(
@@ -240,6 +326,8 @@ def evaluate_checkpoints(
     process. Each dataset is loaded once (one test loader for every checkpoint): its index
     messages appear once per run, not once per checkpoint."""
     results: Dict[Tuple[str, str], Dict] = OrderedDict()
+    scores: Dict[Tuple[str, str], Dict] = {}
+    curves = {"risk_coverage": {}, "roc": {}}
     loaders = {d: ClassificationTrainer.build_test_loader(cfg, d) for d in datasets}
     for path, name in zip(checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
@@ -256,6 +344,11 @@ def evaluate_checkpoints(
             if comm.is_main_process():
                 metrics = dict(res["classification"])
                 results[(name, dataset)] = metrics
+                scores[(name, dataset)] = evaluator.sample_scores
+                if not dataset.endswith(CONTEXT_SUFFIX):
+                    curves["risk_coverage"][f"{name} on {dataset}"] = risk_coverage_from_confidence(
+                        evaluator.sample_scores["msp"], evaluator.sample_scores["correct"], dataset
+                    )
                 PathManager.mkdirs(folder)
                 with PathManager.open(os.path.join(folder, "results.json"), "w") as f:
                     json.dump(
@@ -263,7 +356,20 @@ def evaluate_checkpoints(
                         f,
                         indent=2,
                     )
+        if comm.is_main_process():
+            for x, x_context in context_pairs(datasets):
+                label = f"{name}: {x} vs {x_context}"
+                separation, roc = pair_separation(
+                    scores[(name, x)], scores[(name, x_context)], label
+                )
+                results[(name, x_context)].update(separation)
+                curves["roc"][label] = roc
         del model
+    if comm.is_main_process():
+        save_png(
+            threshold_curves(curves["risk_coverage"], curves["roc"]),
+            os.path.join(output, "threshold_curves.png"),
+        )
     return results
 
 

@@ -41,12 +41,16 @@ Keys of :func:`calibration_metrics` (all python floats, fractions in [0, 1] unle
                     (the evaluator computes it from logits, where it stays finite)
 ``brier``           mean over samples of ``sum_k (P[i, k] - [k == y])**2``, in [0, 2]
 ``num_samples``     N (an int)
+``aurc`` ...        selective prediction by ``p``: ``aurc``, ``eaurc``, ``augrc``,
+                    ``risk_at_cov_80/90/95``, ``cov_at_risk_05/10`` (conventions in
+                    :mod:`als_d2.evaluation.thresholds`)
 ==================  =========================================================================
 
 With ``objectness`` (N floats in [0, 1], NaN = unknown), also:
 ``mean_objectness`` (mean over known), ``objectness_deviation`` (mean ``|p - objectness|``
-over known; the paper's "mean objectness deviation") and ``objectness_samples`` (how many
-are known, an int).
+over known; the paper's "mean objectness deviation"), ``objectness_samples`` (how many
+are known, an int) and ``conf_objectness_spearman`` (rank correlation of ``p`` and
+objectness over known: the paper's "peaks proportional to the object").
 
 Edge cases: a mean over an empty set is NaN. So with N = 0 every metric is NaN (counts are
 0); the ``paper_`` ones are NaN also when no ``p`` is in [1/K, 1] and for K < 2 (a
@@ -60,6 +64,13 @@ count 0 and NaN accuracy and confidence by :func:`bin_statistics`, NaN accuracy 
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+
+from .confidence_objectness import conf_objectness_spearman
+from .thresholds import (
+    SELECTIVE_KEYS,
+    risk_coverage_from_confidence,
+    selective_metrics_from_curve,
+)
 
 __all__ = [
     "ECE_BINS",
@@ -78,7 +89,7 @@ ECE_BINS = (15, 100)
 ADAPTIVE_BINS = 15
 _CHUNK = 4096  # rows converted to float64 at a time
 
-STAT_KEYS = ("confidence", "correct", "top5", "nll", "brier")
+STAT_KEYS = ("confidence", "correct", "top5", "nll", "brier", "neg_entropy")
 
 
 def _check(labels: np.ndarray, n: int, k: int) -> np.ndarray:
@@ -98,6 +109,7 @@ def _empty_stats() -> Dict[str, np.ndarray]:
         "top5": np.zeros(0, dtype=bool),
         "nll": np.zeros(0),
         "brier": np.zeros(0),
+        "neg_entropy": np.zeros(0),
     }
 
 
@@ -107,14 +119,16 @@ def _stats_of_chunk(
     rows = np.arange(len(labels))
     true_p = probs[rows, labels]
     k = min(5, probs.shape[1])
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         nll = -np.log(true_p) if log_true is None else -log_true
+        log_p = np.log(probs, out=np.zeros_like(probs), where=probs > 0)  # 0 ln 0 = 0
     return {
         "confidence": probs.max(axis=1),
         "correct": probs.argmax(axis=1) == labels,
         "top5": (probs > true_p[:, None]).sum(axis=1) < k,
         "nll": nll,
         "brier": np.einsum("ij,ij->i", probs, probs) - 2.0 * true_p + 1.0,
+        "neg_entropy": np.einsum("ij,ij->i", probs, log_p),
     }
 
 
@@ -127,9 +141,10 @@ def _concat(parts) -> Dict[str, np.ndarray]:
 def sample_stats(probs, labels) -> Dict[str, np.ndarray]:
     """Per-sample summaries of an N x K probability array (float64 arithmetic).
 
-    Returns ``confidence`` (N float64), ``correct`` and ``top5`` (N bool), ``nll`` and
-    ``brier`` (N float64): everything :func:`metrics_from_stats` needs, so callers that
-    see the predictions in batches keep N x 5 numbers instead of N x K.
+    Returns ``confidence`` (N float64), ``correct`` and ``top5`` (N bool), ``nll``,
+    ``brier`` and ``neg_entropy`` (``sum_k P ln P``, nats; N float64): everything
+    :func:`metrics_from_stats` and the threshold metrics need, so callers that see the
+    predictions in batches keep N x 6 numbers instead of N x K.
     """
     return _chunked(probs, labels, "probs", lambda p, y: _stats_of_chunk(p, y, None))
 
@@ -299,6 +314,10 @@ def metrics_from_stats(
     out["nll"] = _mean(np.asarray(stats["nll"], dtype=np.float64))
     out["brier"] = _mean(np.asarray(stats["brier"], dtype=np.float64))
     out["num_samples"] = int(n)
+    if n:  # selective prediction by confidence (als_d2.evaluation.thresholds)
+        out.update(selective_metrics_from_curve(risk_coverage_from_confidence(conf, correct)))
+    else:
+        out.update(dict.fromkeys(SELECTIVE_KEYS, float("nan")))
     if objectness is not None:
         obj = np.asarray(objectness, dtype=np.float64)
         if obj.shape != (n,):
@@ -307,6 +326,7 @@ def metrics_from_stats(
         out["mean_objectness"] = _mean(obj[known])
         out["objectness_deviation"] = _mean(np.abs(conf[known] - obj[known]))
         out["objectness_samples"] = int(known.sum())
+        out["conf_objectness_spearman"] = conf_objectness_spearman(conf, obj)
     return out
 
 

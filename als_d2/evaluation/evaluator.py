@@ -26,7 +26,9 @@ from .calibration import (
     sample_stats,
     sample_stats_from_logits,
 )
+from .confidence_objectness import objectness_deciles
 from .temperature import held_out_split, temperature_scaling_report
+from .thresholds import risk_coverage_from_confidence
 
 __all__ = ["ClassificationEvaluator", "TS_KEYS"]
 
@@ -44,6 +46,8 @@ TS_KEYS = (
     "avg_conf",
     "nll",
     "brier",
+    "aurc",
+    "eaurc",
 )
 PLOT_BINS = 15
 
@@ -83,9 +87,11 @@ class ClassificationEvaluator(DatasetEvaluator):
 
     * the keys of ``calibration.calibration_metrics`` (``acc``, ``top5`` fractions; ECE,
       MCE of Guo et al. and, as ``paper_*``, of Wenger et al./pycalib with K = the logits'
-      (or probs') width; over/under/avg confidence, NLL, Brier, ``num_samples``), plus
-      ``mean_objectness``, ``objectness_deviation``, ``objectness_samples`` when some
-      sample has a known objectness;
+      (or probs') width; over/under/avg confidence, NLL, Brier, ``num_samples``; the
+      selective-prediction keys ``aurc``, ``eaurc``, ``augrc``, ``risk_at_cov_*``,
+      ``cov_at_risk_*``), plus ``mean_objectness``, ``objectness_deviation``,
+      ``objectness_samples``, ``conf_objectness_spearman`` when some sample has a known
+      objectness;
     * ``top1``: ``acc`` in percent (the key of d2-style accuracy reports);
     * with logits and ``temperature_scaling``: ``ts_temperature`` (T fitted by NLL on one
       half of the samples, ``temperature.held_out_split``) and, on the other half,
@@ -93,10 +99,14 @@ class ClassificationEvaluator(DatasetEvaluator):
 
     NaN marks an undefined metric (see ``calibration``). With ``output_dir`` it writes
     ``calibration.json`` (metrics, bin statistics: ``bins`` Guo et al., ``paper_bins``
-    Wenger et al.; the temperature-scaling block; NaN written as null),
+    Wenger et al.; the temperature-scaling block; ``objectness_deciles``; the
+    ``risk_coverage`` curve; NaN written as null),
     ``reliability_diagram.png`` (15 bins), ``reliability_diagram_ts.png``
     (held-out half after scaling) and ``confidence_vs_objectness.png``; when an
     ``EventStorage`` is active the diagrams also go to it (``put_image``) for TensorBoard.
+    After ``evaluate()`` the main process keeps ``sample_scores`` (``key``, ``msp``,
+    ``entropy``, ``correct``: per sample) for pairing a set with its context-only twin
+    (``thresholds.separation_from_scores``).
     """
 
     def __init__(
@@ -129,6 +139,7 @@ class ClassificationEvaluator(DatasetEvaluator):
 
     def reset(self):
         self._rows: List[Dict] = []
+        self.sample_scores: Optional[Dict] = None
 
     def process(self, inputs, outputs):
         labels = np.array([int(x["label"]) for x in inputs], dtype=np.int64)
@@ -223,6 +234,20 @@ class ClassificationEvaluator(DatasetEvaluator):
             }
         if ts is not None:
             report["temperature_scaling"] = ts
+        if objectness is not None:
+            report["objectness_deciles"] = objectness_deciles(
+                data["confidence"], data["correct"], data["objectness"]
+            )
+        report["risk_coverage"] = risk_coverage_from_confidence(
+            data["confidence"], data["correct"], self.dataset_name
+        )
+        # per-sample scores of the last evaluation (main process), for the context-only pair
+        self.sample_scores = {
+            "key": data["key"],
+            "msp": data["confidence"],
+            "entropy": data["neg_entropy"],
+            "correct": data["correct"],
+        }
         if self._plots:
             report["figure_titles"] = self._titles(ts, "mean_objectness" in results)
         self._write(report, data, ts)

@@ -206,6 +206,33 @@ def objectness_scatter(
     return figure_to_array(fig)
 
 
+def threshold_curves(
+    risk_coverage: Dict[str, Dict[str, np.ndarray]], roc: Dict[str, Dict[str, np.ndarray]]
+) -> np.ndarray:
+    """Two panels: selective risk against coverage (``risk_coverage``: label ->
+    ``{"coverage", "risk"}``, :func:`~als_d2.evaluation.thresholds.risk_coverage_points`)
+    and the ROC of images with objects against their context-only versions by maximum
+    softmax (``roc``: label -> ``{"fpr", "tpr"}``, ``thresholds.roc_points``)."""
+    fig = _new_figure(9.0, 3.8)
+    ax_rc, ax_roc = fig.subplots(1, 2)
+    for label, c in risk_coverage.items():
+        ax_rc.step(c["coverage"], c["risk"], where="pre", label=label)
+    ax_rc.set(xlabel="coverage (accepted / all)", ylabel="selective risk (errors / accepted)")
+    ax_rc.set(xlim=(0, 1), ylim=(0, 1), title="Risk-coverage (max softmax)")
+    for label, c in roc.items():
+        ax_roc.plot(c["fpr"], c["tpr"], label=label)
+    ax_roc.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+    ax_roc.set(xlabel="context-only images accepted (FPR)", ylabel="images with objects (TPR)")
+    ax_roc.set(xlim=(0, 1), ylim=(0, 1), title="With objects vs context-only (max softmax)")
+    for ax, curves in ((ax_rc, risk_coverage), (ax_roc, roc)):
+        if curves:
+            ax.legend(fontsize=7, loc="best")
+        else:
+            ax.text(0.5, 0.5, "no set / pair", ha="center", va="center", color="0.5")
+    fig.tight_layout()
+    return figure_to_array(fig)
+
+
 def save_png(image: np.ndarray, path: str) -> None:
     """Write an H x W x 3 uint8 array as a PNG (through PathManager)."""
     from PIL import Image

@@ -50,6 +50,8 @@ from typing import Dict, Tuple
 import numpy as np
 
 __all__ = [
+    "SELECTIVE_KEYS",
+    "SEPARATION_KEYS",
     "context_separation",
     "separation_from_scores",
     "selective_metrics",
@@ -63,6 +65,10 @@ __all__ = [
 FPR_RECALL = 0.95
 RISK_AT_COVERAGE = {"risk_at_cov_80": 0.80, "risk_at_cov_90": 0.90, "risk_at_cov_95": 0.95}
 COVERAGE_AT_RISK = {"cov_at_risk_05": 0.05, "cov_at_risk_10": 0.10}
+SELECTIVE_KEYS = ("aurc", "eaurc", "augrc", *RISK_AT_COVERAGE, *COVERAGE_AT_RISK)
+SEPARATION_KEYS = tuple(
+    f"ood_{m}_{s}" for s in ("msp", "entropy") for m in ("auroc", "aupr_in", "aupr_out", "fpr95")
+)
 
 
 def _probabilities(probs, name: str) -> np.ndarray:

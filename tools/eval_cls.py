@@ -48,10 +48,9 @@ import logging
 import os
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import als_d2  # noqa: F401  (registers the datasets and the model)
-import numpy as np
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
@@ -69,9 +68,10 @@ from als_d2.engine.launch import als_default_setup, default_argument_parser, lau
 from als_d2.evaluation import ClassificationEvaluator
 from als_d2.evaluation.plots import save_png, threshold_curves
 from als_d2.evaluation.thresholds import (
+    CONTEXT_SUFFIX,
+    context_pairs,
+    pair_separation,
     risk_coverage_from_confidence,
-    roc_points,
-    separation_from_scores,
 )
 from als_d2.evaluation.tables import format_value, markdown_table
 
@@ -151,7 +151,6 @@ TABLE_SEPARATION = [
     ("FPR@95 ent", "ood_fpr95_entropy"),
     ("pairs", "ood_pairs"),
 ]
-CONTEXT_SUFFIX = "_context"  # X_context: the context-only twin of the set X
 ESTIMATORS = (
     "ECE/MCE with B bins: *pycalib* = Wenger et al. 2020 (pycalib "
     "`expected_calibration_error`, the estimator of the paper's Table 2): equal-width bins on "
@@ -295,30 +294,6 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
     return "\n\n".join(parts)
 
 
-def context_pairs(datasets: Sequence[str]) -> List[Tuple[str, str]]:
-    """``(X, X_context)`` for every set whose context-only twin is evaluated too."""
-    return [(d, d + CONTEXT_SUFFIX) for d in datasets if d + CONTEXT_SUFFIX in datasets]
-
-
-def pair_separation(scores_in: Dict, scores_out: Dict, pair: str) -> Dict:
-    """:func:`separation_from_scores` of the samples of ``scores_in`` whose key has a
-    context-only version in ``scores_out`` (all of them when no key matches), against
-    ``scores_out``; ``ood_pairs``: how many images with objects were matched."""
-    out_keys = set(scores_out["key"])
-    keep = np.array([k in out_keys for k in scores_in["key"]], dtype=bool)
-    if not keep.any():
-        logger.warning(f"{pair}: no image id in common; all images of both sets compared")
-        keep[:] = True
-    kept = {s: np.asarray(scores_in[s])[keep] for s in ("msp", "entropy")}
-    try:
-        result = separation_from_scores(kept, scores_out)
-    except ValueError as e:
-        raise SystemExit(f"error: {pair}: {e}") from None
-    result["ood_pairs"] = int(keep.sum())
-    fpr, tpr = roc_points(kept["msp"], np.asarray(scores_out["msp"]))
-    return result, {"fpr": fpr, "tpr": tpr}
-
-
 def evaluate_checkpoints(
     cfg, checkpoints: Sequence[str], names: Sequence[str], datasets: Sequence[str], output: str
 ):
@@ -359,9 +334,12 @@ def evaluate_checkpoints(
         if comm.is_main_process():
             for x, x_context in context_pairs(datasets):
                 label = f"{name}: {x} vs {x_context}"
-                separation, roc = pair_separation(
-                    scores[(name, x)], scores[(name, x_context)], label
-                )
+                try:
+                    separation, roc = pair_separation(
+                        scores[(name, x)], scores[(name, x_context)], label
+                    )
+                except ValueError as e:
+                    raise SystemExit(f"error: {e}") from None
                 results[(name, x_context)].update(separation)
                 curves["roc"][label] = roc
         del model

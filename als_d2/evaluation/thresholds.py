@@ -45,14 +45,19 @@ probabilities, rows of another width, labels out of range) raises ``ValueError``
 set (``name``).
 """
 
-from typing import Dict, Tuple
+import logging
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SELECTIVE_KEYS",
     "SEPARATION_KEYS",
     "context_separation",
+    "context_pairs",
+    "pair_separation",
     "separation_from_scores",
     "selective_metrics",
     "selective_metrics_from_curve",
@@ -63,6 +68,7 @@ __all__ = [
 ]
 
 FPR_RECALL = 0.95
+CONTEXT_SUFFIX = "_context"  # X_context: the context-only twin of the set X
 RISK_AT_COVERAGE = {"risk_at_cov_80": 0.80, "risk_at_cov_90": 0.90, "risk_at_cov_95": 0.95}
 COVERAGE_AT_RISK = {"cov_at_risk_05": 0.05, "cov_at_risk_10": 0.10}
 SELECTIVE_KEYS = ("aurc", "eaurc", "augrc", *RISK_AT_COVERAGE, *COVERAGE_AT_RISK)
@@ -131,9 +137,14 @@ def context_separation(probs_in, probs_out, name: str = "context pair") -> Dict[
     return separation_from_scores(scores(p_in), scores(p_out))
 
 
-def separation_from_scores(scores_in: Dict, scores_out: Dict) -> Dict[str, float]:
+def separation_from_scores(
+    scores_in: Dict, scores_out: Dict, name: str = "context pair"
+) -> Dict[str, float]:
     """:func:`context_separation` from per-sample scores (``{"msp": (N,), "entropy": (N,)}``
     of each set, as :func:`scores` gives them), for evaluators that keep scores only."""
+    for what, sc in (("images with objects", scores_in), ("context-only images", scores_out)):
+        if len(sc["msp"]) == 0:
+            raise ValueError(f"{name} ({what}): empty set (no image), nothing to threshold")
     out = {}
     for s in ("msp", "entropy"):
         s_in = np.asarray(scores_in[s], dtype=np.float64)
@@ -200,3 +211,26 @@ def selective_metrics_from_curve(curve: Dict[str, np.ndarray]) -> Dict[str, floa
         ok = risk <= r + 1e-12
         out[key] = float(cov[ok].max()) if ok.any() else 0.0
     return out
+
+
+def context_pairs(datasets: Sequence[str]) -> List[Tuple[str, str]]:
+    """``(X, X_context)`` for every set whose context-only twin is evaluated too."""
+    return [(d, d + CONTEXT_SUFFIX) for d in datasets if d + CONTEXT_SUFFIX in datasets]
+
+
+def pair_separation(scores_in: Dict, scores_out: Dict, pair: str) -> Tuple[Dict, Dict]:
+    """``(metrics, roc)``: :func:`separation_from_scores` of the samples of ``scores_in``
+    (``{"key", "msp", "entropy"}`` per sample, as ``ClassificationEvaluator.sample_scores``)
+    whose key has a context-only version in ``scores_out`` (all of them when no key
+    matches, with a warning), against ``scores_out``, plus ``ood_pairs`` (how many images
+    with objects were matched); ``roc``: ``{"fpr", "tpr"}`` by maximum softmax."""
+    out_keys = set(scores_out["key"])
+    keep = np.array([k in out_keys for k in scores_in["key"]], dtype=bool)
+    if not keep.any():
+        logger.warning(f"{pair}: no image id in common; all images of both sets compared")
+        keep[:] = True
+    kept = {s: np.asarray(scores_in[s])[keep] for s in ("msp", "entropy")}
+    result = separation_from_scores(kept, scores_out, pair)
+    result["ood_pairs"] = int(keep.sum())
+    fpr, tpr = roc_points(kept["msp"], np.asarray(scores_out["msp"]))
+    return result, {"fpr": fpr, "tpr": tpr}

@@ -80,6 +80,15 @@ def test_quick_demo_shows_lower_context_confidence_for_als(tmp_path):
     for method in ("hard", "als"):
         assert isinstance(results["transfer"][method]["AP"], float)
     assert "reliability_all_methods" in results["figures"]
+    # threshold metrics (issue 25): both tables, the keys per method, one figure
+    assert "Val images vs their context-only versions" in proc.stdout
+    assert "Selective prediction on val" in proc.stdout
+    for method in ("hard", "ls", "als"):
+        context = results["classification"][method]["val_context"]
+        assert 0 <= context["ood_auroc_msp"] <= 1 and 0 <= context["ood_fpr95_msp"] <= 1
+        assert context["ood_pairs"] > 0
+        assert results["classification"][method]["val"]["aurc"] <= 1
+    assert "threshold_curves" in results["figures"]
     # the CAM/scatter step sees the models as evaluated (32 px crops): the scatter's accuracy
     # is the evaluated val accuracy, and the 1x1 res5 map of a 32 px crop is said, not drawn
     for method in ("hard", "ls", "als"):

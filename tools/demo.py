@@ -47,9 +47,10 @@ from als_d2.engine import ClassificationTrainer
 from als_d2.engine.detection import DetectionTrainer
 from als_d2.evaluation import ClassificationEvaluator
 from als_d2.evaluation.cam import draw_cam_figures
-from als_d2.evaluation.plots import save_png
+from als_d2.evaluation.plots import save_png, threshold_curves
 from als_d2.evaluation.plots_combined import combined_reliability_diagram
 from als_d2.evaluation.tables import format_spread, format_value, markdown_table
+from als_d2.evaluation.thresholds import pair_separation, risk_coverage_from_confidence
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -101,6 +102,26 @@ TABLE_CAL = (
     ("NLL", "nll"),
     ("A.conf", "avg_conf"),
     ("Obj.dev", "objectness_deviation"),
+)
+# thresholds (not paper tables; als_d2.evaluation.thresholds, docs/evaluation.md)
+TABLE_SEPARATION = (
+    ("AUROC msp", "ood_auroc_msp"),
+    ("FPR@95 msp", "ood_fpr95_msp"),
+    ("AUPR-in msp", "ood_aupr_in_msp"),
+    ("AUROC ent", "ood_auroc_entropy"),
+    ("FPR@95 ent", "ood_fpr95_entropy"),
+)
+SEPARATION_NOTE = (
+    "Positives: val images; negatives: the same images with every object painted out. "
+    "FPR@95: context-only images accepted at the threshold accepting 95% of val (OpenOOD)."
+)
+TABLE_SELECTIVE = (
+    ("AURC", "aurc"),
+    ("E-AURC", "eaurc"),
+    ("AUGRC", "augrc"),
+    ("Risk@90", "risk_at_cov_90"),
+    ("Cov@Risk10%", "cov_at_risk_10"),
+    ("Spearman(conf, obj)", "conf_objectness_spearman"),
 )
 CAL_NOTE = (
     "ECE/MCE with B bins: pycalib = Wenger et al. 2020 (the paper's Table 2), "
@@ -241,8 +262,9 @@ def summarize_seeds(per_seed):
 
 
 def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=1, loaders=None):
-    """Train one classifier; return its checkpoint, {"val": METRICS, "val_context": METRICS}
-    and its config. ``loaders``: {dataset: test loader}, filled on first use and reused by
+    """Train one classifier; return its checkpoint, {"val": METRICS, "val_context": METRICS},
+    its config and its threshold curves ({"roc": val vs context-only val, "risk_coverage":
+    val}). ``loaders``: {dataset: test loader}, filled on first use and reused by
     the next runs (every method has the same test transform), so each set loads once."""
     loaders = {} if loaders is None else loaders
     cfg = classifier_cfg(method, output, schedule, seed)
@@ -254,7 +276,7 @@ def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=
     trainer.train()
     model = trainer.model
     model.eval()
-    metrics = {}
+    metrics, scores = {}, {}
     for key, dataset in (
         ("val", f"{PREFIX}_imagenet_val"),
         ("val_context", f"{PREFIX}_imagenet_val_context"),
@@ -267,12 +289,22 @@ def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=
             loaders[dataset] = ClassificationTrainer.build_test_loader(trainer.cfg, dataset)
         result = inference_on_dataset(model, loaders[dataset], evaluator)
         metrics[key] = dict(result["classification"])
+        scores[key] = evaluator.sample_scores
         progress.advance(
             1.0,
             f"evaluated {method} on {key}: acc {metrics[key]['acc']:.3f}, "
             f"avg conf {metrics[key]['avg_conf']:.3f}",
         )
-    return os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), metrics, trainer.cfg
+    # images with objects vs their context-only versions (als_d2.evaluation.thresholds)
+    separation, roc = pair_separation(scores["val"], scores["val_context"], f"{method}: val pair")
+    metrics["val_context"].update(separation)
+    curves = {
+        "roc": roc,
+        "risk_coverage": risk_coverage_from_confidence(
+            scores["val"]["msp"], scores["val"]["correct"], "val"
+        ),
+    }
+    return os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), metrics, trainer.cfg, curves
 
 
 def combined_reliability(cfgs, output: str) -> str:
@@ -349,15 +381,15 @@ def main(argv=None) -> dict:
         "spread": {},
         "transfer": {},
     }
-    checkpoints, cfgs, loaders = {}, {}, {}
+    checkpoints, cfgs, loaders, thresholds = {}, {}, {}, {}
     for seed in seeds:
         for method in METHODS:
-            ckpt, metrics, cfg = train_and_evaluate(
+            ckpt, metrics, cfg, curves = train_and_evaluate(
                 method, output, schedule, progress, 1.0, seed, loaders
             )
             results["classification_seeds"][method].append(dict(metrics, seed=seed))
             if seed == seeds[0]:
-                checkpoints[method], cfgs[method] = ckpt, cfg
+                checkpoints[method], cfgs[method], thresholds[method] = ckpt, cfg, curves
     for method in METHODS:
         runs = results["classification_seeds"][method]
         results["classification"][method], results["spread"][method] = {}, {}
@@ -384,6 +416,13 @@ def main(argv=None) -> dict:
             f"Table 1: context-only val (every object painted with the pixel mean){across}",
         ),
         markdown(rows("val"), TABLE_CAL, f"Calibration on val{across}", CAL_NOTE),
+        markdown(
+            rows("val_context"),
+            TABLE_SEPARATION,
+            f"Val images vs their context-only versions{across}",
+            SEPARATION_NOTE,
+        ),
+        markdown(rows("val"), TABLE_SELECTIVE, f"Selective prediction on val{across}"),
     ]
     conf = {m: results["classification"][m]["val_context"]["avg_conf"] for m in ("hard", "als")}
     ratio = conf["hard"] / conf["als"]
@@ -427,6 +466,14 @@ def main(argv=None) -> dict:
         num_images=6,
     )
     results["figures"] = dict(cams["files"])
+    results["figures"]["threshold_curves"] = os.path.join(output, "figures", "threshold_curves.png")
+    save_png(  # seed 1: risk-coverage on val, ROC of val vs context-only val
+        threshold_curves(
+            {METHOD_NAMES[m]: thresholds[m]["risk_coverage"] for m in METHODS},
+            {METHOD_NAMES[m]: thresholds[m]["roc"] for m in METHODS},
+        ),
+        results["figures"]["threshold_curves"],
+    )
     # the scatter's images are the evaluation's: its accuracy is the evaluated val accuracy
     results["scatter_acc"] = {
         m: float(panel["correct"].mean()) for m, panel in zip(METHODS, cams["scatter"])

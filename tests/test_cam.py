@@ -196,8 +196,13 @@ def test_trainer_test_writes_reliability_diagrams(trained):
         w, h = _png(os.path.join(folder, f"{png}.png"))
         assert w > 300 and h > 300
     with open(os.path.join(folder, "calibration.json")) as f:
-        assert json.load(f)["metrics"]["num_samples"] == res["num_samples"] == 24
+        report = json.load(f)
+    assert report["metrics"]["num_samples"] == res["num_samples"] == 24
     assert 0 < res["mean_objectness"] < 1 and res["objectness_samples"] == 24
+    # the figures name the run (train_cls --eval-only and end-of-training evaluations too)
+    run = os.path.basename(cfg.OUTPUT_DIR)
+    titles = report["figure_titles"].values()
+    assert titles and all(t.startswith(f"{run} on {trained['name']}") for t in titles), titles
 
 
 def test_visualize_cam_tool(trained):

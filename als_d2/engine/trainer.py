@@ -385,4 +385,7 @@ class ClassificationTrainer(ComposedTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return ClassificationEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        run = os.path.basename(os.path.normpath(cfg.OUTPUT_DIR))  # names the model in figures
+        return ClassificationEvaluator(
+            dataset_name, distributed=True, output_dir=output_folder, model_name=run
+        )

@@ -429,25 +429,38 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
             )
 
 
+def metadata_num_classes(name: str, load: bool = True) -> Optional[int]:
+    """The class count detectron2's metadata records for the registered dataset ``name``:
+    ``num_classes``, else ``len(thing_classes)``; with ``load``, the dataset is loaded first
+    when neither is set yet (the ImageNet / OpenImages readers set them when they load).
+    None when unknown. The one place the project reads a dataset's class count."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    def recorded():
+        meta = MetadataCatalog.get(name)
+        count = getattr(meta, "num_classes", None)
+        if count is None and getattr(meta, "thing_classes", None):
+            count = len(meta.thing_classes)
+        return None if count is None else int(count)
+
+    count = recorded()
+    if count is None and load:
+        DatasetCatalog.get(name)
+        count = recorded()
+    return count
+
+
 def dataset_num_classes(
     names: Sequence[str], datasets: Optional[Dict[str, Sequence[dict]]] = None
 ) -> int:
-    """The class count of the registered datasets ``names`` (their metadata's
-    ``num_classes``, else ``len(thing_classes)``; loaded first when neither is set yet).
-    ``ValueError`` when they disagree or none is known."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
+    """The class count of the registered datasets ``names`` (:func:`metadata_num_classes`;
+    those in ``datasets`` are loaded already). ``ConfigError`` when they disagree or none is
+    known."""
     counts = {}
     for name in names:
-        meta = MetadataCatalog.get(name)
-        known = getattr(meta, "num_classes", None)
-        if known is None and not (datasets and name in datasets):
-            DatasetCatalog.get(name)  # ImageNet / OpenImages set their metadata when loaded
-            known = getattr(meta, "num_classes", None)
-        if known is None and getattr(meta, "thing_classes", None):
-            known = len(meta.thing_classes)
+        known = metadata_num_classes(name, load=not (datasets and name in datasets))
         if known is not None:
-            counts[name] = int(known)
+            counts[name] = known
     if not counts:
         _fail(
             "MODEL.CLASSIFIER.NUM_CLASSES",
@@ -469,21 +482,10 @@ def check_eval_num_classes(cfg: CN, dataset: str, dicts: Optional[Sequence[dict]
     ``len(thing_classes)``, else its max label + 1, a lower bound), checked against
     ``MODEL.CLASSIFIER.NUM_CLASSES``: ``ValueError`` naming the key and the dataset when the
     model's outputs cannot be the dataset's classes. Returns the count found."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data import DatasetCatalog
 
     num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
-
-    def known():
-        meta = MetadataCatalog.get(dataset)
-        count = getattr(meta, "num_classes", None)
-        if count is None and getattr(meta, "thing_classes", None):
-            count = len(meta.thing_classes)
-        return count
-
-    count = known()
-    if count is None and dicts is None:
-        dicts = DatasetCatalog.get(dataset)  # ImageNet / OpenImages set their metadata when loaded
-        count = known()
+    count = metadata_num_classes(dataset, load=dicts is None)
     if count is not None:
         if int(count) != num_classes:
             _fail(
@@ -493,7 +495,9 @@ def check_eval_num_classes(cfg: CN, dataset: str, dicts: Optional[Sequence[dict]
                 f"model would score {num_classes} classes; set MODEL.CLASSIFIER.NUM_CLASSES "
                 f"{count} (and evaluate a checkpoint trained for {count} classes)",
             )
-        return int(count)
+        return count
+    if dicts is None:
+        dicts = DatasetCatalog.get(dataset)
     labels = [d.get("label") for d in dicts if isinstance(d.get("label"), int)]
     top = max(labels) + 1 if labels else 0
     if top > num_classes:

@@ -197,7 +197,7 @@ def classifier_cfg(method: str, output: str, schedule: dict, seed: int = 1):
             "DATASETS.TRAIN",
             (f"{PREFIX}_imagenet_train_boxed",),
             "DATASETS.TEST",
-            (f"{PREFIX}_imagenet_val",),
+            (),  # the demo evaluates each model itself (val and context-only val), once
             "OUTPUT_DIR",
             run_dir(output, method, seed),
             "SOLVER.EPOCHS",

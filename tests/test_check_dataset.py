@@ -2,7 +2,6 @@
 by file under its kind, the exit status says whether training would fail, and hostile
 files (a decompression bomb header, a billion-laughs XML) stay cheap."""
 
-import importlib.util
 import io
 import json
 import os
@@ -15,6 +14,7 @@ import pytest
 from PIL import Image
 
 import ilsvrc_fixtures as fx
+from tiny_data import load_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "check_dataset.py")
@@ -22,13 +22,7 @@ TOOL = os.path.join(REPO, "tools", "check_dataset.py")
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("check_dataset", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pytestmark = pytest.mark.usefixtures("private_index_cache")
+    return load_tool("check_dataset")  # with tools/ on sys.path (its tool_args)
 
 
 def png_header_only(path, width, height):

@@ -1,5 +1,8 @@
 """What the dataset index builders share (ImageNet, OpenImages, WSOL metadata).
 
+- :data:`KINDS`: the bad-input policy, stated once: each kind of problem, its severity
+  and what happens to the input; the ImageNet reader counts these names and
+  ``tools/check_dataset.py`` reports them;
 - :class:`Tally`: counted problems of bad input, with a few examples (file, file:line)
   per counter, the form every index reports them in;
 - :func:`clip_box`: a box clipped to its image, empty and clipped boxes counted;
@@ -12,11 +15,12 @@ It does not import detectron2, so that the pool's worker processes start light.
 import multiprocessing as mp
 import os
 import sys
-from collections import Counter
+from collections import Counter, OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
+    "KINDS",
     "MAX_EXAMPLES",
     "Tally",
     "clip_box",
@@ -28,6 +32,70 @@ __all__ = [
 ]
 
 MAX_EXAMPLES = 5
+
+# The bad-input policy of the ImageNet reader and of tools/check_dataset.py (which adds
+# the image checks: decoding, hashing). Severities:
+#   fatal    training or evaluation stops (check_dataset: exit status 1);
+#   skipped  the file, image, object or box is dropped, counted and logged;
+#   fixed    used after a documented correction, counted;
+#   noted    kept as it is, reported.
+FATAL, SKIPPED, FIXED, NOTED = "fatal", "skipped", "fixed", "noted"
+
+# what each kind of problem means, by severity; the index counters keep the readers' names
+FATAL_KINDS = {
+    "index_error": "the split cannot be indexed (reader error naming the file)",
+    "empty_split": "no usable image in the split",
+}
+SKIPPED_KINDS = {
+    "bad_xml": "XML unreadable / too large / malformed / DOCTYPE / no <size>: file ignored",
+    "bad_objects": "<object> without name or bndbox, or a bad coordinate: object dropped",
+    "bad_csv_groups": (
+        "CSV PredictionString group with bad coordinates or incomplete: object dropped"
+    ),
+    "unknown_wnid": "object whose wnid is not a class: object dropped",
+    "degenerate_boxes": "empty or inverted box after clipping: box dropped",
+    "unreadable_images": "annotated image whose header cannot be read: image dropped",
+    "unlabeled_images": "image without a label (no class folder, CSV row or XML): image dropped",
+    "unknown_labels": (
+        "image whose CSV row / XML names only wnids that are not classes "
+        "(not in LOC_synset_mapping.txt): image dropped"
+    ),
+    "unknown_folders": "image folder that is not a class: folder dropped",
+    "outside_root": (
+        "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped"
+    ),
+    "duplicate_images": "image name seen before in the split: kept, image_id = relative path",
+    "orphan_xml": "XML without an image: ignored",
+    "orphan_csv_rows": "CSV row without an image: ignored",
+    "non_image_files": "file that is neither an image nor an annotation: ignored",
+    "empty_images": "zero-byte image file: skipped in training, an error in evaluation",
+    "undecodable_images": (
+        "truncated / corrupt / unknown image data: skipped in training, an error in evaluation"
+    ),
+    "decompression_bombs": "image above --max-pixels (or a file above --max-file-mb): not decoded",
+}
+FIXED_KINDS = {
+    "rescaled_files": "XML <size> differs from the real image: boxes rescaled",
+    "clipped_boxes": "box reaching outside the image: clipped",
+    "format_mismatch": "file content is another format than its extension says: decoded by content",
+    "converted_images": "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB",
+    "exif_rotated": "EXIF orientation other than 1: pixels rotated, boxes follow",
+}
+NOTED_KINDS = {  # reported for the user to judge; nothing is changed or dropped
+    "duplicate_content": "byte-identical to another image (same or other split): both kept",
+}
+# kind -> (severity, what it means), in report order
+KINDS: "OrderedDict[str, Tuple[str, str]]" = OrderedDict(
+    (kind, (severity, meaning))
+    for severity, kinds in (
+        (FATAL, FATAL_KINDS),
+        (SKIPPED, SKIPPED_KINDS),
+        (FIXED, FIXED_KINDS),
+        (NOTED, NOTED_KINDS),
+    )
+    for kind, meaning in kinds.items()
+)
+IMAGE_FAILURES = ("empty_images", "undecodable_images", "decompression_bombs")
 
 
 class Tally:

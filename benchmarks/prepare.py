@@ -2,7 +2,9 @@
 """
 Time of the ImageNet prepare step (``tools/prepare_imagenet.py``: list the tree, read the
 CSV and every XML, read the header of every boxed image) on a generated ImageNet-shaped
-tree, for one or more checkouts of als-d2 side by side, with 1 and 2 worker processes.
+tree, for one or more checkouts of als-d2 side by side; ``--workers 1 2`` compares 1 and 2
+indexing processes where the checkout has them (the older loader's ``num_workers``; the
+prepare step is one process and ignores it).
 
 The tree (made once under ``--tree``, reused while its manifest matches): ``--images``
 train images in ``--classes`` class folders, ``--boxed`` of them with an XML and a
@@ -13,14 +15,18 @@ rounds; the median is reported, and the full-size times are extrapolated linearl
 the number of images (ILSVRC2012: 1,281,167 train images, 544,546 of them boxed; 50,000
 val).
 
-A checkout is a folder holding ``als_d2/`` (e.g. ``git archive <commit>`` unpacked); its
-prepare step is ``als_d2.data.datasets.imagenet.prepare_imagenet`` where that exists,
-else the older ``imagenet_index.build_index`` (the index the older loader built and
-cached on first use).
+A checkout is a folder holding ``als_d2/`` (e.g. ``git archive <commit> als_d2`` unpacked);
+its prepare step is ``als_d2.data.datasets.imagenet.prepare_imagenet`` (index, write the
+gzipped JSON) where that exists, else the older loader's first start
+(``load_imagenet_index``: fingerprint the tree, index, pickle to a fresh cache folder).
 
-The last line printed is a JSON object: ``median_s[checkout][workers]``, ``ratios``
-(first checkout over each other, same workers; 1 worker over 2 per checkout),
-``full_size_s`` (extrapolated), ``images``, ``reps`` and ``hardware``.
+After the prepare step, the same process times a later start: the dataset dicts of the
+split from the prepared file (older checkouts: from the cache the first start wrote).
+
+The last line printed is a JSON object: ``median_s[checkout][split_workers]`` (prepare),
+``load_median_s`` (a later start), ``full_size_s`` / ``load_full_size_s`` (extrapolated),
+``ratios`` (first checkout over each other, same workers, prepare and ``load_``; 1 worker
+over 2 per checkout), ``images``, ``reps`` and ``hardware``.
 
     python benchmarks/prepare.py --tree /tmp/bench_imagenet --images 20000 \\
         --checkout /tmp/als_d2_before --checkout .
@@ -46,12 +52,18 @@ import als_d2  # noqa: F401
 from als_d2.data.datasets import imagenet
 t0 = time.perf_counter()
 if hasattr(imagenet, "prepare_imagenet"):
-    imagenet.prepare_imagenet(root, layout="standard", splits=[split], workers=workers,
-                              output_dir=sys.argv[5])
-else:
-    from als_d2.data.datasets.imagenet_index import build_index
-    build_index(root, split, "standard", num_workers=workers, show_progress=False)
-print(time.perf_counter() - t0)
+    imagenet.prepare_imagenet(root, layout="standard", splits=[split], output_dir=sys.argv[5])
+else:  # the older first start: fingerprint, index, pickle to a fresh cache folder
+    import os, tempfile
+    os.environ["ALS_D2_CACHE"] = tempfile.mkdtemp(dir=sys.argv[5])
+    imagenet.load_imagenet_index(root, split, "standard", num_workers=workers)
+t1 = time.perf_counter()
+if hasattr(imagenet, "prepare_imagenet"):  # a later start: read the prepared file
+    index_file = imagenet.prepared_path(root, split, sys.argv[5])
+    dicts = imagenet.load_imagenet_dicts(root, split, "standard", index_file=index_file)
+else:  # a later start: the cache
+    dicts = imagenet.load_imagenet_dicts(root, split, "standard", num_workers=workers)
+print(t1 - t0, time.perf_counter() - t1)
 """
 
 
@@ -164,7 +176,7 @@ def main() -> None:
     p.add_argument("--boxed", type=float, default=0.4, help="fraction of train images with boxes")
     p.add_argument("--val", type=int, default=2000, help="val images (all boxed)")
     p.add_argument("--checkout", action="append", required=True, help="a folder with als_d2/")
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--workers", type=int, nargs="+", default=[1])
     p.add_argument("--reps", type=int, default=3)
     args = p.parse_args()
 
@@ -174,6 +186,7 @@ def main() -> None:
     out_dir = _mkdir(os.path.join(args.tree + "_prepared"))
     checkouts = [os.path.abspath(c) for c in args.checkout]
     times = {(c, s, w): [] for c in checkouts for s in ("train", "val") for w in args.workers}
+    loads = {k: [] for k in times}
     env = dict(os.environ, PYTHONPATH="")
     for _ in range(args.reps):
         for c, s, w in times:
@@ -181,9 +194,15 @@ def main() -> None:
             res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=c)
             if res.returncode != 0:
                 sys.exit(f"{c} {s} workers={w} failed:\n{res.stderr[-2000:]}")
-            times[(c, s, w)].append(float(res.stdout.strip().splitlines()[-1]))
-            print(f"{c} {s} workers={w}: {times[(c, s, w)][-1]:.2f}s", file=sys.stderr)
+            prepare_s, load_s = map(float, res.stdout.strip().splitlines()[-1].split())
+            times[(c, s, w)].append(prepare_s)
+            loads[(c, s, w)].append(load_s)
+            print(
+                f"{c} {s} workers={w}: prepare {prepare_s:.2f}s, load {load_s:.2f}s",
+                file=sys.stderr,
+            )
     med = {k: statistics.median(v) for k, v in times.items()}
+    load_med = {k: statistics.median(v) for k, v in loads.items()}
     names = {c: os.path.basename(c.rstrip("/")) or c for c in checkouts}
     scale = {"train": FULL_TRAIN / args.images, "val": FULL_VAL / args.val}
     result = {
@@ -194,6 +213,16 @@ def main() -> None:
         },
         "full_size_s": {
             names[c]: {f"{s}_w{w}": round(med[(c, s, w)] * scale[s]) for _, s, w in times if _ == c}
+            for c in checkouts
+        },
+        "load_median_s": {  # a later start: dicts from the prepared file (older: the cache)
+            names[c]: {f"{s}_w{w}": round(load_med[(c, s, w)], 2) for _, s, w in times if _ == c}
+            for c in checkouts
+        },
+        "load_full_size_s": {
+            names[c]: {
+                f"{s}_w{w}": round(load_med[(c, s, w)] * scale[s], 1) for _, s, w in times if _ == c
+            }
             for c in checkouts
         },
         "ratios": {},
@@ -207,6 +236,8 @@ def main() -> None:
             for w in args.workers:
                 key = f"{names[first]}_over_{names[c]}_{s}_w{w}"
                 result["ratios"][key] = round(med[(first, s, w)] / med[(c, s, w)], 2)
+                key = f"load_{names[first]}_over_{names[c]}_{s}_w{w}"
+                result["ratios"][key] = round(load_med[(first, s, w)] / load_med[(c, s, w)], 2)
     for c in checkouts:
         if len(args.workers) > 1:
             w0, w1 = args.workers[0], args.workers[-1]

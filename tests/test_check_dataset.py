@@ -363,3 +363,19 @@ def test_boxes_outside_resized_images_fail(tool, tmp_path, capsys):
     rc, out = run_main(tool, capsys, "--root", tree.root, "--splits", "train", "--no-decode")
     assert rc == 1, out
     assert "would FAIL" in out and "train: 4 of 5 boxes reach outside their images" in out
+
+
+def test_one_table_of_problem_kinds_for_the_reader_and_the_report(tool, hostile):
+    """check_dataset reports with the readers' table (the same object), and every problem
+    the reader counts on a tree with one of each is a row of it: skipped, or fixed."""
+    from als_d2.data.datasets import imagenet_index, indexing
+
+    assert tool.KINDS is indexing.KINDS
+    tree, _ = hostile
+    totals = {"images", "boxed_images", "objects", "classes"}
+    for split in ("train", "val"):
+        stats = imagenet_index.build_index(tree.root, split, "kaggle", show_progress=False)["stats"]
+        counted = {k for k, n in stats.items() if n and k not in totals}
+        assert counted, split
+        for kind in counted:
+            assert indexing.KINDS[kind][0] in (indexing.SKIPPED, indexing.FIXED), kind

@@ -1,5 +1,5 @@
 """The ImageNet prepare step: tools/prepare_imagenet.py writes one file per split that
-registration reads; the parallel indexer agrees with the serial one."""
+registration reads."""
 
 import gzip
 import json
@@ -11,7 +11,7 @@ import pytest
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 
-from als_d2.data.datasets import imagenet_index, load_imagenet_dicts, register_imagenet
+from als_d2.data.datasets import load_imagenet_dicts, register_imagenet
 from als_d2.data.datasets.catalog import DatasetNotPreparedError
 
 import ilsvrc_fixtures as fx
@@ -74,18 +74,3 @@ def test_tool_error_is_one_line(tmp_path, capsys):
     assert load_tool("prepare_imagenet").main(["--root", str(root), "--quiet"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "LOC_synset_mapping.txt" in err and "\n" not in err
-
-
-def test_parallel_index_equals_serial(tmp_path):
-    tree = fx.make_imagenet_tree(
-        str(tmp_path / "in"), n_classes=4, train_per_class=5, val_per_class=3
-    )
-    for split in ("train", "val"):
-        serial = imagenet_index.build_index(
-            tree.root, split, "standard", num_workers=1, show_progress=False
-        )
-        parallel = imagenet_index.build_index(
-            tree.root, split, "standard", num_workers=2, show_progress=False
-        )
-        for key in ("wnids", "names", "images", "rel_paths", "stats", "examples"):
-            assert serial[key] == parallel[key]

@@ -324,7 +324,6 @@ def check_tree(
                     split,
                     layout,
                     class_root,
-                    num_workers=workers,
                     show_progress=progress,
                     max_examples=None,
                 )

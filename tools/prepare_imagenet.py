@@ -3,7 +3,7 @@
 reads: one file per split, ROOT/als_d2_<split>.json.gz (or under --output-dir).
 
     tools/prepare_imagenet.py --root $DETECTRON2_DATASETS/imagenet
-    tools/prepare_imagenet.py --root datasets/imagenet --splits val --workers 8
+    tools/prepare_imagenet.py --root datasets/imagenet --splits val
     tools/prepare_imagenet.py --root /ro/imagenet --output-dir /data/imagenet_index
 
 Each file (gzipped JSON) holds the class lists, every image (path relative to root,
@@ -28,7 +28,6 @@ def build_parser():
     p.add_argument("--layout", default="auto", choices=LAYOUTS)
     p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
     p.add_argument("--class-root", help="take the class list from this ImageNet tree")
-    p.add_argument("--workers", type=int, default=1, help="indexing processes (one per class)")
     p.add_argument("--output-dir", help="where the files go (default: --root)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -51,7 +50,6 @@ def main(argv=None) -> int:
             args.layout,
             args.splits,
             class_root=args.class_root,
-            workers=max(1, args.workers),
             output_dir=args.output_dir,
             show_progress=not args.quiet,
         )

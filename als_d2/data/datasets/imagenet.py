@@ -126,12 +126,11 @@ def prepare_imagenet(
     splits: Sequence[str] = SPLITS,
     *,
     class_root: Optional[str] = None,
-    workers: int = 1,
     output_dir: Optional[str] = None,
     show_progress: bool = False,
 ) -> Dict[str, str]:
-    """Index each split of the ILSVRC tree at ``root`` (:func:`.imagenet_index.build_index`,
-    ``workers`` processes) and write it to :func:`prepared_path`; returns ``{split: path}``.
+    """Index each split of the ILSVRC tree at ``root`` (:func:`.imagenet_index.build_index`)
+    and write it to :func:`prepared_path`; returns ``{split: path}``.
 
     The file (gzipped JSON, written to a temporary name, then renamed) holds ``format``,
     ``split``, ``layout``, ``wnids``, ``names``, ``images`` (``[rel_path, label, width,
@@ -144,7 +143,7 @@ def prepare_imagenet(
     written = {}
     for split in splits:
         _check_args(split, layout, "all")
-        index = build_index(root, split, layout, class_root, workers, show_progress)
+        index = build_index(root, split, layout, class_root, show_progress)
         _log_index(index, root, split, layout, f"indexed in {index['seconds']:.1f}s")
         path = prepared_path(root, split, output_dir)
         content = {"format": FORMAT, "split": split, "layout": layout}

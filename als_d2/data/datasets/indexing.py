@@ -17,7 +17,7 @@ import os
 import sys
 from collections import Counter, OrderedDict
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
     "KINDS",
@@ -187,19 +187,6 @@ def default_num_workers() -> int:
     return max(1, min(16, cpus))
 
 
-# In a worker process of map_in_processes(..., context=...): the function and its
-# context, installed once by the pool's initializer (_start_worker).
-_worker_call: Dict[str, Any] = {}
-
-
-def _start_worker(fn: Callable, context: Any) -> None:
-    _worker_call.update(fn=fn, context=context)
-
-
-def _call_in_worker(task: Any) -> Any:
-    return _worker_call["fn"](task, _worker_call["context"])
-
-
 def map_in_processes(
     fn: Callable,
     tasks: Sequence,
@@ -207,27 +194,17 @@ def map_in_processes(
     desc: str,
     unit: str = "task",
     show_progress: bool = False,
-    context: Any = None,
 ) -> list:
-    """``[fn(t) for t in tasks]``, or ``[fn(t, context) for t in tasks]`` when ``context``
-    is given, in order, in up to ``num_workers`` processes (serial for one worker or one
-    task), with a tqdm bar when ``show_progress``.
-
-    ``context`` (large read-only lookup tables) goes to each worker process once, through
-    the pool's initializer, instead of with every task. Processes fork where they can
-    (they then inherit it without pickling), else spawn."""
+    """``[fn(t) for t in tasks]`` in order, in up to ``num_workers`` processes (serial for
+    one worker or one task), with a tqdm bar when ``show_progress``. Processes fork where
+    they can, else spawn."""
     from tqdm import tqdm
 
     bar = dict(total=len(tasks), desc=desc, unit=unit, disable=None if show_progress else True)
     if num_workers <= 1 or len(tasks) <= 1:
-        call = fn if context is None else (lambda t: fn(t, context))
-        return [call(t) for t in tqdm(tasks, **bar)]
-    pool_args = {} if context is None else dict(initializer=_start_worker, initargs=(fn, context))
+        return [fn(t) for t in tqdm(tasks, **bar)]
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     with ProcessPoolExecutor(
-        max_workers=min(num_workers, len(tasks)), mp_context=mp.get_context(method), **pool_args
+        max_workers=min(num_workers, len(tasks)), mp_context=mp.get_context(method)
     ) as pool:
-        results = pool.map(
-            fn if context is None else _call_in_worker, tasks, chunksize=1
-        )  # all submitted now
-        return list(tqdm(results, **bar))
+        return list(tqdm(pool.map(fn, tasks, chunksize=1), **bar))  # all submitted now

@@ -19,7 +19,7 @@ synset mapping with a bad line or a repeated wnid, no class list, a missing spli
 a split folder that resolves outside the root.
 
 Paths stay inside the root *as resolved* (``os.path.realpath(root)``, checked by
-:func:`~.indexing.is_inside`): linking the whole root elsewhere (``datasets/imagenet ->
+:func:`~.indexing.count_outside`): linking the whole root elsewhere (``datasets/imagenet ->
 /data/imagenet``) is fine; a symlink inside the tree whose target is outside it is
 treated like a missing file and counted as ``outside_root`` (only symlinks are resolved,
 so this costs nothing on a plain tree). Image paths come from listing folders, never from
@@ -46,7 +46,7 @@ from .indexing import (
     SKIPPED,
     Tally,
     clip_box,
-    is_inside,
+    count_outside,
     is_plain_name,
     require_folder_in_root,
 )
@@ -170,18 +170,12 @@ def get_imagenet_class_info(root: str, layout: str = "auto") -> Tuple[List[str],
 
 def _outside(e: os.DirEntry, real_root: str, tally: Tally) -> bool:
     """A symlink entry whose target is outside ``real_root`` (counted)."""
-    if e.is_symlink() and not is_inside(e.path, real_root):
-        tally.add("outside_root", f"{e.path} -> {os.path.realpath(e.path)}")
-        return True
-    return False
+    return e.is_symlink() and count_outside(e.path, real_root, tally)
 
 
 def _folder_outside(folder: str, real_root: str, tally: Tally) -> bool:
     """A folder that resolves outside ``real_root`` (counted)."""
-    if os.path.isdir(folder) and not is_inside(folder, real_root):
-        tally.add("outside_root", f"{folder}/ -> {os.path.realpath(folder)}")
-        return True
-    return False
+    return os.path.isdir(folder) and count_outside(folder, real_root, tally, folder + "/")
 
 
 def _list_xml(folder: str, real_root: str, tally: Tally) -> Dict[str, str]:
@@ -227,11 +221,8 @@ def _read_csv_rows(path: str, real_root: str, tally: Tally) -> Dict[str, str]:
     """``{ImageId: PredictionString}`` of the split's LOC CSV (absent: empty). A CSV that
     resolves outside the root, and ImageIds that are paths, are counted and left out."""
     rows: Dict[str, str] = {}
-    if os.path.isfile(path):
-        if is_inside(path, real_root):
-            rows = read_loc_solution_csv(path)
-        else:
-            tally.add("outside_root", f"{path} -> {os.path.realpath(path)}")
+    if os.path.isfile(path) and not count_outside(path, real_root, tally):
+        rows = read_loc_solution_csv(path)
     for image_id in [k for k in rows if not is_plain_name(k)]:
         tally.add("outside_root", f"{path}: ImageId {image_id!r} is a path, not an image name")
         del rows[image_id]

@@ -6,7 +6,8 @@
 - :class:`Tally`: counted problems of bad input, with a few examples (file, file:line)
   per counter, the form every index reports them in;
 - :func:`clip_box`: a box clipped to its image, empty and clipped boxes counted;
-- :func:`is_inside`, :func:`is_plain_name`: paths stay inside the dataset root;
+- :func:`count_outside` (with :func:`is_inside`), :func:`is_plain_name`: paths stay inside
+  the dataset root;
 - :func:`map_in_processes`: a process pool with a tqdm bar, and :func:`default_num_workers`.
 
 It does not import detectron2, so that the pool's worker processes start light.
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_EXAMPLES",
     "Tally",
     "clip_box",
+    "count_outside",
     "default_num_workers",
     "is_inside",
     "is_plain_name",
@@ -127,6 +129,17 @@ def is_inside(path: str, real_root: str) -> bool:
     """Whether ``path`` resolves (symlinks followed) to ``real_root`` or below it."""
     real = os.path.realpath(path)
     return real == real_root or real.startswith(os.path.join(real_root, ""))
+
+
+def count_outside(path: str, real_root: str, tally: Tally, shown: Optional[str] = None) -> bool:
+    """The readers' path-safety check: whether ``path`` resolves (symlinks followed) outside
+    ``real_root``; such a path is counted as ``outside_root`` (example ``"<shown or path> ->
+    <target>"``) and the caller drops it. Names read from files (CSV ImageIds) must also
+    pass :func:`is_plain_name` before they are joined to a folder."""
+    if is_inside(path, real_root):
+        return False
+    tally.add("outside_root", f"{shown or path} -> {os.path.realpath(path)}")
+    return True
 
 
 def clip_box(box: Tuple[float, ...], width: float, height: float, tally: Tally, what: str):

@@ -74,3 +74,27 @@ def test_tool_error_is_one_line(tmp_path, capsys):
     assert load_tool("prepare_imagenet").main(["--root", str(root), "--quiet"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "LOC_synset_mapping.txt" in err and "\n" not in err
+
+
+def test_loading_leaves_the_garbage_collector_as_it_was(tree):
+    """The loader pauses Python's cyclic GC while it builds the dicts (speed); it must
+    restore the caller's setting, also when the prepared file is bad."""
+    import gc
+
+    from als_d2.data.datasets import prepare_imagenet, prepared_path
+
+    prepare_imagenet(tree.root, splits=["val"])
+    n = len(tree.split_images("val"))
+    try:
+        for enabled in (True, False):
+            gc.enable() if enabled else gc.disable()
+            assert len(load_imagenet_dicts(tree.root, "val")) == n
+            assert gc.isenabled() == enabled
+        gc.enable()
+        with open(prepared_path(tree.root, "val"), "r+b") as f:
+            f.truncate(40)
+        with pytest.raises(ValueError, match="not a readable prepared ImageNet index"):
+            load_imagenet_dicts(tree.root, "val")
+        assert gc.isenabled()
+    finally:
+        gc.enable()

@@ -98,3 +98,36 @@ def test_loading_leaves_the_garbage_collector_as_it_was(tree):
         assert gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_prepare_benchmark_runs_and_prints_json_last(tmp_path):
+    """benchmarks/prepare.py on a tiny generated tree (no timing asserted): the tree has
+    what was asked for, and the prepared file indexes all of it."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tree_dir = str(tmp_path / "bench")
+    args = ["--images", "30", "--classes", "3", "--boxed", "0.5", "--val", "4", "--reps", "1"]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(repo, "benchmarks", "prepare.py"), "--tree", tree_dir]
+        + args
+        + ["--checkout", repo],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    name = os.path.basename(repo)
+    assert set(result["median_s"][name]) == {"train_w1", "val_w1"}
+    assert result["images"] == {"train": 30, "boxed": 0.5, "val": 4}
+    jpegs = [f for _, _, fs in os.walk(os.path.join(tree_dir, "train")) for f in fs]
+    xmls = [f for _, _, fs in os.walk(os.path.join(tree_dir, "bbox", "train")) for f in fs]
+    with open(os.path.join(tree_dir, "LOC_train_solution.csv")) as f:
+        rows = f.read().splitlines()[1:]
+    assert len(jpegs) == 30 and len(xmls) == len(rows) > 0
+    with gzip.open(os.path.join(tree_dir + "_prepared", "als_d2_train.json.gz"), "rt") as f:
+        prepared = json.load(f)
+    assert len(prepared["images"]) == 30
+    assert sum(1 for im in prepared["images"] if im[4]) == len(xmls)

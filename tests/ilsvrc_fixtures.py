@@ -294,3 +294,23 @@ def make_imagenetv2_tree(root: str, n_classes: int = 4, per_class: int = 3) -> D
             write_jpeg(os.path.join(root, str(c), name), (32, 24))
             out[f"{c}/{name}"] = c
     return out
+
+
+def prepared_dicts(root: str, split: str, layout: str = "auto", subset: str = "all", **kwargs):
+    """What a user gets: ``tools/prepare_imagenet.py`` (:func:`prepare_imagenet`, one
+    process) then the loader. ImageNetV2 trees are not prepared (listed at load)."""
+    from als_d2.data.datasets.imagenet import load_imagenet_dicts, prepare_imagenet
+    from als_d2.data.datasets.imagenet_index import resolve_layout
+
+    if resolve_layout(root, layout) != "imagenetv2":
+        prepare_imagenet(root, layout, [split])
+    return load_imagenet_dicts(root, split, layout, subset, **kwargs)
+
+
+def prepared_index(root: str, split: str, layout: str = "auto") -> dict:
+    """:func:`prepare_imagenet` of ``split``, then the prepared file's content (``stats``,
+    ``images``, ``wnids``, ...)."""
+    from als_d2.data.datasets.imagenet import prepare_imagenet, read_prepared
+
+    prepare_imagenet(root, layout, [split])
+    return read_prepared(root, split)

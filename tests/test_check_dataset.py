@@ -2,7 +2,6 @@
 by file under its kind, the exit status says whether training would fail, and hostile
 files (a decompression bomb header, a billion-laughs XML) stay cheap."""
 
-import importlib.util
 import io
 import json
 import os
@@ -15,6 +14,7 @@ import pytest
 from PIL import Image
 
 import ilsvrc_fixtures as fx
+from tiny_data import load_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "check_dataset.py")
@@ -22,13 +22,7 @@ TOOL = os.path.join(REPO, "tools", "check_dataset.py")
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("check_dataset", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pytestmark = pytest.mark.usefixtures("private_index_cache")
+    return load_tool("check_dataset")  # with tools/ on sys.path (its tool_args)
 
 
 def png_header_only(path, width, height):
@@ -369,3 +363,19 @@ def test_boxes_outside_resized_images_fail(tool, tmp_path, capsys):
     rc, out = run_main(tool, capsys, "--root", tree.root, "--splits", "train", "--no-decode")
     assert rc == 1, out
     assert "would FAIL" in out and "train: 4 of 5 boxes reach outside their images" in out
+
+
+def test_one_table_of_problem_kinds_for_the_reader_and_the_report(tool, hostile):
+    """check_dataset reports with the readers' table (the same object), and every problem
+    the reader counts on a tree with one of each is a row of it: skipped, or fixed."""
+    from als_d2.data.datasets import imagenet_index, indexing
+
+    assert tool.KINDS is indexing.KINDS
+    tree, _ = hostile
+    totals = {"images", "boxed_images", "objects", "classes"}
+    for split in ("train", "val"):
+        stats = imagenet_index.build_index(tree.root, split, "kaggle", show_progress=False)["stats"]
+        counted = {k for k, n in stats.items() if n and k not in totals}
+        assert counted, split
+        for kind in counted:
+            assert indexing.KINDS[kind][0] in (indexing.SKIPPED, indexing.FIXED), kind

@@ -14,10 +14,10 @@ from detectron2.structures import BoxMode
 
 from als_d2.data.datasets import (
     get_imagenet_class_info,
-    load_imagenet_dicts,
-    load_imagenet_index,
+    prepare_imagenet,
     register_imagenet,
 )
+from als_d2.data.datasets.imagenet_index import build_imagenetv2_index
 from als_d2.data.datasets.loc_files import (
     parse_prediction_string,
     read_loc_solution_csv,
@@ -26,9 +26,6 @@ from als_d2.data.datasets.loc_files import (
 
 import ilsvrc_fixtures as fx
 from tiny_data import run_after_builtin_import
-
-
-pytestmark = pytest.mark.usefixtures("private_index_cache")
 
 
 def by_id(dicts):
@@ -87,7 +84,7 @@ def test_missing_class_list_is_a_clear_error(tmp_path):
     root = tmp_path / "in"
     fx.write_jpeg(str(root / "val" / "ILSVRC2012_val_00000001.JPEG"), (10, 10))
     with pytest.raises(FileNotFoundError, match="LOC_synset_mapping.txt"):
-        load_imagenet_dicts(str(root), "val")
+        fx.prepared_dicts(str(root), "val")
 
 
 # ---------------------------------------------------------------------------------------
@@ -96,11 +93,11 @@ def test_missing_class_list_is_a_clear_error(tmp_path):
 
 def test_standard_train_matches_fixture(tmp_path):
     tree = fx.make_imagenet_tree(str(tmp_path / "in"), n_classes=3, train_per_class=6)
-    dicts = load_imagenet_dicts(tree.root, "train")
+    dicts = fx.prepared_dicts(tree.root, "train")
     check_against_fixture(dicts, tree, "train")
     train = tree.split_images("train")
     boxed = [im for im in train if im.objects]
-    stats = load_imagenet_index(tree.root, "train")["stats"]
+    stats = fx.prepared_index(tree.root, "train")["stats"]
     assert stats["images"] == len(train) == 18
     assert stats["boxed_images"] == len(boxed) == 9
     assert stats["objects"] == sum(len(im.objects) for im in boxed)
@@ -111,7 +108,7 @@ def test_standard_train_matches_fixture(tmp_path):
 def test_standard_val_flat_labels_from_xml(tmp_path):
     tree = fx.make_imagenet_tree(str(tmp_path / "in"), n_classes=3, val_per_class=3)
     assert not os.path.exists(tree.csv_path("val"))
-    dicts = load_imagenet_dicts(tree.root, "val")
+    dicts = fx.prepared_dicts(tree.root, "val")
     check_against_fixture(dicts, tree, "val")
     assert os.path.dirname(dicts[0]["file_name"]) == os.path.join(tree.root, "val")
 
@@ -131,7 +128,7 @@ def test_standard_val_labels_and_boxes_from_csv(tmp_path):
     tree.write_csvs()
     rows = read_loc_solution_csv(tree.csv_path("val"))
     assert rows[csv_only.stem].split() == [w[1], "1", "2", "30", "20", w[1], "5", "5", "40", "39"]
-    dicts = load_imagenet_dicts(tree.root, "val")
+    dicts = fx.prepared_dicts(tree.root, "val")
     check_against_fixture(dicts, tree, "val")
     assert boxes_of(by_id(dicts)[csv_only.stem]) == [(1, [1, 2, 30, 20]), (1, [5, 5, 40, 39])]
 
@@ -141,16 +138,16 @@ def test_val_in_wnid_folders_with_flat_xmls(tmp_path):
         str(tmp_path / "in"), n_classes=3, val_per_class=2, val_in_folders=True
     )
     assert os.path.isdir(os.path.join(tree.root, "val", tree.wnids[0]))
-    dicts = load_imagenet_dicts(tree.root, "val")
+    dicts = fx.prepared_dicts(tree.root, "val")
     check_against_fixture(dicts, tree, "val")
 
 
 def test_val_image_without_any_label_is_counted_not_lost(tmp_path, log_records):
     tree = fx.make_imagenet_tree(str(tmp_path / "in"), n_classes=2, val_per_class=1)
     lost = tree.add_image("val", tree.wnids[0], xml=False, label_known=False)
-    index = load_imagenet_index(tree.root, "val")
+    index = fx.prepared_index(tree.root, "val")
     assert index["stats"]["unlabeled_images"] == 1
-    assert lost.stem not in {d["image_id"] for d in load_imagenet_dicts(tree.root, "val")}
+    assert lost.stem not in {d["image_id"] for d in fx.prepared_dicts(tree.root, "val")}
     assert any("unlabeled_images = 1" in r.getMessage() for r in log_records)
 
 
@@ -170,7 +167,7 @@ def test_kaggle_layout_train_and_val(tmp_path):
     tree.write_csvs()
     assert os.path.isdir(os.path.join(tree.root, "ILSVRC", "Data", "CLS-LOC", "train", w[0]))
 
-    train = load_imagenet_dicts(tree.root, "train")  # layout auto-detected
+    train = fx.prepared_dicts(tree.root, "train")  # layout auto-detected
     check_against_fixture(train, tree, "train")
     assert boxes_of(by_id(train)[csv_only.stem]) == [(2, [3, 4, 50, 45])]
     assert boxes_of(by_id(train)[both.stem]) == [(0, [10, 10, 20, 20])]  # the XML wins
@@ -178,7 +175,7 @@ def test_kaggle_layout_train_and_val(tmp_path):
         os.path.join(tree.root, "ILSVRC", "Data", "CLS-LOC", "train")
     )
 
-    val = load_imagenet_dicts(tree.root, "val", layout="kaggle")
+    val = fx.prepared_dicts(tree.root, "val", layout="kaggle")
     check_against_fixture(val, tree, "val")
     assert {d["label"] for d in val} == {0, 1, 2}
 
@@ -203,10 +200,10 @@ def test_kaggle_csv_ids_without_image_and_unknown_wnids_are_counted(tmp_path):
         "ILSVRC2012_val_09999999": f"{w[0]} 1 1 5 5",
     }
     fx.write_loc_solution_csv(tree.csv_path("val"), rows)
-    index = load_imagenet_index(tree.root, "val")
+    index = fx.prepared_index(tree.root, "val")
     assert index["stats"]["unknown_wnid"] == 1
     assert index["stats"]["orphan_csv_rows"] == 1
-    assert boxes_of(by_id(load_imagenet_dicts(tree.root, "val"))[im.stem]) == [(1, [1, 1, 20, 20])]
+    assert boxes_of(by_id(fx.prepared_dicts(tree.root, "val"))[im.stem]) == [(1, [1, 1, 20, 20])]
 
 
 def test_prediction_string_parsing():
@@ -244,9 +241,9 @@ def test_boxes_clipped_to_image_and_degenerate_dropped(tmp_path, log_records):
             (w, (0, 0, 50, 40)),  # the whole image, unchanged
         ],
     )
-    d = by_id(load_imagenet_dicts(tree.root, "train"))[im.stem]
+    d = by_id(fx.prepared_dicts(tree.root, "train"))[im.stem]
     assert boxes_of(d) == [(0, [0, 0, 20, 20]), (0, [30, 10, 50, 40]), (0, [0, 0, 50, 40])]
-    stats = load_imagenet_index(tree.root, "train")["stats"]
+    stats = fx.prepared_index(tree.root, "train")["stats"]
     assert stats["degenerate_boxes"] == 3
     assert stats["clipped_boxes"] == 2
     assert any("degenerate_boxes = 3" in r.getMessage() for r in log_records)
@@ -262,7 +259,7 @@ def test_xml_size_mismatch_rescales_to_real_size(tmp_path, log_records):
     # Non-uniform: XML says 30x80 for a 90x40 image: x * 3, y / 2; then clipping at 90.
     odd = tree.add_image("train", w, (90, 40), [(w, (5, 10, 35, 30))], xml_size=(30, 80))
     same = tree.add_image("train", w, (60, 40), [(w, (1, 2, 3, 4))])
-    dicts = by_id(load_imagenet_dicts(tree.root, "train"))
+    dicts = by_id(fx.prepared_dicts(tree.root, "train"))
     assert boxes_of(dicts[half.stem]) == [
         (1, pytest.approx([10, 5, 50, 35])),
         (1, pytest.approx([0, 0, 60, 40])),
@@ -270,7 +267,7 @@ def test_xml_size_mismatch_rescales_to_real_size(tmp_path, log_records):
     assert boxes_of(dicts[odd.stem]) == [(1, pytest.approx([15, 5, 90, 15]))]
     assert boxes_of(dicts[same.stem]) == [(1, [1, 2, 3, 4])]
     assert (dicts[half.stem]["width"], dicts[half.stem]["height"]) == (60, 40)
-    stats = load_imagenet_index(tree.root, "train")["stats"]
+    stats = fx.prepared_index(tree.root, "train")["stats"]
     assert stats["rescaled_files"] == 2
     assert any("rescaled_files = 2" in r.getMessage() for r in log_records)
 
@@ -311,11 +308,11 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, log_records):
     )
     fx.write_jpeg(os.path.join(tree.image_dir("train"), "n55555555", "n55555555_1.JPEG"), (9, 9))
 
-    dicts = by_id(load_imagenet_dicts(tree.root, "train"))
+    dicts = by_id(fx.prepared_dicts(tree.root, "train"))
     assert set(dicts) == {good.stem, broken.stem, nosize.stem, mixed.stem}
     assert dicts[broken.stem]["annotations"] == [] and dicts[nosize.stem]["annotations"] == []
     assert boxes_of(dicts[mixed.stem]) == [(1, [3, 3, 9, 9])]
-    stats = load_imagenet_index(tree.root, "train")["stats"]
+    stats = fx.prepared_index(tree.root, "train")["stats"]
     expected = dict(
         bad_xml=2,
         bad_objects=2,
@@ -353,17 +350,17 @@ def multi_object_tree(tmp_path):
 
 def test_boxed_subset_keeps_only_images_with_boxes(multi_object_tree):
     tree, _ = multi_object_tree
-    boxed = load_imagenet_dicts(tree.root, "train", subset="boxed")
+    boxed = fx.prepared_dicts(tree.root, "train", subset="boxed")
     assert sorted(d["image_id"] for d in boxed) == sorted(
         im.stem for im in tree.split_images("train") if im.objects
     )
     assert all(d["annotations"] for d in boxed)
-    assert len(load_imagenet_dicts(tree.root, "train")) == 4
+    assert len(fx.prepared_dicts(tree.root, "train")) == 4
 
 
 def test_mask_subset_one_dict_per_object_of_the_label_class(multi_object_tree):
     tree, three = multi_object_tree
-    mask = load_imagenet_dicts(tree.root, "train", subset="mask")
+    mask = fx.prepared_dicts(tree.root, "train", subset="mask")
     # a: 1 object -> 1 sample; three: 2 objects of its class b, the c object is no target
     assert len(mask) == 3
     samples = [d for d in mask if d["image_id"] == three.stem]
@@ -378,10 +375,10 @@ def test_mask_subset_one_dict_per_object_of_the_label_class(multi_object_tree):
 
 def test_context_subset_flags_every_boxed_image(multi_object_tree):
     tree, _ = multi_object_tree
-    ctx = load_imagenet_dicts(tree.root, "val", subset="context")
+    ctx = fx.prepared_dicts(tree.root, "val", subset="context")
     assert len(ctx) == 2 and all(d["paint_all_objects"] is True and d["annotations"] for d in ctx)
-    assert len(load_imagenet_dicts(tree.root, "val")) == 3
-    assert all("paint_all_objects" not in d for d in load_imagenet_dicts(tree.root, "val"))
+    assert len(fx.prepared_dicts(tree.root, "val")) == 3
+    assert all("paint_all_objects" not in d for d in fx.prepared_dicts(tree.root, "val"))
 
 
 def test_unknown_subset_layout_split_rejected_at_registration():
@@ -402,15 +399,15 @@ def test_imagenetv2_layout_and_class_names(tmp_path):
     )
     v2_root = str(tmp_path / "imagenetv2-matched-frequency-format-val")
     written = fx.make_imagenetv2_tree(v2_root, n_classes=4, per_class=3)
-    dicts = load_imagenet_dicts(v2_root, "val")  # layout auto-detected
+    dicts = fx.prepared_dicts(v2_root, "val")  # layout auto-detected
     assert {os.path.relpath(d["file_name"], v2_root): d["label"] for d in dicts} == written
     assert all(d["annotations"] == [] and "width" not in d for d in dicts)
     by_id(dicts)
 
-    index = load_imagenet_index(v2_root, "val", "imagenetv2", class_root=imagenet.root)
+    index = build_imagenetv2_index(v2_root, class_root=imagenet.root)
     assert index["wnids"] == imagenet.wnids
     assert index["names"] == [imagenet.names[w] for w in imagenet.wnids]
-    plain = load_imagenet_index(v2_root, "val", "imagenetv2", class_root=str(tmp_path / "missing"))
+    plain = build_imagenetv2_index(v2_root, class_root=str(tmp_path / "missing"))
     assert plain["names"] == ["class_0", "class_1", "class_2", "class_3"]
 
 
@@ -422,6 +419,7 @@ def test_register_imagenet_catalog_and_metadata(tmp_path, monkeypatch, registere
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))
     root = os.path.join(os.environ["DETECTRON2_DATASETS"], "imagenet")
     tree = fx.make_imagenet_tree(root, layout="kaggle", n_classes=3)
+    prepare_imagenet(root, splits=["val"])
     name = f"test_imagenet_val_{uuid.uuid4().hex[:8]}"
     register_imagenet(name, root, "val", subset="context")
     registered.append(name)
@@ -446,6 +444,7 @@ def test_builtin_names_under_detectron2_datasets(tmp_path):
     imagenet = fx.make_imagenet_tree(
         str(built / "imagenet"), n_classes=3, train_per_class=4, val_per_class=2
     )
+    prepare_imagenet(imagenet.root)  # tools/prepare_imagenet.py --root ...
     fx.make_imagenetv2_tree(
         str(built / "imagenetv2-matched-frequency-format-val"), n_classes=3, per_class=2
     )
@@ -471,7 +470,7 @@ out["root"] = MetadataCatalog.get("imagenet_val").image_root
 
 def test_missing_root_or_split_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_imagenet_dicts(str(tmp_path / "nowhere"), "train")
+        fx.prepared_dicts(str(tmp_path / "nowhere"), "train")
     tree = fx.make_imagenet_tree(str(tmp_path / "in"), n_classes=2, val_per_class=0)
     with pytest.raises(FileNotFoundError, match=os.path.join(tree.root, "val")):
-        load_imagenet_dicts(tree.root, "val")
+        fx.prepared_dicts(tree.root, "val")

@@ -1,6 +1,6 @@
 """The hardened ILSVRC XML parser: real files, broken files, hostile files."""
 
-import os
+import gzip
 import pickle
 
 import pytest
@@ -8,18 +8,14 @@ from lxml import etree
 
 from als_d2.data.datasets import (
     IlsvrcXmlError,
-    load_imagenet_dicts,
-    load_imagenet_index,
     parse_ilsvrc_xml,
 )
 from als_d2.data.datasets import ilsvrc_xml
+from als_d2.data.datasets.imagenet import prepared_path
 
 import ilsvrc_fixtures as fx
 
 SECRET = "TOP-SECRET-7f3a9c"
-
-
-pytestmark = pytest.mark.usefixtures("private_index_cache")
 
 
 @pytest.fixture
@@ -136,11 +132,11 @@ def test_hostile_files_in_a_tree_are_counted_and_leak_nothing(tmp_path, secret_f
         xxe.xml_path,
         fx.XXE.replace("{target}", secret_file).replace("{w}", "50").replace("{h}", "50"),
     )
-    dicts = {d["image_id"]: d for d in load_imagenet_dicts(tree.root, "train")}
+    dicts = {d["image_id"]: d for d in fx.prepared_dicts(tree.root, "train")}
     assert dicts[lol.stem]["annotations"] == [] and dicts[xxe.stem]["annotations"] == []
     assert len(dicts[fine.stem]["annotations"]) == 1
-    index = load_imagenet_index(tree.root, "train")
+    index = fx.prepared_index(tree.root, "train")
     assert index["stats"]["bad_xml"] == 2
     assert SECRET.encode() not in pickle.dumps((dicts, index))
-    cache_files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "cache") for f in fs]
-    assert cache_files and all(SECRET.encode() not in open(f, "rb").read() for f in cache_files)
+    with gzip.open(prepared_path(tree.root, "train"), "rb") as f:
+        assert SECRET.encode() not in f.read()  # nor in the prepared file

@@ -5,8 +5,10 @@ paths that leave the dataset root, duplicates."""
 
 import json
 import multiprocessing as mp
+import gzip
 import os
 import pickle
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -27,7 +29,6 @@ from als_d2.data.build import (
     build_cls_test_loader,
     build_cls_train_loader,
 )
-from als_d2.data.datasets import load_imagenet_dicts, load_imagenet_index
 from als_d2.data.datasets.loc_files import read_loc_solution_csv
 from als_d2.data.mapper import ClassificationDatasetMapper
 from als_d2.engine import ClassificationTrainer
@@ -590,7 +591,7 @@ def test_symlinks_leaving_the_root_are_dropped_and_counted(tmp_path, private_cac
     first_a = tree.split_images("train")[0]
     os.symlink(first_a.path, os.path.join(tree.image_dir("train"), a, f"{a}_8.JPEG"))
 
-    dicts = load_imagenet_dicts(tree.root, "train")
+    dicts = fx.prepared_dicts(tree.root, "train")
     names = sorted(os.path.basename(d["file_name"]) for d in dicts)
     assert names == sorted(
         [
@@ -603,7 +604,7 @@ def test_symlinks_leaving_the_root_are_dropped_and_counted(tmp_path, private_cac
     assert [d["annotations"] for d in dicts if d["file_name"] == linked.path] == [
         []
     ]  # the outside XML is not read
-    index = load_imagenet_index(tree.root, "train")
+    index = fx.prepared_index(tree.root, "train")
     assert index["stats"]["outside_root"] == 3
     assert any(str(outside / "secret.JPEG") in e for e in index["examples"]["outside_root"])
 
@@ -616,9 +617,9 @@ def test_csv_image_ids_that_are_paths_are_rejected(tmp_path, private_cache):
     with open(tree.csv_path("val"), "a") as f:
         for evil in ("../../etc/passwd", "/etc/passwd", "..", "a/../../b", "..\\..\\win.ini"):
             f.write(f"{evil},{a} 1 1 9 9 \n")
-    dicts = load_imagenet_dicts(tree.root, "val")
+    dicts = fx.prepared_dicts(tree.root, "val")
     assert [d["file_name"] for d in dicts] == [im.path]
-    stats = load_imagenet_index(tree.root, "val")["stats"]
+    stats = fx.prepared_index(tree.root, "val")["stats"]
     assert stats["outside_root"] == 5 and not stats.get("orphan_csv_rows")
 
 
@@ -626,38 +627,39 @@ def test_linked_root_is_fine_linked_split_folder_is_an_error(tmp_path, private_c
     tree = _tree(tmp_path)
     link = tmp_path / "datasets_imagenet"
     os.symlink(tree.root, link)
-    dicts = load_imagenet_dicts(str(link), "train")
+    dicts = fx.prepared_dicts(str(link), "train")
     assert len(dicts) == 3 and all(d["file_name"].startswith(str(link) + os.sep) for d in dicts)
     other = tmp_path / "other"
     os.makedirs(other)
     os.rename(tree.image_dir("train"), other / "train")
     os.symlink(other / "train", tree.image_dir("train"))
     with pytest.raises(ValueError, match="outside the dataset root.*link the whole root"):
-        load_imagenet_dicts(tree.root, "train")
+        fx.prepared_dicts(tree.root, "train")
 
 
-def test_tampered_index_cache_is_rebuilt(tmp_path, private_cache, caplog):
+def test_prepared_file_missing_or_bad_is_a_clear_error(tmp_path, private_cache):
+    from als_d2.data.datasets.catalog import DatasetNotPreparedError
+    from als_d2.data.datasets.imagenet import load_imagenet_dicts, prepared_path
+
     tree = _tree(tmp_path)
-    load_imagenet_dicts(tree.root, "train")
-    (path,) = [
-        os.path.join(r, f)
-        for r, _, fs in os.walk(tmp_path / "cache")
-        for f in fs
-        if f.endswith(".pkl")
-    ]
+    command = f"tools/prepare_imagenet.py --root {tree.root} --splits train"
+    with pytest.raises(DatasetNotPreparedError, match=re.escape(command)):
+        load_imagenet_dicts(tree.root, "train")
+    assert len(fx.prepared_dicts(tree.root, "train")) == 3
+    path = prepared_path(tree.root, "train")
     with open(path, "rb") as f:
-        blob = pickle.load(f)
-    blob["payload"]["rel_paths"][0] = "../../../../etc/passwd"
+        data = f.read()
     with open(path, "wb") as f:
-        pickle.dump(blob, f)
-    dicts = load_imagenet_dicts(tree.root, "train")
-    assert all(".." not in d["file_name"] for d in dicts)
-    assert "outside the dataset root" in caplog.text
-    # a cache whose pickle would run code is ignored, not executed
+        f.write(data[: len(data) // 2])  # truncated
+    with pytest.raises(ValueError, match=f"{re.escape(path)} is not a readable.*{command}"):
+        load_imagenet_dicts(tree.root, "train")
+    # a pickle whose loading would run code is refused, not executed
     marker = tmp_path / "pwned"
-    with open(path, "wb") as f:
-        pickle.dump({"version": 2, "payload": _Evil(marker)}, f)
-    assert len(load_imagenet_dicts(tree.root, "train")) == 3 and not marker.exists()
+    with gzip.open(path, "wb") as f:
+        pickle.dump({"format": "x", "payload": _Evil(marker)}, f)
+    with pytest.raises(ValueError, match=re.escape(path)):
+        load_imagenet_dicts(tree.root, "train")
+    assert not marker.exists()
 
 
 def test_duplicates(tmp_path, private_cache):
@@ -668,9 +670,9 @@ def test_duplicates(tmp_path, private_cache):
     fx.write_jpeg(
         os.path.join(tree.image_dir("train"), b, os.path.basename(first.path)), (40, 30)
     )  # another class
-    dicts = load_imagenet_dicts(tree.root, "train")
+    dicts = fx.prepared_dicts(tree.root, "train")
     assert len(dicts) == 5 and len({d["image_id"] for d in dicts}) == 5  # kept, with unique ids
-    assert load_imagenet_index(tree.root, "train")["stats"]["duplicate_images"] == 2
+    assert fx.prepared_index(tree.root, "train")["stats"]["duplicate_images"] == 2
     csv = tmp_path / "LOC_val_solution.csv"
     csv.write_text(
         "ImageId,PredictionString\n"

@@ -192,17 +192,17 @@ def test_xml_format_and_boxes_match_pixels(small):
 
 
 def test_project_reader_accepts_tree(small, tmp_path, monkeypatch):
-    """The project's ImageNet reader (Kaggle layout, auto-detected) reads the tree."""
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path))
+    """The project's ImageNet reader (Kaggle layout, auto-detected) reads the tree, which
+    the generator has prepared (tools/prepare_imagenet.py's files)."""
     from als_d2.data.datasets.imagenet import get_imagenet_class_info, load_imagenet_dicts
 
     root, summary = small
     wnids, names = get_imagenet_class_info(root, "auto")
     assert wnids == summary["wnids"] and names == summary["class_names"]
-    train = load_imagenet_dicts(root, "train", "auto", use_cache=False, num_workers=1)
+    train = load_imagenet_dicts(root, "train", "auto")
     boxed = [d for d in train if d["annotations"]]
     assert len(train) == 40 and len(boxed) == 24
-    val = load_imagenet_dicts(root, "val", "auto", use_cache=False, num_workers=1)
+    val = load_imagenet_dicts(root, "val", "auto")
     assert len(val) == 20 and all(d["annotations"] for d in val)
 
 

@@ -41,6 +41,14 @@ import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from PIL import Image
 
 from als_d2.data.datasets import imagenet_index
+from als_d2.data.datasets.indexing import (  # the problem kinds: one table
+    FATAL,
+    FIXED,
+    IMAGE_FAILURES,
+    KINDS,
+    NOTED,
+    SKIPPED,
+)
 from als_d2.data.datasets.imagenet_index import LAYOUTS
 
 
@@ -76,63 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-FATAL, SKIPPED, FIXED, NOTED = "fatal", "skipped", "fixed", "noted"
-
-# what each kind of problem means, by severity; the index counters keep the readers' names
-FATAL_KINDS = {
-    "index_error": "the split cannot be indexed (reader error naming the file)",
-    "empty_split": "no usable image in the split",
-}
-SKIPPED_KINDS = {
-    "bad_xml": "XML unreadable / too large / malformed / DOCTYPE / no <size>: file ignored",
-    "bad_objects": "<object> without name or bndbox, or a bad coordinate: object dropped",
-    "bad_csv_groups": (
-        "CSV PredictionString group with bad coordinates or incomplete: object dropped"
-    ),
-    "unknown_wnid": "object whose wnid is not a class: object dropped",
-    "degenerate_boxes": "empty or inverted box after clipping: box dropped",
-    "unreadable_images": "annotated image whose header cannot be read: image dropped",
-    "unlabeled_images": "image without a label (no class folder, CSV row or XML): image dropped",
-    "unknown_labels": (
-        "image whose CSV row / XML names only wnids that are not classes "
-        "(not in LOC_synset_mapping.txt): image dropped"
-    ),
-    "unknown_folders": "image folder that is not a class: folder dropped",
-    "outside_root": (
-        "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped"
-    ),
-    "duplicate_images": "image name seen before in the split: kept, image_id = relative path",
-    "orphan_xml": "XML without an image: ignored",
-    "orphan_csv_rows": "CSV row without an image: ignored",
-    "non_image_files": "file that is neither an image nor an annotation: ignored",
-    "empty_images": "zero-byte image file: skipped in training, an error in evaluation",
-    "undecodable_images": (
-        "truncated / corrupt / unknown image data: skipped in training, an error in evaluation"
-    ),
-    "decompression_bombs": "image above --max-pixels (or a file above --max-file-mb): not decoded",
-}
-FIXED_KINDS = {
-    "rescaled_files": "XML <size> differs from the real image: boxes rescaled",
-    "clipped_boxes": "box reaching outside the image: clipped",
-    "format_mismatch": "file content is another format than its extension says: decoded by content",
-    "converted_images": "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB",
-    "exif_rotated": "EXIF orientation other than 1: pixels rotated, boxes follow",
-}
-NOTED_KINDS = {  # reported for the user to judge; nothing is changed or dropped
-    "duplicate_content": "byte-identical to another image (same or other split): both kept",
-}
-# kind -> (severity, what it means), in report order
-KINDS: "OrderedDict[str, Tuple[str, str]]" = OrderedDict(
-    (kind, (severity, meaning))
-    for severity, kinds in (
-        (FATAL, FATAL_KINDS),
-        (SKIPPED, SKIPPED_KINDS),
-        (FIXED, FIXED_KINDS),
-        (NOTED, NOTED_KINDS),
-    )
-    for kind, meaning in kinds.items()
-)
-IMAGE_FAILURES = ("empty_images", "undecodable_images", "decompression_bombs")
 _EXTENSION_FORMATS = {".jpeg": "JPEG", ".jpg": "JPEG", ".png": "PNG"}
 
 
@@ -366,7 +317,6 @@ def check_tree(
                     split,
                     layout,
                     class_root,
-                    num_workers=workers,
                     show_progress=progress,
                     max_examples=None,
                 )

@@ -112,6 +112,8 @@ _OWNED = (
     "LOC_train_solution.csv",
     "LOC_val_solution.csv",
     CONTEXT_CSV,
+    "als_d2_train.json.gz",  # the prepared index (tools/prepare_imagenet.py)
+    "als_d2_val.json.gz",
 )
 
 _COLOURS = [  # saturated (HSV saturation >= 0.8) so that objects stand out from backgrounds
@@ -831,6 +833,9 @@ def generate_synthetic_imagenet(
         "class_names": [c.name for c in classes],
     }
     summary.update(_write_imagenet(root, classes, params))
+    from .datasets.imagenet import prepare_imagenet  # here: it imports detectron2
+
+    prepare_imagenet(root, "kaggle")  # what tools/prepare_imagenet.py does
     coco_root = os.path.join(root, "coco")
     for split, count in (("train", params["coco_train"]), ("val", params["coco_val"])):
         summary.update(_write_coco(root, classes, split, count, params))

@@ -35,8 +35,11 @@ val_context}`` and ``synthetic_coco_{train,val}``
 (:func:`.coco_defaults.register_coco_with_defaults`: detectron2's ``register_coco_instances``,
 with COCO's ``iscrowd`` / ``area`` defaults filled in for evaluation when a file lacks them).
 
-``imagenet`` may have the standard or the Kaggle layout (auto-detected); ImageNetV2 takes
-its class names from ``imagenet`` when that is there. See :mod:`.imagenet` for the trees.
+``imagenet`` may have the standard or the Kaggle layout (auto-detected); it is read from
+the files ``tools/prepare_imagenet.py --root $DETECTRON2_DATASETS/imagenet`` writes
+(``imagenet/als_d2_<split>.json.gz``; loading without them is a one-line error naming that
+command). ImageNetV2 takes its class names from ``imagenet`` when that is there. See
+:mod:`.imagenet` for the trees.
 
 Each name gets the metadata its reader's ``register_*`` function would set now
 (``register_imagenet``, ``register_openimages``, ``register_wsol``), and the classes at

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 __all__ = [
+    "DatasetNotPreparedError",
     "DatasetRootMissingError",
     "check_dataset_root",
     "datasets_home",
@@ -19,6 +20,11 @@ __all__ = [
 class DatasetRootMissingError(FileNotFoundError):
     """A registered dataset's root folder does not exist (the message says where it is
     expected and how to create or point to it). The tools print it as one line."""
+
+
+class DatasetNotPreparedError(DatasetRootMissingError):
+    """A registered dataset's prepared file (``tools/prepare_*.py``) does not exist; the
+    message names the command that writes it. The tools print it as one line."""
 
 
 def datasets_home() -> str:

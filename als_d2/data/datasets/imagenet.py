@@ -50,27 +50,34 @@ Subsets: "all"; "boxed" (images with at least one box); "mask" (one dict per box
 class is the image label, each keeping all annotations of its image: 'mask' ImageNet);
 "context" (images with boxes, each with ``paint_all_objects``: every object painted out).
 
-The index of a split is cached (:mod:`.index_cache`); the second start reads the cache.
+Prepared files: ``tools/prepare_imagenet.py --root ROOT`` (:func:`prepare_imagenet`) reads
+the tree once and writes one file per split, ``ROOT/als_d2_<split>.json.gz`` (or under
+``--output-dir``): gzipped JSON with the class lists, every image (path, label, size,
+boxes) and the problem counts. Registration reads that file; when it is missing, the
+error names the prepare command to run. Nothing is re-checked against the tree: after
+the tree changes, run the prepare step again. ImageNetV2 trees (10k files, no
+annotations) are listed at load, not prepared.
 """
 
+import contextlib
 import functools
+import gc
+import gzip
+import json
 import logging
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from detectron2.structures import BoxMode
-from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
-from . import index_cache
-from .catalog import check_dataset_root, register_lazy, set_class_metadata
+from .catalog import DatasetNotPreparedError, check_dataset_root, register_lazy, set_class_metadata
 from .imagenet_index import (
     LAYOUTS,
     SKIP_COUNTERS,
     build_imagenetv2_index,
     build_index,
     get_imagenet_class_info,
-    index_inputs,
     resolve_layout,
 )
 
@@ -79,7 +86,9 @@ __all__ = [
     "SUBSETS",
     "LAYOUTS",
     "get_imagenet_class_info",
-    "load_imagenet_index",
+    "prepare_imagenet",
+    "prepared_path",
+    "read_prepared",
     "load_imagenet_dicts",
     "register_imagenet",
 ]
@@ -88,9 +97,7 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 SUBSETS = ("all", "boxed", "mask", "context")
-# bump when the index format or its semantics change (2: outside_root, duplicate_images;
-# 3: unknown_labels)
-INDEX_VERSION = 3
+FORMAT = "als_d2.imagenet_index/1"  # the prepared file's "format"; bump when it changes
 
 
 def _check_args(split: str, layout: str, subset: str) -> None:
@@ -104,62 +111,78 @@ def _check_args(split: str, layout: str, subset: str) -> None:
         raise ValueError(f"ImageNetV2 has no boxes: subset must be 'all', got {subset!r}")
 
 
-def load_imagenet_index(
+def prepared_path(root: str, split: str, output_dir: Optional[str] = None) -> str:
+    """Where :func:`prepare_imagenet` writes the index of ``split``:
+    ``<output_dir or root>/als_d2_<split>.json.gz``."""
+    return os.path.join(output_dir or root, f"als_d2_{split}.json.gz")
+
+
+def _prepare_command(root: str, split: str, output_dir: Optional[str]) -> str:
+    out = f" --output-dir {output_dir}" if output_dir else ""
+    return f"python tools/prepare_imagenet.py --root {root} --splits {split}{out}"
+
+
+def prepare_imagenet(
     root: str,
-    split: str,
     layout: str = "auto",
-    class_root: Optional[str] = None,
+    splits: Sequence[str] = SPLITS,
     *,
-    use_cache: bool = True,
-    num_workers: Optional[int] = None,
-) -> dict:
-    """The compact index of one split (see :func:`imagenet_index.build_index` for its keys),
-    from the cache when the tree has not changed, else built (in parallel) and cached.
-    ImageNetV2 trees (10k files, listed in well under a second) are not cached."""
-    _check_args(split, layout, "all")
+    class_root: Optional[str] = None,
+    output_dir: Optional[str] = None,
+    show_progress: bool = False,
+) -> Dict[str, str]:
+    """Index each split of the ILSVRC tree at ``root`` (:func:`.imagenet_index.build_index`)
+    and write it to :func:`prepared_path`; returns ``{split: path}``.
+
+    The file (gzipped JSON, written to a temporary name, then renamed) holds ``format``,
+    ``split``, ``layout``, ``wnids``, ``names``, ``images`` (``[rel_path, label, width,
+    height, [[class, x0, y0, x1, y1], ...]]``: see ``build_index``), ``stats`` and
+    ``examples`` (the problem counts, :data:`.indexing.KINDS`)."""
     root = PathManager.get_local_path(root)
     layout = resolve_layout(root, layout)
     if layout == "imagenetv2":
-        index = build_imagenetv2_index(root, class_root)
-        _log_index(index, root, split, layout, "listed")
-        return index
-
-    key = (
-        "imagenet",
-        os.path.abspath(root),
-        split,
-        layout,
-        os.path.abspath(class_root) if class_root else None,
-    )
-    build = dict(num_workers=num_workers, show_progress=comm.is_main_process())
-    if not use_cache:
-        index = build_index(root, split, layout, class_root, **build)
-        _log_index(index, root, split, layout, "indexed, cache off")
-        return index
-
-    index, source = index_cache.load_or_build(
-        "imagenet",
-        key,
-        INDEX_VERSION,
-        index_inputs(root, split, layout, class_root),
-        lambda: build_index(root, split, layout, class_root, **build),
-        paths_ok=_relative_paths_ok,
-    )
-    _log_index(index, root, split, layout, source)
-    return index
+        raise ValueError(f"{root} is an ImageNetV2 tree: it is listed at load, not prepared")
+    written = {}
+    for split in splits:
+        _check_args(split, layout, "all")
+        index = build_index(root, split, layout, class_root, show_progress)
+        _log_index(index, root, split, layout, f"indexed in {index['seconds']:.1f}s")
+        path = prepared_path(root, split, output_dir)
+        content = {"format": FORMAT, "split": split, "layout": layout}
+        content.update((k, index[k]) for k in ("wnids", "names", "images", "stats", "examples"))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
+            json.dump(content, f, separators=(",", ":"))
+        os.replace(tmp, path)
+        written[split] = path
+    return written
 
 
-def _relative_paths_ok(index: dict) -> bool:
-    """Every path of the index is relative and stays below the root (no '..', no '/...')."""
-    try:
-        return all(
-            not p.startswith(("/", "\\"))
-            and ".." not in p.split("/")
-            and ":" not in p.split("/", 1)[0]
-            for p in index["rel_paths"]
+def read_prepared(root: str, split: str, index_file: Optional[str] = None) -> dict:
+    """The content of the prepared file of ``split`` (:func:`prepare_imagenet`), from
+    ``index_file`` or :func:`prepared_path`. Raises :class:`.catalog.DatasetNotPreparedError`
+    naming the prepare command when it is missing, ValueError when it is not one."""
+    path = index_file or prepared_path(root, split)
+    if not os.path.isfile(path):
+        raise DatasetNotPreparedError(
+            f"ImageNet {split} at {root}: {path} not found; prepare it with: "
+            f"{_prepare_command(root, split, os.path.dirname(index_file) if index_file else None)}"
         )
-    except (KeyError, TypeError, AttributeError):
-        return False
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f, _gc_paused():
+            content = json.load(f)
+    except (OSError, EOFError, ValueError) as e:
+        raise ValueError(
+            f"{path} is not a readable prepared ImageNet index ({e}); run again: "
+            f"{_prepare_command(root, split, None)}"
+        ) from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not a prepared ImageNet index of format {FORMAT}; run again: "
+            f"{_prepare_command(root, split, None)}"
+        )
+    return content
 
 
 def _log_index(index: dict, root: str, split: str, layout: str, source: str) -> None:
@@ -179,57 +202,50 @@ def _log_index(index: dict, root: str, split: str, layout: str, source: str) -> 
         logger.log(level, f"ImageNet {split} at {root}: {key} = {s[key]} (e.g. {examples})")
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off while a split's containers are made: with
+    torch and detectron2 imported, its full passes over the heap took ~90% of the time of
+    reading a prepared file into dicts (``benchmarks/prepare.py``: 2.5 s -> 0.3 s for 20k
+    images). The JSON lists and the dicts hold no reference cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _dicts_from_index(index: dict, root: str, subset: str) -> List[dict]:
-    rel_paths = index["rel_paths"]
-    n = len(rel_paths)
-    labels = index["labels"].tolist()
-    sizes = index["sizes"].tolist()
-    box_image = index["box_image"].tolist()
-    cats = index["box_cat"].tolist()
-    xyxy = index["box_xyxy"].tolist()
-
-    stems = [os.path.splitext(p.rsplit("/", 1)[-1])[0] for p in rel_paths]
-    if len(set(stems)) != n:  # e.g. the same val image in two class folders
+    """The dataset dicts of ``subset`` from an index's ``images`` (see the module docstring)."""
+    images = index["images"]
+    ids = [os.path.splitext(im[0].rsplit("/", 1)[-1])[0] for im in images]
+    if len(set(ids)) != len(ids):  # e.g. the same val image in two class folders
         logger.warning(f"ImageNet at {root}: file names repeat; image_id = relative path instead.")
-        stems = [os.path.splitext(p)[0] for p in rel_paths]
-        if len(set(stems)) != n:  # x.JPEG and x.png in one folder: keep the extension too
-            stems = list(rel_paths)
-
-    starts = [0] * (n + 1)  # boxes of image i: starts[i]:starts[i + 1] (box_image ascending)
-    for i in box_image:
-        starts[i + 1] += 1
-    for i in range(n):
-        starts[i + 1] += starts[i]
+        ids = [os.path.splitext(im[0])[0] for im in images]
+        if len(set(ids)) != len(ids):  # x.JPEG and x.png in one folder: keep the extension too
+            ids = [im[0] for im in images]
 
     prefix = os.path.join(root, "")  # root + separator: cheaper than a join per image
     dicts, off_label = [], 0
-    for i in range(n):
-        a, b = starts[i], starts[i + 1]
-        if subset != "all" and a == b:
+    for (rel, label, width, height, boxes), image_id in zip(images, ids):
+        if subset != "all" and not boxes:
             continue
-        record = {
-            "file_name": prefix + rel_paths[i],
-            "image_id": stems[i],
-            "label": labels[i],
-        }
-        if sizes[i][0] > 0:
-            record["height"], record["width"] = sizes[i][1], sizes[i][0]
-        anns = (
-            [
-                {"bbox": xyxy[j], "bbox_mode": BoxMode.XYXY_ABS, "category_id": cats[j]}
-                for j in range(a, b)
-            ]
-            if a != b
-            else []
-        )
-        if subset == "mask":
-            for t in range(b - a):
-                if anns[t]["category_id"] != labels[i]:
+        record = {"file_name": prefix + rel, "image_id": image_id, "label": label}
+        if width > 0:
+            record["height"], record["width"] = height, width
+        anns = [
+            {"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS, "category_id": cat}
+            for cat, x0, y0, x1, y1 in boxes
+        ]
+        if subset == "mask":  # one dict per object of the image's class
+            for t, ann in enumerate(anns):
+                if ann["category_id"] != label:
                     off_label += 1
                     continue
-                d = dict(record, annotations=[dict(x, bbox=list(x["bbox"])) for x in anns])
-                d["target_object"] = t
-                dicts.append(d)
+                anns_t = [dict(a, bbox=list(a["bbox"])) for a in anns]
+                dicts.append(dict(record, annotations=anns_t, target_object=t))
             continue
         record["annotations"] = anns
         if subset == "context":
@@ -244,6 +260,20 @@ def _dicts_from_index(index: dict, root: str, subset: str) -> List[dict]:
     return dicts
 
 
+def _load_index(
+    root: str, split: str, layout: str, class_root: Optional[str], index_file: Optional[str]
+) -> dict:
+    """The index of a split: the prepared file, or the listing of an ImageNetV2 tree."""
+    root = PathManager.get_local_path(root)
+    if index_file is None and resolve_layout(root, layout) == "imagenetv2":
+        index = build_imagenetv2_index(root, class_root)
+        _log_index(index, root, split, "imagenetv2", "listed")
+        return index
+    index = read_prepared(root, split, index_file)
+    _log_index(index, root, split, index["layout"], "prepared file")
+    return index
+
+
 def load_imagenet_dicts(
     root: str,
     split: str,
@@ -251,8 +281,7 @@ def load_imagenet_dicts(
     subset: str = "all",
     *,
     class_root: Optional[str] = None,
-    use_cache: bool = True,
-    num_workers: Optional[int] = None,
+    index_file: Optional[str] = None,
 ) -> List[dict]:
     """Load one split of ImageNet (or ImageNetV2) as a list of detectron2 dataset dicts.
 
@@ -261,19 +290,18 @@ def load_imagenet_dicts(
         split: "train" or "val" (ignored for ImageNetV2).
         layout: "auto", "standard", "kaggle" or "imagenetv2".
         subset: "all", "boxed", "mask" or "context" (see the module docstring).
-        class_root: another ImageNet tree to take the class list from (else root's own).
-        use_cache: read / write the index cache under ``$ALS_D2_CACHE``.
-        num_workers: indexing processes (default ``$ALS_D2_INDEX_WORKERS`` or the CPUs).
+        class_root: ImageNetV2 only: the ImageNet tree to take the class list from (an
+            ILSVRC tree's class list is the one it was prepared with).
+        index_file: the prepared file (default :func:`prepared_path` of root and split).
 
     Returns:
         list[dict] with ``file_name, image_id, label, annotations`` (+ ``height, width``
         for images with boxes, ``target_object`` / ``paint_all_objects`` per subset).
     """
     _check_args(split, layout, subset)
-    index = load_imagenet_index(
-        root, split, layout, class_root, use_cache=use_cache, num_workers=num_workers
-    )
-    return _dicts_from_index(index, root, subset)
+    index = _load_index(root, split, layout, class_root, index_file)
+    with _gc_paused():
+        return _dicts_from_index(index, root, subset)
 
 
 def _load_registered(
@@ -284,16 +312,18 @@ def _load_registered(
     subset: str,
     class_root,
     missing_hint: Optional[str] = None,
+    index_file: Optional[str] = None,
 ):
     check_dataset_root(name, root, missing_hint)
-    index = load_imagenet_index(root, split, layout, class_root)
+    index = _load_index(root, split, layout, class_root, index_file)
     classes = {
         "thing_classes": list(index["names"]),
         "wnids": list(index["wnids"]),
         "num_classes": len(index["wnids"]),
     }
     set_class_metadata(name, root, classes)
-    return _dicts_from_index(index, root, subset)
+    with _gc_paused():
+        return _dicts_from_index(index, root, subset)
 
 
 def register_imagenet(
@@ -305,18 +335,20 @@ def register_imagenet(
     *,
     class_root: Optional[str] = None,
     missing_hint: Optional[str] = None,
+    index_file: Optional[str] = None,
 ) -> None:
     """Register an ImageNet split in DatasetCatalog (lazily: nothing is read now).
 
     MetadataCatalog gets ``evaluator_type="classification"``, ``image_root``, ``split``,
     ``layout``, ``subset`` now, and ``thing_classes``, ``wnids``, ``num_classes`` when the
-    dataset is first loaded with ``DatasetCatalog.get(name)`` (the class list is on disk).
+    dataset is first loaded with ``DatasetCatalog.get(name)`` (from the prepared file).
     Arguments as in :func:`load_imagenet_dicts`; a ``root`` that does not exist is a
     :class:`.catalog.DatasetRootMissingError` at load, naming ``DETECTRON2_DATASETS`` and
-    ``missing_hint`` (how to create it).
+    ``missing_hint`` (how to create it); a missing prepared file is a
+    :class:`.catalog.DatasetNotPreparedError` naming the prepare command.
     """
     _check_args(split, layout, subset)
     load = functools.partial(
-        _load_registered, name, root, split, layout, subset, class_root, missing_hint
+        _load_registered, name, root, split, layout, subset, class_root, missing_hint, index_file
     )
     register_lazy(name, load, root, split, layout=layout, subset=subset)

@@ -1,9 +1,13 @@
 """What the dataset index builders share (ImageNet, OpenImages, WSOL metadata).
 
+- :data:`KINDS`: the bad-input policy, stated once: each kind of problem, its severity
+  and what happens to the input; the ImageNet reader counts these names and
+  ``tools/check_dataset.py`` reports them;
 - :class:`Tally`: counted problems of bad input, with a few examples (file, file:line)
   per counter, the form every index reports them in;
 - :func:`clip_box`: a box clipped to its image, empty and clipped boxes counted;
-- :func:`is_inside`, :func:`is_plain_name`: paths stay inside the dataset root;
+- :func:`count_outside` (with :func:`is_inside`), :func:`is_plain_name`: paths stay inside
+  the dataset root;
 - :func:`map_in_processes`: a process pool with a tqdm bar, and :func:`default_num_workers`.
 
 It does not import detectron2, so that the pool's worker processes start light.
@@ -12,14 +16,16 @@ It does not import detectron2, so that the pool's worker processes start light.
 import multiprocessing as mp
 import os
 import sys
-from collections import Counter
+from collections import Counter, OrderedDict
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
+    "KINDS",
     "MAX_EXAMPLES",
     "Tally",
     "clip_box",
+    "count_outside",
     "default_num_workers",
     "is_inside",
     "is_plain_name",
@@ -28,6 +34,70 @@ __all__ = [
 ]
 
 MAX_EXAMPLES = 5
+
+# The bad-input policy of the ImageNet reader and of tools/check_dataset.py (which adds
+# the image checks: decoding, hashing). Severities:
+#   fatal    training or evaluation stops (check_dataset: exit status 1);
+#   skipped  the file, image, object or box is dropped, counted and logged;
+#   fixed    used after a documented correction, counted;
+#   noted    kept as it is, reported.
+FATAL, SKIPPED, FIXED, NOTED = "fatal", "skipped", "fixed", "noted"
+
+# what each kind of problem means, by severity; the index counters keep the readers' names
+FATAL_KINDS = {
+    "index_error": "the split cannot be indexed (reader error naming the file)",
+    "empty_split": "no usable image in the split",
+}
+SKIPPED_KINDS = {
+    "bad_xml": "XML unreadable / too large / malformed / DOCTYPE / no <size>: file ignored",
+    "bad_objects": "<object> without name or bndbox, or a bad coordinate: object dropped",
+    "bad_csv_groups": (
+        "CSV PredictionString group with bad coordinates or incomplete: object dropped"
+    ),
+    "unknown_wnid": "object whose wnid is not a class: object dropped",
+    "degenerate_boxes": "empty or inverted box after clipping: box dropped",
+    "unreadable_images": "annotated image whose header cannot be read: image dropped",
+    "unlabeled_images": "image without a label (no class folder, CSV row or XML): image dropped",
+    "unknown_labels": (
+        "image whose CSV row / XML names only wnids that are not classes "
+        "(not in LOC_synset_mapping.txt): image dropped"
+    ),
+    "unknown_folders": "image folder that is not a class: folder dropped",
+    "outside_root": (
+        "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped"
+    ),
+    "duplicate_images": "image name seen before in the split: kept, image_id = relative path",
+    "orphan_xml": "XML without an image: ignored",
+    "orphan_csv_rows": "CSV row without an image: ignored",
+    "non_image_files": "file that is neither an image nor an annotation: ignored",
+    "empty_images": "zero-byte image file: skipped in training, an error in evaluation",
+    "undecodable_images": (
+        "truncated / corrupt / unknown image data: skipped in training, an error in evaluation"
+    ),
+    "decompression_bombs": "image above --max-pixels (or a file above --max-file-mb): not decoded",
+}
+FIXED_KINDS = {
+    "rescaled_files": "XML <size> differs from the real image: boxes rescaled",
+    "clipped_boxes": "box reaching outside the image: clipped",
+    "format_mismatch": "file content is another format than its extension says: decoded by content",
+    "converted_images": "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB",
+    "exif_rotated": "EXIF orientation other than 1: pixels rotated, boxes follow",
+}
+NOTED_KINDS = {  # reported for the user to judge; nothing is changed or dropped
+    "duplicate_content": "byte-identical to another image (same or other split): both kept",
+}
+# kind -> (severity, what it means), in report order
+KINDS: "OrderedDict[str, Tuple[str, str]]" = OrderedDict(
+    (kind, (severity, meaning))
+    for severity, kinds in (
+        (FATAL, FATAL_KINDS),
+        (SKIPPED, SKIPPED_KINDS),
+        (FIXED, FIXED_KINDS),
+        (NOTED, NOTED_KINDS),
+    )
+    for kind, meaning in kinds.items()
+)
+IMAGE_FAILURES = ("empty_images", "undecodable_images", "decompression_bombs")
 
 
 class Tally:
@@ -59,6 +129,17 @@ def is_inside(path: str, real_root: str) -> bool:
     """Whether ``path`` resolves (symlinks followed) to ``real_root`` or below it."""
     real = os.path.realpath(path)
     return real == real_root or real.startswith(os.path.join(real_root, ""))
+
+
+def count_outside(path: str, real_root: str, tally: Tally, shown: Optional[str] = None) -> bool:
+    """The readers' path-safety check: whether ``path`` resolves (symlinks followed) outside
+    ``real_root``; such a path is counted as ``outside_root`` (example ``"<shown or path> ->
+    <target>"``) and the caller drops it. Names read from files (CSV ImageIds) must also
+    pass :func:`is_plain_name` before they are joined to a folder."""
+    if is_inside(path, real_root):
+        return False
+    tally.add("outside_root", f"{shown or path} -> {os.path.realpath(path)}")
+    return True
 
 
 def clip_box(box: Tuple[float, ...], width: float, height: float, tally: Tally, what: str):
@@ -119,19 +200,6 @@ def default_num_workers() -> int:
     return max(1, min(16, cpus))
 
 
-# In a worker process of map_in_processes(..., context=...): the function and its
-# context, installed once by the pool's initializer (_start_worker).
-_worker_call: Dict[str, Any] = {}
-
-
-def _start_worker(fn: Callable, context: Any) -> None:
-    _worker_call.update(fn=fn, context=context)
-
-
-def _call_in_worker(task: Any) -> Any:
-    return _worker_call["fn"](task, _worker_call["context"])
-
-
 def map_in_processes(
     fn: Callable,
     tasks: Sequence,
@@ -139,27 +207,17 @@ def map_in_processes(
     desc: str,
     unit: str = "task",
     show_progress: bool = False,
-    context: Any = None,
 ) -> list:
-    """``[fn(t) for t in tasks]``, or ``[fn(t, context) for t in tasks]`` when ``context``
-    is given, in order, in up to ``num_workers`` processes (serial for one worker or one
-    task), with a tqdm bar when ``show_progress``.
-
-    ``context`` (large read-only lookup tables) goes to each worker process once, through
-    the pool's initializer, instead of with every task. Processes fork where they can
-    (they then inherit it without pickling), else spawn."""
+    """``[fn(t) for t in tasks]`` in order, in up to ``num_workers`` processes (serial for
+    one worker or one task), with a tqdm bar when ``show_progress``. Processes fork where
+    they can, else spawn."""
     from tqdm import tqdm
 
     bar = dict(total=len(tasks), desc=desc, unit=unit, disable=None if show_progress else True)
     if num_workers <= 1 or len(tasks) <= 1:
-        call = fn if context is None else (lambda t: fn(t, context))
-        return [call(t) for t in tqdm(tasks, **bar)]
-    pool_args = {} if context is None else dict(initializer=_start_worker, initargs=(fn, context))
+        return [fn(t) for t in tqdm(tasks, **bar)]
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     with ProcessPoolExecutor(
-        max_workers=min(num_workers, len(tasks)), mp_context=mp.get_context(method), **pool_args
+        max_workers=min(num_workers, len(tasks)), mp_context=mp.get_context(method)
     ) as pool:
-        results = pool.map(
-            fn if context is None else _call_in_worker, tasks, chunksize=1
-        )  # all submitted now
-        return list(tqdm(results, **bar))
+        return list(tqdm(pool.map(fn, tasks, chunksize=1), **bar))  # all submitted now

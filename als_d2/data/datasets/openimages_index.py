@@ -60,7 +60,7 @@ from .imagenet_index import IMAGE_EXTENSIONS
 from .indexing import (
     Tally,
     default_num_workers,
-    is_inside,
+    count_outside,
     map_in_processes,
     require_folder_in_root,
 )
@@ -162,8 +162,7 @@ def _list_images(folder: str, real_root: str, tally: Tally) -> Dict[str, str]:
             if not e.is_dir():
                 tally.add("non_image_files", e.path)
             continue
-        if e.is_symlink() and not is_inside(e.path, real_root):
-            tally.add("outside_root", f"{e.path} -> {os.path.realpath(e.path)}")
+        if e.is_symlink() and count_outside(e.path, real_root, tally):
             continue
         if stem in found:
             tally.add(

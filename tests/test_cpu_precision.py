@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from als_d2 import env
-from als_d2.config import add_als_config
 from als_d2.engine import trainer
+from tiny_data import amp_cfg
 
 AVX2_EPYC = frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"})  # first-generation EPYC
 SKYLAKE_SP = AVX2_EPYC | {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"}
@@ -85,22 +85,12 @@ def test_this_machine_reports_something():
     assert isinstance(prec.bf16, bool) and isinstance(prec.fp16, bool)
 
 
-def _cfg(precision, enabled=True):
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.SOLVER.AMP.ENABLED = enabled
-    cfg.SOLVER.AMP.PRECISION = precision
-    return cfg
-
-
 @pytest.mark.parametrize("name", sorted(MACHINES))
 def test_auto_on_cpu(monkeypatch, caplog, name):
     capability, _, bf16, _ = MACHINES[name]
     _mock_machine(monkeypatch, name)
     with caplog.at_level(logging.INFO, logger=trainer.logger.name):
-        dtype = trainer.autocast_dtype(_cfg("auto"), "cpu")
+        dtype = trainer.autocast_dtype(amp_cfg("auto"), "cpu")
     assert dtype == (torch.bfloat16 if bf16 else None)
     lines = [r for r in caplog.records if "SOLVER.AMP.PRECISION auto" in r.getMessage()]
     assert len(lines) == 1 and f"capability {capability}" in lines[0].getMessage()
@@ -112,7 +102,7 @@ def test_auto_on_cpu(monkeypatch, caplog, name):
 def test_explicit_precision_is_honoured_on_cpu(monkeypatch, caplog):
     _mock_machine(monkeypatch, "avx2_epyc")
     with caplog.at_level(logging.WARNING, logger=trainer.logger.name):
-        assert trainer.autocast_dtype(_cfg("bf16"), "cpu") == torch.bfloat16
+        assert trainer.autocast_dtype(amp_cfg("bf16"), "cpu") == torch.bfloat16
     assert any("emulated" in r.getMessage() and "AVX2" in r.getMessage() for r in caplog.records)
-    assert trainer.autocast_dtype(_cfg("fp16"), "cpu") == torch.float16
-    assert trainer.autocast_dtype(_cfg("auto", enabled=False), "cpu") is None
+    assert trainer.autocast_dtype(amp_cfg("fp16"), "cpu") == torch.float16
+    assert trainer.autocast_dtype(amp_cfg("auto", enabled=False), "cpu") is None

@@ -8,11 +8,10 @@ import logging
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 
 from als_d2 import env
-from als_d2.config import add_als_config
 from als_d2.engine import trainer
+from tiny_data import amp_cfg
 
 # name: (torch.cuda.get_device_capability(), native bf16 per NVIDIA's architecture documents)
 GPUS = {
@@ -33,14 +32,6 @@ def _as_gpu(monkeypatch, name):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
 
 
-def _cfg(precision):
-    cfg = get_cfg()
-    add_als_config(cfg)
-    cfg.SOLVER.AMP.ENABLED = True
-    cfg.SOLVER.AMP.PRECISION = precision
-    return cfg
-
-
 @pytest.mark.parametrize("name", sorted(GPUS))
 def test_cuda_precision_from_the_compute_capability(monkeypatch, name):
     capability, bf16 = GPUS[name]
@@ -56,7 +47,7 @@ def test_auto_on_cuda_is_bf16_only_with_native_bf16(monkeypatch, caplog, name):
     _as_gpu(monkeypatch, name)
     monkeypatch.setattr(trainer, "cpu_precision", lambda: pytest.fail("CPU asked for a GPU run"))
     with caplog.at_level(logging.INFO, logger=trainer.logger.name):
-        dtype = trainer.autocast_dtype(_cfg("auto"), "cuda")
+        dtype = trainer.autocast_dtype(amp_cfg("auto"), "cuda")
     assert dtype == (torch.bfloat16 if bf16 else torch.float16)
     lines = [
         r.getMessage() for r in caplog.records if "SOLVER.AMP.PRECISION auto" in r.getMessage()
@@ -66,5 +57,5 @@ def test_auto_on_cuda_is_bf16_only_with_native_bf16(monkeypatch, caplog, name):
 
 def test_explicit_precision_is_honoured_on_cuda(monkeypatch):
     _as_gpu(monkeypatch, "Tesla V100-SXM2-32GB")
-    assert trainer.autocast_dtype(_cfg("bf16"), "cuda") == torch.bfloat16
-    assert trainer.autocast_dtype(_cfg("fp16"), "cuda") == torch.float16
+    assert trainer.autocast_dtype(amp_cfg("bf16"), "cuda") == torch.bfloat16
+    assert trainer.autocast_dtype(amp_cfg("fp16"), "cuda") == torch.float16

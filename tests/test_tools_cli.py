@@ -80,6 +80,22 @@ def test_missing_synthetic_root_names_the_variable_and_the_command(tmp_path, mon
         DatasetCatalog.get(f"{prefix}o_imagenet_val")
 
 
+def _tool_error_line(tmp_path, tool: str, argv) -> str:
+    """Run ``tools/<tool>.py argv`` in ``tmp_path`` (datasets under ``tmp_path/datasets``):
+    it must fail without a traceback; returns its one error line."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), *argv],
+        cwd=str(tmp_path),
+        env=dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return _the_error_line(proc.stderr)
+
+
 def _the_error_line(stderr: str) -> str:
     """The one ``error: ...`` line of a failed tool's stderr, which ends with it (library
     warnings, e.g. torch's FutureWarnings on detectron2 main, may come before)."""
@@ -260,18 +276,12 @@ def test_unregistered_dataset_is_one_line_before_training(tmp_path, key, typo, m
     """A misspelled dataset name (train or test) stops train_cls at start-up, in one line
     naming the key, the name and its close matches (no data exists: nothing was loaded)."""
     config = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train_cls.py"), "--config-file", config]
-        + ["OUTPUT_DIR", str(tmp_path / "out"), key, f'("{typo}",)', "MODEL.DEVICE", "cpu"],
-        cwd=str(tmp_path),
-        env=dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets")),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    line = _tool_error_line(
+        tmp_path,
+        "train_cls",
+        ["--config-file", config, "OUTPUT_DIR", str(tmp_path / "out")]
+        + [key, f'("{typo}",)', "MODEL.DEVICE", "cpu"],
     )
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    line = _the_error_line(proc.stderr)
     assert line.startswith(f"error: config key {key} = ")
     assert f"dataset '{typo}' is not registered" in line and repr(meant) in line
     assert not os.path.exists(tmp_path / "out" / "log.txt")  # stopped before the set-up
@@ -369,18 +379,12 @@ def test_user_mistakes_are_one_line(tmp_path, tool, argv, expected):
     """Mistakes of the command line or the data tree: a non-zero exit and one line (the
     closest key for a typo), no traceback."""
     datasets = str(tmp_path / "datasets")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), *argv]
-        + ["OUTPUT_DIR", str(tmp_path / "out")] * (len(argv) % 2 == 0),  # keeps "odd" odd
-        cwd=str(tmp_path),
-        env=dict(os.environ, DETECTRON2_DATASETS=datasets),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    line = _tool_error_line(
+        tmp_path,
+        tool,
+        [*argv] + ["OUTPUT_DIR", str(tmp_path / "out")] * (len(argv) % 2 == 0),  # odd stays odd
     )
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert _the_error_line(proc.stderr).startswith(expected.format(datasets=datasets))
+    assert line.startswith(expected.format(datasets=datasets)), line
 
 
 def test_train_det_on_one_s_own_coco_files(tmp_path):
@@ -454,18 +458,9 @@ def test_train_det_on_one_s_own_coco_files(tmp_path):
 )
 def test_dataset_stats_bad_dataset_is_one_line(tmp_path, dataset, expected):
     datasets = str(tmp_path / "datasets")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "dataset_stats.py"), "--dataset", dataset]
-        + ["--output", str(tmp_path / "counts.png")],
-        cwd=str(tmp_path),
-        env=dict(os.environ, DETECTRON2_DATASETS=datasets),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    line = _tool_error_line(
+        tmp_path, "dataset_stats", ["--dataset", dataset, "--output", str(tmp_path / "counts.png")]
     )
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    line = _the_error_line(proc.stderr)
     assert line.startswith(expected.format(datasets=datasets)), line
     if dataset.endswith("vall"):
         assert "'synthetic_imagenet_val'" in line

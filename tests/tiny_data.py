@@ -228,3 +228,12 @@ def run_after_builtin_import(built: str, d2: str, body: str) -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.split("RESULT", 1)[1])
+
+
+def amp_cfg(precision: str, enabled: bool = True):
+    """A full config with ``SOLVER.AMP`` set (``autocast_dtype``'s input)."""
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.SOLVER.AMP.ENABLED = enabled
+    cfg.SOLVER.AMP.PRECISION = precision
+    return cfg

@@ -268,29 +268,26 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
         title = "Temperature scaling (not a paper table): held-out half, before -> after"
         note = "ECE/MCE estimators: see the note under Table 2." if other else ESTIMATORS
         parts.append(_checkpoint_table(ts_rows, columns, title, note))
-    selective = [r for r in rows if "aurc" in r[2]]
-    if selective:
-        parts.append(
-            _checkpoint_table(
-                selective,
-                TABLE_SELECTIVE,
-                "Selective prediction by max softmax (not a paper table)",
-                "Risk = errors / accepted, coverage = accepted / all; ties accepted together "
-                "(docs/evaluation.md).",
-            )
-        )
-    pairs = [r for r in rows if "ood_auroc_msp" in r[2]]
-    if pairs:
-        parts.append(
-            _checkpoint_table(
-                pairs,
-                TABLE_SEPARATION,
-                "Images with objects vs their context-only versions (not a paper table)",
-                "Positives: the images of X that have a context-only version; negatives: "
-                "those versions (X_context). FPR@95: context-only images accepted at the "
-                "threshold accepting 95% of the positives (OpenOOD's convention).",
-            )
-        )
+    for key, columns, title, note in (
+        (
+            "aurc",
+            TABLE_SELECTIVE,
+            "Selective prediction by max softmax (not a paper table)",
+            "Risk = errors / accepted, coverage = accepted / all; ties accepted together "
+            "(docs/evaluation.md).",
+        ),
+        (
+            "ood_auroc_msp",
+            TABLE_SEPARATION,
+            "Images with objects vs their context-only versions (not a paper table)",
+            "Positives: the images of X that have a context-only version; negatives: "
+            "those versions (X_context). FPR@95: context-only images accepted at the "
+            "threshold accepting 95% of the positives (OpenOOD's convention).",
+        ),
+    ):
+        chosen = [r for r in rows if key in r[2]]
+        if chosen:
+            parts.append(_checkpoint_table(chosen, columns, title, note))
     return "\n\n".join(parts)
 
 

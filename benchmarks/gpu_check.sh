@@ -8,7 +8,9 @@
 # Installs the bundle into /tmp (no index, no dependency resolution: the image's torch
 # and numpy stay), prints the environment, then benchmarks/train_step.py on the GPU
 # (ResNet-50, 224 px, batch 256: fp32, bf16, bf16 + channels_last; images/s and peak
-# memory). Results in $OUT (env.txt, train_step.log, train_step.json).
+# memory), with what SOLVER.AMP.PRECISION auto picks on this card ("amp_auto": bf16 only from
+# compute capability 8.0) and the host-device syncs of one step ("host_syncs_per_step", torch's
+# sync debug mode). Results in $OUT (env.txt, train_step.log, train_step.json).
 # DEVICE=cpu TRAIN_STEP_ARGS=--quick runs the same path on a CPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -44,7 +44,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List
+import warnings
+from typing import Dict, List, Optional
 
 _T0 = time.perf_counter()  # start-up cost of a child process ~ these imports
 
@@ -151,6 +152,23 @@ class Step:
                 self.opt.step()
         self._sync()
         return (time.perf_counter() - t0) / steps
+
+
+def count_host_syncs(step: Step) -> Optional[int]:
+    """Host-device synchronisations in one training step on CUDA, as torch's sync debug
+    mode reports them (one warning each: ``.item()``, ``bool(tensor)``, a pageable copy, ...);
+    None on a CPU."""
+    if step.device == "cpu":
+        return None
+    step._sync()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step.run(1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
 
 
 def _rss_mb(field: str) -> float:
@@ -331,6 +349,20 @@ def _ratios(results: List[dict]) -> Dict[str, float]:
     return ratios
 
 
+def _amp_auto(device: str) -> Optional[str]:
+    """What ``SOLVER.AMP.PRECISION auto`` trains in on ``device`` (the trainer's choice)."""
+    from detectron2.config import get_cfg
+
+    from als_d2.config import add_als_config
+    from als_d2.engine.trainer import autocast_dtype
+
+    cfg = get_cfg()
+    add_als_config(cfg)
+    cfg.SOLVER.AMP.ENABLED, cfg.SOLVER.AMP.PRECISION = True, "auto"
+    dtype = autocast_dtype(cfg, torch.device(device).type)
+    return "float32" if dtype is None else str(dtype).replace("torch.", "")
+
+
 def run(args) -> Dict:
     t_start = time.perf_counter()
     deadline = t_start + args.budget
@@ -351,6 +383,7 @@ def run(args) -> Dict:
     _probe_memory(probe, probe_est, deadline, args, peaks, notes)
     results = _result_rows(requested, skipped, times, peaks, args)
     ratios = _ratios(results)
+    syncs = {n: count_host_syncs(steps[n]) for n in names} if args.device != "cpu" else {}
     device_name = torch.cuda.get_device_name(args.device) if args.device != "cpu" else "cpu"
     return {
         "benchmark": "train_step",
@@ -370,6 +403,8 @@ def run(args) -> Dict:
         "budget_s": args.budget,
         "run_s": round(time.perf_counter() - t_start, 1),
         "notes": notes,
+        "host_syncs_per_step": syncs,  # CUDA: torch's sync debug mode, one step per setting
+        "amp_auto": _amp_auto(args.device),
         "torch": torch.__version__,
     }
 

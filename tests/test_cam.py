@@ -345,29 +345,42 @@ def test_eval_cls_tool(trained, capsys):
     labels = np.array([v[1] for v in outputs[name].values()])
     conf, wrong = probs.max(1), probs.argmax(1) != labels
     aurc, covered = 0.0, 0.0
-    for t in sorted(set(np.round(conf, 6)), reverse=True):
-        accepted = np.round(conf, 6) >= t
+    for t in sorted(set(conf), reverse=True):
+        accepted = conf >= t
         aurc += (accepted.mean() - covered) * wrong[accepted].mean()
         covered = accepted.mean()
     assert results[("train", name)]["aurc"] == pytest.approx(aurc, abs=1e-4)
+    # confidence by objectness decile: the first group is the 10% least covered images
+    objectness = np.array([v[2] for v in outputs[name].values()])
+    first = np.argsort(objectness, kind="stable")[: -(-len(objectness) // 10)]
+    decile = results[("train", name)]["objectness_deciles"][0]
+    assert decile["count"] == len(first)
+    assert decile["mean_confidence"] == pytest.approx(conf[first].mean(), abs=1e-6)
+    assert decile["mean_objectness"] == pytest.approx(objectness[first].mean(), abs=1e-6)
+    assert "Confidence by objectness decile" in md
 
 
 def _probabilities_by_image(trained, checkpoint, datasets):
-    """{dataset: {image_id: (softmax row, label)}} of ``checkpoint``, computed here."""
+    """{dataset: {image_id: (softmax row, label, objectness)}} of ``checkpoint``, computed
+    here (every image of the tiny set has boxes)."""
     from als_d2.checkpoint.evaluation import EvaluationCheckpointer
     from als_d2.engine import ClassificationTrainer
 
-    model = ClassificationTrainer.build_model(trained["cfg"])
+    cfg = trained["cfg"].clone()
+    cfg.defrost()
+    cfg.TEST.IMS_PER_BATCH = 5  # eval_cls's batches: the same floats (tied confidences stay tied)
+    model = ClassificationTrainer.build_model(cfg)
     EvaluationCheckpointer(model).load(checkpoint)
     model.eval()
     out = {}
     with torch.no_grad():
         for dataset in datasets:
             rows = out[dataset] = {}
-            for batch in ClassificationTrainer.build_test_loader(trained["cfg"], dataset):
+            for batch in ClassificationTrainer.build_test_loader(cfg, dataset):
                 for x, o in zip(batch, model(batch)):
                     logits = o["logits"].double()
-                    rows[str(x["image_id"])] = (torch.softmax(logits, 0).numpy(), x["label"])
+                    probs = torch.softmax(logits, 0).numpy()
+                    rows[str(x["image_id"])] = (probs, x["label"], x["objectness"])
     return out
 
 

@@ -422,6 +422,12 @@ def test_manifest_cache(tmp_path):
     assert len(os.listdir(os.path.join(root, "ILSVRC", "Data", "CLS-LOC", "val"))) == 4
     assert not generate_synthetic_imagenet(root, force=True, **dict(TINY, num_classes=2))["cached"]
 
+    # a tree whose prepared index is missing (generated before the prepare step existed, or
+    # the file deleted) is generated and prepared again, not reported as cached
+    os.remove(os.path.join(root, "als_d2_train.json.gz"))
+    assert not generate_synthetic_imagenet(root, **dict(TINY, num_classes=2))["cached"]
+    assert os.path.exists(os.path.join(root, "als_d2_train.json.gz"))
+
     # an unfinished generation (manifest without "complete") is redone
     manifest = dict(json.load(open(os.path.join(root, MANIFEST_NAME))), complete=False)
     with open(os.path.join(root, MANIFEST_NAME), "w") as f:

@@ -47,6 +47,7 @@ from als_d2.engine import ClassificationTrainer
 from als_d2.engine.detection import DetectionTrainer
 from als_d2.evaluation import ClassificationEvaluator
 from als_d2.evaluation.cam import draw_cam_figures
+from als_d2.evaluation.confidence_objectness import objectness_deciles
 from als_d2.evaluation.plots import save_png, threshold_curves
 from als_d2.evaluation.plots_combined import combined_reliability_diagram
 from als_d2.evaluation.tables import format_spread, format_value, markdown_table
@@ -263,9 +264,10 @@ def summarize_seeds(per_seed):
 
 def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=1, loaders=None):
     """Train one classifier; return its checkpoint, {"val": METRICS, "val_context": METRICS},
-    its config and its threshold curves ({"roc": val vs context-only val, "risk_coverage":
-    val}). ``loaders``: {dataset: test loader}, filled on first use and reused by
-    the next runs (every method has the same test transform), so each set loads once."""
+    its config and its threshold curves ({"roc": val vs context-only val, "risk_coverage"
+    and objectness "deciles": val}). ``loaders``: {dataset: test loader}, filled on first
+    use and reused by the next runs (every method has the same test transform), so each set
+    loads once."""
     loaders = {} if loaders is None else loaders
     cfg = classifier_cfg(method, output, schedule, seed)
     seed_all_rng(cfg.SEED)
@@ -298,11 +300,11 @@ def train_and_evaluate(method, output, schedule, progress, units_per_iter, seed=
     # images with objects vs their context-only versions (als_d2.evaluation.thresholds)
     separation, roc = pair_separation(scores["val"], scores["val_context"], f"{method}: val pair")
     metrics["val_context"].update(separation)
+    val = scores["val"]
     curves = {
         "roc": roc,
-        "risk_coverage": risk_coverage_from_confidence(
-            scores["val"]["msp"], scores["val"]["correct"], "val"
-        ),
+        "risk_coverage": risk_coverage_from_confidence(val["msp"], val["correct"], "val"),
+        "deciles": objectness_deciles(val["msp"], val["correct"], val["objectness"]),
     }
     return os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), metrics, trainer.cfg, curves
 
@@ -466,11 +468,13 @@ def main(argv=None) -> dict:
         num_images=6,
     )
     results["figures"] = dict(cams["files"])
+    results["objectness_deciles_val"] = {m: thresholds[m]["deciles"] for m in METHODS}
     results["figures"]["threshold_curves"] = os.path.join(output, "figures", "threshold_curves.png")
-    save_png(  # seed 1: risk-coverage on val, ROC of val vs context-only val
+    save_png(  # seed 1: risk-coverage on val, ROC of val vs context-only val, deciles
         threshold_curves(
             {METHOD_NAMES[m]: thresholds[m]["risk_coverage"] for m in METHODS},
             {METHOD_NAMES[m]: thresholds[m]["roc"] for m in METHODS},
+            {METHOD_NAMES[m]: thresholds[m]["deciles"] for m in METHODS},
         ),
         results["figures"]["threshold_curves"],
     )

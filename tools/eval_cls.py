@@ -51,6 +51,7 @@ from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
 
 import als_d2  # noqa: F401  (registers the datasets and the model)
+import numpy as np
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
@@ -66,6 +67,7 @@ from als_d2.config import check_eval_num_classes, load_als_config
 from als_d2.engine import ClassificationTrainer
 from als_d2.engine.launch import als_default_setup, default_argument_parser, launch_from_args
 from als_d2.evaluation import ClassificationEvaluator
+from als_d2.evaluation.confidence_objectness import objectness_deciles
 from als_d2.evaluation.plots import save_png, threshold_curves
 from als_d2.evaluation.thresholds import (
     CONTEXT_SUFFIX,
@@ -288,6 +290,25 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
         chosen = [r for r in rows if key in r[2]]
         if chosen:
             parts.append(_checkpoint_table(chosen, columns, title, note))
+    deciles = [
+        [name, dataset, str(i + 1), f"{d['objectness_min']:.2f}-{d['objectness_max']:.2f}"]
+        + [format_value(d[k]) for k in ("mean_objectness", "mean_confidence", "accuracy")]
+        + [str(d["count"])]
+        for name, dataset, m in rows
+        for i, d in enumerate(m.get("objectness_deciles") or ())
+    ]
+    if deciles:
+        header = ["Checkpoint", "Val", "Decile", "Objectness", "Mean obj.", "Mean conf.", "ACC"]
+        parts.append(
+            markdown_table(
+                header + ["Images"],
+                deciles,
+                "Confidence by objectness decile (not a paper table)",
+                "Images with known objectness sorted by it, in ten groups of equal size; "
+                "the paper's 'peaks proportional to the object' is mean confidence following "
+                "mean objectness.",
+            )
+        )
     return "\n\n".join(parts)
 
 
@@ -299,7 +320,7 @@ def evaluate_checkpoints(
     messages appear once per run, not once per checkpoint."""
     results: Dict[Tuple[str, str], Dict] = OrderedDict()
     scores: Dict[Tuple[str, str], Dict] = {}
-    curves = {"risk_coverage": {}, "roc": {}}
+    curves = {"risk_coverage": {}, "roc": {}, "deciles": {}}
     loaders = {d: ClassificationTrainer.build_test_loader(cfg, d) for d in datasets}
     for path, name in zip(checkpoints, names):
         model = ClassificationTrainer.build_model(cfg)
@@ -317,10 +338,17 @@ def evaluate_checkpoints(
                 metrics = dict(res["classification"])
                 results[(name, dataset)] = metrics
                 scores[(name, dataset)] = evaluator.sample_scores
+                sample = evaluator.sample_scores
                 if not dataset.endswith(CONTEXT_SUFFIX):
                     curves["risk_coverage"][f"{name} on {dataset}"] = risk_coverage_from_confidence(
-                        evaluator.sample_scores["msp"], evaluator.sample_scores["correct"], dataset
+                        sample["msp"], sample["correct"], dataset
                     )
+                    if not np.isnan(sample["objectness"]).all():
+                        deciles = objectness_deciles(
+                            sample["msp"], sample["correct"], sample["objectness"]
+                        )
+                        curves["deciles"][f"{name} on {dataset}"] = deciles
+                        metrics["objectness_deciles"] = deciles
                 PathManager.mkdirs(folder)
                 with PathManager.open(os.path.join(folder, "results.json"), "w") as f:
                     json.dump(
@@ -342,7 +370,7 @@ def evaluate_checkpoints(
         del model
     if comm.is_main_process():
         save_png(
-            threshold_curves(curves["risk_coverage"], curves["roc"]),
+            threshold_curves(curves["risk_coverage"], curves["roc"], curves["deciles"]),
             os.path.join(output, "threshold_curves.png"),
         )
     return results

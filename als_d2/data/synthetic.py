@@ -85,8 +85,10 @@ __all__ = [
     "generate_synthetic_imagenet",
 ]
 
-GENERATOR_VERSION = 2  # bump when the output for the same parameters changes
+# bump when the output for the same parameters changes (3: the tree holds its prepared index)
+GENERATOR_VERSION = 3
 MANIFEST_NAME = "synthetic_manifest.json"
+PREPARED = ("als_d2_train.json.gz", "als_d2_val.json.gz")  # tools/prepare_imagenet.py's index
 CONTEXT_CSV = "synthetic_context.csv"
 JPEG_QUALITY = 90
 WNID_BASE = 90000000
@@ -112,8 +114,7 @@ _OWNED = (
     "LOC_train_solution.csv",
     "LOC_val_solution.csv",
     CONTEXT_CSV,
-    "als_d2_train.json.gz",  # the prepared index (tools/prepare_imagenet.py)
-    "als_d2_val.json.gz",
+    *PREPARED,
 )
 
 _COLOURS = [  # saturated (HSV saturation >= 0.8) so that objects stand out from backgrounds
@@ -810,6 +811,7 @@ def generate_synthetic_imagenet(
         and manifest.get("complete")
         and manifest.get("version") == GENERATOR_VERSION
         and manifest.get("params") == params
+        and all(os.path.exists(os.path.join(root, f)) for f in PREPARED)
     ):
         return dict(manifest["summary"], cached=True)
     present = [e for e in _OWNED if os.path.lexists(os.path.join(root, e))]

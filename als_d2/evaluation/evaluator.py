@@ -105,8 +105,8 @@ class ClassificationEvaluator(DatasetEvaluator):
     (held-out half after scaling) and ``confidence_vs_objectness.png``; when an
     ``EventStorage`` is active the diagrams also go to it (``put_image``) for TensorBoard.
     After ``evaluate()`` the main process keeps ``sample_scores`` (``key``, ``msp``,
-    ``entropy``, ``correct``: per sample) for pairing a set with its context-only twin
-    (``thresholds.separation_from_scores``).
+    ``entropy``, ``correct``, ``objectness``: per sample) for pairing a set with its
+    context-only twin (``thresholds.pair_separation``) and the tools' figures.
     """
 
     def __init__(
@@ -247,6 +247,7 @@ class ClassificationEvaluator(DatasetEvaluator):
             "msp": data["confidence"],
             "entropy": data["neg_entropy"],
             "correct": data["correct"],
+            "objectness": data["objectness"],
         }
         if self._plots:
             report["figure_titles"] = self._titles(ts, "mean_objectness" in results)

@@ -207,14 +207,28 @@ def objectness_scatter(
 
 
 def threshold_curves(
-    risk_coverage: Dict[str, Dict[str, np.ndarray]], roc: Dict[str, Dict[str, np.ndarray]]
+    risk_coverage: Dict[str, Dict[str, np.ndarray]],
+    roc: Dict[str, Dict[str, np.ndarray]],
+    deciles: Optional[Dict[str, Sequence[Dict]]] = None,
 ) -> np.ndarray:
-    """Two panels: selective risk against coverage (``risk_coverage``: label ->
-    ``{"coverage", "risk"}``, :func:`~als_d2.evaluation.thresholds.risk_coverage_points`)
-    and the ROC of images with objects against their context-only versions by maximum
-    softmax (``roc``: label -> ``{"fpr", "tpr"}``, ``thresholds.roc_points``)."""
-    fig = _new_figure(9.0, 3.8)
-    ax_rc, ax_roc = fig.subplots(1, 2)
+    """Selective risk against coverage (``risk_coverage``: label -> ``{"coverage", "risk"}``,
+    :func:`~als_d2.evaluation.thresholds.risk_coverage_points`), the ROC of images with
+    objects against their context-only versions by maximum softmax (``roc``: label ->
+    ``{"fpr", "tpr"}``, ``thresholds.roc_points``) and, with ``deciles`` (label -> rows of
+    :func:`~als_d2.evaluation.confidence_objectness.objectness_deciles`), mean confidence
+    against mean objectness per decile."""
+    fig = _new_figure(13.5 if deciles else 9.0, 3.8)
+    axes = fig.subplots(1, 3 if deciles else 2)
+    ax_rc, ax_roc = axes[0], axes[1]
+    if deciles:
+        ax_dec = axes[2]
+        for label, rows in deciles.items():
+            x = [r["mean_objectness"] for r in rows]
+            ax_dec.plot(x, [r["mean_confidence"] for r in rows], marker="o", ms=3, label=label)
+        ax_dec.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+        ax_dec.set(xlabel="mean objectness (decile)", ylabel="mean confidence (max softmax)")
+        ax_dec.set(xlim=(0, 1), ylim=(0, 1), title="Confidence by objectness decile")
+        ax_dec.legend(fontsize=7, loc="best")
     for label, c in risk_coverage.items():
         ax_rc.step(c["coverage"], c["risk"], where="pre", label=label)
     ax_rc.set(xlabel="coverage (accepted / all)", ylabel="selective risk (errors / accepted)")

@@ -22,7 +22,7 @@ TOOL = os.path.join(REPO, "tools", "check_dataset.py")
 
 @pytest.fixture(scope="module")
 def tool():
-    return load_tool("check_dataset")  # with tools/ on sys.path (its tool_args)
+    return load_tool("check_dataset")
 
 
 def png_header_only(path, width, height):

@@ -14,16 +14,22 @@ need no prepare step. With --output-dir, register the split with
 register_imagenet(..., index_file=<output-dir>/als_d2_<split>.json.gz).
 """
 
+import argparse
 import os
 import sys
 
-from tool_args import tool_parser  # tools/tool_args: argparse only
+import als_d2  # noqa: F401  (detectron2 bootstrap first)
+from detectron2.utils.logger import setup_logger
+
+from als_d2.data.datasets.imagenet import prepare_imagenet
 
 LAYOUTS = ("auto", "standard", "kaggle")
 
 
 def build_parser():
-    p = tool_parser(__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--root", required=True, help="the ImageNet tree (standard or Kaggle layout)")
     p.add_argument("--layout", default="auto", choices=LAYOUTS)
     p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
@@ -38,11 +44,6 @@ def main(argv=None) -> int:
     if not os.path.isdir(args.root):
         print(f"--root {args.root}: not a folder", file=sys.stderr)
         return 2
-    from detectron2.utils.logger import setup_logger
-
-    import als_d2  # noqa: F401  (detectron2 bootstrap first)
-    from als_d2.data.datasets.imagenet import prepare_imagenet
-
     setup_logger(name="als_d2")
     try:
         written = prepare_imagenet(

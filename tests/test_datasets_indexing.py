@@ -1,6 +1,7 @@
 """als_d2.data.datasets.indexing: what the index builders share (counted problems, boxes
 clipped to their image, paths inside the root, the process pool)."""
 
+import functools
 import os
 import random
 
@@ -49,8 +50,9 @@ def _scaled(task, context):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_map_in_processes_hands_the_context_to_every_task(workers):
-    out = map_in_processes(_scaled, list(range(7)), workers, "test", context={"factor": 3})
+def test_map_in_processes_runs_every_task_in_order(workers):
+    scaled = functools.partial(_scaled, context={"factor": 3})  # picklable for the workers
+    out = map_in_processes(scaled, list(range(7)), workers, "test")
     assert [v for v, _ in out] == [3 * t for t in range(7)]
     assert ({pid for _, pid in out} == {os.getpid()}) == (workers == 1)
     assert map_in_processes(abs, [-2, 5], workers, "test") == [2, 5]

@@ -63,6 +63,7 @@ import contextlib
 import functools
 import gc
 import gzip
+import io
 import json
 import logging
 import os
@@ -152,7 +153,10 @@ def prepare_imagenet(
         content.update((k, index[k]) for k in ("wnids", "names", "images", "stats", "examples"))
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = f"{path}.tmp{os.getpid()}"
-        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
+        # no time or name in the gzip header: the same tree prepares to the same bytes
+        with open(tmp, "wb") as raw, gzip.GzipFile(
+            filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0
+        ) as gz, io.TextIOWrapper(gz, encoding="utf-8") as f:
             json.dump(content, f, separators=(",", ":"))
         os.replace(tmp, path)
         written[split] = path

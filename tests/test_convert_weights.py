@@ -19,6 +19,7 @@ from als_d2.checkpoint import TransferCheckpointer
 from als_d2.checkpoint.conversion import convert, read_canonical
 from als_d2.checkpoint.file_io import RestrictedUnpickler, load_weights_file, safe_pickle_load
 from als_d2.config import add_als_config
+from als_d2.engine.detection import add_transfer_config
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +107,7 @@ def test_torchvision_resnet50_through_the_tool_gives_torchvision_logits(tmp_path
     # the paper's R50 detectors take the same file: every ResNet tensor, res5 included
     for config in ("faster_rcnn_R_50_C4_paper.yaml", "faster_rcnn_R_50_FPN_1x.yaml"):
         det_cfg = get_cfg()
+        add_transfer_config(det_cfg)
         det_cfg.merge_from_file(os.path.join(REPO, "configs", "COCO-Detection", config))
         det_cfg.MODEL.DEVICE = "cpu"
         detector = build_model(det_cfg)
@@ -131,6 +133,7 @@ def test_detectron2_pkl_loads_into_detectors_and_converts_back(tv18, tmp_path):
 
     for config in ("demo/faster_rcnn_R18_C4_cpu.yaml", "demo/faster_rcnn_R18_FPN_cpu.yaml"):
         cfg = get_cfg()
+        add_transfer_config(cfg)
         cfg.merge_from_file(os.path.join(REPO, "configs", "COCO-Detection", config))
         detector = build_model(cfg)
         DetectionCheckpointer(detector).load(str(tmp_path / "r18.pkl"))
@@ -159,6 +162,7 @@ def test_formats_are_recognised(tv18, tmp_path):
     assert fmt == "torchvision" and "res2.0.conv1.weight" in timm
     # ... which train_det.py's checkpointer takes as MODEL.WEIGHTS directly
     cfg = get_cfg()
+    add_transfer_config(cfg)
     cfg.merge_from_file(
         os.path.join(REPO, "configs", "COCO-Detection", "demo/faster_rcnn_R18_FPN_cpu.yaml")
     )

@@ -36,6 +36,7 @@ from detectron2.engine import default_argument_parser
 
 from als_d2.config import add_als_config
 from als_d2.data.datasets.builtin import register_synthetic_imagenet
+from als_d2.engine.detection import add_transfer_config
 from als_d2.engine.schedule import apply_epoch_schedule
 
 from tiny_data import load_tool, tiny_det_opts, write_synthetic_imagenet
@@ -276,7 +277,9 @@ def test_detection_schedule_is_the_stated_one(rel):
     row = DETECTION_ROWS[rel]
     size, max_iter, steps = row.schedule
     cfg = get_cfg()
+    add_transfer_config(cfg)
     cfg.merge_from_file(os.path.join(CONFIGS, rel))
+    assert cfg.TRANSFER.RECIPE == row.target
     s = cfg.SOLVER
     assert (s.MAX_ITER, tuple(s.STEPS), s.BASE_LR, s.IMS_PER_BATCH) == (max_iter, steps, row.lr, 16)
     assert cfg.MODEL.RESNETS.DEPTH == row.depth
@@ -489,5 +492,4 @@ def test_detection_row_fine_tunes(rel, matrix_data, train_det, tmp_path):
     record = json.loads(open(os.path.join(out, "transfer_metrics.json")).read())
     assert f"R{row.depth}-" in record["architecture"]
     assert "AP" in record["results"]["bbox"]
-    if row.target in ("jwyang", "detectron2"):
-        assert record.get("recipe") == row.target
+    assert record.get("recipe") == row.target

@@ -305,12 +305,13 @@ def test_signal_saves_after_the_step_stops_and_resumes_exactly(tiny, tmp_path, m
 def test_detection_trainer_stops_on_the_signal_too(tmp_path, monkeypatch):
     from coco_fixtures import register_coco_split
 
-    from als_d2.engine.detection import DetectionTrainer
+    from als_d2.engine.detection import DetectionTrainer, add_transfer_config
 
     train = register_coco_split(str(tmp_path / "coco"), num_images=4, seed=0)
     monkeypatch.setenv(SIGNALS_ENV, "USR2")
     monkeypatch.delenv(REPORT_ENV, raising=False)
     cfg = get_cfg()
+    add_transfer_config(cfg)
     cfg.merge_from_file(
         os.path.join(REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_C4_cpu.yaml")
     )

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine.hooks import PeriodicCheckpointer
@@ -28,8 +29,7 @@ from als_d2.engine.detection import (
     METRICS_FILE,
     DetectionTrainer,
     add_transfer_config,
-    recipe_from_config_file,
-    resolve_recipe,
+    transfer_recipe,
 )
 
 from coco_fixtures import register_coco_split, write_builtin_coco
@@ -93,6 +93,7 @@ def classifier(tmp_path_factory):
 
 def det_cfg(arch, weights, train, val, output_dir, *opts):
     cfg = get_cfg()
+    add_transfer_config(cfg)  # TRANSFER.RECIPE, as train_det.py
     cfg.merge_from_file(os.path.join(DET_CONFIGS, DEMO[arch]))
     cfg.merge_from_list(
         [
@@ -272,6 +273,7 @@ def test_stock_detection_checkpointer_loads_classifier_checkpoints(classifier, t
     (matching_heuristics, backbone-relative keys) fills every ResNet tensor of C4 and FPN."""
     path, reference = classifier
     cfg = get_cfg()
+    add_transfer_config(cfg)
     config = (config,) if isinstance(config, str) else config
     cfg.merge_from_file(os.path.join(DET_CONFIGS, config[0]))
     cfg.merge_from_list(list(config[1:]))
@@ -334,7 +336,7 @@ def test_train_det_cli_on_builtin_coco(classifier, tmp_path):
     assert record["datasets"] == ["coco_2017_val"] and set(COCO_METRICS) <= set(
         record["results"]["bbox"]
     )
-    assert record["recipe"] == "demo"  # the "# Recipe:" line of the demo config's header
+    assert record["recipe"] == "demo"  # the demo config's TRANSFER.RECIPE
 
 
 def test_compare_transfer_table(tmp_path):
@@ -604,7 +606,7 @@ def test_paper_configs_are_the_authors_recipe(name):
         "image scale",
     ):
         assert item in differs, (name, item)
-    assert recipe_from_config_file(os.path.join(DET_CONFIGS, name)) == "jwyang"
+    assert cfg.TRANSFER.RECIPE == "jwyang"
 
 
 def test_paper_c4_head_pools_7x7_into_res5():
@@ -633,9 +635,10 @@ def test_paper_c4_head_pools_7x7_into_res5():
 
 
 @pytest.mark.parametrize("opts, recipe", [((), "jwyang"), (("TRANSFER.RECIPE", "mine"), "mine")])
-def test_recipe_resolution(opts, recipe, tmp_path):
-    """train_det.py's setup: TRANSFER.RECIPE from the config's header unless set; the dumped
-    config.yaml carries it, and loads back the same way."""
+def test_recipe_is_the_config_key(opts, recipe, tmp_path):
+    """train_det.py's setup: TRANSFER.RECIPE as the config's _BASE_ chain sets it unless the
+    command line does; the dumped config.yaml carries it, and loads back with
+    add_transfer_config."""
     train_det = load_tool("train_det")
     args = train_det.default_argument_parser().parse_args(
         [
@@ -653,9 +656,22 @@ def test_recipe_resolution(opts, recipe, tmp_path):
     again = get_cfg()
     add_transfer_config(again)
     again.merge_from_file(str(tmp_path / "config.yaml"))
-    assert resolve_recipe(again, str(tmp_path / "config.yaml")) == recipe
-    plain = get_cfg()
-    assert resolve_recipe(plain, None) == "unknown"
+    assert again.TRANSFER.RECIPE == recipe and transfer_recipe(again) == recipe
+    assert transfer_recipe(get_cfg()) == "unknown"  # no TRANSFER keys at all
+
+
+def test_recipe_header_comment_is_not_read(tmp_path):
+    """A config without the key is "unknown", whatever its header comment says."""
+    config = tmp_path / "no_recipe.yaml"
+    config.write_text(
+        "# Recipe: jwyang/faster-rcnn.pytorch as used by the paper\nMODEL:\n  DEVICE: cpu\n"
+    )
+    train_det = load_tool("train_det")
+    args = train_det.default_argument_parser().parse_args(
+        ["--config-file", str(config), "OUTPUT_DIR", str(tmp_path / "run")]
+    )
+    cfg = train_det.setup(args)
+    assert cfg.TRANSFER.RECIPE == "" and transfer_recipe(cfg) == "unknown"
 
 
 def test_paper_config_shrunk_trains_and_evaluates(coco, classifier, tmp_path):
@@ -734,7 +750,9 @@ def test_paper_config_shrunk_trains_and_evaluates(coco, classifier, tmp_path):
 
 
 def _cfg(rel):
+    """A detection config as tools/train_det.py loads it: get_cfg() + add_transfer_config."""
     cfg = get_cfg()
+    add_transfer_config(cfg)
     cfg.merge_from_file(os.path.join(DET_CONFIGS, rel))
     return cfg
 
@@ -749,8 +767,10 @@ CONFIGS = sorted(
 
 @pytest.mark.parametrize("rel", CONFIGS)
 def test_detection_configs(rel):
-    """Every config loads with detectron2's plain get_cfg (any d2 tool can run it), in the
-    classifiers' torchvision convention, with a header naming what it serves."""
+    """Every config loads with get_cfg() + add_transfer_config (as tools/train_det.py does) and
+    sets TRANSFER.RECIPE in the file that defines the recipe (a Base file for the children that
+    share it, the demos their own), in the classifiers' torchvision convention, with a header
+    naming what it serves."""
     with open(os.path.join(DET_CONFIGS, rel)) as f:
         assert f.readline().startswith("#")
     cfg = _cfg(rel)
@@ -770,7 +790,11 @@ def test_detection_configs(rel):
     if "R_101" in name:
         assert cfg.MODEL.RESNETS.DEPTH == 101 and "r101" in cfg.MODEL.WEIGHTS
     header = "".join(line for line in open(os.path.join(DET_CONFIGS, rel)) if line.startswith("#"))
-    recipe = recipe_from_config_file(os.path.join(DET_CONFIGS, rel))
+    recipe = cfg.TRANSFER.RECIPE
+    assert recipe in ("jwyang", "detectron2", "demo")
+    with open(os.path.join(DET_CONFIGS, rel)) as f:
+        own = yaml.safe_load(f)  # the keys this file itself sets, its _BASE_ aside
+    assert ("TRANSFER" in own) == (name.startswith("Base-") or "demo" in rel), rel
     if name.endswith("_1x.yaml") or name.endswith("_1x_syncbn.yaml"):
         s = cfg.SOLVER
         assert (s.IMS_PER_BATCH, s.BASE_LR, s.MAX_ITER, tuple(s.STEPS)) == (

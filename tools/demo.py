@@ -44,7 +44,7 @@ from als_d2.config import add_als_config
 from als_d2.data import synthetic
 from als_d2.data.datasets.builtin import register_synthetic_imagenet
 from als_d2.engine import ClassificationTrainer
-from als_d2.engine.detection import DetectionTrainer
+from als_d2.engine.detection import DetectionTrainer, add_transfer_config
 from als_d2.evaluation import ClassificationEvaluator
 from als_d2.evaluation.cam import draw_cam_figures
 from als_d2.evaluation.confidence_objectness import objectness_deciles
@@ -536,6 +536,7 @@ def run_transfer(checkpoints, output, schedule, progress):
     transfer = {}
     for method in TRANSFER_METHODS:
         cfg = get_cfg()
+        add_transfer_config(cfg)  # TRANSFER.RECIPE "demo"
         cfg.merge_from_file(
             os.path.join(REPO, "configs", "COCO-Detection", "demo", "faster_rcnn_R18_FPN_cpu.yaml")
         )

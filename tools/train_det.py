@@ -23,9 +23,8 @@ under $DETECTRON2_DATASETS); your own COCO-format files from DATASETS.COCO_FILES
 
 Each evaluation writes OUTPUT_DIR/transfer_metrics.json
 (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl) for
-tools/compare_transfer.py, with the recipe the config follows: TRANSFER.RECIPE, by default
-the one its header declares ("# Recipe: jwyang/..." -> jwyang, the paper's;
-"# Recipe: detectron2's 1x" -> detectron2).
+tools/compare_transfer.py, with the recipe the config follows: its TRANSFER.RECIPE (jwyang,
+the paper's; detectron2, its 1x; demo), "unknown" where the config sets none.
 """
 
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
@@ -34,7 +33,7 @@ from detectron2.config import get_cfg
 from als_d2.checkpoint import TransferCheckpointer
 from als_d2.config import check_datasets_registered, check_device, merge_config
 from als_d2.data.datasets import register_coco_files
-from als_d2.engine.detection import DetectionTrainer, add_transfer_config, resolve_recipe
+from als_d2.engine.detection import DetectionTrainer, add_transfer_config
 from als_d2.engine.launch import (
     als_default_setup,
     default_argument_parser,
@@ -45,9 +44,8 @@ from als_d2.engine.launch import (
 
 def setup(args):
     cfg = get_cfg()
-    add_transfer_config(cfg)  # TRANSFER.RECIPE
+    add_transfer_config(cfg)  # TRANSFER.RECIPE, which every configs/COCO-Detection file sets
     merge_config(cfg, args.config_file, args.opts)  # mistakes: one line naming the key
-    resolve_recipe(cfg, args.config_file)  # unless set: the "# Recipe:" line of the config's header
     cfg.freeze()
     check_device(cfg)  # MODEL.DEVICE cuda without CUDA: a message naming the key
     register_coco_files(cfg.DATASETS.COCO_FILES)  # your own COCO-format data, by name

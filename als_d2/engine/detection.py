@@ -10,7 +10,7 @@ What differs from detectron2's ``tools/train_net.py`` trainer:
   that also reports COCOeval's average recall (AR1/AR10/AR100, ARs/ARm/ARl), the
   figures of the paper's tables 4 and 7;
 - every evaluation writes ``OUTPUT_DIR/transfer_metrics.json`` for ``tools/compare_transfer.py``,
-  with the recipe the config follows (:func:`add_transfer_config`, :func:`resolve_recipe`);
+  with the recipe the config follows (``TRANSFER.RECIPE``: :func:`add_transfer_config`);
 - several CPU processes work where ``launch()`` can start them (detectron2 main, gloo);
 - C4 models of any depth use ``als_d2.modeling.ResNetRes5ROIHeads`` (see there).
 """
@@ -19,17 +19,14 @@ import json
 import logging
 import math
 import os
-import re
 import weakref
 from collections import OrderedDict
 from typing import Dict, Optional
 
-import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
-from detectron2.utils.file_io import PathManager
 
 from .. import compat
 from ..checkpoint import TransferCheckpointer
@@ -43,8 +40,6 @@ __all__ = [
     "ResNetRes5ROIHeads",
     "add_transfer_config",
     "recall_from_cocoeval",
-    "recipe_from_config_file",
-    "resolve_recipe",
     "transfer_recipe",
 ]
 
@@ -52,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 METRICS_FILE = "transfer_metrics.json"
 UNKNOWN_RECIPE = "unknown"
-_RECIPE_LINE = re.compile(r"^#\s*Recipe:\s*([A-Za-z0-9_.\-]+)")
 
 
 def add_transfer_config(cfg: CN) -> None:
@@ -61,65 +55,24 @@ def add_transfer_config(cfg: CN) -> None:
     ``TRANSFER.RECIPE``: the published recipe the run follows, recorded in
     ``transfer_metrics.json`` and shown by ``tools/compare_transfer.py`` ("jwyang":
     jwyang/faster-rcnn.pytorch as the paper used it; "detectron2": detectron2's 1x; "demo").
-    Default "": the config file declares it (:func:`resolve_recipe`). The project's configs
-    declare it in their header, ``# Recipe: ...``, not as this key, so that detectron2's plain
-    ``get_cfg()`` (any detectron2 tool) still loads them; set the key to override.
+    Every config under ``configs/COCO-Detection/`` sets it (the Base file its children share,
+    or the child), so they load with ``get_cfg()`` + this function, as ``tools/train_det.py``
+    does, not with detectron2's plain ``get_cfg()``. Default "": not stated, recorded as
+    "unknown" (:func:`transfer_recipe`).
 
     ``DATASETS.COCO_FILES``: ``(name, json_file, image_root)`` triples of COCO-format data
     that ``tools/train_det.py`` registers before the run (see ``docs/transfer.md``)."""
     if "TRANSFER" not in cfg:
         cfg.TRANSFER = CN()
     if "RECIPE" not in cfg.TRANSFER:
+        # The published recipe the config follows: "jwyang" (the paper's), "detectron2" (its 1x),
+        # "demo"; recorded in transfer_metrics.json. "": not stated ("unknown").
         cfg.TRANSFER.RECIPE = ""
     if "COCO_FILES" not in cfg.DATASETS:
         # Your own COCO-format data: (name, json_file, image_root) triples, registered at
         # start-up under `name` (als_d2.data.datasets.register_coco_files) for DATASETS.TRAIN
         # / TEST to name, e.g. [["my_train", "ann/train.json", "images/train"]].
         cfg.DATASETS.COCO_FILES = ()
-
-
-def recipe_from_config_file(path: str) -> Optional[str]:
-    """The recipe a config file's header declares: the first word of its ``# Recipe:`` line
-    (``# Recipe: jwyang/faster-rcnn.pytorch as used by the paper`` -> "jwyang",
-    ``# Recipe: detectron2's 1x (not the paper's)`` -> "detectron2"), looked for in the
-    leading comment block of the file, then of its ``_BASE_`` chain. None when none says."""
-    seen = set()
-    while path and path not in seen:
-        seen.add(path)
-        try:
-            with PathManager.open(path, "r") as f:
-                text = f.read()
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            if not line.lstrip().startswith("#"):
-                break  # the header ends at the first setting
-            match = _RECIPE_LINE.match(line.strip())
-            if match:
-                return match.group(1)
-        try:
-            base = (yaml.safe_load(text) or {}).get("_BASE_")
-        except (yaml.YAMLError, AttributeError):
-            return None
-        if not isinstance(base, str):
-            return None
-        # relative to the file, as detectron2's load_yaml_with_base resolves it
-        if not base.startswith(("/", "~", "https://", "http://")):
-            base = os.path.join(os.path.dirname(path), base)
-        path = os.path.expanduser(base)
-    return None
-
-
-def resolve_recipe(cfg: CN, config_file: Optional[str]) -> str:
-    """Fill ``TRANSFER.RECIPE`` (when empty) from ``config_file``'s header (``unknown``
-    when it declares none) and return it. ``cfg`` must not be frozen."""
-    add_transfer_config(cfg)
-    if not cfg.TRANSFER.RECIPE:
-        declared = config_file and recipe_from_config_file(config_file)
-        cfg.TRANSFER.RECIPE = declared or UNKNOWN_RECIPE
-    return cfg.TRANSFER.RECIPE
 
 
 def transfer_recipe(cfg: CN) -> str:

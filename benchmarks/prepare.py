@@ -55,7 +55,7 @@ if hasattr(imagenet, "prepare_imagenet"):
     imagenet.prepare_imagenet(root, layout="standard", splits=[split], output_dir=sys.argv[5])
 else:  # the older first start: fingerprint, index, pickle to a fresh cache folder
     import os, tempfile
-    os.environ["ALS_D2_CACHE"] = tempfile.mkdtemp(dir=sys.argv[5])
+    os.environ["ALS_D2_CACHE"] = tempfile.mkdtemp(dir=sys.argv[5])  # that loader's variable
     imagenet.load_imagenet_index(root, split, "standard", num_workers=workers)
 t1 = time.perf_counter()
 if hasattr(imagenet, "prepare_imagenet"):  # a later start: read the prepared file

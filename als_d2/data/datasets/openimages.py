@@ -159,7 +159,7 @@ def prepare_openimages(
         content.update((k, _pack(index[k])) for k in _ARRAYS)
         content.update(stats=index["stats"], examples=index["examples"])
         written[split] = prepared_path(root, split, output_dir)
-        write_prepared_file(written[split], content)
+        write_prepared_file(written[split], content, compresslevel=1)  # 14.6M boxes: 20 s, not 55
         if split != "train":
             continue
         labels_path = split_paths(root, "train", required=False)["image_labels"]

@@ -30,6 +30,22 @@ over 2 per checkout), ``images``, ``reps`` and ``hardware``.
 
     python benchmarks/prepare.py --tree /tmp/bench_imagenet --images 20000 \\
         --checkout /tmp/als_d2_before --checkout .
+
+``--openimages-rows N`` times the OpenImages prepare step instead
+(``tools/prepare_openimages.py --splits train``: stream the box CSV and the image-level
+label CSV, read the image headers, write the files) on a generated OpenImages-shaped
+tree: a train box CSV of N rows in the official column layout (V6's 21 columns, ~8.4
+boxes per image as in V6), 600 classes, one small JPEG per image, an image-level label
+CSV of 0.6 N rows; older checkouts: the loader's first start (index, image-level counts,
+pickled to a fresh cache). A later start is the train dicts from the files. Full size:
+linear in the rows (V6 train: 14,610,229 box rows). With pyarrow importable (it is not a
+dependency: ``PYTHONPATH=<a folder with pyarrow>``), it also times the CSV parse alone,
+the box reader of each checkout (``read_bbox_csv``) against ``pyarrow.csv.read_csv``
+(multithreaded) plus what it takes to reach the same arrays (ImageID and LabelName to
+indices, float32 boxes, int8 flags); ``parse_s`` in the JSON.
+
+    python benchmarks/prepare.py --tree /tmp/bench_oi --openimages-rows 200000 \\
+        --checkout /tmp/als_d2_before --checkout . --workers 1 2
 """
 
 import argparse
@@ -55,7 +71,7 @@ if hasattr(imagenet, "prepare_imagenet"):
     imagenet.prepare_imagenet(root, layout="standard", splits=[split], output_dir=sys.argv[5])
 else:  # the older first start: fingerprint, index, pickle to a fresh cache folder
     import os, tempfile
-    os.environ["ALS_D2_CACHE"] = tempfile.mkdtemp(dir=sys.argv[5])
+    os.environ["ALS_D2_CACHE"] = tempfile.mkdtemp(dir=sys.argv[5])  # that loader's variable
     imagenet.load_imagenet_index(root, split, "standard", num_workers=workers)
 t1 = time.perf_counter()
 if hasattr(imagenet, "prepare_imagenet"):  # a later start: read the prepared file
@@ -65,6 +81,116 @@ else:  # a later start: the cache
     dicts = imagenet.load_imagenet_dicts(root, split, "standard", num_workers=workers)
 print(t1 - t0, time.perf_counter() - t1)
 """
+
+
+FULL_OI_TRAIN_ROWS = 14_610_229
+OI_BOXES_PER_IMAGE = 8.4  # V6 train: 14.6M boxes on 1.74M images
+
+TIMER_OI = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+root, out, workers = sys.argv[2], sys.argv[3], int(sys.argv[4])
+import als_d2  # noqa: F401
+from als_d2.data.datasets import openimages
+rules = openimages.SubsetRules(min_box_coverage=0.0, merges="")  # every class: 1 dict a box
+t0 = time.perf_counter()
+if hasattr(openimages, "prepare_openimages"):
+    openimages.prepare_openimages(root, ["train"], output_dir=out, num_workers=workers)
+    t1 = time.perf_counter()
+    dicts = openimages.load_openimages_dicts(root, "train", rules, index_dir=out)
+else:  # the older first start: index, count the image-level labels, pickle to a fresh cache
+    import os, tempfile
+    os.environ["ALS_D2_CACHE"] = tempfile.mkdtemp(dir=out)
+    index = openimages.load_openimages_index(root, "train", num_workers=workers)
+    openimages._image_label_coverage(root, True, workers, index)
+    t1 = time.perf_counter()
+    dicts = openimages.load_openimages_dicts(root, "train", rules, num_workers=workers)
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+PARSE_OI = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+path, desc, workers, engine = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+import numpy as np
+from als_d2.data.datasets.openimages_files import (
+    FLAG_COLUMNS, read_bbox_csv, read_class_descriptions,
+)
+mids = list(read_class_descriptions(desc))
+if engine == "pyarrow":
+    import pyarrow as pa, pyarrow.compute as pc, pyarrow.csv as pv
+t0 = time.perf_counter()
+if engine == "als_d2":
+    rows = read_bbox_csv(path, {m: i for i, m in enumerate(mids)}, num_workers=workers)
+    n = len(rows.box_image)
+else:  # pyarrow's multithreaded reader, then the same arrays
+    coords = ("XMin", "XMax", "YMin", "YMax")
+    types = {**{c: pa.float32() for c in coords}, **{c: pa.int8() for c in FLAG_COLUMNS}}
+    table = pv.read_csv(
+        path,
+        read_options=pv.ReadOptions(use_threads=workers > 1),
+        convert_options=pv.ConvertOptions(
+            include_columns=["ImageID", "LabelName", *coords, *FLAG_COLUMNS],
+            column_types=types,
+        ),
+    )
+    image = table["ImageID"].combine_chunks().dictionary_encode()
+    label = pc.index_in(table["LabelName"], value_set=pa.array(mids)).to_numpy(zero_copy_only=False)
+    xyxy = np.stack([table[c].to_numpy() for c in ("XMin", "YMin", "XMax", "YMax")], 1)
+    flags = np.stack([table[c].to_numpy() for c in FLAG_COLUMNS], 1)
+    box_image, image_ids = image.indices.to_numpy(), image.dictionary.to_pylist()
+    n = len(box_image)
+print(time.perf_counter() - t0, n)
+"""
+
+
+def make_openimages_tree(root: str, rows: int, seed: int = 0) -> None:
+    """Write the OpenImages-shaped train tree (see the module docstring) unless its manifest
+    says it is there."""
+    params = dict(rows=rows, seed=seed)
+    manifest = os.path.join(root, "bench_manifest.json")
+    if os.path.isfile(manifest):
+        with open(manifest) as f:
+            if json.load(f) == params:
+                return
+    rng = random.Random(seed)
+    mids = [f"/m/0b{i:05x}" for i in range(600)]
+    with open(os.path.join(_mkdir(root), "oidv6-class-descriptions-boxable.csv"), "w") as f:
+        f.writelines(f"{m},class {i}\n" for i, m in enumerate(mids))
+    with open(os.path.join(root, "bbox_labels_600_hierarchy.json"), "w") as f:
+        json.dump({"LabelName": "/m/0bl9f", "Subcategory": [{"LabelName": m} for m in mids]}, f)
+    n_images = max(1, round(rows / OI_BOXES_PER_IMAGE))
+    ids = [f"{rng.getrandbits(64):016x}" for _ in range(n_images)]
+    jpeg = _jpeg_bytes((64, 48))
+    image_dir = _mkdir(os.path.join(root, "train"))
+    for image_id in ids:
+        with open(os.path.join(image_dir, image_id + ".jpg"), "wb") as f:
+            f.write(jpeg)
+    header = (
+        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,"
+        "IsGroupOf,IsDepiction,IsInside,XClick1X,XClick2X,XClick3X,XClick4X,XClick1Y,"
+        "XClick2Y,XClick3Y,XClick4Y"
+    )
+    with open(os.path.join(root, "oidv6-train-annotations-bbox.csv"), "w") as f:
+        f.write(header + "\n")
+        for i in range(rows):
+            x0, y0 = rng.random() * 0.5, rng.random() * 0.5
+            x1, y1 = x0 + 0.01 + rng.random() * 0.49, y0 + 0.01 + rng.random() * 0.49
+            clicks = ",".join(f"{rng.random():.6f}" for _ in range(8))
+            flags = ",".join(rng.choice("0001") for _ in range(5))
+            f.write(
+                f"{ids[i * n_images // rows]},xclick,{rng.choice(mids)},1,"
+                f"{x0:.6f},{x1:.6f},{y0:.6f},{y1:.6f},{flags},{clicks}\n"
+            )
+    with open(
+        os.path.join(root, "oidv6-train-annotations-human-imagelabels-boxable.csv"), "w"
+    ) as f:
+        f.write("ImageID,Source,LabelName,Confidence\n")
+        for i in range(int(rows * 0.6)):
+            image_id = ids[i * n_images // int(rows * 0.6)]
+            f.write(f"{image_id},verification,{rng.choice(mids)},{rng.choice('011')}\n")
+    with open(manifest, "w") as f:
+        json.dump(params, f)
 
 
 def _jpeg_bytes(size):
@@ -178,7 +304,12 @@ def main() -> None:
     p.add_argument("--checkout", action="append", required=True, help="a folder with als_d2/")
     p.add_argument("--workers", type=int, nargs="+", default=[1])
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--openimages-rows", type=int, default=0, help="time OpenImages on this many box rows"
+    )
     args = p.parse_args()
+    if args.openimages_rows:
+        return main_openimages(args)
 
     t0 = time.perf_counter()
     make_tree(args.tree, args.images, args.classes, args.boxed, args.val)
@@ -244,6 +375,69 @@ def main() -> None:
             for s in ("train", "val"):
                 key = f"{names[c]}_{s}_w{w0}_over_w{w1}"
                 result["ratios"][key] = round(med[(c, s, w0)] / med[(c, s, w1)], 2)
+    print(json.dumps(result))
+
+
+def _run(code: str, *argv) -> str:
+    """The last line a fresh process running ``code`` prints (exits on failure)."""
+    cmd = [sys.executable, "-c", code, *map(str, argv)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), cwd=argv[0])
+    if res.returncode != 0:
+        sys.exit(f"{argv} failed:\n{res.stderr[-2000:]}")
+    return res.stdout.strip().splitlines()[-1]
+
+
+def main_openimages(args) -> None:
+    """The OpenImages case (see the module docstring)."""
+    t0 = time.perf_counter()
+    make_openimages_tree(args.tree, args.openimages_rows)
+    print(f"tree ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    out_dir = _mkdir(args.tree + "_prepared")
+    checkouts = [os.path.abspath(c) for c in args.checkout]
+    names = {c: os.path.basename(c.rstrip("/")) or c for c in checkouts}
+    try:
+        import pyarrow  # noqa: F401
+
+        engines = ["als_d2", "pyarrow"]
+    except ImportError:
+        engines = ["als_d2"]
+    csv_path = os.path.join(args.tree, "oidv6-train-annotations-bbox.csv")
+    desc = os.path.join(args.tree, "oidv6-class-descriptions-boxable.csv")
+    prep = {(c, w): [] for c in checkouts for w in args.workers}
+    load = {k: [] for k in prep}
+    parse = {(c, e, w): [] for c in checkouts for e in engines for w in args.workers}
+    if len(engines) > 1:  # pyarrow's reader does not depend on the checkout: time it once
+        parse = {k: v for k, v in parse.items() if k[1] == "als_d2" or k[0] == checkouts[-1]}
+    for _ in range(args.reps):
+        for c, w in prep:
+            line = _run(TIMER_OI, c, args.tree, out_dir, w)
+            prepare_s, load_s = map(float, line.split())
+            prep[(c, w)].append(prepare_s)
+            load[(c, w)].append(load_s)
+            print(f"{c} workers={w}: prepare {prepare_s:.2f}s, load {load_s:.2f}s", file=sys.stderr)
+        for c, e, w in parse:
+            seconds, n = _run(PARSE_OI, c, csv_path, desc, w, e).split()
+            parse[(c, e, w)].append(float(seconds))
+            print(f"{c} {e} workers={w}: parse {float(seconds):.2f}s ({n} rows)", file=sys.stderr)
+    scale = FULL_OI_TRAIN_ROWS / args.openimages_rows
+    med = {k: statistics.median(v) for k, v in prep.items()}
+    load_med = {k: statistics.median(v) for k, v in load.items()}
+    parse_med = {k: statistics.median(v) for k, v in parse.items()}
+    result = {"benchmark": "prepare_openimages"}
+    for key, src, factor in (
+        ("median_s", med, 1),
+        ("full_size_s", med, scale),
+        ("load_median_s", load_med, 1),
+        ("load_full_size_s", load_med, scale),
+    ):
+        result[key] = {}
+        for (c, w), v in src.items():
+            result[key].setdefault(names[c], {})[f"train_w{w}"] = round(v * factor, 2)
+    result["parse_s"] = {f"{names[c]}_{e}_w{w}": round(v, 2) for (c, e, w), v in parse_med.items()}
+    result["parse_full_size_s"] = {
+        f"{names[c]}_{e}_w{w}": round(v * scale) for (c, e, w), v in parse_med.items()
+    }
+    result.update(rows=args.openimages_rows, reps=args.reps, hardware=_cpu())
     print(json.dumps(result))
 
 

@@ -24,9 +24,8 @@ def _single_thread_torch():
 
 
 @pytest.fixture
-def private_index_cache(tmp_path, monkeypatch):
-    """Dataset indexes cached under ``tmp_path/cache`` (not ``~/.cache``), built in one process."""
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
+def single_index_worker(monkeypatch):
+    """Dataset indexes (the prepare steps) built in one process."""
     monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
 
 

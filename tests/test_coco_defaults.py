@@ -35,8 +35,7 @@ SAMPLE = {
 
 
 @pytest.fixture
-def sample(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
+def sample(tmp_path):
     path = tmp_path / "coco_sample.json"
     path.write_text(json.dumps(SAMPLE))
     return str(path)
@@ -104,7 +103,6 @@ def test_complete_files_are_read_unchanged(sample, tmp_path):
     path = tmp_path / "complete.json"
     path.write_text(json.dumps(complete))
     assert coco_json_with_defaults(str(path)) == str(path)
-    assert not os.path.exists(tmp_path / "cache" / "coco")
 
 
 def test_builtin_coco_sets_use_the_helper(tmp_path):

@@ -1,6 +1,7 @@
 """OpenImages V6: the published file formats, the paper's leaf 'mask' subset (counted by
-hand on tests/openimages_fixtures.TINY), pixel boxes, bad rows, the cache, registration,
-tools/dataset_stats.py and a few training iterations through tools/train_cls.py.
+hand on tests/openimages_fixtures.TINY), pixel boxes, bad rows, the prepare step
+(tools/prepare_openimages.py) and its files, registration, tools/dataset_stats.py and a few
+training iterations through tools/train_cls.py.
 
 Hand counts of TINY train (8 images a-h, 25 good box rows; see the fixture):
 
@@ -26,9 +27,11 @@ Tortoise 2, Sea turtle 2, Cat 3, Coffee cup 2, Harp 1, Dog 5, Flower 3, Human fa
 Harp (its Mug is no class): 4 samples.
 """
 
+import gzip
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -39,14 +42,20 @@ from detectron2.structures import BoxMode
 from PIL import Image
 
 from als_d2.data.datasets import openimages
+from als_d2.data.datasets.catalog import DatasetNotPreparedError
 from als_d2.data.datasets.openimages import (
     PREDEFINED_SPLITS_OPENIMAGES,
+    SPLITS,
     SubsetRules,
     get_openimages_classes,
     load_openimages_dicts,
-    load_openimages_index,
+    prepare_openimages,
+    prepared_path,
+    read_prepared_classes,
+    read_prepared_index,
     register_openimages,
 )
+from als_d2.data.datasets.openimages_index import build_index
 from als_d2.data.datasets.openimages_files import (
     read_bbox_csv,
     read_class_descriptions,
@@ -62,12 +71,24 @@ HAND_NAMES = ["Tortoise", "Sea turtle", "Cat", "Coffee cup", "Dog", "Human face"
 LABEL = {name: k for k, name in enumerate(HAND_NAMES)}
 
 
-pytestmark = pytest.mark.usefixtures("private_index_cache")
+pytestmark = pytest.mark.usefixtures("single_index_worker")
+
+
+def prepare(root: str, splits=SPLITS) -> str:
+    """tools/prepare_openimages.py --root root --splits ... (one process); returns root."""
+    prepare_openimages(root, splits, num_workers=1)
+    return root
+
+
+def prepared_index(root: str, split: str) -> dict:
+    """The prepare step of ``split``, then its prepared file's content."""
+    return read_prepared_index(prepare(root, [split]), split)
 
 
 @pytest.fixture
 def tree(tmp_path):
-    return fx.write_openimages_tree(str(tmp_path / "openimages"))
+    """The TINY tree, prepared (every split)."""
+    return prepare(fx.write_openimages_tree(str(tmp_path / "openimages")))
 
 
 @pytest.fixture
@@ -181,7 +202,7 @@ def test_deep_hierarchies(tmp_path):
 def test_bad_rows_are_skipped_counted_and_named(tree, caplog):
     csv_path = os.path.join(tree, fx.CSV_NAMES["train"])
     with caplog.at_level(logging.WARNING, logger="als_d2.data.datasets.openimages"):
-        index = load_openimages_index(tree, "train")
+        index = prepared_index(tree, "train")  # the prepare step logs them, the file keeps them
     s = index["stats"]
     expected = {
         "bad_rows": 2,
@@ -231,7 +252,7 @@ def test_other_bad_values(tmp_path):
     ]  # fmt: skip
     with open(os.path.join(root, fx.CSV_NAMES["train"]), "a") as f:
         f.write("\n".join(rows) + "\n")
-    index = load_openimages_index(root, "train")
+    index = prepared_index(root, "train")
     s = index["stats"]
     assert (s["bad_rows"], s["degenerate_boxes"], s["bad_flags"], s["bad_image_ids"]) == (
         2,
@@ -246,7 +267,7 @@ def test_other_bad_values(tmp_path):
 def test_missing_files_and_columns_are_errors(tmp_path):
     root = fx.write_openimages_tree(str(tmp_path / "oi"), {"train": fx.TINY["train"][:2]})
     with pytest.raises(FileNotFoundError, match="validation-annotations-bbox.csv"):
-        load_openimages_index(root, "val")
+        prepare(root, ["val"])
     path = os.path.join(root, fx.CSV_NAMES["train"])
     with open(path) as f:
         text = f.read()
@@ -255,7 +276,7 @@ def test_missing_files_and_columns_are_errors(tmp_path):
     with pytest.raises(
         ValueError, match=r"oidv6-train-annotations-bbox\.csv: not an OpenImages box CSV.*XMax"
     ):
-        load_openimages_index(root, "train")
+        prepare(root, ["train"])
 
 
 def _read_three_ways(reader, path, chunk):
@@ -429,14 +450,14 @@ def test_clipping_is_deterministic_and_stable(tmp_path, rules):
             (d["image_id"], d["target_object"]) for d in dicts if d["label"] == LABEL["Dog"]
         )
 
-    a = fx.write_openimages_tree(str(tmp_path / "a"))
+    a = prepare(fx.write_openimages_tree(str(tmp_path / "a")))
     first = dog_samples(a)
     assert len(first) == 3 and dog_samples(a) == first
     spec = {k: list(v) for k, v in fx.TINY.items()}  # one more image, of another class
     spec["train"].append(
         fx.FixtureImage(fx._id("i"), (64, 48), [fx.Box(fx.CAT, 0.1, 0.5, 0.1, 0.5)])
     )
-    b = fx.write_openimages_tree(str(tmp_path / "b"), spec, extra_rows={})
+    b = prepare(fx.write_openimages_tree(str(tmp_path / "b"), spec, extra_rows={}))
     assert dog_samples(b) == first
     other_seed = SubsetRules(**{**rules.as_dict(), "seed": 1})
     picks = {
@@ -497,15 +518,25 @@ def test_rules_are_checked():
 
 
 def forbid_train_index(monkeypatch, message: str):
-    """Make loading the train index fail with ``message``; returns the real loader."""
-    real_load = openimages.load_openimages_index
+    """Make reading the train split's prepared file fail with ``message``."""
+    real_read = openimages.read_prepared_index
 
-    def no_train_index(root, split, **kw):
+    def no_train_index(root, split, *a, **kw):
         assert split != "train", message
-        return real_load(root, split, **kw)
+        return real_read(root, split, *a, **kw)
 
-    monkeypatch.setattr(openimages, "load_openimages_index", no_train_index)
-    return real_load
+    monkeypatch.setattr(openimages, "read_prepared_index", no_train_index)
+
+
+def forbid_reading_the_tree(monkeypatch):
+    """Make every reader of the raw files (box CSVs, image folders, image-level labels)
+    fail: loading must read the prepared files only."""
+
+    def boom(*a, **k):
+        raise AssertionError("a loader read the raw tree instead of the prepared files")
+
+    monkeypatch.setattr(openimages, "build_index", boom)
+    monkeypatch.setattr(openimages, "image_label_coverage", boom)
 
 
 # ----------------------------------------------------------------------------------------
@@ -526,7 +557,7 @@ IMAGE_LABEL_NAMES = [
 @pytest.fixture
 def labelled_tree(tree):
     fx.write_image_labels(tree)
-    return tree
+    return prepare(tree, ["train"])  # the image-level labels are counted at the prepare step
 
 
 def test_image_label_reader_counts_and_names_bad_rows(labelled_tree):
@@ -572,10 +603,17 @@ def test_image_label_reader_counts_and_names_bad_rows(labelled_tree):
 def test_image_label_coverage_hand_counted(labelled_tree):
     from als_d2.data.datasets.openimages_index import image_label_coverage
 
-    index = load_openimages_index(labelled_tree, "train")
+    index = build_index(labelled_tree, "train", num_workers=1, show_progress=False)
     cov = image_label_coverage(
         index, os.path.join(labelled_tree, fx.IMAGE_LABELS_NAME), num_workers=1
     )
+    prepared = read_prepared_classes(labelled_tree)["coverage"]  # what the prepare step wrote
+    for key in ("positive_images", "boxed_positive_images", "stats", "examples", "path"):
+        assert (
+            np.array_equal(prepared[key], cov[key])
+            if "images" in key
+            else prepared[key] == cov[key]
+        )
     # fx.CLASSES order: Dog Cat Animal Tortoise Sea-turtle Turtle Coffee-cup Mug Flower Harp Person
     # Face Tank
     assert cov["positive_images"].tolist() == [5, 3, 1, 2, 0, 0, 2, 5, 2, 1, 1, 2, 1]
@@ -622,7 +660,7 @@ def test_subset_by_image_level_labels_hand_counted(labelled_tree, rules, caplog)
     assert any(f"{fx.IMAGE_LABELS_NAME}: bad_rows = 2" in w for w in warnings)
     assert not any("heuristic" in w for w in warnings)
 
-    # val, with the same classes (from the cached counts): Dog, Cat (image 1), Flower (image 2;
+    # val, with the same classes (from the classes file): Dog, Cat (image 1), Flower (image 2;
     # its Mug is no class now), Harp (image 3)
     val = load_openimages_dicts(labelled_tree, "val", rules)
     assert sorted(d["label"] for d in val) == sorted(
@@ -662,91 +700,130 @@ def test_heuristic_fallback_without_image_level_labels(tree, rules, caplog):
         len(fallback) == 1
         and "heuristic rule" in fallback[0]
         and fx.IMAGE_LABELS_NAME in fallback[0]
+        and f"run again: python tools/prepare_openimages.py --root {tree} --splits train"
+        in fallback[0]
     )
     assert (
         caplog.text.count("rule=heuristic") == 4
     )  # while every load's step table still shows the rule
     assert "rule=heuristic" in caplog.text
-    # the V5 name and annotations/ are found too
+    # the V5 name and annotations/ are found too (by the prepare step: until it runs again,
+    # the prepared statistics have no image-level counts)
     os.makedirs(os.path.join(tree, "annotations"))
     fx.write_image_labels(
         os.path.join(tree, "annotations"), name="train-annotations-human-imagelabels-boxable.csv"
     )
+    assert get_openimages_classes(tree, rules).annotation_rule == "heuristic"
+    prepare(tree, ["train"])
     assert get_openimages_classes(tree, rules).annotation_rule == "image-level labels"
 
 
-def test_image_label_counts_are_cached(labelled_tree, rules, monkeypatch):
-    from als_d2.data.datasets import openimages_index
-
+def test_loading_reads_only_the_prepared_files(labelled_tree, rules, monkeypatch):
     first = load_openimages_dicts(labelled_tree, "train", rules)
-
-    def boom(*a, **k):
-        raise AssertionError(
-            "the image-level labels were read again although their counts are cached"
-        )
-
-    monkeypatch.setattr(openimages, "image_label_coverage", boom)
+    forbid_reading_the_tree(monkeypatch)
     assert load_openimages_dicts(labelled_tree, "train", rules) == first
-    forbid_train_index(monkeypatch, "val read the train index instead of the cached counts")
-    assert len(load_openimages_dicts(labelled_tree, "val", rules)) == 4
-    monkeypatch.undo()
-    # a changed label file is read again: Mug verified only where it is boxed -> kept, merged
+    with monkeypatch.context() as m:
+        forbid_train_index(m, "val read the train split's file instead of the classes file")
+        assert len(load_openimages_dicts(labelled_tree, "val", rules)) == 4
+        assert len(load_openimages_dicts(labelled_tree, "test", rules)) == 4
+    # a changed tree changes nothing until the prepare step runs again: Mug verified only
+    # where it is boxed (kept, merged), one more Dog box in image h
     fx.write_image_labels(
         labelled_tree, [row for row in fx.IMAGE_LABELS if row[1] != fx.MUG or row[0] in "de"]
     )
-    calls = []
-    monkeypatch.setattr(
-        openimages,
-        "image_label_coverage",
-        lambda *a, **k: calls.append(1) or openimages_index.image_label_coverage(*a, **k),
-    )
+    with open(os.path.join(labelled_tree, fx.CSV_NAMES["train"]), "a") as f:
+        f.write(fx.box_row(fx._id("h"), fx.Box(fx.DOG, 0.1, 0.2, 0.1, 0.2), True) + "\n")
+    unclipped = SubsetRules(**{**rules.as_dict(), "max_per_class": 0})
+    assert fx.MUG in get_openimages_classes(labelled_tree, rules).dropped
+    assert len(load_openimages_dicts(labelled_tree, "train", unclipped)) == 20
+    monkeypatch.undo()
+    prepare(labelled_tree, ["train"])
     sel = get_openimages_classes(labelled_tree, rules)
-    assert (
-        calls == [1]
-        and fx.MUG not in sel.dropped
-        and sel.merges_applied == [(fx.MUG, fx.COFFEE_CUP)]
-    )
+    assert fx.MUG not in sel.dropped and sel.merges_applied == [(fx.MUG, fx.COFFEE_CUP)]
+    # 20 + the new Dog box + Mug's 2 boxes, now a class (merged into Coffee cup)
+    assert len(load_openimages_dicts(labelled_tree, "train", unclipped)) == 23
 
 
 # ----------------------------------------------------------------------------------------
-# Cache and registration
+# The prepare step and registration
 
 
-def test_second_load_reads_the_cache(tree, rules, tmp_path, monkeypatch):
-    first = load_openimages_dicts(tree, "train", rules)
-    load_openimages_dicts(tree, "val", rules)
-    load_openimages_dicts(tree, "test", rules)
+def test_prepare_tool_end_to_end(tmp_path, rules, capsys):
+    root = fx.write_openimages_tree(str(tmp_path / "openimages"))
+    fx.write_image_labels(root)
+    out = str(tmp_path / "prepared")
+    tool = load_tool("prepare_openimages")
+    assert tool.main(["--root", root, "--output-dir", out, "--workers", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    names = ("train", "val", "test", "classes")
+    for name in names:
+        assert f"{name}: {os.path.join(out, f'als_d2_{name}.json.gz')}" in printed
+    assert sorted(os.listdir(out)) == sorted(f"als_d2_{n}.json.gz" for n in names)
+    assert not [n for n in os.listdir(root) if n.startswith("als_d2_")]  # the tree is untouched
+    with gzip.open(os.path.join(out, "als_d2_val.json.gz"), "rt") as f:
+        val = json.load(f)  # plain JSON
+    assert val["image_ids"] == [im.image_id for im in fx.TINY["val"]]
+    assert val["file_names"] == [f"validation/{im.image_id}.jpg" for im in fx.TINY["val"]]
+    assert val["stats"]["boxes"] == sum(len(im.boxes) for im in fx.TINY["val"])
+    # the loader reads them (index_dir): hand counts of the module docstring
+    report = {}
+    dicts = load_openimages_dicts(root, "train", rules, index_dir=out, report=report)
+    assert len(dicts) == 18 and report["selection"].annotation_rule == "image-level labels"
+    assert len(load_openimages_dicts(root, "val", rules, index_dir=out)) == 4
+    val_box = read_prepared_index(root, "val", out)["box_xyxy"][0].tolist()
+    assert val_box == pytest.approx([0.1, 0.1, 0.5, 0.5])  # XMin, YMin, XMax, YMax of Dog
+    name = "openimages_test_prepared_elsewhere"
+    register_openimages(name, root, "test", rules, index_dir=out)
+    try:
+        assert len(DatasetCatalog.get(name)) == 4
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    # a missing --root and a tree without its box CSV: one line each
+    assert tool.main(["--root", str(tmp_path / "absent"), "--quiet"]) == 2
+    os.unlink(os.path.join(root, fx.CSV_NAMES["test"]))
+    assert tool.main(["--root", root, "--splits", "test", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and fx.CSV_NAMES["test"] in err[-1]
 
-    def boom(*a, **k):
-        raise AssertionError("re-indexed although the cache is valid")
 
-    monkeypatch.setattr(openimages, "build_index", boom)
-    assert load_openimages_dicts(tree, "train", rules) == first
-    real_load = forbid_train_index(
-        monkeypatch, "val read the whole train index instead of its class statistics"
-    )
-    assert (
-        len(load_openimages_dicts(tree, "val", rules)) == 3
-    )  # train statistics: their small cache
-    monkeypatch.setattr(openimages, "load_openimages_index", real_load)
-    for name in os.listdir(tmp_path / "cache" / "index"):
-        if name.startswith("openimages-stats-"):
-            os.unlink(tmp_path / "cache" / "index" / name)
-    assert (
-        len(load_openimages_dicts(tree, "test", rules)) == 4
-    )  # from the train index cache, no re-indexing
-    assert any(n.startswith("openimages-stats-") for n in os.listdir(tmp_path / "cache" / "index"))
-    monkeypatch.undo()
-    with open(os.path.join(tree, fx.CSV_NAMES["train"]), "a") as f:  # a changed CSV is re-indexed
-        f.write(fx.box_row(fx._id("h"), fx.Box(fx.DOG, 0.1, 0.2, 0.1, 0.2), True) + "\n")
-    assert (
-        len(
-            load_openimages_dicts(
-                tree, "train", SubsetRules(**{**rules.as_dict(), "max_per_class": 0})
-            )
-        )
-        == 19
-    )
+def test_prepare_is_deterministic(tmp_path):
+    """The same tree gives the same bytes (in another process, at another time)."""
+    root = fx.write_openimages_tree(str(tmp_path / "openimages"))
+    fx.write_image_labels(root)
+    first = prepare_openimages(root, num_workers=1)
+    blobs = {k: open(p, "rb").read() for k, p in first.items()}
+    for path in first.values():
+        os.utime(path, (0, 0))
+    cmd = [sys.executable, os.path.join(REPO, "tools", "prepare_openimages.py"), "--root", root]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run(cmd + ["--workers", "2", "--quiet"], check=True, env=env, capture_output=True)
+    assert {k: open(p, "rb").read() for k, p in first.items()} == blobs
+    assert all(os.stat(p).st_mtime > 0 for p in first.values())  # written again
+
+
+def test_missing_prepared_file_names_the_command(tmp_path, rules):
+    root = fx.write_openimages_tree(str(tmp_path / "openimages"))
+    name = "openimages_test_unprepared"
+    register_openimages(name, root, "val", rules)
+    command = f"python tools/prepare_openimages.py --root {root} --splits val"
+    try:
+        with pytest.raises(DatasetNotPreparedError, match=re.escape(command)) as e:
+            DatasetCatalog.get(name)
+        assert "\n" not in str(e.value) and prepared_path(root, "val") in str(e.value)
+        prepare(root, ["val"])  # val alone: the classes are chosen on train
+        train = f"python tools/prepare_openimages.py --root {root} --splits train"
+        with pytest.raises(DatasetNotPreparedError, match=re.escape(train)):
+            DatasetCatalog.get(name)
+        prepare(root, ["train"])
+        assert len(DatasetCatalog.get(name)) == 3
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    with open(prepared_path(root, "val"), "r+b") as f:
+        f.truncate(40)
+    with pytest.raises(ValueError, match=re.escape(prepared_path(root, "val")) + ".*run again"):
+        load_openimages_dicts(root, "val", rules)
 
 
 def test_registration_and_metadata(tree, rules):
@@ -766,6 +843,7 @@ def test_registration_and_metadata(tree, rules):
     fx.write_image_labels(
         tree
     )  # now the paper's rule picks other classes (Flower, Harp in; Mug out)
+    prepare(tree, ["train"])
     with pytest.raises(
         RuntimeError,
         match=f"dataset '{name}' .* changed since they were first loaded.*thing_classes",
@@ -844,13 +922,14 @@ def test_dataset_stats_tool(tree, rules, tmp_path, capsys):
 
 
 def test_a_few_training_iterations_through_train_cls(tmp_path):
-    root = fx.write_openimages_tree(
-        str(tmp_path / "datasets" / "openimages"), fx.trainable_spec(per_class=20)
+    root = prepare(
+        fx.write_openimages_tree(
+            str(tmp_path / "datasets" / "openimages"), fx.trainable_spec(per_class=20)
+        )
     )
     env = dict(
         os.environ,
         DETECTRON2_DATASETS=str(tmp_path / "datasets"),
-        ALS_D2_CACHE=str(tmp_path / "cache"),
         ALS_D2_INDEX_WORKERS="1",
         OMP_NUM_THREADS="1",
     )

@@ -351,7 +351,6 @@ def workspace(tmp_path_factory):
         os.environ,
         PATH=fresh_shell_path(),
         DETECTRON2_DATASETS=str(ws / "datasets"),
-        ALS_D2_CACHE=str(ws / "cache"),
         OMP_NUM_THREADS="1",
     )
     env.pop("VIRTUAL_ENV", None)

@@ -560,12 +560,6 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(checkpointer, tmp_pa
 # Dataset paths that leave the root, duplicates
 
 
-@pytest.fixture
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALS_D2_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ALS_D2_INDEX_WORKERS", "1")
-
-
 def _tree(tmp_path, layout="standard"):
     tree = fx.FixtureTree(str(tmp_path / "imagenet"), layout, fx.wnid_names(3))
     for w in tree.wnids:
@@ -573,7 +567,7 @@ def _tree(tmp_path, layout="standard"):
     return tree
 
 
-def test_symlinks_leaving_the_root_are_dropped_and_counted(tmp_path, private_cache):
+def test_symlinks_leaving_the_root_are_dropped_and_counted(tmp_path, single_index_worker):
     tree = _tree(tmp_path)
     a, b, c = tree.wnids
     outside = tmp_path / "elsewhere"
@@ -609,7 +603,7 @@ def test_symlinks_leaving_the_root_are_dropped_and_counted(tmp_path, private_cac
     assert any(str(outside / "secret.JPEG") in e for e in index["examples"]["outside_root"])
 
 
-def test_csv_image_ids_that_are_paths_are_rejected(tmp_path, private_cache):
+def test_csv_image_ids_that_are_paths_are_rejected(tmp_path, single_index_worker):
     tree = fx.FixtureTree(str(tmp_path / "imagenet"), "kaggle", fx.wnid_names(2))
     a, b = tree.wnids
     im = tree.add_image("val", a, (40, 30), [(a, (1, 1, 9, 9))], xml=False, csv_row=True)
@@ -623,7 +617,7 @@ def test_csv_image_ids_that_are_paths_are_rejected(tmp_path, private_cache):
     assert stats["outside_root"] == 5 and not stats.get("orphan_csv_rows")
 
 
-def test_linked_root_is_fine_linked_split_folder_is_an_error(tmp_path, private_cache):
+def test_linked_root_is_fine_linked_split_folder_is_an_error(tmp_path, single_index_worker):
     tree = _tree(tmp_path)
     link = tmp_path / "datasets_imagenet"
     os.symlink(tree.root, link)
@@ -637,7 +631,7 @@ def test_linked_root_is_fine_linked_split_folder_is_an_error(tmp_path, private_c
         fx.prepared_dicts(tree.root, "train")
 
 
-def test_prepared_file_missing_or_bad_is_a_clear_error(tmp_path, private_cache):
+def test_prepared_file_missing_or_bad_is_a_clear_error(tmp_path, single_index_worker):
     from als_d2.data.datasets.catalog import DatasetNotPreparedError
     from als_d2.data.datasets.imagenet import load_imagenet_dicts, prepared_path
 
@@ -662,7 +656,7 @@ def test_prepared_file_missing_or_bad_is_a_clear_error(tmp_path, private_cache):
     assert not marker.exists()
 
 
-def test_duplicates(tmp_path, private_cache):
+def test_duplicates(tmp_path, single_index_worker):
     tree = _tree(tmp_path)
     a, b, _ = tree.wnids
     first = tree.split_images("train")[0]

@@ -139,7 +139,7 @@ classes = MetadataCatalog.get("synthetic_imagenet_val").num_classes
 after = reader in sys.modules
 print(json.dumps({"before": before, "after": after, "n": len(d), "classes": classes}))
 """
-    env = {"DETECTRON2_DATASETS": str(tmp_path), "ALS_D2_CACHE": str(tmp_path / "cache")}
+    env = {"DETECTRON2_DATASETS": str(tmp_path)}
     out = _python(code, env=env)
     assert out == {"before": False, "after": True, "n": 4, "classes": 2}
 

@@ -421,7 +421,7 @@ def test_train_det_on_one_s_own_coco_files(tmp_path):
         [sys.executable, os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET]
         + opts,
         cwd=str(tmp_path),
-        env=dict(os.environ, OMP_NUM_THREADS="1", ALS_D2_CACHE=str(tmp_path / "cache")),
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
         capture_output=True,
         text=True,
         timeout=600,

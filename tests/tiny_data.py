@@ -186,13 +186,11 @@ def write_synthetic_imagenet(root: str, **sizes) -> None:
 
 def synthetic_imagenet_env(root: str) -> dict:
     """:func:`write_synthetic_imagenet` under ``root/datasets/synthetic_imagenet``; return the
-    environment variables a tool run on it needs (DETECTRON2_DATASETS, ALS_D2_CACHE under
-    ``root``, one thread)."""
+    environment variables a tool run on it needs (DETECTRON2_DATASETS, one thread)."""
     datasets = os.path.join(root, "datasets")
     write_synthetic_imagenet(os.path.join(datasets, "synthetic_imagenet"))
     return dict(
         DETECTRON2_DATASETS=datasets,
-        ALS_D2_CACHE=os.path.join(root, "cache"),
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
     )

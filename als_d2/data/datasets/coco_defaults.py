@@ -11,9 +11,11 @@ detector trains), but ``COCOEvaluator`` hands the file itself to pycocotools, wh
 defaults filled in (``iscrowd`` 0, ``area`` = ``w * h`` of the ``bbox``). Registration
 stays lazy (nothing is read until the dataset or the evaluator asks): the metadata's
 ``json_file`` is ``als_d2_coco_defaults://<the file>``, which detectron2's ``PathManager``
-resolves to the file itself when nothing is missing, else to a filled copy cached under
-``$ALS_D2_CACHE/coco/`` (default ``~/.cache/als_d2``; keyed by path, size and mtime, so
-an edited file is filled again). Files that have both keys are read unchanged.
+resolves to the file itself when nothing is missing, else to a filled copy: a temporary
+file of this process (in ``tempfile.gettempdir()``, removed when the process exits),
+written at the first request and reused while the file's size and mtime are unchanged
+(an edited file is filled again). Files that have both keys are read unchanged; nothing
+is written next to them or kept between runs (filling is one JSON read and write).
 
 For your own COCO-format data::
 
@@ -27,7 +29,8 @@ image_root triples: :func:`register_coco_files`).
 ``detectron2.utils.file_io.PathManager.get_local_path``, as detectron2 does).
 """
 
-import hashlib
+import atexit
+import contextlib
 import json
 import logging
 import os
@@ -36,8 +39,6 @@ from typing import Any, Dict, List
 
 from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
-
-from .index_cache import cache_root
 
 __all__ = [
     "PREFIX",
@@ -50,7 +51,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PREFIX = "als_d2_coco_defaults://"
-_resolved: Dict[tuple, str] = {}
+_filled: Dict[tuple, str] = {}  # (path, size, mtime): the file or its filled copy
 
 
 def fill_coco_defaults(data: Dict[str, Any]) -> int:
@@ -71,69 +72,39 @@ def fill_coco_defaults(data: Dict[str, Any]) -> int:
     return changed
 
 
-def _cache_file(local: str, stat: os.stat_result) -> str:
-    key = repr((os.path.abspath(local), stat.st_size, stat.st_mtime_ns))
-    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
-    base = os.path.splitext(os.path.basename(local))[0]
-    return os.path.join("coco", f"{base}-{digest}.json")
-
-
-def _write_json(data: Dict[str, Any], path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _remove(path: str, pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked child that exits normally
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def coco_json_with_defaults(json_file: str) -> str:
     """A local path of ``json_file`` with COCO's defaults (:func:`fill_coco_defaults`): the
-    file itself when no annotation lacks ``iscrowd`` or ``area``, else a filled copy
-    (cached; see the module docstring)."""
+    file itself when no annotation lacks ``iscrowd`` or ``area``, else a filled copy (a
+    temporary file of this process; see the module docstring)."""
     local = PathManager.get_local_path(json_file)
     if not os.path.isfile(local):
         raise FileNotFoundError(f"COCO annotation file not found: {json_file}")
     stat = os.stat(local)
-    memo_key = (os.path.abspath(local), stat.st_size, stat.st_mtime_ns)
-    if memo_key in _resolved:
-        return _resolved[memo_key]
-    relative = _cache_file(local, stat)
-    candidates = [
-        os.path.join(cache_root(), relative),
-        os.path.join(tempfile.gettempdir(), "als_d2", relative),
-    ]
-    cached = next((c for c in candidates if os.path.isfile(c)), None)
-    if cached is None:
-        with open(local) as f:
-            data = json.load(f)
-        changed = fill_coco_defaults(data)
-        if not changed:
-            cached = local
-        else:
-            for candidate in candidates:
-                try:
-                    _write_json(data, candidate)
-                except OSError as e:
-                    logger.warning(f"could not write {candidate}: {e!r}")
-                    continue
-                cached = candidate
-                break
-            else:
-                raise OSError(
-                    f"no writable folder for the filled copy of {json_file} (tried {candidates})"
-                )
-            logger.info(
-                f"{json_file}: {changed} annotation(s) without 'iscrowd' / 'area' got COCO's "
-                "defaults (iscrowd 0, area = bbox w*h); evaluation reads the filled copy "
-                f"{cached}"
-            )
-    _resolved[memo_key] = cached
-    return cached
+    key = (os.path.abspath(local), stat.st_size, stat.st_mtime_ns)
+    if key in _filled:
+        return _filled[key]
+    with open(local) as f:
+        data = json.load(f)
+    changed = fill_coco_defaults(data)
+    path = local
+    if changed:
+        base = os.path.splitext(os.path.basename(local))[0]
+        fd, path = tempfile.mkstemp(prefix=f"als_d2_{base}_", suffix=".json")
+        atexit.register(_remove, path, os.getpid())
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        logger.info(
+            f"{json_file}: {changed} annotation(s) without 'iscrowd' / 'area' got COCO's "
+            f"defaults (iscrowd 0, area = bbox w*h); evaluation reads the filled copy {path}"
+        )
+    _filled[key] = path
+    return path
 
 
 class CocoDefaultsHandler(PathHandler):

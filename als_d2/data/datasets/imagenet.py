@@ -59,12 +59,7 @@ the tree changes, run the prepare step again. ImageNetV2 trees (10k files, no
 annotations) are listed at load, not prepared.
 """
 
-import contextlib
 import functools
-import gc
-import gzip
-import io
-import json
 import logging
 import os
 from typing import Dict, List, Optional, Sequence
@@ -72,7 +67,7 @@ from typing import Dict, List, Optional, Sequence
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-from .catalog import DatasetNotPreparedError, check_dataset_root, register_lazy, set_class_metadata
+from .catalog import check_dataset_root, register_lazy, set_class_metadata
 from .imagenet_index import (
     LAYOUTS,
     SKIP_COUNTERS,
@@ -81,6 +76,7 @@ from .imagenet_index import (
     get_imagenet_class_info,
     resolve_layout,
 )
+from .prepared import gc_paused, read_prepared_file, write_prepared_file
 
 __all__ = [
     "SPLITS",
@@ -151,14 +147,7 @@ def prepare_imagenet(
         path = prepared_path(root, split, output_dir)
         content = {"format": FORMAT, "split": split, "layout": layout}
         content.update((k, index[k]) for k in ("wnids", "names", "images", "stats", "examples"))
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        # no time or name in the gzip header: the same tree prepares to the same bytes
-        with open(tmp, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0
-        ) as gz, io.TextIOWrapper(gz, encoding="utf-8") as f:
-            json.dump(content, f, separators=(",", ":"))
-        os.replace(tmp, path)
+        write_prepared_file(path, content)
         written[split] = path
     return written
 
@@ -168,25 +157,14 @@ def read_prepared(root: str, split: str, index_file: Optional[str] = None) -> di
     ``index_file`` or :func:`prepared_path`. Raises :class:`.catalog.DatasetNotPreparedError`
     naming the prepare command when it is missing, ValueError when it is not one."""
     path = index_file or prepared_path(root, split)
-    if not os.path.isfile(path):
-        raise DatasetNotPreparedError(
-            f"ImageNet {split} at {root}: {path} not found; prepare it with: "
-            f"{_prepare_command(root, split, os.path.dirname(index_file) if index_file else None)}"
-        )
-    try:
-        with gzip.open(path, "rt", encoding="utf-8") as f, _gc_paused():
-            content = json.load(f)
-    except (OSError, EOFError, ValueError) as e:
-        raise ValueError(
-            f"{path} is not a readable prepared ImageNet index ({e}); run again: "
-            f"{_prepare_command(root, split, None)}"
-        ) from None
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        raise ValueError(
-            f"{path} is not a prepared ImageNet index of format {FORMAT}; run again: "
-            f"{_prepare_command(root, split, None)}"
-        )
-    return content
+    out_dir = os.path.dirname(index_file) if index_file else None
+    return read_prepared_file(
+        path,
+        FORMAT,
+        "ImageNet index",
+        f"ImageNet {split} at {root}",
+        _prepare_command(root, split, out_dir),
+    )
 
 
 def _log_index(index: dict, root: str, split: str, layout: str, source: str) -> None:
@@ -204,21 +182,6 @@ def _log_index(index: dict, root: str, split: str, layout: str, source: str) -> 
         examples = "; ".join(index["examples"].get(key, [])[:3])
         level = logging.INFO if key == "rescaled_files" else logging.WARNING
         logger.log(level, f"ImageNet {split} at {root}: {key} = {s[key]} (e.g. {examples})")
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Python's cyclic garbage collector off while a split's containers are made: with
-    torch and detectron2 imported, its full passes over the heap took ~90% of the time of
-    reading a prepared file into dicts (``benchmarks/prepare.py``: 2.5 s -> 0.3 s for 20k
-    images). The JSON lists and the dicts hold no reference cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _dicts_from_index(index: dict, root: str, subset: str) -> List[dict]:
@@ -304,7 +267,7 @@ def load_imagenet_dicts(
     """
     _check_args(split, layout, subset)
     index = _load_index(root, split, layout, class_root, index_file)
-    with _gc_paused():
+    with gc_paused():
         return _dicts_from_index(index, root, subset)
 
 
@@ -326,7 +289,7 @@ def _load_registered(
         "num_classes": len(index["wnids"]),
     }
     set_class_metadata(name, root, classes)
-    with _gc_paused():
+    with gc_paused():
         return _dicts_from_index(index, root, subset)
 
 

@@ -21,27 +21,32 @@ Each dataset dict is one object (a 'mask' sample, as ``imagenet_train_boxed_mask
 Pixel boxes are ``XMin * width``, ``YMin * height``, ... of the real image size, rounded to
 0.001 pixel (the index keeps normalised coordinates as float32: the CSVs have 6 decimals).
 
-The index of a split (CSV rows and image sizes) is cached (:mod:`.index_cache`), and so
-are the per-class counts of the train image-level label file; the subset is computed
-from them at each load (seconds), so changing the rules, the hierarchy
-or the merge file needs no re-indexing. Classes come from the train split; loading val
-or test reads the train statistics from a small cache (or indexes train once).
+Prepared files: ``tools/prepare_openimages.py --root ROOT`` (:func:`prepare_openimages`)
+reads the raw files once and writes ``ROOT/als_d2_<split>.json.gz`` per split (or under
+``--output-dir``; :mod:`.prepared`: gzipped JSON, the same tree gives the same bytes): the
+split's index (:func:`.openimages_index.build_index`; its arrays as base64 little-endian
+bytes) and its problem counts. Preparing train also writes ``als_d2_classes.json.gz``: the
+train statistics every split chooses its classes from (class list, per-class box counts,
+the image-level label coverage). Loading reads those two files, the hierarchy and the
+merge file (small), and computes the subset (seconds): changing the rules, the hierarchy
+or the merge file needs no new prepare step; a changed CSV, image folder or image-level
+label file does (nothing is re-checked against the tree). A missing file is an error
+naming the prepare command.
 """
 
+import base64
 import functools
 import logging
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.structures import BoxMode
-from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import log_first_n
 
-from . import index_cache
-from .catalog import register_lazy, set_class_metadata
+from .catalog import check_dataset_root, register_lazy, set_class_metadata
 from .openimages_files import read_hierarchy
 from .openimages_index import (
     INFO_COUNTERS,
@@ -50,7 +55,6 @@ from .openimages_index import (
     SPLITS,
     build_index,
     image_label_coverage,
-    index_inputs,
     split_paths,
 )
 from .openimages_subset import (
@@ -61,11 +65,15 @@ from .openimages_subset import (
     select_classes,
     step_counts,
 )
+from .prepared import gc_paused, read_prepared_file, write_prepared_file
 
 __all__ = [
     "SPLITS",
     "SubsetRules",
-    "load_openimages_index",
+    "prepare_openimages",
+    "prepared_path",
+    "read_prepared_index",
+    "read_prepared_classes",
     "get_openimages_classes",
     "load_openimages_dicts",
     "register_openimages",
@@ -73,134 +81,148 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INDEX_VERSION = 1  # bump when the index format or its semantics change
-_STATS_KEYS = ("mids", "names", "label_stats")
+FORMAT = "als_d2.openimages_index/1"  # a split's prepared file; bump when it changes
+CLASSES_FORMAT = "als_d2.openimages_classes/1"  # the train statistics' prepared file
+CLASSES = "classes"  # prepared_path's name of the train statistics' file
+_ARRAYS = ("sizes", "box_image", "box_label", "box_xyxy", "box_flags")  # of a split's index
 _LABEL_COUNTERS = ("bad_rows", "unknown_labels", "bad_image_ids")  # of the image-level label reader
 
 
 def _warn_once(msg: str) -> None:
     """A warning about the train split's class choice, logged once per process: the
-    classes are chosen again (from caches) at every split's load."""
+    classes are chosen again at every split's load."""
     log_first_n(logging.WARNING, msg, n=1, name=__name__, key="message")
 
 
-def _cache_key(root: str, split: str) -> tuple:
-    return ("openimages", os.path.abspath(root), split)
+def prepared_path(root: str, split: str, output_dir: Optional[str] = None) -> str:
+    """Where :func:`prepare_openimages` writes the index of ``split`` (or, for
+    ``split="classes"``, the train statistics): ``<output_dir or root>/als_d2_<split>.json.gz``."""
+    return os.path.join(output_dir or root, f"als_d2_{split}.json.gz")
 
 
-def load_openimages_index(
-    root: str, split: str, *, use_cache: bool = True, num_workers: Optional[int] = None
-) -> dict:
-    """The index of one split (see :func:`openimages_index.build_index` for its keys), from
-    the cache when the CSV, the descriptions and the image folder are unchanged, else
-    built (in parallel) and cached. Indexing train also caches its class statistics."""
+def _prepare_command(root: str, splits: str, output_dir: Optional[str]) -> str:
+    """The command that writes the files of ``splits`` ("train val"; "classes": train)."""
+    out = f" --output-dir {output_dir}" if output_dir else ""
+    splits = "train" if splits == CLASSES else splits
+    return f"python tools/prepare_openimages.py --root {root} --splits {splits}{out}"
+
+
+def _pack(a: np.ndarray) -> dict:
+    """An array as JSON: dtype (explicit byte order), shape, base64 of its bytes (14.6M
+    train boxes: one string instead of 160M JSON numbers)."""
+    a = np.ascontiguousarray(a)
+    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return {
+        "dtype": a.dtype.str,
+        "shape": list(a.shape),
+        "base64": base64.b64encode(a.tobytes()).decode("ascii"),
+    }
+
+
+def _unpack(d: dict) -> np.ndarray:
+    data = base64.b64decode(d["base64"])
+    return np.frombuffer(data, dtype=np.dtype(d["dtype"])).reshape(d["shape"])
+
+
+def prepare_openimages(
+    root: str,
+    splits: Sequence[str] = SPLITS,
+    *,
+    output_dir: Optional[str] = None,
+    num_workers: Optional[int] = None,
+    show_progress: bool = False,
+) -> Dict[str, str]:
+    """Index each split of the OpenImages tree at ``root`` (:func:`.openimages_index.build_index`:
+    stream the box CSV, list the image folder, read the image headers; in ``num_workers``
+    processes, default ``$ALS_D2_INDEX_WORKERS`` or the CPUs) and write it to
+    :func:`prepared_path`; preparing train also counts its image-level labels
+    (:func:`.openimages_index.image_label_coverage`, when the tree has the file) and writes
+    the train statistics (``prepared_path(root, "classes")``). Returns ``{split or
+    "classes": path}``.
+
+    A split's file holds ``format``, ``split``, ``mids``, ``image_ids``, ``file_names``,
+    the arrays ``sizes``, ``box_image``, ``box_label``, ``box_xyxy``, ``box_flags``
+    (packed: dtype, shape, base64), ``stats`` and ``examples`` (the problem counts). The
+    classes file holds ``format``, ``mids``, ``names``, ``label_stats`` (L x 4 lists) and
+    ``coverage`` (None without the image-level label file)."""
     root = PathManager.get_local_path(root)
-    split_paths(root, split)  # a missing file: FileNotFoundError before anything else
-    build = dict(num_workers=num_workers, show_progress=comm.is_main_process())
-    if not use_cache:
+    for split in splits:
+        if split not in SPLITS:
+            raise ValueError(f"unknown OpenImages split {split!r}; expected one of {SPLITS}")
+    build = dict(num_workers=num_workers, show_progress=show_progress)
+    written = {}
+    for split in splits:
         index = build_index(root, split, **build)
-        _log_index(index, root, split, "indexed, cache off")
-        return index
+        _log_index(index, root, split, f"indexed in {index['seconds']:.1f}s")
+        content = {"format": FORMAT, "split": split}
+        content.update((k, index[k]) for k in ("mids", "image_ids", "file_names"))
+        content.update((k, _pack(index[k])) for k in _ARRAYS)
+        content.update(stats=index["stats"], examples=index["examples"])
+        written[split] = prepared_path(root, split, output_dir)
+        write_prepared_file(written[split], content, compresslevel=1)  # 14.6M boxes: 20 s, not 55
+        if split != "train":
+            continue
+        labels_path = split_paths(root, "train", required=False)["image_labels"]
+        coverage = None
+        if labels_path is not None:
+            coverage = image_label_coverage(index, labels_path, **build)
+            _log_coverage(coverage, f"counted in {coverage.pop('seconds'):.1f}s")
+            for key in ("positive_images", "boxed_positive_images"):
+                coverage[key] = coverage[key].tolist()
+        written[CLASSES] = prepared_path(root, CLASSES, output_dir)
+        write_prepared_file(
+            written[CLASSES],
+            {
+                "format": CLASSES_FORMAT,
+                "mids": index["mids"],
+                "names": index["names"],
+                "label_stats": index["label_stats"].tolist(),
+                "coverage": coverage,
+            },
+        )
+    return written
 
-    def save_train_stats(index: dict, fingerprint) -> None:  # what val / test need of train, small
-        if split == "train":
-            stats_path, stats_key = _stats_cache(root)
-            index_cache.save_cached(
-                stats_path,
-                INDEX_VERSION,
-                stats_key,
-                fingerprint,
-                {k: index[k] for k in _STATS_KEYS},
-            )
 
-    index, source = index_cache.load_or_build(
-        "openimages",
-        _cache_key(root, split),
-        INDEX_VERSION,
-        index_inputs(root, split),
-        lambda: build_index(root, split, **build),
-        paths_ok=_paths_ok,
-        on_built=save_train_stats,
+def read_prepared_index(root: str, split: str, index_dir: Optional[str] = None) -> dict:
+    """The index of ``split`` from its prepared file (in ``index_dir``, default ``root``):
+    ``mids``, ``image_ids``, ``file_names``, the arrays of :func:`.openimages_index.build_index`
+    (read-only), ``stats``, ``examples``. Raises :class:`.catalog.DatasetNotPreparedError`
+    naming the prepare command when the file is missing, ValueError when it is not one."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown OpenImages split {split!r}; expected one of {SPLITS}")
+    index = read_prepared_file(
+        prepared_path(root, split, index_dir),
+        FORMAT,
+        "OpenImages index",
+        f"OpenImages {split} at {root}",
+        _prepare_command(root, split, index_dir),
     )
-    _log_index(index, root, split, source)
+    for key in _ARRAYS:
+        index[key] = _unpack(index[key])
     return index
 
 
-def _paths_ok(index: dict) -> bool:
-    try:
-        return all(
-            p.count("/") == 1 and ".." not in p.split("/") and not p.startswith(("/", "\\"))
-            for p in index["file_names"]
-        )
-    except (KeyError, TypeError, AttributeError):
-        return False
-
-
-def _stats_cache(root: str):
-    key = ("openimages-train-stats",) + _cache_key(root, "train")[1:]
-    return index_cache.cache_path("openimages-stats", key), key
-
-
-def _train_stats(root: str, use_cache: bool, num_workers: Optional[int]) -> dict:
-    """``mids``, ``names``, ``label_stats`` of the train split: the small cache, else the
-    train index (built if needed; the small cache is then written)."""
-    fingerprint = None
-    if use_cache:
-        path, key = _stats_cache(root)
-        fingerprint = index_cache.tree_fingerprint(*index_inputs(root, "train"))
-        cached = index_cache.load_cached(path, INDEX_VERSION, key, fingerprint)
-        if cached is not None:
-            return cached
-    try:
-        index = load_openimages_index(root, "train", use_cache=use_cache, num_workers=num_workers)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(
-            f"The OpenImages classes are chosen on the train split (hierarchy, annotation rules, "
-            f"merges), which is needed to load any split: {e}"
-        ) from None
-    stats = {k: index[k] for k in _STATS_KEYS}
-    if use_cache:
-        index_cache.save_cached(path, INDEX_VERSION, key, fingerprint, stats)
-    return stats
-
-
-def _image_label_coverage(
-    root: str, use_cache: bool, num_workers: Optional[int], train_index: Optional[dict] = None
-) -> Optional[dict]:
-    """Per-class positive / boxed-positive image counts of the train image-level label
-    file (:func:`openimages_index.image_label_coverage`), None when the tree has no such
-    file. Cached like the index (invalidated when the label file, the train CSV, the
-    descriptions or the train image folder change); computing them needs the train
-    index (``train_index``, else loaded)."""
-    labels_path = split_paths(root, "train", required=False)["image_labels"]
-    if labels_path is None:
-        return None
-    build = dict(num_workers=num_workers, show_progress=comm.is_main_process())
-    if not use_cache:
-        index = train_index or load_openimages_index(
-            root, "train", use_cache=False, num_workers=num_workers
-        )
-        coverage = image_label_coverage(index, labels_path, **build)
-        _log_coverage(coverage, "read, cache off")
-        return coverage
-    dirs, subdirs, files = index_inputs(root, "train")
-    coverage, source = index_cache.load_or_build(
-        "openimages-labels",
-        ("openimages-image-labels",) + _cache_key(root, "train")[1:],
-        INDEX_VERSION,
-        (dirs, subdirs, [*files, labels_path]),
-        lambda: image_label_coverage(
-            train_index or load_openimages_index(root, "train", num_workers=num_workers),
-            labels_path,
-            **build,
-        ),
-        built="counted",
+def read_prepared_classes(root: str, index_dir: Optional[str] = None) -> dict:
+    """The train statistics (``mids``, ``names``, ``label_stats`` int64 (L, 4), ``coverage``
+    with int64 arrays, or None) from their prepared file; errors as
+    :func:`read_prepared_index`."""
+    content = read_prepared_file(
+        prepared_path(root, CLASSES, index_dir),
+        CLASSES_FORMAT,
+        "OpenImages class statistics",
+        f"OpenImages classes (chosen on train) at {root}",
+        _prepare_command(root, CLASSES, index_dir),
     )
-    _log_coverage(coverage, source)
-    return coverage
+    content["label_stats"] = np.asarray(content["label_stats"], dtype=np.int64).reshape(-1, 4)
+    coverage = content["coverage"]
+    if coverage is not None:
+        for key in ("positive_images", "boxed_positive_images"):
+            coverage[key] = np.asarray(coverage[key], dtype=np.int64)
+    return content
 
 
-def _log_coverage(coverage: dict, source: str) -> None:
+def _log_coverage(coverage: dict, source: str, once: bool = False) -> None:
+    """Log the image-level label counts; their warnings ``once`` per process (at loads)."""
     s, path = coverage["stats"], coverage["path"]
     logger.info(
         f"OpenImages image-level labels {path} ({source}): {s['rows']} rows, "
@@ -211,7 +233,8 @@ def _log_coverage(coverage: dict, source: str) -> None:
     for key in _LABEL_COUNTERS:
         if s.get(key):
             examples = "; ".join(coverage["examples"].get(key, [])[:3])
-            _warn_once(f"OpenImages image-level labels {path}: {key} = {s[key]} (e.g. {examples})")
+            msg = f"OpenImages image-level labels {path}: {key} = {s[key]} (e.g. {examples})"
+            _warn_once(msg) if once else logger.warning(msg)
 
 
 def _log_index(index: dict, root: str, split: str, source: str) -> None:
@@ -234,20 +257,16 @@ def get_openimages_classes(
     root: str,
     rules: Optional[SubsetRules] = None,
     *,
-    use_cache: bool = True,
-    num_workers: Optional[int] = None,
+    index_dir: Optional[str] = None,
     train_stats: Optional[dict] = None,
-    train_index: Optional[dict] = None,
 ) -> ClassSelection:
     """The K classes of the subset (steps 1-3 of :mod:`.openimages_subset`), chosen on the
-    train split of ``root`` with its hierarchy, its image-level labels (when the tree has
-    them; else the heuristic rule, with a warning) and ``rules.merges``. ``train_stats``
-    / ``train_index``: already loaded, to avoid reading them again."""
+    train statistics of ``root`` (``train_stats``: :func:`read_prepared_classes`, read if
+    None) with its hierarchy, the image-level label coverage (when the tree had the file at
+    the prepare step; else the heuristic rule, with a warning) and ``rules.merges``."""
     rules = rules or SubsetRules()
     root = PathManager.get_local_path(root)
-    if train_stats is None and train_index is not None:
-        train_stats = {k: train_index[k] for k in _STATS_KEYS}
-    stats = train_stats or _train_stats(root, use_cache, num_workers)
+    stats = train_stats or read_prepared_classes(root, index_dir)
     paths = split_paths(root, "train", required=False)
     if not os.path.isfile(paths["hierarchy"]):
         raise FileNotFoundError(f"OpenImages class hierarchy {paths['hierarchy']} not found")
@@ -268,22 +287,20 @@ def get_openimages_classes(
             f"missing from the class descriptions (e.g. {sorted(unknown_leaves)[:3]}); they have "
             "no boxes here."
         )
-    coverage = _image_label_coverage(root, use_cache, num_workers, train_index)
+    coverage = stats["coverage"]
     if coverage is None:
         tried = [os.path.join(root, n) for n in IMAGE_LABEL_NAMES["train"]]
         _warn_once(
             f"OpenImages at {root}: no human-verified image-level label file (tried {tried} and "
-            "annotations/); classes annotated for only a subset of their images are chosen by our "
-            f"heuristic rule (group-of share > max_group_fraction {rules.max_group_fraction} or "
-            f"< min_images {rules.min_images} training images), not the paper's rule (boxes on "
-            f"fewer than min_box_coverage {rules.min_box_coverage} of the positive images)."
-        )
-    elif len(coverage["positive_images"]) != len(stats["mids"]):
-        raise RuntimeError(
-            f"OpenImages at {root}: the image-level label counts do not match the train classes; "
-            "delete the index caches (their paths are logged) and reload."
+            "annotations/ at the prepare step); classes annotated for only a subset of their "
+            f"images are chosen by our heuristic rule (group-of share > max_group_fraction "
+            f"{rules.max_group_fraction} or < min_images {rules.min_images} training images), not "
+            f"the paper's rule (boxes on fewer than min_box_coverage {rules.min_box_coverage} of "
+            "the positive images); with the file, run again: "
+            f"{_prepare_command(root, 'train', index_dir)}"
         )
     else:
+        _log_coverage(coverage, "prepared file", once=True)
         logger.info(
             f"OpenImages at {root}: classes annotated for only a subset of their images are chosen "
             f"by the paper's rule: boxes on fewer than min_box_coverage {rules.min_box_coverage} "
@@ -345,11 +362,11 @@ def load_openimages_dicts(
     split: str,
     rules: Optional[SubsetRules] = None,
     *,
-    use_cache: bool = True,
-    num_workers: Optional[int] = None,
+    index_dir: Optional[str] = None,
     report: Optional[dict] = None,
 ) -> List[dict]:
-    """Load one split of the paper's OpenImages subset as detectron2 'mask' dicts.
+    """Load one split of the paper's OpenImages subset as detectron2 'mask' dicts, from the
+    prepared files (:func:`prepare_openimages`).
 
     Args:
         root: the tree (see :mod:`.openimages_index`).
@@ -357,8 +374,7 @@ def load_openimages_dicts(
         rules: :class:`SubsetRules` (default: the paper's cap, the image-level label
             rule with ``min_box_coverage`` 0.8 or the heuristic without the label file,
             the shipped merge file).
-        use_cache: read / write the index cache under ``$ALS_D2_CACHE``.
-        num_workers: indexing processes (default ``$ALS_D2_INDEX_WORKERS`` or the CPUs).
+        index_dir: where the prepared files are (default ``root``).
         report: a dict to fill with ``selection`` (:class:`ClassSelection`), ``steps``
             (counts per step on this split, as logged) and ``stats`` (reader counters).
 
@@ -367,55 +383,49 @@ def load_openimages_dicts(
     """
     rules = rules or SubsetRules()
     root = PathManager.get_local_path(root)
-    index = load_openimages_index(root, split, use_cache=use_cache, num_workers=num_workers)
-    if split == "train":
-        train_stats = {k: index[k] for k in _STATS_KEYS}
-    else:
-        train_stats = _train_stats(root, use_cache, num_workers)
+    index = read_prepared_index(root, split, index_dir)
+    _log_index(index, root, split, "prepared file")
+    train_stats = read_prepared_classes(root, index_dir)
     if list(index["mids"]) != list(train_stats["mids"]):
-        raise RuntimeError(
-            f"OpenImages {split} at {root} was indexed with other class descriptions than train; "
-            "delete the index caches (their paths are logged) and reload."
+        raise ValueError(
+            f"OpenImages {split} at {root} was prepared with other class descriptions than "
+            f"train; run again: {_prepare_command(root, f'train {split}', index_dir)}"
         )
-    selection = get_openimages_classes(
-        root,
-        rules,
-        use_cache=use_cache,
-        num_workers=num_workers,
-        train_stats=train_stats,
-        train_index=index if split == "train" else None,
-    )
+    selection = get_openimages_classes(root, rules, index_dir=index_dir, train_stats=train_stats)
     cap = rules.max_per_class if split == "train" else 0
     chosen, counts = mask_samples(index, selection.label_map, cap, rules.seed)
     rows = step_counts(index, selection, counts)
     _log_steps(rows, root, split)
+    names = dict(zip(train_stats["mids"], train_stats["names"]))
     by_rule = {
         m: why
         for m, why in selection.dropped.items()
         if why not in ("parent class", "not in the hierarchy")
     }
     if by_rule:
-        names = dict(zip(train_stats["mids"], train_stats["names"]))
         shown = "; ".join(f"{names.get(m, m)} ({why})" for m, why in list(by_rule.items())[:20])
         logger.info(
             f"OpenImages: {len(by_rule)} leaf class(es) dropped by the {selection.annotation_rule} "
             f"rule: {shown}"
         )
     if selection.merges_applied:
-        names = dict(zip(train_stats["mids"], train_stats["names"]))
         shown = ", ".join(
             f"{names.get(a, a)} -> {names.get(b, b)}" for a, b in selection.merges_applied
         )
         logger.info(f"OpenImages: {len(selection.merges_applied)} class(es) merged: {shown}")
-    dicts = _dicts(index, root, selection, chosen)
+    with gc_paused():
+        dicts = _dicts(index, root, selection, chosen)
     if report is not None:
         report.update(selection=selection, steps=rows, stats=dict(index["stats"]))
     return dicts
 
 
-def _load_registered(name: str, root: str, split: str, rules: SubsetRules) -> List[dict]:
+def _load_registered(
+    name: str, root: str, split: str, rules: SubsetRules, index_dir: Optional[str] = None
+) -> List[dict]:
+    check_dataset_root(name, root, "put the OpenImages tree there (see docs/datasets.md)")
     report: dict = {}
-    dicts = load_openimages_dicts(root, split, rules, report=report)
+    dicts = load_openimages_dicts(root, split, rules, index_dir=index_dir, report=report)
     sel: ClassSelection = report["selection"]
     classes = {
         "thing_classes": list(sel.names),
@@ -431,7 +441,12 @@ def _load_registered(name: str, root: str, split: str, rules: SubsetRules) -> Li
 
 
 def register_openimages(
-    name: str, root: str, split: str, rules: Optional[SubsetRules] = None
+    name: str,
+    root: str,
+    split: str,
+    rules: Optional[SubsetRules] = None,
+    *,
+    index_dir: Optional[str] = None,
 ) -> None:
     """Register one split of the OpenImages subset in DatasetCatalog (lazily: nothing is
     read now).
@@ -441,12 +456,14 @@ def register_openimages(
     the K classes), ``label_names`` (their mids), ``class_members`` (mids merged into each),
     ``num_classes``, ``subset_steps`` (the logged counts) and ``annotation_rule`` (which
     rule found the classes annotated for only a subset: ``"image-level labels"``, the
-    paper's, or ``"heuristic"``) at the first ``DatasetCatalog.get(name)``.
+    paper's, or ``"heuristic"``) at the first ``DatasetCatalog.get(name)``, from the
+    prepared files (in ``index_dir``, default ``root``; a missing one is a
+    :class:`.catalog.DatasetNotPreparedError` naming the prepare command).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown OpenImages split {split!r}; expected one of {SPLITS}")
     rules = rules or SubsetRules()
-    load = functools.partial(_load_registered, name, root, split, rules)
+    load = functools.partial(_load_registered, name, root, split, rules, index_dir)
     register_lazy(name, load, root, split, subset="leaf_mask", subset_rules=rules.as_dict())
 
 

@@ -17,13 +17,15 @@ also sit in ``root/annotations/``)::
 :func:`build_index` streams the split's box CSV (:mod:`.openimages_files`, in parallel),
 matches ImageIDs to image files, reads each image's size from its header (PIL, no
 decoding; in parallel) and keeps compact arrays. It applies no subset rule (those are
-cheap and live in :mod:`.openimages_subset`), so the cached index does not depend on
-the hierarchy, the merge file or the rules. :func:`image_label_coverage` counts, per
+cheap and live in :mod:`.openimages_subset`), so the prepared index
+(:func:`.openimages.prepare_openimages`) does not depend on the hierarchy, the merge file
+or the rules. :func:`image_label_coverage` counts, per
 class, the train images verified to contain it and those of them with a box of it (the
 paper's "annotated for a subset" rule). It does not import detectron2.
 
 Policy for bad input (every case counted in ``index["stats"]``, up to ``MAX_EXAMPLES``
-examples naming the file and line in ``index["examples"]``, logged by the loader):
+examples naming the file and line in ``index["examples"]``, logged by the prepare step
+and by the loader):
 
 ==================  ===========================================================  =============
 counter             what                                                          what happens
@@ -79,7 +81,6 @@ __all__ = [
     "SKIP_COUNTERS",
     "INFO_COUNTERS",
     "split_paths",
-    "index_inputs",
     "build_index",
     "label_stats",
     "image_label_coverage",
@@ -141,13 +142,6 @@ def split_paths(root: str, split: str, required: bool = True) -> Dict[str, Optio
         "hierarchy": hier or os.path.join(root, HIERARCHY_NAMES[0]),
         "image_labels": image_labels,
     }
-
-
-def index_inputs(root: str, split: str):
-    """What an index of this split depends on (for the cache fingerprint):
-    ``(dirs, subdirs_of, files)``: the image folder, the CSV and the descriptions."""
-    p = split_paths(root, split, required=False)
-    return [p["images"]], [], [p["csv"], p["descriptions"]]
 
 
 def _list_images(folder: str, real_root: str, tally: Tally) -> Dict[str, str]:

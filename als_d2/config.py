@@ -73,6 +73,19 @@ def add_als_config(cfg: CN) -> None:
     # ALS targets, box-aware CutMix with ALS; needs boxes).
     _C.MODEL.ALS.MIX_TARGET = "hard"
 
+    _C.MODEL_EMA = CN()
+    # Keep an exponential moving average of the weights (torchvision's --model-ema; engine/ema.py),
+    # saved in checkpoints ("model_ema") and evaluated next to the raw model ("ema/" results).
+    _C.MODEL_EMA.ENABLED = False
+    # EMA decay in [0, 1] before torchvision's adjustment for batch and period:
+    # 1 - min(1, (1 - DECAY) * SOLVER.IMS_PER_BATCH * STEPS / epochs) is used (logged).
+    _C.MODEL_EMA.DECAY = 0.99998
+    # Iterations between two updates of the average, >= 1 (torchvision's --model-ema-steps).
+    _C.MODEL_EMA.STEPS = 32
+    # During the lr warm-up (SOLVER.WARMUP_ITERS) the average restarts as a copy of the weights
+    # after every update (torchvision's reset of n_averaged), and averages after it.
+    _C.MODEL_EMA.WARMUP_RESET = True
+
     _C.INPUT.CLS = CN()
     # Side of the square training / evaluation crop, pixels.
     _C.INPUT.CLS.CROP_SIZE = 224
@@ -194,6 +207,10 @@ def check_als_config(cfg: CN) -> None:
     """Stop before training on out-of-range or conflicting values, naming the key.
     (What the machine offers is :func:`check_device`'s business.)"""
     _check_model(cfg)
+    if not 0.0 <= cfg.MODEL_EMA.DECAY <= 1.0:
+        _fail("MODEL_EMA.DECAY", cfg.MODEL_EMA.DECAY, "must be in [0, 1]")
+    if cfg.MODEL_EMA.STEPS < 1:
+        _fail("MODEL_EMA.STEPS", cfg.MODEL_EMA.STEPS, "must be >= 1 (iterations between updates)")
     check_backbone_outputs(cfg)
     _check_input(cfg)
     _check_schedule(cfg)

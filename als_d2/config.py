@@ -42,7 +42,8 @@ def add_als_config(cfg: CN) -> None:
     # Training targets, a name in als_d2.modeling.targets.TARGET_REGISTRY: "hard" (one-hot;
     # table 2 "Hard Label"), "ls" (label smoothing; "Label Smoothing"), "als" (adaptive label
     # smoothing, alpha = 1 - objectness; the "A. L. S." rows), "cutmix" (table 1/2 "CutMix"),
-    # "mixup" (baseline), "cutmix_als" (box-aware CutMix with ALS, not in the paper).
+    # "mixup" (baseline), "cutmix_als" (box-aware CutMix with ALS, not in the paper),
+    # "mixup_cutmix" (torchvision's recipe: Mixup or CutMix per batch, of MIX_TARGET targets).
     _C.MODEL.ALS.METHOD = "hard"
     # Label smoothing alpha in [0, 1] of "ls" (and of UNBOXED_TARGET "ls"); the paper's 0.1.
     _C.MODEL.ALS.LS_ALPHA = 0.1
@@ -61,6 +62,29 @@ def add_als_config(cfg: CN) -> None:
     _C.MODEL.ALS.MIX_ALPHA = 1.0
     # Probability in [0, 1] that a batch is mixed (mixing methods only).
     _C.MODEL.ALS.MIX_PROB = 1.0
+    # mixup_cutmix: Beta(a, a) parameter a >= 0 of Mixup's lam (torchvision's recipe: 0.2);
+    # 0 = Mixup is never chosen.
+    _C.MODEL.ALS.MIXUP_ALPHA = 0.2
+    # mixup_cutmix: Beta(a, a) parameter a >= 0 of CutMix's lam (torchvision's recipe: 1.0);
+    # 0 = CutMix is never chosen.
+    _C.MODEL.ALS.CUTMIX_ALPHA = 1.0
+    # mixup_cutmix: the per-sample targets that are mixed: "hard", "ls" (LS_ALPHA, LS_STYLE;
+    # "torch" style = torchvision's label_smoothing on the mixed target) or "als" (Mixup of
+    # ALS targets, box-aware CutMix with ALS; needs boxes).
+    _C.MODEL.ALS.MIX_TARGET = "hard"
+
+    _C.MODEL_EMA = CN()
+    # Keep an exponential moving average of the weights (torchvision's --model-ema; engine/ema.py),
+    # saved in checkpoints ("model_ema") and evaluated next to the raw model ("ema/" results).
+    _C.MODEL_EMA.ENABLED = False
+    # EMA decay in [0, 1] before torchvision's adjustment for batch and period:
+    # 1 - min(1, (1 - DECAY) * SOLVER.IMS_PER_BATCH * STEPS / epochs) is used (logged).
+    _C.MODEL_EMA.DECAY = 0.99998
+    # Iterations between two updates of the average, >= 1 (torchvision's --model-ema-steps).
+    _C.MODEL_EMA.STEPS = 32
+    # During the lr warm-up (SOLVER.WARMUP_ITERS) the average restarts as a copy of the weights
+    # after every update (torchvision's reset of n_averaged), and averages after it.
+    _C.MODEL_EMA.WARMUP_RESET = True
 
     _C.INPUT.CLS = CN()
     # Side of the square training / evaluation crop, pixels.
@@ -183,6 +207,10 @@ def check_als_config(cfg: CN) -> None:
     """Stop before training on out-of-range or conflicting values, naming the key.
     (What the machine offers is :func:`check_device`'s business.)"""
     _check_model(cfg)
+    if not 0.0 <= cfg.MODEL_EMA.DECAY <= 1.0:
+        _fail("MODEL_EMA.DECAY", cfg.MODEL_EMA.DECAY, "must be in [0, 1]")
+    if cfg.MODEL_EMA.STEPS < 1:
+        _fail("MODEL_EMA.STEPS", cfg.MODEL_EMA.STEPS, "must be >= 1 (iterations between updates)")
     check_backbone_outputs(cfg)
     _check_input(cfg)
     _check_schedule(cfg)
@@ -221,13 +249,14 @@ def _check_choices(*keys_values_choices) -> None:
 def _check_model(cfg: CN) -> None:
     """MODEL.ALS, MODEL.CLASSIFIER."""
     # the names are defined where they are used (imported here: no import cycle with config)
-    from .modeling.targets import LS_STYLES, TARGET_REGISTRY, UNBOXED_TARGETS
+    from .modeling.targets import LS_STYLES, SAMPLE_TARGETS, TARGET_REGISTRY, UNBOXED_TARGETS
 
     als = cfg.MODEL.ALS
     _check_choices(
         ("MODEL.ALS.METHOD", als.METHOD, [name for name, _ in TARGET_REGISTRY]),
         ("MODEL.ALS.LS_STYLE", als.LS_STYLE, LS_STYLES),
         ("MODEL.ALS.UNBOXED_TARGET", als.UNBOXED_TARGET, UNBOXED_TARGETS),
+        ("MODEL.ALS.MIX_TARGET", als.MIX_TARGET, SAMPLE_TARGETS),
     )
     for key, value in (
         ("MODEL.ALS.LS_ALPHA", als.LS_ALPHA),
@@ -238,6 +267,19 @@ def _check_model(cfg: CN) -> None:
             _fail(key, value, "must be in [0, 1]")
     if als.MIX_ALPHA <= 0.0:
         _fail("MODEL.ALS.MIX_ALPHA", als.MIX_ALPHA, "must be > 0")
+    for key, value in (
+        ("MODEL.ALS.MIXUP_ALPHA", als.MIXUP_ALPHA),
+        ("MODEL.ALS.CUTMIX_ALPHA", als.CUTMIX_ALPHA),
+    ):
+        if value < 0.0:
+            _fail(key, value, "must be >= 0 (0: never chosen)")
+    if als.METHOD == "mixup_cutmix" and als.MIXUP_ALPHA == 0.0 and als.CUTMIX_ALPHA == 0.0:
+        _fail(
+            "MODEL.ALS.MIXUP_ALPHA",
+            als.MIXUP_ALPHA,
+            "and MODEL.ALS.CUTMIX_ALPHA are both 0: mixup_cutmix would never mix; set one > 0 "
+            "or MODEL.ALS.METHOD to the unmixed targets (hard, ls, als)",
+        )
     num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
     if num_classes < 2 and num_classes != 0:
         _fail(
@@ -356,7 +398,8 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
 
     - ``INPUT.CLS.VARIANT mask``: every dict has ``target_object`` (the 'mask' set, one
       dict per object, e.g. ``imagenet_train_boxed_mask``);
-    - ``INPUT.CLS.VARIANT context`` and a method that ``needs_boxes`` (als, cutmix_als): boxes
+    - ``INPUT.CLS.VARIANT context`` and a method that needs boxes (als, cutmix_als,
+      mixup_cutmix with ``MODEL.ALS.MIX_TARGET als``): boxes
       (``annotations``) in every training dataset;
     - every ``label`` is an int in [0, ``MODEL.CLASSIFIER.NUM_CLASSES``);
     - a dataset whose metadata has ``num_classes`` (ImageNet, OpenImages: set when it is
@@ -365,10 +408,10 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
     """
     from detectron2.data import MetadataCatalog
 
-    from .modeling.targets import TARGET_REGISTRY
+    from .modeling.targets import TARGET_REGISTRY, method_needs_boxes
 
     variant, method = cfg.INPUT.CLS.VARIANT, cfg.MODEL.ALS.METHOD
-    method_needs_boxes = method in TARGET_REGISTRY and TARGET_REGISTRY.get(method).needs_boxes
+    needs = method in TARGET_REGISTRY and method_needs_boxes(method, cfg.MODEL.ALS.MIX_TARGET)
     num_classes = cfg.MODEL.CLASSIFIER.NUM_CLASSES
     for name, dicts in datasets.items():
         if variant == "none" and any("target_object" in d for d in dicts):
@@ -394,7 +437,7 @@ def check_training_dicts(cfg: CN, datasets: Dict[str, Sequence[dict]]) -> None:
             k
             for k, v in (
                 ("INPUT.CLS.VARIANT", variant == "context"),
-                ("MODEL.ALS.METHOD", method_needs_boxes),
+                ("MODEL.ALS.METHOD", needs),
             )
             if v
         ]

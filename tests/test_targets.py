@@ -385,6 +385,7 @@ def test_target_builder_mix_prob(method):
 
 
 PAPER_METHODS = ("hard", "ls", "als", "mixup", "cutmix", "cutmix_als")
+ALL_METHODS = PAPER_METHODS + ("mixup_cutmix",)  # with torchvision's recipe
 
 
 def test_registry_is_the_list_of_methods():
@@ -399,7 +400,7 @@ def test_registry_is_the_list_of_methods():
         return c
 
     names = sorted(name for name, _ in TARGET_REGISTRY)
-    assert names == sorted(PAPER_METHODS)
+    assert names == sorted(ALL_METHODS)
     for name in names:
         builder = build_target_builder(cfg(name))
         assert isinstance(builder, TargetBuilder) and builder.method == name
@@ -410,7 +411,7 @@ def test_registry_is_the_list_of_methods():
         TargetBuilder(_cfg("focal"))
 
 
-@pytest.mark.parametrize("method", PAPER_METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_method_attributes_match_what_the_method_does(method):
     """``mixes``: the images change (MIX_PROB 1); ``needs_boxes``: the targets depend on
     objectness and boxes. Checked on the outputs, not on the names."""
@@ -431,7 +432,15 @@ def test_method_attributes_match_what_the_method_does(method):
         changed_targets |= not torch.equal(t, t_other)
         assert (info.get("mix_ratio") is not None) == fn.mixes
     assert changed_images == fn.mixes
-    assert changed_targets == fn.needs_boxes
+    assert changed_targets == fn.needs_boxes == builder.needs_boxes
+    if fn.mixes_mix_target:  # its targets are MIX_TARGET's: with "als" they read the boxes
+        als_builder = TargetBuilder(_cfg(method, MIX_PROB=1.0, MIX_TARGET="als"))
+        assert als_builder.needs_boxes
+        torch.manual_seed(0)
+        _, t, _ = als_builder(_target_batch(images, labels, obj, ctx, boxes))
+        torch.manual_seed(0)
+        _, t_other, _ = als_builder(_target_batch(images, labels, other_obj, ctx, other_boxes))
+        assert not torch.equal(t, t_other)
 
 
 # -- the target methods through the builder, against independent computations --------------
@@ -642,7 +651,7 @@ def test_unknown_objectness_is_the_has_boxes_flag():
         assert torch.allclose(t[2], torch.tensor([0.1875, 0.25, 0.1875, 0.1875, 0.1875]))
 
 
-@pytest.mark.parametrize("method", PAPER_METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_methods_are_stateless(method):
     """A method's output depends on the batch and torch's RNG only: the builder is not
     changed by a call, and a batch gives the same result whatever batch came before."""

@@ -37,6 +37,11 @@ have a context-only version, matched by image id, against those versions).
 a periodic ``model_0004999.pth``, the file's stem otherwise (``--names`` sets them); it
 titles the figures ("<name> on <dataset>") and the table rows.
 
+With ``--ema``, each checkpoint's moving average of the weights (``"model_ema"``, saved by
+``tools/train_cls.py`` with ``MODEL_EMA.ENABLED``) is evaluated as well, as the checkpoint
+``<name>_ema`` (its own rows, folders and curves, next to the raw weights'); a checkpoint
+without one is an error.
+
 Checkpoints load strictly (``als_d2.checkpoint.evaluation``): a missing file stops before
 any model is built; a head with another class count than ``MODEL.CLASSIFIER.NUM_CLASSES``
 (itself checked against each evaluated dataset's class count), or a file without head or
@@ -65,6 +70,7 @@ from als_d2.checkpoint.evaluation import (
 )
 from als_d2.config import check_eval_num_classes, load_als_config
 from als_d2.engine import ClassificationTrainer
+from als_d2.engine.ema import EMA_CHECKPOINT_KEY, load_ema_weights
 from als_d2.engine.launch import als_default_setup, default_argument_parser, launch_from_args
 from als_d2.evaluation import ClassificationEvaluator
 from als_d2.evaluation.confidence_objectness import objectness_deciles
@@ -94,6 +100,12 @@ def get_parser():
         help="datasets of Table 1 (default: those whose name contains 'context')",
     )
     parser.add_argument("--output", default=None, help="output folder (default: OUTPUT_DIR/eval)")
+    parser.add_argument(
+        "--ema",
+        action="store_true",
+        help="also evaluate each checkpoint's moving average of the weights (model_ema), "
+        "named <name>_ema",
+    )
     return parser
 
 
@@ -312,23 +324,56 @@ def format_tables(results: Dict[Tuple[str, str], Dict], context_datasets: Sequen
     return "\n\n".join(parts)
 
 
+def load_models(cfg, path: str, name: str, output: str, ema: bool = False):
+    """[(name, model in eval mode)] of the checkpoint ``path``, strictly loaded; with ``ema``
+    also (``<name>_ema``, its ``model_ema`` weights). ``SystemExit`` with one line when the
+    file does not fit, or has no ``model_ema`` with ``ema``."""
+    model = ClassificationTrainer.build_model(cfg)
+    try:
+        extra = EvaluationCheckpointer(model, save_dir=output).load(path)
+    except CheckpointMismatchError as e:
+        raise SystemExit(f"error: {e}") from None
+    models = [(name, model)]
+    if ema:
+        state = extra.get(EMA_CHECKPOINT_KEY) if isinstance(extra, dict) else None
+        if state is None:
+            raise SystemExit(
+                f"error: --ema: {path} has no {EMA_CHECKPOINT_KEY} (trained without "
+                "MODEL_EMA.ENABLED?)"
+            )
+        averaged = ClassificationTrainer.build_model(cfg)
+        try:
+            load_ema_weights(averaged, state, path)
+        except CheckpointMismatchError as e:
+            raise SystemExit(f"error: {e}") from None
+        models.append((f"{name}_ema", averaged))
+    for _, m in models:
+        m.eval()
+    return models
+
+
 def evaluate_checkpoints(
-    cfg, checkpoints: Sequence[str], names: Sequence[str], datasets: Sequence[str], output: str
+    cfg,
+    checkpoints: Sequence[str],
+    names: Sequence[str],
+    datasets: Sequence[str],
+    output: str,
+    ema: bool = False,
 ):
-    """Run every (checkpoint, dataset); returns ``{(name, dataset): metrics}`` on the main
-    process. Each dataset is loaded once (one test loader for every checkpoint): its index
-    messages appear once per run, not once per checkpoint."""
+    """Run every (checkpoint, dataset) (with ``ema``, also every checkpoint's moving average
+    as ``<name>_ema``); returns ``{(name, dataset): metrics}`` on the main process. Each
+    dataset is loaded once (one test loader for every checkpoint): its index messages
+    appear once per run, not once per checkpoint."""
     results: Dict[Tuple[str, str], Dict] = OrderedDict()
     scores: Dict[Tuple[str, str], Dict] = {}
     curves = {"risk_coverage": {}, "roc": {}, "deciles": {}}
     loaders = {d: ClassificationTrainer.build_test_loader(cfg, d) for d in datasets}
-    for path, name in zip(checkpoints, names):
-        model = ClassificationTrainer.build_model(cfg)
-        try:
-            EvaluationCheckpointer(model, save_dir=output).load(path)
-        except CheckpointMismatchError as e:
-            raise SystemExit(f"error: {e}") from None
-        model.eval()
+    runs = (  # lazily: one checkpoint's models in memory at a time
+        (path, name, model)
+        for path, checkpoint_name in zip(checkpoints, names)
+        for name, model in load_models(cfg, path, checkpoint_name, output, ema)
+    )
+    for path, name, model in runs:
         for dataset in datasets:
             folder = os.path.join(output, name, dataset)
             evaluator = ClassificationEvaluator(dataset, output_dir=folder, model_name=name)
@@ -367,7 +412,6 @@ def evaluate_checkpoints(
                     raise SystemExit(f"error: {e}") from None
                 results[(name, x_context)].update(separation)
                 curves["roc"][label] = roc
-        del model
     if comm.is_main_process():
         save_png(
             threshold_curves(curves["risk_coverage"], curves["roc"], curves["deciles"]),
@@ -389,7 +433,7 @@ def main(args):
         else [d for d in datasets if "context" in d]
     )
     preflight(cfg, args.checkpoints, datasets)
-    results = evaluate_checkpoints(cfg, args.checkpoints, names, datasets, output)
+    results = evaluate_checkpoints(cfg, args.checkpoints, names, datasets, output, args.ema)
     if comm.is_main_process():
         tables = format_tables(results, context)
         print(tables)

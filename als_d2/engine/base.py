@@ -133,13 +133,18 @@ class ComposedTrainer(TrainerBase):
             ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
 
         def test_and_save_results():
-            self._last_eval_results = self.test(self.cfg, self.model)
+            self._last_eval_results = self.run_evaluation()
             return self._last_eval_results
 
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
         if comm.is_main_process():
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=self.log_period))
         return ret + stop_on_signal_hooks()
+
+    def run_evaluation(self):
+        """What the evaluation hook runs: :meth:`test` of the trained model (subclasses add
+        other models' results, e.g. the weights' moving average)."""
+        return self.test(self.cfg, self.model)
 
     def build_writers(self):
         """d2's ``default_writers``: console, ``metrics.json``, TensorBoard."""

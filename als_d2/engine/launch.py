@@ -197,7 +197,12 @@ def evaluate_weights(cfg, trainer_cls, checkpointer_cls, resume: bool = False):
     anything is evaluated or written. The test runs in an ``EventStorage`` whose ``iter`` is
     the number of iterations the loaded checkpoint was trained (its ``iteration`` + 1, as
     the storage reads at the end of training), when the file records one: what the test
-    writes (``transfer_metrics.json``) then says how long the weights were trained."""
+    writes (``transfer_metrics.json``) then says how long the weights were trained.
+
+    A checkpoint holding a moving average of the weights (``"model_ema"``, written with
+    ``MODEL_EMA.ENABLED``) is evaluated twice when ``trainer_cls`` has ``test_ema``: the
+    weights (the results as before) and the average, strictly loaded into a second model,
+    under ``"ema"`` of the results."""
     from detectron2.evaluation import verify_results
     from detectron2.utils.events import EventStorage
 
@@ -215,12 +220,30 @@ def evaluate_weights(cfg, trainer_cls, checkpointer_cls, resume: bool = False):
         extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
     except CheckpointMismatchError as e:
         raise SystemExit(f"error: {e}") from None
-    iteration = extra.get("iteration") if isinstance(extra, dict) else None
+    extra = extra if isinstance(extra, dict) else {}
+    iteration = extra.get("iteration")
+    ema_state = extra.get("model_ema") if hasattr(trainer_cls, "test_ema") else None
+    ema_model = None
+    if ema_state is not None:
+        from .ema import load_ema_weights
+
+        ema_model = trainer_cls.build_model(cfg)
+        try:
+            load_ema_weights(ema_model, ema_state, cfg.MODEL.WEIGHTS)
+        except CheckpointMismatchError as e:
+            raise SystemExit(f"error: {e}") from None
+
+    def test():
+        res = trainer_cls.test(cfg, model)
+        if ema_model is not None:
+            res["ema"] = trainer_cls.test_ema(cfg, ema_model)
+        return res
+
     if isinstance(iteration, int):
         with EventStorage(iteration + 1):
-            res = trainer_cls.test(cfg, model)
+            res = test()
     else:
-        res = trainer_cls.test(cfg, model)
+        res = test()
     if comm.is_main_process():
         verify_results(cfg, res)
     return res

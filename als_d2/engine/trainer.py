@@ -16,6 +16,10 @@ What differs from training a detector:
   (``MODEL.DEVICE``) and against the loaded training dicts (``check_training_dicts``);
 - training samples the mapper skipped (undecodable images) are counted across worker
   processes and ranks into ``data/skipped_samples`` (cumulative, kept in checkpoints);
+- with ``MODEL_EMA.ENABLED`` an exponential moving average of the weights (``engine/ema.py``)
+  is kept, saved in checkpoints (``"model_ema"``) and evaluated next to the raw model (its
+  results under ``"ema"``: ``ema/classification/top1`` in the metrics, its files under
+  ``OUTPUT_DIR/inference_ema``);
 - checkpoints keep the recent history of every logged scalar, so a resumed run logs the
   same smoothed metrics (``metrics.json``) as an uninterrupted one, and the run's data seed
   (drawn at random with ``SEED -1``), so a resumed run draws the same samples.
@@ -29,7 +33,7 @@ import weakref
 import numpy as np
 import torch
 from detectron2.engine import HookBase, SimpleTrainer
-from detectron2.engine.hooks import EvalHook
+from detectron2.engine.hooks import EvalHook, LRScheduler
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
@@ -47,6 +51,7 @@ from ..data.mapper import ClassificationDatasetMapper
 from ..env import cpu_precision, cuda_precision
 from ..evaluation import ClassificationEvaluator
 from .base import ComposedTrainer
+from .ema import EMA_CHECKPOINT_KEY, ModelEMA, run_epochs
 from .schedule import apply_epoch_schedule
 
 logger = logging.getLogger(__name__)
@@ -286,6 +291,8 @@ class ClassificationTrainer(ComposedTrainer):
         self.train_dicts = [d for part in datasets.values() for d in part]
         del datasets
         logger.info(f"Training on {cfg.DATASETS.TRAIN}: {len(self.train_dicts)} samples")
+        self.run_epochs = run_epochs(cfg, len(self.train_dicts))  # before EPOCHS is applied
+        self.model_ema = None  # the ModelEMA hook with MODEL_EMA.ENABLED (build_hooks)
         cfg = apply_epoch_schedule(cfg, len(self.train_dicts))
         self.data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         self.log_period = cfg.LOG_PERIOD
@@ -351,7 +358,39 @@ class ClassificationTrainer(ComposedTrainer):
         # rank 0's BatchNorm statistics on every rank before the evaluation hook runs
         evaluation = next(i for i, h in enumerate(hooks) if isinstance(h, EvalHook))
         hooks.insert(evaluation, BroadcastBuffers(self.cfg.TEST.EVAL_PERIOD))
+        if self.cfg.MODEL_EMA.ENABLED:
+            # right after the lr scheduler: before PreciseBN, checkpoints and evaluation
+            self.model_ema = ModelEMA.from_config(self.cfg, self.model, self.run_epochs)
+            self.checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, self.model_ema.ema)
+            lr = next(i for i, h in enumerate(hooks) if isinstance(h, LRScheduler))
+            hooks.insert(lr + 1, self.model_ema)
         return hooks
+
+    def run_evaluation(self):
+        """The trained model's results; with ``MODEL_EMA.ENABLED`` also those of the moving
+        average (rank 0's buffers on every rank) under ``"ema"``."""
+        results = super().run_evaluation()
+        if self.model_ema is not None:
+            ema_model = self.model_ema.ema.module
+            broadcast_buffers(ema_model)
+            results["ema"] = self.test_ema(self.cfg, ema_model)
+        return results
+
+    @classmethod
+    def test_ema(cls, cfg, model):
+        """:meth:`test` of the weights' moving average ``model``: its evaluators write under
+        ``OUTPUT_DIR/inference_ema/<dataset>`` and name the model ``<run>_ema``."""
+        run = os.path.basename(os.path.normpath(cfg.OUTPUT_DIR))
+        evaluators = [
+            cls.build_evaluator(
+                cfg,
+                name,
+                output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_ema", name),
+                model_name=f"{run}_ema",
+            )
+            for name in cfg.DATASETS.TEST
+        ]
+        return cls.test(cfg, model, evaluators)
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0, dicts=None, seed=None):
@@ -382,10 +421,11 @@ class ClassificationTrainer(ComposedTrainer):
         )
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None, model_name=None):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        run = os.path.basename(os.path.normpath(cfg.OUTPUT_DIR))  # names the model in figures
+        # names the model in figures: the run (OUTPUT_DIR's folder) by default
+        run = model_name or os.path.basename(os.path.normpath(cfg.OUTPUT_DIR))
         return ClassificationEvaluator(
             dataset_name, distributed=True, output_dir=output_folder, model_name=run
         )

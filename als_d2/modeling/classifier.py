@@ -120,7 +120,9 @@ class ImageClassifier(nn.Module):
         * ``als/painted_fraction``: mean fraction of the frame painted with the pixel mean;
         * ``als/mean_true_class_target``: mean target mass on the true class;
         * ``als/mixed`` (1.0 / 0.0) and ``als/mix_ratio`` (partner's share, from the
-          method's ``info``) for mixing methods.
+          method's ``info``) for mixing methods;
+        * ``als/cutmix`` (1.0 when the batch was mixed by CutMix, else 0.0) for the methods
+          that choose per batch (``info["mix_op"]``: mixup_cutmix).
 
         ``targets`` are still on the CPU: nothing here waits on the device.
         """
@@ -146,3 +148,5 @@ class ImageClassifier(nn.Module):
             mix = info.get("mix_ratio")
             put("als/mixed", 0.0 if mix is None else 1.0)
             put("als/mix_ratio", 0.0 if mix is None else mix)
+        if "mix_op" in info:
+            put("als/cutmix", 1.0 if info["mix_op"] == "cutmix" else 0.0)

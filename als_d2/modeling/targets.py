@@ -18,6 +18,11 @@ eq. 6, and a context-only sample (every object painted out) gets u whatever the 
 Mixup and CutMix mix the per-sample targets of their method; box-aware CutMix
 (:mod:`.box_cutmix`) splits them by region.
 
+``mixup_cutmix`` is torchvision's recipe (references/classification: every batch goes
+through ``RandomChoice([MixUp(alpha=0.2), CutMix(alpha=1.0)])``) with the per-sample
+targets of ``MODEL.ALS.MIX_TARGET`` ("hard", "ls" or "als") mixed: Mixup mixes them with
+lam, CutMix with the pasted area fraction, box-aware CutMix (:mod:`.box_cutmix`) for "als".
+
 Methods (``cfg.MODEL.ALS.METHOD``) are the functions of :data:`TARGET_REGISTRY`, plain
 functions ``(batch, params) -> (images, targets, info)``; :func:`build_target_builder`
 gives the model its :class:`TargetBuilder`.
@@ -37,6 +42,7 @@ from .box_cutmix import box_cutmix_targets
 
 __all__ = [
     "LS_STYLES",
+    "MIX_OPS",
     "SAMPLE_TARGETS",
     "TARGET_REGISTRY",
     "UNBOXED_TARGETS",
@@ -44,16 +50,20 @@ __all__ = [
     "TargetBuilder",
     "TargetParams",
     "als_targets",
+    "beta_lam",
     "build_target_builder",
     "clip_patch",
     "cutmix_batch",
     "label_smoothing_targets",
+    "method_needs_boxes",
+    "mix_with_op",
     "mixup_batch",
     "one_hot_targets",
     "paste_patch",
     "patch_fraction",
     "sample_cutmix_box",
     "sample_lam",
+    "sample_mix_op",
     "sample_patch",
     "sample_targets",
     "unboxed_targets",
@@ -208,6 +218,9 @@ class TargetParams:
     unboxed_target: str = "hard"
     mix_alpha: float = 1.0
     mix_prob: float = 1.0
+    mixup_alpha: float = 0.2
+    cutmix_alpha: float = 1.0
+    mix_target: str = "hard"
 
 
 def unboxed_targets(labels: torch.Tensor, params: TargetParams) -> torch.Tensor:
@@ -270,7 +283,12 @@ def sample_lam(n: int, params: TargetParams) -> Optional[float]:
     else None (not mixed); None without a partner (n < 2). torch's RNG, on the CPU."""
     if n < 2 or params.mix_prob <= 0.0 or float(torch.rand(())) >= params.mix_prob:
         return None
-    a = torch.tensor(params.mix_alpha, dtype=torch.float64)
+    return beta_lam(params.mix_alpha)
+
+
+def beta_lam(alpha: float) -> float:
+    """lam ~ Beta(alpha, alpha) (alpha > 0), torch's RNG on the CPU, in float64."""
+    a = torch.tensor(alpha, dtype=torch.float64)
     return float(torch.distributions.Beta(a, a).sample())
 
 
@@ -291,19 +309,29 @@ device of ``batch.labels``, rows summing to 1) and a dict of what it mixed, for 
 ``{"mix_ratio": the partner's share (1 - lam for Mixup, the pasted area fraction for
 CutMix), None when this batch was not mixed}`` for the mixing methods, ``{}`` for the
 others. All randomness comes from torch's RNG, in this order: lam, partner permutation,
-patch. Two attributes say what it needs and does: ``mixes`` (it mixes pairs of images)
-and ``needs_boxes`` (the targets depend on objectness: the training set must have boxes).
+patch (``mixup_cutmix``: see its docstring). Three attributes say what it needs and does:
+``mixes`` (it mixes pairs of images), ``needs_boxes`` (the targets depend on objectness:
+the training set must have boxes) and ``mixes_mix_target`` (its per-sample targets are
+those of ``MODEL.ALS.MIX_TARGET``: it needs boxes when that is "als";
+:func:`method_needs_boxes`).
 """
 
 
-def _method(*, mixes: bool = False, needs_boxes: bool = False):
-    """Sets the ``mixes`` / ``needs_boxes`` attributes of a target method."""
+def _method(*, mixes: bool = False, needs_boxes: bool = False, mixes_mix_target: bool = False):
+    """Sets the ``mixes`` / ``needs_boxes`` / ``mixes_mix_target`` attributes of a method."""
 
     def mark(fn):
-        fn.mixes, fn.needs_boxes = mixes, needs_boxes
+        fn.mixes, fn.needs_boxes, fn.mixes_mix_target = mixes, needs_boxes, mixes_mix_target
         return fn
 
     return mark
+
+
+def method_needs_boxes(method: str, mix_target: str = "hard") -> bool:
+    """Whether ``MODEL.ALS.METHOD`` ``method`` (with ``MODEL.ALS.MIX_TARGET`` ``mix_target``)
+    reads objectness and boxes: the training set must have them."""
+    fn = TARGET_REGISTRY.get(method)
+    return bool(fn.needs_boxes or (fn.mixes_mix_target and mix_target == "als"))
 
 
 @TARGET_REGISTRY.register()
@@ -374,6 +402,79 @@ def cutmix_als(batch: TargetBatch, params: TargetParams):
     return images, targets, {"mix_ratio": patch_fraction(patch, *batch.images.shape[-2:])}
 
 
+MIX_OPS = ("mixup", "cutmix")  # what mixup_cutmix chose for a batch (info["mix_op"])
+
+
+def sample_mix_op(n: int, params: TargetParams) -> Optional[str]:
+    """``mixup_cutmix``'s choice for a batch of ``n``: None (not mixed: with probability
+    1 - MIX_PROB, without a partner (n < 2), or with both alphas 0), else "mixup" or "cutmix"
+    with probability 1/2 each among those whose alpha is > 0. Draws, from torch's RNG on the
+    CPU: u ~ U[0, 1) (mixed iff u < MIX_PROB), then, when both alphas are > 0, v ~ U[0, 1)
+    ("mixup" iff v < 1/2)."""
+    ops = [op for op, a in zip(MIX_OPS, (params.mixup_alpha, params.cutmix_alpha)) if a > 0]
+    if n < 2 or not ops or params.mix_prob <= 0.0 or float(torch.rand(())) >= params.mix_prob:
+        return None
+    if len(ops) == 1:
+        return ops[0]
+    return "mixup" if float(torch.rand(())) < 0.5 else "cutmix"
+
+
+def mix_with_op(
+    batch: TargetBatch,
+    params: TargetParams,
+    op: str,
+    lam: float,
+    perm: torch.Tensor,
+    patch: Optional[Box] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    """(images, targets, partner share) of ``batch`` mixed by ``op`` with ``lam`` and the
+    partners ``perm`` (LongTensor[N]); the per-sample targets are ``sample_targets(
+    params.mix_target)``. "mixup": lam x_a + (1 - lam) x_b, lam t_a + (1 - lam) t_b, share
+    1 - lam. "cutmix": the ``patch`` (pixels, clipped; default sampled for ``lam``) of
+    x_b pasted into x_a; targets by the pasted area fraction r (plain CutMix for "hard" /
+    "ls", :func:`~.box_cutmix.box_cutmix_targets` for "als"), share r."""
+    targets = sample_targets(params.mix_target, batch, params)
+    if op == "mixup":
+        images, targets = mixup_batch(batch.images, targets, lam, perm=perm)
+        return images, targets, 1.0 - float(lam)
+    if op != "cutmix":
+        raise ValueError(f"mix op {op!r}: expected one of {MIX_OPS}")
+    if patch is None:
+        patch = sample_patch(lam, batch.images)
+    share = patch_fraction(patch, *batch.images.shape[-2:])
+    if params.mix_target == "als":
+        targets = box_cutmix_targets(batch, targets, patch, perm, params.beta)
+        return paste_patch(batch.images, perm, patch), targets, share
+    images, targets = cutmix_batch(batch.images, targets, lam, box=patch, perm=perm)
+    return images, targets, share
+
+
+@TARGET_REGISTRY.register()
+@_method(mixes=True, mixes_mix_target=True)
+def mixup_cutmix(batch: TargetBatch, params: TargetParams):
+    """torchvision's recipe: each batch, with probability MIX_PROB, Mixup (MIXUP_ALPHA) or
+    CutMix (CUTMIX_ALPHA), 1/2 each (an alpha of 0 leaves that one out), of the per-sample
+    targets of MIX_TARGET (:func:`mix_with_op`); an unmixed batch keeps them.
+
+    Draws, from torch's RNG in this order: :func:`sample_mix_op` (u, then v when both
+    alphas are > 0), lam ~ Beta(alpha, alpha) of the chosen op, the partners
+    torch.randperm(N), and for CutMix the patch centre (:func:`sample_cutmix_box`: x, then
+    y). torchvision pairs each sample with its neighbour (``roll(1)`` of the batch) instead
+    of a random permutation: the distribution of the pairs differs (ours can pair a sample
+    with itself), the targets' formula does not. info: ``{"mix_ratio": partner share (1 -
+    lam for Mixup, pasted area fraction for CutMix), "mix_op": "mixup" | "cutmix"}``, both
+    None when not mixed."""
+    n = batch.labels.shape[0]
+    op = sample_mix_op(n, params)
+    if op is None:
+        targets = sample_targets(params.mix_target, batch, params)
+        return batch.images, targets, {"mix_ratio": None, "mix_op": None}
+    lam = beta_lam(params.mixup_alpha if op == "mixup" else params.cutmix_alpha)
+    perm = torch.randperm(n)
+    images, targets, share = mix_with_op(batch, params, op, lam, perm)
+    return images, targets, {"mix_ratio": share, "mix_op": op}
+
+
 class TargetBuilder:
     """
     Builds the training targets of a batch, and mixes its images for the mixing methods.
@@ -385,8 +486,9 @@ class TargetBuilder:
     between batches.
 
     ``method`` is a name in :data:`TARGET_REGISTRY`. A mixing method mixes a batch with
-    probability MIX_PROB, lam ~ Beta(MIX_ALPHA, MIX_ALPHA), each sample paired with a
-    partner from torch.randperm. All randomness comes from torch's RNG.
+    probability MIX_PROB, lam ~ Beta(MIX_ALPHA, MIX_ALPHA) (``mixup_cutmix``: Mixup or
+    CutMix with their own alphas), each sample paired with a partner from torch.randperm.
+    All randomness comes from torch's RNG.
     """
 
     @configurable
@@ -401,6 +503,9 @@ class TargetBuilder:
         unboxed_target: str = "hard",
         mix_alpha: float = 1.0,
         mix_prob: float = 1.0,
+        mixup_alpha: float = 0.2,
+        cutmix_alpha: float = 1.0,
+        mix_target: str = "hard",
     ):
         if method not in TARGET_REGISTRY:
             names = tuple(name for name, _ in TARGET_REGISTRY)
@@ -415,12 +520,20 @@ class TargetBuilder:
             unboxed_target=unboxed_target,
             mix_alpha=float(mix_alpha),
             mix_prob=float(mix_prob),
+            mixup_alpha=float(mixup_alpha),
+            cutmix_alpha=float(cutmix_alpha),
+            mix_target=mix_target,
         )
 
     @property
     def mixes(self) -> bool:
         """True for the methods that mix pairs of images (mixup, cutmix, cutmix_als)."""
         return self._targets.mixes
+
+    @property
+    def needs_boxes(self) -> bool:
+        """True when the targets read objectness and boxes (:func:`method_needs_boxes`)."""
+        return method_needs_boxes(self.method, self.params.mix_target)
 
     @classmethod
     def from_config(cls, cfg):
@@ -434,6 +547,9 @@ class TargetBuilder:
             "unboxed_target": als.UNBOXED_TARGET,
             "mix_alpha": als.MIX_ALPHA,
             "mix_prob": als.MIX_PROB,
+            "mixup_alpha": als.MIXUP_ALPHA,
+            "cutmix_alpha": als.CUTMIX_ALPHA,
+            "mix_target": als.MIX_TARGET,
         }
 
     def __call__(self, batch: TargetBatch) -> Tuple[torch.Tensor, torch.Tensor, Dict]:

@@ -495,3 +495,50 @@ def test_from_boxes_counts_overlaps_once_and_boxes_are_exact():
     moved = one.affine([[1, 0, 17.0], [0, 1, -4.0]])
     np.testing.assert_allclose(moved.boxes(), [[19.5, 0.0, 24.0, 3.25]])
     assert moved.area() == pytest.approx(4.5 * 3.25)
+
+
+def test_trivialaugment_draws_ops_bins_and_signs_uniformly():
+    """2800 draws: each of torchvision's 14 ops about 1/14 of the time (200 +- 5 sigma),
+    signed ops negative about half the time, the magnitude bins all drawn."""
+    ta, h, w = TrivialAugmentWide(), 30, 50
+    np.random.seed(0)
+    image = np.zeros((h, w, 3), np.uint8)
+    counts, negative, signed, translations = {}, 0, 0, set()
+    for _ in range(2800):
+        t = ta.get_transform(image)
+        op = "Identity" if isinstance(t, T.NoOpTransform) else t.op
+        counts[op] = counts.get(op, 0) + 1
+        if SPACE[op][1] and t.magnitude != 0.0:
+            signed += 1
+            negative += t.magnitude < 0
+        if op == "TranslateX":
+            translations.add(abs(t.magnitude))
+    assert set(counts) == set(SPACE)
+    sigma = math.sqrt(2800 * (1 / 14) * (13 / 14))
+    assert all(abs(c - 200) < 5 * sigma for c in counts.values()), counts
+    assert abs(negative / signed - 0.5) < 5 * 0.5 / math.sqrt(signed)
+    expected = {abs(_ta_magnitude("TranslateX", b, h, w)) for b in range(31)}
+    assert translations == expected - {0.0} or translations == expected
+
+
+def test_painted_fraction_and_context_through_strong_ops(tmp_path):
+    """'mask' sample (other object painted with the pixel mean) shifted by an integer
+    TranslateX (no resampling): objectness is the red fraction, painted_fraction the
+    fraction of pixel-mean pixels, exactly; a context sample keeps objectness 0."""
+    h, w = 40, 56
+    boxes = [(30, 4, 52, 26), (10, 10, 36, 20)]
+    d, _ = _write(tmp_path, boxes, (h, w))
+    d["target_object"] = 0
+    t = op_transform("TranslateX", 13.7, (h, w))
+    out = _mapper([t])(d)
+    mean = (out["image"].permute(1, 2, 0).numpy() == MEAN_RGB).all(-1)
+    assert out["objectness"] == pytest.approx(_red(out["image"]).mean(), abs=1e-12)
+    assert out["painted_fraction"] == pytest.approx(mean.mean(), abs=1e-12)
+    assert 0 < out["painted_fraction"] < 0.1 and 0 < out["objectness"]
+    np.testing.assert_allclose(out["boxes"].numpy(), [[43, 4, 56, 26]])
+    d = dict(d, paint_all_objects=True)
+    d.pop("target_object")
+    out = _mapper([t])(d)
+    mean = (out["image"].permute(1, 2, 0).numpy() == MEAN_RGB).all(-1)
+    assert out["objectness"] == 0.0 and len(out["boxes"]) == 0
+    assert out["painted_fraction"] == pytest.approx(mean.mean(), abs=1e-12)

@@ -159,6 +159,13 @@ class ClassificationDatasetMapper:
     ``painted_fraction`` (the painted boxes through the same transforms, minus the kept
     target box).
 
+    Strong augmentations (``strong_augmentations``, e.g. TrivialAugmentWide and
+    RandomErasing) run after ``augmentations``; when one of them moves or erases pixels,
+    the kept (and painted) boxes become an exact region of disjoint convex polygons
+    (:mod:`.object_region`): objectness and ``painted_fraction`` are its area fractions and
+    ``boxes`` the bounding boxes of its polygons clipped to the frame (exact pieces after
+    translations and erasing, a superset of the object after rotations and shears).
+
     Variants (painting uses the pixel mean, in RGB, before any augmentation):
 
     * ``target_object`` (the 'mask' dataset): every other object is painted, except

@@ -25,6 +25,7 @@ the exact pieces when every polygon is a rectangle (boxes, translations, flips, 
 rectangles), a superset of the region after a rotation or shear.
 """
 
+import math
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -34,62 +35,64 @@ __all__ = ["ObjectRegion", "clip_halfplane", "polygon_area"]
 # pieces thinner than this (square pixels) are dropped: crossings of nearly parallel lines
 _MIN_AREA = 1e-9
 
+# Polygons have a handful of vertices: plain Python floats are several times faster than
+# numpy arrays here.
+Polygon = List[Tuple[float, float]]
 
-def polygon_area(poly: np.ndarray) -> float:
-    """Area (square pixels, >= 0) of a simple polygon, Kx2 vertices in order (shoelace)."""
+
+def polygon_area(poly: Sequence[Sequence[float]]) -> float:
+    """Area (square pixels, >= 0) of a simple polygon, K (x, y) vertices in order (shoelace)."""
     if len(poly) < 3:
         return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)))
+    twice = 0.0
+    for a in range(len(poly)):
+        (xa, ya), (xb, yb) = poly[a - 1], poly[a]
+        twice += xa * yb - xb * ya
+    return 0.5 * abs(twice)
 
 
-def clip_halfplane(poly: np.ndarray, normal: Sequence[float], c: float) -> np.ndarray:
+def clip_halfplane(poly: Sequence[Sequence[float]], normal: Sequence[float], c: float) -> Polygon:
     """
     The part of a convex polygon where ``normal . p <= c`` (one Sutherland-Hodgman step).
 
     Args:
-        poly: Kx2 vertices in order (K may be 0).
+        poly: K (x, y) vertices in order (K may be 0).
         normal: (nx, ny).
         c: offset, pixels times |normal|.
 
     Returns:
-        Mx2 float64 vertices in the same order, M = 0 when nothing is left.
+        list of (x, y) in the same order, empty when nothing is left.
     """
-    if len(poly) == 0:
-        return poly
-    s = poly @ np.asarray(normal, dtype=np.float64) - c  # <= 0 inside
-    inside = s <= 0
-    if inside.all():
-        return poly
-    if not inside.any():
-        return np.zeros((0, 2))
-    out = []
+    nx, ny = float(normal[0]), float(normal[1])
+    s = [nx * x + ny * y - c for x, y in poly]  # <= 0 inside
+    out: Polygon = []
     k = len(poly)
     for a in range(k):
-        b = (a + 1) % k
-        if inside[a]:
-            out.append(poly[a])
-        if inside[a] != inside[b]:  # the edge crosses the line: add the crossing point
+        b = a + 1 if a + 1 < k else 0
+        if s[a] <= 0:
+            out.append((float(poly[a][0]), float(poly[a][1])))
+        if (s[a] <= 0) != (s[b] <= 0):  # the edge crosses the line: add the crossing point
             t = s[a] / (s[a] - s[b])
-            out.append(poly[a] + t * (poly[b] - poly[a]))
-    return np.array(out, dtype=np.float64).reshape(-1, 2)
+            (xa, ya), (xb, yb) = poly[a], poly[b]
+            out.append((xa + t * (xb - xa), ya + t * (yb - ya)))
+    return out
 
 
-def _clip_box(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+def _clip_box(poly: Polygon, x0: float, y0: float, x1: float, y1: float) -> Polygon:
     """The part of a convex polygon inside [x0, x1] x [y0, y1]."""
     for normal, c in (((-1.0, 0.0), -x0), ((1.0, 0.0), x1), ((0.0, -1.0), -y0), ((0.0, 1.0), y1)):
         poly = clip_halfplane(poly, normal, c)
     return poly
 
 
-def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+def _rect(x0: float, y0: float, x1: float, y1: float) -> Polygon:
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
-def _union_rectangles(boxes: np.ndarray) -> List[Tuple[float, float, float, float]]:
+def _union_rectangles(boxes: Sequence[Sequence[float]]) -> List[Tuple[float, float, float, float]]:
     """Disjoint rectangles (x0, y0, x1, y1) whose union is the union of the non-empty
-    ``boxes`` (Nx4): x-sweep, merged y-intervals per strip, equal neighbours joined."""
-    boxes = [b for b in boxes.tolist() if b[2] > b[0] and b[3] > b[1]]
+    ``boxes`` (N 4-tuples): x-sweep, merged y-intervals per strip, equal neighbours joined."""
+    boxes = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
     xs = sorted({x for b in boxes for x in (b[0], b[2])})
     out, open_ = [], {}  # open_: y-interval -> x where its rectangle started
     for xa, xb in zip(xs, xs[1:]):
@@ -116,21 +119,23 @@ class ObjectRegion:
     A region of a frame as disjoint convex polygons (see the module docstring).
 
     Attributes:
-        polygons: list of Kx2 float64 arrays, pixels of the frame.
+        polygons: list of polygons, each a list of (x, y) vertices in pixels of the frame.
         image_size: (h, w) of the frame.
     """
 
-    def __init__(self, polygons: List[np.ndarray], image_size: Tuple[int, int]):
+    def __init__(self, polygons: List[Polygon], image_size: Tuple[int, int]):
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.polygons = [p for p in polygons if polygon_area(p) > _MIN_AREA]
+        self.polygons = [list(p) for p in polygons if polygon_area(p) > _MIN_AREA]
 
     @classmethod
     def from_boxes(cls, boxes, image_size: Tuple[int, int]) -> "ObjectRegion":
         """The union of Nx4 XYXY_ABS ``boxes`` (pixels) inside the frame ``image_size`` (h, w)."""
-        h, w = image_size
-        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-        b[:, [0, 2]] = b[:, [0, 2]].clip(0.0, float(w))
-        b[:, [1, 3]] = b[:, [1, 3]].clip(0.0, float(h))
+        h, w = float(image_size[0]), float(image_size[1])
+        rows = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).tolist()
+        b = [
+            (min(max(x0, 0.0), w), min(max(y0, 0.0), h), min(max(x1, 0.0), w), min(max(y1, 0.0), h))
+            for x0, y0, x1, y1 in rows
+        ]
         return cls([_rect(*r) for r in _union_rectangles(b)], image_size)
 
     def area(self) -> float:
@@ -144,9 +149,7 @@ class ObjectRegion:
 
     def perimeter(self) -> float:
         """Sum of the perimeters of the polygons (pixels; edges shared by pieces count twice)."""
-        return float(
-            sum(np.linalg.norm(p - np.roll(p, -1, axis=0), axis=1).sum() for p in self.polygons)
-        )
+        return float(sum(math.dist(p[a - 1], p[a]) for p in self.polygons for a in range(len(p))))
 
     def affine(self, matrix, image_size: Tuple[int, int] = None) -> "ObjectRegion":
         """
@@ -156,10 +159,11 @@ class ObjectRegion:
             matrix: 2x3 [A | t], pixel coordinates of the input frame to those of the output.
             image_size: (h, w) of the output frame; default: the same as the input's.
         """
-        m = np.asarray(matrix, dtype=np.float64).reshape(2, 3)
+        (a, b, tx), (c, d, ty) = np.asarray(matrix, dtype=np.float64).reshape(2, 3).tolist()
         h, w = self.image_size if image_size is None else image_size
         polys = [
-            _clip_box(p @ m[:, :2].T + m[:, 2], 0.0, 0.0, float(w), float(h)) for p in self.polygons
+            _clip_box([(a * x + b * y + tx, c * x + d * y + ty) for x, y in p], 0, 0, w, h)
+            for p in self.polygons
         ]
         return ObjectRegion(polys, (h, w))
 
@@ -167,23 +171,26 @@ class ObjectRegion:
         """The region minus the rectangle ``box`` = (x0, y0, x1, y1), pixels."""
         x0, y0, x1, y1 = (float(v) for v in box)
         if not (x1 > x0 and y1 > y0):
-            return ObjectRegion(list(self.polygons), self.image_size)
+            return ObjectRegion(self.polygons, self.image_size)
         pieces = []
         for p in self.polygons:
-            left = clip_halfplane(p, (1.0, 0.0), x0)
-            right = clip_halfplane(p, (-1.0, 0.0), -x1)
             middle = clip_halfplane(clip_halfplane(p, (-1.0, 0.0), -x0), (1.0, 0.0), x1)
-            above = clip_halfplane(middle, (0.0, 1.0), y0)
-            below = clip_halfplane(middle, (0.0, -1.0), -y1)
-            pieces += [left, right, above, below]
+            pieces += [
+                clip_halfplane(p, (1.0, 0.0), x0),  # left of the rectangle
+                clip_halfplane(p, (-1.0, 0.0), -x1),  # right of it
+                clip_halfplane(middle, (0.0, 1.0), y0),  # above it
+                clip_halfplane(middle, (0.0, -1.0), -y1),  # below it
+            ]
         return ObjectRegion(pieces, self.image_size)
 
     def boxes(self) -> np.ndarray:
         """Mx4 float64 XYXY_ABS bounding boxes of the polygons, one per polygon (exact
         pieces for rectangles, a superset after rotations and shears)."""
-        if not self.polygons:
-            return np.zeros((0, 4))
-        return np.array([[*p.min(axis=0), *p.max(axis=0)] for p in self.polygons])
+        out = np.zeros((len(self.polygons), 4))
+        for k, p in enumerate(self.polygons):
+            xs, ys = [x for x, _ in p], [y for _, y in p]
+            out[k] = (min(xs), min(ys), max(xs), max(ys))
+        return out
 
     def __len__(self) -> int:
         return len(self.polygons)

@@ -288,8 +288,8 @@ class ClassificationDatasetMapper:
         if painted is not None:  # painted area = |painted U kept| - |kept|
             covered = painted if kept is None else np.concatenate([painted, kept])
             if exact:
-                covered_fraction = _region_through(transforms, strong, covered, image_size)[0]
-                covered_fraction = covered_fraction.fraction()
+                region = _region_through(transforms, strong, covered, image_size)[0]
+                covered_fraction = region.fraction()
             else:
                 _, covered_fraction = _transform_boxes(transforms, covered, image_size)
             painted_fraction = max(0.0, covered_fraction - objectness)

@@ -256,9 +256,13 @@ class _AutoAugmentBase(T.Augmentation):
         self.num_magnitude_bins = int(num_magnitude_bins)
         self.interpolation = interpolation
         self.fill = None if fill is None else tuple(float(v) for v in fill)
-        space = getattr(_v2(), self._TORCHVISION_CLASS)._AUGMENTATION_SPACE
-        self.ops = tuple(space)
-        self._space = dict(space)
+        self.ops = tuple(self._space)
+
+    @property
+    def _space(self) -> dict:
+        """torchvision's op space, looked up on use (its lambdas do not pickle: the
+        augmentation travels to spawned DataLoader workers)."""
+        return getattr(_v2(), self._TORCHVISION_CLASS)._AUGMENTATION_SPACE
 
     def _op(self, op: str, bin_index: int, height: int, width: int) -> T.Transform:
         """op at magnitude bin ``bin_index``, negated with probability 0.5 when signed."""

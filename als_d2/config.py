@@ -101,6 +101,22 @@ def add_als_config(cfg: CN) -> None:
     _C.INPUT.CLS.COLOR_JITTER = (0.4, 0.4, 0.4)
     # Standard deviation of AlexNet's PCA lighting noise; 0 = off.
     _C.INPUT.CLS.LIGHTING_STD = 0.1
+    # Strong augmentation after the crop, flip, colour jitter and lighting (training only;
+    # als_d2/data/strong_augment.py): "" = none, "ta_wide" = TrivialAugmentWide, "ra" =
+    # RandAugment; torchvision's op lists and magnitude bins, objectness kept exact.
+    _C.INPUT.CLS.AUTO_AUGMENT = ""
+    # RandAugment: number of ops applied in sequence (>= 0; torchvision's default 2).
+    _C.INPUT.CLS.RA_NUM_OPS = 2
+    # RandAugment: magnitude bin of every op, in [0, AUTO_AUGMENT_BINS) (torchvision's 9).
+    _C.INPUT.CLS.RA_MAGNITUDE = 9
+    # TrivialAugmentWide / RandAugment: number of magnitude bins (>= 2; torchvision's 31).
+    _C.INPUT.CLS.AUTO_AUGMENT_BINS = 31
+    # TrivialAugmentWide / RandAugment: "nearest" or "bilinear" resampling of the geometric
+    # ops (torchvision's classification reference passes bilinear).
+    _C.INPUT.CLS.AUTO_AUGMENT_INTERP = "bilinear"
+    # Probability in [0, 1] of RandomErasing, last (torchvision's new recipe: 0.1; 0 = off);
+    # the erased rectangle is filled with the pixel mean and leaves the object region.
+    _C.INPUT.CLS.RANDOM_ERASING = 0.0
     # Training-set variant, one of als_d2.data.mapper.VARIANTS: "none"; "mask" (one sample
     # per annotated object, the other objects painted with the pixel mean; table 2
     # "A. L. S. (mask)"); "context" (the 'mask' set plus context-only samples; table 2
@@ -344,6 +360,29 @@ def _check_input(cfg: CN) -> None:
             inp.COLOR_JITTER,
             "must be [] or [brightness, contrast, saturation] >= 0",
         )
+    _check_strong_augmentation(inp)
+
+
+def _check_strong_augmentation(inp: CN) -> None:
+    """INPUT.CLS.AUTO_AUGMENT and its keys, INPUT.CLS.RANDOM_ERASING."""
+    from .data.strong_augment import AUTO_AUGMENT_POLICIES, INTERPOLATIONS
+
+    _check_choices(
+        ("INPUT.CLS.AUTO_AUGMENT", inp.AUTO_AUGMENT, AUTO_AUGMENT_POLICIES),
+        ("INPUT.CLS.AUTO_AUGMENT_INTERP", inp.AUTO_AUGMENT_INTERP, INTERPOLATIONS),
+    )
+    if not (isinstance(inp.AUTO_AUGMENT_BINS, int) and inp.AUTO_AUGMENT_BINS >= 2):
+        _fail("INPUT.CLS.AUTO_AUGMENT_BINS", inp.AUTO_AUGMENT_BINS, "must be an integer >= 2")
+    if not (isinstance(inp.RA_NUM_OPS, int) and inp.RA_NUM_OPS >= 0):
+        _fail("INPUT.CLS.RA_NUM_OPS", inp.RA_NUM_OPS, "must be an integer >= 0")
+    if not (isinstance(inp.RA_MAGNITUDE, int) and 0 <= inp.RA_MAGNITUDE < inp.AUTO_AUGMENT_BINS):
+        _fail(
+            "INPUT.CLS.RA_MAGNITUDE",
+            inp.RA_MAGNITUDE,
+            f"must be an integer in [0, INPUT.CLS.AUTO_AUGMENT_BINS = {inp.AUTO_AUGMENT_BINS})",
+        )
+    if not 0.0 <= inp.RANDOM_ERASING <= 1.0:
+        _fail("INPUT.CLS.RANDOM_ERASING", inp.RANDOM_ERASING, "must be in [0, 1]")
 
 
 def _check_schedule(cfg: CN) -> None:

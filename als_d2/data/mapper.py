@@ -31,8 +31,10 @@ from detectron2.structures import BoxMode
 from ..structures import pixel_mean_rgb
 from .image_io import EncodedImage, ImageDecodeError, open_image
 from ..objectness import objectness as compute_objectness
+from .object_region import ObjectRegion
 from .painting import box_pixel_ranges, paint_boxes
-from .transforms import build_cls_augmentation, clip_boxes
+from .strong_augment import build_strong_augmentation
+from .transforms import PhotometricTransform, build_cls_augmentation, clip_boxes
 
 # what to do about an image evaluation cannot decode (the error names the file before it)
 UNREADABLE_EVAL_HINT = (
@@ -123,6 +125,26 @@ def _transform_boxes(
     return torch.from_numpy(out), compute_objectness(out, image_size)
 
 
+def _moves_objects(transforms: T.Transform) -> bool:
+    """Whether a transform (list) may change the object region: any transform that is
+    neither photometric nor a no-op (geometric ops, erasing)."""
+    ts = transforms.transforms if isinstance(transforms, T.TransformList) else [transforms]
+    return any(not isinstance(t, (PhotometricTransform, T.NoOpTransform)) for t in ts)
+
+
+def _region_through(
+    transforms: T.Transform, strong: T.Transform, boxes: np.ndarray, image_size
+) -> Tuple[ObjectRegion, torch.Tensor]:
+    """Boxes through ``transforms`` (boxes stay boxes), then as an exact region through the
+    strong transforms (their ``apply_region``): (region, Mx4 float32 bounding boxes of its
+    polygons clipped to the frame)."""
+    region = ObjectRegion.from_boxes(
+        clip_boxes(transforms.apply_box(boxes), image_size), image_size
+    )
+    region = strong.apply_region(region)
+    return region, torch.from_numpy(clip_boxes(region.boxes(), image_size))
+
+
 class ClassificationDatasetMapper:
     """
     Maps a dataset dict ``{file_name, image_id, height, width, label, annotations:
@@ -136,6 +158,13 @@ class ClassificationDatasetMapper:
     ``objectness`` (a float in [0, 1] always; 1.0 without boxes), ``context``,
     ``painted_fraction`` (the painted boxes through the same transforms, minus the kept
     target box).
+
+    Strong augmentations (``strong_augmentations``, e.g. TrivialAugmentWide and
+    RandomErasing) run after ``augmentations``; when one of them moves or erases pixels,
+    the kept (and painted) boxes become an exact region of disjoint convex polygons
+    (:mod:`.object_region`): objectness and ``painted_fraction`` are its area fractions and
+    ``boxes`` the bounding boxes of its polygons clipped to the frame (exact pieces after
+    translations and erasing, a superset of the object after rotations and shears).
 
     Variants (painting uses the pixel mean, in RGB, before any augmentation):
 
@@ -157,6 +186,7 @@ class ClassificationDatasetMapper:
         is_train: bool,
         *,
         augmentations: List[Union[T.Augmentation, T.Transform]],
+        strong_augmentations: Sequence[Union[T.Augmentation, T.Transform]] = (),
         paint_color: Sequence[float] = (123.675, 116.28, 103.53),
         variant: str = "none",
         context_prob: float = 0.15,
@@ -166,6 +196,11 @@ class ClassificationDatasetMapper:
         Args:
             is_train: training (enables the 'context' variant) or evaluation.
             augmentations: applied in order to the RGB image and its boxes.
+            strong_augmentations: applied after them (TrivialAugment / RandAugment,
+                RandomErasing: :mod:`.strong_augment`); their transforms need
+                ``apply_region``, through which objectness, ``boxes`` and
+                ``painted_fraction`` are computed exactly when one of them moves or erases
+                pixels. Empty: the samples are those without this argument.
             paint_color: RGB colour (0-255) painted over masked objects (the pixel mean).
             variant: one of :data:`VARIANTS` (cfg.INPUT.CLS.VARIANT). Only "context"
                 changes what the mapper does; 'mask' samples carry ``target_object``.
@@ -177,19 +212,26 @@ class ClassificationDatasetMapper:
             raise ValueError(f"variant = {variant!r}: expected one of {VARIANTS}")
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
+        self.strong_augmentations = (
+            T.AugmentationList(list(strong_augmentations)) if strong_augmentations else None
+        )
         self.paint_color = tuple(float(v) for v in paint_color)
         self.variant = variant
         self.context_prob = float(context_prob)
         self.skip_unreadable = bool(skip_unreadable)
         mode = "training" if is_train else "inference"
         logger.info(f"[ClassificationDatasetMapper] Augmentations used in {mode}: {augmentations}")
+        if strong_augmentations:
+            logger.info(f"[ClassificationDatasetMapper] then strong: {list(strong_augmentations)}")
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
+        paint_color = pixel_mean_rgb(cfg.MODEL.PIXEL_MEAN, cfg.INPUT.FORMAT)
         return {
             "is_train": is_train,
             "augmentations": build_cls_augmentation(cfg, is_train),
-            "paint_color": pixel_mean_rgb(cfg.MODEL.PIXEL_MEAN, cfg.INPUT.FORMAT),
+            "strong_augmentations": build_strong_augmentation(cfg, is_train, paint_color),
+            "paint_color": paint_color,
             "variant": cfg.INPUT.CLS.VARIANT,
             "context_prob": cfg.INPUT.CLS.CONTEXT_PROB,
             "skip_unreadable": bool(cfg.INPUT.CLS.get("SKIP_UNREADABLE_EVAL", False)),
@@ -226,6 +268,7 @@ class ClassificationDatasetMapper:
 
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
+        strong = None if self.strong_augmentations is None else self.strong_augmentations(aug_input)
         image = aug_input.image
         image_size = image.shape[:2]  # h, w
 
@@ -234,12 +277,21 @@ class ClassificationDatasetMapper:
         # label assumes: see als_d2/structures.py)
         has_boxes = len(boxes) > 0
         out_boxes, objectness = torch.zeros((0, 4)), (0.0 if has_boxes else 1.0)
+        exact = strong is not None and _moves_objects(strong)  # boxes may stop being boxes
         if kept is not None:
-            out_boxes, objectness = _transform_boxes(transforms, kept, image_size)
+            if exact:
+                region, out_boxes = _region_through(transforms, strong, kept, image_size)
+                objectness = region.fraction()
+            else:
+                out_boxes, objectness = _transform_boxes(transforms, kept, image_size)
         painted_fraction = 0.0
         if painted is not None:  # painted area = |painted U kept| - |kept|
             covered = painted if kept is None else np.concatenate([painted, kept])
-            _, covered_fraction = _transform_boxes(transforms, covered, image_size)
+            if exact:
+                region = _region_through(transforms, strong, covered, image_size)[0]
+                covered_fraction = region.fraction()
+            else:
+                _, covered_fraction = _transform_boxes(transforms, covered, image_size)
             painted_fraction = max(0.0, covered_fraction - objectness)
 
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))

@@ -93,8 +93,12 @@ def add_als_config(cfg: CN) -> None:
     _C.INPUT.CLS.CROP_SCALE = (0.08, 1.0)
     # RandomResizedCrop's aspect ratio range (min, max), > 0.
     _C.INPUT.CLS.CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
-    # Evaluation: shorter side resized to this (pixels, >= CROP_SIZE), then a centre crop.
+    # Evaluation: shorter side resized to this (pixels, >= the evaluation crop), then a
+    # centre crop.
     _C.INPUT.CLS.TEST_RESIZE = 256
+    # Side of the evaluation centre crop, pixels; 0 = CROP_SIZE (torchvision's new recipe
+    # trains at 176 and evaluates at 224 after resizing to 232).
+    _C.INPUT.CLS.TEST_CROP_SIZE = 0
     # Probability in [0, 1] of a horizontal flip in training.
     _C.INPUT.CLS.HFLIP_PROB = 0.5
     # Colour jitter strengths (brightness, contrast, saturation), each >= 0; [] = off.
@@ -342,11 +346,15 @@ def _check_input(cfg: CN) -> None:
         _fail("INPUT.CLS.HFLIP_PROB", inp.HFLIP_PROB, "must be in [0, 1]")
     if inp.CROP_SIZE <= 0:
         _fail("INPUT.CLS.CROP_SIZE", inp.CROP_SIZE, "must be > 0")
-    if inp.TEST_RESIZE < inp.CROP_SIZE:
+    if inp.TEST_CROP_SIZE < 0:
+        _fail("INPUT.CLS.TEST_CROP_SIZE", inp.TEST_CROP_SIZE, "must be >= 0 (0: CROP_SIZE)")
+    test_crop = inp.TEST_CROP_SIZE or inp.CROP_SIZE
+    if inp.TEST_RESIZE < test_crop:
         _fail(
             "INPUT.CLS.TEST_RESIZE",
             inp.TEST_RESIZE,
-            f"must be >= INPUT.CLS.CROP_SIZE ({inp.CROP_SIZE})",
+            f"must be >= the evaluation crop ({test_crop}: INPUT.CLS.TEST_CROP_SIZE, 0 = "
+            "CROP_SIZE)",
         )
     lo, hi = inp.CROP_SCALE
     if not 0.0 < lo <= hi <= 1.0:

@@ -644,7 +644,7 @@ def test_cam_figures_use_the_evaluation_crop_and_say_when_the_map_is_1x1(trained
     correct = figures["scatter"][0]["correct"]
     assert len(correct) == evaluated["num_samples"] == 24
     assert correct.mean() == pytest.approx(evaluated["acc"], abs=1e-12)
-    assert figures["feature_size"] == (1, 1) and "1x1 at INPUT.CLS.CROP_SIZE 32" in figures["note"]
+    assert figures["feature_size"] == (1, 1) and "1x1 at a 32 px evaluation crop" in figures["note"]
     assert [r.getMessage() for r in records] == [f"CAMs on {trained['name']}: {figures['note']}"]
     big = cfg.clone()
     big.defrost()

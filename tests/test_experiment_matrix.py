@@ -76,6 +76,7 @@ class Row:
     lr: float = 0.1
     kind: str = "cls"
     extra: dict = field(default_factory=dict)
+    recipe: str = "paper"  # "tvrecipe": torchvision's new recipe (configs/tvrecipe/)
 
 
 R50_BOXED = (IMAGENET_BOXED, 555_469, (138_867, 277_734, 416_602))
@@ -87,6 +88,52 @@ JWYANG = (
     (58_633, 117_266),
 )  # train2017 kept by d2 + flips, 10 epochs, batch 16
 D2_1X = (None, 90_000, (60_000, 80_000))
+TVRECIPE_SCHEDULE = (IMAGENET_BOXED, 277_734, ())  # 600 epochs at batch 1024, cosine
+# torchvision's new recipe for ResNet-50 (pytorch/vision issue 3995 and the ResNet-50 line of
+# references/classification/README.md): --batch-size 128 x 8 GPUs --lr 0.5 --lr-scheduler
+# cosineannealinglr --lr-warmup-epochs 5 --lr-warmup-method linear (--lr-warmup-decay 0.01)
+# --auto-augment ta_wide --epochs 600 --random-erase 0.1 --weight-decay 0.00002
+# --norm-weight-decay 0.0 --label-smoothing 0.1 --mixup-alpha 0.2 --cutmix-alpha 1.0
+# --train-crop-size 176 --model-ema (--model-ema-steps 32 --model-ema-decay 0.99998)
+# --val-resize-size 232 (--val-crop-size 224, --interpolation bilinear)
+TVRECIPE = {
+    "MODEL.RESNETS.DEPTH": 50,
+    "MODEL.ALS.METHOD": "mixup_cutmix",
+    "MODEL.ALS.MIXUP_ALPHA": 0.2,
+    "MODEL.ALS.CUTMIX_ALPHA": 1.0,
+    "MODEL.ALS.MIX_PROB": 1.0,
+    "MODEL_EMA.ENABLED": True,
+    "MODEL_EMA.DECAY": 0.99998,
+    "MODEL_EMA.STEPS": 32,
+    "INPUT.CLS.CROP_SIZE": 176,
+    "INPUT.CLS.TEST_RESIZE": 232,
+    "INPUT.CLS.TEST_CROP_SIZE": 224,
+    "INPUT.CLS.AUTO_AUGMENT": "ta_wide",
+    "INPUT.CLS.AUTO_AUGMENT_BINS": 31,
+    "INPUT.CLS.AUTO_AUGMENT_INTERP": "bilinear",
+    "INPUT.CLS.RANDOM_ERASING": 0.1,
+    "INPUT.CLS.COLOR_JITTER": (),
+    "INPUT.CLS.LIGHTING_STD": 0.0,
+    "INPUT.CLS.VARIANT": "none",
+    "SOLVER.IMS_PER_BATCH": 1024,
+    "SOLVER.BASE_LR": 0.5,
+    "SOLVER.LR_REFERENCE_BATCH": 1024,
+    "SOLVER.MOMENTUM": 0.9,
+    "SOLVER.WEIGHT_DECAY": 0.00002,
+    "SOLVER.WEIGHT_DECAY_NORM": 0.0,
+    "SOLVER.LR_SCHEDULER_NAME": "WarmupCosineLR",
+    "SOLVER.EPOCHS": 600,
+    "SOLVER.WARMUP_EPOCHS": 5.0,
+    "SOLVER.WARMUP_METHOD": "linear",
+    "SOLVER.WARMUP_FACTOR": 0.01,
+    "DATASETS.TRAIN": ("imagenet_train_boxed",),
+}
+# what each tvrecipe row mixes: the published recipe's label smoothing, none, or ALS
+TVRECIPE_TARGETS = {
+    "hard": {"MODEL.ALS.MIX_TARGET": "hard"},
+    "ls": {"MODEL.ALS.MIX_TARGET": "ls", "MODEL.ALS.LS_ALPHA": 0.1, "MODEL.ALS.LS_STYLE": "torch"},
+    "als": {"MODEL.ALS.MIX_TARGET": "als", "MODEL.ALS.BETA": 1.0},
+}
 
 ROWS = {
     "hard_r50.yaml": Row("Table 2 / Table 1: Hard Label", "hard", schedule=R50_BOXED),
@@ -129,6 +176,24 @@ ROWS = {
         mask=True,
         context=PAPER_CONTEXT_PROB,
         schedule=OPENIMAGES,
+    ),
+    "tvrecipe/hard_r50.yaml": Row(
+        "torchvision's new recipe (not a paper row): no smoothing",
+        "hard",
+        schedule=TVRECIPE_SCHEDULE,
+        recipe="tvrecipe",
+    ),
+    "tvrecipe/ls_r50.yaml": Row(
+        "torchvision's new recipe (not a paper row): label smoothing 0.1, as published",
+        "ls",
+        schedule=TVRECIPE_SCHEDULE,
+        recipe="tvrecipe",
+    ),
+    "tvrecipe/als_r50.yaml": Row(
+        "torchvision's new recipe (not a paper row): ALS in place of label smoothing",
+        "als",
+        schedule=TVRECIPE_SCHEDULE,
+        recipe="tvrecipe",
     ),
     "demo/hard_r18.yaml": Row("demo (not a paper row): hard", "hard", depth=18),
     "demo/ls_r18.yaml": Row("demo (not a paper row): LS", "ls", depth=18),
@@ -207,7 +272,9 @@ def _cls_cfg(rel: str):
     return cfg
 
 
-@pytest.mark.parametrize("rel", sorted(r for r in ROWS if ROWS[r].schedule))
+@pytest.mark.parametrize(
+    "rel", sorted(r for r in ROWS if ROWS[r].schedule and ROWS[r].recipe == "paper")
+)
 def test_classification_schedule_is_the_stated_one(rel):
     row = ROWS[rel]
     size, max_iter, steps = row.schedule
@@ -226,8 +293,29 @@ def test_classification_schedule_is_the_stated_one(rel):
         assert f"{number:,}" in header, f"{rel}: its header does not state {number:,}"
 
 
+@pytest.mark.parametrize("rel", sorted(r for r in ROWS if ROWS[r].recipe == "tvrecipe"))
+def test_tvrecipe_schedule_is_the_stated_one(rel):
+    """600 epochs of the 474k boxed images at batch 1024, 5 of them warm-up, cosine; the EMA
+    decay torchvision's adjustment gives, computed here from its formula."""
+    size, max_iter, steps = ROWS[rel].schedule
+    derived = apply_epoch_schedule(_cls_cfg(rel), size)
+    s = derived.SOLVER
+    assert (s.MAX_ITER, tuple(s.STEPS)) == (max_iter, steps) == (round(600 * size / 1024), ())
+    assert s.WARMUP_ITERS == round(5 * size / 1024) == 2_314
+    assert s.BASE_LR == pytest.approx(0.5)
+    # references/classification/train.py: adjust = world_size * batch_size * steps / epochs
+    alpha = min(1.0, (1 - 0.99998) * (8 * 128 * 32 / 600))
+    header = _header_chain(rel)
+    for text in (f"{max_iter:,}", "2,314", f"{1 - alpha:.8f}"):
+        assert text in header, f"{rel}: its header does not state {text}"
+    assert "Differs from torchvision's recipe:" in header
+
+
 def _paper_values(rel: str, row: Row) -> dict:
-    """The config values that make ``rel`` its row, from the paper's literals above."""
+    """The config values that make ``rel`` its row, from the paper's literals above (and
+    torchvision's for the tvrecipe rows)."""
+    if row.recipe == "tvrecipe":
+        return dict(TVRECIPE, **TVRECIPE_TARGETS[row.target])
     if row.target == "mix":
         method = "mixup" if "mixup" in rel else "cutmix"
     else:
@@ -367,6 +455,8 @@ def test_classification_row_trains_as_its_row(rel, matrix_data, train_cls, tmp_p
         "32",
         "INPUT.CLS.TEST_RESIZE",
         "36",
+        "INPUT.CLS.TEST_CROP_SIZE",
+        "0",
         "SOLVER.IMS_PER_BATCH",
         str(BATCH),
         "SOLVER.EPOCHS",
@@ -394,6 +484,11 @@ def test_classification_row_trains_as_its_row(rel, matrix_data, train_cls, tmp_p
     ]
     if cfg.MODEL.CLASSIFIER.NUM_CLASSES != 0:  # 0 (OpenImages): taken from the training set
         opts += ["MODEL.CLASSIFIER.NUM_CLASSES", str(NUM_CLASSES)]
+    if row.recipe == "tvrecipe":
+        # every sample's own target, unmixed (Mixup/CutMix: tests/test_mixup_cutmix.py), with
+        # the recipe's TrivialAugment and erasing on half the samples: ALS reads the
+        # objectness left after them
+        opts += ["MODEL.ALS.MIX_PROB", "0.0", "INPUT.CLS.RANDOM_ERASING", "0.5"]
     args = default_argument_parser().parse_args(
         ["--config-file", os.path.join(CONFIGS, rel), *opts]
     )
@@ -421,6 +516,8 @@ def test_classification_row_trains_as_its_row(rel, matrix_data, train_cls, tmp_p
         t, c = r["als/mean_true_class_target"], r["als/context_fraction"]
         if row.target == "hard":
             assert t == pytest.approx(1.0, abs=1e-6)
+        elif row.target == "ls" and logged.MODEL.ALS.LS_STYLE == "torch":
+            assert t == pytest.approx(0.9 + 0.1 / k, abs=1e-6)  # 0.1 / K on every class
         elif row.target == "ls":
             assert t == pytest.approx(0.9, abs=1e-6)
         elif row.target == "als":

@@ -154,6 +154,34 @@ def test_test_transforms_equal_torchvision(hw):
     assert np.array_equal(exact, tv)
 
 
+def test_evaluation_crop_size_apart_from_the_training_crop():
+    """TEST_CROP_SIZE (torchvision's new recipe: train 176, evaluate Resize(232) +
+    CenterCrop(224)): the evaluation pixels are torchvision's; 0 keeps CROP_SIZE."""
+    from als_d2.config import ConfigError, check_als_config
+
+    img = _rand_image(70, 90, seed=3)
+    cfg = _cfg(CROP_SIZE=24, TEST_RESIZE=40, TEST_CROP_SIZE=36)
+    aug_input = T.AugInput(img)
+    tfms = T.AugmentationList(build_cls_augmentation(cfg, is_train=False))(aug_input)
+    tv = np.asarray(TV.Compose([TV.Resize(40), TV.CenterCrop(36)])(Image.fromarray(img)))
+    resize, crop = tfms.transforms
+    exact = crop.apply_image(
+        T.ResizeTransform(resize.h, resize.w, resize.new_h, resize.new_w).apply_image(img)
+    )
+    assert aug_input.image.shape == (36, 36, 3) and np.array_equal(exact, tv)
+    train = T.AugInput(img)
+    T.AugmentationList(build_cls_augmentation(cfg, is_train=True))(train)
+    assert train.image.shape == (24, 24, 3)
+    default = T.AugInput(img)
+    T.AugmentationList(build_cls_augmentation(_cfg(CROP_SIZE=24, TEST_RESIZE=40), False))(default)
+    assert default.image.shape == (24, 24, 3)
+    cfg.MODEL.DEVICE, cfg.MODEL.RESNETS.OUT_FEATURES = "cpu", ["res5"]
+    check_als_config(cfg)
+    cfg.INPUT.CLS.TEST_RESIZE = 30  # below the evaluation crop, though above CROP_SIZE
+    with pytest.raises(ConfigError, match="INPUT.CLS.TEST_RESIZE = 30: .*evaluation crop \\(36"):
+        check_als_config(cfg)
+
+
 def test_boxes_follow_crop_resize_and_flip():
     boxes = np.array([[20, 10, 60, 50], [150, 80, 250, 120]], np.float32)
     tfm = T.TransformList(

@@ -34,6 +34,7 @@ __all__ = [
     "LightingTransform",
     "PhotometricTransform",
     "clip_boxes",
+    "eval_crop_size",
     "build_cls_augmentation",
 ]
 
@@ -324,17 +325,25 @@ def clip_boxes(boxes, image_size: Tuple[int, int]) -> np.ndarray:
     return b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
 
 
+def eval_crop_size(cfg) -> int:
+    """Side of the evaluation centre crop in pixels: INPUT.CLS.TEST_CROP_SIZE, or CROP_SIZE
+    where it is 0 (or absent, in configs written before the key)."""
+    c = cfg.INPUT.CLS
+    return int(c.get("TEST_CROP_SIZE", 0) or c.CROP_SIZE)
+
+
 def build_cls_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
     """
     The augmentations of cfg.INPUT.CLS.
 
     Training: RandomResizedCrop(CROP_SIZE, CROP_SCALE, CROP_RATIO), horizontal flip
     (HFLIP_PROB > 0), ColorJitter(*COLOR_JITTER) (non-empty, not all 0), Lighting
-    (LIGHTING_STD > 0). Test: ResizeShorterSide(TEST_RESIZE), CenterCrop(CROP_SIZE).
+    (LIGHTING_STD > 0). Test: ResizeShorterSide(TEST_RESIZE), CenterCrop of
+    :func:`eval_crop_size`.
     """
     c = cfg.INPUT.CLS
     if not is_train:
-        return [ResizeShorterSide(c.TEST_RESIZE), CenterCrop(c.CROP_SIZE)]
+        return [ResizeShorterSide(c.TEST_RESIZE), CenterCrop(eval_crop_size(cfg))]
     augs: List[T.Augmentation] = [
         RandomResizedCrop(c.CROP_SIZE, scale=tuple(c.CROP_SCALE), ratio=tuple(c.CROP_RATIO))
     ]

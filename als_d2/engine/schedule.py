@@ -93,16 +93,22 @@ def check_warmup(cfg: CfgNode) -> None:
 
 
 def describe_lr_schedule(cfg: CfgNode) -> str:
-    """One line: base lr, warm-up and the lr from each step on (d2's WarmupMultiStepLR)."""
+    """One line: base lr, warm-up and the lr from each step on (d2's WarmupMultiStepLR), or
+    the cosine's start and end (d2's WarmupCosineLR)."""
     solver = cfg.SOLVER
-    steps = [s for s in solver.STEPS if s < solver.MAX_ITER]
-    lrs = [solver.BASE_LR * solver.GAMMA**k for k in range(len(steps) + 1)]
     warmup = (
         f"{solver.WARMUP_METHOD} warm-up over {solver.WARMUP_ITERS} iterations from "
         f"{solver.WARMUP_FACTOR:g} x"
         if solver.WARMUP_ITERS > 0
         else "no warm-up"
     )
+    if solver.LR_SCHEDULER_NAME == "WarmupCosineLR":
+        return (
+            f"cosine from lr {solver.BASE_LR:g} at iteration 0 to 0 at MAX_ITER "
+            f"{solver.MAX_ITER}; {warmup}"
+        )
+    steps = [s for s in solver.STEPS if s < solver.MAX_ITER]
+    lrs = [solver.BASE_LR * solver.GAMMA**k for k in range(len(steps) + 1)]
     parts = [f"lr {lrs[0]:g} from iteration 0"]
     parts += [f"{lr:g} from {s}" for s, lr in zip(steps, lrs[1:])]
     return f"{', '.join(parts)} to MAX_ITER {solver.MAX_ITER}; {warmup}"

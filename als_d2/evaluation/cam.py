@@ -151,7 +151,7 @@ def flat_cam_note(feature: str, size: Tuple[int, int], crop: int) -> Optional[st
     if size[0] * size[1] > 1:
         return None
     return (
-        f"the {feature} feature map is {size[0]}x{size[1]} at INPUT.CLS.CROP_SIZE {crop}: each "
+        f"the {feature} feature map is {size[0]}x{size[1]} at a {crop} px evaluation crop: each "
         "CAM is one value, a flat tint over the image that locates nothing; CAMs need a crop "
         "giving res5 at least 2x2 (64 px for a ResNet), where a model trained at "
         f"{crop} px is a different classifier (check its accuracy there with eval_cls.py)"
@@ -208,7 +208,7 @@ def draw_cam_figures(
     alpha: float = 0.5,
 ) -> Dict:
     """The CAM grid and the confidence-vs-objectness scatter of several checkpoints, at
-    ``cfg``'s test transform (``INPUT.CLS.TEST_RESIZE`` / ``CROP_SIZE``: give the config
+    ``cfg``'s test transform (``INPUT.CLS.TEST_RESIZE``, evaluation crop: give the config
     the models were trained and evaluated with). Checkpoints load strictly
     (:class:`~als_d2.checkpoint.EvaluationCheckpointer`).
 
@@ -224,6 +224,7 @@ def draw_cam_figures(
     from ..checkpoint.evaluation import EvaluationCheckpointer
     from ..data.build import build_cls_test_loader, load_dataset_dicts
     from ..data.mapper import ClassificationDatasetMapper
+    from ..data.transforms import eval_crop_size
     from ..engine import ClassificationTrainer
     from .plots import objectness_scatter, save_png
 
@@ -264,7 +265,8 @@ def draw_cam_figures(
             panels.append(scatter_data(model, loader, scatter_samples))
         del model
 
-    note = flat_cam_note(cfg.MODEL.CLASSIFIER.IN_FEATURE, size, cfg.INPUT.CLS.CROP_SIZE)
+    crop = eval_crop_size(cfg)
+    note = flat_cam_note(cfg.MODEL.CLASSIFIER.IN_FEATURE, size, crop)
     if note:
         logger.warning(f"CAMs on {dataset}: {note}")
     PathManager.mkdirs(output)
@@ -272,7 +274,7 @@ def draw_cam_figures(
     save_png(cam_grid(images, row_titles, columns, note=note), files["cam_grid"])
     if panels:
         files["scatter"] = os.path.join(output, "confidence_vs_objectness.png")
-        titles = [f"{n}, {dataset} ({cfg.INPUT.CLS.CROP_SIZE} px)" for n in names]
+        titles = [f"{n}, {dataset} ({crop} px)" for n in names]
         save_png(objectness_scatter(panels, titles), files["scatter"])
     for path in files.values():
         logger.info(f"wrote {path}")

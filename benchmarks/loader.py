@@ -13,6 +13,11 @@ Pipelines (all: RandomResizedCrop(224) with torchvision's sampling, horizontal f
 * ``mask_raster``: the paper's approach on top of the torchvision reference: a rasterised
   object mask (uint8, HxW) cropped, resized (nearest) and flipped alongside the image,
   objectness = fraction of mask pixels in the output.
+* ``strong_hard``, ``strong_als``: the strong augmentation of torchvision's new recipe
+  (``configs/tvrecipe``: TrivialAugmentWide, RandomErasing 0.1) after the crop and flip, on
+  dicts without boxes and with them: ``strong_als_over_strong_hard`` is the cost of keeping
+  objectness exact under the warps and erasing (the object polygons of
+  ``als_d2/data/object_region.py``).
 * ``als_jitter`` (not in the ratios): ``als`` with the config's default colour jitter and
   PCA lighting, for reference.
 * ``hard_unpacked``, ``als_unpacked`` (DataLoader only): ``hard`` / ``als`` through the
@@ -76,7 +81,15 @@ from als_d2.data.painting import box_pixel_ranges  # noqa: E402
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
-RATIO_PIPELINES = ("torchvision", "hard", "als", "als_mask", "mask_raster")
+RATIO_PIPELINES = (
+    "torchvision",
+    "hard",
+    "als",
+    "als_mask",
+    "mask_raster",
+    "strong_hard",
+    "strong_als",
+)
 ALL_PIPELINES = RATIO_PIPELINES + ("als_jitter",)
 # ImageNet-typical frames (h, w): mostly 375 x 500 landscape, some portrait / 3:2
 SIZES = [(375, 500)] * 6 + [(500, 375)] * 2 + [(333, 500)] * 2
@@ -196,7 +209,7 @@ class MaskRasterBaseline:
         return self.tail(img), d["label"], obj
 
 
-def _mapper_cfg(jitter: bool, size: int):
+def _mapper_cfg(jitter: bool, size: int, strong: bool = False):
     cfg = get_cfg()
     add_als_config(cfg)
     cfg.INPUT.FORMAT = "RGB"
@@ -205,6 +218,9 @@ def _mapper_cfg(jitter: bool, size: int):
     if not jitter:  # the torchvision reference: crop and flip only
         cfg.INPUT.CLS.COLOR_JITTER = []
         cfg.INPUT.CLS.LIGHTING_STD = 0.0
+    if strong:  # configs/tvrecipe's strong augmentation
+        cfg.INPUT.CLS.AUTO_AUGMENT = "ta_wide"
+        cfg.INPUT.CLS.RANDOM_ERASING = 0.1
     return cfg
 
 
@@ -214,12 +230,19 @@ def build_pipelines(dicts: Sequence[dict], names: Sequence[str], size: int = 224
 
     logging.getLogger("als_d2.data.mapper").setLevel(logging.WARNING)
     plain = _mapper_cfg(False, size)
+    strong = _mapper_cfg(False, size, strong=True)
     table = {
         "torchvision": lambda: (TorchvisionReference(size), list(dicts), "torchvision"),
         "hard": lambda: (ClassificationDatasetMapper(plain, True), no_box_dicts(dicts), "d2"),
         "als": lambda: (ClassificationDatasetMapper(plain, True), list(dicts), "d2"),
         "als_mask": lambda: (ClassificationDatasetMapper(plain, True), mask_dicts(dicts), "d2"),
         "mask_raster": lambda: (MaskRasterBaseline(size), list(dicts), "torchvision"),
+        "strong_hard": lambda: (
+            ClassificationDatasetMapper(strong, True),
+            no_box_dicts(dicts),
+            "d2",
+        ),
+        "strong_als": lambda: (ClassificationDatasetMapper(strong, True), list(dicts), "d2"),
         "als_jitter": lambda: (
             ClassificationDatasetMapper(_mapper_cfg(True, size), True),
             list(dicts),
@@ -388,6 +411,8 @@ RATIOS = {  # name: (numerator, denominator) pipelines
     "mask_raster_over_als": ("mask_raster", "als"),
     "mask_raster_over_torchvision": ("mask_raster", "torchvision"),
     "als_mask_over_als": ("als_mask", "als"),
+    "strong_als_over_strong_hard": ("strong_als", "strong_hard"),
+    "strong_hard_over_hard": ("strong_hard", "hard"),
     # DataLoader only
     "als_over_als_unpacked": ("als", "als_unpacked"),
     "hard_over_hard_unpacked": ("hard", "hard_unpacked"),

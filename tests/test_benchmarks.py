@@ -34,6 +34,7 @@ def _positive(x):
 
 def _check_loader(r):
     pipelines = {"torchvision", "hard", "als", "als_mask", "mask_raster", "als_jitter"}
+    pipelines |= {"strong_hard", "strong_als"}
     assert r["benchmark"] == "loader"
     assert set(r["in_process"]) == pipelines
     assert set(r["dataloader"]) == pipelines | {"hard_unpacked", "als_unpacked"}
@@ -44,6 +45,7 @@ def _check_loader(r):
         "als_over_hard",
         "hard_over_torchvision",
         "mask_raster_over_als",
+        "strong_als_over_strong_hard",
         "objectness_us_per_sample",
     ):
         assert _positive(r[key]), key

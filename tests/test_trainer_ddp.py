@@ -34,6 +34,8 @@ def _bn_worker(rank, init_file, out_dir, dicts):
         "MODEL.RESNETS.NORM", "BN",
         "LOG_PERIOD", 1,
         "MODEL.ALS.METHOD", "als",
+        "MODEL_EMA.ENABLED", True,
+        "MODEL_EMA.STEPS", 1,
     )  # fmt: skip
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -47,14 +49,43 @@ def _bn_worker(rank, init_file, out_dir, dicts):
     model = ClassificationTrainer.build_model(cfg)
     ClassifierCheckpointer(model).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
     saved = ClassificationTrainer.test(cfg, model)
+    # the moving average: its checkpoint entry evaluated by a fresh model on both ranks
+    from als_d2.checkpoint.file_io import safe_torch_load
+    from als_d2.engine.ema import EMA_CHECKPOINT_KEY, load_ema_weights
+
+    ema_model = ClassificationTrainer.build_model(cfg)
+    checkpoint = safe_torch_load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+    load_ema_weights(ema_model, checkpoint[EMA_CHECKPOINT_KEY])
+    saved_ema = ClassificationTrainer.test_ema(cfg, ema_model)
+    ema = {k: v.flatten().tolist() for k, v in trainer.model_ema.ema.module.state_dict().items()}
     # what this rank's model put for its own part of the batch (first value of each iteration)
     own = {}
     for value, iteration in trainer.storage.history(STAT).values():
         own.setdefault(int(iteration), value)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump({"buffers": buffers, "during": during, "saved": saved, "own": own}, f)
+        json.dump(
+            {
+                "buffers": buffers,
+                "during": during,
+                "saved": saved,
+                "saved_ema": saved_ema,
+                "ema": ema,
+                "own": own,
+            },
+            f,
+        )
     dist.barrier()  # no rank tears gloo down while its peer still talks to it (SIGABRT)
     dist.destroy_process_group()
+
+
+def _assert_same_results(results, expected):
+    """Equal evaluation results (NaN where a metric is undefined, e.g. a constant input)."""
+    assert results and results.keys() == expected.keys()
+    for task in results:
+        for name, value in results[task].items():
+            other = expected[task][name]
+            both_nan = math.isnan(value) and math.isnan(other)
+            assert both_nan or math.isclose(value, other, rel_tol=1e-6, abs_tol=1e-9), name
 
 
 def test_ranks_share_batchnorm_statistics_and_evaluate_the_checkpoint(tmp_path):
@@ -74,12 +105,16 @@ def test_ranks_share_batchnorm_statistics_and_evaluate_the_checkpoint(tmp_path):
     for key in buffers[0]:
         assert buffers[0][key] == buffers[1][key], key
     during, saved = ranks[0]["during"], ranks[0]["saved"]
-    assert during and during.keys() == saved.keys()
-    for task in during:
-        for name, value in during[task].items():
-            expected = saved[task][name]  # NaN where undefined (e.g. a constant input): both
-            both_nan = math.isnan(value) and math.isnan(expected)
-            assert both_nan or math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9), name
+    # the EMA (MODEL_EMA, every step): one average on both ranks (rank 0's BN buffers), and
+    # its evaluation during training is that of the checkpoint's "model_ema" entry
+    emas = [r["ema"] for r in ranks]
+    assert emas[0] and emas[0].keys() == emas[1].keys()
+    for key in emas[0]:
+        assert emas[0][key] == emas[1][key], key
+    assert during.keys() >= {"ema"}
+    during_ema = during.pop("ema")
+    _assert_same_results(during, saved)
+    _assert_same_results(during_ema, ranks[0]["saved_ema"])
 
     # als/* in metrics.json describe the whole batch: the mean of the ranks' halves
     with open(tmp_path / "train" / "metrics.json") as f:

@@ -268,3 +268,58 @@ def trainable_spec(
             split = "train" if i < per_class else ("val" if i < per_class + 2 else "test")
             spec[split].append(FixtureImage(f"{n:016x}", (64 + 8 * c, 48), boxes))
     return spec
+
+
+# Train rows of the hostile tree (write_hostile_tree), after BAD_TRAIN_ROWS: one problem
+# each, (counter, CSV line).
+MORE_BAD_TRAIN_ROWS = [
+    ("degenerate_boxes", f"{_id('a')},xclick,{DOG},1,0.3,0.3,0.1,0.5,0,0,0,0,0" + ",-1" * 8),
+    ("bad_flags", f"{_id('b')},xclick,{CAT},1,0.1,0.5,0.1,0.5,0,7,0,0,0" + ",-1" * 8),
+]
+
+
+def write_hostile_tree(root: str) -> Tuple[str, Dict[str, int], Dict[str, int]]:
+    """TINY with BAD_TRAIN_ROWS, MORE_BAD_TRAIN_ROWS, the image-level labels with
+    BAD_IMAGE_LABEL_ROWS, and in train/: a text file, a second file for ImageID a (a PNG),
+    an image whose header cannot be read and one EXIF-rotated image (each with a box row),
+    a symlink to an image outside the root. Returns (root, the problem counts of the train
+    index, those of the image-level label CSV), counted by hand."""
+    write_openimages_tree(
+        root,
+        extra_rows={"train": [line for _, line in BAD_TRAIN_ROWS + MORE_BAD_TRAIN_ROWS]},
+    )
+    write_image_labels(root)
+    train = os.path.join(root, IMAGE_DIRS["train"])
+    with open(os.path.join(train, "notes.txt"), "w") as f:
+        f.write("not an image\n")
+    Image.new("RGB", (8, 8)).save(os.path.join(train, _id("a") + ".png"))
+    with open(os.path.join(train, _id("u") + ".jpg"), "wb") as f:
+        f.write(b"\xff\xd8 not a JPEG header")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(
+        os.path.join(train, _id("r") + ".jpg"), "JPEG", exif=exif.tobytes()
+    )
+    outside = os.path.join(os.path.dirname(os.path.abspath(root)), "outside.jpg")
+    write_jpeg(outside, (16, 16))
+    os.symlink(outside, os.path.join(train, _id("s") + ".jpg"))
+    with open(os.path.join(root, CSV_NAMES["train"]), "a", newline="") as f:
+        for tag in ("u", "r"):
+            f.write(box_row(_id(tag), Box(DOG, 0.1, 0.5, 0.1, 0.5), True) + "\r\n")
+    index_counts = {
+        "bad_rows": 2,
+        "inverted_boxes": 1,
+        "unknown_labels": 1,
+        "bad_image_ids": 1,
+        "missing_images": 1,  # ff
+        "degenerate_boxes": 1,
+        "bad_flags": 1,
+        "clipped_boxes": 1,  # g's XMax 1.2
+        "non_image_files": 1,
+        "duplicate_images": 1,
+        "unreadable_images": 1,
+        "exif_rotated": 1,
+        "outside_root": 1,
+    }
+    label_counts = {"bad_rows": 2, "unknown_labels": 1, "bad_image_ids": 1}
+    return root, index_counts, label_counts

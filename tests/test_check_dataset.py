@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -379,3 +380,53 @@ def test_one_table_of_problem_kinds_for_the_reader_and_the_report(tool, hostile)
         assert counted, split
         for kind in counted:
             assert indexing.KINDS[kind][0] in (indexing.SKIPPED, indexing.FIXED), kind
+
+
+def test_openimages_tree_every_kind_reported_by_file_and_line(tool, tmp_path, capsys):
+    """An OpenImages tree (found by its class descriptions file) with one of each problem
+    the reader counts: every kind listed with its count and each bad CSV row by file:line;
+    skipped problems in train only: exit 0 (--strict: 1); an undecodable val image: 1."""
+    import openimages_fixtures as ofx
+
+    root, index_counts, label_counts = ofx.write_hostile_tree(str(tmp_path / "oi"))
+    rc, out = run_main(tool, capsys, "--root", root, "--json", str(tmp_path / "r.json"))
+    assert rc == 0, out
+    assert f"Dataset {root} (openimages layout)" in out and "would run" in out
+    report = json.load(open(tmp_path / "r.json"))
+    assert report["layout"] == "openimages" and not report["fails"]
+    train = report["splits"]["train"]["problems"]
+    expected = dict(index_counts)
+    for kind, n in label_counts.items():  # the image-level label CSV's, under train
+        expected[kind] += n
+    for kind, n in expected.items():
+        assert train[kind]["count"] == n and len(train[kind]["files"]) == n, (kind, train[kind])
+        assert f"[{tool.KINDS[kind][0]}] {kind}: {n}  ({tool.KINDS[kind][1]})" in out
+    assert train["exif_rotated"]["files"][0].startswith(os.path.join(root, "train", ""))
+    # every bad row by file and line: box CSV header line 1, TINY's 25 rows, then the bad ones
+    box_csv = os.path.join(root, ofx.CSV_NAMES["train"])
+    bad_box_rows = ofx.BAD_TRAIN_ROWS + ofx.MORE_BAD_TRAIN_ROWS
+    label_csv = os.path.join(root, ofx.IMAGE_LABELS_NAME)
+    bad_label_rows = ofx.BAD_IMAGE_LABEL_ROWS
+    for path, first, rows in (
+        (box_csv, 27, bad_box_rows),
+        (label_csv, 2 + len(ofx.IMAGE_LABELS), bad_label_rows),
+    ):
+        for line, (kind, _) in enumerate(rows, start=first):
+            if kind != "missing_images":
+                assert any(f.startswith(f"{path}:{line}: ") for f in train[kind]["files"]), (
+                    kind,
+                    line,
+                )
+                assert f"{path}:{line}: " in out
+    assert set(report["splits"]) == {"train", "val"}
+    assert report["splits"]["val"]["stats"]["images"] == 3
+    rc, _ = run_main(tool, capsys, "--root", root, "--strict", "--no-decode")
+    assert rc == 1
+    # an undecodable val image: evaluation would stop
+    val_image = os.path.join(root, "validation", ofx.TINY["val"][0].image_id + ".jpg")
+    noise = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG")
+    write(val_image, buf.getvalue()[: len(buf.getvalue()) * 6 // 10])  # the header is whole
+    rc, out = run_main(tool, capsys, "--root", root, "--splits", "val", "test", "--list", "3")
+    assert rc == 1 and "would FAIL" in out and "evaluation stops" in out and val_image in out

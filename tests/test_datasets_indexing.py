@@ -69,3 +69,42 @@ def test_folders_outside_the_root_are_refused(tmp_path):
         require_folder_in_root(str(root / "missing"), real_root, "images")
     with pytest.raises(ValueError, match="outside the dataset root"):
         require_folder_in_root(str(root / "linked"), real_root, "images")
+
+
+def test_every_reader_counts_kinds_of_the_one_table():
+    """The kinds each reader declares are rows of KINDS, each with a known severity and a
+    meaning; the skipped ImageNet counters are the ones the ImageNet index counts."""
+    from als_d2.data.datasets import imagenet_index, openimages_index, wsol_metadata
+    from als_d2.data.datasets.indexing import FATAL, FIXED, KINDS, NOTED, SKIPPED
+
+    for counters in (
+        imagenet_index.COUNTERS,
+        openimages_index.COUNTERS,
+        openimages_index.LABEL_COUNTERS,
+        wsol_metadata.COUNTERS,
+    ):
+        assert len(set(counters)) == len(counters)
+        assert set(counters) <= set(KINDS), set(counters) - set(KINDS)
+    assert all(sev in (FATAL, SKIPPED, FIXED, NOTED) and meaning for sev, meaning in KINDS.values())
+    assert set(imagenet_index.SKIP_COUNTERS) == set(imagenet_index.COUNTERS) - {
+        "rescaled_files",
+        "clipped_boxes",
+    }
+
+
+def test_problem_messages_take_severity_and_meaning_from_the_table():
+    import logging
+
+    from als_d2.data.datasets.indexing import KINDS, problem_messages
+
+    stats = {"bad_rows": 2, "clipped_boxes": 1, "missing_images": 0, "rows": 9}
+    examples = {"bad_rows": ["f.csv:3: x", "f.csv:7: y", "f.csv:8: z", "f.csv:9: w"]}
+    out = problem_messages("here", stats, examples, ("clipped_boxes", "missing_images", "bad_rows"))
+    assert out == [
+        (logging.INFO, f"here: clipped_boxes = 1 [fixed: {KINDS['clipped_boxes'][1]}] (e.g. )"),
+        (
+            logging.WARNING,
+            f"here: bad_rows = 2 [skipped: {KINDS['bad_rows'][1]}] "
+            "(e.g. f.csv:3: x; f.csv:7: y; f.csv:8: z)",
+        ),
+    ]

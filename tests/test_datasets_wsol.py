@@ -440,3 +440,56 @@ out["ctx"] = all(d["paint_all_objects"] for d in DatasetCatalog.get("imagenetv2_
     v2_files = [os.path.join(v2_root, p) for p, *_ in V2_SPLIT]
     assert out["imagenetv2_wsol"] == out["imagenetv2_wsol_context"] == v2_files
     assert all(c == CLASS_NAMES for c in out["classes"].values()) and out["ctx"] is True
+
+
+def test_every_kind_counted_is_in_the_policy_table(tree, log_records):
+    """One of each problem the reader and the loader count (written here): the counts are
+    exactly those, each kind is a row of indexing.KINDS and of COUNTERS, and the log line
+    of each carries its severity and meaning from KINDS (a warning unless fixed)."""
+    from als_d2.data.datasets import wsol_metadata
+    from als_d2.data.datasets.indexing import FIXED, KINDS
+
+    meta_dir, root = tree["test"], tree["image_root"]
+    a, b, c, d = (p for p, *_ in TEST_SPLIT)
+    e, f = "val/ILSVRC2012_val_00000005.JPEG", "val/ILSVRC2012_val_00000006.JPEG"
+    write_image(os.path.join(root, f), (10, 10), (1, 1, 1))  # on disk, but no label
+    files = {
+        "image_ids.txt": [a, b, c, d, e, f, "../../etc/passwd"],  # e: not on disk
+        "class_labels.txt": [f"{a},2", f"{b},0", f"{c},1", f"{d},1", f"{e},1"],  # f: no label
+        "image_sizes.txt": [f"{a},60,40", f"{b},50,70", f"{d},30,20", f"{e},10,10"],  # c: none
+        "localization.txt": [
+            f"{a},5,6,30,20",
+            f"{b},1,2,20,30",
+            f"{b},10,40,45",  # bad line: four fields
+            f"{b},10,40,60,65",  # x1 60 > width 50: clipped
+            f"{c},0,0,39,39",
+            f"{c},30,0,10,39",  # degenerate
+            "val/elsewhere.JPEG,1,1,5,5",  # orphan
+            f"{e},1,1,5,5",
+        ],  # d: no box
+    }
+    for name, lines in files.items():
+        with open(os.path.join(meta_dir, name), "w") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+    dicts, meta = wsol_metadata._load(meta_dir, root, "all", None, True)
+    expected = {
+        "bad_lines": 1,
+        "orphan_lines": 1,
+        "degenerate_boxes": 1,
+        "clipped_boxes": 1,
+        "outside_root": 1,
+        "unlabeled_images": 1,
+        "missing_images": 1,
+        "unsized_images": 1,
+        "unboxed_images": 1,
+    }
+    assert meta.stats == expected
+    assert [x["file_name"] for x in dicts] == [os.path.join(root, p) for p in (a, b, c, d)]
+    assert set(expected) == set(wsol_metadata.COUNTERS) and set(expected) <= set(KINDS)
+    for kind, n in expected.items():
+        severity, meaning = KINDS[kind]
+        level = logging.INFO if severity == FIXED else logging.WARNING
+        assert any(
+            r.levelno == level and f"{kind} = {n} [{severity}: {meaning}] (e.g. " in r.getMessage()
+            for r in log_records
+        ), kind

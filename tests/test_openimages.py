@@ -984,3 +984,34 @@ def test_a_few_training_iterations_through_train_cls(tmp_path):
         ["mask", "3", "60", "60"],
         ["clipped", "3", "60", "60"],
     ]
+
+
+def test_every_kind_counted_is_in_the_policy_table(tmp_path, caplog):
+    """On a tree with one of each problem (hand-counted in the fixture), the reader counts
+    exactly those kinds, every one a row of indexing.KINDS and of the reader's COUNTERS,
+    and the prepare step logs each with its severity and meaning from KINDS."""
+    from als_d2.data.datasets import openimages_index as oi
+    from als_d2.data.datasets.indexing import FIXED, KINDS
+
+    root, index_counts, label_counts = fx.write_hostile_tree(str(tmp_path / "oi"))
+    index = build_index(root, "train", num_workers=1, show_progress=False)
+    assert {k: n for k, n in index["stats"].items() if k not in oi.TOTALS} == index_counts
+    assert set(index["examples"]) == set(index_counts)
+    assert (index["stats"]["images"], index["stats"]["boxes"]) == (9, 27)  # TINY + r; a, b rows
+    labels = oi.split_paths(root, "train")["image_labels"]
+    coverage = oi.image_label_coverage(index, labels, num_workers=1, show_progress=False)
+    assert {k: n for k, n in coverage["stats"].items() if k not in oi.LABEL_TOTALS} == label_counts
+    assert set(index_counts) <= set(oi.COUNTERS) and set(label_counts) <= set(oi.LABEL_COUNTERS)
+    assert set(oi.COUNTERS) <= set(KINDS) and set(oi.LABEL_COUNTERS) <= set(KINDS)
+
+    with caplog.at_level(logging.INFO, logger="als_d2.data.datasets.openimages"):
+        prepare(root, ["train"])
+    for kind, n in index_counts.items():
+        severity, meaning = KINDS[kind]
+        level = logging.INFO if severity == FIXED else logging.WARNING
+        assert any(
+            r.levelno == level and f"{kind} = {n} [{severity}: {meaning}] (e.g. " in r.getMessage()
+            for r in caplog.records
+        ), kind
+    for kind, n in label_counts.items():
+        assert f"image-level labels {labels}: {kind} = {n} [{KINDS[kind][0]}: " in caplog.text

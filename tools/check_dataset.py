@@ -1,15 +1,20 @@
 #!/usr/bin/env python
-"""Scan an ImageNet tree and report every problem the readers and the mapper would meet.
+"""Scan an ImageNet or OpenImages tree and report every problem the readers and the mapper
+would meet.
 
     tools/check_dataset.py --root datasets/imagenet
     tools/check_dataset.py --root datasets/imagenet --layout kaggle --splits val --json report.json
     tools/check_dataset.py --root datasets/imagenet --no-decode         # annotations only (fast)
+    tools/check_dataset.py --root datasets/openimages --splits train val test
 
 Per split it runs the dataset indexer (the same code and policy as training: see
-als_d2/data/datasets/imagenet_index.py) with every offending file kept, then opens and
-decodes every image (the mapper's reader, als_d2.data.image_io, where available; else
-Pillow) and hashes its bytes. Each problem is listed by file under its kind, with a
-count per kind and a severity:
+als_d2/data/datasets/imagenet_index.py; for an OpenImages tree, found by its class
+descriptions file or named by --layout openimages, openimages_index.py, with the train
+image-level label CSV when present) with every offending file (or CSV line) kept, then
+opens and decodes every image (the mapper's reader, als_d2.data.image_io, where available; else
+Pillow) and hashes its bytes. Each problem is listed by file (file:line for a CSV row)
+under its kind, with a count per kind and a severity (the readers' table, KINDS in
+als_d2/data/datasets/indexing.py):
 
   fatal    training or evaluation under the current policy stops (a reader error, an
            empty split, an undecodable image in val: evaluation never skips), or would
@@ -40,7 +45,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
 from PIL import Image
 
-from als_d2.data.datasets import imagenet_index
+from als_d2.data.datasets import imagenet_index, openimages_index
 from als_d2.data.datasets.indexing import (  # the problem kinds: one table
     FATAL,
     FIXED,
@@ -51,6 +56,8 @@ from als_d2.data.datasets.indexing import (  # the problem kinds: one table
 )
 from als_d2.data.datasets.imagenet_index import LAYOUTS
 
+OPENIMAGES = "openimages"  # --layout of an OpenImages V6 tree
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -59,10 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--root",
         required=True,
-        help="the ImageNet tree (standard or Kaggle ILSVRC layout, or ImageNetV2)",
+        help="the ImageNet tree (standard or Kaggle ILSVRC layout, or ImageNetV2), or an "
+        "OpenImages V6 tree",
     )
-    p.add_argument("--layout", default="auto", choices=LAYOUTS)
-    p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
+    p.add_argument("--layout", default="auto", choices=(*LAYOUTS, OPENIMAGES))
+    p.add_argument(
+        "--splits",
+        nargs="+",
+        default=["train", "val"],
+        choices=["train", "val", "test"],
+        help="test: OpenImages only",
+    )
     p.add_argument("--class-root", help="take the class list from this ImageNet tree")
     p.add_argument("--no-decode", action="store_true", help="check annotations and listings only")
     p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)))
@@ -291,6 +305,48 @@ def boxes_frame_check(report: "Report", split: str, stats: dict) -> None:
         )
 
 
+def _imagenet_index(root: str, layout: str, split: str, class_root, progress: bool):
+    """(stats, {kind: every example}, image paths) of one ImageNet split."""
+    if layout == "imagenetv2":
+        index = imagenet_index.build_imagenetv2_index(root, class_root, max_examples=None)
+    else:
+        index = imagenet_index.build_index(
+            root, split, layout, class_root, show_progress=progress, max_examples=None
+        )
+    paths = [os.path.join(root, p) for p in index["rel_paths"]]
+    return dict(index["stats"]), index["examples"], imagenet_index.COUNTERS, paths
+
+
+def _openimages_index(root: str, split: str, workers: int, progress: bool):
+    """(stats, {kind: every example}, kinds, image paths) of one OpenImages split; for
+    train, the image-level label CSV's problems too (when the tree has the file)."""
+    index = openimages_index.build_index(
+        root, split, num_workers=workers, show_progress=progress, max_examples=None
+    )
+    stats = dict(index["stats"])
+    examples = {k: list(v) for k, v in index["examples"].items()}
+    labels = openimages_index.split_paths(root, split, required=False)["image_labels"]
+    if split == "train" and labels:
+        coverage = openimages_index.image_label_coverage(
+            index, labels, num_workers=workers, show_progress=progress, max_examples=None
+        )
+        for kind in openimages_index.LABEL_COUNTERS:
+            stats[kind] = stats.get(kind, 0) + coverage["stats"].get(kind, 0)
+            examples.setdefault(kind, []).extend(coverage["examples"].get(kind, []))
+    # the report's totals: every indexed image has a box (the box CSV lists it)
+    stats.update(boxed_images=len(set(index["box_image"].tolist())), objects=stats["boxes"])
+    paths = [os.path.join(root, p) for p in index["file_names"]]
+    return stats, examples, openimages_index.COUNTERS, paths
+
+
+def resolve_tree_layout(root: str, layout: str = "auto") -> str:
+    """``openimages`` for an OpenImages tree (named, or found by its class descriptions
+    file), else the ImageNet layout (:func:`imagenet_index.resolve_layout`)."""
+    if layout == OPENIMAGES or (layout == "auto" and openimages_index.is_openimages_tree(root)):
+        return OPENIMAGES
+    return imagenet_index.resolve_layout(root, layout)
+
+
 def check_tree(
     root: str,
     layout: str = "auto",
@@ -304,33 +360,31 @@ def check_tree(
     progress: bool = False,
 ) -> Report:
     """Scan ``root`` and return the :class:`Report` (see the module docstring)."""
-    layout = imagenet_index.resolve_layout(root, layout)
+    layout = resolve_tree_layout(root, layout)
     report = Report(root, layout)
     hashes: Dict[str, List[Tuple[str, str]]] = defaultdict(list)  # sha1 -> [(split, path)]
     for split in ["val"] if layout == "imagenetv2" else list(splits):
         try:
-            if layout == "imagenetv2":
-                index = imagenet_index.build_imagenetv2_index(root, class_root, max_examples=None)
+            if layout == OPENIMAGES:
+                stats, examples, kinds, paths = _openimages_index(root, split, workers, progress)
+            elif split == "test":
+                raise ValueError(f"{root}: an ImageNet tree has no split 'test' here")
             else:
-                index = imagenet_index.build_index(
-                    root,
-                    split,
-                    layout,
-                    class_root,
-                    show_progress=progress,
-                    max_examples=None,
+                stats, examples, kinds, paths = _imagenet_index(
+                    root, layout, split, class_root, progress
                 )
         except (OSError, ValueError) as e:
             report.stats[split] = {}
             report.add(split, "index_error", str(e))
             report.fatal_reasons.append(f"{split}: {e}")
             continue
-        report.stats[split] = dict(index["stats"])
-        boxes_frame_check(report, split, index["stats"])
-        for kind in (*imagenet_index.SKIP_COUNTERS, "rescaled_files", "clipped_boxes"):
-            for detail in index["examples"].get(kind, []):
+        report.stats[split] = stats
+        boxes_frame_check(report, split, stats)
+        for kind in kinds:
+            if decode and kind == "exif_rotated":  # the image checks report it, per file
+                continue
+            for detail in examples.get(kind, []):
                 report.add(split, kind, detail)
-        paths = [os.path.join(root, p) for p in index["rel_paths"]]
         failed = 0
         if decode:
             for path, problems, digest in decode_all(

@@ -76,6 +76,7 @@ from .imagenet_index import (
     get_imagenet_class_info,
     resolve_layout,
 )
+from .indexing import problem_messages
 from .prepared import gc_paused, read_prepared_file, write_prepared_file
 
 __all__ = [
@@ -175,13 +176,11 @@ def _log_index(index: dict, root: str, split: str, layout: str, source: str) -> 
         f"{s.get('rescaled_files', 0)} XMLs rescaled to the real image size, "
         f"{s.get('clipped_boxes', 0)} boxes clipped."
     )
-    skipped = {k: s[k] for k in SKIP_COUNTERS if s.get(k)}
-    for key in ("rescaled_files", *skipped):
-        if not s.get(key):
-            continue
-        examples = "; ".join(index["examples"].get(key, [])[:3])
-        level = logging.INFO if key == "rescaled_files" else logging.WARNING
-        logger.log(level, f"ImageNet {split} at {root}: {key} = {s[key]} (e.g. {examples})")
+    where = f"ImageNet {split} at {root}"  # clipped_boxes: counted in the line above
+    for level, msg in problem_messages(
+        where, s, index["examples"], ("rescaled_files", *SKIP_COUNTERS)
+    ):
+        logger.log(level, msg)
 
 
 def _dicts_from_index(index: dict, root: str, subset: str) -> List[dict]:

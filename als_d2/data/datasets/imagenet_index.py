@@ -9,8 +9,8 @@ to a file that the loader reads; ``tools/check_dataset.py`` reports it.
 Bad input is counted in ``index["stats"]``, with up to ``MAX_EXAMPLES`` example paths in
 ``index["examples"]`` (all of them for ``tools/check_dataset.py``); what each counter
 means and what happens to the file, object or box is the table
-:data:`~.indexing.KINDS` (the counters here are :data:`SKIP_COUNTERS`, plus
-``rescaled_files`` and ``clipped_boxes``, which are fixed).
+:data:`~.indexing.KINDS` (the counters here are :data:`COUNTERS`: the skipped
+:data:`SKIP_COUNTERS`, plus ``rescaled_files`` and ``clipped_boxes``, which are fixed).
 
 Errors (``ValueError`` / ``FileNotFoundError`` naming the file; nothing is indexed):
 a CSV whose header is not ``ImageId,PredictionString`` or that lists an ImageId twice
@@ -40,7 +40,6 @@ from tqdm import tqdm
 
 from .ilsvrc_xml import IlsvrcXmlError, parse_ilsvrc_xml
 from .indexing import (
-    IMAGE_FAILURES,
     KINDS,
     MAX_EXAMPLES,
     SKIPPED,
@@ -57,6 +56,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LAYOUTS",
     "IMAGE_EXTENSIONS",
+    "COUNTERS",
     "SKIP_COUNTERS",
     "resolve_layout",
     "layout_paths",
@@ -70,11 +70,15 @@ LAYOUTS = ("auto", "standard", "kaggle", "imagenetv2")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 CHUNK = 1000  # images per task outside class folders (flat val)
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
-# the skipped kinds of KINDS that the index counts (the others are the image checks'
-# of tools/check_dataset.py)
-SKIP_COUNTERS = tuple(
-    k for k, (sev, _) in KINDS.items() if sev == SKIPPED and k not in IMAGE_FAILURES
-)
+# the kinds of KINDS that the index counts (the image failures are the image checks' of
+# tools/check_dataset.py), and the skipped ones of them
+COUNTERS = (
+    "bad_xml", "bad_objects", "bad_csv_groups", "unknown_wnid", "degenerate_boxes",
+    "unreadable_images", "unlabeled_images", "unknown_labels", "unknown_folders",
+    "outside_root", "duplicate_images", "orphan_xml", "orphan_csv_rows", "non_image_files",
+    "rescaled_files", "clipped_boxes",
+)  # fmt: skip
+SKIP_COUNTERS = tuple(k for k in COUNTERS if KINDS[k][0] == SKIPPED)
 
 Box = Tuple[float, float, float, float]
 Objects = List[Tuple[str, Box]]  # [(wnid, (x0, y0, x1, y1))] as written in an XML or a CSV row

@@ -1,7 +1,8 @@
 """What the dataset index builders share (ImageNet, OpenImages, WSOL metadata).
 
 - :data:`KINDS`: the bad-input policy, stated once: each kind of problem, its severity
-  and what happens to the input; the ImageNet reader counts these names and
+  and what happens to the input; the ImageNet, OpenImages and WSOL readers count these
+  names (each lists its own in ``COUNTERS``), log them with :func:`problem_messages`, and
   ``tools/check_dataset.py`` reports them;
 - :class:`Tally`: counted problems of bad input, with a few examples (file, file:line)
   per counter, the form every index reports them in;
@@ -13,6 +14,7 @@
 It does not import detectron2, so that the pool's worker processes start light.
 """
 
+import logging
 import multiprocessing as mp
 import os
 import sys
@@ -29,16 +31,21 @@ __all__ = [
     "default_num_workers",
     "is_inside",
     "is_plain_name",
+    "log_level",
     "map_in_processes",
+    "problem_messages",
     "require_folder_in_root",
 ]
 
 MAX_EXAMPLES = 5
 
-# The bad-input policy of the ImageNet reader and of tools/check_dataset.py (which adds
-# the image checks: decoding, hashing). Severities:
+# The bad-input policy of every reader (ImageNet: imagenet_index; OpenImages:
+# openimages_files / openimages_index; WSOL metadata: wsol_metadata) and of
+# tools/check_dataset.py (which adds the image checks: decoding, hashing). Each reader
+# lists the kinds it counts (its ``COUNTERS``); its log takes severity and meaning from
+# here (:func:`problem_messages`). Severities:
 #   fatal    training or evaluation stops (check_dataset: exit status 1);
-#   skipped  the file, image, object or box is dropped, counted and logged;
+#   skipped  the file, image, object, box, row or line is dropped, counted and logged;
 #   fixed    used after a documented correction, counted;
 #   noted    kept as it is, reported.
 FATAL, SKIPPED, FIXED, NOTED = "fatal", "skipped", "fixed", "noted"
@@ -54,21 +61,54 @@ SKIPPED_KINDS = {
     "bad_csv_groups": (
         "CSV PredictionString group with bad coordinates or incomplete: object dropped"
     ),
+    "bad_rows": (
+        "OpenImages CSV row with too few fields, a non-numeric / non-finite coordinate, or "
+        "(image-level labels) a Confidence other than 1 / 0: row skipped"
+    ),
+    "bad_lines": (
+        "WSOL metadata line with a wrong field count, an empty path or one with a comma, a "
+        "non-integer / out-of-range label or size, a non-numeric / non-finite coordinate: "
+        "line ignored"
+    ),
     "unknown_wnid": "object whose wnid is not a class: object dropped",
-    "degenerate_boxes": "empty or inverted box after clipping: box dropped",
+    "inverted_boxes": "OpenImages box with XMin > XMax or YMin > YMax: row skipped",
+    "degenerate_boxes": "empty or inverted box after clipping: box (row) dropped",
     "unreadable_images": "annotated image whose header cannot be read: image dropped",
-    "unlabeled_images": "image without a label (no class folder, CSV row or XML): image dropped",
+    "unlabeled_images": (
+        "image without a label (no class folder, CSV row, XML or usable WSOL "
+        "class_labels.txt line): image dropped"
+    ),
     "unknown_labels": (
-        "image whose CSV row / XML names only wnids that are not classes "
-        "(not in LOC_synset_mapping.txt): image dropped"
+        "label that is not a class: ImageNet image whose CSV row / XML names only wnids "
+        "not in LOC_synset_mapping.txt, image dropped; OpenImages row whose LabelName is "
+        "not in the class descriptions, row skipped"
     ),
     "unknown_folders": "image folder that is not a class: folder dropped",
     "outside_root": (
-        "path resolving outside the dataset root, or a CSV ImageId that is a path: dropped"
+        "path resolving outside the dataset root (symlink, absolute path, '..'), or an "
+        "ImageNet CSV ImageId that is a path: dropped"
     ),
-    "duplicate_images": "image name seen before in the split: kept, image_id = relative path",
+    "bad_image_ids": (
+        "OpenImages CSV ImageID that is not a plain file name ('../x', 'a/b'): row skipped"
+    ),
+    "missing_images": (
+        "image listed by the annotations (OpenImages CSV ImageID, WSOL image_ids.txt) "
+        "without a file under the image root: image and its boxes dropped"
+    ),
+    "duplicate_images": (
+        "image name seen before in the split: ImageNet keeps both (image_id = relative "
+        "path); OpenImages keeps the first file of an ImageID (x.jpg before x.png)"
+    ),
+    "unboxed_images": (
+        "WSOL image without a usable localization.txt box: kept in subset 'all', "
+        "dropped in 'context'"
+    ),
     "orphan_xml": "XML without an image: ignored",
     "orphan_csv_rows": "CSV row without an image: ignored",
+    "orphan_lines": (
+        "WSOL class_labels / image_sizes / localization line whose path is not in "
+        "image_ids.txt: ignored"
+    ),
     "non_image_files": "file that is neither an image nor an annotation: ignored",
     "empty_images": "zero-byte image file: skipped in training, an error in evaluation",
     "undecodable_images": (
@@ -78,13 +118,21 @@ SKIPPED_KINDS = {
 }
 FIXED_KINDS = {
     "rescaled_files": "XML <size> differs from the real image: boxes rescaled",
-    "clipped_boxes": "box reaching outside the image: clipped",
+    "clipped_boxes": "box reaching outside the image ([0, 1] for OpenImages): clipped",
+    "bad_flags": "OpenImages Is* flag other than 1 / 0 / -1: taken as -1 (unknown)",
     "format_mismatch": "file content is another format than its extension says: decoded by content",
     "converted_images": "not 8-bit RGB (greyscale, CMYK, palette, alpha, 16-bit): converted to RGB",
-    "exif_rotated": "EXIF orientation other than 1: pixels rotated, boxes follow",
+    "exif_rotated": (
+        "EXIF orientation other than 1: pixels rotated by the mapper, boxes follow "
+        "(indexes keep the stored frame)"
+    ),
 }
 NOTED_KINDS = {  # reported for the user to judge; nothing is changed or dropped
     "duplicate_content": "byte-identical to another image (same or other split): both kept",
+    "unsized_images": (
+        "WSOL image without a usable image_sizes.txt line: kept without a size, its boxes "
+        "not clipped"
+    ),
 }
 # kind -> (severity, what it means), in report order
 KINDS: "OrderedDict[str, Tuple[str, str]]" = OrderedDict(
@@ -98,6 +146,31 @@ KINDS: "OrderedDict[str, Tuple[str, str]]" = OrderedDict(
     for kind, meaning in kinds.items()
 )
 IMAGE_FAILURES = ("empty_images", "undecodable_images", "decompression_bombs")
+
+
+def log_level(kind: str) -> int:
+    """The logging level of a counted ``kind``: INFO for a documented correction (fixed),
+    WARNING otherwise (fatal, skipped, noted; also a kind missing from :data:`KINDS`)."""
+    return logging.INFO if KINDS.get(kind, (None,))[0] == FIXED else logging.WARNING
+
+
+def problem_messages(
+    where: str, stats: Dict[str, int], examples: Dict[str, List[str]], kinds: Sequence[str]
+) -> List[Tuple[int, str]]:
+    """``[(logging level, message)]``, one per kind of ``kinds`` counted in ``stats``, in
+    that order: ``"<where>: <kind> = <n> [<severity>: <meaning>] (e.g. <3 examples>)"``,
+    severity and meaning from :data:`KINDS` (what every reader logs)."""
+    out = []
+    for kind in kinds:
+        n = stats.get(kind)
+        if not n:
+            continue
+        severity, meaning = KINDS.get(kind, ("unknown", "not in indexing.KINDS"))
+        shown = "; ".join(examples.get(kind, [])[:3])
+        out.append(
+            (log_level(kind), f"{where}: {kind} = {n} [{severity}: {meaning}] (e.g. {shown})")
+        )
+    return out
 
 
 class Tally:

@@ -48,10 +48,11 @@ from detectron2.utils.logger import log_first_n
 
 from .catalog import check_dataset_root, register_lazy, set_class_metadata
 from .openimages_files import read_hierarchy
+from .indexing import problem_messages
 from .openimages_index import (
-    INFO_COUNTERS,
-    SKIP_COUNTERS,
+    COUNTERS,
     IMAGE_LABEL_NAMES,
+    LABEL_COUNTERS,
     SPLITS,
     build_index,
     image_label_coverage,
@@ -85,7 +86,6 @@ FORMAT = "als_d2.openimages_index/1"  # a split's prepared file; bump when it ch
 CLASSES_FORMAT = "als_d2.openimages_classes/1"  # the train statistics' prepared file
 CLASSES = "classes"  # prepared_path's name of the train statistics' file
 _ARRAYS = ("sizes", "box_image", "box_label", "box_xyxy", "box_flags")  # of a split's index
-_LABEL_COUNTERS = ("bad_rows", "unknown_labels", "bad_image_ids")  # of the image-level label reader
 
 
 def _warn_once(msg: str) -> None:
@@ -230,11 +230,12 @@ def _log_coverage(coverage: dict, source: str, once: bool = False) -> None:
         f"{s['positives_outside_index']} positive rows of images without boxes in the train "
         "index left out."
     )
-    for key in _LABEL_COUNTERS:
-        if s.get(key):
-            examples = "; ".join(coverage["examples"].get(key, [])[:3])
-            msg = f"OpenImages image-level labels {path}: {key} = {s[key]} (e.g. {examples})"
-            _warn_once(msg) if once else logger.warning(msg)
+    where = f"OpenImages image-level labels {path}"
+    for level, msg in problem_messages(where, s, coverage["examples"], LABEL_COUNTERS):
+        if once:
+            log_first_n(level, msg, n=1, name=__name__, key="message")
+        else:
+            logger.log(level, msg)
 
 
 def _log_index(index: dict, root: str, split: str, source: str) -> None:
@@ -245,12 +246,9 @@ def _log_index(index: dict, root: str, split: str, source: str) -> None:
         f"{s['classes']} boxable classes; {s.get('dropped_rows', 0)} rows of images left out, "
         f"{s.get('clipped_boxes', 0)} boxes clipped to the image."
     )
-    for key in (*SKIP_COUNTERS, *INFO_COUNTERS):
-        if not s.get(key):
-            continue
-        examples = "; ".join(index["examples"].get(key, [])[:3])
-        level = logging.INFO if key in INFO_COUNTERS else logging.WARNING
-        logger.log(level, f"OpenImages {split} at {root}: {key} = {s[key]} (e.g. {examples})")
+    where = f"OpenImages {split} at {root}"
+    for level, msg in problem_messages(where, s, index["examples"], COUNTERS):
+        logger.log(level, msg)
 
 
 def get_openimages_classes(

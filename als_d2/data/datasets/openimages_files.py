@@ -31,10 +31,11 @@ human-verified image-level labels of the boxable classes, one row per (image, cl
 streams it as the box CSVs are and keeps the positive rows (the subset rule "classes
 annotated with boxes for only a subset of their images" compares them with the boxes).
 
-Bad input is counted (``tally``) and named by file and line, the row skipped; see the
-policy table in :mod:`.openimages_index`. A file that cannot be used at all (missing
-columns, a hierarchy that is not the published structure, a class listed twice) raises
-``ValueError`` naming it. This module does not import detectron2 (worker processes).
+Bad input is counted (``tally``) and named by file and line, the row skipped or fixed;
+what each kind means is the policy table :data:`.indexing.KINDS`. A file that cannot be
+used at all (missing columns, a hierarchy that is not the published structure, a class
+listed twice) raises ``ValueError`` naming it. This module does not import detectron2
+(worker processes).
 """
 
 import csv

@@ -23,28 +23,13 @@ or the rules. :func:`image_label_coverage` counts, per
 class, the train images verified to contain it and those of them with a box of it (the
 paper's "annotated for a subset" rule). It does not import detectron2.
 
-Policy for bad input (every case counted in ``index["stats"]``, up to ``MAX_EXAMPLES``
-examples naming the file and line in ``index["examples"]``, logged by the prepare step
-and by the loader):
-
-==================  ===========================================================  =============
-counter             what                                                          what happens
-==================  ===========================================================  =============
-bad_rows            too few fields, non-numeric / non-finite coordinate           row skipped
-inverted_boxes      XMin > XMax or YMin > YMax                                    row skipped
-degenerate_boxes    zero width or height (after clipping to [0, 1])               row skipped
-unknown_labels      LabelName not in the class descriptions                       row skipped
-bad_image_ids       ImageID that is not a plain file name (``../x``, ``a/b``)     row skipped
-bad_flags           Is* flag other than 1 / 0 / -1                                flag = -1
-clipped_boxes       coordinate outside [0, 1]                                     clipped
-missing_images      ImageID of the CSV without an image file                      its rows dropped
-unreadable_images   image whose header PIL cannot read                            its rows dropped
-outside_root        image (symlink) resolving outside the root                    dropped
-duplicate_images    two files for one ImageID (``x.jpg``, ``x.png``)              first kept
-non_image_files     file in the image folder that is not an image                 ignored
-exif_rotated        image with an EXIF orientation other than 1 (information:     kept
-                    boxes are taken in the stored frame; the mapper rotates both)
-==================  ===========================================================  =============
+Bad input: every case is counted in ``index["stats"]``, with up to ``MAX_EXAMPLES``
+examples naming the file and line in ``index["examples"]`` (all of them for
+``tools/check_dataset.py``), and logged by the prepare step and by the loader. The kinds
+counted are :data:`COUNTERS` (:data:`LABEL_COUNTERS` for the image-level label CSV); what
+each means, its severity and what happens to the row, box or image is the table
+:data:`~.indexing.KINDS`, the policy of every reader. Boxes are taken in the stored
+frame of the image (``exif_rotated`` is counted; the mapper rotates pixels and boxes).
 
 Errors (``ValueError`` / ``FileNotFoundError`` naming the file; nothing is indexed): a
 missing CSV, descriptions file or image folder, a CSV header without the needed
@@ -60,6 +45,7 @@ from PIL import Image
 
 from .imagenet_index import IMAGE_EXTENSIONS
 from .indexing import (
+    MAX_EXAMPLES,
     Tally,
     default_num_workers,
     count_outside,
@@ -78,8 +64,11 @@ from .openimages_files import (
 
 __all__ = [
     "SPLITS",
-    "SKIP_COUNTERS",
-    "INFO_COUNTERS",
+    "COUNTERS",
+    "LABEL_COUNTERS",
+    "TOTALS",
+    "LABEL_TOTALS",
+    "is_openimages_tree",
     "split_paths",
     "build_index",
     "label_stats",
@@ -106,17 +95,27 @@ IMAGE_LABEL_NAMES = {
 DESCRIPTION_NAMES = ("oidv6-class-descriptions-boxable.csv", "class-descriptions-boxable.csv")
 HIERARCHY_NAMES = ("bbox_labels_600_hierarchy.json",)
 ANNOTATION_DIRS = ("", "annotations")
-SKIP_COUNTERS = (
+# the kinds of indexing.KINDS that build_index counts, in log order
+COUNTERS = (
     "bad_rows", "inverted_boxes", "degenerate_boxes", "unknown_labels", "bad_image_ids",
-    "bad_flags", "missing_images", "unreadable_images", "outside_root", "duplicate_images",
-    "non_image_files",
+    "missing_images", "unreadable_images", "outside_root", "duplicate_images",
+    "non_image_files", "bad_flags", "clipped_boxes", "exif_rotated",
 )  # fmt: skip
-INFO_COUNTERS = ("clipped_boxes", "exif_rotated")
+# those that image_label_coverage counts (the image-level label reader)
+LABEL_COUNTERS = ("bad_rows", "unknown_labels", "bad_image_ids")
+# the other entries of the stats: totals, not problems
+TOTALS = ("rows", "dropped_rows", "images", "boxes", "classes", "group_of_boxes", "depiction_boxes")
+LABEL_TOTALS = ("rows", "positive_rows", "negative_rows", "positives_outside_index")
 
 
 def _find(root: str, names: Sequence[str]) -> Tuple[Optional[str], List[str]]:
     tried = [os.path.join(root, d, n) for n in names for d in ANNOTATION_DIRS]
     return next((p for p in tried if os.path.isfile(p)), None), tried
+
+
+def is_openimages_tree(root: str) -> bool:
+    """Whether ``root`` (or ``root/annotations``) holds an OpenImages class descriptions file."""
+    return _find(root, DESCRIPTION_NAMES)[0] is not None
 
 
 def split_paths(root: str, split: str, required: bool = True) -> Dict[str, Optional[str]]:
@@ -263,7 +262,12 @@ def _boxes_of_kept_images(rows: BoxRows, keep: np.ndarray) -> Dict[str, np.ndarr
 
 
 def build_index(
-    root: str, split: str, *, num_workers: Optional[int] = None, show_progress: bool = True
+    root: str,
+    split: str,
+    *,
+    num_workers: Optional[int] = None,
+    show_progress: bool = True,
+    max_examples: Optional[int] = MAX_EXAMPLES,
 ) -> dict:
     """Index one split of an OpenImages tree: list the image folder, stream the box CSV,
     match ImageIDs to files, read the image headers, keep the readable images and their boxes.
@@ -274,15 +278,16 @@ def build_index(
     ``box_image`` int32 (M,) image of each box (ascending; file order within an image),
     ``box_label`` int32 (M,) index into ``mids``, ``box_xyxy`` float32 (M, 4) XMin, YMin,
     XMax, YMax normalised to [0, 1], ``box_flags`` int8 (M, 5) (``FLAG_COLUMNS``; 1, 0,
-    -1), ``label_stats`` int64 (L, 4) (see :func:`label_stats`), ``stats`` (counts),
-    ``examples`` (a few per count), ``seconds``.
+    -1), ``label_stats`` int64 (L, 4) (see :func:`label_stats`), ``stats`` (the
+    :data:`COUNTERS` counted, and the :data:`TOTALS`), ``examples`` (up to ``max_examples``
+    per counter, None: all), ``seconds``.
     """
     t0 = time.perf_counter()
     paths = split_paths(root, split)
     descriptions = read_class_descriptions(paths["descriptions"])
     mids, names = list(descriptions), list(descriptions.values())
     workers = default_num_workers() if num_workers is None else num_workers
-    tally = Tally()
+    tally = Tally(max_examples)
 
     files = _list_images(
         paths["images"], os.path.realpath(root), tally
@@ -324,7 +329,12 @@ def build_index(
 
 
 def image_label_coverage(
-    index: dict, path: str, *, num_workers: Optional[int] = None, show_progress: bool = True
+    index: dict,
+    path: str,
+    *,
+    num_workers: Optional[int] = None,
+    show_progress: bool = True,
+    max_examples: Optional[int] = MAX_EXAMPLES,
 ) -> dict:
     """How many of each class's verified-positive images carry a box of it.
 
@@ -338,13 +348,13 @@ def image_label_coverage(
     ``boxed_positive_images`` int64 (L,): those of them with at least one box of it.
 
     Also ``path``, ``stats`` (``rows``, ``positive_rows``, ``negative_rows``,
-    ``positives_outside_index`` and the bad-row counters of the reader), ``examples``
-    (file:line per counter) and ``seconds``.
+    ``positives_outside_index``: :data:`LABEL_TOTALS`; and the :data:`LABEL_COUNTERS`
+    counted), ``examples`` (file:line, up to ``max_examples`` per counter) and ``seconds``.
     """
     t0 = time.perf_counter()
     mids = list(index["mids"])
     num_labels = len(mids)
-    tally = Tally()
+    tally = Tally(max_examples)
     workers = default_num_workers() if num_workers is None else num_workers
     label_to_idx = {m: i for i, m in enumerate(mids)}
     rows = read_image_labels_csv(

@@ -54,27 +54,14 @@ Each dataset dict (the keys of :mod:`.imagenet`)::
 Subsets: "all" (every usable image of image_ids.txt, boxed or not); "context" (images with
 at least one box, each with ``paint_all_objects``: the mapper paints every box).
 
-Bad input. Every case is counted, logged (a warning per counter with its number and the
-first examples, each naming file and line) and skipped, as the ImageNet readers do:
-
-==================  ==========================================================  =============
-counter             what                                                        what happens
-==================  ==========================================================  =============
-bad_lines           wrong field count, empty path, non-integer label or size,   line ignored
-                    label < 0 or >= the number of classes, size <= 0, non-
-                    numeric / non-finite coordinate, path with a comma
-orphan_lines        line of class_labels / image_sizes / localization whose     line ignored
-                    path is not in image_ids.txt
-degenerate_boxes    x1 <= x0 or y1 <= y0 (as written, or after clipping)         box dropped
-outside_root        absolute path, or one with '..' (would leave the root)      image dropped
-unlabeled_images    image without a usable class_labels line                    image dropped
-missing_images      image not on disk under the image root                      image dropped
-unsized_images      image without a usable image_sizes line                     kept, no size,
-                                                                                boxes unclipped
-unboxed_images      image without a usable box                                  'all': kept,
-                                                                                'context': dropped
-clipped_boxes       box reaching outside its image size (info, not a warning)   box clipped
-==================  ==========================================================  =============
+Bad input. Every case is counted, logged (a line per counter with its number, its
+severity and meaning, and the first examples, each naming file and line; a warning unless
+the case is fixed) and skipped, as the ImageNet readers do. The kinds counted are
+:data:`COUNTERS`: ``bad_lines``, ``orphan_lines`` (a line whose path is not in
+image_ids.txt), ``degenerate_boxes`` (x1 <= x0 or y1 <= y0, as written or after
+clipping), ``outside_root`` (an absolute path or one with '..'), ``unlabeled_images``,
+``missing_images``, ``unsized_images``, ``unboxed_images``, ``clipped_boxes``; what each
+means and what happens is the table :data:`.indexing.KINDS`, the policy of every reader.
 
 Errors (nothing is loaded): any of the four files missing (``FileNotFoundError`` naming
 every missing one), a path listed twice in image_ids / class_labels / image_sizes
@@ -93,11 +80,12 @@ from detectron2.structures import BoxMode
 
 from .catalog import check_dataset_root, register_lazy, set_class_metadata
 from .imagenet_index import get_imagenet_class_info
-from .indexing import MAX_EXAMPLES, Tally, clip_box
+from .indexing import MAX_EXAMPLES, Tally, clip_box, problem_messages
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "COUNTERS",
     "WSOL_FILES",
     "SPLITS",
     "SUBSETS",
@@ -119,11 +107,11 @@ _FORMATS = {
 }
 SPLITS = ("test", "val")  # Choe et al.'s names: test = ImageNet val, val = ImageNetV2 (boxed)
 SUBSETS = ("all", "context")
-WARNING_COUNTERS = (
+# the kinds of indexing.KINDS that the reader and the loader count, in log order
+COUNTERS = (
     "bad_lines", "orphan_lines", "degenerate_boxes", "outside_root", "unlabeled_images",
-    "missing_images", "unsized_images", "unboxed_images",
+    "missing_images", "unsized_images", "unboxed_images", "clipped_boxes",
 )  # fmt: skip
-INFO_COUNTERS = ("clipped_boxes",)
 
 Box = Tuple[float, float, float, float]
 
@@ -359,10 +347,8 @@ def _log(meta: WsolMetadata, metadata_dir: str, image_root: str, subset: str, n:
         f"{sum(len(b) for b in meta.boxes.values())} boxes read; "
         f"{s.get('clipped_boxes', 0)} boxes clipped to the image size."
     )
-    for key in WARNING_COUNTERS:
-        if s.get(key):
-            examples = "; ".join(meta.examples.get(key, [])[:3])
-            logger.warning(f"WSOL metadata {metadata_dir}: {key} = {s[key]} (e.g. {examples})")
+    for level, msg in problem_messages(f"WSOL metadata {metadata_dir}", s, meta.examples, COUNTERS):
+        logger.log(level, msg)
 
 
 def _load(

@@ -129,8 +129,9 @@ def add_als_config(cfg: CN) -> None:
     # 'context' variant: probability in [0, 1) that a training sample has every object
     # painted out and a uniform target (the paper's 0.15); the others are 'mask' samples.
     _C.INPUT.CLS.CONTEXT_PROB = 0.15
-    # Evaluation: an image that cannot be decoded is skipped (and counted) instead of
-    # raising ImageDecodeError. Training always skips such images.
+    # Evaluation: an image that cannot be decoded is skipped (warned, and counted in the
+    # evaluator's num_skipped) instead of raising ImageDecodeError. Training always skips
+    # such images (data/skipped_samples).
     _C.INPUT.CLS.SKIP_UNREADABLE_EVAL = False
 
     # Training length in epochs when > 0: SOLVER.MAX_ITER / STEPS / WARMUP_ITERS are then

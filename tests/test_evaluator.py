@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from detectron2.utils.events import EventStorage
 from PIL import Image
 
+from als_d2.data.build import SKIPPED_KEY
 from als_d2.evaluation import ClassificationEvaluator, calibration_metrics
 from als_d2.evaluation.evaluator import TS_KEYS
 from als_d2.evaluation.temperature import temperature_scaling_report
@@ -175,10 +176,12 @@ def _worker(rank, world, init_file, out_dir):
     from detectron2.data.samplers import InferenceSampler
 
     inputs, outputs = synthetic()
+    shard = list(InferenceSampler(N))
+    inputs[shard[0]][SKIPPED_KEY] = rank + 1  # the test loader's count: 1 on rank 0, 2 on 1
     ev = ClassificationEvaluator(
         "syn", distributed=True, output_dir=os.path.join(out_dir, "files"), plots=False
     )
-    res = run(ev, inputs, outputs, InferenceSampler(N))
+    res = run(ev, inputs, outputs, shard)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(res, f)  # NaN written as NaN (python json), read back as float nan
     dist.barrier()  # no rank tears gloo down while its peer still talks to it (SIGABRT)
@@ -195,6 +198,8 @@ def test_two_processes_match_one(tmp_path):
     single = run(
         ClassificationEvaluator("syn", distributed=False, plots=False), inputs, outputs, range(N)
     )
+    assert rank0["classification"].pop("num_skipped") == 1 + 2  # summed over the ranks
+    assert single["classification"].pop("num_skipped") == 0
     same(rank0["classification"], json.loads(json.dumps(single))["classification"])
     assert os.path.exists(tmp_path / "files" / "calibration.json")
 
@@ -215,6 +220,26 @@ class _Records(logging.Handler):
 
     def __exit__(self, *exc):
         self.logger.removeHandler(self)
+
+
+def test_skipped_samples_reported_once_beside_num_samples():
+    """The SKIPPED_KEY counts of the inputs (the test loader's) are summed into
+    ``num_skipped`` and one warning naming the set; the metrics are those of the samples
+    that arrived, as without the counts."""
+    inputs, outputs = synthetic()
+    evaluator = ClassificationEvaluator("syn_val", distributed=False, plots=False)
+    plain = run(evaluator, inputs, outputs, range(N))["classification"]
+    counted = [dict(x) for x in inputs]
+    for i, n in ((0, 2), (50, 1), (N - 1, 3)):
+        counted[i][SKIPPED_KEY] = n
+    with _Records("als_d2.evaluation.evaluator") as warned:
+        res = run(evaluator, counted, outputs, range(N), batch=16)["classification"]
+    assert plain["num_skipped"] == 0 and res["num_skipped"] == 6 and res["num_samples"] == N
+    assert len(warned) == 1 and "syn_val" in warned[0] and "skipped 6 unreadable" in warned[0]
+    same(
+        {k: v for k, v in res.items() if k != "num_skipped"},
+        {k: v for k, v in plain.items() if k != "num_skipped"},
+    )
 
 
 def test_temperature_at_its_bound_warns_naming_the_set():

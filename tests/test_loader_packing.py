@@ -69,6 +69,7 @@ def test_mixed_shapes_missing_boxes_and_skipped_samples_left_alone():
     del batch[1]["boxes"]
     collated = collate_samples(batch + [None])  # None: skipped in evaluation
     assert collated["images"] is None and collated["boxes"] is None
+    assert collated["skipped"] == 1 and collate_samples(batch)["skipped"] == 0
     out = split_batch(pickle.loads(pickle.dumps(collated)))
     assert len(out) == 2 and "boxes" not in out[1]
     assert torch.equal(out[1]["image"], batch[1]["image"]) and torch.equal(

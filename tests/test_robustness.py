@@ -298,17 +298,38 @@ def test_seeded_dataset_records_its_skips():
         SeededMapDataset(dicts, lambda d: None, 0)[(0, 0)]
 
 
-def test_evaluation_never_skips_silently(caplog):
+def test_evaluation_never_skips_silently():
     loader = build_cls_test_loader([{"file_name": "broken.JPEG"}], lambda d: None, batch_size=1)
     with pytest.raises(RuntimeError, match="broken.JPEG"):
         next(iter(loader))
-    # opt-in (INPUT.CLS.SKIP_UNREADABLE_EVAL): dropped from its batch, with a warning naming it
+    # opt-in (INPUT.CLS.SKIP_UNREADABLE_EVAL): dropped from its batch, counted in this process
     dicts = [{"file_name": "ok1.JPEG"}, {"file_name": "broken.JPEG"}, {"file_name": "ok2.JPEG"}]
     mapper = lambda d: None if "broken" in d["file_name"] else dict(d)  # noqa: E731
-    with caplog.at_level("WARNING"):
-        batches = list(build_cls_test_loader(dicts, mapper, batch_size=3, skip_unreadable=True))
+    loader = build_cls_test_loader(dicts, mapper, batch_size=3, skip_unreadable=True)
+    batches = list(loader)
     assert [x["file_name"] for b in batches for x in b] == ["ok1.JPEG", "ok2.JPEG"]
-    assert "broken.JPEG" in caplog.text
+    assert loader.skipped == 1 and sum(x.get(SKIPPED_KEY, 0) for b in batches for x in b) == 1
+
+
+def _bad_every_few(d):
+    return None if d["i"] in (1, 4, 5, 8, 9) else dict(d)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_evaluation_skips_counted_once_where_batches_arrive(workers):
+    """Batches of 2 over 10 samples, 5 unreadable: one batch with a skip, one and the last
+    wholly skipped. Every good sample arrives once, no empty batch, and the count of the
+    pass (the loader's ``skipped``, and the SKIPPED_KEY its samples carry for the evaluator)
+    is 5, with the mapper in the workers or here; a second pass counts afresh."""
+    dicts = [{"file_name": f"f{i}", "i": i} for i in range(10)]
+    loader = build_cls_test_loader(
+        dicts, _bad_every_few, batch_size=2, num_workers=workers, skip_unreadable=True
+    )
+    for _ in range(2):
+        batches = list(loader)
+        assert all(batches) and [x["i"] for b in batches for x in b] == [0, 2, 3, 6, 7]
+        assert loader.skipped == 5
+        assert sum(x.get(SKIPPED_KEY, 0) for b in batches for x in b) == 5
 
 
 class _SkippingTrainer(ClassificationTrainer):

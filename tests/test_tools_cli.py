@@ -291,7 +291,8 @@ def test_unregistered_dataset_is_one_line_before_training(tmp_path, key, typo, m
 def test_unreadable_val_image_at_the_end_of_training_is_one_line(tmp_path, workers):
     """A truncated val JPEG (header intact: indexed, then undecodable) stops the evaluation
     after training in one line naming the file and INPUT.CLS.SKIP_UNREADABLE_EVAL, with or
-    without DataLoader worker processes; with the key set, the run completes."""
+    without DataLoader worker processes; with the key set, the run completes, each
+    unreadable file warned once and their number reported once."""
     import glob
 
     from tiny_data import synthetic_imagenet_env
@@ -329,9 +330,18 @@ def test_unreadable_val_image_at_the_end_of_training_is_one_line(tmp_path, worke
     assert line.startswith(f"error: cannot decode image {val[0]!r}: truncated file"), line
     assert "set INPUT.CLS.SKIP_UNREADABLE_EVAL True" in line
     if workers == 0:
-        proc = run("INPUT.CLS.SKIP_UNREADABLE_EVAL", "True")
+        # with the key set, and a second unreadable val image, in 2 loader workers: each
+        # file warned once (by the mapper, in a worker), the total reported once
+        data = open(val[1], "rb").read()
+        with open(val[1], "wb") as f:
+            f.write(data[: len(data) // 2])
+        proc = run("INPUT.CLS.SKIP_UNREADABLE_EVAL", "True", "DATALOADER.NUM_WORKERS", "2")
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"skipped unreadable {val[0]!r}" in proc.stderr + proc.stdout
+        lines = (proc.stderr + proc.stdout).splitlines()
+        for path in val[:2]:
+            assert len([ln for ln in lines if f"Skipping unreadable image {path}:" in ln]) == 1
+        totals = [ln for ln in lines if "unreadable samples" in ln]
+        assert len(totals) == 1 and "skipped 2 unreadable samples" in totals[0], totals
 
 
 DEMO_CLS = os.path.join(REPO, "configs", "demo", "als_r18.yaml")

@@ -9,11 +9,16 @@ workers, and not on whether the run was interrupted and resumed (the loader of a
 resumed run starts at ``start_iter * IMS_PER_BATCH``). The batch sampler runs in the
 trainer's process, so a batch is always the next consecutive positions of the stream.
 
-Skipped samples: when the mapper returns None (an image it cannot decode, say), the
-training dataset draws another index (deterministically) and records how many draws it
-needed under :data:`SKIPPED_KEY` in the returned dict. The count travels with the batch
-out of the loader's worker processes; the trainer removes the key and sums it into
-EventStorage (``data/skipped_samples``). Evaluation never skips: a None is an error.
+Skipped samples, one count per loop: when the mapper returns None (an image it cannot
+decode, say; the mapper's warning names the file), the training dataset draws another
+index (deterministically) and records how many draws it needed under
+:data:`SKIPPED_KEY` in the returned dict. The count travels with the batch out of the
+loader's worker processes; the trainer removes the key and sums it into EventStorage
+(``data/skipped_samples``). Evaluation does not skip (a None is an error) unless
+``skip_unreadable``: then the workers drop the None samples from their batches, the
+main process counts them as the batches arrive and puts the count under
+:data:`SKIPPED_KEY` of a sample that arrives (:class:`_CountedTestBatches`), and the
+evaluator sums those over the processes and reports the total once.
 
 Batches are detectron2's lists of dicts (the samples of :mod:`als_d2.structures`). In
 the worker processes :func:`collate_samples` stacks the images of a batch into one
@@ -40,7 +45,9 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default
 
 logger = logging.getLogger(__name__)
 
-SKIPPED_KEY = "_skipped"  # samples the mapper skipped before this one (popped by the trainer)
+# samples the mapper skipped before this one (popped by the trainer); in evaluation, those
+# skipped in its batch or in emptied batches near it (summed by the evaluator)
+SKIPPED_KEY = "_skipped"
 MAX_SKIPS = 100  # in a row, for one sample: then the dataset is considered broken
 
 
@@ -115,9 +122,9 @@ class SeededMapDataset(Dataset):
             if out is not None:
                 out[SKIPPED_KEY] = attempt
                 return out
-            logger.warning(
-                "skipped training sample %r (dataset index %d): the mapper returned None; "
-                "drawing another",
+            # the mapper's warning named the file: one warning per skipped image
+            logger.debug(
+                "skipped training sample %r (dataset index %d): drawing another",
                 d.get("file_name", index),
                 index,
             )
@@ -170,9 +177,11 @@ def collate_samples(samples: List[dict]) -> dict:
     * ``boxes``: the ``boxes`` (M_i x 4 tensors) concatenated, ``num_boxes``: the M_i;
       both None when a sample has no boxes tensor;
     * ``samples``: the dicts, in their key order, with None for the values moved above
-      (samples that are None, skipped by the evaluation loader, are left out).
+      (samples that are None, skipped by the evaluation loader, are left out);
+    * ``skipped``: how many samples were None.
     """
-    samples = [s for s in samples if s is not None]  # None: skipped by the evaluation loader
+    kept = [s for s in samples if s is not None]  # None: skipped by the evaluation loader
+    skipped, samples = len(samples) - len(kept), kept
     images = [s.get("image") for s in samples]
     boxes = [s.get("boxes") for s in samples]
     stack = _stackable(images)
@@ -191,6 +200,7 @@ def collate_samples(samples: List[dict]) -> dict:
         "boxes": torch.cat(boxes) if cat else None,
         "num_boxes": [len(b) for b in boxes] if cat else None,
         "samples": [dict(s, **moved) for s in samples],
+        "skipped": skipped,
     }
 
 
@@ -218,6 +228,38 @@ class _SplitBatches:
 
     def __iter__(self) -> Iterator[List[dict]]:
         return map(split_batch, self.loader)
+
+
+class _CountedTestBatches(_SplitBatches):
+    """The evaluation loader's batches when it may skip: counts in this (the main) process
+    the samples the workers dropped (``skipped`` of :func:`collate_samples`), ``skipped``
+    for the last pass. For the evaluator the count also rides on the samples: under
+    :data:`SKIPPED_KEY` of the first sample of the batch that had them (or of the next
+    batch, when none of its samples was left, and of the last batch for those at the end;
+    a batch is held until the next one arrives for that)."""
+
+    skipped = 0
+
+    def __iter__(self) -> Iterator[List[dict]]:
+        self.skipped = pending = 0
+        held: Optional[List[dict]] = None
+        for batch in self.loader:
+            self.skipped += batch["skipped"]
+            pending += batch["skipped"]
+            samples = split_batch(batch)
+            if not samples:  # all skipped: nothing to evaluate
+                continue
+            if held is not None:
+                yield held
+            if pending:
+                samples[0][SKIPPED_KEY] = pending
+            held, pending = samples, 0
+        if held is not None:
+            if pending:
+                held[0][SKIPPED_KEY] = held[0].get(SKIPPED_KEY, 0) + pending
+            yield held
+        elif self.skipped:
+            logger.warning(f"evaluation: all {self.skipped} samples of this process were skipped")
 
 
 def build_cls_train_loader(
@@ -266,16 +308,27 @@ def build_cls_test_loader(
 
     A sample the mapper cannot map (returns None) is an error naming the file, unless
     ``skip_unreadable`` (``INPUT.CLS.SKIP_UNREADABLE_EVAL``): then it is dropped from its
-    batch with a warning naming the file and the running count.
+    batch (the mapper's warning names the file) and counted in this process: the
+    loader's ``skipped`` after a pass, and :data:`SKIPPED_KEY` of the batches' samples,
+    which :class:`~als_d2.evaluation.ClassificationEvaluator` sums over the processes.
     """
     dataset = _MapDataset(DatasetFromList(list(dicts), copy=False), mapper, skip_unreadable)
     batch_sampler = BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
-    return _data_loader(dataset, batch_sampler, num_workers, None, pin_memory)
+    batches = _CountedTestBatches if skip_unreadable else _SplitBatches
+    return _data_loader(dataset, batch_sampler, num_workers, None, pin_memory, batches)
 
 
-def _data_loader(dataset, batch_sampler, num_workers: int, collate_fn, pin_memory: bool = False):
+def _data_loader(
+    dataset,
+    batch_sampler,
+    num_workers: int,
+    collate_fn,
+    pin_memory: bool = False,
+    batches=_SplitBatches,
+):
     """A DataLoader of ``batch_sampler``'s batches; with ``collate_fn`` None, collated by
-    :func:`collate_samples` in the workers and split into lists of dicts here."""
+    :func:`collate_samples` in the workers and split into lists of dicts here by
+    ``batches`` (:class:`_SplitBatches`)."""
     loader = DataLoader(
         dataset,
         batch_sampler=batch_sampler,
@@ -284,15 +337,15 @@ def _data_loader(dataset, batch_sampler, num_workers: int, collate_fn, pin_memor
         worker_init_fn=worker_init_reset_seed,
         pin_memory=pin_memory,
     )
-    return _SplitBatches(loader) if collate_fn is None else loader
+    return batches(loader) if collate_fn is None else loader
 
 
 class _MapDataset(Dataset):
-    """Evaluation mapping: None from the mapper is an error, or (opt-in) a logged skip."""
+    """Evaluation mapping: None from the mapper is an error, or (opt-in) a skip, which the
+    mapper logged and the main process counts (:class:`_CountedTestBatches`)."""
 
     def __init__(self, dicts, mapper, skip_unreadable: bool = False):
         self._dicts, self._mapper, self._skip = dicts, mapper, skip_unreadable
-        self._skipped = 0
 
     def __len__(self):
         return len(self._dicts)
@@ -300,12 +353,7 @@ class _MapDataset(Dataset):
     def __getitem__(self, index):
         d = self._dicts[index]
         out = self._mapper(d)
-        if out is None:
+        if out is None and not self._skip:
             name = d.get("file_name", index)
-            if not self._skip:
-                raise RuntimeError(f"evaluation sample {name!r} could not be mapped")
-            self._skipped += 1
-            logger.warning(
-                f"evaluation: skipped unreadable {name!r} ({self._skipped} so far in this worker)"
-            )
+            raise RuntimeError(f"evaluation sample {name!r} could not be mapped")
         return out

@@ -10,14 +10,15 @@ Boxes of the annotations are in the stored pixel grid (ILSVRC's convention); ima
 with an EXIF orientation are turned as detectron2's ``read_image`` does and their boxes
 with them (``height``/``width`` of the dict may be the stored or the oriented size).
 
-Images that cannot be decoded (see :mod:`.image_io`): in training the mapper logs a
-warning, counts the image (:func:`skipped_sample_count`) and returns None, detectron2's
-convention for "skip this sample" (the loaders draw another one); in evaluation it
-raises :class:`~.image_io.ImageDecodeError` naming the file, unless ``skip_unreadable``.
+Images that cannot be decoded (see :mod:`.image_io`): in training the mapper logs one
+warning naming the file and the reason and returns None, detectron2's convention for
+"skip this sample" (the training loader draws another one and counts it:
+``data/skipped_samples``); in evaluation it raises :class:`~.image_io.ImageDecodeError`
+naming the file, unless ``skip_unreadable`` (then the same warning and None; the
+evaluator reports how many were skipped). The mapper counts nothing itself.
 """
 
 import logging
-import multiprocessing
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -47,8 +48,6 @@ __all__ = [
     "VARIANTS",
     "ClassificationDatasetMapper",
     "pixel_mean_rgb",
-    "skipped_sample_count",
-    "decode_failures",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,40 +55,6 @@ logger = logging.getLogger(__name__)
 # cfg.INPUT.CLS.VARIANT: plain samples | other objects painted ('mask' dicts carry
 # target_object) | plus context-only samples in training
 VARIANTS = ("none", "mask", "context")
-
-
-class _SharedCounter:
-    """A process-shared integer: DataLoader workers forked after import add to the same
-    value (with the 'spawn' start method each process counts its own)."""
-
-    def __init__(self):
-        try:
-            self._value = multiprocessing.Value("q", 0)
-        except (OSError, ImportError):  # no shared memory (sandboxes): per process
-            self._value = None
-            self._local = 0
-
-    def increment(self) -> int:
-        if self._value is None:
-            self._local += 1
-            return self._local
-        with self._value.get_lock():
-            self._value.value += 1
-            return self._value.value
-
-    @property
-    def value(self) -> int:
-        return self._local if self._value is None else int(self._value.value)
-
-
-# Images skipped because they could not be decoded, over this process and its forked workers.
-decode_failures = _SharedCounter()
-
-
-def skipped_sample_count() -> int:
-    """Number of unreadable images the mappers of this process (and of its forked
-    DataLoader workers) skipped so far."""
-    return decode_failures.value
 
 
 def _annotation_boxes(annotations) -> np.ndarray:
@@ -253,10 +218,7 @@ class ClassificationDatasetMapper:
         except ImageDecodeError as e:
             if not (self.is_train or self.skip_unreadable):
                 raise ImageDecodeError(e.file_name, f"{e.reason}; {UNREADABLE_EVAL_HINT}") from e
-            n = decode_failures.increment()
-            logger.warning(
-                f"Skipping unreadable image {e.file_name}: {e.reason} ({n} skipped so far)"
-            )
+            logger.warning(f"Skipping unreadable image {e.file_name}: {e.reason}")
             return None
         _check_image_size(dataset_dict, src)
         boxes = src.orient_boxes(_annotation_boxes(dataset_dict.pop("annotations", None)))

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
+from ..data.build import SKIPPED_KEY
 from .calibration import (
     ADAPTIVE_BINS,
     ECE_BINS,
@@ -93,6 +94,10 @@ class ClassificationEvaluator(DatasetEvaluator):
       ``objectness_samples``, ``conf_objectness_spearman`` when some sample has a known
       objectness;
     * ``top1``: ``acc`` in percent (the key of d2-style accuracy reports);
+    * ``num_skipped``: samples the test loader skipped (unreadable images with
+      ``INPUT.CLS.SKIP_UNREADABLE_EVAL``; the ``data.build.SKIPPED_KEY`` counts of the
+      inputs), summed over the processes; the metrics are over the ``num_samples`` others.
+      When it is not 0, ``evaluate()`` says so in one warning;
     * with logits and ``temperature_scaling``: ``ts_temperature`` (T fitted by NLL on one
       half of the samples, ``temperature.held_out_split``) and, on the other half,
       ``ts_base_<m>`` (before) and ``ts_<m>`` (after) for m in ``TS_KEYS``.
@@ -139,9 +144,11 @@ class ClassificationEvaluator(DatasetEvaluator):
 
     def reset(self):
         self._rows: List[Dict] = []
+        self._skipped = 0
         self.sample_scores: Optional[Dict] = None
 
     def process(self, inputs, outputs):
+        self._skipped += sum(int(x.get(SKIPPED_KEY, 0)) for x in inputs)
         labels = np.array([int(x["label"]) for x in inputs], dtype=np.int64)
         if "logits" in outputs[0]:
             logits = torch.stack([o["logits"] for o in outputs]).detach().float().cpu().numpy()
@@ -164,13 +171,17 @@ class ClassificationEvaluator(DatasetEvaluator):
             row["logits"] = logits
         self._rows.append(row)
 
-    def _collect(self) -> Optional[Dict]:
-        rows = self._rows
+    def _collect(self) -> Tuple[Optional[Dict], int]:
+        """(the samples' statistics of all processes or None when there are none, the
+        number of samples skipped by all processes)."""
+        rows, skipped = self._rows, self._skipped
         if self._distributed:
             comm.synchronize()
-            rows = list(itertools.chain(*comm.gather(rows, dst=0)))
+            parts = comm.gather((rows, skipped), dst=0)
+            rows = list(itertools.chain(*(r for r, _ in parts)))
+            skipped = sum(n for _, n in parts)
         if not rows:
-            return None
+            return None, skipped
         data = {
             key: np.concatenate([r[key] for r in rows])
             for key in (*STAT_KEYS, "label", "objectness")
@@ -182,12 +193,18 @@ class ClassificationEvaluator(DatasetEvaluator):
         data["num_classes"] = widths.pop()
         if all("logits" in r for r in rows):
             data["logits"] = np.concatenate([r["logits"] for r in rows])
-        return data
+        return data, skipped
 
     def evaluate(self):
-        data = self._collect()
+        data, skipped = self._collect()
         if not comm.is_main_process():
             return {}
+        if skipped:
+            logger.warning(
+                f"[ClassificationEvaluator] {self.dataset_name}: skipped {skipped} unreadable "
+                f"samples (INPUT.CLS.SKIP_UNREADABLE_EVAL); the metrics are over the "
+                f"{0 if data is None else len(data['label'])} others"
+            )
         if data is None:
             logger.warning(
                 f"[ClassificationEvaluator] {self.dataset_name}: no predictions were collected"
@@ -197,6 +214,7 @@ class ClassificationEvaluator(DatasetEvaluator):
         k = data["num_classes"]
         results = OrderedDict(metrics_from_stats(data, objectness, num_classes=k))
         results["top1"] = 100.0 * results["acc"]
+        results["num_skipped"] = int(skipped)
 
         ts = None
         if "logits" in data:

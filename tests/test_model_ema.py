@@ -13,7 +13,7 @@ from als_d2.engine import ClassificationTrainer
 from als_d2.engine.ema import ModelEMA, ema_decay, run_epochs
 
 from test_train_cls import _StopAfter, small_cfg, tiny  # noqa: F401  (tiny: the fixture)
-from tiny_data import assert_same_final_weights, load_tool
+from tiny_data import assert_same_final_weights, counted_top1, load_tool
 
 EMA = ("MODEL_EMA.ENABLED", True, "MODEL_EMA.DECAY", 0.9, "MODEL_EMA.STEPS", 2)
 # the backbone cut at res3 (as tiny_train_cls_opts): seconds, not tens of seconds
@@ -114,16 +114,8 @@ def test_resume_with_ema_is_exact(tiny, tmp_path):  # noqa: F811
 
 
 def _top1(model, cfg, dataset):
-    """Top-1 (%) counted here: argmax of the model's probabilities against the labels."""
-    loader = ClassificationTrainer.build_test_loader(cfg, dataset)
-    model.eval()
-    correct = total = 0
-    with torch.no_grad():
-        for batch in loader:
-            for x, out in zip(batch, model(batch)):
-                correct += int(out["probs"].argmax()) == x["label"]
-                total += 1
-    return 100.0 * correct / total
+    """Top-1 (%) counted here (:func:`tiny_data.counted_top1`)."""
+    return counted_top1(model, cfg, dataset)[0]
 
 
 def test_ema_metrics_are_reported(tiny, tmp_path):  # noqa: F811

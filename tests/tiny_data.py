@@ -154,6 +154,22 @@ def tiny_cls_cfg(dataset: str, output_dir: str, *opts):
     )  # fmt: skip
 
 
+def counted_top1(model, cfg, dataset: str):
+    """(top-1 in %, samples) of ``model`` on ``dataset``, counted here: the argmax of its
+    probabilities against the labels, sample by sample (independent of the evaluator)."""
+    from als_d2.engine import ClassificationTrainer
+
+    loader = ClassificationTrainer.build_test_loader(cfg, dataset)
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for batch in loader:
+            for x, out in zip(batch, model(batch)):
+                correct += int(out["probs"].argmax()) == x["label"]
+                total += 1
+    return 100.0 * correct / total, total
+
+
 def tiny_det_opts(min_size: int, max_size: int) -> List[str]:
     """``KEY VALUE`` overrides of ``tools/train_det.py`` for a 2-iteration run: images resized
     to ``min_size`` px (at most ``max_size`` px), 2 per batch, no lr steps, no periodic

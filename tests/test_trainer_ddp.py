@@ -1,6 +1,7 @@
 """ClassificationTrainer in 2 CPU processes over gloo (spawned by the test itself): the ranks
 train, checkpoint and evaluate with one set of BatchNorm statistics."""
 
+import hashlib
 import json
 import math
 import os
@@ -57,7 +58,11 @@ def _bn_worker(rank, init_file, out_dir, dicts):
     checkpoint = safe_torch_load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
     load_ema_weights(ema_model, checkpoint[EMA_CHECKPOINT_KEY])
     saved_ema = ClassificationTrainer.test_ema(cfg, ema_model)
-    ema = {k: v.flatten().tolist() for k, v in trainer.model_ema.ema.module.state_dict().items()}
+    # a digest per tensor of the average (bitwise equality across ranks, no 11M floats in JSON)
+    ema = {
+        k: hashlib.sha256(v.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+        for k, v in trainer.model_ema.ema.module.state_dict().items()
+    }
     # what this rank's model put for its own part of the batch (first value of each iteration)
     own = {}
     for value, iteration in trainer.storage.history(STAT).values():

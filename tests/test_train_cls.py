@@ -1,6 +1,7 @@
 """ClassificationTrainer end to end on CPU: every method learns, resume is exact, eval works."""
 
 import json
+import multiprocessing
 import os
 import shutil
 
@@ -124,6 +125,8 @@ def test_resume_matches_uninterrupted_run(tiny, tmp_path, workers):
     with pytest.raises(RuntimeError, match="simulated kill"):
         killed.train()
     assert os.path.exists(tmp_path / "killed" / "model_0000003.pth")
+    # the killed run's loader workers have ended with it, the trainer still referenced
+    assert multiprocessing.active_children() == []
 
     seed_all_rng(
         1234

@@ -262,14 +262,25 @@ def restore_metric_history(storage, history: dict) -> None:
 
 
 class _DeferredLoader:
-    """An iterable whose loader is built on first ``next()``, after ``resume_or_load``
-    has set the start iteration (d2's SimpleTrainer calls ``iter()`` on construction)."""
+    """The training batches, from a loader built on the first ``next()``, after
+    ``resume_or_load`` has set the start iteration (d2's SimpleTrainer calls ``iter()`` on
+    construction). :meth:`close` ends the loader's worker processes."""
 
     def __init__(self, build):
         self._build = build
+        self._batches = None
 
     def __iter__(self):
-        yield from self._build()
+        return self
+
+    def __next__(self):
+        if self._batches is None:
+            self._batches = iter(self._build())
+        return next(self._batches)
+
+    def close(self):
+        """Drop the loader's iterator: torch shuts its workers down as it is freed."""
+        self._batches = None
 
 
 class ClassificationTrainer(ComposedTrainer):
@@ -298,6 +309,14 @@ class ClassificationTrainer(ComposedTrainer):
         self.log_period = cfg.LOG_PERIOD
         self._pending_metric_history = None
         super().__init__(cfg)
+
+    def train(self):
+        """:meth:`ComposedTrainer.train`; the loader's worker processes end with it, also when
+        a step raises (not whenever the garbage collector finds the trainer)."""
+        try:
+            return super().train()
+        finally:
+            self.data_loader.close()
 
     def run_train_loader(self, cfg) -> _DeferredLoader:
         """The training loader of this run: :meth:`build_train_loader` of the dicts that

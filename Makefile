@@ -10,8 +10,9 @@ DETECTRON2_SRC ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTEST_ARGS ?=
-# pytest-xdist processes of `make test`, whole test files each (module fixtures built once);
-# 0 = all in this process.
+# pytest-xdist processes of `make test`, whole test files each (module fixtures built once),
+# handed out in the order of tests/conftest.py (--no-loadscope-reorder: xdist would otherwise
+# start the files with the most tests first); 0 = all in this process.
 TEST_WORKERS ?= 2
 
 .PHONY: setup test demo demo-quick env bench clean-venv lint
@@ -49,7 +50,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) tools/demo.py

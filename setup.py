@@ -28,5 +28,5 @@ setup(
         "tensorboard",
         "submitit",  # tools/submit.py: SLURM jobs
     ],
-    extras_require={"dev": ["pytest", "pytest-xdist", "ruff==0.17.6", "scikit-learn"]},
+    extras_require={"dev": ["pytest", "pytest-xdist>=3.8", "ruff==0.17.6", "scikit-learn"]},
 )

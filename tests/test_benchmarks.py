@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tiny_data import help_answers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -23,9 +25,20 @@ def _run(*args, timeout=240, env=None):
     return out.stdout
 
 
-@pytest.mark.parametrize("script", ["loader.py", "train_step.py", "run_all.py"])
-def test_help(script):
-    assert "usage" in _run(os.path.join("benchmarks", script), "--help")
+HELP_SCRIPTS = ["loader.py", "train_step.py", "run_all.py"]
+
+
+@pytest.fixture(scope="module")
+def script_help(tmp_path_factory):
+    """The scripts' ``--help``, run in one fresh interpreter."""
+    scripts = [os.path.join(ROOT, "benchmarks", s) for s in HELP_SCRIPTS]
+    return help_answers(scripts, cwd=str(tmp_path_factory.mktemp("help")))
+
+
+@pytest.mark.parametrize("script", HELP_SCRIPTS)
+def test_help(script, script_help):
+    answer = script_help[os.path.join(ROOT, "benchmarks", script)]
+    assert answer["status"] == 0 and "usage" in answer["stdout"], answer
 
 
 def _positive(x):

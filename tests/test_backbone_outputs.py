@@ -3,14 +3,14 @@ with MODEL.CLASSIFIER.IN_FEATURE res4: res5's parameters get no gradient and DDP
 second iteration) is a config error, named in one line before anything is built."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 from detectron2.config import get_cfg
 
 from als_d2.config import ConfigError, add_als_config, check_als_config, load_als_config
 from als_d2.modeling.classifier import ImageClassifier
+
+from forked_tools import run_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "demo", "als_r18.yaml")
@@ -58,15 +58,11 @@ def test_the_used_output_alone_passes(config, feature):
 
 
 def test_train_cls_stops_with_one_line():
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train_cls.py"), "--config-file", DEMO]
+    proc = run_tool(
+        [os.path.join(REPO, "tools", "train_cls.py"), "--config-file", DEMO]
         + ["MODEL.RESNETS.OUT_FEATURES", '["res4", "res5"]', "MODEL.CLASSIFIER.IN_FEATURE", "res4"]
         + ["OUTPUT_DIR", os.devnull],
-        capture_output=True,
-        text=True,
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO),
-        timeout=300,
     )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]

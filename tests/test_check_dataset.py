@@ -6,14 +6,13 @@ import io
 import json
 import os
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from forked_tools import run_tool
 import ilsvrc_fixtures as fx
 from tiny_data import load_tool
 
@@ -278,9 +277,8 @@ def test_reader_errors_are_fatal_and_name_the_file(tool, tmp_path, capsys):
 def test_command_line_exit_status_and_json(hostile, tmp_path):
     tree, _ = hostile
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
+    proc = run_tool(
         [
-            sys.executable,
             TOOL,
             "--root",
             tree.root,
@@ -293,20 +291,16 @@ def test_command_line_exit_status_and_json(hostile, tmp_path):
         ],
         cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr  # --strict: skipped problems fail
     report = json.load(open(tmp_path / "r.json"))
     assert report["splits"]["train"]["problems"]["decompression_bombs"]["count"] == 1
     assert report["splits"]["train"]["problems"]["undecodable_images"]["count"] >= 1
-    proc = subprocess.run(
-        [sys.executable, TOOL, "--root", str(tmp_path / "nope")],
+    proc = run_tool(
+        [TOOL, "--root", str(tmp_path / "nope")],
         cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 2 and "not a folder" in proc.stderr

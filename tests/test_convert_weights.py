@@ -3,8 +3,6 @@
 import os
 import pickle
 import re
-import subprocess
-import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -20,6 +18,8 @@ from als_d2.checkpoint.conversion import convert, read_canonical
 from als_d2.checkpoint.file_io import RestrictedUnpickler, load_weights_file, safe_pickle_load
 from als_d2.config import add_als_config
 from als_d2.engine.detection import add_transfer_config
+
+from forked_tools import run_tool
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,11 +40,9 @@ def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def run_tool(*args):
-    proc = subprocess.run(
-        [sys.executable, TOOL, *map(str, args)],
-        capture_output=True,
-        text=True,
+def run_convert(*args):
+    proc = run_tool(
+        [TOOL, *map(str, args)],
         timeout=300,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
@@ -67,7 +65,7 @@ def tv18(tmp_path_factory):
 
 def test_cli_torchvision_to_als_d2_to_torchvision_is_bit_identical(tv18, tmp_path):
     path, sd = tv18
-    proc = run_tool(path, tmp_path / "als.pth", "--to", "als_d2")
+    proc = run_convert(path, tmp_path / "als.pth", "--to", "als_d2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(torchvision) ->" in proc.stdout
     saved = torch.load(tmp_path / "als.pth", weights_only=True)
@@ -84,7 +82,7 @@ def test_cli_torchvision_to_als_d2_to_torchvision_is_bit_identical(tv18, tmp_pat
 def test_torchvision_resnet50_through_the_tool_gives_torchvision_logits(tmp_path):
     reference = randomized(torchvision.models.resnet50(), seed=1)
     torch.save(reference.state_dict(), tmp_path / "r50.pth")
-    proc = run_tool(tmp_path / "r50.pth", tmp_path / "r50_als.pth", "--to", "als_d2")
+    proc = run_convert(tmp_path / "r50.pth", tmp_path / "r50_als.pth", "--to", "als_d2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     cfg = get_cfg()
@@ -246,7 +244,9 @@ def test_malicious_pickles_are_refused(tmp_path):
         with pytest.raises(pickle.UnpicklingError, match="os|posix|system"):
             load_weights_file(str(path))
         proc = (
-            run_tool(path, tmp_path / "out.pth", "--to", "torchvision") if protocol == 4 else None
+            run_convert(path, tmp_path / "out.pth", "--to", "torchvision")
+            if protocol == 4
+            else None
         )
         assert proc is None or (
             proc.returncode == 1

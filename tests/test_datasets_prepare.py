@@ -14,6 +14,7 @@ from detectron2.structures import BoxMode
 from als_d2.data.datasets import load_imagenet_dicts, register_imagenet
 from als_d2.data.datasets.catalog import DatasetNotPreparedError
 
+from forked_tools import run_tool
 import ilsvrc_fixtures as fx
 from tiny_data import load_tool
 
@@ -103,18 +104,14 @@ def test_loading_leaves_the_garbage_collector_as_it_was(tree):
 def test_prepare_benchmark_runs_and_prints_json_last(tmp_path):
     """benchmarks/prepare.py on a tiny generated tree (no timing asserted): the tree has
     what was asked for, and the prepared file indexes all of it."""
-    import subprocess
-    import sys
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     tree_dir = str(tmp_path / "bench")
     args = ["--images", "30", "--classes", "3", "--boxed", "0.5", "--val", "4", "--reps", "1"]
-    proc = subprocess.run(
-        [sys.executable, os.path.join(repo, "benchmarks", "prepare.py"), "--tree", tree_dir]
+    proc = run_tool(
+        [os.path.join(repo, "benchmarks", "prepare.py"), "--tree", tree_dir]
         + args
         + ["--checkout", repo],
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

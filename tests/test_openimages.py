@@ -32,8 +32,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -63,6 +61,7 @@ from als_d2.data.datasets.openimages_files import (
 )
 from als_d2.data.datasets.openimages_subset import DEFAULT_MERGES, read_class_merges
 
+from forked_tools import run_tool
 import openimages_fixtures as fx
 from tiny_data import load_tool, register_tiny
 
@@ -795,9 +794,9 @@ def test_prepare_is_deterministic(tmp_path):
     blobs = {k: open(p, "rb").read() for k, p in first.items()}
     for path in first.values():
         os.utime(path, (0, 0))
-    cmd = [sys.executable, os.path.join(REPO, "tools", "prepare_openimages.py"), "--root", root]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run(cmd + ["--workers", "2", "--quiet"], check=True, env=env, capture_output=True)
+    cmd = [os.path.join(REPO, "tools", "prepare_openimages.py"), "--root", root]
+    proc = run_tool(cmd + ["--workers", "2", "--quiet"], env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert {k: open(p, "rb").read() for k, p in first.items()} == blobs
     assert all(os.stat(p).st_mtime > 0 for p in first.values())  # written again
 
@@ -935,7 +934,7 @@ def test_a_few_training_iterations_through_train_cls(tmp_path):
     )
     out = tmp_path / "out"
     cmd = [
-        sys.executable, os.path.join(REPO, "tools", "train_cls.py"),
+        os.path.join(REPO, "tools", "train_cls.py"),
         "--config-file", os.path.join(REPO, "configs", "openimages", "als_r50.yaml"),
         "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
         "INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "36",
@@ -945,16 +944,8 @@ def test_a_few_training_iterations_through_train_cls(tmp_path):
         "TEST.EVAL_PERIOD", "0", "TEST.IMS_PER_BATCH", "8", "MODEL.DEVICE", "cpu",
         "DATALOADER.NUM_WORKERS", "0", "MODEL.CLASSIFIER.NUM_CLASSES", "3", "OUTPUT_DIR", str(out),
     ]  # fmt: skip
-    proc = subprocess.run(
-        cmd,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:]
+    proc = run_tool(cmd, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (out / "model_final.pth").exists()
     with open(out / "metrics.json") as f:
         rows = [json.loads(line) for line in f]

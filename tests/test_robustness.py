@@ -33,6 +33,7 @@ from als_d2.data.datasets.loc_files import read_loc_solution_csv
 from als_d2.data.mapper import ClassificationDatasetMapper
 from als_d2.engine import ClassificationTrainer
 
+from forked_tools import run_tool
 import ilsvrc_fixtures as fx
 from test_train_cls import small_cfg
 from tiny_data import DEMO_R18, als_cfg, load_tool, register_dicts, register_tiny
@@ -443,9 +444,8 @@ def test_model_weights_through_the_trainer_and_eval_only(tiny, tmp_path):
     trainer = ClassificationTrainer(cfg)
     with pytest.raises(UnsafeWeightsError, match="evil.pth"):
         trainer.resume_or_load(resume=False)
-    proc = subprocess.run(
+    proc = run_tool(
         [
-            sys.executable,
             "tools/train_cls.py",
             "--config-file",
             "configs/demo/Base-Demo-R18.yaml",
@@ -456,8 +456,6 @@ def test_model_weights_through_the_trainer_and_eval_only(tiny, tmp_path):
             str(tmp_path / "eval"),
         ],
         cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )

@@ -30,6 +30,7 @@ from detectron2.utils.env import seed_all_rng
 from als_d2.engine import ClassificationTrainer
 from als_d2.engine.preemption import REPORT_ENV, SIGNALS_ENV, TrainingStopped, parse_signals
 from als_d2.engine.submit import TrainJob, build_executor, launch_arguments
+from forked_tools import run_tool
 from tiny_data import assert_same_final_weights, load_tool, register_tiny, tiny_cls_cfg
 from tiny_data import synthetic_imagenet_env, tiny_train_cls_opts
 
@@ -198,10 +199,8 @@ def test_submit_tool_refuses_what_the_job_sets_and_missing_configs(tmp_path):
                 CONFIG,
             ]
         )
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "submit.py"), "--help"],
-        capture_output=True,
-        text=True,
+    proc = run_tool(
+        [os.path.join(REPO, "tools", "submit.py"), "--help"],
         timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stderr

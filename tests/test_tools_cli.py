@@ -4,7 +4,6 @@ dataset root reported in one line that says where the data must be and how to ma
 import os
 import stat
 import subprocess
-import sys
 import uuid
 
 import als_d2  # noqa: F401  (detectron2 bootstrap first)
@@ -13,6 +12,7 @@ from detectron2.data import DatasetCatalog
 
 from als_d2.data.datasets.builtin import register_synthetic_imagenet
 from als_d2.data.datasets.catalog import DatasetRootMissingError
+from forked_tools import run_tool
 from tiny_data import load_tool, tiny_det_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,12 +83,10 @@ def test_missing_synthetic_root_names_the_variable_and_the_command(tmp_path, mon
 def _tool_error_line(tmp_path, tool: str, argv) -> str:
     """Run ``tools/<tool>.py argv`` in ``tmp_path`` (datasets under ``tmp_path/datasets``):
     it must fail without a traceback; returns its one error line."""
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), *argv],
+    proc = run_tool(
+        [os.path.join(REPO, "tools", f"{tool}.py"), *argv],
         cwd=str(tmp_path),
         env=dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets")),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode != 0
@@ -109,13 +107,11 @@ def _failing_run_last_line(tmp_path, tool: str, config: str, *opts, **env) -> st
     """Run ``tools/<tool>.py --config-file config OUTPUT_DIR tmp_path/out *opts`` in
     ``tmp_path`` (DETECTRON2_DATASETS=tmp_path/datasets, and ``env``): it must fail without a
     traceback; returns the last line of its stderr."""
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", f"{tool}.py"), "--config-file", config]
+    proc = run_tool(
+        [os.path.join(REPO, "tools", f"{tool}.py"), "--config-file", config]
         + ["OUTPUT_DIR", str(tmp_path / "out"), *opts],
         cwd=str(tmp_path),
         env=dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), **env),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode != 0
@@ -313,13 +309,11 @@ def test_unreadable_val_image_at_the_end_of_training_is_one_line(tmp_path, worke
     opts += ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_WORKERS", str(workers)]
 
     def run(*extra):
-        return subprocess.run(
-            [sys.executable, os.path.join(REPO, "tools", "train_cls.py"), "--config-file"]
+        return run_tool(
+            [os.path.join(REPO, "tools", "train_cls.py"), "--config-file"]
             + [config, "OUTPUT_DIR", str(tmp_path / "out"), *opts, *extra],
             cwd=str(tmp_path),
             env=env,
-            capture_output=True,
-            text=True,
             timeout=600,
         )
 
@@ -427,13 +421,10 @@ def test_train_det_on_one_s_own_coco_files(tmp_path):
     opts += ["DATASETS.TEST", '("my_val",)', "MODEL.ROI_HEADS.NUM_CLASSES", "3"]
     opts += ["MODEL.WEIGHTS", "", "SOLVER.WARMUP_ITERS", "0", "OUTPUT_DIR", str(out)]
     opts += tiny_det_opts(64, 107)
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET]
-        + opts,
+    proc = run_tool(
+        [os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET] + opts,
         cwd=str(tmp_path),
         env=dict(os.environ, OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -446,12 +437,10 @@ def test_train_det_on_one_s_own_coco_files(tmp_path):
 
     # a missing file: one line naming the key and the file
     bad = [["my_val2", str(tmp_path / "nope.json"), val_images]]
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET]
+    proc = run_tool(
+        [os.path.join(REPO, "tools", "train_det.py"), "--config-file", DEMO_DET]
         + ["DATASETS.COCO_FILES", json.dumps(bad), "DATASETS.TEST", '("my_val2",)'],
         cwd=str(tmp_path),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]

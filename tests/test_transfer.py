@@ -10,8 +10,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -32,6 +30,7 @@ from als_d2.engine.detection import (
     transfer_recipe,
 )
 
+from forked_tools import run_tool
 from coco_fixtures import register_coco_split, write_builtin_coco
 from tiny_data import load_tool, register_tiny, tiny_cls_cfg, tiny_det_opts
 
@@ -307,7 +306,6 @@ def test_train_det_cli_on_builtin_coco(classifier, tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
     cmd = [
-        sys.executable,
         os.path.join(REPO, "tools", "train_det.py"),
         "--config-file",
         os.path.join(DET_CONFIGS, DEMO["FPN"]),
@@ -322,9 +320,7 @@ def test_train_det_cli_on_builtin_coco(classifier, tmp_path):
         "OUTPUT_DIR",
         str(out),
     ]
-    proc = subprocess.run(
-        cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300
-    )
+    proc = run_tool(cmd, env=env, cwd=str(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (out / "log.txt").read_text()
     assert (
@@ -703,7 +699,7 @@ def test_paper_config_shrunk_trains_and_evaluates(coco, classifier, tmp_path):
             f"('{train}',)",
             "DATASETS.TEST",
             f"('{val}',)",
-            *tiny_det_opts(128, 213),
+            *tiny_det_opts(128, 213, small_heads=False),  # the paper config's own heads
             "SEED",
             "1",
             # an 8-iteration classifier's BN statistics do not fit 128 px images (see det_cfg):

@@ -170,15 +170,14 @@ def counted_top1(model, cfg, dataset: str):
     return 100.0 * correct / total, total
 
 
-def tiny_det_opts(min_size: int, max_size: int) -> List[str]:
+def tiny_det_opts(min_size: int, max_size: int, *, small_heads: bool = True) -> List[str]:
     """``KEY VALUE`` overrides of ``tools/train_det.py`` for a 2-iteration run: images resized
     to ``min_size`` px (at most ``max_size`` px), 2 per batch, 16 sampled RoIs per image in
     training and 32 proposals per image in evaluation (C4 heads run res5 on every RoI: 512
     RoIs cost a C4 row about 15 s on one CPU thread), no lr steps, no periodic checkpoint, no
-    loader workers."""
-    return [
-        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
-        "MODEL.RPN.POST_NMS_TOPK_TEST", "32",
+    loader workers. ``small_heads=False`` keeps the config's RoI and proposal counts."""
+    heads = ["MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST", "32"]
+    return (heads if small_heads else []) + [
         "INPUT.MIN_SIZE_TRAIN", f"({min_size},)",
         "INPUT.MAX_SIZE_TRAIN", str(max_size),
         "INPUT.MIN_SIZE_TEST", str(min_size),
@@ -246,46 +245,6 @@ def run_after_builtin_import(built: str, d2: str, body: str) -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.split("RESULT", 1)[1])
-
-
-# run by help_answers in a fresh interpreter: argv = [json file to write, script...]
-_HELP_RUNNER = """
-import contextlib, io, json, os, runpy, sys
-out_file, scripts = sys.argv[1], sys.argv[2:]
-answers = {}
-for script in scripts:
-    sys.argv, sys.path[0] = [script, "--help"], os.path.dirname(script)
-    stdout = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(stdout):
-            runpy.run_path(script, run_name="__main__")
-        status = "returned without exiting"
-    except SystemExit as e:
-        status = e.code or 0
-    except BaseException as e:
-        status = f"{type(e).__name__}: {e}"
-    answers[script] = {"status": status, "stdout": stdout.getvalue()}
-with open(out_file, "w") as f:
-    json.dump(answers, f)
-"""
-
-
-def help_answers(scripts: List[str], cwd: str) -> dict:
-    """``python <script> --help`` of each script, all in one fresh interpreter started in
-    ``cwd`` (each run as ``__main__`` with its folder first on ``sys.path``, as ``python
-    script`` does; one start instead of one per script, most of which is torch's import):
-    ``{script: {"status": exit code or the exception, "stdout": what it printed}}``."""
-    out_file = os.path.join(cwd, f"help-{uuid.uuid4().hex[:8]}.json")
-    proc = subprocess.run(
-        [sys.executable, "-c", _HELP_RUNNER, out_file, *scripts],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(out_file) as f:
-        return json.load(f)
 
 
 def amp_cfg(precision: str, enabled: bool = True):

@@ -23,6 +23,7 @@ import time
 import pytest
 import torch
 
+from forked_tools import run_tool
 from tiny_data import assert_same_final_weights, synthetic_imagenet_env, tiny_train_cls_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -250,15 +251,8 @@ def test_cutmix_with_loader_workers_resumes_to_the_same_weights(env, tmp_path):
     config = os.path.join(REPO, "configs/demo/Base-Demo-R18.yaml")
 
     def train(out_dir, *resume):
-        cmd = [sys.executable, TRAIN, "--config-file", config, *resume, *opts]
-        proc = subprocess.run(
-            cmd + ["OUTPUT_DIR", str(out_dir)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
+        cmd = [TRAIN, "--config-file", config, *resume, *opts, "OUTPUT_DIR", str(out_dir)]
+        proc = run_tool(cmd, cwd=REPO, env=env, timeout=TIMEOUT)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"

@@ -57,7 +57,7 @@ def test_training_lowers_the_loss(tiny, tmp_path, method):
         "MODEL.ALS.METHOD",
         method,
         "SOLVER.MAX_ITER",
-        40,
+        20,
         "SOLVER.BASE_LR",
         0.01,
         "SOLVER.IMS_PER_BATCH",

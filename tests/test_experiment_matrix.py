@@ -57,7 +57,7 @@ CUTMIX_ALPHA, CUTMIX_PROB = 1.0, 1.0  # Yun et al. 2019, Section 3.1: "we set al
 # batch mixed in their ImageNet runs
 MIXUP_ALPHA = 0.2  # Zhang et al. 2017, Section 3.1 (ImageNet): alpha = 0.2
 NUM_CLASSES = 5  # of the generated data
-ITERS = 6
+ITERS = 4
 BATCH = 16
 
 

@@ -119,6 +119,7 @@ def test_resume_matches_uninterrupted_run(tiny, tmp_path, workers):
 
     cfg = small_cfg(tiny, str(tmp_path / "killed"), *opts)
     seed_all_rng(3)
+    children = set(multiprocessing.active_children())
     killed = ClassificationTrainer(cfg)
     killed.register_hooks([_StopAfter(5)])  # dies after iteration 5; last checkpoint: iteration 3
     killed.resume_or_load(resume=False)
@@ -126,7 +127,7 @@ def test_resume_matches_uninterrupted_run(tiny, tmp_path, workers):
         killed.train()
     assert os.path.exists(tmp_path / "killed" / "model_0000003.pth")
     # the killed run's loader workers have ended with it, the trainer still referenced
-    assert multiprocessing.active_children() == []
+    assert set(multiprocessing.active_children()) <= children
 
     seed_all_rng(
         1234

@@ -8,6 +8,7 @@ the paper used (jwyang/faster-rcnn.pytorch), written out here, and run shrunk.
 
 import json
 import math
+import multiprocessing
 import os
 import re
 
@@ -16,6 +17,7 @@ import torch
 import yaml
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
+from detectron2.engine import HookBase
 from detectron2.engine.hooks import PeriodicCheckpointer
 from detectron2.modeling import build_model
 
@@ -827,3 +829,24 @@ def test_roi_heads_num_classes_checked_at_start_up(coco, classifier, tmp_path):
     ):
         DetectionTrainer(cfg)
     assert len(MetadataCatalog.get(train).thing_classes) == 3
+
+
+class _RaiseAfterTheFirstStep(HookBase):
+    def after_step(self):
+        raise RuntimeError("stop here")
+
+
+def test_a_step_that_raises_ends_the_loader_workers(coco, classifier, tmp_path):
+    """A detection run whose step raises leaves no loader worker behind, the trainer still
+    referenced (the traceback holds it): ComposedTrainer.train closes the training batches."""
+    train, val = coco
+    weights, _ = classifier
+    out = str(tmp_path / "det")
+    cfg = det_cfg("FPN", weights, train, val, out, "DATALOADER.NUM_WORKERS", 2)
+    before = set(multiprocessing.active_children())
+    trainer = DetectionTrainer(cfg)
+    trainer.register_hooks([_RaiseAfterTheFirstStep()])
+    trainer.resume_or_load(resume=False)
+    with pytest.raises(RuntimeError, match="stop here"):
+        trainer.train()
+    assert set(multiprocessing.active_children()) <= before

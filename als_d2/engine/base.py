@@ -43,7 +43,7 @@ from detectron2.utils.logger import setup_logger
 
 from .preemption import stop_on_signal_hooks
 
-__all__ = ["ComposedTrainer", "ddp_device_ids"]
+__all__ = ["ComposedTrainer", "TrainingBatches", "ddp_device_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,29 @@ def ddp_device_ids(cfg):
     if torch.device(cfg.MODEL.DEVICE).type == "cuda":
         return [comm.get_local_rank()]
     return None
+
+
+class TrainingBatches:
+    """The training batches: an iterator over ``make_loader()``, called on the first
+    ``next()`` (d2's SimpleTrainer calls ``iter()`` on construction, before
+    ``resume_or_load`` sets the start iteration). :meth:`close` drops the loader's iterator,
+    so that torch shuts its worker processes down then, not whenever the garbage collector
+    finds the trainer (a trainer whose step raised stays referenced by the traceback)."""
+
+    def __init__(self, make_loader):
+        self._make_loader = make_loader
+        self._batches = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._batches is None:
+            self._batches = iter(self._make_loader())
+        return next(self._batches)
+
+    def close(self) -> None:
+        self._batches = None
 
 
 class ComposedTrainer(TrainerBase):
@@ -87,9 +110,11 @@ class ComposedTrainer(TrainerBase):
         """Keyword arguments of ``DistributedDataParallel`` (via d2's ``create_ddp_model``)."""
         return {"broadcast_buffers": self.broadcast_buffers, "device_ids": ddp_device_ids(cfg)}
 
-    def run_train_loader(self, cfg):
-        """The training loader of this run (default: :meth:`build_train_loader`)."""
-        return self.build_train_loader(cfg)
+    def run_train_loader(self, cfg) -> TrainingBatches:
+        """The training batches of this run (default: :meth:`build_train_loader`, built now,
+        iterated from the first step)."""
+        loader = self.build_train_loader(cfg)
+        return TrainingBatches(lambda: loader)
 
     def build_step_runner(self, cfg, model, data_loader, optimizer) -> TrainerBase:
         """The object whose ``run_step`` trains one iteration: d2's ``AMPTrainer`` with
@@ -152,8 +177,12 @@ class ComposedTrainer(TrainerBase):
 
     def train(self):
         """Train from ``start_iter`` to ``max_iter``; the last evaluation's results (checked
-        against ``TEST.EXPECTED_RESULTS`` when set), or None without evaluation."""
-        super().train(self.start_iter, self.max_iter)
+        against ``TEST.EXPECTED_RESULTS`` when set), or None without evaluation. The
+        training loader's worker processes end with it, also when a step raises."""
+        try:
+            super().train(self.start_iter, self.max_iter)
+        finally:
+            self.data_loader.close()
         if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
             verify_results(self.cfg, self._last_eval_results)
         return getattr(self, "_last_eval_results", None)

@@ -50,7 +50,7 @@ from ..data.build import (
 from ..data.mapper import ClassificationDatasetMapper
 from ..env import cpu_precision, cuda_precision
 from ..evaluation import ClassificationEvaluator
-from .base import ComposedTrainer
+from .base import ComposedTrainer, TrainingBatches
 from .ema import EMA_CHECKPOINT_KEY, ModelEMA, run_epochs
 from .schedule import apply_epoch_schedule
 
@@ -261,28 +261,6 @@ def restore_metric_history(storage, history: dict) -> None:
             buffer.update(value, iteration)
 
 
-class _DeferredLoader:
-    """The training batches, from a loader built on the first ``next()``, after
-    ``resume_or_load`` has set the start iteration (d2's SimpleTrainer calls ``iter()`` on
-    construction). :meth:`close` ends the loader's worker processes."""
-
-    def __init__(self, build):
-        self._build = build
-        self._batches = None
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._batches is None:
-            self._batches = iter(self._build())
-        return next(self._batches)
-
-    def close(self):
-        """Drop the loader's iterator: torch shuts its workers down as it is freed."""
-        self._batches = None
-
-
 class ClassificationTrainer(ComposedTrainer):
     """The trainer of ``ImageClassifier`` with the ALS data path (see the module docstring),
     with ``DefaultTrainer``'s interface (``engine/base.py``)."""
@@ -310,19 +288,11 @@ class ClassificationTrainer(ComposedTrainer):
         self._pending_metric_history = None
         super().__init__(cfg)
 
-    def train(self):
-        """:meth:`ComposedTrainer.train`; the loader's worker processes end with it, also when
-        a step raises (not whenever the garbage collector finds the trainer)."""
-        try:
-            return super().train()
-        finally:
-            self.data_loader.close()
-
-    def run_train_loader(self, cfg) -> _DeferredLoader:
+    def run_train_loader(self, cfg) -> TrainingBatches:
         """The training loader of this run: :meth:`build_train_loader` of the dicts that
         ``__init__`` checked and the run's seed, built on the first step, at the iteration
         ``resume_or_load`` starts from (exact resume)."""
-        return _DeferredLoader(
+        return TrainingBatches(
             lambda: self.build_train_loader(
                 self.cfg, start_iter=self.start_iter, dicts=self.train_dicts, seed=self.data_seed
             )

@@ -17,13 +17,14 @@ for commands as a user types them (tests/test_readme_commands.py starts them fro
 or for runs that a test signals (they run in their own process group)."""
 
 import atexit
+import contextlib
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from typing import List, Optional
 
 # the server: one JSON request per line on stdin; for each, fork; the server answers the
@@ -93,9 +94,7 @@ def _started_server() -> subprocess.Popen:
     return _server
 
 
-def _read_reply(server: subprocess.Popen, timeout: Optional[float]):
-    if timeout is not None and not select.select([server.stdout], [], [], timeout)[0]:
-        return None
+def _read_reply(server: subprocess.Popen):
     line = server.stdout.readline()
     if not line:
         raise RuntimeError(f"the tool server exited (status {server.wait()})")
@@ -108,8 +107,8 @@ def run_tool(
     """Run ``python argv[0] argv[1:]`` in ``cwd`` with environment ``env`` (default: this
     process's current directory and environment; ``sys.path`` is the server's, so
     ``PYTHONPATH`` in ``env`` has no effect) as described in the module docstring; returns
-    what ``subprocess.run(...,
-    capture_output=True, text=True)`` would (``args`` starts with ``sys.executable``).
+    what ``subprocess.run(..., capture_output=True, text=True)`` would (``args`` starts with
+    ``sys.executable``).
     Past ``timeout`` seconds the run is killed and ``subprocess.TimeoutExpired`` raised."""
     server = _started_server()
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,11 +122,21 @@ def run_tool(
         )
         server.stdin.write(json.dumps(request) + "\n")
         server.stdin.flush()
-        pid = _read_reply(server, None)
-        status = _read_reply(server, timeout)
-        if status is None:
-            os.kill(pid, signal.SIGKILL)
-            _read_reply(server, None)
+        pid = _read_reply(server)
+        timed_out = threading.Event()
+
+        def kill():
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            status = _read_reply(server)
+        finally:
+            timer.cancel()
+        if timed_out.is_set() and status == -signal.SIGKILL:
             raise subprocess.TimeoutExpired([sys.executable, *argv], timeout)
         with open(out, errors="replace") as f_out, open(err, errors="replace") as f_err:
             stdout, stderr = f_out.read(), f_err.read()

@@ -35,6 +35,7 @@ def randomize_bn_statistics(model: torch.nn.Module, generator: torch.Generator) 
 @torch.no_grad()
 def test_torchvision_resnet50_weights_give_torchvision_logits():
     g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # torchvision's weight init draws from the global generator
     reference = torchvision.models.resnet50()
     randomize_bn_statistics(reference, g)
     reference.eval()
@@ -53,9 +54,12 @@ def test_torchvision_resnet50_weights_give_torchvision_logits():
 
     outputs = model([{"image": im} for im in images])
     logits = torch.stack([o["logits"] for o in outputs])
-    assert (logits - expected).abs().max() <= 1e-4 * expected.abs().max()
+    error = (logits - expected).abs().max()
+    assert error <= 1e-4 * expected.abs().max()
+    # softmax moves each probability p by at most about 2 p max|logit error|: the relative
+    # tolerance follows from the logits' agreement (a fixed 1e-4 failed for some weights)
     probs = torch.stack([o["probs"] for o in outputs])
-    torch.testing.assert_close(probs, expected.softmax(dim=1), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(probs, expected.softmax(dim=1), rtol=3 * float(error), atol=1e-7)
 
 
 def test_weight_names_round_trip():
